@@ -1,0 +1,139 @@
+"""SessionConfig: everything that defines a pruning session, frozen and validated on creation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """Bad user input: the message says what was wrong and how to fix it."""
+
+
+def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+          choices: tuple | None = None, step: float | None = None) -> Any:
+    """A dataclass field carrying its help text and widget range (read by the CLI and the forms)."""
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "step": step}
+    return field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """One pruning session: dense start, method, budget. Fields are the run's public record."""
+
+    method: str = param("l1", "Registered pruning method (`python -m pruneviz methods`).")
+    rate: float = param(0.8, "Target fraction pruned: of weights (unstructured) or of filters per "
+                             "prunable layer (filter methods).", min=0.0, max=0.99, step=0.05)
+    model: str = param("tiny_cnn", "Model factory name.")
+    dataset: str = param("digits", "digits (embedded), mnist, fashion_mnist, cifar10, cifar100, "
+                                   "or folder:PATH for an ImageFolder directory.")
+    epochs: int = param(8, "Training budget after the dense start; every method schedules its "
+                           "pruning inside it, so methods compare at equal cost.", min=1, max=1000)
+    seed: int = param(0, "Seeds weights, data order and method randomness.", min=0, max=2**31 - 1)
+    start: str = param("dense", "Start from a trained dense model (cached) or from scratch.",
+                       choices=("dense", "scratch"))
+    dense_epochs: int = param(0, "Epochs of the dense baseline; 0 picks the dataset's default.",
+                              min=0, max=1000)
+    batch_size: int = param(64, "Minibatch size.", min=1, max=4096)
+    optimizer: str = param("sgd", "Optimizer.", choices=("sgd", "adam"))
+    lr: float = param(0.01, "Initial learning rate.", min=1e-6, max=10.0)
+    momentum: float = param(0.9, "SGD momentum.", min=0.0, max=0.999)
+    nesterov: bool = param(True, "Nesterov momentum (SGD).")
+    weight_decay: float = param(5e-4, "L2 weight decay.", min=0.0, max=0.1)
+    lr_schedule: str = param("cosine", "LR over the session: cosine to 0, step (x gamma at "
+                                       "milestones), or constant.",
+                             choices=("cosine", "step", "constant"))
+    lr_milestones: tuple[float, ...] = param((0.5, 0.75), "Step schedule milestones as fractions "
+                                                         "of the epochs.")
+    lr_gamma: float = param(0.1, "Step schedule factor.", min=0.0, max=1.0)
+    label_smoothing: float = param(0.0, "Cross-entropy label smoothing.", min=0.0, max=0.5)
+    max_steps_per_epoch: int = param(0, "Cap on steps per epoch (0 = the whole training set).",
+                                     min=0, max=10**6)
+    eval_limit: int = param(0, "Cap on held-out images per evaluation (0 = all).", min=0,
+                            max=10**7)
+    device: str = param("auto", "auto picks CUDA when present, else CPU.",
+                        choices=("auto", "cpu", "cuda"))
+    data_root: str = param("./data", "Folder holding torchvision datasets.")
+    download: bool = param(False, "Allow torchvision to download a missing dataset.")
+    augment: str = param("auto", "Random crop (pad 4) + horizontal flip; auto = on for CIFAR.",
+                         choices=("auto", "on", "off"))
+    holdout: float = param(0.2, "Held-out fraction for datasets without a test split (digits, "
+                                "folders).", min=0.05, max=0.5)
+    image_size: int = param(32, "Side length folder images are resized to.", min=8, max=512)
+    pretrained: bool = param(False, "torchvision models: download ImageNet weights.")
+    params: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "Method parameters (`--param name=value`), validated against the method's Params."})
+    name: str = param("", "Optional label shown in lists and legends.")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if not 0.0 <= self.rate < 1.0:
+            raise ConfigError(f"rate is the fraction pruned and must be in [0, 1), got "
+                              f"{self.rate}; for example --rate 0.8 prunes 80%.")
+        if any(not 0.0 < m < 1.0 for m in self.lr_milestones):
+            raise ConfigError("lr_milestones are fractions of the epochs, each in (0, 1).")
+
+    def replace(self, **changes: Any) -> SessionConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["lr_milestones"] = list(self.lr_milestones)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SessionConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(sorted(unknown))}.")
+        d = dict(d)
+        if "lr_milestones" in d:
+            d["lr_milestones"] = tuple(float(m) for m in d["lr_milestones"])
+        return cls(**d)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.method} {self.rate:g}"
+
+
+def coerce(value: str, default: Any, name: str) -> Any:
+    """Parse a CLI string to the type of a field's default (bool, int, float, str, tuple)."""
+    try:
+        if isinstance(default, bool):
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            return tuple(float(v) for v in value.split(",") if v.strip())
+        return value
+    except ValueError:
+        raise ConfigError(f"{name} expects a {type(default).__name__}, got {value!r}.") from None
+
+
+def check_fields(obj: Any) -> None:
+    """Validate a dataclass instance against its fields' min/max/choices metadata."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        meta = f.metadata
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be a finite number, got {value}.")
+        if "choices" in meta and value not in meta["choices"]:
+            raise ConfigError(f"{f.name} must be one of {', '.join(map(str, meta['choices']))}; "
+                              f"got {value!r}.")
+        if ("min" in meta and value < meta["min"]) or ("max" in meta and value > meta["max"]):
+            raise ConfigError(f"{f.name} must be in [{meta.get('min')}, {meta.get('max')}], "
+                              f"got {value!r}.")

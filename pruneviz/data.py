@@ -1,0 +1,220 @@
+"""Datasets held in memory as uint8 tensors, batched by seeded permutations.
+
+The embedded default is scikit-learn's digits (ships in the wheel, loads offline). MNIST,
+Fashion-MNIST, CIFAR-10/100 come through torchvision and download only when asked. Any
+ImageFolder directory (one subfolder per class) works as `folder:PATH`, with a seeded stratified
+held-out split. Augmentation (random crop with padding 4, horizontal flip) runs on whole batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .config import ConfigError
+
+TORCHVISION_SETS = {
+    "mnist": ("MNIST", "MNIST"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py"),
+    "cifar100": ("CIFAR100", "cifar-100-python"),
+}
+DATASETS = ("digits", *TORCHVISION_SETS)
+FOLDER_PREFIX = "folder:"
+
+
+class DataError(ConfigError):
+    """A dataset cannot be loaded as asked; the message names the folder and the flag to fix it."""
+
+
+@dataclass
+class DataBundle:
+    """Train and held-out tensors (uint8, N x C x H x W) plus what batching needs."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list[str]
+    augment: bool
+    mean: torch.Tensor = field(init=False)
+    std: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        x = self.train_x.float().div_(255)
+        self.mean = x.mean(dim=(0, 2, 3)).view(1, -1, 1, 1)
+        self.std = x.std(dim=(0, 2, 3)).clamp_min(1e-3).view(1, -1, 1, 1)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+    def steps_per_epoch(self, batch_size: int, cap: int = 0) -> int:
+        steps = max(1, len(self.train_x) // batch_size)
+        return min(steps, cap) if cap else steps
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 or [0, 1] batch -> standardized float batch."""
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255)
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    def train_batches(self, epoch: int, seed: int, batch_size: int, device: torch.device,
+                      max_steps: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's minibatches; the order depends only on (seed, epoch), never on the method."""
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        n = len(self.train_x)
+        perm = torch.randperm(n, generator=gen)
+        bs = min(batch_size, n)
+        for i in range(self.steps_per_epoch(batch_size, max_steps)):
+            idx = perm[i * bs:(i + 1) * bs]
+            x = self.train_x[idx].float().div_(255)
+            if self.augment:
+                x = crop_flip(x, pad=4, gen=gen)
+            yield (self.normalize(x.to(device, non_blocking=True)),
+                   self.train_y[idx].to(device, non_blocking=True))
+
+    def test_batches(self, device: torch.device, batch_size: int = 500,
+                     limit: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = min(len(self.test_x), limit) if limit else len(self.test_x)
+        for i in range(0, n, batch_size):
+            j = min(i + batch_size, n)
+            yield (self.normalize(self.test_x[i:j].to(device)), self.test_y[i:j].to(device))
+
+
+def crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Random crop after zero padding, then random horizontal flip, per image, on a whole batch."""
+    n, c, h, w = x.shape
+    xp = F.pad(x, (pad, pad, pad, pad))
+    di = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dj = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    flip = torch.rand(n, generator=gen) < 0.5
+    rows = di[:, None] + torch.arange(h)
+    cols = dj[:, None] + torch.arange(w)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    return xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
+              rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def _split(y: torch.Tensor, holdout: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified, seeded split: `holdout` of every class goes to the held-out set."""
+    gen = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        k = max(1, round(len(idx) * holdout)) if len(idx) > 1 else 0
+        test.append(idx[:k])
+        train.append(idx[k:])
+    return torch.cat(train).sort().values, torch.cat(test).sort().values
+
+
+def _digits() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """scikit-learn's 1797 8x8 digits, read from the CSV inside the wheel (importing
+    sklearn.datasets would pull in SciPy and cost seconds of start-up for the same array)."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the embedded digits dataset needs scikit-learn; run the README's setup "
+                        "command (it installs requirements.txt).")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    table = torch.from_numpy(np.loadtxt(path, delimiter=","))
+    x = table[:, :64].mul(255 / 16).round().to(torch.uint8).view(-1, 1, 8, 8)
+    return x, table[:, 64].long(), [str(i) for i in range(10)]
+
+
+def _torchvision(name: str, root: Path, download: bool) -> DataBundle:
+    import torchvision.datasets as tvd
+
+    cls_name, folder = TORCHVISION_SETS[name]
+    cls = getattr(tvd, cls_name)
+    try:
+        parts = [cls(str(root), train=train, download=download) for train in (True, False)]
+    except RuntimeError as e:
+        if download:
+            raise DataError(f"could not download {cls_name} into {root}: {e}") from None
+        raise DataError(f"{cls_name} is not under {root / folder}; pass --download to fetch it "
+                        f"(needs network) or --data-root DIR pointing at the folder that holds "
+                        f"it.") from None
+    tensors = []
+    for ds in parts:
+        x = torch.as_tensor(ds.data)
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        tensors += [x.contiguous(), torch.as_tensor(ds.targets).long()]
+    return DataBundle(name, *tensors, classes=list(parts[0].classes),
+                      augment=name.startswith("cifar"))
+
+
+def _folder(path: Path, image_size: int, holdout: float) -> DataBundle:
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import v2
+
+    if not path.is_dir():
+        raise DataError(f"image folder {path} does not exist; give folder:PATH with one "
+                        f"subfolder per class.")
+    tf = v2.Compose([v2.PILToTensor(), v2.Resize((image_size, image_size), antialias=True)])
+    try:
+        ds = ImageFolder(str(path), transform=tf, loader=_rgb)
+    except (FileNotFoundError, RuntimeError) as e:
+        raise DataError(f"{path} is not an image folder ({e}); put each class's images in a "
+                        f"subfolder named after the class.") from None
+    if len(ds.classes) < 2:
+        raise DataError(f"{path} has {len(ds.classes)} class folder(s); a classifier needs at "
+                        f"least 2 subfolders.")
+    xs, ys = zip(*(ds[i] for i in range(len(ds))))
+    x, y = torch.stack(xs), torch.tensor(ys)
+    tr, te = _split(y, holdout, seed=0)
+    return DataBundle(f"folder:{path}", x[tr], y[tr], x[te], y[te], classes=list(ds.classes),
+                      augment=False)
+
+
+def _rgb(p: str):
+    from PIL import Image
+
+    with Image.open(p) as im:
+        return im.convert("RGB")
+
+
+@functools.lru_cache(maxsize=4)
+def _load(name: str, root: str, download: bool, holdout: float, image_size: int) -> DataBundle:
+    if name == "digits":
+        x, y, classes = _digits()
+        tr, te = _split(y, holdout, seed=0)
+        return DataBundle(name, x[tr], y[tr], x[te], y[te], classes=classes, augment=False)
+    if name in TORCHVISION_SETS:
+        return _torchvision(name, Path(root).expanduser(), download)
+    if name.startswith(FOLDER_PREFIX):
+        return _folder(Path(name[len(FOLDER_PREFIX):]).expanduser(), image_size, holdout)
+    raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)} or "
+                    f"folder:PATH for your own images.")
+
+
+def check_dataset_name(name: str) -> None:
+    if name not in DATASETS and not name.startswith(FOLDER_PREFIX):
+        raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)} or "
+                        f"folder:PATH for your own images.")
+
+
+def load_dataset(name: str = "digits", root: str = "./data", *, download: bool = False,
+                 augment: str = "auto", holdout: float = 0.2, image_size: int = 32) -> DataBundle:
+    """Load (and cache in memory) a dataset; `augment` is auto, on or off."""
+    check_dataset_name(name)
+    base = _load(name, str(root), download, holdout, image_size)
+    want = base.augment if augment == "auto" else augment == "on"
+    if want == base.augment:
+        return base
+    return dataclasses.replace(base, augment=want)

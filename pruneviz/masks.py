@@ -1,0 +1,185 @@
+"""Masks keyed by parameter name ("layer1.0.conv1.weight"); pure helpers to build and apply them.
+
+A mask is a float tensor of 0s and 1s shaped like its parameter. A filter mask is a 1-D tensor
+over a conv's output channels. Which layers are prunable is decided here, once, for every method.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.fx
+import torch.nn as nn
+
+Masks = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A prunable layer: its weight's parameter name, module, and its BatchNorm (convs only)."""
+
+    name: str                       # module name, e.g. "layer1.0.conv1"
+    module: nn.Module
+    bn_name: str | None = None      # the BatchNorm right after a conv, if any
+    bn: nn.BatchNorm2d | None = None
+
+    @property
+    def param(self) -> str:
+        return f"{self.name}.weight"
+
+    @property
+    def is_conv(self) -> bool:
+        return isinstance(self.module, nn.Conv2d)
+
+
+def _is_shortcut(name: str) -> bool:
+    return "downsample" in name or "shortcut" in name
+
+
+def conv_bn_pairs(model: nn.Module) -> dict[str, str]:
+    """Map each conv to the BatchNorm that directly consumes its output (found by FX tracing)."""
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # untraceable model: fall back to registration order
+        names = [(n, m) for n, m in model.named_modules()]
+        return {a: b for (a, ma), (b, mb) in zip(names, names[1:])
+                if isinstance(ma, nn.Conv2d) and isinstance(mb, nn.BatchNorm2d)
+                and mb.num_features == ma.out_channels}
+    modules = dict(model.named_modules())
+    pairs = {}
+    for node in graph.nodes:
+        if node.op == "call_module" and isinstance(modules.get(node.target), nn.Conv2d):
+            users = list(node.users)
+            if (len(users) == 1 and users[0].op == "call_module"
+                    and isinstance(modules.get(users[0].target), nn.BatchNorm2d)):
+                pairs[node.target] = users[0].target
+    return pairs
+
+
+def prunable_layers(model: nn.Module, *, convs: bool = True, linears: bool = True,
+                    first_conv: bool = True, last_linear: bool = False,
+                    shortcuts: bool = False) -> list[Layer]:
+    """The layers a method prunes, in module order.
+
+    first_conv: include the network's first conv; last_linear: include the classifier;
+    shortcuts: include downsample/shortcut convs of residual blocks.
+    """
+    mods = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    conv_names = [n for n, m in mods if isinstance(m, nn.Conv2d)]
+    linear_names = [n for n, m in mods if isinstance(m, nn.Linear)]
+    first = conv_names[0] if conv_names else None
+    last = linear_names[-1] if linear_names else None
+    bns = conv_bn_pairs(model) if convs and conv_names else {}
+    all_modules = dict(model.named_modules())
+    out = []
+    for name, m in mods:
+        if isinstance(m, nn.Conv2d):
+            if not convs or (name == first and not first_conv):
+                continue
+            if _is_shortcut(name) and not shortcuts:
+                continue
+            bn = bns.get(name)
+            out.append(Layer(name, m, bn, all_modules[bn] if bn else None))
+        else:
+            if not linears or (name == last and not last_linear):
+                continue
+            out.append(Layer(name, m))
+    return out
+
+
+def ones_like_layers(layers: list[Layer]) -> Masks:
+    return {l.param: torch.ones_like(l.module.weight) for l in layers}
+
+
+def keep_top(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
+    """0/1 mask shaped like `scores` keeping the `n_keep` largest (ties: lower index first)."""
+    flat = scores.flatten()
+    mask = torch.zeros_like(flat)
+    if n_keep > 0:
+        idx = torch.argsort(flat, descending=True, stable=True)[:n_keep]
+        mask[idx] = 1.0
+    return mask.view_as(scores)
+
+
+def n_prune(n: int, rate: float) -> int:
+    """How many of `n` units a rate prunes: round(n * rate), the rule torch.nn.utils.prune uses."""
+    return int(round(n * rate))
+
+
+def layerwise_magnitude(weights: dict[str, torch.Tensor], rate: float) -> Masks:
+    """Each tensor loses its own `rate` of smallest-|w| entries."""
+    return {k: keep_top(w.abs(), w.numel() - n_prune(w.numel(), rate)) for k, w in weights.items()}
+
+
+def global_magnitude(scores: dict[str, torch.Tensor], rate: float) -> Masks:
+    """One ranking over all tensors: the `rate` smallest scores overall are pruned."""
+    flat = torch.cat([s.flatten() for s in scores.values()])
+    keep = keep_top(flat, flat.numel() - n_prune(flat.numel(), rate))
+    out, i = {}, 0
+    for k, s in scores.items():
+        out[k] = keep[i:i + s.numel()].view_as(s)
+        i += s.numel()
+    return out
+
+
+def filter_norms(weight: torch.Tensor, p: float = 2) -> torch.Tensor:
+    """Lp norm of each output channel (filter) of a conv or row of a linear weight."""
+    return weight.detach().flatten(1).norm(p=p, dim=1)
+
+
+def filter_mask(scores: torch.Tensor, n_pruned: int) -> torch.Tensor:
+    """1-D keep mask over filters: the `n_pruned` lowest scores get 0."""
+    return keep_top(scores, scores.numel() - n_pruned)
+
+
+def expand_filter_mask(fmask: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Filter mask (out_channels,) -> weight-shaped mask."""
+    return fmask.view(-1, *([1] * (weight.dim() - 1))).expand_as(weight).clone()
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: Masks) -> None:
+    """weight *= mask for every masked parameter, in one fused foreach call."""
+    if not masks:
+        return
+    params = dict(model.named_parameters())
+    names = list(masks)
+    torch._foreach_mul_([params[n] for n in names], [masks[n] for n in names])
+
+
+def sparsity(t: torch.Tensor) -> float:
+    """Fraction of exact zeros."""
+    return 1.0 - (torch.count_nonzero(t).item() / t.numel()) if t.numel() else 0.0
+
+
+def erk_densities(shapes: dict[str, torch.Size], density: float) -> dict[str, float]:
+    """Erdos-Renyi-Kernel layer densities with a global density `density` (Evci et al. 2020).
+
+    Layer density is proportional to sum(shape) / prod(shape); layers that would exceed 1 are
+    set dense and the rest rescaled, until every density fits.
+    """
+    dense: set[str] = set()
+    total = sum(math.prod(s) for s in shapes.values())
+    while True:
+        budget = density * total - sum(math.prod(shapes[k]) for k in dense)
+        raw = {k: sum(s) / math.prod(s) for k, s in shapes.items() if k not in dense}
+        eps = budget / sum(raw[k] * math.prod(shapes[k]) for k in raw)
+        over = [k for k in raw if eps * raw[k] > 1]
+        if not over:
+            return {k: 1.0 if k in dense else eps * raw[k] for k in shapes}
+        dense.update(over)
+
+
+def filter_param_masks(layer: Layer, fmask: torch.Tensor) -> Masks:
+    """Masks that remove whole filters: the conv's weight (and bias) plus its BatchNorm's gamma
+    and beta, so a pruned channel outputs exactly zero, as it would once physically removed."""
+    conv = layer.module
+    out = {layer.param: expand_filter_mask(fmask, conv.weight)}
+    if getattr(conv, "bias", None) is not None:
+        out[f"{layer.name}.bias"] = fmask.clone()
+    if layer.bn_name is not None:
+        out[f"{layer.bn_name}.weight"] = fmask.clone()
+        out[f"{layer.bn_name}.bias"] = fmask.clone()
+    return out

@@ -1,0 +1,45 @@
+"""Pruning and learning-rate schedules as pure functions of the step or epoch (METHODS.md)."""
+
+from __future__ import annotations
+
+import math
+
+
+def cubic_density(t: int, t_end: int, d_init: float, d_final: float) -> float:
+    """Zhu & Gupta's gradual schedule: d(t) = d_f + (d_i - d_f)(1 - t / T_end)^3, flat after."""
+    if t_end <= 0:
+        return d_final
+    frac = min(max(t / t_end, 0.0), 1.0)
+    return d_final + (d_init - d_final) * (1.0 - frac) ** 3
+
+
+def asymptotic_keep_rate(e: int, epochs: int, keep: float, d: float = 1 / 8,
+                         exact_from: float = 0.9) -> float:
+    """ASFP's keep rate r_e = r + (1 - r) exp(-k e), k = ln 4 / (D E); exactly r from exact_from E.
+
+    3/4 of the pruning is reached at e = D E; r_0 = 1.
+    """
+    if e >= exact_from * epochs:
+        return keep
+    k = math.log(4) / (d * epochs)
+    return keep + (1.0 - keep) * math.exp(-k * e)
+
+
+def exponential_count(n0: int, e: int, epochs: int, prune_rate: float) -> float:
+    """PGP's target filter count after pruning epoch e (0-based): n0 exp(-lambda (e + 1)),
+    lambda = -ln(1 - P) / E, so the last epoch lands exactly on n0 (1 - P)."""
+    if e >= epochs - 1:
+        return n0 * (1.0 - prune_rate)
+    lam = -math.log(1.0 - prune_rate) / epochs
+    return n0 * math.exp(-lam * (e + 1))
+
+
+def lr_at(step: int, total_steps: int, base_lr: float, kind: str,
+          milestones: tuple[float, ...] = (), gamma: float = 0.1) -> float:
+    """Learning rate for optimizer step `step` of `total_steps` (cosine, step or constant)."""
+    frac = step / max(total_steps, 1)
+    if kind == "cosine":
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+    if kind == "step":
+        return base_lr * gamma ** sum(frac >= m for m in milestones)
+    return base_lr
