@@ -1,0 +1,181 @@
+"""The method contract: hooks the session calls at fixed points of every step, and the registry.
+
+Where each hook runs in the session's step (see pruneviz/session.py):
+
+    before_training(ctx)        once, after the dense start is evaluated: build masks, state
+    for each step:
+        loss = CE(model(x), y) + loss_penalty(ctx)
+        loss.backward(); after_backward(ctx)       gradients are final here; edit them
+        optimizer.step(); masks re-applied; after_step(ctx)
+    end_of_epoch(ctx)           after the epoch's last step, before the epoch's evaluation
+
+Methods keep no step or epoch counters: `ctx.step`, `ctx.epoch` and friends are the truth.
+Internals go to the store through `ctx.record` (scalars, layers, filters, method tables).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from ..config import ConfigError, SessionConfig, check_fields, coerce
+from ..masks import Layer, Masks, prunable_layers
+from ..records import Recorder
+
+if TYPE_CHECKING:
+    from ..data import DataBundle
+
+
+@dataclass
+class Context:
+    """What a hook may read and change. The session owns it and updates step/epoch/batch."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    config: SessionConfig
+    data: DataBundle
+    device: torch.device
+    steps_per_epoch: int
+    record: Recorder
+    gen: torch.Generator                         # the method's randomness, seeded by the config
+    evaluate: Callable[[], dict[str, float]]     # held-out accuracy/loss of the current model
+    step: int = 0                                # optimizer steps done so far (0-based)
+    epoch: int = 0
+    x: torch.Tensor | None = None                # current minibatch
+    y: torch.Tensor | None = None
+    loss: torch.Tensor | None = None
+    layers: list[Layer] = field(default_factory=list)   # the method's prunable layers
+    masks: Masks = field(default_factory=dict)           # re-applied after every optimizer step
+    summary: dict[str, Any] = field(default_factory=dict)  # extra numbers for the run summary
+    pruned: bool = False                         # set by mark_pruned(); read by the session
+
+    @property
+    def epochs(self) -> int:
+        return self.config.epochs
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.steps_per_epoch
+
+    @property
+    def frac(self) -> float:
+        """Fraction of training done: step / total_steps."""
+        return self.step / max(self.total_steps, 1)
+
+    def param(self, name: str) -> nn.Parameter:
+        return dict(self.model.named_parameters())[name]
+
+    def mark_pruned(self) -> None:
+        """Say the final mask has just been reached; the session records pruned_accuracy now."""
+        self.pruned = True
+
+
+@dataclass(frozen=True)
+class NoParams:
+    pass
+
+
+class Method:
+    """Base class: every hook is a no-op. Subclasses override what they need."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    kind: ClassVar[str] = "unstructured"        # "unstructured" (weights) or "filter"
+    Params: ClassVar[type] = NoParams
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, params: Any = None) -> None:
+        self.p = params if params is not None else self.Params()
+
+    def select_layers(self, model: nn.Module) -> list[Layer]:
+        """The layers this method prunes (filter methods: convs; unstructured: conv + linear)."""
+        if self.kind == "filter":
+            return prunable_layers(model, linears=False, first_conv=True)
+        return prunable_layers(model, first_conv=False, last_linear=False)
+
+    def check(self, model: nn.Module) -> None:
+        """Raise ConfigError if this method cannot run on `model`."""
+        if self.kind == "filter" and not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+            raise ConfigError(f"{self.name} prunes conv filters, but this model has no "
+                              f"convolutions; pick a conv model or an unstructured method.")
+
+    def target(self, ctx: Context) -> float | None:
+        """Sparsity of the prunable weights the schedule asks for at ctx.step (None: no target)."""
+        return None
+
+    @classmethod
+    def schedule(cls, config: SessionConfig, params: Any) -> pd.DataFrame:
+        """Preview of the schedule before running: columns epoch, series, value."""
+        return pd.DataFrame({"epoch": [0.0, float(config.epochs)], "series": "target sparsity",
+                             "value": [config.rate, config.rate]})
+
+    def before_training(self, ctx: Context) -> None:
+        pass
+
+    def loss_penalty(self, ctx: Context) -> torch.Tensor | None:
+        return None
+
+    def after_backward(self, ctx: Context) -> None:
+        pass
+
+    def after_step(self, ctx: Context) -> None:
+        pass
+
+    def end_of_epoch(self, ctx: Context) -> None:
+        pass
+
+
+REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    assert cls.name and cls.name not in REGISTRY, cls.name
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    from . import load_all
+
+    load_all()
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown method {name!r}; use one of {', '.join(sorted(REGISTRY))} "
+                          f"(`python -m pruneviz methods` lists them with their parameters).")
+    return REGISTRY[name]
+
+
+def make_params(method: type[Method], values: dict[str, Any]) -> Any:
+    """Build and validate a method's Params from names to values (strings are parsed)."""
+    fields = {f.name: f for f in dataclasses.fields(method.Params)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        known = ", ".join(fields) or "none"
+        raise ConfigError(f"{method.name} has no parameter {', '.join(sorted(unknown))}; "
+                          f"its parameters are: {known}.")
+    defaults = method.Params()
+    parsed = {}
+    for k, v in values.items():
+        default = getattr(defaults, k)
+        parsed[k] = coerce(v, default, k) if isinstance(v, str) else v
+    params = method.Params(**parsed)
+    check_fields(params)
+    return params
+
+
+def apply_preset(config: SessionConfig, preset: str) -> SessionConfig:
+    """The config with a method preset's session fields and method parameters applied."""
+    method = get_method(config.method)
+    if preset not in method.presets:
+        raise ConfigError(f"{method.name} has no preset {preset!r}; it has: "
+                          f"{', '.join(method.presets) or 'none'}.")
+    session_fields = {f.name for f in dataclasses.fields(SessionConfig)}
+    values = method.presets[preset]
+    session = {k: v for k, v in values.items() if k in session_fields}
+    params = {**config.params, **{k: v for k, v in values.items() if k not in session_fields}}
+    return config.replace(**session, params=params)

@@ -1,0 +1,115 @@
+"""GMP: gradual magnitude pruning on the cubic schedule.
+
+Zhu & Gupta, "To prune, or not to prune", ICLR-W 2018, arXiv 1710.01878. Density
+d(t) = d_f + (d_i - d_f)(1 - t / T_end)^3 with T_end = floor(end * T) (METHODS.md sec. 2);
+every dT steps while t <= T_end, after optimizer.step(), the increment
+floor(N (1 - d(t))) - already of the smallest |w| among the still-active prunable weights is
+pruned, ranked globally across layers. Pruned weights never regrow. This class is also the
+code path of FGGP and GraNet, which replace `choose`.
+
+Records: table `prune_steps` (t, target and achieved density, counts) at every pruning step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from ..config import SessionConfig, param
+from ..masks import Layer, Masks, apply_masks, ones_like_layers, prunable_layers
+from ..schedules import cubic_density
+from .base import Context, Method, register
+
+
+@dataclass(frozen=True)
+class Params:
+    end: float = param(0.8, "Fraction of training at which the final sparsity is reached "
+                            "(T_end / T); later steps only fine-tune.", min=0.05, max=1.0)
+    every: int = param(0, "Steps between pruning steps (dT); 0 = T_end / 50, about the paper's "
+                          "50 pruning steps.", min=0, max=100000)
+    first_conv: bool = param(False, "Also prune the first conv.")
+    last_linear: bool = param(True, "Also prune the classifier layer.")
+
+
+def t_end(total_steps: int, end: float) -> int:
+    return math.floor(end * total_steps)
+
+
+def prune_every(total_steps: int, end: float, every: int) -> int:
+    return every or max(1, t_end(total_steps, end) // 50)
+
+
+@register
+class GMP(Method):
+    name = "gmp"
+    summary = "Gradual magnitude pruning on the cubic schedule, global ranking, no regrowth."
+    Params = Params
+    d_init = 1.0
+
+    def select_layers(self, model: nn.Module) -> list[Layer]:
+        return prunable_layers(model, first_conv=self.p.first_conv,
+                               last_linear=self.p.last_linear)
+
+    def density(self, ctx: Context, t: int) -> float:
+        return cubic_density(t, t_end(ctx.total_steps, self.p.end), self.d_init,
+                             1.0 - ctx.config.rate)
+
+    def target(self, ctx: Context) -> float:
+        return 1.0 - self.density(ctx, ctx.step)
+
+    @classmethod
+    def schedule(cls, config: SessionConfig, params: Params) -> pd.DataFrame:
+        epochs = [config.epochs * i / 100 for i in range(101)]
+        end = params.end * config.epochs
+        return pd.DataFrame({"epoch": epochs, "series": "target sparsity",
+                             "value": [1 - cubic_density(e, end, cls.d_init, 1 - config.rate)
+                                       for e in epochs]})
+
+    def before_training(self, ctx: Context) -> None:
+        ctx.layers = self.select_layers(ctx.model)
+        ctx.masks = ones_like_layers(ctx.layers)
+
+    def is_pruning_step(self, ctx: Context) -> bool:
+        end = t_end(ctx.total_steps, self.p.end)
+        every = prune_every(ctx.total_steps, self.p.end, self.p.every)
+        return ctx.step <= end and (ctx.step % every == 0 or ctx.step == end)
+
+    def choose(self, ctx: Context, to_prune: int) -> Masks:
+        """New masks with `to_prune` more weights pruned: the smallest |w| among active ones."""
+        scores = {l.param: l.module.weight.detach().abs() for l in ctx.layers}
+        return prune_smallest(scores, ctx.masks, to_prune)
+
+    def after_step(self, ctx: Context) -> None:
+        if not self.is_pruning_step(ctx):
+            return
+        n = sum(m.numel() for m in ctx.masks.values())
+        already = n - int(sum(m.sum().item() for m in ctx.masks.values()))
+        density = self.density(ctx, ctx.step)
+        to_prune = math.floor(n * (1.0 - density)) - already
+        if to_prune > 0:
+            ctx.masks = self.choose(ctx, to_prune)
+            apply_masks(ctx.model, ctx.masks)
+        pruned_now = n - int(sum(m.sum().item() for m in ctx.masks.values()))
+        ctx.record.row("prune_steps", t=ctx.step, target_density=density,
+                       achieved_density=1.0 - pruned_now / n, remain=n - already,
+                       pruned=pruned_now - already)
+        if ctx.step == t_end(ctx.total_steps, self.p.end):
+            ctx.mark_pruned()
+
+
+def prune_smallest(scores: dict[str, torch.Tensor], masks: Masks, k: int) -> Masks:
+    """Prune the `k` smallest scores among entries still active in `masks` (global ranking)."""
+    flat = torch.cat([torch.where(masks[n] > 0, s, torch.inf).flatten()
+                      for n, s in scores.items()])
+    idx = torch.topk(flat, k, largest=False, sorted=False).indices
+    keep = torch.cat([masks[n].flatten() for n in scores])
+    keep[idx] = 0.0
+    out, i = {}, 0
+    for n, s in scores.items():
+        out[n] = keep[i:i + s.numel()].view_as(s)
+        i += s.numel()
+    return out

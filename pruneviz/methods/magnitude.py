@@ -1,0 +1,125 @@
+"""One-shot baselines: prune once at the start, then fine-tune with the mask held fixed.
+
+- dense: no pruning; the control every comparison needs (also trains the dense baselines).
+- random: each layer loses the same fraction of weights, chosen uniformly at random.
+- l1: each layer loses its smallest-|w| fraction (torch.nn.utils.prune.l1_unstructured).
+- global_l1: one |w| ranking across layers (torch.nn.utils.prune.global_unstructured).
+- l2_filter: each conv loses the fraction of filters with the smallest L2 norm
+  (torch.nn.utils.prune.ln_structured(n=2, dim=0)), with their BatchNorm gamma and beta.
+
+Counts follow torch.nn.utils.prune: round(rate * n) units pruned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..config import param
+from ..masks import (
+    Layer,
+    Masks,
+    apply_masks,
+    filter_mask,
+    filter_norms,
+    filter_param_masks,
+    global_magnitude,
+    keep_top,
+    layerwise_magnitude,
+    n_prune,
+    prunable_layers,
+)
+from .base import Context, Method, NoParams, register
+
+
+@register
+class Dense(Method):
+    name = "dense"
+    summary = "No pruning: the dense control (rate is ignored)."
+
+    def target(self, ctx: Context) -> float:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Params:
+    first_conv: bool = param(False, "Also prune the network's first conv (it has few weights "
+                                    "and every later layer depends on it).")
+    last_linear: bool = param(False, "Also prune the classifier layer.")
+
+
+class OneShot(Method):
+    """Prune to the target before training; the mask then stays fixed while fine-tuning."""
+
+    Params = Params
+
+    def select_layers(self, model: nn.Module) -> list[Layer]:
+        return prunable_layers(model, first_conv=self.p.first_conv,
+                               last_linear=self.p.last_linear)
+
+    def masks(self, ctx: Context) -> Masks:
+        raise NotImplementedError
+
+    def target(self, ctx: Context) -> float:
+        return ctx.config.rate
+
+    def before_training(self, ctx: Context) -> None:
+        ctx.layers = self.select_layers(ctx.model)
+        ctx.masks = self.masks(ctx)
+        apply_masks(ctx.model, ctx.masks)
+        ctx.mark_pruned()
+
+
+@register
+class Random(OneShot):
+    name = "random"
+    summary = "Prune the same fraction of every layer uniformly at random (the floor to beat)."
+
+    def masks(self, ctx: Context) -> Masks:
+        out = {}
+        for layer in ctx.layers:
+            w = layer.module.weight
+            scores = torch.rand(w.shape, generator=ctx.gen, device=ctx.gen.device).to(w.device)
+            out[layer.param] = keep_top(scores, w.numel() - n_prune(w.numel(), ctx.config.rate))
+        return out
+
+
+@register
+class L1(OneShot):
+    name = "l1"
+    summary = "Layer-wise unstructured magnitude pruning, one-shot, then fine-tune."
+
+    def masks(self, ctx: Context) -> Masks:
+        return layerwise_magnitude({l.param: l.module.weight.detach() for l in ctx.layers},
+                                   ctx.config.rate)
+
+
+@register
+class GlobalL1(OneShot):
+    name = "global_l1"
+    summary = "Global unstructured magnitude pruning (one ranking over all layers), then fine-tune."
+
+    def masks(self, ctx: Context) -> Masks:
+        return global_magnitude({l.param: l.module.weight.detach().abs() for l in ctx.layers},
+                                ctx.config.rate)
+
+
+@register
+class L2Filter(OneShot):
+    name = "l2_filter"
+    summary = "Per-layer filter pruning by L2 norm (with BN gamma/beta), one-shot, then fine-tune."
+    kind = "filter"
+    Params = NoParams
+
+    def select_layers(self, model: nn.Module) -> list[Layer]:
+        return Method.select_layers(self, model)
+
+    def masks(self, ctx: Context) -> Masks:
+        out: Masks = {}
+        for layer in ctx.layers:
+            w = layer.module.weight
+            fmask = filter_mask(filter_norms(w), n_prune(w.shape[0], ctx.config.rate))
+            out.update(filter_param_masks(layer, fmask))
+        return out
