@@ -1,0 +1,286 @@
+"""Command line: python -m pruneviz {run,sweep,list,show,export,delete,methods} --help."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .config import ConfigError, SessionConfig, coerce
+from .store import Store, StoreError
+
+# SessionConfig fields exposed as flags; `params` comes from --param, `method`/`rate` are
+# listed first for readability.
+_SKIP = {"params"}
+
+
+def _add_session_flags(p: argparse.ArgumentParser, *, grid: bool = False) -> None:
+    for f in dataclasses.fields(SessionConfig):
+        if f.name in _SKIP or (grid and f.name in ("method", "rate", "seed")):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        help_text = f.metadata.get("help", "") + f" (default: {default})"
+        if "choices" in f.metadata:
+            help_text = f.metadata["help"] + f" One of {', '.join(f.metadata['choices'])}."
+        if isinstance(default, bool):
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=None, help=help_text)
+        else:
+            p.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
+                           help=help_text)
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="A method parameter (repeatable); `methods` lists them.")
+    p.add_argument("--preset", help="Apply a method preset (paper, interactive) before flags.")
+    p.add_argument("--store", help="Run store folder (default ./runs or $PRUNEVIZ_STORE).")
+    p.add_argument("--json", action="store_true",
+                   help="Print one JSON object as the last line; no progress bar.")
+
+
+def _session_config(args: argparse.Namespace, **fixed: Any) -> SessionConfig:
+    from .methods import apply_preset
+
+    params: dict[str, str] = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--param expects NAME=VALUE, got {item!r}.")
+        params[name.strip()] = value.strip()
+    base = SessionConfig()
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(SessionConfig):
+        raw = getattr(args, f.name, None)
+        if f.name in _SKIP or raw is None:
+            continue
+        values[f.name] = raw if isinstance(raw, bool) else coerce(raw, getattr(base, f.name),
+                                                                   "--" + f.name.replace("_", "-"))
+    values.update(fixed)
+    config = SessionConfig(**values)
+    if args.preset:
+        config = apply_preset(config, args.preset)
+        config = config.replace(**values)     # explicit flags win over the preset
+    return config.replace(params={**config.params, **params})
+
+
+class _Bar:
+    """tqdm progress across phases (dense baseline, session), on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.bar, self.phase = enabled, None, None
+
+    def __call__(self, done: int, total: int, phase: str) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if phase != self.phase:
+            self.close()
+            self.bar = tqdm(total=total, desc=phase, unit="step", leave=False, file=sys.stderr)
+            self.phase = phase
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+SUMMARY_KEYS = ("run_id", "status", "method", "model", "dataset", "rate", "dense_accuracy",
+                "pruned_accuracy", "final_accuracy", "sparsity", "global_sparsity",
+                "params_total", "params_nonzero", "flops_dense", "flops_effective", "wall_s")
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    for key in SUMMARY_KEYS:
+        value = summary.get(key)
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        print(f"{key:>16}: {value}")
+    for key in sorted(set(summary) - set(SUMMARY_KEYS)):
+        print(f"{key:>16}: {summary[key]}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .session import run_session
+
+    config = _session_config(args)
+    store = Store(args.store)
+    bar = _Bar(enabled=not args.json)
+    try:
+        summary = run_session(config, store, progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    if summary.get("config_error"):
+        print(f"pruneviz: error: {summary.get('error', '')}", file=sys.stderr)
+        return 2
+    return 0 if summary["status"] == "completed" else 1
+
+
+def _floats(text: str, name: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{name} expects comma-separated numbers, got {text!r}.") from None
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .jobs import grid
+    from .session import check, run_session
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    rates = _floats(args.rates, "--rates")
+    seeds = [int(s) for s in _floats(args.seeds, "--seeds")]
+    configs = grid(_session_config(args), methods, rates, seeds)
+    for config in configs:
+        check(config)
+    store = Store(args.store)
+    bar = _Bar(enabled=not args.json)
+    summaries = []
+    try:
+        for config in configs:
+            summaries.append(run_session(config, store, progress=bar))
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(summaries))
+    else:
+        import pandas as pd
+
+        cols = ["run_id", "method", "rate", "status", "dense_accuracy", "final_accuracy",
+                "sparsity", "wall_s"]
+        print(pd.DataFrame(summaries).reindex(columns=cols).to_string(index=False))
+    return 0 if all(s["status"] == "completed" for s in summaries) else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    df = Store(args.store).runs(include_dense=args.all)
+    if args.json:
+        print(df.to_json(orient="records"))
+        return 0
+    if df.empty:
+        print("no runs yet: `python -m pruneviz run` starts one.")
+        return 0
+    cols = ["run_id", "name", "method", "model", "dataset", "rate", "seed", "status",
+            "dense_accuracy", "final_accuracy", "sparsity"]
+    print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    run = Store(args.store).run(args.run_id)
+    if args.json:
+        print(json.dumps({**{k: v for k, v in run.items() if k != "config"},
+                          "config": run["config"].to_dict()}, default=str))
+        return 0
+    print(f"{run['run_id']}  {run['status']}  {run['name']}")
+    if run["error"]:
+        print(f"error: {run['error']}")
+    print("config:")
+    for k, v in run["config"].to_dict().items():
+        print(f"{k:>20}: {v}")
+    print("summary:")
+    _print_summary(run["summary"]) if run["summary"] else print("  (none yet)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    for path in export_run(Store(args.store), args.run_id, args.out):
+        print(path)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    Store(args.store).delete(args.run_id)
+    print(f"deleted {args.run_id}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from .methods import load_all
+
+    registry = load_all()
+    out = []
+    for name in sorted(registry):
+        cls = registry[name]
+        params = [{"name": f.name, "default": f.default, **f.metadata}
+                  for f in dataclasses.fields(cls.Params)]
+        out.append({"name": name, "kind": cls.kind, "summary": cls.summary, "params": params,
+                    "presets": list(cls.presets)})
+    if args.json:
+        print(json.dumps(out, default=str))
+        return 0
+    for m in out:
+        print(f"{m['name']} ({m['kind']}): {m['summary']}")
+        for p in m["params"]:
+            rng = f" [{p['min']}, {p['max']}]" if "min" in p else ""
+            print(f"    {p['name']}={p['default']}{rng}  {p.get('help', '')}")
+        if m["presets"]:
+            print(f"    presets: {', '.join(m['presets'])}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pruneviz",
+                                     description="Run and inspect pruning sessions headless.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="Train (or reuse) a dense baseline, prune, fine-tune.")
+    _add_session_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="Methods x rates x seeds on the same dense start and budget.")
+    p.add_argument("--methods", required=True, help="Comma-separated method names.")
+    p.add_argument("--rates", required=True, help="Comma-separated rates, e.g. 0.5,0.8,0.9.")
+    p.add_argument("--seeds", default="0", help="Comma-separated seeds (default 0).")
+    _add_session_flags(p, grid=True)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("list", help="List stored runs, newest first.")
+    p.add_argument("--all", action="store_true", help="Include dense-baseline runs.")
+    p.add_argument("--store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="Config and summary of one run.")
+    p.add_argument("run_id")
+    p.add_argument("--store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("export", help="Write config JSON, records CSV, weights and masks .pt.")
+    p.add_argument("run_id")
+    p.add_argument("--out", required=True, help="Folder to write into (created if missing).")
+    p.add_argument("--store")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("delete", help="Delete a run and its files.")
+    p.add_argument("run_id")
+    p.add_argument("--store")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("methods", help="List registered methods and their parameters.")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_methods)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, StoreError) as e:
+        print(f"pruneviz: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

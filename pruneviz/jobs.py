@@ -1,0 +1,97 @@
+"""Background runner: queues sessions, runs them in worker threads, cancels them.
+
+Pages never hold a session: they submit a config, get a run id back at once, and poll the store.
+On a 2-core CPU one worker (the default) runs the queue one session at a time.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import queue
+import secrets
+import threading
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import SessionConfig
+from .session import check, run_session
+from .store import Store
+
+
+@dataclass
+class _Job:
+    run_id: str
+    config: SessionConfig
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class Runner:
+    """A queue of sessions run by `workers` background threads against one store."""
+
+    def __init__(self, store: Store, workers: int = 1) -> None:
+        self.store = store
+        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._work, daemon=True, name=f"pruneviz-{i}")
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, config: SessionConfig, sweep_id: str | None = None) -> str:
+        """Validate (raises ConfigError on bad input, storing nothing), queue, return the run id."""
+        check(config)
+        run_id = self.store.create_run(config, status="queued", sweep_id=sweep_id)
+        job = _Job(run_id, config)
+        with self._lock:
+            self._jobs[run_id] = job
+        self._queue.put(job)
+        return run_id
+
+    def submit_grid(self, configs: list[SessionConfig]) -> tuple[str, list[str]]:
+        """Queue several sessions as one sweep; all are validated before any is stored."""
+        for config in configs:
+            check(config)
+        sweep_id = "sweep-" + secrets.token_hex(3)
+        return sweep_id, [self.submit(c, sweep_id) for c in configs]
+
+    def cancel(self, run_id: str) -> None:
+        """Stop a running session within one step, or drop a queued one; both end interrupted."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+        if job is not None:
+            job.cancel.set()
+        self.store.request_cancel(run_id)
+
+    def active(self) -> list[str]:
+        """Run ids queued or running in this runner, oldest first."""
+        with self._lock:
+            return list(self._jobs)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job.cancel.is_set() or self.store.cancel_requested(job.run_id):
+                    self.store.finish_run(job.run_id, "interrupted",
+                                          error="cancelled before it started")
+                else:
+                    run_session(job.config, self.store, run_id=job.run_id, cancel=job.cancel)
+            except Exception:  # noqa: BLE001 - the run's status and error are already stored
+                pass
+            finally:
+                with self._lock:
+                    self._jobs.pop(job.run_id, None)
+                del job
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+
+
+def grid(base: SessionConfig, methods: list[str], rates: list[float],
+         seeds: list[int]) -> list[SessionConfig]:
+    """Methods x rates x seeds on one base config: same data, dense start and budget for all."""
+    return [base.replace(method=m, rate=r, seed=s, params={} if m != base.method else base.params)
+            for s, m, r in itertools.product(seeds, methods, rates)]

@@ -1,0 +1,383 @@
+"""The training loop (the only one): dense start, method hooks, records streamed to the store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ConfigError, SessionConfig
+from .data import DataBundle, load_dataset
+from .masks import apply_masks
+from .methods import Context, Method, get_method, make_params
+from .metrics import (
+    count_flops,
+    effective_flops,
+    evaluate,
+    global_sparsity,
+    layer_stats,
+    param_counts,
+    prunable_sparsity,
+)
+from .models import build_model, check_model_name
+from .records import Recorder
+from .schedules import lr_at
+from .store import Store
+
+Progress = Callable[[int, int, str], None]   # (steps done, total steps, phase)
+
+# Dense baselines share one recipe per dataset so every method of a comparison starts from the
+# same weights; only the epochs (and data options) are the user's.
+DENSE_EPOCHS = {"digits": 20, "mnist": 3, "fashion_mnist": 5, "cifar10": 30, "cifar100": 30}
+DENSE_RECIPE = dict(method="dense", rate=0.0, start="scratch", optimizer="sgd", lr=0.05,
+                    momentum=0.9, nesterov=True, weight_decay=5e-4, lr_schedule="cosine",
+                    label_smoothing=0.0, params={}, name="")
+DENSE_RECIPE_VERSION = 1
+FLUSH_SECONDS = 0.5
+_dense_lock = threading.Lock()   # one dense baseline trains at a time, so a sweep trains it once
+
+
+class Cancelled(Exception):
+    pass
+
+
+class Diverged(Exception):
+    pass
+
+
+@dataclass
+class Prepared:
+    """A validated session: everything that can fail on bad input has been checked."""
+
+    config: SessionConfig
+    method: Method
+    data: DataBundle
+    model: nn.Module
+    device: torch.device
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA device is available; use "
+                          "--device cpu or --device auto.")
+    return torch.device(name)
+
+
+def check(config: SessionConfig) -> tuple[type[Method], Any]:
+    """Cheap validation of names and method parameters (no data loaded)."""
+    from .data import check_dataset_name
+
+    method_cls = get_method(config.method)
+    params = make_params(method_cls, config.params)
+    check_model_name(config.model)
+    check_dataset_name(config.dataset)
+    resolve_device(config.device)
+    return method_cls, params
+
+
+def prepare(config: SessionConfig) -> Prepared:
+    """Validate the whole config: method, parameters, dataset files, model, device."""
+    method_cls, params = check(config)
+    data = load_dataset(config.dataset, config.data_root, download=config.download,
+                        augment=config.augment, holdout=config.holdout,
+                        image_size=config.image_size)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, data.input_shape, data.num_classes,
+                        pretrained=config.pretrained)
+    method = method_cls(params)
+    method.check(model)
+    return Prepared(config, method, data, model, resolve_device(config.device))
+
+
+def dense_config(config: SessionConfig) -> SessionConfig:
+    """The dense baseline's own config: the shared recipe on the session's data and model."""
+    epochs = config.dense_epochs or DENSE_EPOCHS.get(config.dataset, 20)
+    batch = 64 if config.dataset == "digits" else 128
+    return config.replace(**DENSE_RECIPE, epochs=epochs, dense_epochs=epochs, batch_size=batch)
+
+
+def dense_key(dense: SessionConfig) -> str:
+    fields = ("model", "dataset", "seed", "epochs", "max_steps_per_epoch", "augment", "holdout",
+              "image_size", "pretrained", "batch_size")
+    d = {k: getattr(dense, k) for k in fields}
+    d["data_root"] = str(Path(dense.data_root).expanduser().resolve())
+    d["recipe"] = DENSE_RECIPE_VERSION
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def dense_start(prep: Prepared, store: Store, progress: Progress | None,
+                cancel: threading.Event | None) -> tuple[dict[str, torch.Tensor], str]:
+    """Weights of the trained dense baseline (trained once through this loop, then cached)."""
+    dense = dense_config(prep.config)
+    key = dense_key(dense)
+    with _dense_lock:
+        return _dense_start(prep, dense, key, store, progress, cancel)
+
+
+def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: Store,
+                 progress: Progress | None, cancel: threading.Event | None
+                 ) -> tuple[dict[str, torch.Tensor], str]:
+    hit = store.dense_lookup(key)
+    if hit is None:
+        dense_prep = Prepared(dense, get_method("dense")(), prep.data,
+                              build_model(dense.model, prep.data.input_shape,
+                                          prep.data.num_classes, pretrained=dense.pretrained),
+                              prep.device)
+        torch.manual_seed(dense.seed)
+        run_id = store.create_run(dense, kind="dense")
+        summary = train(dense_prep, store, run_id, progress=progress, cancel=cancel,
+                        phase="dense baseline")
+        if summary["status"] != "completed":
+            raise RuntimeError(f"the dense baseline run {run_id} ended {summary['status']}: "
+                               f"{summary.get('error', '')}")
+        store.dense_save(key, run_id, store.run_dir(run_id) / "weights.pt",
+                         summary["final_accuracy"])
+        hit = store.dense_lookup(key)
+        assert hit is not None
+    run_id, path, _ = hit
+    return torch.load(path, map_location="cpu", weights_only=True), run_id
+
+
+def run_session(config: SessionConfig, store: Store, *, run_id: str | None = None,
+                progress: Progress | None = None,
+                cancel: threading.Event | None = None) -> dict[str, Any]:
+    """Validate, get the dense start, train with the method's hooks; return the run summary.
+
+    Bad input raises ConfigError before anything is stored (unless `run_id` names a queued run,
+    which is then marked failed with the message).
+    """
+    try:
+        prep = prepare(config)
+    except ConfigError as e:
+        if run_id is not None:
+            store.finish_run(run_id, "failed", error=str(e))
+        raise
+    if run_id is None:
+        run_id = store.create_run(config)
+    try:
+        dense_run = None
+        if config.start == "dense":
+            state, dense_run = dense_start(prep, store, progress, cancel)
+            prep.model.load_state_dict(state)
+    except Cancelled:
+        store.finish_run(run_id, "interrupted", error="cancelled while training the dense "
+                                                      "baseline")
+        return {"run_id": run_id, "status": "interrupted"}
+    except Exception as e:
+        store.finish_run(run_id, "failed", error=f"{type(e).__name__}: {e}")
+        raise
+    return train(prep, store, run_id, progress=progress, cancel=cancel, dense_run=dense_run)
+
+
+def make_optimizer(model: nn.Module, config: SessionConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr,
+                                weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           nesterov=config.nesterov and config.momentum > 0,
+                           weight_decay=config.weight_decay)
+
+
+def train(prep: Prepared, store: Store, run_id: str, *, progress: Progress | None = None,
+          cancel: threading.Event | None = None, phase: str = "session",
+          dense_run: str | None = None) -> dict[str, Any]:
+    """Run the whole session; returns its summary (status completed, interrupted, diverged or
+    failed)."""
+    return Session(prep, store, run_id, progress=progress, cancel=cancel, phase=phase,
+                   dense_run=dense_run).run()
+
+
+class Session:
+    """One run of the loop. `run()` drives it; `begin`, `step`, `end_epoch` and `finish` are
+    the pieces, public so benchmarks time exactly the step the loop runs."""
+
+    def __init__(self, prep: Prepared, store: Store, run_id: str, *,
+                 progress: Progress | None = None, cancel: threading.Event | None = None,
+                 phase: str = "session", dense_run: str | None = None) -> None:
+        config, data, device = prep.config, prep.data, prep.device
+        self.config, self.method, self.data, self.store, self.run_id = (
+            config, prep.method, data, store, run_id)
+        self.progress, self.cancel, self.phase = progress, cancel, phase
+        model = prep.model.to(device)
+        model.train()
+        self.spe = data.steps_per_epoch(config.batch_size, config.max_steps_per_epoch)
+        self.total = self.spe * config.epochs
+        self.rec = Recorder()
+        self.ctx = ctx = Context(
+            model=model, optimizer=make_optimizer(model, config), config=config, data=data,
+            device=device, steps_per_epoch=self.spe, record=self.rec,
+            gen=torch.Generator(device=device).manual_seed(config.seed + 1),
+            evaluate=lambda: evaluate(ctx.model, data, device, config.eval_limit))
+        ctx.layers = self.method.select_layers(model)
+        self.layer_every = max(1, self.total // 100)
+        self.summary: dict[str, Any] = {
+            "run_id": run_id, "method": config.method, "model": config.model,
+            "dataset": config.dataset, "rate": config.rate, "device": str(device),
+            "dense_run": dense_run, "flops_dense": count_flops(model, data.input_shape)}
+        self.t0 = self.last_flush = time.perf_counter()
+
+    # -- pieces ------------------------------------------------------------------------------
+    def flush(self, force: bool = False) -> None:
+        """Commit pending records (at most every FLUSH_SECONDS) and honour a cancel request."""
+        now = time.perf_counter()
+        if force or now - self.last_flush >= FLUSH_SECONDS:
+            self.store.write(self.run_id, self.rec.take(), step=self.ctx.step)
+            self.last_flush = now
+            if self.store.cancel_requested(self.run_id):
+                raise Cancelled
+
+    def snapshot(self) -> None:
+        """Achieved and target sparsity, and per-layer stats, at the current step."""
+        ctx, rec = self.ctx, self.rec
+        rec.scalar("sparsity", prunable_sparsity(ctx.layers))
+        target = self.method.target(ctx)
+        if target is not None:
+            rec.scalar("target_sparsity", target)
+        for layer in ctx.layers:
+            for key, value in layer_stats(layer).items():
+                rec.layer(layer.name, key, value)
+
+    def evaluate(self, prefix: str) -> dict[str, float]:
+        result = self.ctx.evaluate()
+        self.rec.scalars({f"{prefix}_{k}": v for k, v in result.items()})
+        return result
+
+    def check_pruned(self) -> None:
+        if self.ctx.pruned and "pruned_accuracy" not in self.summary:
+            self.summary["pruned_accuracy"] = self.evaluate("pruned")["accuracy"]
+
+    def begin(self) -> None:
+        self.store.start_run(self.run_id, self.total)
+        if self.config.start == "dense" and self.phase == "session":
+            self.summary["dense_accuracy"] = self.evaluate("dense")["accuracy"]
+        self.method.before_training(self.ctx)
+        self.check_pruned()
+        self.snapshot()
+        self.flush(force=True)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One optimizer step with every hook, mask and record (ctx.step already set)."""
+        ctx, config, method, rec = self.ctx, self.config, self.method, self.rec
+        started = time.perf_counter()
+        lr = lr_at(ctx.step, self.total, config.lr, config.lr_schedule, config.lr_milestones,
+                   config.lr_gamma)
+        for group in ctx.optimizer.param_groups:
+            group["lr"] = lr
+        logits = ctx.model(x)
+        ce = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        penalty = method.loss_penalty(ctx)
+        loss = ce if penalty is None else ce + penalty
+        ctx.x, ctx.y, ctx.loss = x, y, loss
+        ctx.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise Diverged(f"the loss became {loss_value} at step {ctx.step}; lower the "
+                           f"learning rate or the method's penalty.")
+        method.after_backward(ctx)
+        ctx.optimizer.step()
+        apply_masks(ctx.model, ctx.masks)
+        method.after_step(ctx)
+        now = time.perf_counter()
+        rec.scalars({"loss": loss_value, "lr": lr, "step_time": now - started,
+                     "wall_time": now - self.t0,
+                     "train_accuracy": (logits.argmax(1) == y).float().mean().item()})
+        if penalty is not None:
+            rec.scalar("ce", ce.item())
+        if ctx.step % self.layer_every == 0:
+            self.snapshot()
+        self.check_pruned()
+
+    def end_epoch(self) -> None:
+        self.method.end_of_epoch(self.ctx)
+        self.check_pruned()
+        self.evaluate("test")
+        self.snapshot()
+        self.flush(force=True)
+
+    def finish(self, status: str, error: str | None) -> dict[str, Any]:
+        """Final metrics, artifacts, and the run's status in the store."""
+        ctx, summary = self.ctx, self.summary
+        summary.update(_final_metrics(ctx, self.data.input_shape, status == "completed"))
+        summary["wall_s"] = round(time.perf_counter() - self.t0, 3)
+        summary["steps"] = ctx.step + 1 if self.total else 0
+        summary.update(ctx.summary)
+        summary["status"] = status
+        if error:
+            summary["error"] = error
+        if status == "completed":
+            _save_artifacts(ctx, self.store.run_dir(self.run_id))
+        try:
+            self.store.write(self.run_id, self.rec.take(), step=ctx.step)
+        finally:
+            self.store.finish_run(self.run_id, status, summary=summary, error=error)
+        return summary
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        ctx, config = self.ctx, self.config
+        status, error = "completed", None
+        try:
+            self.begin()
+            for epoch in range(config.epochs):
+                ctx.epoch = self.rec.epoch = epoch
+                batches = self.data.train_batches(epoch, config.seed, config.batch_size,
+                                                  ctx.device, config.max_steps_per_epoch)
+                for i, (x, y) in enumerate(batches):
+                    ctx.step = self.rec.step = epoch * self.spe + i
+                    self.step(x, y)
+                    if self.progress is not None:
+                        self.progress(ctx.step + 1, self.total, self.phase)
+                    if self.cancel is not None and self.cancel.is_set():
+                        raise Cancelled
+                    self.flush()
+                self.end_epoch()
+            ctx.pruned = True
+            self.check_pruned()
+        except Cancelled:
+            status, error = "interrupted", "cancelled by the user"
+        except Diverged as e:
+            status, error = "diverged", str(e)
+        except Exception as e:
+            status, error = "failed", f"{type(e).__name__}: {e}"
+            if isinstance(e, ConfigError):
+                self.summary["config_error"] = True
+        return self.finish(status, error)
+
+
+def _final_metrics(ctx: Context, input_shape: tuple[int, ...], evaluate_final: bool
+                   ) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if evaluate_final:
+        result = ctx.evaluate()
+        out["final_accuracy"] = result["accuracy"]
+        if "top5" in result:
+            out["final_top5"] = result["top5"]
+    total, nonzero = param_counts(ctx.model)
+    out.update(sparsity=prunable_sparsity(ctx.layers), global_sparsity=global_sparsity(ctx.model),
+               params_total=total, params_nonzero=nonzero,
+               flops=count_flops(ctx.model, input_shape),
+               flops_effective=effective_flops(ctx.model, input_shape))
+    return out
+
+
+def _save_artifacts(ctx: Context, folder: Path) -> None:
+    """Final weights and masks (bool, keyed by parameter name) in the run's folder."""
+    masks = {k: m.bool().cpu() for k, m in ctx.masks.items()}
+    for layer in ctx.layers:
+        masks.setdefault(layer.param, (layer.module.weight != 0).cpu())
+    torch.save({k: v.detach().cpu() for k, v in ctx.model.state_dict().items()},
+               folder / "weights.pt")
+    torch.save(masks, folder / "masks.pt")

@@ -1,0 +1,339 @@
+"""The run store: one SQLite database (WAL) for runs and their records, plus a folder per run for
+large artifacts (weights, masks). Safe for one writer per run and many readers at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .config import SessionConfig
+from .records import FilterRow, LayerRow, Record, Row, Scalar
+
+ENV_VAR = "PRUNEVIZ_STORE"
+DB_NAME = "pruneviz.sqlite"
+STATUSES = ("queued", "running", "completed", "interrupted", "failed", "diverged")
+ACTIVE = ("queued", "running")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT UNIQUE NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL,
+    method TEXT, model TEXT, dataset TEXT, rate REAL, seed INTEGER,
+    status TEXT NOT NULL,
+    error TEXT,
+    config TEXT NOT NULL,
+    summary TEXT,
+    sweep_id TEXT,
+    created REAL, started REAL, finished REAL, heartbeat REAL,
+    pid INTEGER, host TEXT,
+    step INTEGER DEFAULT 0, total_steps INTEGER DEFAULT 0,
+    cancel INTEGER DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS scalars (rid INTEGER, step INTEGER, epoch INTEGER, key TEXT, value REAL);
+CREATE INDEX IF NOT EXISTS scalars_idx ON scalars (rid, key, step);
+CREATE TABLE IF NOT EXISTS layers (rid INTEGER, step INTEGER, epoch INTEGER, layer TEXT, key TEXT,
+                                   value REAL);
+CREATE INDEX IF NOT EXISTS layers_idx ON layers (rid, key, step);
+CREATE TABLE IF NOT EXISTS filters (rid INTEGER, step INTEGER, epoch INTEGER, layer TEXT,
+                                    filter INTEGER, key TEXT, value REAL);
+CREATE INDEX IF NOT EXISTS filters_idx ON filters (rid, key, step);
+CREATE TABLE IF NOT EXISTS rows (rid INTEGER, step INTEGER, epoch INTEGER, tbl TEXT, data TEXT);
+CREATE INDEX IF NOT EXISTS rows_idx ON rows (rid, tbl, step);
+CREATE TABLE IF NOT EXISTS dense (key TEXT PRIMARY KEY, run_id TEXT, path TEXT, accuracy REAL);
+"""
+RECORD_TABLES = ("scalars", "layers", "filters", "rows")
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as asked; the message names the folder and the fix."""
+
+
+def default_root() -> Path:
+    return Path(os.environ.get(ENV_VAR) or "runs")
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    """Runs and records under `root` (default ./runs, or $PRUNEVIZ_STORE)."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root else default_root()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            raise StoreError(f"cannot write to the store folder {self.root} ({e.strerror or e}); "
+                             f"pass --store DIR or set {ENV_VAR} to a writable folder.") from None
+        self.db_path = self.root / DB_NAME
+        self._local = threading.local()
+        try:
+            self._conn().executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.db_path} is not a readable pruneviz store ({e}); move it "
+                             f"aside or pass --store DIR to use another folder.") from None
+
+    # -- connections ---------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        c = self._conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _rid(self, run_id: str) -> int:
+        row = self._conn().execute("SELECT id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run_id!r} in {self.root}; `python -m pruneviz list` shows "
+                             f"the runs there.")
+        return row[0]
+
+    # -- runs ----------------------------------------------------------------------------------
+    def create_run(self, config: SessionConfig, *, kind: str = "session", status: str = "queued",
+                   sweep_id: str | None = None) -> str:
+        run_id = new_run_id()
+        now = time.time()
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO runs (run_id, name, kind, method, model, dataset, rate, seed, status, "
+                "config, sweep_id, created, heartbeat, pid, host) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, config.name, kind, config.method, config.model, config.dataset,
+                 config.rate, config.seed, status, config.to_json(), sweep_id, now, now,
+                 os.getpid(), socket.gethostname()))
+        return run_id
+
+    def start_run(self, run_id: str, total_steps: int) -> None:
+        now = time.time()
+        with self._tx() as c:
+            c.execute("UPDATE runs SET status='running', started=?, heartbeat=?, pid=?, host=?, "
+                      "total_steps=? WHERE run_id=?",
+                      (now, now, os.getpid(), socket.gethostname(), total_steps, run_id))
+
+    def finish_run(self, run_id: str, status: str, *, summary: dict | None = None,
+                   error: str | None = None) -> None:
+        assert status in STATUSES, status
+        with self._tx() as c:
+            c.execute("UPDATE runs SET status=?, error=?, summary=COALESCE(?, summary), "
+                      "finished=? WHERE run_id=?",
+                      (status, error, json.dumps(summary) if summary is not None else None,
+                       time.time(), run_id))
+
+    def write(self, run_id: str, records: Iterable[Record], *, step: int | None = None) -> None:
+        """Append records (one transaction) and refresh the run's heartbeat and progress."""
+        rid = self._rid(run_id)
+        buckets: dict[str, list[tuple]] = {t: [] for t in RECORD_TABLES}
+        for r in records:
+            if isinstance(r, Scalar):
+                buckets["scalars"].append((rid, r.step, r.epoch, r.key, r.value))
+            elif isinstance(r, LayerRow):
+                buckets["layers"].append((rid, r.step, r.epoch, r.layer, r.key, r.value))
+            elif isinstance(r, FilterRow):
+                buckets["filters"].append((rid, r.step, r.epoch, r.layer, r.filter, r.key,
+                                           r.value))
+            elif isinstance(r, Row):
+                buckets["rows"].append((rid, r.step, r.epoch, r.table,
+                                        json.dumps(r.data, default=float)))
+        with self._tx() as c:
+            c.executemany("INSERT INTO scalars VALUES (?,?,?,?,?)", buckets["scalars"])
+            c.executemany("INSERT INTO layers VALUES (?,?,?,?,?,?)", buckets["layers"])
+            c.executemany("INSERT INTO filters VALUES (?,?,?,?,?,?,?)", buckets["filters"])
+            c.executemany("INSERT INTO rows VALUES (?,?,?,?,?)", buckets["rows"])
+            c.execute("UPDATE runs SET heartbeat=?, step=COALESCE(?, step) WHERE id=?",
+                      (time.time(), step, rid))
+
+    def _reap(self) -> None:
+        """Mark runs whose owning process on this host is gone as interrupted."""
+        host = socket.gethostname()
+        rows = self._conn().execute(
+            "SELECT run_id, pid FROM runs WHERE status IN ('queued','running') AND host=?",
+            (host,)).fetchall()
+        dead = [run_id for run_id, pid in rows if not _pid_alive(pid)]
+        for run_id in dead:
+            self.finish_run(run_id, "interrupted",
+                            error="the process running it stopped (killed or crashed); "
+                                  "every step it committed is kept.")
+
+    def runs(self, *, include_dense: bool = False) -> pd.DataFrame:
+        """One row per run, newest first, with the run's config fields and summary numbers."""
+        self._reap()
+        where = "" if include_dense else "WHERE kind = 'session'"
+        df = pd.read_sql_query(
+            f"SELECT run_id, name, kind, method, model, dataset, rate, seed, status, error, "
+            f"sweep_id, created, started, finished, step, total_steps, summary FROM runs {where} "
+            f"ORDER BY id DESC", self._conn())
+        summaries = [json.loads(s) if s else {} for s in df.pop("summary")]
+        for key in ("dense_accuracy", "pruned_accuracy", "final_accuracy", "sparsity", "wall_s"):
+            df[key] = [s.get(key) for s in summaries]
+        return df
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """The run's row as a dict, with `config` (SessionConfig) and `summary` (dict) parsed."""
+        self._reap()
+        cur = self._conn().execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
+        row = cur.fetchone()
+        if row is None:
+            self._rid(run_id)  # raises the standard message
+        out = dict(zip([d[0] for d in cur.description], row))
+        out["config"] = SessionConfig.from_dict(json.loads(out["config"]))
+        out["summary"] = json.loads(out["summary"]) if out["summary"] else {}
+        return out
+
+    def rename(self, run_id: str, name: str) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE runs SET name=? WHERE id=?", (name, self._rid(run_id)))
+
+    def delete(self, run_id: str) -> None:
+        rid = self._rid(run_id)
+        with self._tx() as c:
+            for table in RECORD_TABLES:
+                c.execute(f"DELETE FROM {table} WHERE rid=?", (rid,))
+            c.execute("DELETE FROM dense WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM runs WHERE id=?", (rid,))
+        shutil.rmtree(self.run_dir(run_id, create=False), ignore_errors=True)
+
+    def request_cancel(self, run_id: str) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE runs SET cancel=1 WHERE id=?", (self._rid(run_id),))
+
+    def cancel_requested(self, run_id: str) -> bool:
+        row = self._conn().execute("SELECT cancel FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def run_dir(self, run_id: str, *, create: bool = True) -> Path:
+        path = self.root / run_id
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- records -------------------------------------------------------------------------------
+    def _read(self, table: str, cols: str, run_ids: str | list[str], keys: list[str] | None,
+              extra: str = "", args: tuple = ()) -> pd.DataFrame:
+        ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+        rids = {self._rid(r): r for r in ids}
+        sql = (f"SELECT rid, {cols} FROM {table} WHERE rid IN ({','.join('?' * len(rids))})"
+               f"{extra}")
+        params: tuple = (*rids, *args)
+        if keys is not None:
+            sql += f" AND key IN ({','.join('?' * len(keys))})"
+            params += tuple(keys)
+        df = pd.read_sql_query(sql + " ORDER BY rid, step", self._conn(), params=params)
+        df.insert(0, "run_id", df.pop("rid").map(rids))
+        return df
+
+    def scalars(self, run_ids: str | list[str], keys: list[str] | None = None, *,
+                max_points: int | None = None) -> pd.DataFrame:
+        """Long table run_id, step, epoch, key, value; `max_points` thins each (run, key) curve
+        to about that many evenly spaced steps (the last step always kept)."""
+        if max_points is None:
+            return self._read("scalars", "step, epoch, key, value", run_ids, keys)
+        ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+        frames = []
+        for run_id in ids:
+            rid = self._rid(run_id)
+            counts = self._conn().execute(
+                "SELECT key, COUNT(*), MAX(step) FROM scalars WHERE rid=? GROUP BY key",
+                (rid,)).fetchall()
+            for key, n, last in counts:
+                if keys is not None and key not in keys:
+                    continue
+                stride = max(1, -(-n // max_points))
+                sub = pd.read_sql_query(
+                    "SELECT step, epoch, key, value FROM (SELECT step, epoch, key, value, "
+                    "ROW_NUMBER() OVER (ORDER BY step) - 1 AS i FROM scalars WHERE rid=? AND "
+                    "key=?) WHERE i % ? = 0 OR step = ? ORDER BY step",
+                    self._conn(), params=(rid, key, stride, last))
+                sub.insert(0, "run_id", run_id)
+                frames.append(sub)
+        if not frames:
+            return pd.DataFrame(columns=["run_id", "step", "epoch", "key", "value"])
+        return pd.concat(frames, ignore_index=True)
+
+    def layers(self, run_ids: str | list[str], keys: list[str] | None = None) -> pd.DataFrame:
+        """Long table run_id, step, epoch, layer, key, value."""
+        return self._read("layers", "step, epoch, layer, key, value", run_ids, keys)
+
+    def filters(self, run_ids: str | list[str], keys: list[str] | None = None, *,
+                layer: str | None = None) -> pd.DataFrame:
+        """Long table run_id, step, epoch, layer, filter, key, value."""
+        extra, args = (" AND layer = ?", (layer,)) if layer else ("", ())
+        return self._read("filters", "step, epoch, layer, filter, key, value", run_ids, keys,
+                          extra, args)
+
+    def rows(self, run_ids: str | list[str], table: str) -> pd.DataFrame:
+        """A method table: run_id, step, epoch and one column per field the method recorded."""
+        df = self._read("rows", "step, epoch, data", run_ids, None, " AND tbl = ?", (table,))
+        data = pd.DataFrame([json.loads(d) for d in df.pop("data")], index=df.index)
+        return pd.concat([df, data], axis=1)
+
+    def tables(self, run_id: str) -> list[str]:
+        """Names of the method tables a run recorded."""
+        rows = self._conn().execute("SELECT DISTINCT tbl FROM rows WHERE rid=? ORDER BY tbl",
+                                    (self._rid(run_id),)).fetchall()
+        return [r[0] for r in rows]
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.glob(DB_NAME + "*"))
+
+    # -- dense baselines -----------------------------------------------------------------------
+    def dense_lookup(self, key: str) -> tuple[str, Path, float] | None:
+        row = self._conn().execute("SELECT run_id, path, accuracy FROM dense WHERE key=?",
+                                   (key,)).fetchone()
+        if row is None or not Path(row[1]).exists():
+            return None
+        return row[0], Path(row[1]), row[2]
+
+    def dense_save(self, key: str, run_id: str, path: Path, accuracy: float) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO dense VALUES (?,?,?,?)",
+                      (key, run_id, str(path), accuracy))
