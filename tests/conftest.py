@@ -1,0 +1,29 @@
+import os
+
+os.environ["CUDA_VISIBLE_DEVICES"] = ""   # tests run on CPU, even on a machine with a GPU
+
+import pytest  # noqa: E402
+
+from pruneviz.config import SessionConfig  # noqa: E402
+from pruneviz.store import Store  # noqa: E402
+
+# Small budgets: a 3-epoch dense baseline (about 1 s) shared by every session test.
+FAST = dict(dense_epochs=3, epochs=2, device="cpu")
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / "runs")
+
+
+@pytest.fixture(scope="session")
+def shared_store(tmp_path_factory):
+    """One store for the whole test session, so the dense baseline trains once."""
+    return Store(tmp_path_factory.mktemp("shared") / "runs")
+
+
+@pytest.fixture
+def fast_config():
+    def make(**kw):
+        return SessionConfig(**{**FAST, **kw})
+    return make

@@ -1,0 +1,108 @@
+"""The run store: round trips, concurrent readers, deletes, corrupt files, killed runs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pruneviz.config import SessionConfig
+from pruneviz.records import FilterRow, LayerRow, Row, Scalar
+from pruneviz.store import Store, StoreError
+
+
+def test_round_trip_of_every_record_kind(store):
+    config = SessionConfig(method="gmp", rate=0.5, name="trial", params={"every": 3})
+    run_id = store.create_run(config)
+    store.start_run(run_id, 10)
+    store.write(run_id, [Scalar(0, 0, "loss", 2.5), Scalar(1, 0, "loss", 2.0),
+                         LayerRow(1, 0, "conv2", "sparsity", 0.25),
+                         FilterRow(1, 0, "conv2", 3, "norm", 0.5),
+                         Row(1, 0, "prune_steps", {"t": 1, "pruned": 12})], step=1)
+    store.finish_run(run_id, "completed", summary={"final_accuracy": 0.9})
+    run = store.run(run_id)
+    assert run["config"] == config
+    assert run["status"] == "completed" and run["step"] == 1
+    assert store.scalars(run_id)["value"].tolist() == [2.5, 2.0]
+    assert store.layers(run_id).iloc[0][["layer", "key", "value"]].tolist() == \
+        ["conv2", "sparsity", 0.25]
+    assert store.filters(run_id).iloc[0][["filter", "value"]].tolist() == [3, 0.5]
+    assert store.rows(run_id, "prune_steps")[["t", "pruned"]].values.tolist() == [[1, 12]]
+    assert store.tables(run_id) == ["prune_steps"]
+    listed = store.runs()
+    assert listed.loc[0, "run_id"] == run_id and listed.loc[0, "final_accuracy"] == 0.9
+
+
+def test_downsampled_scalars_keep_the_last_step(store):
+    run_id = store.create_run(SessionConfig())
+    store.write(run_id, [Scalar(i, 0, "loss", float(i)) for i in range(10_000)])
+    df = store.scalars(run_id, ["loss"], max_points=500)
+    assert 450 <= len(df) <= 520
+    assert df.step.iloc[-1] == 9999 and df.step.iloc[0] == 0
+
+
+def test_reader_sees_writes_while_a_writer_holds_the_file(store):
+    run_id = store.create_run(SessionConfig())
+    other = Store(store.root)   # a second connection, like a page polling a live run
+    store.write(run_id, [Scalar(0, 0, "loss", 1.0)])
+    assert len(other.scalars(run_id)) == 1
+    store.write(run_id, [Scalar(1, 0, "loss", 0.5)])
+    assert len(other.scalars(run_id)) == 2
+
+
+def test_delete_removes_records_and_folder(store):
+    run_id = store.create_run(SessionConfig())
+    store.write(run_id, [Scalar(0, 0, "loss", 1.0)])
+    (store.run_dir(run_id) / "weights.pt").write_bytes(b"x")
+    keep = store.create_run(SessionConfig())
+    store.write(keep, [Scalar(0, 0, "loss", 1.0)])
+    store.delete(run_id)
+    assert not store.run_dir(run_id, create=False).exists()
+    assert store.runs().run_id.tolist() == [keep]
+    assert len(store.scalars(keep)) == 1
+    with pytest.raises(StoreError, match="no run"):
+        store.run(run_id)
+
+
+def test_corrupt_database_is_a_clear_error(tmp_path):
+    (tmp_path / "pruneviz.sqlite").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a readable pruneviz store"):
+        Store(tmp_path)
+
+
+def test_unwritable_location_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the store folder should be")
+    with pytest.raises(StoreError, match="--store"):
+        Store(blocker / "runs")
+
+
+def test_killed_run_is_listed_interrupted_with_its_steps_kept(tmp_path):
+    root = tmp_path / "runs"
+    env = {**os.environ, "PRUNEVIZ_STORE": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "pruneviz", "run", "--epochs", "500",
+                             "--dense-epochs", "2", "--device", "cpu", "--json"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        committed = 0
+        while time.time() < deadline:
+            time.sleep(0.5)
+            if not (root / "pruneviz.sqlite").exists():
+                continue
+            runs = Store(root).runs()
+            if len(runs) and runs.loc[0, "status"] == "running":
+                committed = len(Store(root).scalars(runs.loc[0, "run_id"], ["loss"]))
+                if committed >= 20:
+                    break
+        assert committed >= 20, "the run never committed steps"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    store = Store(root)
+    runs = store.runs()
+    assert runs.loc[0, "status"] == "interrupted"
+    assert "killed" in store.run(runs.loc[0, "run_id"])["error"]
+    assert len(store.scalars(runs.loc[0, "run_id"], ["loss"])) >= committed
