@@ -1,4 +1,5 @@
-"""Export a run: config (JSON), summary (JSON), records (CSV), final weights and masks (.pt)."""
+"""Export a run: config (JSON), summary (JSON), records (CSV), final weights, masks and (methods
+that remove filters) kept original indices (.pt)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def export_run(store: Store, run_id: str, out: str | Path) -> list[Path]:
         put(f"{table}.csv", getattr(store, table)(run_id).to_csv(index=False))
     for table in store.tables(run_id):
         put(f"table_{table}.csv", store.rows(run_id, table).to_csv(index=False))
-    for name in ("weights.pt", "masks.pt"):
+    for name in ("weights.pt", "masks.pt", "kept_indices.pt"):
         src = store.run_dir(run_id, create=False) / name
         if src.exists():
             shutil.copy2(src, out / name)

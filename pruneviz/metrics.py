@@ -65,20 +65,39 @@ def param_counts(model: nn.Module) -> tuple[int, int]:
     return total, nonzero
 
 
+def _nonzero(w: torch.Tensor, dense_shape: torch.Size | None) -> int:
+    """Nonzero weights of `w` counted as its masked twin (same function, dense shape) would.
+
+    A physically shrunk layer has lost whole filters (rows) and, when a producer lost filters,
+    input columns of its kept filters. The masked twin would hold those columns as ordinary
+    (nonzero) weights multiplying dead inputs, so they count as kept here, except in filters
+    that are entirely zero (a masked filter is zero in every column): only removed or zeroed
+    filters and zero weights count as pruned, and a filter method reports the same sparsity
+    whether it masks or removes.
+    """
+    nonzero = int(torch.count_nonzero(w).item())
+    if dense_shape is not None and w.dim() > 1:
+        missing = math.prod(dense_shape[1:]) - math.prod(w.shape[1:])
+        if missing:
+            alive = int((w.detach().flatten(1) != 0).any(dim=1).sum().item())
+            nonzero += alive * missing
+    return nonzero
+
+
 def prunable_sparsity(layers: Iterable[Layer],
                       dense_shapes: dict[str, torch.Size] | None = None) -> float:
     """Fraction of zeros over the prunable weights (biases and unpruned layers excluded).
 
-    With `dense_shapes` (layer name -> weight shape at the dense start), weights a method has
+    With `dense_shapes` (layer name -> weight shape at the dense start), filters a method has
     physically removed count as pruned, so shrunk and masked networks report alike.
     """
     zeros = total = 0
     for layer in layers:
         w = layer.module.weight
-        n = math.prod(dense_shapes[layer.name]) if dense_shapes and layer.name in dense_shapes \
-            else w.numel()
+        shape = dense_shapes.get(layer.name) if dense_shapes else None
+        n = math.prod(shape) if shape is not None else w.numel()
         total += n
-        zeros += n - int(torch.count_nonzero(w).item())
+        zeros += n - _nonzero(w, shape)
     return zeros / total if total else 0.0
 
 
@@ -88,7 +107,7 @@ def layer_stats(layer: Layer, dense_shape: torch.Size | None = None) -> dict[str
     w = layer.module.weight.detach()
     shape = dense_shape or w.shape
     alive = int((w.flatten(1) != 0).any(dim=1).sum().item())
-    return {"sparsity": 1.0 - int(torch.count_nonzero(w).item()) / math.prod(shape),
+    return {"sparsity": 1.0 - _nonzero(w, dense_shape) / math.prod(shape),
             "keep_rate": alive / shape[0], "norm": w.norm().item()}
 
 

@@ -218,7 +218,8 @@ class Session:
             model=model, optimizer=make_optimizer(model, config), config=config, data=data,
             device=device, steps_per_epoch=self.spe, record=self.rec,
             gen=torch.Generator(device=device).manual_seed(config.seed + 1),
-            evaluate=lambda: evaluate(ctx.model, data, device, config.eval_limit))
+            evaluate=lambda: evaluate(ctx.model, data, device, config.eval_limit),
+            run_dir=store.run_dir(run_id))
         ctx.layers = self.method.select_layers(model)
         # prunable weight shapes at the dense start: physically removed weights count as pruned
         self.dense_shapes = {l.name: l.module.weight.shape for l in ctx.layers}

@@ -41,9 +41,16 @@ class Removal:
 def _graph(model: nn.Module, example_input: torch.Tensor):
     import torch_pruning as tp
 
-    with torch.enable_grad():     # the graph is traced through autograd
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example_input,
-                                                     verbose=False)
+    # Torch-Pruning traces in eval mode and leaves the model there; a method that shrinks the
+    # network mid-training would silently go on training with frozen BatchNorm statistics.
+    modes = {m: m.training for m in model.modules()}
+    try:
+        with torch.enable_grad():     # the graph is traced through autograd
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example_input,
+                                                         verbose=False)
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
 
 
 def channel_groups(model: nn.Module, example_input: torch.Tensor) -> list[list[str]]:

@@ -65,3 +65,34 @@ def test_param_counts_and_sparsity():
     assert prunable_sparsity(layers) == 640 / (216 + 1280)
     stats = layer_stats(Layer("fc", model.fc))
     assert stats["sparsity"] == 0.5 and stats["keep_rate"] == 1.0
+
+
+def test_shrunk_and_masked_filter_pruning_report_the_same_sparsity():
+    from pruneviz.masks import apply_masks, filter_param_masks, prunable_layers
+    from pruneviz.surgery import remove_filters
+
+    torch.manual_seed(0)
+    masked = build_model("tiny_cnn", (1, 8, 8), 10)
+    shrunk = build_model("tiny_cnn", (1, 8, 8), 10)
+    shrunk.load_state_dict(masked.state_dict())
+    layers = prunable_layers(masked, linears=False)
+    dense = {l.name: l.module.weight.shape for l in layers}
+    plan = {"conv1": [0, 1, 2, 3], "conv2": list(range(0, 32, 2))}
+    zeroed = {"conv2": [1, 3], "conv3": [5]}     # zeroed, not removed (a soft reset)
+    masks = {}
+    for l in layers:
+        fmask = torch.ones(l.module.out_channels)
+        fmask[plan.get(l.name, []) + zeroed.get(l.name, [])] = 0
+        masks.update(filter_param_masks(l, fmask))
+    apply_masks(masked, masks)
+    with torch.no_grad():
+        for name, idx in zeroed.items():
+            shrunk.get_submodule(name).weight[idx] = 0
+    remove_filters(shrunk, torch.zeros(1, 1, 8, 8), plan)
+    small = prunable_layers(shrunk, linears=False)
+    # conv2 and conv3 lost input channels too; only removed or zeroed filters count as pruned
+    expected = (4 * 9 + 18 * 16 * 9 + 32 * 9) / (16 * 9 + 32 * 16 * 9 + 64 * 32 * 9)
+    assert prunable_sparsity(layers) == prunable_sparsity(small, dense) == expected
+    for a, b in zip(layers, small):
+        ref, got = layer_stats(a), layer_stats(b, dense[b.name])
+        assert (ref["sparsity"], ref["keep_rate"]) == (got["sparsity"], got["keep_rate"])

@@ -126,3 +126,14 @@ def test_compact_removes_dead_filters_and_keeps_outputs():
     assert small.layer2[0].conv2.out_channels == 32
     assert report["filters_removed"] > 0
     assert conv_bn_pairs(small)     # still a well-formed model
+
+
+def test_surgery_keeps_each_module_in_its_training_mode():
+    model = build_model("resnet20", (3, 16, 16), 10)
+    model.train()
+    model.layer1[0].bn1.eval()                  # a deliberately frozen BatchNorm stays frozen
+    modes = {n: m.training for n, m in model.named_modules()}
+    x = torch.zeros(1, 3, 16, 16)
+    channel_groups(model, x)
+    remove_filters(model, x, {"layer1.0.conv1": [0, 3]})
+    assert {n: m.training for n, m in model.named_modules()} == modes

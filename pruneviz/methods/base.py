@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
@@ -54,6 +55,7 @@ class Context:
     masks: Masks = field(default_factory=dict)           # re-applied after every optimizer step
     summary: dict[str, Any] = field(default_factory=dict)  # extra numbers for the run summary
     pruned: bool = False                         # set by mark_pruned(); read by the session
+    run_dir: Path | None = None                  # the run's artifact folder (None outside a run)
 
     @property
     def epochs(self) -> int:

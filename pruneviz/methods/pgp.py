@@ -1,0 +1,530 @@
+"""PGP: Progressive Gradient Pruning (hybrid hard/soft, momentum-aware), RPGP and PSFP.
+
+Nguyen-Meidine, Granger, Kiran, Pedersoli, Blais-Morin, "An Improved Trade-off Between Accuracy
+and Complexity with Progressive Gradient Pruning", ICPR 2020, arXiv 1906.08746; authors' code
+Anon6627/Pruning-PGP (pgp_target_expo.py, pgp_real_target_expo.py, prune_utils.py).
+Baseline PSFP: He, Dong, Kang, Fu, Yang, "Progressive Deep Neural Networks Acceleration via Soft
+Filter Pruning", arXiv 1808.07471.
+
+What runs (METHODS.md sec. 3, steps 1-6), after each of the first E epochs of the session (the
+pruning epochs; the rest of the session's `epochs` fine-tunes):
+1. Criterion, per filter i of conv l:
+   pgp   s = || sum_b grad_b W_{l,i} ||_1, in an extra pass over the epoch's minibatches (the
+         same batches, same order) with BatchNorm running statistics frozen and no gradient
+         carried in from training;
+   rpgp  s = sum_b || grad_b W_{l,i} ||_1, accumulated in after_backward while training (no pass);
+   psfp  s = || W_{l,i} ||_2.
+   Residual groups (convs whose outputs are added, found by Torch-Pruning's dependency graph)
+   share their channels: a group's score is the SUM of its members' scores, and a group loses
+   the same channels in every member.
+2. Target filter count n(e) = N0 exp(-lambda (e + 1)), lambda = -ln(1 - P) / E, the last
+   pruning epoch clamped to N0 (1 - P) (schedules.exponential_count; P = the session's `rate`,
+   a per-layer filter prune rate). PSFP keeps N0 r(e + 1) with ASFP's asymptotic keep rate,
+   D = 1/8 (schedules.asymptotic_keep_rate). Whole filters: keep ceil(n(e)) (ceil(x - 1e-9), so
+   float noise never adds a filter), which is also what the authors' code keeps; the reference
+   N0 = 64, P = 0.5, E = 10 gives 60, 56, 52, 49, 46, 43, 40, 37, 35, 32.
+3. Weak set: the current - n(e) lowest-score filters (current = filters still present, soft
+   ones included: a soft-reset filter competes again).
+4. Hybrid split: the weakest floor(|weak| * hard_fraction) are removed physically
+   (pruneviz.surgery: conv, BatchNorm and consumer input channels, all group members at once);
+   the rest are soft-reset: conv weight and bias, BN gamma, beta, running mean and variance set
+   to 0, left trainable. At the last pruning epoch every weak filter is removed. PSFP never
+   removes: its weak filters are all soft-reset, and at its last pruning epoch they are zeroed
+   and masked for good (ctx.masks), so fine-tuning cannot regrow them.
+5. Momentum: the surgery slices every optimizer state buffer to the kept channels (outputs and
+   consumer inputs) and keeps all hyper-parameters, weight decay included; PGP then zeroes the
+   first-moment state (SGD momentum_buffer, Adam exp_avg) of the soft-reset filters' conv, bias
+   and BN rows. PSFP leaves momentum untouched (the stale momentum pushes its zeroed filters
+   back, the failure PGP fixes).
+6. Fine-tuning epochs: the session's remaining epochs (paper preset: 5 pruning epochs, then 20
+   at lr 0.01, the authors' `final_fn=[20, 0.01]`).
+
+Fidelity notes: the criterion pass zeroes gradients first and freezes BN statistics (the
+authors' pass accumulated onto the last training batch's gradient and updated the running
+statistics). The exponent uses (e + 1) with 0-based e and the last epoch is clamped, so the
+target is reached exactly (the authors' 1-based loop ends at 29.9 of 64 for P = 0.5). The
+rebuilt optimizer keeps weight decay (the authors' rebuild dropped it). Pruned layers: every
+conv, the first conv and projection shortcuts included (the authors prune shortcut convs in step
+with the block output, which the residual groups do).
+
+Records (bounded: one row per conv, or per filter, per pruning epoch):
+Tables carry the store's step and epoch columns (the epoch the row describes) plus:
+- table `pgp_layers`, one row per conv per pruning epoch: layer, group (the group's first
+  conv), target (n(e), float), target_count (whole filters kept), before (filters present
+  before this epoch's pruning), active (present and not reset now), soft (reset now), removed
+  (physically gone since the start; PSFP: masked for good), hard_now (removed or masked this
+  epoch), spearman (Spearman rank correlation between the group's criterion score and the L2
+  ranking PSFP would use, over the filters present; pgp/rpgp only), momentum_before /
+  momentum_after (L2 norm of the optimizer first moment of the filters reset now, over their
+  conv weight, bias and BN gamma/beta rows, before and after the adaptation).
+- table `pgp_epochs`, one row per epoch (pruning and fine-tuning): phase ("prune" or
+  "finetune"), epoch_time (wall seconds from the end of the previous epoch's pruning to the
+  start of this one's: the epoch's training steps plus the previous epoch's evaluation, both
+  on the network that trained this epoch), flops_trained / params_trained (that network),
+  criterion_time and surgery_time (seconds; pruning epochs), flops / params / filters after
+  this epoch's pruning (FLOPs by metrics.count_flops: 2 per multiply-add, one input),
+  target_sparsity, momentum_before / momentum_after (totals over all convs).
+- per filter (ctx.record.filters, indexed by the filter's ORIGINAL index in the dense conv, one
+  value per dense filter per pruning epoch): `pgp_score` (the ranking score; for a residual group
+  the group sum, so all members carry the same values; NaN once removed), `pgp_l2` (L2 norm of
+  the filter, summed over the group likewise; NaN once removed), `pgp_status` (0 active,
+  1 soft-reset this epoch, 2 removed or masked for good).
+- artifact `kept_indices.pt` in the run folder, rewritten after every pruning epoch:
+  {"filters": {conv: kept original filter indices}, "tensors": {state_dict key: {dim: kept
+  original indices}} for every tensor that shrank, "dense_shapes": {state_dict key: shape at
+  the dense start}}; `to_dense` maps a shrunk tensor back onto the original architecture.
+- summary: prune_epochs, filters_dense, filters_final, params_compact, flops_compact (the
+  physically compacted network; for PSFP the masked network compacted by surgery.compact).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import SessionConfig, param
+from ..masks import (
+    Layer,
+    apply_masks,
+    conv_bn_pairs,
+    filter_norms,
+    filter_param_masks,
+    prunable_layers,
+)
+from ..metrics import count_flops, param_counts
+from ..schedules import asymptotic_keep_rate, exponential_count
+from ..surgery import channel_groups, compact, remove_filters
+from .base import Context, Method, register
+
+ACTIVE, SOFT, HARD = 0, 1, 2
+FIRST_MOMENTS = ("momentum_buffer", "exp_avg")    # SGD and Adam first-moment state
+KEPT_FILE = "kept_indices.pt"
+
+
+@dataclass(frozen=True)
+class Params:
+    prune_fraction: float = param(0.75, "Fraction of the session's epochs that prune (E = "
+                                        "round(fraction x epochs), at least 1); the rest "
+                                        "fine-tune the pruned network.", min=0.05, max=1.0)
+    prune_epochs: int = param(0, "Pruning epochs E as a count (capped at the session's epochs); "
+                                 "0 uses prune_fraction.", min=0, max=1000)
+    hard_fraction: float = param(0.5, "Share of each epoch's weak filters removed physically "
+                                      "(the weakest); the rest are reset to zero and may regrow. "
+                                      "The last pruning epoch removes every weak filter.",
+                                 min=0.0, max=1.0, step=0.05)
+    zero_momentum: bool = param(True, "Zero the optimizer momentum of reset filters (PGP's "
+                                      "momentum adaptation); off, stale momentum pushes them "
+                                      "back as in PSFP.")
+
+
+@dataclass(frozen=True)
+class PSFPParams:
+    prune_fraction: float = param(0.75, "Fraction of the session's epochs that prune (E = "
+                                        "round(fraction x epochs), at least 1); the rest "
+                                        "fine-tune with the zeroed filters masked.",
+                                  min=0.05, max=1.0)
+    prune_epochs: int = param(0, "Pruning epochs E as a count (capped at the session's epochs); "
+                                 "0 uses prune_fraction.", min=0, max=1000)
+    d: float = param(0.125, "ASFP's D: 3/4 of the pruning is reached after D x E epochs.",
+                     min=0.01, max=1.0)
+
+
+def pruning_epochs(epochs: int, fraction: float, count: int = 0) -> int:
+    """E: `count` if given, else round(fraction x epochs) (halves up); within [1, epochs]."""
+    e = count if count else math.floor(fraction * epochs + 0.5)
+    return max(1, min(epochs, e))
+
+
+def whole(n: float) -> int:
+    """Whole filters kept for a float target: ceil, ignoring float noise; at least one."""
+    return max(1, math.ceil(n - 1e-9))
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    """Spearman rank correlation with average ranks for ties; None when undefined."""
+    if a.numel() < 2:
+        return None
+    ra, rb = _ranks(a.detach().double().flatten()), _ranks(b.detach().double().flatten())
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = (ra.norm() * rb.norm()).item()
+    return None if denom == 0 else (ra @ rb).item() / denom
+
+
+def _ranks(x: torch.Tensor) -> torch.Tensor:
+    ranks = torch.empty_like(x)
+    ranks[torch.argsort(x, stable=True)] = torch.arange(len(x), dtype=x.dtype, device=x.device)
+    _, inverse, counts = torch.unique(x, return_inverse=True, return_counts=True)
+    sums = torch.zeros(len(counts), dtype=x.dtype, device=x.device).index_add_(0, inverse, ranks)
+    return (sums / counts)[inverse]
+
+
+def criterion_pass(model: nn.Module, weights: dict[str, torch.Tensor],
+                   batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                   label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
+    """PGP's filter change || sum_b grad_b W ||_1 per filter of each weight in `weights`.
+
+    Gradients start from zero (nothing carried over from training) and BatchNorms in training
+    mode normalize with batch statistics without updating their running statistics.
+    """
+    for p in model.parameters():
+        p.grad = None
+    frozen = [m for m in model.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+              and m.track_running_stats]
+    names = list(weights)
+    params = [weights[n] for n in names]
+    sums = [torch.zeros_like(p) for p in params]
+    for m in frozen:
+        m.track_running_stats = False   # batch statistics, running buffers left alone
+    try:
+        with torch.enable_grad():
+            for x, y in batches:
+                loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
+                for s, g in zip(sums, grads):
+                    if g is not None:
+                        s.add_(g)
+    finally:
+        for m in frozen:
+            m.track_running_stats = True
+    return {n: s.flatten(1).abs().sum(1) for n, s in zip(names, sums)}
+
+
+def to_dense(tensor: torch.Tensor, kept: dict[int, torch.Tensor],
+             dense_shape: tuple[int, ...]) -> torch.Tensor:
+    """A shrunk tensor put back at its original indices in a zero tensor of the dense shape."""
+    out = torch.zeros(dense_shape, dtype=tensor.dtype, device=tensor.device)
+    index = []
+    for dim, size in enumerate(tensor.shape):    # one broadcast index per dim
+        idx = kept.get(dim, torch.arange(size))
+        shape = [1] * tensor.dim()
+        shape[dim] = -1
+        index.append(idx.to(tensor.device).view(shape))
+    out[tuple(index)] = tensor
+    return out
+
+
+class Progressive(Method):
+    """The shared code path: score, weak set, hybrid split, reset, surgery, records."""
+
+    kind = "filter"
+    criterion: ClassVar[str] = "pass"      # "pass" (PGP), "running" (RPGP) or "l2" (PSFP)
+    physical: ClassVar[bool] = True        # remove hard filters (PGP) or mask them (PSFP)
+
+    # -- schedule ----------------------------------------------------------------------------
+    @classmethod
+    def n_pruning_epochs(cls, epochs: int, params: Any) -> int:
+        return pruning_epochs(epochs, params.prune_fraction, params.prune_epochs)
+
+    @classmethod
+    def keep_target(cls, n0: int, e: int, epochs: int, rate: float, params: Any) -> float:
+        """Filters to keep (float) after pruning epoch e of `epochs`."""
+        return exponential_count(n0, e, epochs, rate)
+
+    @classmethod
+    def schedule(cls, config: SessionConfig, params: Any) -> pd.DataFrame:
+        epochs = cls.n_pruning_epochs(config.epochs, params)
+        n0, current = 64, 64
+        hard = getattr(params, "hard_fraction", 0.0) if cls.physical else 0.0
+        rows = [(0.0, "target sparsity", 0.0)]
+        if cls.physical:
+            rows.append((0.0, "removed (64-filter conv)", 0.0))
+        for e in range(epochs):
+            keep = cls.keep_target(n0, e, epochs, config.rate, params)
+            rows.append((e + 1.0, "target sparsity", 1.0 - keep / n0))
+            if cls.physical:
+                weak = max(0, current - whole(keep))
+                current -= weak if e == epochs - 1 else math.floor(weak * hard)
+                rows.append((e + 1.0, "removed (64-filter conv)", 1.0 - current / n0))
+        if config.epochs > epochs:
+            rows += [(float(config.epochs), series, value)
+                     for (_, series, value) in rows[-(2 if cls.physical else 1):]]
+        return pd.DataFrame(rows, columns=["epoch", "series", "value"])
+
+    def target(self, ctx: Context) -> float | None:
+        if not hasattr(self, "groups"):
+            return None
+        done = min(self.E, (ctx.step + 1) // max(ctx.steps_per_epoch, 1))
+        pruned = total = 0
+        for layer in ctx.layers:
+            n0, per = self.n0[layer.name], self.per_filter[layer.name]
+            keep = n0 if done == 0 else whole(self.keep_target(n0, done - 1, self.E,
+                                                              ctx.config.rate, self.p))
+            pruned += (n0 - keep) * per
+            total += n0 * per
+        return pruned / total if total else 0.0
+
+    # -- hooks -------------------------------------------------------------------------------
+    def select_layers(self, model: nn.Module) -> list[Layer]:
+        return prunable_layers(model, linears=False, first_conv=True, shortcuts=True)
+
+    def before_training(self, ctx: Context) -> None:
+        model = ctx.model
+        ctx.layers = self.select_layers(model)
+        self.example = torch.zeros(1, *ctx.data.input_shape, device=ctx.device)
+        self.groups = channel_groups(model, self.example)
+        known = {l.name for l in ctx.layers}
+        bns = conv_bn_pairs(model)
+        modules = dict(model.named_modules())
+        for group in self.groups:        # every conv is pruned; coupled ones come along
+            for name in group:
+                if name not in known:
+                    bn = bns.get(name)
+                    ctx.layers.append(Layer(name, modules[name], bn, modules[bn] if bn else None))
+        self.layer = {l.name: l for l in ctx.layers}
+        self.E = self.n_pruning_epochs(ctx.epochs, self.p)
+        self.n0 = {l.name: l.module.out_channels for l in ctx.layers}
+        self.per_filter = {l.name: math.prod(l.module.weight.shape[1:]) for l in ctx.layers}
+        self.status = {n: torch.zeros(n0, dtype=torch.long) for n, n0 in self.n0.items()}
+        self.kept: dict[str, dict[int, torch.Tensor]] = {}
+        self.dense_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        self.running = self._zeros(ctx)
+        self.flops = count_flops(model, ctx.data.input_shape)
+        self.params = param_counts(model)[0]
+        ctx.summary.update(prune_epochs=self.E, filters_dense=sum(self.n0.values()))
+        self._save_kept(ctx)
+        self.t_epoch = time.perf_counter()
+
+    def after_backward(self, ctx: Context) -> None:
+        if self.criterion != "running" or ctx.epoch >= self.E:
+            return
+        with torch.no_grad():
+            for layer in ctx.layers:
+                g = layer.module.weight.grad
+                if g is not None:
+                    self.running[layer.name] += g.flatten(1).abs().sum(1)
+
+    def end_of_epoch(self, ctx: Context) -> None:
+        e = ctx.epoch
+        row: dict[str, Any] = dict(phase="prune" if e < self.E else "finetune",
+                                   epoch_time=time.perf_counter() - self.t_epoch,
+                                   flops_trained=self.flops, params_trained=self.params)
+        if e < self.E:
+            row.update(self._prune(ctx, e))
+            self.flops = count_flops(ctx.model, ctx.data.input_shape)
+            self.params = param_counts(ctx.model)[0]
+        row.update(flops=self.flops, params=self.params,
+                   filters=sum(l.module.out_channels for l in ctx.layers),
+                   target_sparsity=self.target(ctx))
+        ctx.record.row("pgp_epochs", **row)
+        if e == self.E - 1:
+            self._finish_pruning(ctx)
+        self.t_epoch = time.perf_counter()
+
+    # -- the pruning epoch -------------------------------------------------------------------
+    def _zeros(self, ctx: Context) -> dict[str, torch.Tensor]:
+        return {l.name: torch.zeros(l.module.out_channels, device=ctx.device)
+                for l in ctx.layers}
+
+    def original(self, name: str) -> torch.Tensor:
+        """Original (dense) index of each filter now present in conv `name`."""
+        kept = self.kept.get(f"{name}.weight", {}).get(0)
+        return kept if kept is not None else torch.arange(self.n0[name])
+
+    def _scores(self, ctx: Context) -> dict[str, torch.Tensor]:
+        if self.criterion == "l2":
+            return {l.name: filter_norms(l.module.weight) for l in ctx.layers}
+        if self.criterion == "running":
+            return self.running
+        c = ctx.config
+        batches = ctx.data.train_batches(ctx.epoch, c.seed, c.batch_size, ctx.device,
+                                         c.max_steps_per_epoch)
+        return criterion_pass(ctx.model, {l.name: l.module.weight for l in ctx.layers},
+                              batches, c.label_smoothing)
+
+    def _prune(self, ctx: Context, e: int) -> dict[str, Any]:
+        last = e == self.E - 1
+        hard_fraction = getattr(self.p, "hard_fraction", 0.0)
+        zero_momentum = getattr(self.p, "zero_momentum", False)
+        started = time.perf_counter()
+        scores = self._scores(ctx)
+        criterion_time = time.perf_counter() - started
+        plan: dict[str, list[int]] = {}
+        masked: dict[str, torch.Tensor] = {}
+        layer_rows = []
+        mom_before = mom_after = 0.0
+        for group in self.groups:
+            n0, lead = self.n0[group[0]], group[0]
+            present = self.layer[lead].module.out_channels
+            target = self.keep_target(n0, e, self.E, ctx.config.rate, self.p)
+            n_keep = whole(target)
+            score = sum(scores[m].detach().float() for m in group)
+            l2 = sum(filter_norms(self.layer[m].module.weight).float() for m in group)
+            weak = torch.argsort(score, stable=True)[:max(0, present - n_keep)]
+            n_hard = len(weak) if last else math.floor(len(weak) * hard_fraction)
+            hard, soft = weak[:n_hard], weak[n_hard:]
+            if not self.physical and last:           # PSFP: zeroed and masked for good
+                soft, masked[lead] = weak, weak
+            rho = spearman(score, l2) if self.criterion != "l2" else None
+            orig = self.original(lead)
+            for m in group:
+                status = self.status[m]
+                hard_before = int((status == HARD).sum())
+                status[status == SOFT] = ACTIVE
+                status[orig[hard.cpu()]] = HARD
+                status[orig[soft.cpu()]] = HARD if lead in masked else SOFT
+                before, after = self._reset(ctx, self.layer[m], soft,
+                                            zero_momentum and lead not in masked)
+                mom_before += before ** 2
+                mom_after += after ** 2
+                layer_rows.append(dict(
+                    layer=m, group=lead, target=target, target_count=n_keep,
+                    before=present, soft=int((status == SOFT).sum()),
+                    removed=int((status == HARD).sum()),
+                    hard_now=int((status == HARD).sum()) - hard_before, spearman=rho,
+                    momentum_before=before, momentum_after=after))
+                full = torch.full((n0,), math.nan)
+                ctx.record.filters(m, "pgp_score", full.index_put((orig,), score.cpu()))
+                ctx.record.filters(m, "pgp_l2", full.index_put((orig,), l2.cpu()))
+                ctx.record.filters(m, "pgp_status", status)
+            if len(hard):
+                plan[lead] = hard.tolist()
+        started = time.perf_counter()
+        if plan and self.physical:
+            self._remove(ctx, plan)
+        if masked:
+            for group in self.groups:
+                if group[0] not in masked:
+                    continue
+                for m in group:
+                    layer = self.layer[m]
+                    fmask = torch.ones(layer.module.out_channels, device=ctx.device)
+                    fmask[masked[group[0]]] = 0
+                    ctx.masks.update(filter_param_masks(layer, fmask))
+            apply_masks(ctx.model, ctx.masks)
+        surgery_time = time.perf_counter() - started
+        for row in layer_rows:
+            m = row["layer"]
+            present = self.status[m][self.original(m)]
+            row["active"] = int((present == ACTIVE).sum())
+            ctx.record.row("pgp_layers", **row)
+        self.running = self._zeros(ctx)
+        self._save_kept(ctx)
+        return dict(criterion_time=criterion_time, surgery_time=surgery_time,
+                    momentum_before=math.sqrt(mom_before), momentum_after=math.sqrt(mom_after))
+
+    @torch.no_grad()
+    def _reset(self, ctx: Context, layer: Layer, idx: torch.Tensor,
+               zero_momentum: bool) -> tuple[float, float]:
+        """Soft reset of filters `idx` (current positions) of one conv and its BN; returns the
+        norm of their optimizer first moments before and after the momentum adaptation."""
+        conv, bn = layer.module, layer.bn
+        params = [conv.weight, conv.bias]
+        if bn is not None:
+            params += [bn.weight, bn.bias]
+        params = [p for p in params if p is not None]
+        if len(idx) == 0:
+            return 0.0, 0.0
+        for p in params:
+            p[idx] = 0
+        if bn is not None and bn.running_mean is not None:
+            bn.running_mean[idx] = 0
+            bn.running_var[idx] = 0
+
+        def norm() -> float:
+            sq = 0.0
+            for p in params:
+                state = ctx.optimizer.state.get(p, {})
+                for key in FIRST_MOMENTS:
+                    if torch.is_tensor(state.get(key)):
+                        sq += state[key][idx].double().pow(2).sum().item()
+            return math.sqrt(sq)
+
+        before = norm()
+        if zero_momentum:
+            for p in params:
+                state = ctx.optimizer.state.get(p, {})
+                for key in FIRST_MOMENTS:
+                    if torch.is_tensor(state.get(key)):
+                        state[key][idx] = 0
+        return before, norm()
+
+    def _remove(self, ctx: Context, plan: dict[str, list[int]]) -> None:
+        """Physical removal; the optimizer, masks and kept indices follow."""
+        removal, optimizer = remove_filters(ctx.model, self.example, plan, ctx.optimizer)
+        assert optimizer is not None
+        ctx.optimizer = optimizer
+        ctx.masks = {k: removal.slice(k, m) for k, m in ctx.masks.items()}
+        for key, dims in removal.kept.items():
+            mine = self.kept.setdefault(key, {})
+            for dim, idx in dims.items():
+                idx = idx.cpu()
+                mine[dim] = mine[dim][idx] if dim in mine else idx
+
+    def _save_kept(self, ctx: Context) -> None:
+        if ctx.run_dir is None:
+            return
+        torch.save({"filters": {n: self.original(n).clone() for n in self.n0},
+                    "tensors": self.kept, "dense_shapes": self.dense_shapes},
+                   ctx.run_dir / KEPT_FILE)
+
+    def _finish_pruning(self, ctx: Context) -> None:
+        ctx.mark_pruned()
+        final = sum(int((s != HARD).sum()) for s in self.status.values())
+        ctx.summary["filters_final"] = final
+        if self.physical:
+            ctx.summary.update(params_compact=self.params, flops_compact=self.flops)
+            return
+        try:
+            small, _ = compact(ctx.model, ctx.data.input_shape)
+        except RuntimeError as err:      # a report number must not end the session
+            ctx.summary["compact_error"] = str(err)
+            return
+        ctx.summary.update(params_compact=param_counts(small)[0],
+                           flops_compact=count_flops(small, ctx.data.input_shape))
+
+
+@register
+class PGP(Progressive):
+    name = "pgp"
+    summary = ("Progressive gradient pruning: filter-change criterion (extra pass), weakest "
+               "removed physically, the rest reset with their momentum; exponential schedule.")
+    Params = Params
+    presets = {
+        # authors' main(): 5 pruning epochs, then final_fn=[20, 0.01]; SGD lr 0.01, momentum
+        # 0.9 (no Nesterov), batch 64, P = 0.5, hard/soft split 0.5; weight decay kept.
+        "paper": {"rate": 0.5, "epochs": 25, "prune_epochs": 5, "hard_fraction": 0.5,
+                  "zero_momentum": True, "optimizer": "sgd", "lr": 0.01,
+                  "lr_schedule": "constant", "momentum": 0.9, "nesterov": False,
+                  "batch_size": 64},
+        "interactive": {"rate": 0.5, "epochs": 8, "prune_epochs": 0, "prune_fraction": 0.75,
+                        "hard_fraction": 0.5, "zero_momentum": True},
+    }
+
+
+@register
+class RPGP(PGP):
+    name = "rpgp"
+    summary = ("PGP with the criterion summed from training's own gradients (no extra pass); "
+               "the default for live sessions.")
+    criterion = "running"
+
+
+@register
+class PSFP(Progressive):
+    name = "psfp"
+    summary = ("Progressive soft filter pruning: L2 criterion, zero only (no removal, momentum "
+               "untouched), asymptotic schedule with D = 1/8.")
+    Params = PSFPParams
+    criterion = "l2"
+    physical = False
+    presets = {
+        # the PGP paper's comparison protocol (same budget as its PGP runs)
+        "paper": {"rate": 0.5, "epochs": 25, "prune_epochs": 5, "d": 0.125, "optimizer": "sgd",
+                  "lr": 0.01, "lr_schedule": "constant", "momentum": 0.9, "nesterov": False,
+                  "batch_size": 64},
+        "interactive": {"rate": 0.5, "epochs": 8, "prune_epochs": 0, "prune_fraction": 0.75,
+                        "d": 0.125},
+    }
+
+    @classmethod
+    def keep_target(cls, n0: int, e: int, epochs: int, rate: float, params: Any) -> float:
+        return n0 * asymptotic_keep_rate(e + 1, epochs, 1.0 - rate, params.d)
