@@ -132,7 +132,8 @@ def measure_latency(models: dict[str, nn.Module], input_shape: tuple[int, ...], 
     The models run in turn within each repetition (interleaved), so a load spike on a shared
     machine hits all of them alike; after `warmup` untimed rounds, repetitions continue until
     `budget_s` has passed (at least `min_reps`, at most `max_reps`). Returns, per model, the
-    median and the interquartile range in seconds and the repetitions timed.
+    median and the interquartile range in seconds, the repetitions timed, and the times
+    themselves (in repetition order, so ratios can be taken pair by pair).
     """
     device = torch.device(device)
     x = torch.randn(batch, *input_shape, device=device)
@@ -160,5 +161,6 @@ def measure_latency(models: dict[str, nn.Module], input_shape: tuple[int, ...], 
     out = {}
     for k, ts in times.items():
         q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
-        out[k] = {"median_s": statistics.median(ts), "iqr_s": q[2] - q[0], "reps": len(ts)}
+        out[k] = {"median_s": statistics.median(ts), "iqr_s": q[2] - q[0], "reps": len(ts),
+                  "times": ts}
     return out

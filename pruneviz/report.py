@@ -28,6 +28,7 @@ import copy
 import gzip
 import io
 import json
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ LATENCY_BATCHES = (1, 64)
 # the default digits run costs about a second in all; big models get at least 3 repetitions.
 LATENCY_BUDGET_S = 0.25
 ATOL = 1e-5
+NOISY = 0.25     # interquartile range over this fraction of the median: the machine was busy
 
 
 @dataclass
@@ -91,10 +93,11 @@ def models_from_state(model_name: str, input_shape: tuple[int, ...], num_classes
                  if k in removal.kept else m for k, m in masks.items()}
         x = torch.randn(4, *input_shape)
         with torch.no_grad():
-            diff = (small.eval()(x) - masked(x)).abs().max().item()
-        if not diff <= ATOL:
+            expected = small.eval()(x)
+            diff = (expected - masked(x)).abs().max().item()
+        if not diff <= ATOL * max(1.0, expected.abs().max().item()):
             raise RuntimeError(f"the shrunk network expanded onto {model_name} differs from it "
-                               f"by {diff:.3g} (> {ATOL}); refusing to report it.")
+                               f"by {diff:.3g}; refusing to report it.")
     else:
         masked.load_state_dict(state)
     masks = {k: m.bool() for k, m in masks.items()}
@@ -160,15 +163,21 @@ def _latency(models: RunModels, budget_s: float, batches: tuple[int, ...],
         pair = {"dense": copy.deepcopy(models.masked).to(device),
                 "compact": copy.deepcopy(models.compact).to(device)}
         for batch in batches:
-            t = measure_latency(pair, models.input_shape, batch, device=device,
-                                budget_s=budget_s, warmup=1)
-            d, c = t["dense"], t["compact"]
+            for attempt in range(2):      # a busy machine gets one longer second try
+                t = measure_latency(pair, models.input_shape, batch, device=device,
+                                    budget_s=budget_s * (1 + 3 * attempt), warmup=1,
+                                    min_reps=5)
+                d, c = t["dense"], t["compact"]
+                spread = max(d["iqr_s"] / d["median_s"], c["iqr_s"] / c["median_s"])
+                if spread <= NOISY:
+                    break
             rows.append({
                 "device": device, "batch": batch,
                 "threads": torch.get_num_threads() if device == "cpu" else None,
                 "dense_ms": d["median_s"] * 1e3, "compact_ms": c["median_s"] * 1e3,
-                "speedup": d["median_s"] / c["median_s"], "reps": d["reps"],
-                "spread": max(d["iqr_s"] / d["median_s"], c["iqr_s"] / c["median_s"])})
+                # pairs were timed back to back: the median of their ratios resists load drift
+                "speedup": statistics.median(a / b for a, b in zip(d["times"], c["times"])),
+                "reps": d["reps"], "spread": spread})
     return rows
 
 
@@ -208,7 +217,7 @@ def build_panel(models: RunModels, config: SessionConfig, *,
         "bytes_dense": len(buf.getvalue()),
         "bytes_dense_gzip": len(gzip.compress(buf.getvalue(), 6)),
         "bytes_compact": _saved_bytes(small),
-        "max_abs_diff": rep["max_abs_diff"],
+        "max_abs_diff": rep["max_abs_diff"], "output_scale": rep["output_scale"],
     }
     capability, block = cpu_vector_block()
     compact_convs = [m for m in small.modules() if isinstance(m, nn.Conv2d)]
@@ -296,7 +305,7 @@ def notes(p: dict[str, Any]) -> list[str]:
             out.append(
                 f"{where}, dense and compact are the same network; their {_pct(abs(gain - 1))} "
                 f"difference in latency is measurement noise.")
-    if any(row["spread"] > 0.25 for row in p["latency"]):
+    if any(row["spread"] > NOISY for row in p["latency"]):
         out.append("Timings were noisy (interquartile range over 25% of the median): the machine "
                    "was busy. Compare the ratios, measured interleaved, not absolute times.")
     return out
@@ -402,7 +411,8 @@ def format_panel(panel: dict[str, Any]) -> str:
         lines.append(f"  latency {r['device']} b{r['batch']:<3} {r['dense_ms']:.3f} ms dense, "
                      f"{r['compact_ms']:.3f} ms compact ({r['speedup']:.2f}x; median of "
                      f"{r['reps']}{threads})")
+    tol = ATOL * p.get("output_scale", 1.0)
     lines.append(f"  compact check   max |masked - compact| = {p['max_abs_diff']:.2g} "
-                 f"(<= {ATOL:g}, eval mode)")
+                 f"(<= {tol:.2g}, eval mode)")
     lines += [f"  note: {n}" for n in p["notes"]]
     return "\n".join(lines)
