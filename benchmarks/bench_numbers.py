@@ -13,8 +13,10 @@ Both must give identical state_dicts. Then, at batch 64 on CPU, the dense, prune
 Torch-Pruning-compact models (and dense and compact again in channels_last memory format, the
 other layout oneDNN runs) are timed back to back in every repetition (interleaved, so a load
 spike on a shared machine hits all of them), medians compared: latency gain / FLOPs gain,
-target >= 0.8. A last line models oneDNN's channel blocking (convolutions computed in blocks of
-16 channels on AVX-512, 8 on AVX2) to show where the rest of the gap goes.
+target >= 0.8. A line models oneDNN's channel blocking (convolutions computed in blocks of 16
+channels on AVX-512, 8 on AVX2) to show where the rest of the gap goes, and an "aligned" route
+makes the same request with kept filter counts rounded to that block (a different, smaller
+removal) to show what alignment buys.
 
     python benchmarks/bench_numbers.py [--reps 15] [--threads 1] [--rate 0.4]
 """
@@ -56,9 +58,10 @@ def realistic_bn(model: nn.Module) -> None:
     model.eval()
 
 
-def torch_pruning_route(dense: nn.Module, rate: float) -> tuple[nn.Module, dict[str, list[int]]]:
-    """Torch-Pruning removes `rate` of every group's channels; returns the model and, per conv,
-    the output channels it removed."""
+def torch_pruning_route(dense: nn.Module, rate: float, round_to: int | None = None
+                        ) -> tuple[nn.Module, dict[str, list[int]]]:
+    """Torch-Pruning removes `rate` of every group's channels (kept counts rounded to multiples
+    of `round_to` if given); returns the model and, per conv, the output channels it removed."""
     import torch_pruning as tp
     from torch_pruning._helpers import to_plain_idxs
 
@@ -66,7 +69,8 @@ def torch_pruning_route(dense: nn.Module, rate: float) -> tuple[nn.Module, dict[
     names = {m: n for n, m in model.named_modules()}
     pruner = tp.pruner.BasePruner(model, torch.zeros(1, *SHAPE),
                                   importance=tp.importance.MagnitudeImportance(p=2),
-                                  pruning_ratio=rate, ignored_layers=[model.fc])
+                                  pruning_ratio=rate, ignored_layers=[model.fc],
+                                  round_to=round_to)
     removed: dict[str, list[int]] = {}
     for group in pruner.step(interactive=True):
         for dep, idxs in group:
@@ -148,14 +152,23 @@ def main() -> None:
     models = {"dense": dense, "pruneviz": pv_model, "torch_pruning": tp_model,
               "dense_nhwc": ChannelsLast(dense), "pruneviz_nhwc": ChannelsLast(pv_model)}
     flops.update(dense_nhwc=flops["dense"], pruneviz_nhwc=flops["pruneviz"])
+    routes = [("pruneviz", "dense"), ("torch_pruning", "dense"), ("pruneviz_nhwc", "dense_nhwc")]
+    if block:       # the same request with kept counts rounded to the vector block
+        _, aligned_removed = torch_pruning_route(dense, args.rate, round_to=block)
+        models[f"aligned{block}"], aligned = pruneviz_route(dense, aligned_removed)
+        flops[f"aligned{block}"] = count_flops(models[f"aligned{block}"], SHAPE)
+        routes.append((f"aligned{block}", "dense"))
+        print(f"[aligned] the same {args.rate:.0%} request with kept filter counts rounded to "
+              f"multiples of {block} (Torch-Pruning round_to={block}): "
+              f"{aligned['filters_removed']} filters removed")
     for batch in (64, 1):
         t = measure_latency(models, SHAPE, batch, budget_s=0.0, warmup=1, min_reps=args.reps,
                             max_reps=args.reps)
-        for route, base in (("pruneviz", "dense"), ("torch_pruning", "dense"),
-                            ("pruneviz_nhwc", "dense_nhwc")):
+        for route, base in routes:
             lat_gain = t[base]["median_s"] / t[route]["median_s"]
             flops_gain = flops[base] / flops[route]
-            target = "; target >= 0.8" if batch == 64 else " (batch 1, for reference)"
+            target = ("; target >= 0.8" if route in ("pruneviz", "torch_pruning") else
+                      "; variant") if batch == 64 else "; batch 1, for reference"
             print(f"[b{batch}] {route:>13}: latency gain / FLOPs gain = "
                   f"{lat_gain / flops_gain:.3f}  (latency {t[base]['median_s'] * 1e3:.1f} -> "
                   f"{t[route]['median_s'] * 1e3:.1f} ms = {lat_gain:.2f}x; FLOPs "

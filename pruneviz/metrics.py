@@ -11,7 +11,7 @@ import math
 import statistics
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -125,13 +125,15 @@ def _sync(device: torch.device) -> None:
 @torch.inference_mode()
 def measure_latency(models: dict[str, nn.Module], input_shape: tuple[int, ...], batch: int, *,
                     device: torch.device | str = "cpu", budget_s: float = 0.5, warmup: int = 2,
-                    min_reps: int = 3, max_reps: int = 100) -> dict[str, dict[str, float]]:
+                    min_reps: int = 3, max_reps: int = 100, deadline: float | None = None
+                    ) -> dict[str, dict[str, Any]]:
     """Median wall seconds of one eval-mode forward pass of a `batch` of random inputs, for
     each model.
 
     The models run in turn within each repetition (interleaved), so a load spike on a shared
     machine hits all of them alike; after `warmup` untimed rounds, repetitions continue until
-    `budget_s` has passed (at least `min_reps`, at most `max_reps`). Returns, per model, the
+    `budget_s` has passed (at least `min_reps`, at most `max_reps`; past `deadline`, a
+    time.perf_counter() value, no new repetition starts after the first). Returns, per model, the
     median and the interquartile range in seconds, the repetitions timed, and the times
     themselves (in repetition order, so ratios can be taken pair by pair).
     """
@@ -149,6 +151,8 @@ def measure_latency(models: dict[str, nn.Module], input_shape: tuple[int, ...], 
         started = time.perf_counter()
         reps = 0
         while reps < max_reps and (reps < min_reps or time.perf_counter() - started < budget_s):
+            if reps and deadline is not None and time.perf_counter() > deadline:
+                break
             for k, m in models.items():
                 t = time.perf_counter()
                 m(x)

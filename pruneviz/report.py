@@ -54,6 +54,7 @@ LATENCY_BATCHES = (1, 64)
 LATENCY_BUDGET_S = 0.25
 ATOL = 1e-5
 NOISY = 0.25     # interquartile range over this fraction of the median: the machine was busy
+LATENCY_CAP = 4  # all latency cells together stop starting repetitions after 4x their budget
 
 
 @dataclass
@@ -159,6 +160,9 @@ def _saved_bytes(model: nn.Module) -> int:
 def _latency(models: RunModels, budget_s: float, batches: tuple[int, ...],
              devices: list[str]) -> list[dict[str, Any]]:
     rows = []
+    # a hard cap on the whole measurement: a slow model or a saturated machine cuts repetitions
+    # short (the row says how many) rather than stretching the run
+    deadline = time.perf_counter() + LATENCY_CAP * budget_s * len(batches) * len(devices)
     for device in devices:
         pair = {"dense": copy.deepcopy(models.masked).to(device),
                 "compact": copy.deepcopy(models.compact).to(device)}
@@ -166,10 +170,10 @@ def _latency(models: RunModels, budget_s: float, batches: tuple[int, ...],
             for attempt in range(2):      # a busy machine gets one longer second try
                 t = measure_latency(pair, models.input_shape, batch, device=device,
                                     budget_s=budget_s * (1 + 3 * attempt), warmup=1,
-                                    min_reps=5)
+                                    min_reps=5, deadline=deadline)
                 d, c = t["dense"], t["compact"]
                 spread = max(d["iqr_s"] / d["median_s"], c["iqr_s"] / c["median_s"])
-                if spread <= NOISY:
+                if spread <= NOISY or time.perf_counter() > deadline:
                     break
             rows.append({
                 "device": device, "batch": batch,
@@ -308,6 +312,11 @@ def notes(p: dict[str, Any]) -> list[str]:
     if any(row["spread"] > NOISY for row in p["latency"]):
         out.append("Timings were noisy (interquartile range over 25% of the median): the machine "
                    "was busy. Compare the ratios, measured interleaved, not absolute times.")
+    few = min((row["reps"] for row in p["latency"]), default=5)
+    if few < 5:
+        out.append(f"Only {few} repetition(s) fit the panel's time cap for some cells: those "
+                   f"latencies are rough; `python -m pruneviz report RUN_ID --recompute` on a "
+                   f"quiet machine measures again.")
     return out
 
 

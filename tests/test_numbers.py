@@ -175,7 +175,7 @@ def test_panel_fields_are_present_and_consistent(filter_run):
     cells = {(r["device"], r["batch"]) for r in panel["latency"]}
     assert {("cpu", 1), ("cpu", 64)} <= cells
     for r in panel["latency"]:
-        assert r["dense_ms"] > 0 and r["compact_ms"] > 0 and r["reps"] >= 3
+        assert r["dense_ms"] > 0 and r["compact_ms"] > 0 and r["reps"] >= 1
         assert r["speedup"] > 0
         assert r["device"] != "cpu" or r["threads"] == torch.get_num_threads()
     assert metrics_panel(store, summary["run_id"]) == panel
