@@ -130,12 +130,12 @@ def measure_latency(models: dict[str, nn.Module], input_shape: tuple[int, ...], 
     """Median wall seconds of one eval-mode forward pass of a `batch` of random inputs, for
     each model.
 
-    The models run in turn within each repetition (interleaved), so a load spike on a shared
-    machine hits all of them alike; after `warmup` untimed rounds, repetitions continue until
-    `budget_s` has passed (at least `min_reps`, at most `max_reps`; past `deadline`, a
-    time.perf_counter() value, no new repetition starts after the first). Returns, per model, the
-    median and the interquartile range in seconds, the repetitions timed, and the times
-    themselves (in repetition order, so ratios can be taken pair by pair).
+    The models run in turn within each repetition (interleaved, in alternating order), so a
+    load spike on a shared machine hits all of them alike; after `warmup` untimed rounds,
+    repetitions continue until `budget_s` has passed (at least `min_reps`, at most `max_reps`;
+    past `deadline`, a time.perf_counter() value, no new repetition starts after the first).
+    Returns, per model, the median and the interquartile range in seconds, the repetitions
+    timed, and the times themselves (in repetition order, so ratios can be taken pair by pair).
     """
     device = torch.device(device)
     x = torch.randn(batch, *input_shape, device=device)
@@ -153,7 +153,9 @@ def measure_latency(models: dict[str, nn.Module], input_shape: tuple[int, ...], 
         while reps < max_reps and (reps < min_reps or time.perf_counter() - started < budget_s):
             if reps and deadline is not None and time.perf_counter() > deadline:
                 break
-            for k, m in models.items():
+            # the order flips every repetition: whoever runs first in a time slice is favoured
+            order = list(models.items()) if reps % 2 == 0 else list(models.items())[::-1]
+            for k, m in order:
                 t = time.perf_counter()
                 m(x)
                 _sync(device)
