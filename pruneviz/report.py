@@ -288,7 +288,7 @@ def notes(p: dict[str, Any]) -> list[str]:
         if flops_gain >= 1.05:
             ratio = gain / flops_gain
             if ratio < 0.8:
-                if amortized > 4:
+                if amortized > 2:
                     out.append(
                         f"{where}, {flops_gain:.2f}x fewer FLOPs gave {gain:.2f}x the speed: "
                         f"the forward pass is launch-bound (per image it takes {amortized:.0f}x "
