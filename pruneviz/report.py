@@ -185,11 +185,17 @@ def _latency(models: RunModels, budget_s: float, batches: tuple[int, ...],
     return rows
 
 
-def build_panel(models: RunModels, config: SessionConfig, *,
-                latency_budget_s: float = LATENCY_BUDGET_S,
+def build_panel(models: RunModels, config: SessionConfig, summary: dict[str, Any] | None = None,
+                *, latency_budget_s: float = LATENCY_BUDGET_S,
                 batches: tuple[int, ...] = LATENCY_BATCHES,
                 devices: list[str] | None = None) -> dict[str, Any]:
-    """The panel (a JSON-ready dict) for a run's networks; see the module docstring."""
+    """The panel (a JSON-ready dict) for a run's networks; see the module docstring.
+
+    Achieved sparsities come from the run's `summary` when given (the session's definitions,
+    the same for every method: a shrunk run counts as its masked twin); otherwise they are
+    counted on the masked network.
+    """
+    summary = summary or {}
     started = time.perf_counter()
     masked, small, rep = models.masked, models.compact, models.compaction
     kind, layers = _method_layers(config, masked)
@@ -207,8 +213,8 @@ def build_panel(models: RunModels, config: SessionConfig, *,
         "target": config.rate,
         "target_of": ("filters of each prunable conv" if kind == "filter"
                       else "weights of the prunable layers"),
-        "sparsity": prunable_sparsity(layers),
-        "global_sparsity": 1.0 - nonzero / params_dense,
+        "sparsity": summary.get("sparsity", prunable_sparsity(layers)),
+        "global_sparsity": summary.get("global_sparsity", 1.0 - nonzero / params_dense),
         "filter_sparsity": filters_zero / filters_total if filters_total else 0.0,
         "params_dense": params_dense, "params_nonzero": nonzero,
         "params_compact": param_counts(small)[0],
@@ -327,11 +333,13 @@ def notes(p: dict[str, Any]) -> list[str]:
 
 
 def panel_for_folder(folder: Path, config: SessionConfig, input_shape: tuple[int, ...],
-                     num_classes: int, **kw: Any) -> dict[str, Any]:
+                     num_classes: int, summary: dict[str, Any] | None = None, **kw: Any
+                     ) -> dict[str, Any]:
     """The panel of the run saved in `folder`, or {"error": ...} if it cannot be built (a panel
     must never end a run)."""
     try:
-        return build_panel(load_folder(folder, config, input_shape, num_classes), config, **kw)
+        return build_panel(load_folder(folder, config, input_shape, num_classes), config,
+                           summary, **kw)
     except Exception as e:  # noqa: BLE001 - reported in the panel, the run stays completed
         return {"error": f"{type(e).__name__}: {e}"}
 
@@ -351,7 +359,7 @@ def metrics_panel(store: Store, run_id: str, *, recompute: bool = False) -> dict
     except ConfigError as e:
         return {"error": str(e)}
     try:
-        panel = build_panel(models, run["config"])
+        panel = build_panel(models, run["config"], run["summary"])
     except (RuntimeError, ValueError) as e:
         panel = {"error": f"{type(e).__name__}: {e}"}
     cached.write_text(json.dumps(panel, indent=2))

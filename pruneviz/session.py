@@ -330,7 +330,7 @@ class Session:
                 from .report import panel_for_folder
 
                 summary["panel"] = panel_for_folder(folder, self.config, self.data.input_shape,
-                                                    self.data.num_classes)
+                                                    self.data.num_classes, summary)
         try:
             self.store.write(self.run_id, self.rec.take(), step=ctx.step)
         finally:
