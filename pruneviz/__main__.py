@@ -1,4 +1,4 @@
-"""Command line: python -m pruneviz {run,sweep,list,show,export,delete,methods} --help."""
+"""Command line: python -m pruneviz {run,sweep,list,show,report,export,delete,methods} --help."""
 
 from __future__ import annotations
 
@@ -99,8 +99,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
         if isinstance(value, float):
             value = f"{value:.4f}"
         print(f"{key:>16}: {value}")
-    for key in sorted(set(summary) - set(SUMMARY_KEYS)):
+    for key in sorted(set(summary) - set(SUMMARY_KEYS) - {"panel"}):
         print(f"{key:>16}: {summary[key]}")
+    if "panel" in summary:
+        from .report import format_panel
+
+        print(format_panel(summary["panel"]))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -190,10 +194,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_run
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import format_panel, metrics_panel
 
-    for path in export_run(Store(args.store), args.run_id, args.out):
+    panel = metrics_panel(Store(args.store), args.run_id, recompute=args.recompute)
+    print(json.dumps(panel) if args.json else format_panel(panel))
+    return 1 if "error" in panel else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import FORMATS, export_run
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats \
+        else FORMATS
+    for path in export_run(Store(args.store), args.run_id, args.out, formats):
         print(path)
     return 0
 
@@ -256,9 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("export", help="Write config JSON, records CSV, weights and masks .pt.")
+    p = sub.add_parser("report", help="The metrics panel of one run: sparsity, compact model "
+                                      "size and FLOPs, measured latency.")
+    p.add_argument("run_id")
+    p.add_argument("--recompute", action="store_true",
+                   help="Compact and measure again now (and cache it) instead of the stored panel.")
+    p.add_argument("--store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="Write the run card (config JSON, records CSV, metrics "
+                                      "JSON), masks, masked state_dict, compact .pt2 and ONNX.")
     p.add_argument("run_id")
     p.add_argument("--out", required=True, help="Folder to write into (created if missing).")
+    p.add_argument("--formats", help="Comma-separated subset of card (config, summary, metrics "
+                                      "JSON, records CSV), weights, masks, masked, pt2, onnx "
+                                      "(default: all).")
     p.add_argument("--store")
     p.set_defaults(func=cmd_export)
 

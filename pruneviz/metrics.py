@@ -2,13 +2,16 @@
 
 FLOPs are what torch.utils.flop_counter counts: 2 per multiply-add of convs and matmuls (BN,
 ReLU and adds are not counted). Pruning papers' "FLOPs" are multiply-adds, half of these.
+Latency is measured, never estimated: interleaved, warmed up, median of repetitions.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
+import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -130,4 +133,59 @@ def evaluate(model: nn.Module, data: DataBundle, device: torch.device,
     out = {"accuracy": correct / n, "loss": loss / n}
     if data.num_classes > 5:
         out["top5"] = correct5 / n
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def measure_latency(models: dict[str, nn.Module], input_shape: tuple[int, ...], batch: int, *,
+                    device: torch.device | str = "cpu", budget_s: float = 0.5, warmup: int = 2,
+                    min_reps: int = 3, max_reps: int = 100, deadline: float | None = None
+                    ) -> dict[str, dict[str, Any]]:
+    """Median wall seconds of one eval-mode forward pass of a `batch` of random inputs, for
+    each model.
+
+    The models run in turn within each repetition (interleaved, in alternating order), so a
+    load spike on a shared machine hits all of them alike; after `warmup` untimed rounds,
+    repetitions continue until `budget_s` has passed (at least `min_reps`, at most `max_reps`;
+    past `deadline`, a time.perf_counter() value, no new repetition starts after the first).
+    Returns, per model, the median and the interquartile range in seconds, the repetitions
+    timed, and the times themselves (in repetition order, so ratios can be taken pair by pair).
+    """
+    device = torch.device(device)
+    x = torch.randn(batch, *input_shape, device=device)
+    modes = {k: m.training for k, m in models.items()}
+    for m in models.values():
+        m.eval()
+    times: dict[str, list[float]] = {k: [] for k in models}
+    try:
+        for _ in range(warmup):
+            for m in models.values():
+                m(x)
+        _sync(device)
+        started = time.perf_counter()
+        reps = 0
+        while reps < max_reps and (reps < min_reps or time.perf_counter() - started < budget_s):
+            if reps and deadline is not None and time.perf_counter() > deadline:
+                break
+            # the order flips every repetition: whoever runs first in a time slice is favoured
+            order = list(models.items()) if reps % 2 == 0 else list(models.items())[::-1]
+            for k, m in order:
+                t = time.perf_counter()
+                m(x)
+                _sync(device)
+                times[k].append(time.perf_counter() - t)
+            reps += 1
+    finally:
+        for k, m in models.items():
+            m.train(modes[k])
+    out = {}
+    for k, ts in times.items():
+        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
+        out[k] = {"median_s": statistics.median(ts), "iqr_s": q[2] - q[0], "reps": len(ts),
+                  "times": ts}
     return out

@@ -30,6 +30,7 @@ from .metrics import (
 )
 from .models import build_model, check_model_name
 from .records import Recorder
+from .safe_load import load_tensors
 from .schedules import lr_at
 from .store import Store
 
@@ -146,7 +147,7 @@ def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: Store,
         hit = store.dense_lookup(key)
         assert hit is not None
     run_id, path, _ = hit
-    return torch.load(path, map_location="cpu", weights_only=True), run_id
+    return load_tensors(path), run_id
 
 
 def run_session(config: SessionConfig, store: Store, *, run_id: str | None = None,
@@ -228,7 +229,8 @@ class Session:
         self.summary: dict[str, Any] = {
             "run_id": run_id, "method": config.method, "model": config.model,
             "dataset": config.dataset, "rate": config.rate, "device": str(device),
-            "dense_run": dense_run, "flops_dense": count_flops(model, data.input_shape)}
+            "dense_run": dense_run, "flops_dense": count_flops(model, data.input_shape),
+            "input_shape": list(data.input_shape), "num_classes": data.num_classes}
         self.t0 = self.last_flush = time.perf_counter()
 
     # -- pieces ------------------------------------------------------------------------------
@@ -323,7 +325,13 @@ class Session:
         if error:
             summary["error"] = error
         if status == "completed":
-            _save_artifacts(ctx, self.store.run_dir(self.run_id))
+            folder = self.store.run_dir(self.run_id)
+            _save_artifacts(ctx, folder)
+            if self.phase == "session":    # dense baselines are not pruned: no panel
+                from .report import panel_for_folder
+
+                summary["panel"] = panel_for_folder(folder, self.config, self.data.input_shape,
+                                                    self.data.num_classes, summary)
         try:
             self.store.write(self.run_id, self.rec.take(), step=ctx.step)
         finally:

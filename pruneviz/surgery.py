@@ -189,37 +189,131 @@ def dead_channels(model: nn.Module, conv_bn: dict[str, str]) -> dict[str, set[in
     return out
 
 
+def zero_filters(model: nn.Module) -> dict[str, set[int]]:
+    """Per conv, the output channels whose weights are all zero (dead or not)."""
+    return {name: set(torch.nonzero(m.weight.detach().flatten(1).abs().sum(1) == 0)
+                      .flatten().tolist())
+            for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+
+
 def compact(model: nn.Module, input_shape: tuple[int, ...], *, atol: float = 1e-5
             ) -> tuple[nn.Module, dict]:
     """A copy of `model` with every dead filter physically removed, checked against the masked
-    model in eval mode. Returns (compact model, report)."""
+    model in eval mode: max abs difference <= atol (times the largest output magnitude when it
+    exceeds 1, as float32 rounding scales with it). Returns (compact model, report).
+
+    The report counts filters (conv output channels) that are: zero (all weights zero), dead
+    (zero with BN gamma and beta zero too: the output is exactly zero), removed, and coupled
+    (dead, but summed by a residual addition with a member of its group where the same channel
+    is alive, so removing it would change the network: zero but not removable). `coupled` maps
+    each conv to its count of such filters.
+    """
     from .masks import conv_bn_pairs
 
     device = next(model.parameters()).device
     example = torch.randn(2, *input_shape, device=device)
     small = copy.deepcopy(model).eval()
     dead = dead_channels(small, conv_bn_pairs(small))
+    zero = zero_filters(small)
     remove: dict[str, list[int]] = {}
+    coupled: dict[str, int] = {}
     for group in channel_groups(small, example[:1]):
         common = set.intersection(*(dead[n] for n in group))
         n_out = small.get_submodule(group[0]).out_channels
         common = set(sorted(common)[:n_out - 1])      # one filter always stays
         if common:
             remove[group[0]] = sorted(common)
+        for name in group:
+            if dead[name] - common:
+                coupled[name] = len(dead[name] - common)
     filters_before = _filter_count(small)
     remove_filters(small, example[:1], remove)
     ref = model.training
     model.eval()
     with torch.no_grad():
-        diff = (model(example) - small(example)).abs().max().item()
+        expected = model(example)
+        diff = (expected - small(example)).abs().max().item()
     model.train(ref)
-    if diff > atol:
+    # float32 rounding grows with the outputs' magnitude: atol is absolute up to |y| = 1
+    scale = max(1.0, expected.abs().max().item())
+    if not diff <= atol * scale:
         raise RuntimeError(f"compacted model differs from the masked one by {diff:.3g} "
-                           f"(> {atol}); refusing to report its size.")
-    return small, {"filters_dead": sum(len(v) for v in dead.values()),
+                           f"(> {atol * scale:.3g}); refusing to report its size.")
+    return small, {"filters": filters_before,
+                   "filters_zero": sum(len(v) for v in zero.values()),
+                   "filters_dead": sum(len(v) for v in dead.values()),
                    "filters_removed": filters_before - _filter_count(small),
-                   "max_abs_diff": diff}
+                   "filters_coupled": sum(coupled.values()), "coupled": coupled,
+                   "max_abs_diff": diff, "output_scale": scale}
 
 
 def _filter_count(model: nn.Module) -> int:
     return sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+def shrink_to(model: nn.Module, state: dict[str, torch.Tensor], input_shape: tuple[int, ...],
+              kept_filters: dict[str, torch.Tensor] | None = None) -> tuple[Removal, bool]:
+    """Shrink `model` (the dense architecture) in place so that `state` (a state_dict of a
+    physically pruned copy, e.g. a PGP run) loads into it, and load it.
+
+    `kept_filters` (conv name -> kept original filter indices) puts every kept filter back at
+    its original position in the returned Removal; without it the removed filters are taken to
+    be the last ones of each conv, which gives the same function but not the original positions.
+    Returns (the removal, whether the original positions are known).
+    """
+    kept_filters = {k.removesuffix(".weight"): torch.as_tensor(v).long()
+                    for k, v in (kept_filters or {}).items()}
+    example = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
+    plan: dict[str, list[int]] = {}
+    known = True
+    for group in channel_groups(model, example):
+        n = model.get_submodule(group[0]).out_channels
+        widths = {state[f"{c}.weight"].shape[0] for c in group if f"{c}.weight" in state}
+        if len(widths) > 1:
+            raise ValueError(f"coupled convs {', '.join(group)} have different widths "
+                             f"{sorted(widths)} in the checkpoint; they must shrink together.")
+        k = widths.pop() if widths else n
+        if k > n:
+            raise ValueError(f"{group[0]} has {k} filters in the checkpoint but only {n} in the "
+                             f"architecture.")
+        if k == n:
+            continue
+        kept = next((kept_filters[c] for c in group if c in kept_filters), None)
+        if kept is not None and len(kept) == k:
+            keep = set(kept.tolist())
+            plan[group[0]] = [i for i in range(n) if i not in keep]
+        else:
+            known = False
+            plan[group[0]] = list(range(k, n))
+    removal, _ = remove_filters(model, example, plan)
+    model.load_state_dict(state)
+    return removal, known
+
+
+def expand(tensor: torch.Tensor, kept: dict[int, torch.Tensor], dense_shape: Sequence[int],
+           fill: float | bool = 0) -> torch.Tensor:
+    """A shrunk tensor put back at its kept indices in a tensor of the dense shape, `fill`
+    elsewhere."""
+    out = tensor
+    for dim, idx in kept.items():       # one dim at a time: index_copy along `dim`
+        shape = list(out.shape)
+        shape[dim] = dense_shape[dim]
+        out = torch.full(shape, fill, dtype=tensor.dtype, device=tensor.device).index_copy_(
+            dim, idx.to(tensor.device), out)
+    return out
+
+
+def expand_state_dict(state: dict[str, torch.Tensor], removal: Removal,
+                      dense_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state_dict of the dense architecture computing what the shrunk `state` computes:
+    removed filters are zero with BN gamma and beta zero (so they output exactly zero) and
+    running variance 1; removed input columns are zero."""
+    out = {}
+    for key, ref in dense_state.items():
+        kept = removal.kept.get(key)
+        if kept:
+            fill = 1.0 if key.endswith("running_var") else 0
+            out[key] = expand(state[key], kept, ref.shape, fill)
+        else:
+            out[key] = state[key]
+    return out

@@ -26,8 +26,8 @@ def test_method_runs_a_session_to_its_target(name, shared_store, fast_config):
     assert s["final_accuracy"] > 0.5
     target = 0.0 if name == "dense" else RATE
     assert s["sparsity"] == pytest.approx(target, abs=0.05)
-    weights = torch.load(shared_store.run_dir(run_id) / "weights.pt")
-    masks = torch.load(shared_store.run_dir(run_id) / "masks.pt")
+    weights = torch.load(shared_store.run_dir(run_id) / "weights.pt", weights_only=True)
+    masks = torch.load(shared_store.run_dir(run_id) / "masks.pt", weights_only=True)
     for key, mask in masks.items():
         if key in weights and weights[key].shape == mask.shape:
             assert torch.all(weights[key][~mask] == 0), key

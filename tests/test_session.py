@@ -19,8 +19,8 @@ def test_masked_weights_stay_zero_with_momentum_and_weight_decay(shared_store, f
     config = fast_config(method="l1", rate=0.7, momentum=0.9, weight_decay=5e-3, lr=0.05)
     summary = run_session(config, shared_store)
     assert summary["status"] == "completed"
-    weights = torch.load(shared_store.run_dir(summary["run_id"]) / "weights.pt")
-    masks = torch.load(shared_store.run_dir(summary["run_id"]) / "masks.pt")
+    weights = torch.load(shared_store.run_dir(summary["run_id"]) / "weights.pt", weights_only=True)
+    masks = torch.load(shared_store.run_dir(summary["run_id"]) / "masks.pt", weights_only=True)
     for name, mask in masks.items():
         assert torch.all(weights[name][~mask] == 0), name
     assert summary["sparsity"] == pytest.approx(0.7, abs=1e-3)

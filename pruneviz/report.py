@@ -1,0 +1,441 @@
+"""The metrics panel: what a run's pruning buys, measured rather than assumed.
+
+Every completed run gets one panel (computed at the end of the session, stored in the run
+summary under "panel"; `metrics_panel(store, run_id)` returns it, computing and caching it in the
+run's folder for runs that lack one):
+
+- the nominal target and what was achieved: sparsity of the prunable weights and of all
+  parameters, nonzero parameters, zero filters;
+- the compact model: every provably dead filter physically removed (surgery.compact, Torch-
+  Pruning's dependency graph), its outputs checked against the masked model (max abs difference
+  <= 1e-5, eval mode) before any of its numbers is reported; filters that are zero but coupled by
+  a residual addition to live channels are counted, not removed;
+- parameters and FLOPs (torch.utils.flop_counter, 2 per multiply-add, one input) dense vs
+  compact, and saved file size (torch.save of the state_dict; dense also gzipped);
+- inference latency dense vs compact, measured on CPU (and CUDA when present) at batch 1 and 64:
+  warm-up, models interleaved, median of repetitions, torch threads stated;
+- plain-language notes where the numbers diverge.
+
+"dense" here is the run's own network in its original architecture (pruned weights held as
+zeros): what a user deploys without compaction. Physically shrunk runs (PGP) are expanded back
+onto the original architecture first (with `kept_indices.pt` when the run saved one), and the
+expansion is checked against the shrunk network like the compaction is.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import io
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .config import ConfigError, SessionConfig
+from .masks import Layer, prunable_layers
+from .metrics import count_flops, effective_flops, measure_latency, param_counts, prunable_sparsity
+from .models import build_model
+from .safe_load import load_json, load_tensors
+from .store import Store
+from .surgery import compact, expand, expand_state_dict, shrink_to
+
+PANEL_FILE = "panel.json"
+KEPT_FILE = "kept_indices.pt"
+LATENCY_BATCHES = (1, 64)
+# Seconds of timed repetitions per (device, batch) cell, after one warm-up round: the panel of
+# the default digits run costs about a second in all; big models get at least 3 repetitions.
+LATENCY_BUDGET_S = 0.25
+ATOL = 1e-5
+NOISY = 0.25     # interquartile range over this fraction of the median: the machine was busy
+LATENCY_CAP = 4  # a latency cell starts no repetition after 4x its budget
+
+
+@dataclass
+class RunModels:
+    """A run's final network three ways, all computing the same function."""
+
+    masked: nn.Module             # original architecture, final weights (pruned ones are zero)
+    compact: nn.Module            # dead filters physically removed (checked equal to `masked`)
+    masks: dict[str, torch.Tensor]  # bool, keyed by parameter name, shaped like `masked`'s
+    compaction: dict[str, Any]    # surgery.compact's report (+ "shrunk", "positions_known")
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+
+def models_from_state(model_name: str, input_shape: tuple[int, ...], num_classes: int,
+                      state: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None,
+                      kept: Any = None) -> RunModels:
+    """Rebuild a run's networks from its final state_dict (and masks, and kept indices for a
+    physically shrunk run). Raises RuntimeError if an expansion or compaction does not compute
+    what the saved network computes."""
+    masked = build_model(model_name, input_shape, num_classes).eval()
+    dense_state = masked.state_dict()
+    unknown = set(state) ^ set(dense_state)
+    if unknown:
+        raise ConfigError(f"the weights do not fit {model_name} for inputs {input_shape} and "
+                          f"{num_classes} classes (unmatched keys: "
+                          f"{', '.join(sorted(unknown)[:4])}).")
+    shrunk = any(state[k].shape != v.shape for k, v in dense_state.items())
+    positions_known = True
+    masks = dict(masks or {})
+    if shrunk:
+        small = copy.deepcopy(masked)
+        kept_filters = kept.get("filters", kept) if isinstance(kept, dict) else None
+        removal, positions_known = shrink_to(small, state, input_shape, kept_filters)
+        masked.load_state_dict(expand_state_dict(state, removal, dense_state))
+        masks = {k: expand(m.bool(), removal.kept[k], dense_state[k].shape, False)
+                 if k in removal.kept else m for k, m in masks.items()}
+        x = torch.randn(4, *input_shape)
+        with torch.no_grad():
+            expected = small.eval()(x)
+            diff = (expected - masked(x)).abs().max().item()
+        if not diff <= ATOL * max(1.0, expected.abs().max().item()):
+            raise RuntimeError(f"the shrunk network expanded onto {model_name} differs from it "
+                               f"by {diff:.3g}; refusing to report it.")
+    else:
+        masked.load_state_dict(state)
+    masks = {k: m.bool() for k, m in masks.items()}
+    small, report = compact(masked, input_shape, atol=ATOL)
+    report.update(shrunk=shrunk, positions_known=positions_known)
+    return RunModels(masked, small.eval(), masks, report, tuple(input_shape), num_classes)
+
+
+def run_shapes(store: Store, run: dict[str, Any]) -> tuple[tuple[int, ...], int]:
+    """Input shape (C, H, W) and class count of a run (from its summary, else its dataset)."""
+    summary = run["summary"]
+    if "input_shape" in summary and "num_classes" in summary:
+        return tuple(summary["input_shape"]), int(summary["num_classes"])
+    from .data import load_dataset
+
+    c = run["config"]
+    data = load_dataset(c.dataset, c.data_root, download=False, augment=c.augment,
+                        holdout=c.holdout, image_size=c.image_size)
+    return tuple(data.input_shape), data.num_classes
+
+
+def load_run_models(store: Store, run_id: str) -> RunModels:
+    """The networks of a stored run (its final weights.pt, masks.pt and kept_indices.pt)."""
+    run = store.run(run_id)
+    folder = store.run_dir(run_id, create=False)
+    if not (folder / "weights.pt").exists():
+        raise ConfigError(f"run {run_id} has no final weights (it ended {run['status']}); only "
+                          f"completed runs can be compacted, measured and exported.")
+    input_shape, num_classes = run_shapes(store, run)
+    return load_folder(folder, run["config"], input_shape, num_classes)
+
+
+def load_folder(folder: Path, config: SessionConfig, input_shape: tuple[int, ...],
+                num_classes: int) -> RunModels:
+    """The networks saved in a run folder (weights.pt, optional masks.pt and kept_indices.pt)."""
+    state = load_tensors(folder / "weights.pt")
+    masks = load_tensors(folder / "masks.pt") if (folder / "masks.pt").exists() else None
+    kept = load_tensors(folder / KEPT_FILE) if (folder / KEPT_FILE).exists() else None
+    return models_from_state(config.model, input_shape, num_classes, state, masks, kept)
+
+
+def _method_layers(config: SessionConfig, model: nn.Module) -> tuple[str, list[Layer]]:
+    """The method's kind and its prunable layers on `model` (a default if it is unknown)."""
+    from .methods import get_method, make_params
+
+    try:
+        cls = get_method(config.method)
+        return cls.kind, cls(make_params(cls, config.params)).select_layers(model)
+    except ConfigError:
+        return "unstructured", prunable_layers(model, first_conv=False)
+
+
+def _saved_bytes(model: nn.Module) -> int:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getbuffer().nbytes
+
+
+def _latency(models: RunModels, budget_s: float, batches: tuple[int, ...],
+             devices: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for device in devices:
+        pair = {"dense": copy.deepcopy(models.masked).to(device),
+                "compact": copy.deepcopy(models.compact).to(device)}
+        for batch in batches:
+            # a hard cap per cell: a slow model or a saturated machine cuts repetitions short
+            # (the row says how many) rather than stretching the run
+            deadline = time.perf_counter() + LATENCY_CAP * budget_s
+            for attempt in range(2):      # a busy machine gets one longer second try
+                t = measure_latency(pair, models.input_shape, batch, device=device,
+                                    budget_s=budget_s * (1 + 3 * attempt), warmup=1,
+                                    min_reps=5, deadline=deadline)
+                d, c = t["dense"], t["compact"]
+                spread = max(d["iqr_s"] / d["median_s"], c["iqr_s"] / c["median_s"])
+                if spread <= NOISY or time.perf_counter() > deadline:
+                    break
+            rows.append({
+                "device": device, "batch": batch,
+                "threads": torch.get_num_threads() if device == "cpu" else None,
+                "dense_ms": d["median_s"] * 1e3, "compact_ms": c["median_s"] * 1e3,
+                # pairs were timed back to back: the median of their ratios resists load drift
+                "speedup": statistics.median(a / b for a, b in zip(d["times"], c["times"])),
+                "reps": d["reps"], "spread": spread})
+    return rows
+
+
+def build_panel(models: RunModels, config: SessionConfig, summary: dict[str, Any] | None = None,
+                *, latency_budget_s: float = LATENCY_BUDGET_S,
+                batches: tuple[int, ...] = LATENCY_BATCHES,
+                devices: list[str] | None = None) -> dict[str, Any]:
+    """The panel (a JSON-ready dict) for a run's networks; see the module docstring.
+
+    Achieved sparsities come from the run's `summary` when given (the session's definitions,
+    the same for every method: a shrunk run counts as its masked twin); otherwise they are
+    counted on the masked network.
+    """
+    summary = summary or {}
+    started = time.perf_counter()
+    masked, small, rep = models.masked, models.compact, models.compaction
+    kind, layers = _method_layers(config, masked)
+    params_dense, nonzero = param_counts(masked)
+    convs = [l for l in layers if l.is_conv]
+    filters_total = sum(l.module.out_channels for l in convs)
+    filters_zero = sum(int((l.module.weight.detach().flatten(1) == 0).all(1).sum()) for l in convs)
+    flops_dense = count_flops(masked, models.input_shape)
+    flops_compact = count_flops(small, models.input_shape)
+    buf = io.BytesIO()
+    torch.save(masked.state_dict(), buf)
+    panel: dict[str, Any] = {
+        "method": config.method, "kind": kind, "model": config.model, "dataset": config.dataset,
+        "input_shape": list(models.input_shape),
+        "target": config.rate,
+        "target_of": ("filters of each prunable conv" if kind == "filter"
+                      else "weights of the prunable layers"),
+        "sparsity": summary.get("sparsity", prunable_sparsity(layers)),
+        "global_sparsity": summary.get("global_sparsity", 1.0 - nonzero / params_dense),
+        "filter_sparsity": filters_zero / filters_total if filters_total else 0.0,
+        "params_dense": params_dense, "params_nonzero": nonzero,
+        "params_compact": param_counts(small)[0],
+        "filters": rep["filters"], "filters_zero": rep["filters_zero"],
+        "filters_dead": rep["filters_dead"], "filters_removed": rep["filters_removed"],
+        "filters_coupled": rep["filters_coupled"], "coupled": rep["coupled"],
+        "shrunk": rep["shrunk"], "positions_known": rep["positions_known"],
+        "flops_dense": flops_dense, "flops_compact": flops_compact,
+        "flops_effective": effective_flops(masked, models.input_shape),
+        "bytes_dense": len(buf.getvalue()),
+        "bytes_dense_gzip": len(gzip.compress(buf.getvalue(), 6)),
+        "bytes_compact": _saved_bytes(small),
+        "max_abs_diff": rep["max_abs_diff"], "output_scale": rep["output_scale"],
+    }
+    capability, block = cpu_vector_block()
+    compact_convs = [m for m in small.modules() if isinstance(m, nn.Conv2d)]
+    panel.update(cpu_capability=capability, vector_block=block,
+                 convs_unaligned=sum(m.out_channels % block != 0 for m in compact_convs)
+                 if block else 0, convs=len(compact_convs))
+    if devices is None:
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    panel["latency"] = _latency(models, latency_budget_s, batches, devices)
+    panel["notes"] = notes(panel)
+    panel["panel_s"] = round(time.perf_counter() - started, 3)
+    return panel
+
+
+def cpu_vector_block() -> tuple[str, int | None]:
+    """This CPU's vector ISA as PyTorch sees it, and the channel block its oneDNN convolution
+    kernels pad to (16 floats for AVX-512, 8 for AVX2; None when unknown)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    return capability, {"AVX512": 16, "AVX2": 8}.get(capability)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def notes(p: dict[str, Any]) -> list[str]:
+    """Plain-language lines for where the panel's numbers diverge."""
+    out = []
+    flops_gain = p["flops_dense"] / max(p["flops_compact"], 1)
+    if p["sparsity"] >= 0.05 and flops_gain < 1.05:
+        out.append(
+            f"{_pct(p['sparsity'])} of the prunable weights are zero, but scattered: no whole "
+            f"filter can be removed, so the compact model is the dense one. Dense kernels "
+            f"multiply a zero as fast as any other number, so latency and the saved file stay "
+            f"as they were; only compression ({_pct(p['bytes_dense_gzip'] / p['bytes_dense'])} "
+            f"of the file gzipped) or sparse kernels (at best "
+            f"{_pct(p['flops_effective'] / p['flops_dense'])} of the FLOPs touch a nonzero "
+            f"weight) can use these zeros.")
+    if p["filters_coupled"]:
+        out.append(
+            f"{p['filters_coupled']} filters are zero but coupled, not removable: a residual "
+            f"addition sums each of them with a channel that is alive in another conv of its "
+            f"group, so removing them would change the network; they still cost FLOPs and "
+            f"time. Pruning the same channels in every conv of a residual stage makes them "
+            f"removable.")
+    constant = p["filters_zero"] - p["filters_dead"]
+    if constant > 0:
+        out.append(
+            f"{constant} filters have zero weights but a nonzero BatchNorm gamma or beta: each "
+            f"outputs a constant rather than zero, so it cannot be removed exactly (methods that "
+            f"zero gamma and beta with the filter avoid this).")
+    if p["kind"] == "filter" and abs(p["filter_sparsity"] - p["target"]) > 0.05:
+        out.append(
+            f"{_pct(p['filter_sparsity'])} of the prunable filters are zero against a nominal "
+            f"{_pct(p['target'])}.")
+    per_image = {(r["device"], r["batch"]): r["compact_ms"] / r["batch"] for r in p["latency"]}
+    for row in p["latency"]:
+        where = f"at batch {row['batch']} on {row['device'].upper()}"
+        gain = row["speedup"]
+        # launch-bound: a bigger batch of the same device does each image far faster
+        bigger = [v for (dev, b), v in per_image.items()
+                  if dev == row["device"] and b > row["batch"]]
+        amortized = (row["compact_ms"] / row["batch"]) / min(bigger) if bigger else 1.0
+        if flops_gain >= 1.05:
+            ratio = gain / flops_gain
+            if ratio < 0.8:
+                if amortized > 2:
+                    out.append(
+                        f"{where}, {flops_gain:.2f}x fewer FLOPs gave {gain:.2f}x the speed: "
+                        f"the forward pass is launch-bound (per image it takes {amortized:.0f}x "
+                        f"longer than in a bigger batch: fixed costs per layer, such as "
+                        f"dispatch, kernel launch and memory allocation, dominate), so "
+                        f"shrinking the arithmetic barely shows.")
+                else:
+                    line = (f"{where}, {flops_gain:.2f}x fewer FLOPs gave {gain:.2f}x the "
+                            f"speed: BatchNorm, ReLU, additions and memory traffic shrink less "
+                            f"than the conv arithmetic")
+                    if row["device"] == "cpu" and p.get("convs_unaligned"):
+                        block = p["vector_block"]
+                        line += (f"; and this CPU's convolution kernels ({p['cpu_capability']}) "
+                                 f"work in blocks of {block} channels, so the "
+                                 f"{p['convs_unaligned']} of {p['convs']} compact convs whose "
+                                 f"filter counts are not multiples of {block} run as if padded "
+                                 f"to the next multiple (10 filters cost what 16 do)")
+                    out.append(line + ".")
+            elif ratio > 1.25:
+                out.append(
+                    f"{where}, the compact model is faster ({gain:.2f}x) than its FLOPs predict "
+                    f"({flops_gain:.2f}x): a smaller working set fits the caches better.")
+        elif abs(gain - 1) > 0.1:
+            out.append(
+                f"{where}, dense and compact are the same network; their {_pct(abs(gain - 1))} "
+                f"difference in latency is measurement noise.")
+    if any(row["spread"] > NOISY for row in p["latency"]):
+        out.append("Timings were noisy (interquartile range over 25% of the median): the machine "
+                   "was busy. Compare the ratios, measured interleaved, not absolute times.")
+    few = min((row["reps"] for row in p["latency"]), default=5)
+    if few < 5:
+        out.append(f"Only {few} repetition(s) fit the panel's time cap for some cells: those "
+                   f"latencies are rough; `python -m pruneviz report RUN_ID --recompute` on a "
+                   f"quiet machine measures again.")
+    return out
+
+
+def panel_for_folder(folder: Path, config: SessionConfig, input_shape: tuple[int, ...],
+                     num_classes: int, summary: dict[str, Any] | None = None, **kw: Any
+                     ) -> dict[str, Any]:
+    """The panel of the run saved in `folder`, or {"error": ...} if it cannot be built (a panel
+    must never end a run)."""
+    try:
+        return build_panel(load_folder(folder, config, input_shape, num_classes), config,
+                           summary, **kw)
+    except Exception as e:  # noqa: BLE001 - reported in the panel, the run stays completed
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def metrics_panel(store: Store, run_id: str, *, recompute: bool = False) -> dict[str, Any]:
+    """The run's panel: the one stored with the run, else one computed now and cached in the
+    run's folder ({"error": ...} for runs without final weights)."""
+    run = store.run(run_id)
+    cached = store.run_dir(run_id, create=False) / PANEL_FILE
+    if not recompute:
+        if cached.exists():
+            return load_json(cached)
+        if "panel" in run["summary"]:
+            return run["summary"]["panel"]
+    try:
+        models = load_run_models(store, run_id)
+    except ConfigError as e:
+        return {"error": str(e)}
+    try:
+        panel = build_panel(models, run["config"], run["summary"])
+    except (RuntimeError, ValueError) as e:
+        panel = {"error": f"{type(e).__name__}: {e}"}
+    cached.write_text(json.dumps(panel, indent=2))
+    return panel
+
+
+def latency_frame(panel: dict[str, Any]) -> pd.DataFrame:
+    """The panel's latency measurements: one row per (device, batch)."""
+    return pd.DataFrame(panel.get("latency", []),
+                        columns=["device", "batch", "threads", "dense_ms", "compact_ms",
+                                 "speedup", "reps", "spread"])
+
+
+def panel_frame(panel: dict[str, Any]) -> pd.DataFrame:
+    """The panel as rows of (metric, dense, compact, note) for a table."""
+    if "error" in panel:
+        return pd.DataFrame({"metric": ["error"], "dense": [panel["error"]], "compact": [None],
+                             "note": [None]})
+    p = panel
+    rows = [
+        ("target", p["target"], None, f"fraction of the {p['target_of']}"),
+        ("sparsity", p["sparsity"], None, "zeros over the prunable weights"),
+        ("global sparsity", p["global_sparsity"], None, "zeros over all parameters"),
+        ("filter sparsity", p["filter_sparsity"], None, "zero filters over the prunable convs"),
+        ("parameters", p["params_dense"], p["params_compact"],
+         f"{p['params_nonzero']} nonzero in the dense network"),
+        ("FLOPs", p["flops_dense"], p["flops_compact"],
+         f"{p['flops_effective']} touch a nonzero weight"),
+        ("filters", p["filters"], p["filters"] - p["filters_removed"],
+         f"{p['filters_zero']} zero, {p['filters_coupled']} zero but coupled (not removable)"),
+        ("file bytes", p["bytes_dense"], p["bytes_compact"],
+         f"{p['bytes_dense_gzip']} dense gzipped"),
+    ]
+    for r in p["latency"]:
+        threads = f", {r['threads']} threads" if r["threads"] else ""
+        rows.append((f"latency ms {r['device']} batch {r['batch']}", r["dense_ms"],
+                     r["compact_ms"], f"{r['speedup']:.2f}x, median of {r['reps']}{threads}"))
+    return pd.DataFrame(rows, columns=["metric", "dense", "compact", "note"])
+
+
+def _si(n: float, unit: str) -> str:
+    for prefix, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f} {prefix}{unit}"
+    return f"{n:.0f} {unit}"
+
+
+def format_panel(panel: dict[str, Any]) -> str:
+    """The panel as text lines for the CLI."""
+    if "error" in panel:
+        return f"metrics panel: not available ({panel['error']})"
+    p = panel
+    ratio = lambda a, b: f"{a / b:.2f}x" if b else "n/a"  # noqa: E731
+    lines = [
+        f"metrics panel ({p['method']} {p['target']:g}, {p['model']} on {p['dataset']}):",
+        f"  target          {p['target']:.2f} of the {p['target_of']}",
+        f"  achieved        sparsity {p['sparsity']:.4f} of the prunable weights, "
+        f"{p['global_sparsity']:.4f} of all parameters; {p['params_nonzero']:,} nonzero",
+        f"  filters         {p['filters_zero']} of {p['filters']} zero, {p['filters_removed']} "
+        f"removed, {p['filters_coupled']} zero but coupled (not removable)",
+        f"  parameters      {p['params_dense']:,} dense -> {p['params_compact']:,} compact "
+        f"({ratio(p['params_dense'], p['params_compact'])} smaller)",
+        f"  FLOPs           {_si(p['flops_dense'], 'FLOPs')} dense -> "
+        f"{_si(p['flops_compact'], 'FLOPs')} compact "
+        f"({ratio(p['flops_dense'], p['flops_compact'])} fewer); "
+        f"{_si(p['flops_effective'], 'FLOPs')} touch nonzero weights",
+        f"  file size       {_si(p['bytes_dense'], 'B')} dense ({_si(p['bytes_dense_gzip'], 'B')} "
+        f"gzipped) -> {_si(p['bytes_compact'], 'B')} compact",
+    ]
+    for r in p["latency"]:
+        threads = f", {r['threads']} threads" if r["threads"] else ""
+        lines.append(f"  latency {r['device']} b{r['batch']:<3} {r['dense_ms']:.3f} ms dense, "
+                     f"{r['compact_ms']:.3f} ms compact ({r['speedup']:.2f}x; median of "
+                     f"{r['reps']}{threads})")
+    tol = ATOL * p.get("output_scale", 1.0)
+    lines.append(f"  compact check   max |masked - compact| = {p['max_abs_diff']:.2g} "
+                 f"(<= {tol:.2g}, eval mode)")
+    lines += [f"  note: {n}" for n in p["notes"]]
+    return "\n".join(lines)
