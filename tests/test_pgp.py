@@ -23,12 +23,12 @@ from pruneviz.methods.pgp import (
     criterion_pass,
     pruning_epochs,
     spearman,
-    to_dense,
     whole,
 )
 from pruneviz.models import build_model
 from pruneviz.schedules import exponential_count
 from pruneviz.session import Prepared, Session, run_session
+from pruneviz.surgery import expand
 
 REFERENCE = [59.7, 55.7, 52.0, 48.5, 45.3, 42.2, 39.4, 36.8, 34.3, 32.0]   # METHODS.md sec. 3
 
@@ -166,9 +166,9 @@ def test_shrunk_model_computes_what_the_masked_model_computes(name, store):
     # kept original indices map every shrunk parameter back onto the dense one
     kept = torch.load(ctx.run_dir / KEPT_FILE)
     for key, p in ctx.model.named_parameters():
-        full = to_dense(p.detach(), kept["tensors"].get(key, {}), kept["dense_shapes"][key])
+        full = expand(p.detach(), kept["tensors"].get(key, {}), kept["dense_shapes"][key])
         ref = dict(dense.named_parameters())[key].detach()
-        keep = to_dense(torch.ones_like(p), kept["tensors"].get(key, {}), ref.shape).bool()
+        keep = expand(torch.ones_like(p), kept["tensors"].get(key, {}), ref.shape).bool()
         assert torch.equal(full[keep], ref[keep]), key
     for layer in ctx.layers:      # Layer objects still point at the live, shrunk modules
         assert layer.module is ctx.model.get_submodule(layer.name)

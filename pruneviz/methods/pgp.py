@@ -72,7 +72,7 @@ Tables carry the store's step and epoch columns (the epoch the row describes) pl
 - artifact `kept_indices.pt` in the run folder, rewritten after every pruning epoch:
   {"filters": {conv: kept original filter indices}, "tensors": {state_dict key: {dim: kept
   original indices}} for every tensor that shrank, "dense_shapes": {state_dict key: shape at
-  the dense start}}; `to_dense` maps a shrunk tensor back onto the original architecture.
+  the dense start}}; `surgery.expand` maps a shrunk tensor back onto the original architecture.
 - summary: prune_epochs, filters_dense, filters_final, params_compact, flops_compact (the
   physically compacted network; for PSFP the masked network compacted by surgery.compact).
 """
@@ -196,20 +196,6 @@ def criterion_pass(model: nn.Module, weights: dict[str, torch.Tensor],
         for m in frozen:
             m.track_running_stats = True
     return {n: s.flatten(1).abs().sum(1) for n, s in zip(names, sums)}
-
-
-def to_dense(tensor: torch.Tensor, kept: dict[int, torch.Tensor],
-             dense_shape: tuple[int, ...]) -> torch.Tensor:
-    """A shrunk tensor put back at its original indices in a zero tensor of the dense shape."""
-    out = torch.zeros(dense_shape, dtype=tensor.dtype, device=tensor.device)
-    index = []
-    for dim, size in enumerate(tensor.shape):    # one broadcast index per dim
-        idx = kept.get(dim, torch.arange(size))
-        shape = [1] * tensor.dim()
-        shape[dim] = -1
-        index.append(idx.to(tensor.device).view(shape))
-    out[tuple(index)] = tensor
-    return out
 
 
 class Progressive(Method):
