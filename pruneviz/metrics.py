@@ -6,6 +6,7 @@ ReLU and adds are not counted). Pruning papers' "FLOPs" are multiply-adds, half 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -64,28 +65,31 @@ def param_counts(model: nn.Module) -> tuple[int, int]:
     return total, nonzero
 
 
-def prunable_sparsity(layers: Iterable[Layer]) -> float:
-    """Fraction of zeros over the prunable weights (biases and unpruned layers excluded)."""
+def prunable_sparsity(layers: Iterable[Layer],
+                      dense_shapes: dict[str, torch.Size] | None = None) -> float:
+    """Fraction of zeros over the prunable weights (biases and unpruned layers excluded).
+
+    With `dense_shapes` (layer name -> weight shape at the dense start), weights a method has
+    physically removed count as pruned, so shrunk and masked networks report alike.
+    """
     zeros = total = 0
     for layer in layers:
         w = layer.module.weight
-        total += w.numel()
-        zeros += w.numel() - int(torch.count_nonzero(w).item())
+        n = math.prod(dense_shapes[layer.name]) if dense_shapes and layer.name in dense_shapes \
+            else w.numel()
+        total += n
+        zeros += n - int(torch.count_nonzero(w).item())
     return zeros / total if total else 0.0
 
 
-def global_sparsity(model: nn.Module) -> float:
-    """Fraction of zeros over all parameters."""
-    total, nonzero = param_counts(model)
-    return 1.0 - nonzero / total if total else 0.0
-
-
-def layer_stats(layer: Layer) -> dict[str, float]:
-    """Per-layer record values: weight sparsity, filter keep rate, weight L2 norm."""
+def layer_stats(layer: Layer, dense_shape: torch.Size | None = None) -> dict[str, float]:
+    """Per-layer record values: weight sparsity, filter keep rate, weight L2 norm (sparsity and
+    keep rate relative to `dense_shape` when the layer has been physically shrunk)."""
     w = layer.module.weight.detach()
-    alive = (w.flatten(1) != 0).any(dim=1)
-    return {"sparsity": sparsity(w), "keep_rate": alive.float().mean().item(),
-            "norm": w.norm().item()}
+    shape = dense_shape or w.shape
+    alive = int((w.flatten(1) != 0).any(dim=1).sum().item())
+    return {"sparsity": 1.0 - int(torch.count_nonzero(w).item()) / math.prod(shape),
+            "keep_rate": alive / shape[0], "norm": w.norm().item()}
 
 
 @torch.no_grad()

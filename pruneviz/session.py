@@ -24,7 +24,6 @@ from .metrics import (
     count_flops,
     effective_flops,
     evaluate,
-    global_sparsity,
     layer_stats,
     param_counts,
     prunable_sparsity,
@@ -221,6 +220,9 @@ class Session:
             gen=torch.Generator(device=device).manual_seed(config.seed + 1),
             evaluate=lambda: evaluate(ctx.model, data, device, config.eval_limit))
         ctx.layers = self.method.select_layers(model)
+        # prunable weight shapes at the dense start: physically removed weights count as pruned
+        self.dense_shapes = {l.name: l.module.weight.shape for l in ctx.layers}
+        self.params_dense = param_counts(model)[0]
         self.layer_every = max(1, self.total // 100)
         self.summary: dict[str, Any] = {
             "run_id": run_id, "method": config.method, "model": config.model,
@@ -241,12 +243,12 @@ class Session:
     def snapshot(self) -> None:
         """Achieved and target sparsity, and per-layer stats, at the current step."""
         ctx, rec = self.ctx, self.rec
-        rec.scalar("sparsity", prunable_sparsity(ctx.layers))
+        rec.scalar("sparsity", prunable_sparsity(ctx.layers, self.dense_shapes))
         target = self.method.target(ctx)
         if target is not None:
             rec.scalar("target_sparsity", target)
         for layer in ctx.layers:
-            for key, value in layer_stats(layer).items():
+            for key, value in layer_stats(layer, self.dense_shapes.get(layer.name)).items():
                 rec.layer(layer.name, key, value)
 
     def evaluate(self, prefix: str) -> dict[str, float]:
@@ -263,6 +265,7 @@ class Session:
         if self.config.start == "dense" and self.phase == "session":
             self.summary["dense_accuracy"] = self.evaluate("dense")["accuracy"]
         self.method.before_training(self.ctx)
+        self.dense_shapes.update({l.name: l.module.weight.shape for l in self.ctx.layers})
         self.check_pruned()
         self.snapshot()
         self.flush(force=True)
@@ -310,7 +313,8 @@ class Session:
     def finish(self, status: str, error: str | None) -> dict[str, Any]:
         """Final metrics, artifacts, and the run's status in the store."""
         ctx, summary = self.ctx, self.summary
-        summary.update(_final_metrics(ctx, self.data.input_shape, status == "completed"))
+        summary.update(_final_metrics(ctx, self.data.input_shape, status == "completed",
+                                      self.dense_shapes, self.params_dense))
         summary["wall_s"] = round(time.perf_counter() - self.t0, 3)
         summary["steps"] = ctx.step + 1 if self.total else 0
         summary.update(ctx.summary)
@@ -357,8 +361,8 @@ class Session:
         return self.finish(status, error)
 
 
-def _final_metrics(ctx: Context, input_shape: tuple[int, ...], evaluate_final: bool
-                   ) -> dict[str, Any]:
+def _final_metrics(ctx: Context, input_shape: tuple[int, ...], evaluate_final: bool,
+                   dense_shapes: dict[str, torch.Size], params_dense: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if evaluate_final:
         result = ctx.evaluate()
@@ -366,7 +370,8 @@ def _final_metrics(ctx: Context, input_shape: tuple[int, ...], evaluate_final: b
         if "top5" in result:
             out["final_top5"] = result["top5"]
     total, nonzero = param_counts(ctx.model)
-    out.update(sparsity=prunable_sparsity(ctx.layers), global_sparsity=global_sparsity(ctx.model),
+    out.update(sparsity=prunable_sparsity(ctx.layers, dense_shapes),
+               global_sparsity=1.0 - nonzero / params_dense, params_dense=params_dense,
                params_total=total, params_nonzero=nonzero,
                flops=count_flops(ctx.model, input_shape),
                flops_effective=effective_flops(ctx.model, input_shape))

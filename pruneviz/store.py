@@ -25,6 +25,9 @@ ENV_VAR = "PRUNEVIZ_STORE"
 DB_NAME = "pruneviz.sqlite"
 STATUSES = ("queued", "running", "completed", "interrupted", "failed", "diverged")
 ACTIVE = ("queued", "running")
+# A running session commits at least every step; one silent this long has lost its process even
+# if its pid was reused (after a reboot, say).
+STALE_SECONDS = 15 * 60
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -196,9 +199,11 @@ class Store:
         """Mark runs whose owning process on this host is gone as interrupted."""
         host = socket.gethostname()
         rows = self._conn().execute(
-            "SELECT run_id, pid FROM runs WHERE status IN ('queued','running') AND host=?",
-            (host,)).fetchall()
-        dead = [run_id for run_id, pid in rows if not _pid_alive(pid)]
+            "SELECT run_id, pid, status, heartbeat FROM runs WHERE status IN ('queued','running') "
+            "AND host=?", (host,)).fetchall()
+        stale = time.time() - STALE_SECONDS
+        dead = [run_id for run_id, pid, status, beat in rows
+                if not _pid_alive(pid) or (status == "running" and (beat or 0) < stale)]
         for run_id in dead:
             self.finish_run(run_id, "interrupted",
                             error="the process running it stopped (killed or crashed); "

@@ -106,3 +106,15 @@ def test_killed_run_is_listed_interrupted_with_its_steps_kept(tmp_path):
     assert runs.loc[0, "status"] == "interrupted"
     assert "killed" in store.run(runs.loc[0, "run_id"])["error"]
     assert len(store.scalars(runs.loc[0, "run_id"], ["loss"])) >= committed
+
+
+def test_running_run_silent_too_long_is_interrupted_even_if_its_pid_lives(store):
+    run_id = store.create_run(SessionConfig())
+    store.start_run(run_id, 10)
+    store._conn().execute("UPDATE runs SET heartbeat = heartbeat - 3600 WHERE run_id = ?",
+                          (run_id,))
+    assert store.runs().loc[0, "status"] == "interrupted"
+    queued = store.create_run(SessionConfig())      # queued runs wait without heartbeats
+    store._conn().execute("UPDATE runs SET heartbeat = heartbeat - 3600 WHERE run_id = ?",
+                          (queued,))
+    assert store.run(queued)["status"] == "queued"
