@@ -3,6 +3,7 @@ compounding weight-decay mask, the final per-layer counts and what is recorded."
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -43,7 +44,8 @@ def make_ctx(cls=PGMPF, epochs=100, rate=0.4, start="dense", **params):
     config = SessionConfig(method=cls.name, rate=rate, epochs=epochs, start=start, device="cpu")
     method = cls(make_params(cls, params))
     ctx = Context(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-                  config=config, data=None, device=torch.device("cpu"), steps_per_epoch=10,
+                  config=config, data=SimpleNamespace(input_shape=(1, 8, 8)),
+                  device=torch.device("cpu"), steps_per_epoch=10,
                   record=Recorder(), gen=torch.Generator().manual_seed(1),
                   evaluate=lambda: {"accuracy": 0.5})
     ctx.layers = method.select_layers(model)
@@ -283,6 +285,16 @@ def test_every_layer_ends_with_exactly_floor_n_rate_zero_filters(name, sessions,
         assert torch.all(w[f"{bn}.weight"][~dead] != 0)
     target = shared_store.scalars(s["run_id"], ["target_sparsity"]).value.iloc[-1]
     assert s["sparsity"] == pytest.approx(target, abs=1e-12)
+
+
+def test_the_run_reports_the_physically_compacted_size(sessions):
+    # tiny_cnn keeps 10, 20, 39 of 16, 32, 64 filters; 8x8 input, pooled to 4x4 before conv3
+    c1, c2, c3 = 10, 20, 39
+    flops = 2 * (c1 * 1 * 9 * 64 + c2 * c1 * 9 * 64 + c3 * c2 * 9 * 16 + c3 * 10)
+    params = c1 * 9 + c2 * c1 * 9 + c3 * c2 * 9 + 2 * (c1 + c2 + c3) + c3 * 10 + 10
+    for s in sessions.values():
+        assert (s["flops_compact"], s["params_compact"]) == (flops, params)
+        assert s["filters_removed"] == 43
 
 
 def test_pgmpf_records_what_the_dashboard_needs(sessions, shared_store):

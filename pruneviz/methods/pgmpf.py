@@ -83,7 +83,13 @@ Records (store tables; "epoch" is the epoch whose end computed the value, used i
   `filters_pruned` (count with m = 0).
 - table `mask_updates`, one row per epoch (stamped with it): r, lambda, alpha, alpha_applied,
   pruned (filters with m = 0, all layers), flips, final (the final mask is held from then on).
-Summary: filters_total, filters_pruned, filter_count_rule.
+Summary: filters_total, filters_pruned, filter_count_rule, and from the last epoch's weights
+flops_compact, params_compact, filters_removed: the network with the dead filters physically
+removed (pruneviz.surgery.compact, Torch-Pruning's dependency graph; FLOPs as in metrics, 2 per
+multiply-add). A filter is removed only if it is dead in every conv its channel is summed with:
+in a ResNet the pruned filters of the convs that feed a residual addition (each block's second
+conv, the stem) differ from block to block and stay, so compact FLOPs there fall short of the
+papers' SFP convention, which counts every pruned filter as removed.
 """
 
 from __future__ import annotations
@@ -97,7 +103,9 @@ import torch
 
 from ..config import SessionConfig, param
 from ..masks import Layer, Masks, apply_masks, filter_mask, filter_norms, filter_param_masks
+from ..metrics import count_flops
 from ..schedules import asymptotic_keep_rate
+from ..surgery import compact
 from .base import Context, Method, register
 
 DROP_PROB = 0.5          # channel-wise dropout of the suppressed gradient (the authors' value)
@@ -390,6 +398,17 @@ class PGMPF(Method):
             apply_masks(ctx.model, held)
             self.final = True
             ctx.mark_pruned()
+        if e >= ctx.epochs - 1:
+            ctx.summary.update(compact_size(ctx.model, ctx.data.input_shape))
+
+
+def compact_size(model: torch.nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """FLOPs and parameters of `model` with its dead filters physically removed (surgery.compact
+    checks the removal against the masked model before it reports)."""
+    small, report = compact(model, input_shape)
+    return {"flops_compact": count_flops(small, input_shape),
+            "params_compact": sum(p.numel() for p in small.parameters()),
+            "filters_removed": report["filters_removed"]}
 
 
 def filter_factors(layer: Layer, factor: torch.Tensor, *, bn: bool) -> Masks:
