@@ -402,10 +402,14 @@ class PGMPF(Method):
             ctx.summary.update(compact_size(ctx.model, ctx.data.input_shape))
 
 
-def compact_size(model: torch.nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+def compact_size(model: torch.nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
     """FLOPs and parameters of `model` with its dead filters physically removed (surgery.compact
-    checks the removal against the masked model before it reports)."""
-    small, report = compact(model, input_shape)
+    checks the removal against the masked model before it reports). A model the surgery cannot
+    handle gets `compact_error` instead: the trained run is kept, and no size is guessed."""
+    try:
+        small, report = compact(model, input_shape)
+    except Exception as e:     # any tracing or surgery failure: the trained run stays valid
+        return {"compact_error": f"{type(e).__name__}: {e}"}
     return {"flops_compact": count_flops(small, input_shape),
             "params_compact": sum(p.numel() for p in small.parameters()),
             "filters_removed": report["filters_removed"]}
