@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +36,13 @@ def synthetic_cifar(n: int = 512) -> DataBundle:
     return DataBundle("synthetic", x, y, x[:128], y[:128], [str(i) for i in range(10)], False)
 
 
-def step_ratio(steps: int, method: str = "l1", rate: float = 0.8) -> tuple[float, float, float]:
-    """Median session step (with masks, hooks, records) / median plain step, interleaved."""
+def step_ratio(steps: int, method: str = "l1", rate: float = 0.8, *,
+               params: dict[str, Any] | None = None,
+               setup: Callable[[Session], None] | None = None) -> tuple[float, float, float]:
+    """Median session step (with masks, hooks, records) / median plain step, interleaved.
+
+    `params`: the method's parameters; `setup(session)` runs after `begin()`, e.g. to put a
+    method in the state to measure (a mask in force)."""
     torch.manual_seed(0)
     data = synthetic_cifar()
     config = SessionConfig(method=method, rate=rate, model="resnet20", batch_size=128,
@@ -44,10 +51,12 @@ def step_ratio(steps: int, method: str = "l1", rate: float = 0.8) -> tuple[float
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(tmp)
         run_id = store.create_run(config)
-        session = Session(Prepared(config, cls(make_params(cls, {})), data,
+        session = Session(Prepared(config, cls(make_params(cls, params or {})), data,
                                    build_model("resnet20", (3, 32, 32), 10), torch.device("cpu")),
                           store, run_id)
         session.begin()
+        if setup is not None:
+            setup(session)
         plain = build_model("resnet20", (3, 32, 32), 10)
         opt = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9, nesterov=True,
                               weight_decay=5e-4)
