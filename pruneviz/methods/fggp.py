@@ -40,7 +40,8 @@ Fidelity notes:
 
 Records (a public API: the dashboard plots them), besides GMP's `prune_steps`, `target_density`
 and `density` scalars and per-layer `density` at every pruning step:
-- table `fggp_steps`, one row per pruning step that changed the mask:
+- table `fggp_steps`, one row per pruning step that selected weights (to_prune > 0; GraNet
+  also when only swapping, to_add > 0), the row's `step` column being the optimizer step:
   criterion; remain (active weights before the step); to_prune (the schedule's increment);
   candidates (size of the gradient-first candidate set; remain for the other criteria and
   GraNet); pruned (weights cut by the step: FGGP to_prune, GraNet to_prune + to_add);
