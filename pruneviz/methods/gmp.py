@@ -5,9 +5,16 @@ d(t) = d_f + (d_i - d_f)(1 - t / T_end)^3 with T_end = floor(end * T) (METHODS.m
 every dT steps while t <= T_end, after optimizer.step(), the increment
 floor(N (1 - d(t))) - already of the smallest |w| among the still-active prunable weights is
 pruned, ranked globally across layers. Pruned weights never regrow. This class is also the
-code path of FGGP and GraNet, which replace `choose`.
+code path of FGGP and GraNet (pruneviz/methods/fggp.py), which replace `choose`.
 
-Records: table `prune_steps` (t, target and achieved density, counts) at every pruning step.
+Sparse start (`init_density` < 1): a random Erdos-Renyi-Kernel mask at that density is applied
+before training (METHODS.md sec. 2, FGGP's sparse start) and the schedule starts from it.
+
+Records, at every pruning step:
+- table `prune_steps`: t, target_density, achieved_density (of the masks), remain (active
+  weights before the step), pruned (net weights removed by the step);
+- scalars `target_density` and `density` (the same two numbers, for curves);
+- layer key `density`: fraction of the layer's weights still active in its mask.
 """
 
 from __future__ import annotations
@@ -19,8 +26,8 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..config import SessionConfig, param
-from ..masks import Layer, Masks, apply_masks, ones_like_layers, prunable_layers
+from ..config import ConfigError, SessionConfig, param
+from ..masks import Layer, Masks, apply_masks, erk_densities, ones_like_layers, prunable_layers
 from ..schedules import cubic_density
 from .base import Context, Method, register
 
@@ -33,14 +40,25 @@ class Params:
                           "50 pruning steps.", min=0, max=100000)
     first_conv: bool = param(False, "Also prune the first conv.")
     last_linear: bool = param(True, "Also prune the classifier layer.")
+    init_density: float = param(1.0, "Density when pruning starts: 1 = dense start; below 1 = "
+                                     "sparse start from a random ERK mask at this density "
+                                     "(FGGP's sparse start uses 0.5).", min=0.01, max=1.0)
 
 
 def t_end(total_steps: int, end: float) -> int:
-    return math.floor(end * total_steps)
+    """Step at which the final density is reached; at most the last step, so end = 1 works."""
+    return min(math.floor(end * total_steps), max(total_steps - 1, 0))
 
 
 def prune_every(total_steps: int, end: float, every: int) -> int:
     return every or max(1, t_end(total_steps, end) // 50)
+
+
+def pruning_steps(total_steps: int, end: float, every: int) -> list[int]:
+    """The steps at which a pruning step runs: every dT steps up to T_end, and T_end itself."""
+    last = t_end(total_steps, end)
+    steps = list(range(0, last + 1, prune_every(total_steps, end, every)))
+    return steps if steps[-1] == last else [*steps, last]
 
 
 @register
@@ -48,14 +66,13 @@ class GMP(Method):
     name = "gmp"
     summary = "Gradual magnitude pruning on the cubic schedule, global ranking, no regrowth."
     Params = Params
-    d_init = 1.0
 
     def select_layers(self, model: nn.Module) -> list[Layer]:
         return prunable_layers(model, first_conv=self.p.first_conv,
                                last_linear=self.p.last_linear)
 
     def density(self, ctx: Context, t: int) -> float:
-        return cubic_density(t, t_end(ctx.total_steps, self.p.end), self.d_init,
+        return cubic_density(t, t_end(ctx.total_steps, self.p.end), self.p.init_density,
                              1.0 - ctx.config.rate)
 
     def target(self, ctx: Context) -> float:
@@ -66,12 +83,22 @@ class GMP(Method):
         epochs = [config.epochs * i / 100 for i in range(101)]
         end = params.end * config.epochs
         return pd.DataFrame({"epoch": epochs, "series": "target sparsity",
-                             "value": [1 - cubic_density(e, end, cls.d_init, 1 - config.rate)
-                                       for e in epochs]})
+                             "value": [1 - cubic_density(e, end, params.init_density,
+                                                         1 - config.rate) for e in epochs]})
 
     def before_training(self, ctx: Context) -> None:
         ctx.layers = self.select_layers(ctx.model)
-        ctx.masks = ones_like_layers(ctx.layers)
+        d_init, d_final = self.p.init_density, 1.0 - ctx.config.rate
+        if d_init >= 1.0:
+            ctx.masks = ones_like_layers(ctx.layers)
+            return
+        if d_init < d_final:
+            raise ConfigError(f"{self.name} starts sparse at density {d_init:g}, already below "
+                              f"the target density {d_final:g} (rate {ctx.config.rate:g}); raise "
+                              f"the rate above {1 - d_init:g} or set init_density=1 (dense "
+                              f"start).")
+        ctx.masks = erk_masks(ctx.layers, d_init, ctx.gen)
+        apply_masks(ctx.model, ctx.masks)
 
     def is_pruning_step(self, ctx: Context) -> bool:
         end = t_end(ctx.total_steps, self.p.end)
@@ -79,7 +106,12 @@ class GMP(Method):
         return ctx.step <= end and (ctx.step % every == 0 or ctx.step == end)
 
     def choose(self, ctx: Context, to_prune: int) -> Masks:
-        """New masks with `to_prune` more weights pruned: the smallest |w| among active ones."""
+        """New masks with `to_prune` more weights pruned: the smallest |w| among active ones.
+
+        Called at every pruning step, also when `to_prune` is 0 (regrowing methods act then);
+        returning `ctx.masks` itself means nothing changed."""
+        if to_prune == 0:
+            return ctx.masks
         scores = {l.param: l.module.weight.detach().abs() for l in ctx.layers}
         return prune_smallest(scores, ctx.masks, to_prune)
 
@@ -89,14 +121,20 @@ class GMP(Method):
         n = sum(m.numel() for m in ctx.masks.values())
         already = n - int(sum(m.sum().item() for m in ctx.masks.values()))
         density = self.density(ctx, ctx.step)
-        to_prune = math.floor(n * (1.0 - density)) - already
-        if to_prune > 0:
-            ctx.masks = self.choose(ctx, to_prune)
+        # max(0, .): a sparse start's ERK rounding may leave it a few weights below d(0)
+        to_prune = max(0, math.floor(n * (1.0 - density)) - already)
+        masks = self.choose(ctx, to_prune)
+        if masks is not ctx.masks:
+            ctx.masks = masks
             apply_masks(ctx.model, ctx.masks)
         pruned_now = n - int(sum(m.sum().item() for m in ctx.masks.values()))
+        achieved = 1.0 - pruned_now / n
         ctx.record.row("prune_steps", t=ctx.step, target_density=density,
-                       achieved_density=1.0 - pruned_now / n, remain=n - already,
+                       achieved_density=achieved, remain=n - already,
                        pruned=pruned_now - already)
+        ctx.record.scalars({"target_density": density, "density": achieved})
+        for layer in ctx.layers:
+            ctx.record.layer(layer.name, "density", ctx.masks[layer.param].mean().item())
         if ctx.step == t_end(ctx.total_steps, self.p.end):
             ctx.mark_pruned()
 
@@ -112,4 +150,19 @@ def prune_smallest(scores: dict[str, torch.Tensor], masks: Masks, k: int) -> Mas
     for n, s in scores.items():
         out[n] = keep[i:i + s.numel()].view_as(s)
         i += s.numel()
+    return out
+
+
+def erk_masks(layers: list[Layer], density: float, gen: torch.Generator) -> Masks:
+    """Random masks with Erdos-Renyi-Kernel layer densities and global density `density`: each
+    layer keeps round(d_l * n_l) of its weights, chosen uniformly with `gen`."""
+    shapes = {l.param: l.module.weight.shape for l in layers}
+    densities = erk_densities(shapes, density)
+    out = {}
+    for l in layers:
+        w = l.module.weight
+        keep = torch.zeros(w.numel(), device=w.device, dtype=w.dtype)
+        idx = torch.randperm(w.numel(), generator=gen, device=gen.device)
+        keep[idx[:round(densities[l.param] * w.numel())].to(w.device)] = 1.0
+        out[l.param] = keep.view_as(w)
     return out

@@ -1,0 +1,338 @@
+"""FGGP: Fixed-rate Gradient-First Gradual Pruning, and GraNet, both on GMP's code path.
+
+Zhu, Bezek, Goksel, "Fixed-rate Gradient-First Gradual Pruning", SCIA 2025, arXiv 2411.05500
+(authors' code: LingkaiZhu1999/NetworkPruning, main_proposed_class_schedule_cifar.py).
+GraNet: Liu et al., "Sparse Training via Boosting Pruning Plasticity with Neuroregeneration",
+NeurIPS 2021, arXiv 2106.10404.
+
+Both subclass GMP (pruneviz/methods/gmp.py) and replace only `choose`: the cubic density
+schedule d(t) = d_f + (d_i - d_f)(1 - t / T_end)^3, T_end = floor(0.8 T), the pruning step
+every dT steps after optimizer.step(), the global ranking over every conv and linear weight but
+the first conv, and the sparse start (a random ERK mask at d_i = 0.5) are GMP's.
+
+FGGP, one pruning step (METHODS.md sec. 2, steps 1-4), N prunable weights, `already` pruned:
+  1. to_prune = floor(N (1 - d(t))) - already, remain = N - already;
+  2. gradient first: the candidates are the floor(rho * remain) active weights with the smallest
+     |g|, g the gradient of the current minibatch, rho fixed (0.5, not annealed);
+  3. magnitude next: prune the to_prune smallest |w| among the candidates;
+  4. no regrowth; to_prune > floor(rho * remain) is an error (ConfigError).
+GraNet (same section): prune the to_prune + to_add smallest |w| of the active weights, then
+regrow the to_add inactive weights with the largest |g|, to_add = floor((remain - to_prune) c(t)),
+c(t) = c_f + (c_i - c_f)(1 + cos(pi t / T_end)) / 2 from c_i = 0.5 to c_f = 0.005.
+Criterion toggles (FGGP's `criterion`): `gw` prunes the smallest |g * w|, `rank_sum` the smallest
+rank(|w|) + rank(|g|) (ranks among the active weights), both over all active weights.
+
+Fidelity notes:
+- The authors' code crashes when the schedule asks for more than the candidate set; we check the
+  whole plan before training (exact: FGGP never regrows) and stop with a ConfigError saying what
+  to change, and check again at every pruning step.
+- g is `.grad` after optimizer.step(): the cross-entropy gradient of the step's minibatch
+  (weight decay is not in it; SGD adds it internally).
+- GraNet's authors prune and regrow layer by layer (death rate per layer); METHODS.md's global
+  form is used here, so all three methods rank the same way. As in their code, a weight cut and
+  regrown in the same step keeps its value; a weight pruned at an earlier step comes back at 0,
+  and its optimizer state (momentum) is zeroed, as their masked momentum would be.
+- The `paper` preset trains from scratch (`start=scratch`, lr 0.1): the paper prunes during
+  training, following GraNet's dense-to-sparse protocol. Model and dataset are left to the user
+  (the paper: VGG-19-BN and ResNet-50 on CIFAR-10/100 at 90/95/98%).
+- `interactive` keeps dT automatic (T_end // 50): the paper's dT = 2000 at batch 64 over
+  160 epochs of CIFAR (T_end = 100096 steps) is about 50 pruning steps, and so is any session.
+
+Records (a public API: the dashboard plots them), besides GMP's `prune_steps`, `target_density`
+and `density` scalars and per-layer `density` at every pruning step:
+- table `fggp_steps`, one row per pruning step that selected weights (to_prune > 0; GraNet
+  also when only swapping, to_add > 0), the row's `step` column being the optimizer step:
+  criterion; remain (active weights before the step); to_prune (the schedule's increment);
+  candidates (size of the gradient-first candidate set; remain for the other criteria and
+  GraNet); pruned (weights cut by the step: FGGP to_prune, GraNet to_prune + to_add);
+  restored (weights regrown: GraNet to_add, else 0); revived (of those, pruned at an earlier
+  step); regrow_fraction (GraNet's c(t), else null); grad_cut (FGGP: largest |g| among the
+  candidates; GraNet: smallest |g| among the regrown; else null); mag_cut (largest |w| cut);
+  score_cut (largest pruned |g*w| or rank sum for those criteria, else null); jaccard (overlap
+  |A & B| / |A | B| of the weights the step removed and the to_prune smallest |w| plain GMP
+  would remove on the same step; 1 when both are empty).
+- table `fggp_scatter`, at most `scatter` rows per pruning step, a uniform sample (ctx.gen) of
+  the weights active before or after the step: g (|g|), w (|w| before the step), outcome, one of
+  kept, candidate (FGGP: in the gradient cut, not pruned), pruned, restored (GraNet: cut and
+  regrown in the same step), regrown (GraNet: pruned earlier, regrown now).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from ..config import ConfigError, SessionConfig, param
+from ..masks import Masks
+from .base import Context, register
+from .gmp import GMP, prune_every, pruning_steps, t_end
+from .gmp import Params as GMPParams
+
+CRITERIA = ("gradient_first", "gw", "rank_sum")
+OUTCOMES = ("kept", "candidate", "pruned", "restored", "regrown")
+
+# The paper's protocol (METHODS.md sec. 2); dT = 2000 at batch 64.
+PAPER = dict(epochs=160, batch_size=64, start="scratch", optimizer="sgd", lr=0.1, momentum=0.9,
+             nesterov=True, weight_decay=5e-4, lr_schedule="step", lr_milestones=(0.5, 0.75),
+             lr_gamma=0.1, label_smoothing=0.1, end=0.8, every=2000, init_density=1.0)
+# A short digits session from the cached dense start; every=0 is T_end // 50, the paper's share.
+INTERACTIVE = dict(epochs=10, batch_size=64, start="dense", optimizer="sgd", lr=0.01,
+                   momentum=0.9, nesterov=True, weight_decay=5e-4, lr_schedule="cosine",
+                   label_smoothing=0.1, end=0.8, every=0, init_density=1.0)
+
+
+@dataclass(frozen=True)
+class FGGPParams(GMPParams):
+    rho: float = param(0.5, "Fixed fraction of the remaining weights, those with the smallest "
+                            "|g|, that form the candidate set (the paper's 0.5, not annealed).",
+                       min=0.01, max=1.0, step=0.05)
+    criterion: str = param("gradient_first", "gradient_first: smallest |w| among the rho "
+                                             "smallest |g| (FGGP); gw: smallest |g*w|; "
+                                             "rank_sum: smallest rank(|w|) + rank(|g|).",
+                           choices=CRITERIA)
+    scatter: int = param(200, "Weights sampled per pruning step for the (|g|, |w|, outcome) "
+                              "scatter; 0 records none.", min=0, max=400)
+
+
+@dataclass(frozen=True)
+class GraNetParams(GMPParams):
+    c_init: float = param(0.5, "Regrowth fraction c(t) at the first pruning step (of the weights "
+                               "left after the increment).", min=0.0, max=1.0)
+    c_final: float = param(0.005, "Regrowth fraction c(t) at T_end (cosine decay in between).",
+                           min=0.0, max=1.0)
+    scatter: int = param(200, "Weights sampled per pruning step for the (|g|, |w|, outcome) "
+                              "scatter; 0 records none.", min=0, max=400)
+
+
+def regrow_fraction(t: int, t_end: int, c_init: float, c_final: float) -> float:
+    """GraNet's c(t): cosine decay from c_init at t = 0 to c_final at t_end, flat after."""
+    frac = min(max(t / t_end, 0.0), 1.0) if t_end > 0 else 1.0
+    return c_final + (c_init - c_final) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def too_aggressive(name: str, t: int, to_prune: int, remain: int, rho: float, every: int) -> str:
+    return (f"{name}: at step {t} the schedule asks to prune {to_prune} of the {remain} remaining "
+            f"weights ({to_prune / remain:.0%}), more than the rho = {rho:g} candidate set "
+            f"({math.floor(rho * remain)}) can hold. Prune more often (a smaller `every`, now "
+            f"dT = {every} steps; 0 picks T_end / 50), raise `rho`, give pruning more of the "
+            f"session (a larger `end` or more epochs), or lower the rate.")
+
+
+# -- the prunable weights as one vector (global ranking) ---------------------------------------
+@dataclass
+class Flat:
+    """|w|, |g| and the current mask of every prunable weight, concatenated in layer order."""
+
+    w: torch.Tensor
+    g: torch.Tensor
+    active: torch.Tensor       # bool: mask before this pruning step
+    names: list[str]
+    shapes: list[torch.Size]
+
+    @classmethod
+    def of(cls, ctx: Context) -> Flat:
+        ws, gs = [], []
+        for layer in ctx.layers:
+            weight = layer.module.weight
+            grad = weight.grad if weight.grad is not None else torch.zeros_like(weight)
+            ws.append(weight.detach().abs().flatten())
+            gs.append(grad.detach().abs().flatten())
+        names = [layer.param for layer in ctx.layers]
+        return cls(torch.cat(ws), torch.cat(gs),
+                   torch.cat([ctx.masks[n].flatten() for n in names]) > 0, names,
+                   [ctx.masks[n].shape for n in names])
+
+    def masks(self, keep: torch.Tensor) -> Masks:
+        out, i = {}, 0
+        for name, shape in zip(self.names, self.shapes):
+            n = math.prod(shape)
+            out[name] = keep[i:i + n].view(shape).to(self.w.dtype)
+            i += n
+        return out
+
+
+def smallest(score: torch.Tensor, idx: torch.Tensor, k: int) -> torch.Tensor:
+    """The entries of `idx` holding the `k` smallest `score[idx]`."""
+    return idx[torch.topk(score[idx], k, largest=False, sorted=False).indices]
+
+
+def gradient_first(w: torch.Tensor, g: torch.Tensor, active: torch.Tensor, to_prune: int,
+                   rho: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pruned, candidates) indices: the `to_prune` smallest |w| among the floor(rho * remain)
+    active entries with the smallest |g|. `w`, `g` are magnitudes, `active` a bool vector."""
+    idx = active.nonzero().squeeze(1)
+    candidates = smallest(g, idx, math.floor(rho * idx.numel()))
+    return smallest(w, candidates, to_prune), candidates
+
+
+def ranks(x: torch.Tensor) -> torch.Tensor:
+    """0-based ascending rank of each entry (ties broken by position)."""
+    out = torch.empty_like(x, dtype=torch.long)
+    out[torch.argsort(x, stable=True)] = torch.arange(x.numel(), device=x.device)
+    return out
+
+
+# -- the methods ---------------------------------------------------------------------------------
+class SelectionRecords:
+    """Writes `fggp_steps` and `fggp_scatter` (shared by FGGP and GraNet)."""
+
+    p: FGGPParams | GraNetParams
+
+    def record_selection(self, ctx: Context, f: Flat, keep: torch.Tensor, to_prune: int,
+                         cut: torch.Tensor, candidates: torch.Tensor | None = None,
+                         **fields: float | str | None) -> None:
+        """`keep`: mask after the step; `cut`: indices removed by the cut (before any regrowth);
+        `candidates`: FGGP's gradient-first candidate indices."""
+        n = f.w.numel()
+        cut_b = torch.zeros(n, dtype=torch.bool, device=f.w.device)
+        cut_b[cut] = True
+        removed = f.active & ~keep
+        plain = torch.zeros_like(cut_b)
+        plain[smallest(f.w, f.active.nonzero().squeeze(1), to_prune)] = True
+        union = int((removed | plain).sum())
+        jaccard = int((removed & plain).sum()) / union if union else 1.0
+        remain = int(f.active.sum())
+        restored = int((keep & (cut_b | ~f.active)).sum())
+        ctx.record.row("fggp_steps", remain=remain, to_prune=to_prune,
+                       candidates=remain if candidates is None else candidates.numel(),
+                       pruned=cut.numel(), restored=restored,
+                       revived=int((keep & ~f.active).sum()),
+                       mag_cut=f.w[cut].max().item() if cut.numel() else None,
+                       jaccard=jaccard, **{"regrow_fraction": None, "grad_cut": None,
+                                           "score_cut": None, **fields})
+        if self.p.scatter:
+            self.record_scatter(ctx, f, keep, cut_b, candidates)
+
+    def record_scatter(self, ctx: Context, f: Flat, keep: torch.Tensor, cut_b: torch.Tensor,
+                       candidates: torch.Tensor | None) -> None:
+        pool = (f.active | keep).nonzero().squeeze(1)
+        pick = torch.randperm(pool.numel(), generator=ctx.gen, device=ctx.gen.device)
+        idx = pool[pick[:self.p.scatter].to(pool.device)]
+        code = torch.zeros(idx.numel(), dtype=torch.long, device=idx.device)   # kept
+        if candidates is not None:
+            cand_b = torch.zeros_like(cut_b)
+            cand_b[candidates] = True
+            code[cand_b[idx]] = 1
+        was, now = f.active[idx], keep[idx]
+        code[was & ~now] = 2
+        code[was & now & cut_b[idx]] = 3
+        code[~was & now] = 4
+        for g, w, c in zip(f.g[idx].tolist(), f.w[idx].tolist(), code.tolist()):
+            ctx.record.row("fggp_scatter", g=float(f"{g:.4g}"), w=float(f"{w:.4g}"),
+                           outcome=OUTCOMES[c])
+
+
+@register
+class FGGP(SelectionRecords, GMP):
+    name = "fggp"
+    summary = ("Gradual pruning, gradient first: the smallest |w| among the fixed fraction rho "
+               "of weights with the smallest |g|; cubic schedule, no regrowth.")
+    Params = FGGPParams
+    presets = {"paper": {**PAPER, "rho": 0.5, "criterion": "gradient_first"},
+               "interactive": {**INTERACTIVE, "rho": 0.5, "criterion": "gradient_first"}}
+    p: FGGPParams
+
+    def before_training(self, ctx: Context) -> None:
+        super().before_training(ctx)
+        if self.p.criterion == "gradient_first":
+            self.check_plan(ctx)
+
+    def check_plan(self, ctx: Context) -> None:
+        """Fail before training if some pruning step would need more than the candidate set
+        (exact: without regrowth every step lands on floor(N (1 - d(t))))."""
+        n = sum(m.numel() for m in ctx.masks.values())
+        already = n - int(sum(m.sum().item() for m in ctx.masks.values()))
+        every = prune_every(ctx.total_steps, self.p.end, self.p.every)
+        for t in pruning_steps(ctx.total_steps, self.p.end, self.p.every):
+            to_prune = max(0, math.floor(n * (1.0 - self.density(ctx, t))) - already)
+            if to_prune > math.floor(self.p.rho * (n - already)):
+                raise ConfigError(too_aggressive(self.name, t, to_prune, n - already,
+                                                 self.p.rho, every))
+            already += to_prune
+
+    def choose(self, ctx: Context, to_prune: int) -> Masks:
+        if to_prune == 0:
+            return ctx.masks
+        f = Flat.of(ctx)
+        candidates, fields = None, {}
+        if self.p.criterion == "gradient_first":
+            remain = int(f.active.sum())
+            if to_prune > math.floor(self.p.rho * remain):
+                every = prune_every(ctx.total_steps, self.p.end, self.p.every)
+                raise ConfigError(too_aggressive(self.name, ctx.step, to_prune, remain,
+                                                 self.p.rho, every))
+            cut, candidates = gradient_first(f.w, f.g, f.active, to_prune, self.p.rho)
+            fields["grad_cut"] = f.g[candidates].max().item()
+        else:
+            idx = f.active.nonzero().squeeze(1)
+            if self.p.criterion == "gw":
+                score = f.w * f.g
+            else:
+                score = torch.zeros_like(f.w)
+                score[idx] = (ranks(f.w[idx]) + ranks(f.g[idx])).to(score.dtype)
+            cut = smallest(score, idx, to_prune)
+            fields["score_cut"] = score[cut].max().item()
+        keep = f.active.clone()
+        keep[cut] = False
+        self.record_selection(ctx, f, keep, to_prune, cut, candidates,
+                              criterion=self.p.criterion, **fields)
+        return f.masks(keep)
+
+
+@register
+class GraNet(SelectionRecords, GMP):
+    name = "granet"
+    summary = ("Gradual magnitude pruning with gradient regrowth: cut to_prune + to_add smallest "
+               "|w|, regrow the to_add largest |g|, to_add cosine-decayed (GraNet).")
+    Params = GraNetParams
+    presets = {"paper": {**PAPER, "c_init": 0.5, "c_final": 0.005},
+               "interactive": {**INTERACTIVE, "c_init": 0.5, "c_final": 0.005}}
+    p: GraNetParams
+
+    @classmethod
+    def schedule(cls, config: SessionConfig, params: GraNetParams) -> pd.DataFrame:
+        base = super().schedule(config, params)
+        end = params.end * config.epochs
+        c = [regrow_fraction(e, end, params.c_init, params.c_final) if e <= end else None
+             for e in base.epoch]
+        return pd.concat([base, pd.DataFrame({"epoch": base.epoch, "series": "regrowth fraction",
+                                              "value": c}).dropna()], ignore_index=True)
+
+    def regrow_fraction(self, ctx: Context) -> float:
+        return regrow_fraction(ctx.step, t_end(ctx.total_steps, self.p.end), self.p.c_init,
+                               self.p.c_final)
+
+    def choose(self, ctx: Context, to_prune: int) -> Masks:
+        f = Flat.of(ctx)
+        idx = f.active.nonzero().squeeze(1)
+        c = self.regrow_fraction(ctx)
+        to_add = math.floor((idx.numel() - to_prune) * c)
+        if to_prune + to_add == 0:
+            return ctx.masks
+        cut = smallest(f.w, idx, to_prune + to_add)
+        keep = f.active.clone()
+        keep[cut] = False
+        fields = {"regrow_fraction": c, "criterion": "granet"}
+        if to_add:
+            dead = (~keep).nonzero().squeeze(1)
+            grow = dead[torch.topk(f.g[dead], to_add, sorted=False).indices]
+            keep[grow] = True
+            fields["grad_cut"] = f.g[grow].min().item()
+            self.reset_state(ctx, f, keep & ~f.active)
+        self.record_selection(ctx, f, keep, to_prune, cut, **fields)
+        return f.masks(keep)
+
+    @staticmethod
+    @torch.no_grad()
+    def reset_state(ctx: Context, f: Flat, revived: torch.Tensor) -> None:
+        """Zero the optimizer state (momentum) of weights regrown after an earlier prune: their
+        buffers kept collecting gradients while masked."""
+        masks = f.masks(revived)
+        params = dict(ctx.model.named_parameters())
+        for name, m in masks.items():
+            for value in ctx.optimizer.state.get(params[name], {}).values():
+                if torch.is_tensor(value) and value.shape == m.shape:
+                    value.mul_(1 - m)
