@@ -364,9 +364,11 @@ class Session:
         except Diverged as e:
             status, error = "diverged", str(e)
         except Exception as e:
-            status, error = "failed", f"{type(e).__name__}: {e}"
-            if isinstance(e, ConfigError):
+            if isinstance(e, ConfigError):     # bad input found mid-run: its message says it all
+                status, error = "failed", str(e)
                 self.summary["config_error"] = True
+            else:
+                status, error = "failed", f"{type(e).__name__}: {e}"
         return self.finish(status, error)
 
 
