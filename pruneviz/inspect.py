@@ -367,19 +367,23 @@ def sensitivity_scan(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
 
     Columns: layer, rate, accuracy, loss, params (the layer's weight count), pruned_params
     (weights the rate removes; filter: whole filters), accuracy_drop (dense accuracy on the batch
-    minus accuracy), kind. `model` is left exactly as it was.
+    minus accuracy), kind. A rate that removes nothing (0, or one rounding to 0 units) is the
+    dense evaluation itself and is not re-run. `model` is left exactly as it was.
     """
     rates = check_rates(rates)
     layers = layers if layers is not None else scan_layers(model, kind, all_layers=all_layers)
     was_training = model.training
     model.eval()
-    dense_acc, _ = evaluate_batch(model, x, y)
+    dense_acc, dense_loss = evaluate_batch(model, x, y)
     params = dict(model.named_parameters())
     rows = []
     try:
         for layer in layers:
             saved: dict[str, torch.Tensor] = {}
             for rate, masks, removed in scan_masks(layer, kind, rates):
+                if removed == 0:        # all-ones masks leave the model as it is
+                    rows.append(_scan_row(layer, kind, rate, dense_acc, dense_loss, 0, dense_acc))
+                    continue
                 saved = saved or {k: params[k].detach().clone() for k in masks}
                 try:
                     for k, m in masks.items():
@@ -388,12 +392,17 @@ def sensitivity_scan(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                 finally:
                     for k, v in saved.items():
                         params[k].copy_(v)
-                rows.append({"layer": layer.name, "rate": rate, "accuracy": acc, "loss": loss,
-                             "params": layer.module.weight.numel(), "pruned_params": removed,
-                             "accuracy_drop": dense_acc - acc, "kind": kind})
+                rows.append(_scan_row(layer, kind, rate, acc, loss, removed, dense_acc))
     finally:
         model.train(was_training)
     return pd.DataFrame(rows)
+
+
+def _scan_row(layer: Layer, kind: str, rate: float, acc: float, loss: float, removed: int,
+              dense_acc: float) -> dict:
+    return {"layer": layer.name, "rate": rate, "accuracy": acc, "loss": loss,
+            "params": layer.module.weight.numel(), "pruned_params": removed,
+            "accuracy_drop": dense_acc - acc, "kind": kind}
 
 
 def layer_sensitivity(scan: pd.DataFrame, eps: float = 1e-3) -> pd.Series:
