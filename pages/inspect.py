@@ -95,6 +95,10 @@ def layer_tab(root: str, run_id: str, rm: ins.RunModels) -> None:
     st.caption("How much each filter of the dense start contributed to the true label, coloured "
                "by what the run did to it.")
     st.dataframe(ins.contribution_shares(contrib), hide_index=True)
+    if (contrib.status == "partly pruned").any():
+        rho = contrib.abs_contribution.corr(contrib.kept_fraction, method="spearman")
+        st.caption(f"The run pruned inside filters: Spearman correlation between a filter's "
+                   f"|contribution| and the share of its weights kept: {rho:.2f}.")
     st.plotly_chart(plots.contribution_figure(contrib, layer))
 
 

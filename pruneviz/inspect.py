@@ -73,12 +73,15 @@ def _rebuild(config: SessionConfig, data: DataBundle, state: dict[str, torch.Ten
     except RuntimeError:
         own = model.state_dict()
         shrunk = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
-        detail = (f"{shrunk[0]} is {list(state[shrunk[0]].shape)}, the rebuilt {config.model} "
-                  f"has {list(own[shrunk[0]].shape)}") if shrunk else "its parameter names differ"
+        if not shrunk:
+            raise InspectError(f"the {what} does not fit the {config.model} architecture (its "
+                               f"parameter names differ); was the run saved by another "
+                               f"version of pruneviz?") from None
         raise InspectError(
-            f"the {what} does not fit the {config.model} architecture ({detail}): the method "
-            f"physically removed filters. Inspecting compact models needs their export (a later "
-            f"issue); pick a run of a masking method.") from None
+            f"the {what} does not fit the {config.model} architecture ({shrunk[0]} is "
+            f"{list(state[shrunk[0]].shape)}, the rebuilt model has {list(own[shrunk[0]].shape)}):"
+            f" the method physically removed filters. Inspecting compact models needs their "
+            f"export (a later issue); pick a run of a masking method.") from None
     model.eval()
     for p in model.parameters():        # attributions need input grads only
         p.requires_grad_(False)

@@ -46,15 +46,16 @@ def attribution_figure(images: torch.Tensor, comparison: Comparison,
             fig.add_trace(go.Heatmap(
                 z=maps[key][i].flip(0).numpy(), zmin=-zmax, zmax=zmax, colorscale="RdBu_r",
                 showscale=(i == 0 and col in (3, 4)), colorbar=dict(
-                    len=0.4, x=1.0 if col == 4 else 1.07, y=0.8,
-                    title="difference" if col == 4 else "attribution")),
+                    len=min(0.9, 1.5 / n), x=1.02 if col == 3 else 1.16, y=1.0, yanchor="top",
+                    thickness=12, title=dict(text="difference" if col == 4 else "maps",
+                                             side="top"))),
                 row=i + 1, col=col)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     for k in range(2, 4 * n + 1):       # square pixels in every panel
         fig.update_layout({f"yaxis{k}": dict(scaleanchor=f"x{k}")})
     fig.update_layout(yaxis=dict(scaleanchor="x"))
-    fig.update_layout(height=max(220 * n, 260), margin=dict(l=10, r=80, t=40, b=10))
+    fig.update_layout(height=max(220 * n, 260), margin=dict(l=10, r=130, t=40, b=10))
     return fig
 
 
@@ -64,20 +65,23 @@ def agreement_figure(per_class: pd.DataFrame) -> go.Figure:
                                                        "agreement"], var_name="series")
     fig = px.bar(long, x="class", y="value", color="series", barmode="group",
                  labels={"value": "fraction of the class's held-out images"})
+    fig.update_xaxes(type="category")
     fig.update_layout(yaxis_range=[0, 1.02], height=360, margin=dict(t=30))
     return fig
 
 
 def contribution_figure(contrib: pd.DataFrame, layer: str) -> go.Figure:
     """Filters of `layer` sorted by |contribution| in the dense model, coloured by what the run
-    did to them."""
+    did to them (kept / pruned, or the fraction of weights kept when it pruned inside filters)."""
     df = contrib.sort_values("abs_contribution", ascending=False).copy()
     df["filter"] = df["filter"].astype(str)
-    fig = px.bar(df, x="filter", y="abs_contribution", color="status",
-                 color_discrete_map=STATUS_COLORS, hover_data=["contribution", "kept_fraction",
-                                                               "norm"],
+    partly = (df.status == "partly pruned").any()
+    fig = px.bar(df, x="filter", y="abs_contribution",
+                 color="kept_fraction" if partly else "status",
+                 color_discrete_map=STATUS_COLORS, color_continuous_scale="Viridis",
+                 range_color=[0, 1], hover_data=["contribution", "kept_fraction", "norm"],
                  labels={"abs_contribution": "mean |attribution| to the true label",
-                         "filter": f"{layer} filter (sorted)"})
+                         "kept_fraction": "weights kept", "filter": f"{layer} filter (sorted)"})
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=df["filter"].tolist())
     fig.update_layout(height=360, margin=dict(t=30))
     return fig
@@ -109,8 +113,7 @@ def suggestion_figure(rates: dict[str, float], scan: pd.DataFrame, target: float
     sens = layer_sensitivity(scan)
     df = pd.DataFrame({"layer": list(rates), "rate": list(rates.values()),
                        "sensitivity": [float(sens[k]) for k in rates]})
-    fig = px.bar(df, x="layer", y="rate", hover_data=["sensitivity"], color="sensitivity",
-                 color_continuous_scale="Reds",
+    fig = px.bar(df, x="layer", y="rate", hover_data=["sensitivity"], text_auto=".2f",
                  labels={"rate": "suggested rate", "sensitivity": "mean accuracy drop"})
     fig.add_hline(y=target, line_dash="dash", annotation_text=f"global target {target:g}")
     fig.update_layout(yaxis_range=[0, 1], height=340, margin=dict(t=30))
