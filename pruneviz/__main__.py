@@ -1,4 +1,5 @@
-"""Command line: python -m pruneviz {run,sweep,list,show,report,export,delete,methods} --help."""
+"""Command line: python -m pruneviz {run,sweep,list,show,report,export,delete,methods,
+sensitivity} --help."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ from .store import Store, StoreError
 _SKIP = {"params"}
 
 
-def _add_session_flags(p: argparse.ArgumentParser, *, grid: bool = False) -> None:
+def _add_session_flags(p: argparse.ArgumentParser, *, grid: bool = False,
+                       only: tuple[str, ...] | None = None) -> None:
     for f in dataclasses.fields(SessionConfig):
         if f.name in _SKIP or (grid and f.name in ("method", "rate", "seed")):
+            continue
+        if only is not None and f.name not in only:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default
@@ -32,9 +36,13 @@ def _add_session_flags(p: argparse.ArgumentParser, *, grid: bool = False) -> Non
         else:
             p.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
                            help=help_text)
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="A method parameter (repeatable); `methods` lists them.")
-    p.add_argument("--preset", help="Apply a method preset (paper, interactive) before flags.")
+    if only is not None:
+        p.set_defaults(param=[], preset=None)
+    else:
+        p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="A method parameter (repeatable); `methods` lists them.")
+        p.add_argument("--preset", help="Apply a method preset (paper, interactive) before "
+                                        "flags.")
     p.add_argument("--store", help="Run store folder (default ./runs or $PRUNEVIZ_STORE).")
     p.add_argument("--json", action="store_true",
                    help="Print one JSON object as the last line; no progress bar.")
@@ -242,6 +250,70 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+# The fields that pick (or train) the cached dense baseline a sensitivity scan runs on.
+SENSITIVITY_FIELDS = ("model", "dataset", "seed", "dense_epochs", "max_steps_per_epoch", "device",
+                      "data_root", "download", "augment", "holdout", "image_size")
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from .inspect import (
+        KINDS,
+        check_rates,
+        check_target,
+        evaluate_batch,
+        format_layer_rates,
+        heldout_batch,
+        scan_layers,
+        sensitivity_scan,
+        suggest_rates,
+    )
+    from .session import dense_start, prepare
+
+    if args.kind not in KINDS:
+        raise ConfigError(f"--kind must be one of {', '.join(KINDS)}, got {args.kind!r}.")
+    rates = check_rates(_floats(args.rates, "--rates"))
+    max_rate = coerce(args.max_rate, 0.0, "--max-rate")
+    target = None if args.target is None else coerce(args.target, 0.0, "--target")
+    check_target(0.0 if target is None else target, max_rate)
+    limit = coerce(args.limit, 0, "--limit")
+    if limit < 0:
+        raise ConfigError(f"--limit is a number of held-out images (0 = all), got {limit}.")
+    config = _session_config(args, method="dense")
+    prep = prepare(config)
+    scan_layers(prep.model, args.kind, all_layers=args.all_layers)
+    store = Store(args.store)
+    bar = _Bar(enabled=not args.json)
+    try:
+        state, dense_run = dense_start(prep, store, bar, None)
+    finally:
+        bar.close()
+    model = prep.model
+    model.load_state_dict(state)
+    model.to(prep.device)
+    x, y = heldout_batch(prep.data, limit, prep.device)
+    dense_accuracy, _ = evaluate_batch(model, x, y)
+    scan = sensitivity_scan(model, x, y, rates=rates, kind=args.kind,
+                            all_layers=args.all_layers)
+    suggested = suggest_rates(scan, target, max_rate=max_rate) if target is not None else None
+    layer_rates = format_layer_rates(suggested) if suggested is not None else None
+    if args.json:
+        print(json.dumps({"dense_run": dense_run, "model": config.model,
+                          "dataset": config.dataset, "kind": args.kind, "images": len(y),
+                          "dense_accuracy": dense_accuracy, "scan": scan.to_dict("records"),
+                          "target": target, "suggested": suggested, "layer_rates": layer_rates}))
+        return 0
+    print(f"dense baseline {dense_run}: accuracy {dense_accuracy:.4f} on {len(y)} held-out "
+          f"images")
+    print(f"accuracy with one layer pruned alone ({args.kind}, magnitude), layer x rate:")
+    table = scan.pivot(index="layer", columns="rate", values="accuracy").loc[scan.layer.unique()]
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    if layer_rates is not None:
+        print(f"suggested per-layer rates for a global target of {target:g} (weighted by layer "
+              f"size, most sensitive pruned least):")
+        print(layer_rates)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pruneviz",
                                      description="Run and inspect pruning sessions headless.")
@@ -293,6 +365,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--store")
     p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("sensitivity", help="Prune each layer alone at several rates on the "
+                                           "dense baseline; suggest per-layer rates.")
+    p.add_argument("--rates", default="0,0.25,0.5,0.75,0.9",
+                   help="Comma-separated rates scanned per layer (default 0,0.25,0.5,0.75,0.9).")
+    p.add_argument("--kind", default="unstructured",
+                   help="unstructured (smallest |w| of the layer) or filter (smallest-L2 filters "
+                        "with their BatchNorm).")
+    p.add_argument("--target", help="Global rate to suggest per-layer rates for (their mean "
+                                    "weighted by layer size); printed as layer=rate,...")
+    p.add_argument("--max-rate", default="0.95", help="No layer is suggested a higher rate.")
+    p.add_argument("--limit", default="512",
+                   help="Held-out images in the evaluation batch (0 = all; default 512).")
+    p.add_argument("--all-layers", action="store_true",
+                   help="Also scan the first conv, the classifier and shortcut convs.")
+    _add_session_flags(p, only=SENSITIVITY_FIELDS)
+    p.set_defaults(func=cmd_sensitivity)
 
     p = sub.add_parser("methods", help="List registered methods and their parameters.")
     p.add_argument("--json", action="store_true")

@@ -1,0 +1,120 @@
+"""Figures of the Inspect page: DataFrames and tensors from pruneviz.inspect in, plotly out."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from .inspect import Comparison, layer_sensitivity
+
+STATUS_COLORS = {"kept": "#1f77b4", "partly pruned": "#9467bd", "pruned": "#d62728"}
+
+
+def _sym(t: torch.Tensor) -> float:
+    return float(t.abs().max().clamp_min(1e-12))
+
+
+def attribution_figure(images: torch.Tensor, comparison: Comparison,
+                       classes: list[str]) -> go.Figure:
+    """One row per image: the input, the dense and pruned maps (channels summed, one shared
+    symmetric colour scale) and their difference (its own symmetric scale)."""
+    maps = {k: v.sum(1).cpu() for k, v in comparison.maps.items()}
+    table = comparison.table
+    n = len(images)
+    titles = []
+    for label, dense, pruned, cos in zip(table.label, table.dense_pred, table.pruned_pred,
+                                         table.similarity):
+        titles += [f"label {classes[int(label)]}", f"dense: {classes[int(dense)]}",
+                   f"pruned: {classes[int(pruned)]}", f"difference (cos {cos:.2f})"]
+    fig = make_subplots(rows=n, cols=4, subplot_titles=titles, horizontal_spacing=0.02,
+                        vertical_spacing=0.3 / max(n, 1))
+    both = _sym(torch.cat([maps["dense"], maps["pruned"]]))
+    diff = _sym(maps["difference"])
+    for i in range(n):
+        img = images[i].clamp(0, 1).cpu()
+        if img.shape[0] == 3:
+            fig.add_trace(go.Image(z=(img.permute(1, 2, 0) * 255).round().numpy()),
+                          row=i + 1, col=1)
+        else:
+            fig.add_trace(go.Heatmap(z=img[0].flip(0).numpy(), colorscale="gray_r",
+                                     showscale=False), row=i + 1, col=1)
+        for col, key, zmax in ((2, "dense", both), (3, "pruned", both),
+                               (4, "difference", diff)):
+            fig.add_trace(go.Heatmap(
+                z=maps[key][i].flip(0).numpy(), zmin=-zmax, zmax=zmax, colorscale="RdBu_r",
+                showscale=(i == 0 and col in (3, 4)), colorbar=dict(
+                    len=min(0.9, 1.5 / n), x=1.02 if col == 3 else 1.16, y=1.0, yanchor="top",
+                    thickness=12, title=dict(text="difference" if col == 4 else "maps",
+                                             side="top"))),
+                row=i + 1, col=col)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    for k in range(2, 4 * n + 1):       # square pixels in every panel
+        fig.update_layout({f"yaxis{k}": dict(scaleanchor=f"x{k}")})
+    fig.update_layout(yaxis=dict(scaleanchor="x"))
+    fig.update_layout(height=max(220 * n, 260), margin=dict(l=10, r=130, t=40, b=10))
+    return fig
+
+
+def agreement_figure(per_class: pd.DataFrame) -> go.Figure:
+    """Per class: dense accuracy, pruned accuracy and agreement of the top-1 predictions."""
+    long = per_class.melt(id_vars="class", value_vars=["dense_accuracy", "pruned_accuracy",
+                                                       "agreement"], var_name="series")
+    fig = px.bar(long, x="class", y="value", color="series", barmode="group",
+                 labels={"value": "fraction of the class's held-out images"})
+    fig.update_xaxes(type="category")
+    fig.update_layout(yaxis_range=[0, 1.02], height=360, margin=dict(t=30))
+    return fig
+
+
+def contribution_figure(contrib: pd.DataFrame, layer: str) -> go.Figure:
+    """Filters of `layer` sorted by |contribution| in the dense model, coloured by what the run
+    did to them (kept / pruned, or the fraction of weights kept when it pruned inside filters)."""
+    df = contrib.sort_values("abs_contribution", ascending=False).copy()
+    df["filter"] = df["filter"].astype(str)
+    partly = (df.status == "partly pruned").any()
+    fig = px.bar(df, x="filter", y="abs_contribution",
+                 color="kept_fraction" if partly else "status",
+                 color_discrete_map=STATUS_COLORS, color_continuous_scale="Viridis",
+                 range_color=[0, 1], hover_data=["contribution", "kept_fraction", "norm"],
+                 labels={"abs_contribution": "mean |attribution| to the true label",
+                         "kept_fraction": "weights kept", "filter": f"{layer} filter (sorted)"})
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=df["filter"].tolist())
+    fig.update_layout(height=360, margin=dict(t=30))
+    return fig
+
+
+def sensitivity_heatmap(scan: pd.DataFrame, value: str = "accuracy") -> go.Figure:
+    """Layer x rate heatmap of `value` (accuracy, loss or accuracy_drop), layers in model order."""
+    table = scan.pivot(index="layer", columns="rate", values=value).loc[scan.layer.unique()]
+    fig = px.imshow(table, text_auto=".2f", aspect="auto",
+                    color_continuous_scale="Viridis" if value == "accuracy" else "Viridis_r",
+                    labels={"x": "rate pruned in this layer alone", "y": "layer", "color": value})
+    fig.update_xaxes(type="category")
+    fig.update_layout(height=max(260, 28 * len(table) + 120), margin=dict(t=30))
+    return fig
+
+
+def sensitivity_curves(scan: pd.DataFrame, dense_accuracy: float | None = None) -> go.Figure:
+    """Accuracy vs rate, one curve per layer; the dense accuracy as a dashed line."""
+    fig = px.line(scan, x="rate", y="accuracy", color="layer", markers=True,
+                  labels={"rate": "rate pruned in this layer alone"})
+    if dense_accuracy is not None:
+        fig.add_hline(y=dense_accuracy, line_dash="dash", annotation_text="dense")
+    fig.update_layout(height=380, margin=dict(t=30))
+    return fig
+
+
+def suggestion_figure(rates: dict[str, float], scan: pd.DataFrame, target: float) -> go.Figure:
+    """Suggested rate per layer with the layer's sensitivity on hover; the target dashed."""
+    sens = layer_sensitivity(scan)
+    df = pd.DataFrame({"layer": list(rates), "rate": list(rates.values()),
+                       "sensitivity": [float(sens[k]) for k in rates]})
+    fig = px.bar(df, x="layer", y="rate", hover_data=["sensitivity"], text_auto=".2f",
+                 labels={"rate": "suggested rate", "sensitivity": "mean accuracy drop"})
+    fig.add_hline(y=target, line_dash="dash", annotation_text=f"global target {target:g}")
+    fig.update_layout(yaxis_range=[0, 1], height=340, margin=dict(t=30))
+    return fig
