@@ -1,6 +1,10 @@
 import os
 
 os.environ["CUDA_VISIBLE_DEVICES"] = ""   # tests run on CPU, even on a machine with a GPU
+# One intra-op thread (inherited by the subprocesses tests start): the models under test are
+# tiny, and on a busy 2-core machine two spinning OpenMP threads per process made steps up to
+# 50x slower than one.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
