@@ -35,9 +35,10 @@ retraining (2 epochs by default).
 Implementation notes:
 - The penalty's gradient rho (W - Z + U) is added to W.grad in `after_backward` with one fused
   foreach op instead of by autograd; `loss_penalty` returns the (detached) value, so the recorded
-  loss is CE + penalty as before. Autograd through 18 per-layer norms cost about 20x more on CPU
-  (~10 ms vs 0.5 ms per ResNet-20 step), enough to break the 1.03 step-time target. The gradient
-  is exact; tests/test_slr.py checks it against autograd.
+  loss is CE + penalty as before. Differentiating the penalty by autograd cost about 20x more
+  in a CPU microbenchmark (~10 ms vs ~0.5 ms for ResNet-20's 18 prunable layers), a few percent
+  of a whole step on its own and so too much for the 1.03 step-time target. The gradient is
+  exact; tests/test_slr.py checks it against autograd.
 - "Accuracy if hard-pruned now" (every epoch, both methods): the prunable weights are projected
   in place under no_grad, ctx.evaluate() runs (eval mode: BN running statistics are not
   updated), and the weights are copied back; the optimizer is not touched.
@@ -275,8 +276,10 @@ class SLR(Method):
         self.U = [torch.zeros_like(z) for z in self.Z]
         self._refresh_target()
         self.diff: list[torch.Tensor] = []
-        self.loss_sum = torch.zeros((), device=ctx.device)
-        self.pen_sum = torch.zeros((), device=ctx.device)
+        # The epoch's per-step losses and penalties, kept as 0-dim tensors (no sync, no op per
+        # step) and summed at the epoch's end for the conditions' mean CE.
+        self.losses: list[torch.Tensor] = []
+        self.pens: list[torch.Tensor] = []
         if self.surrogate:
             self.s, self.k = self.p.s0, 1
             # Copies (see Fidelity); alias_prev keeps a reference to the live weights instead.
@@ -295,7 +298,7 @@ class SLR(Method):
         with torch.no_grad():
             self.diff = torch._foreach_sub(self._w(), self.C)          # W - Z + U
             pen = _sq_norms(self.diff).sum().mul_(self.rho / 2)
-        self.pen_sum += pen
+        self.pens.append(pen)
         return pen
 
     def after_backward(self, ctx: Context) -> None:
@@ -313,16 +316,15 @@ class SLR(Method):
 
     def after_step(self, ctx: Context) -> None:
         if not self.hard:
-            self.loss_sum += ctx.loss.detach()
+            self.losses.append(ctx.loss.detach())
 
     def end_of_epoch(self, ctx: Context) -> None:
         if self.hard:
             return
-        n = ctx.steps_per_epoch
-        pen = self.pen_sum.item() / n
-        info: dict[str, Any] = {"ce": self.loss_sum.item() / n - pen, "penalty": pen}
-        self.loss_sum.zero_()
-        self.pen_sum.zero_()
+        loss, pen = (torch.stack(v).mean().item() if v else math.nan
+                     for v in (self.losses, self.pens))
+        info: dict[str, Any] = {"ce": loss - pen, "penalty": pen}
+        self.losses, self.pens = [], []
         if ctx.epoch >= self.last_penalty_epoch:
             self.hard_prune(ctx, info)
             return
