@@ -56,6 +56,10 @@ CREATE INDEX IF NOT EXISTS rows_idx ON rows (rid, tbl, step);
 CREATE TABLE IF NOT EXISTS dense (key TEXT PRIMARY KEY, run_id TEXT, path TEXT, accuracy REAL);
 """
 RECORD_TABLES = ("scalars", "layers", "filters", "rows")
+# Summary numbers runs() lists as columns (the dashboard's compare views plot them).
+SUMMARY_COLUMNS = ("dense_accuracy", "pruned_accuracy", "final_accuracy", "sparsity",
+                   "global_sparsity", "params_nonzero", "flops_dense", "flops_effective",
+                   "wall_s")
 
 
 class StoreError(RuntimeError):
@@ -213,7 +217,7 @@ class Store:
             f"sweep_id, created, started, finished, step, total_steps, summary FROM runs {where} "
             f"ORDER BY id DESC", self._conn())
         summaries = [json.loads(s) if s else {} for s in df.pop("summary")]
-        for key in ("dense_accuracy", "pruned_accuracy", "final_accuracy", "sparsity", "wall_s"):
+        for key in SUMMARY_COLUMNS:
             df[key] = [s.get(key) for s in summaries]
         return df
 

@@ -35,6 +35,15 @@ def test_round_trip_of_every_record_kind(store):
     assert listed.loc[0, "run_id"] == run_id and listed.loc[0, "final_accuracy"] == 0.9
 
 
+def test_runs_lists_the_summary_numbers_compare_plots(store):
+    run_id = store.create_run(SessionConfig())
+    store.finish_run(run_id, "completed", summary={"flops_effective": 1200, "flops_dense": 4000,
+                                                   "params_nonzero": 50, "sparsity": 0.7})
+    row = store.runs().iloc[0]
+    assert (row.flops_effective, row.flops_dense, row.params_nonzero, row.sparsity) == \
+        (1200, 4000, 50, 0.7)
+
+
 def test_downsampled_scalars_keep_the_last_step(store):
     run_id = store.create_run(SessionConfig())
     store.write(run_id, [Scalar(i, 0, "loss", float(i)) for i in range(10_000)])
