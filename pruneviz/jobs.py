@@ -25,6 +25,7 @@ class _Job:
     run_id: str
     config: SessionConfig
     cancel: threading.Event = field(default_factory=threading.Event)
+    started: bool = False
 
 
 class Runner:
@@ -61,9 +62,14 @@ class Runner:
         """Stop a running session within one step, or drop a queued one; both end interrupted."""
         with self._lock:
             job = self._jobs.get(run_id)
-        if job is not None:
-            job.cancel.set()
+            queued = job is not None and not job.started
+            if job is not None:
+                job.cancel.set()
         self.store.request_cancel(run_id)
+        if queued:
+            # Mark it now rather than when a worker reaches it: behind a long queue the run
+            # would otherwise show "queued" for minutes after the user cancelled it.
+            self.store.finish_run(run_id, "interrupted", error="cancelled before it started")
 
     def active(self) -> list[str]:
         """Run ids queued or running in this runner, oldest first."""
@@ -73,8 +79,12 @@ class Runner:
     def _work(self) -> None:
         while True:
             job = self._queue.get()
+            with self._lock:
+                job.started = not job.cancel.is_set()
             try:
-                if job.cancel.is_set() or self.store.cancel_requested(job.run_id):
+                if not job.started:
+                    pass                    # cancel() already marked it interrupted
+                elif self.store.cancel_requested(job.run_id):
                     self.store.finish_run(job.run_id, "interrupted",
                                           error="cancelled before it started")
                 else:

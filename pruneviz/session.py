@@ -139,6 +139,8 @@ def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: Store,
         run_id = store.create_run(dense, kind="dense")
         summary = train(dense_prep, store, run_id, progress=progress, cancel=cancel,
                         phase="dense baseline")
+        if summary["status"] == "interrupted" and cancel is not None and cancel.is_set():
+            raise Cancelled
         if summary["status"] != "completed":
             raise RuntimeError(f"the dense baseline run {run_id} ended {summary['status']}: "
                                f"{summary.get('error', '')}")

@@ -1,0 +1,41 @@
+"""The background runner: queued runs cancel at once, a cancel during the dense start interrupts."""
+
+import time
+
+from pruneviz.jobs import Runner
+
+
+def _wait(store, run_id, statuses, timeout=120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = store.run(run_id)["status"]
+        if status in statuses:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"{run_id} still {store.run(run_id)['status']} after {timeout} s")
+
+
+def test_cancelling_a_queued_run_marks_it_interrupted_at_once(store, fast_config):
+    runner = Runner(store)
+    first = runner.submit(fast_config(epochs=200))
+    queued = runner.submit(fast_config())
+    runner.cancel(queued)
+    run = store.run(queued)
+    assert run["status"] == "interrupted" and "before it started" in run["error"]
+    runner.cancel(first)
+    assert _wait(store, first, ("interrupted",)) == "interrupted"
+    assert store.run(queued)["started"] is None      # the worker skipped it
+
+
+def test_cancel_while_the_dense_baseline_trains_ends_interrupted(store, fast_config):
+    runner = Runner(store)
+    run_id = runner.submit(fast_config(dense_epochs=500))
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        dense = store.runs(include_dense=True).query("kind == 'dense'")
+        if len(dense) and dense.iloc[0].step > 0:
+            break
+        time.sleep(0.05)
+    runner.cancel(run_id)
+    assert _wait(store, run_id, ("interrupted", "failed")) == "interrupted"
+    assert "dense baseline" in store.run(run_id)["error"]
