@@ -216,7 +216,8 @@ class Store:
             f"SELECT run_id, name, kind, method, model, dataset, rate, seed, status, error, "
             f"sweep_id, created, started, finished, step, total_steps, summary FROM runs {where} "
             f"ORDER BY id DESC", self._conn())
-        summaries = [json.loads(s) if s else {} for s in df.pop("summary")]
+        # pandas 3 reads a text column with NULLs as str dtype with NaN for the missing values
+        summaries = [json.loads(s) if isinstance(s, str) and s else {} for s in df.pop("summary")]
         for key in SUMMARY_COLUMNS:
             df[key] = [s.get(key) for s in summaries]
         return df

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from pruneviz.config import SessionConfig
@@ -42,6 +43,15 @@ def test_runs_lists_the_summary_numbers_compare_plots(store):
     row = store.runs().iloc[0]
     assert (row.flops_effective, row.flops_dense, row.params_nonzero, row.sparsity) == \
         (1200, 4000, 50, 0.7)
+
+
+def test_runs_lists_queued_runs_next_to_finished_ones(store):
+    queued = store.create_run(SessionConfig())
+    done = store.create_run(SessionConfig())
+    store.finish_run(done, "completed", summary={"final_accuracy": 0.9})
+    listed = store.runs().set_index("run_id")
+    assert listed.loc[done, "final_accuracy"] == 0.9
+    assert pd.isna(listed.loc[queued, "final_accuracy"])
 
 
 def test_downsampled_scalars_keep_the_last_step(store):
