@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +78,8 @@ def step_ratio(steps: int, method: str = "l1", rate: float = 0.8) -> tuple[float
 # this (already large) process before exec.
 _CHILD = ("import atexit, resource, sys, runpy; atexit.register(lambda: print('MAXRSS', "
           "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); "
-          "sys.argv = ['pruneviz'] + sys.argv[1:]; runpy.run_module('pruneviz', run_name='__main__')")
+          "sys.argv = ['pruneviz'] + sys.argv[1:]; "
+          "runpy.run_module('pruneviz', run_name='__main__')")
 
 
 def default_run() -> tuple[float, float, dict]:
