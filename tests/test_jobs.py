@@ -27,6 +27,17 @@ def test_cancelling_a_queued_run_marks_it_interrupted_at_once(store, fast_config
     assert store.run(queued)["started"] is None      # the worker skipped it
 
 
+def test_shutdown_interrupts_running_and_queued_runs_and_stops_the_workers(store, fast_config):
+    runner = Runner(store)
+    running = runner.submit(fast_config(epochs=200))
+    queued = runner.submit(fast_config())
+    _wait(store, running, ("running",))
+    runner.shutdown()
+    assert store.run(running)["status"] == "interrupted"
+    assert store.run(queued)["status"] == "interrupted"
+    assert not any(t.is_alive() for t in runner._threads)
+
+
 def test_cancel_while_the_dense_baseline_trains_ends_interrupted(store, fast_config):
     runner = Runner(store)
     run_id = runner.submit(fast_config(dense_epochs=500))
