@@ -3,6 +3,9 @@
 Every figure colours a method the same way (`method_color`) and, where runs differ by rate, draws
 each rate with its own line dash (`rate_dashes`), so a method reads the same on every page.
 Callers downsample long curves before plotting (`Store.scalars(..., max_points=...)`).
+
+Figures are built without plotly's per-property validation (`_figure`): it costs about 5x the
+rest of a live redraw, and the tests validate every figure's output against plotly's schema.
 """
 
 from __future__ import annotations
@@ -10,10 +13,10 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 METHOD_COLORS = {
     "dense": "#7f7f7f", "random": "#bcbd22", "l1": "#1f77b4", "global_l1": "#17becf",
@@ -23,7 +26,6 @@ METHOD_COLORS = {
 }
 _FALLBACK = plotly.colors.qualitative.Dark24
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
-TEMPLATE = "plotly_white"
 ACHIEVED, TARGET = "#1f77b4", "#d62728"
 
 
@@ -46,21 +48,31 @@ def _rgba(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def _style(fig: go.Figure, height: int = 320, title: str | None = None) -> go.Figure:
-    """House look: white template, title top left, horizontal legend under the plot."""
-    fig.update_layout(template=TEMPLATE, height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", yanchor="top", y=-0.22, x=0),
-                      title=dict(text=title, x=0, xanchor="left", font=dict(size=15))
-                      if title else None)
-    return fig
+def _figure(traces: list[dict], layout: dict | None = None, *, height: int = 320,
+            title: str | None = None) -> go.Figure:
+    """A figure in the house look (title top left, legend under the plot), built in one go
+    without validation; the page's theme styles it."""
+    base = dict(template={}, height=height, margin=dict(l=10, r=10, t=40, b=10),
+                legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
+    if title:
+        base["title"] = dict(text=title, x=0, xanchor="left", font=dict(size=15))
+    return go.Figure(data=traces, layout={**base, **(layout or {})}, _validate=False)
 
 
 def _empty(message: str, height: int = 320) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, font=dict(color="#888", size=14))
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return _style(fig, height)
+    return _figure([], dict(annotations=[dict(text=message, showarrow=False,
+                                              font=dict(color="#888", size=14))],
+                            xaxis=dict(visible=False), yaxis=dict(visible=False)), height=height)
+
+
+def _line(x, y, name: str | None, color: str, *, width: float = 2, dash: str = "solid",
+          mode: str = "lines", **kw) -> dict:
+    return dict(type="scatter", x=np.asarray(x), y=np.asarray(y), name=name, mode=mode,
+                line=dict(color=color, width=width, dash=dash), **kw)
+
+
+def _axis(title: str | None = None, **kw) -> dict:
+    return dict(title=dict(text=title), **kw) if title else kw
 
 
 def _key(scalars: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -72,62 +84,58 @@ def smooth(values: pd.Series, points: int = 40) -> pd.Series:
     return values.rolling(max(1, len(values) // points), min_periods=1).mean()
 
 
+UNIT_RANGE = [0, 1.02]
+
+
 # -- one run, live -----------------------------------------------------------------------------
 def schedule_figure(preview: pd.DataFrame, title: str = "Schedule preview") -> go.Figure:
     """A method's schedule before running: columns epoch, series, value."""
-    fig = go.Figure()
-    for i, (series, df) in enumerate(preview.groupby("series", sort=False)):
-        fig.add_scatter(x=df.epoch, y=df.value, name=str(series), mode="lines",
-                        line=dict(color=TARGET if i == 0 else _FALLBACK[i], width=2.5))
-    fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(rangemode="tozero")
-    fig.update_layout(showlegend=preview.series.nunique() > 1)
-    return _style(fig, 240, title)
+    traces = [_line(df.epoch, df.value, str(series), TARGET if i == 0 else _FALLBACK[i],
+                    width=2.5)
+              for i, (series, df) in enumerate(preview.groupby("series", sort=False))]
+    return _figure(traces, dict(xaxis=_axis("epoch"), yaxis=_axis(rangemode="tozero"),
+                                showlegend=len(traces) > 1), height=240, title=title)
 
 
 def training_figure(scalars: pd.DataFrame) -> go.Figure:
     """Loss (raw and smoothed per step, held-out per epoch) and accuracy, side by side."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"),
-                        horizontal_spacing=0.08)
-    loss = _key(scalars, "loss")
-    fig.add_scatter(x=loss.step, y=loss.value, name="train loss", mode="lines",
-                    line=dict(color=_rgba(ACHIEVED, 0.25), width=1), showlegend=False,
-                    row=1, col=1)
-    fig.add_scatter(x=loss.step, y=smooth(loss.value), name="train loss (smoothed)",
-                    mode="lines", line=dict(color=ACHIEVED, width=2), row=1, col=1)
-    test_loss = _key(scalars, "test_loss")
-    fig.add_scatter(x=test_loss.step, y=test_loss.value, name="held-out loss",
-                    mode="lines+markers", line=dict(color="#ff7f0e"), row=1, col=1)
-    train_acc = _key(scalars, "train_accuracy")
-    fig.add_scatter(x=train_acc.step, y=smooth(train_acc.value), name="train accuracy",
-                    mode="lines", line=dict(color=_rgba(ACHIEVED, 0.5), width=1.5),
-                    row=1, col=2)
-    test_acc = _key(scalars, "test_accuracy")
-    fig.add_scatter(x=test_acc.step, y=test_acc.value, name="held-out accuracy",
-                    mode="lines+markers", line=dict(color="#2ca02c", width=2.5), row=1, col=2)
+    loss, test_loss = _key(scalars, "loss"), _key(scalars, "test_loss")
+    train_acc, test_acc = _key(scalars, "train_accuracy"), _key(scalars, "test_accuracy")
+    right = dict(xaxis="x2", yaxis="y2")
+    traces = [
+        _line(loss.step, loss.value, "train loss", _rgba(ACHIEVED, 0.25), width=1,
+              showlegend=False),
+        _line(loss.step, smooth(loss.value), "train loss (smoothed)", ACHIEVED),
+        _line(test_loss.step, test_loss.value, "held-out loss", "#ff7f0e", mode="lines+markers"),
+        _line(train_acc.step, smooth(train_acc.value), "train accuracy", _rgba(ACHIEVED, 0.5),
+              width=1.5, **right),
+        _line(test_acc.step, test_acc.value, "held-out accuracy", "#2ca02c", width=2.5,
+              mode="lines+markers", **right),
+    ]
     for key, label, color in (("dense_accuracy", "dense", "#7f7f7f"),
                               ("pruned_accuracy", "just pruned", TARGET)):
         point = _key(scalars, key)
         if len(point):
-            fig.add_scatter(x=point.step, y=point.value, name=label, mode="markers",
-                            marker=dict(color=color, size=10, symbol="diamond"), row=1, col=2)
-    fig.update_xaxes(title_text="step")
-    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    return _style(fig, 360)
+            traces.append(dict(type="scatter", x=point.step.to_numpy(),
+                               y=point.value.to_numpy(), name=label, mode="markers",
+                               marker=dict(color=color, size=10, symbol="diamond"), **right))
+    titles = [dict(text=t, x=x, y=1.0, xref="paper", yref="paper", xanchor="center",
+                   yanchor="bottom", showarrow=False, font=dict(size=15))
+              for t, x in (("Loss", 0.23), ("Accuracy", 0.77))]
+    # Two panels side by side: loss on x/y, accuracy on x2/y2.
+    layout = dict(xaxis=_axis("step", domain=[0, 0.46]),
+                  xaxis2=_axis("step", domain=[0.54, 1], anchor="y2"),
+                  yaxis2=dict(anchor="x2", range=UNIT_RANGE), annotations=titles)
+    return _figure(traces, layout, height=360)
 
 
 def sparsity_figure(scalars: pd.DataFrame) -> go.Figure:
     """Target (the method's schedule) vs achieved sparsity of the prunable weights."""
-    fig = go.Figure()
-    target = _key(scalars, "target_sparsity")
-    achieved = _key(scalars, "sparsity")
-    fig.add_scatter(x=target.step, y=target.value, name="target", mode="lines",
-                    line=dict(color=TARGET, dash="dash", width=2))
-    fig.add_scatter(x=achieved.step, y=achieved.value, name="achieved", mode="lines",
-                    line=dict(color=ACHIEVED, width=2.5))
-    fig.update_xaxes(title_text="step")
-    fig.update_yaxes(range=[0, 1.02], title_text="sparsity")
-    return _style(fig, 330, "Target vs achieved sparsity")
+    target, achieved = _key(scalars, "target_sparsity"), _key(scalars, "sparsity")
+    traces = [_line(target.step, target.value, "target", TARGET, dash="dash"),
+              _line(achieved.step, achieved.value, "achieved", ACHIEVED, width=2.5)]
+    return _figure(traces, dict(xaxis=_axis("step"), yaxis=_axis("sparsity", range=UNIT_RANGE)),
+                   height=330, title="Target vs achieved sparsity")
 
 
 def layer_heatmap(layers: pd.DataFrame, key: str = "sparsity") -> go.Figure:
@@ -138,23 +146,21 @@ def layer_heatmap(layers: pd.DataFrame, key: str = "sparsity") -> go.Figure:
     order = list(pd.unique(df.layer))
     wide = df.pivot_table(index="layer", columns="step", values="value", aggfunc="last")
     wide = wide.reindex(order)
-    fig = go.Figure(go.Heatmap(z=wide.values, x=wide.columns, y=wide.index, zmin=0, zmax=1,
-                               colorscale="Viridis", colorbar=dict(title=key, thickness=12),
-                               hovertemplate="%{y}<br>step %{x}<br>" + key + " %{z:.3f}"
-                                             "<extra></extra>"))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="step")
-    return _style(fig, max(260, 60 + 28 * len(order)), f"Per-layer {key}")
+    heat = dict(type="heatmap", z=wide.to_numpy(), x=wide.columns.to_numpy(), y=order, zmin=0,
+                zmax=1, colorscale="Viridis", colorbar=dict(title=dict(text=key), thickness=12),
+                hovertemplate="%{y}<br>step %{x}<br>" + key + " %{z:.3f}<extra></extra>")
+    return _figure([heat], dict(xaxis=_axis("step"), yaxis=dict(autorange="reversed")),
+                   height=max(260, 60 + 28 * len(order)), title=f"Per-layer {key}")
 
 
 def layer_bars(layers: pd.DataFrame, key: str = "sparsity", title: str | None = None
                ) -> go.Figure:
     """One bar per layer: a per-layer record at one step."""
     df = layers[layers.key == key]
-    fig = go.Figure(go.Bar(x=df.layer, y=df.value, marker_color=ACHIEVED))
-    fig.update_yaxes(range=[0, 1.02] if key in ("sparsity", "keep_rate") else None,
-                     title_text=key)
-    return _style(fig, 280, title)
+    bars = dict(type="bar", x=df.layer.to_numpy(), y=df.value.to_numpy(),
+                marker=dict(color=ACHIEVED))
+    y = _axis(key, range=UNIT_RANGE) if key in ("sparsity", "keep_rate") else _axis(key)
+    return _figure([bars], dict(yaxis=y), height=280, title=title)
 
 
 def table_figure(rows: pd.DataFrame, title: str | None = None, max_series: int = 8
@@ -164,14 +170,11 @@ def table_figure(rows: pd.DataFrame, title: str | None = None, max_series: int =
     if rows.empty or not cols:
         return _empty("no numeric columns to plot")
     one_per_step = not rows.step.duplicated().any()
-    fig = go.Figure()
-    for i, col in enumerate(cols[:max_series]):
-        fig.add_scatter(x=rows.step, y=rows[col], name=col,
-                        mode="lines+markers" if one_per_step else "markers",
-                        line=dict(color=_FALLBACK[i % len(_FALLBACK)]),
-                        marker=dict(size=5 if one_per_step else 4))
-    fig.update_xaxes(title_text="step")
-    return _style(fig, 300, title)
+    traces = [_line(rows.step, rows[col], col, _FALLBACK[i % len(_FALLBACK)],
+                    mode="lines+markers" if one_per_step else "markers",
+                    marker=dict(size=5 if one_per_step else 4))
+              for i, col in enumerate(cols[:max_series])]
+    return _figure(traces, dict(xaxis=_axis("step")), height=300, title=title)
 
 
 # -- several runs ------------------------------------------------------------------------------
@@ -201,7 +204,7 @@ def curves_figure(scalars: pd.DataFrame, runs: pd.DataFrame, key: str, *, title:
     if df.empty:
         return _empty(f"no {key} records", 320)
     dashes = rate_dashes(runs.rate)
-    fig = go.Figure()
+    traces = []
     for group, members in runs.groupby("group", sort=False):
         first = members.iloc[0]
         color, dash = method_color(first.method), dashes[first.rate]
@@ -212,21 +215,17 @@ def curves_figure(scalars: pd.DataFrame, runs: pd.DataFrame, key: str, *, title:
             wide = wide.apply(smooth)
         if wide.empty:
             continue
-        if wide.shape[1] == 1:
-            name = first.label
-        else:
+        name = first.label
+        if wide.shape[1] > 1:
             name = f"{first.method} {first.rate:g} (mean of {wide.shape[1]} seeds)"
-            fig.add_scatter(x=wide.index, y=wide.max(axis=1), mode="lines", line=dict(width=0),
-                            legendgroup=group, showlegend=False, hoverinfo="skip")
-            fig.add_scatter(x=wide.index, y=wide.min(axis=1), mode="lines", line=dict(width=0),
-                            fill="tonexty", fillcolor=_rgba(color, 0.18), legendgroup=group,
-                            showlegend=False, hoverinfo="skip")
-        fig.add_scatter(x=wide.index, y=wide.mean(axis=1), name=name, legendgroup=group,
-                        mode="lines", line=dict(color=color, dash=dash, width=2))
-    fig.update_xaxes(title_text="step")
-    if y_range:
-        fig.update_yaxes(range=list(y_range))
-    return _style(fig, 380, title)
+            band = dict(legendgroup=group, showlegend=False, hoverinfo="skip")
+            traces += [_line(wide.index, wide.max(axis=1), None, color, width=0, **band),
+                       _line(wide.index, wide.min(axis=1), None, color, width=0,
+                             fill="tonexty", fillcolor=_rgba(color, 0.18), **band)]
+        traces.append(_line(wide.index, wide.mean(axis=1), name, color, dash=dash,
+                            legendgroup=group))
+    y = _axis(range=list(y_range)) if y_range else {}
+    return _figure(traces, dict(xaxis=_axis("step"), yaxis=y), height=380, title=title)
 
 
 def pareto_front(df: pd.DataFrame, x: str, y: str, *, maximize_x: bool) -> pd.DataFrame:
@@ -243,19 +242,18 @@ def pareto_figure(runs: pd.DataFrame, x: str, *, maximize_x: bool, title: str,
     d = runs.dropna(subset=[x, y])
     if d.empty:
         return _empty("no finished runs with a summary", 340)
-    fig = go.Figure()
-    for method, sub in d.groupby("method", sort=False):
-        fig.add_scatter(x=sub[x], y=sub[y], name=method, mode="markers",
-                        text=sub.label, hovertemplate="%{text}<br>%{x:.4g}, %{y:.4f}"
-                                                      "<extra></extra>",
-                        marker=dict(color=method_color(method), size=11,
-                                    line=dict(color="white", width=1)))
+    traces = [dict(type="scatter", x=sub[x].to_numpy(float), y=sub[y].to_numpy(float),
+                   name=method, mode="markers", text=sub.label.to_numpy(),
+                   hovertemplate="%{text}<br>%{x:.4g}, %{y:.4f}<extra></extra>",
+                   marker=dict(color=method_color(method), size=11,
+                               line=dict(color="white", width=1)))
+              for method, sub in d.groupby("method", sort=False)]
     front = pareto_front(d, x, y, maximize_x=maximize_x)
-    fig.add_scatter(x=front[x], y=front[y], name="Pareto front", mode="lines",
-                    line=dict(color="#444", dash="dot", shape="hv" if maximize_x else "vh"))
-    fig.update_xaxes(title_text=x_title or x)
-    fig.update_yaxes(title_text=y.replace("_", " "))
-    return _style(fig, 340, title)
+    traces.append(_line(front[x].to_numpy(float), front[y].to_numpy(float), "Pareto front",
+                        "#444", dash="dot"))
+    traces[-1]["line"]["shape"] = "hv" if maximize_x else "vh"
+    return _figure(traces, dict(xaxis=_axis(x_title or x), yaxis=_axis(y.replace("_", " "))),
+                   height=340, title=title)
 
 
 def layer_profile_figure(layers: pd.DataFrame, runs: pd.DataFrame, key: str = "sparsity"
@@ -266,18 +264,17 @@ def layer_profile_figure(layers: pd.DataFrame, runs: pd.DataFrame, key: str = "s
         return _empty("no per-layer records", 340)
     last = df[df.step == df.groupby("run_id").step.transform("max")]
     patterns = dict(zip(sorted(set(runs.rate)), ("", "/", ".", "x", "-", "+", "\\", "|")))
-    fig = go.Figure()
+    traces = []
     for _, run in runs.iterrows():
         sub = last[last.run_id == run.run_id]
-        if sub.empty:
-            continue
-        fig.add_bar(x=sub.layer, y=sub.value, name=run.label,
-                    marker=dict(color=method_color(run.method),
-                                pattern_shape=patterns.get(run.rate, "")))
-    fig.update_layout(barmode="group")
-    fig.update_yaxes(range=[0, 1.02] if key in ("sparsity", "keep_rate") else None,
-                     title_text=key)
-    return _style(fig, 340, f"Per-layer {key} at the end of each run")
+        if len(sub):
+            traces.append(dict(type="bar", x=sub.layer.to_numpy(), y=sub.value.to_numpy(),
+                               name=run.label,
+                               marker=dict(color=method_color(run.method),
+                                           pattern=dict(shape=patterns.get(run.rate, "")))))
+    y = _axis(key, range=UNIT_RANGE) if key in ("sparsity", "keep_rate") else _axis(key)
+    return _figure(traces, dict(barmode="group", yaxis=y), height=340,
+                   title=f"Per-layer {key} at the end of each run")
 
 
 def config_diff(configs: dict[str, dict]) -> pd.DataFrame:

@@ -153,3 +153,33 @@ def test_run_card_zip_holds_export_runs_files(store):
     assert {"config.json", "summary.json", "scalars.csv", "layers.csv", "weights.pt",
             "masks.pt"} <= names
     assert z.read(f"{run_id}/weights.pt") == b"weights"
+
+
+def test_every_figure_passes_plotlys_validation():
+    """Figures are built without validation for speed; plotly's schema must still accept them."""
+    import plotly.graph_objects as go
+
+    scalars, runs = _curves()
+    live = pd.DataFrame([{"run_id": "a", "step": s, "epoch": 0, "key": k, "value": 0.5}
+                         for s in range(4) for k in ("loss", "train_accuracy", "test_accuracy",
+                                                     "test_loss", "sparsity", "target_sparsity",
+                                                     "dense_accuracy", "pruned_accuracy")])
+    layers = pd.DataFrame([{"run_id": r, "step": s, "epoch": 0, "layer": n, "key": "sparsity",
+                            "value": 0.5} for r in "abc" for s in (0, 4) for n in ("c1", "c2")])
+    summary = runs.assign(final_accuracy=[0.9, 0.8, 0.95], sparsity=[0.5, 0.5, 0.8],
+                          flops_effective=[100, 120, 60])
+    preview = pd.DataFrame({"epoch": [0, 1, 2], "series": "target sparsity",
+                            "value": [0, 0.5, 0.8]})
+    rows = pd.DataFrame({"run_id": "a", "step": [0, 1], "epoch": 0, "t": [0, 1],
+                         "density": [1.0, 0.5]})
+    figures = [plots.schedule_figure(preview), plots.training_figure(live),
+               plots.sparsity_figure(live), plots.layer_heatmap(layers),
+               plots.layer_bars(layers[layers.step == 0]), plots.table_figure(rows, "t"),
+               plots.curves_figure(scalars, runs, "loss", title="loss", smoothed=True,
+                                   y_range=(0, 5)),
+               plots.pareto_figure(summary, "sparsity", maximize_x=True, title="p"),
+               plots.pareto_figure(summary, "flops_effective", maximize_x=False, title="f"),
+               plots.layer_profile_figure(layers, runs), plots.training_figure(live.iloc[:0]),
+               plots.layer_heatmap(layers.iloc[:0])]
+    for fig in figures:
+        go.Figure(fig.to_dict())        # raises on any property plotly does not know
