@@ -62,6 +62,20 @@ def test_downsampled_scalars_keep_the_last_step(store):
     assert df.step.iloc[-1] == 9999 and df.step.iloc[0] == 0
 
 
+def test_downsampling_thins_sparse_and_dense_curves_alike(store):
+    run_id = store.create_run(SessionConfig())
+    store.write(run_id, [Scalar(i, 0, "loss", 1.0) for i in range(3000)] +
+                [Scalar(i, 0, "sparsity", 0.5) for i in range(0, 30_000, 10)] +
+                [Scalar(i, 0, "test_accuracy", 0.9) for i in range(0, 3000, 300)])
+    df = store.scalars(run_id, ["loss", "sparsity", "test_accuracy"], max_points=100)
+    for key, last in (("loss", 2999), ("sparsity", 29_990)):
+        steps = df[df.key == key].step
+        assert 90 <= len(steps) <= 110 and steps.iloc[-1] == last
+        assert steps.diff().dropna().iloc[:-1].nunique() == 1      # evenly spaced
+    assert len(df[df.key == "test_accuracy"]) == 10                # short curves untouched
+    assert df.run_id.unique().tolist() == [run_id]
+
+
 def test_reader_sees_writes_while_a_writer_holds_the_file(store):
     run_id = store.create_run(SessionConfig())
     other = Store(store.root)   # a second connection, like a page polling a live run
