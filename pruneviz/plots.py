@@ -75,8 +75,12 @@ def _axis(title: str | None = None, **kw) -> dict:
     return dict(title=dict(text=title), **kw) if title else kw
 
 
-def _key(scalars: pd.DataFrame, key: str) -> pd.DataFrame:
-    return scalars[scalars.key == key].sort_values("step")
+_NONE = pd.DataFrame({"step": [], "value": []})
+
+
+def by_key(scalars: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The long scalar table split per key, each sorted by step (one pass, not one per key)."""
+    return {k: g.sort_values("step") for k, g in scalars.groupby("key", sort=False)}
 
 
 def smooth(values: pd.Series, points: int = 40) -> pd.Series:
@@ -99,8 +103,9 @@ def schedule_figure(preview: pd.DataFrame, title: str = "Schedule preview") -> g
 
 def training_figure(scalars: pd.DataFrame) -> go.Figure:
     """Loss (raw and smoothed per step, held-out per epoch) and accuracy, side by side."""
-    loss, test_loss = _key(scalars, "loss"), _key(scalars, "test_loss")
-    train_acc, test_acc = _key(scalars, "train_accuracy"), _key(scalars, "test_accuracy")
+    k = by_key(scalars)
+    loss, test_loss = k.get("loss", _NONE), k.get("test_loss", _NONE)
+    train_acc, test_acc = k.get("train_accuracy", _NONE), k.get("test_accuracy", _NONE)
     right = dict(xaxis="x2", yaxis="y2")
     traces = [
         _line(loss.step, loss.value, "train loss", _rgba(ACHIEVED, 0.25), width=1,
@@ -114,7 +119,7 @@ def training_figure(scalars: pd.DataFrame) -> go.Figure:
     ]
     for key, label, color in (("dense_accuracy", "dense", "#7f7f7f"),
                               ("pruned_accuracy", "just pruned", TARGET)):
-        point = _key(scalars, key)
+        point = k.get(key, _NONE)
         if len(point):
             traces.append(dict(type="scatter", x=point.step.to_numpy(),
                                y=point.value.to_numpy(), name=label, mode="markers",
@@ -131,7 +136,8 @@ def training_figure(scalars: pd.DataFrame) -> go.Figure:
 
 def sparsity_figure(scalars: pd.DataFrame) -> go.Figure:
     """Target (the method's schedule) vs achieved sparsity of the prunable weights."""
-    target, achieved = _key(scalars, "target_sparsity"), _key(scalars, "sparsity")
+    k = by_key(scalars)
+    target, achieved = k.get("target_sparsity", _NONE), k.get("sparsity", _NONE)
     traces = [_line(target.step, target.value, "target", TARGET, dash="dash"),
               _line(achieved.step, achieved.value, "achieved", ACHIEVED, width=2.5)]
     return _figure(traces, dict(xaxis=_axis("step"), yaxis=_axis("sparsity", range=UNIT_RANGE)),
@@ -144,8 +150,9 @@ def layer_heatmap(layers: pd.DataFrame, key: str = "sparsity") -> go.Figure:
     if df.empty:
         return _empty("no per-layer records yet")
     order = list(pd.unique(df.layer))
-    wide = df.pivot_table(index="layer", columns="step", values="value", aggfunc="last")
-    wide = wide.reindex(order)
+    # An epoch's last step can be snapshot twice (step and epoch end): keep the later one.
+    wide = (df.drop_duplicates(["layer", "step"], keep="last")
+            .pivot(index="layer", columns="step", values="value").reindex(order))
     heat = dict(type="heatmap", z=wide.to_numpy(), x=wide.columns.to_numpy(), y=order, zmin=0,
                 zmax=1, colorscale="Viridis", colorbar=dict(title=dict(text=key), thickness=12),
                 hovertemplate="%{y}<br>step %{x}<br>" + key + " %{z:.3f}<extra></extra>")
@@ -163,18 +170,33 @@ def layer_bars(layers: pd.DataFrame, key: str = "sparsity", title: str | None = 
     return _figure([bars], dict(yaxis=y), height=280, title=title)
 
 
-def table_figure(rows: pd.DataFrame, title: str | None = None, max_series: int = 8
-                 ) -> go.Figure:
-    """A method table's numeric columns against the step they were recorded at."""
+def table_figure(rows: pd.DataFrame, title: str | None = None, max_series: int = 8,
+                 per_row: int = 4) -> go.Figure:
+    """A method table's numeric columns against the step they were recorded at: one small
+    panel per column (their scales differ: counts next to fractions)."""
     cols = [c for c in rows.select_dtypes("number").columns if c not in ("step", "epoch")]
     if rows.empty or not cols:
         return _empty("no numeric columns to plot")
+    cols = cols[:max_series]
     one_per_step = not rows.step.duplicated().any()
-    traces = [_line(rows.step, rows[col], col, _FALLBACK[i % len(_FALLBACK)],
-                    mode="lines+markers" if one_per_step else "markers",
-                    marker=dict(size=5 if one_per_step else 4))
-              for i, col in enumerate(cols[:max_series])]
-    return _figure(traces, dict(xaxis=_axis("step")), height=300, title=title)
+    n_rows = -(-len(cols) // per_row)
+    gap_x, gap_y = 0.06, 0.22 / max(n_rows, 1)
+    width, height = (1 - gap_x * (per_row - 1)) / per_row, (1 - gap_y * (n_rows - 1)) / n_rows
+    traces, layout, notes = [], {}, []
+    for i, col in enumerate(cols):
+        r, c = divmod(i, per_row)
+        x0, y1 = c * (width + gap_x), 1 - r * (height + gap_y)
+        suffix = "" if i == 0 else str(i + 1)
+        layout[f"xaxis{suffix}"] = dict(domain=[x0, x0 + width], anchor=f"y{suffix}")
+        layout[f"yaxis{suffix}"] = dict(domain=[y1 - height, y1], anchor=f"x{suffix}")
+        traces.append(_line(rows.step, rows[col], col, _FALLBACK[i % len(_FALLBACK)],
+                            mode="lines+markers" if one_per_step else "markers",
+                            marker=dict(size=5 if one_per_step else 4), showlegend=False,
+                            xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
+        notes.append(dict(text=col, x=x0 + width / 2, y=y1, xref="paper", yref="paper",
+                          xanchor="center", yanchor="bottom", showarrow=False))
+    return _figure(traces, {**layout, "annotations": notes}, height=60 + 200 * n_rows,
+                   title=title)
 
 
 # -- several runs ------------------------------------------------------------------------------
@@ -225,7 +247,8 @@ def curves_figure(scalars: pd.DataFrame, runs: pd.DataFrame, key: str, *, title:
         traces.append(_line(wide.index, wide.mean(axis=1), name, color, dash=dash,
                             legendgroup=group))
     y = _axis(range=list(y_range)) if y_range else {}
-    return _figure(traces, dict(xaxis=_axis("step"), yaxis=y), height=380, title=title)
+    return _figure(traces, dict(xaxis=_axis("step"), yaxis=y, showlegend=True), height=380,
+                   title=title)
 
 
 def pareto_front(df: pd.DataFrame, x: str, y: str, *, maximize_x: bool) -> pd.DataFrame:
@@ -273,7 +296,7 @@ def layer_profile_figure(layers: pd.DataFrame, runs: pd.DataFrame, key: str = "s
                                marker=dict(color=method_color(run.method),
                                            pattern=dict(shape=patterns.get(run.rate, "")))))
     y = _axis(key, range=UNIT_RANGE) if key in ("sparsity", "keep_rate") else _axis(key)
-    return _figure(traces, dict(barmode="group", yaxis=y), height=340,
+    return _figure(traces, dict(barmode="group", yaxis=y, showlegend=True), height=340,
                    title=f"Per-layer {key} at the end of each run")
 
 

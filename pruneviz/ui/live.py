@@ -25,7 +25,7 @@ from ..plots import (
 from ..store import ACTIVE, Store
 from .state import POLL_SECONDS, list_runs
 
-MAX_POINTS = 600             # per curve: enough for a smooth line, cheap to ship every poll
+MAX_POINTS = 400             # per curve: more than a half-width chart has pixels for
 TABLE_ROWS = 2000            # newest rows of a method table drawn live
 SCALAR_KEYS = ["loss", "train_accuracy", "test_accuracy", "test_loss", "sparsity",
                "target_sparsity", "dense_accuracy", "pruned_accuracy"]
@@ -168,7 +168,7 @@ def _live_body(store: Store, runner: Runner, run_id: str, polling: bool) -> None
     for tab, (name, rows) in zip(st.tabs(list(data.tables)), data.tables.items()):
         with tab:
             st.plotly_chart(figs[f"table:{name}"], key=f"live.table.{name}")
-            st.dataframe(rows.drop(columns="run_id").tail(200), hide_index=True, height=220)
+            st.dataframe(rows.drop(columns="run_id").tail(200), hide_index=True)
 
 
 def _progress_of(store: Store, run: dict) -> tuple[float, str]:
