@@ -170,6 +170,10 @@ def layer_bars(layers: pd.DataFrame, key: str = "sparsity", title: str | None = 
     return _figure([bars], dict(yaxis=y), height=280, title=title)
 
 
+def _unit(a: float, b: float) -> list[float]:
+    return [min(1.0, max(0.0, round(a, 6))), min(1.0, max(0.0, round(b, 6)))]
+
+
 def table_figure(rows: pd.DataFrame, title: str | None = None, max_series: int = 8,
                  per_row: int = 4) -> go.Figure:
     """A method table's numeric columns against the step they were recorded at: one small
@@ -187,8 +191,9 @@ def table_figure(rows: pd.DataFrame, title: str | None = None, max_series: int =
         r, c = divmod(i, per_row)
         x0, y1 = c * (width + gap_x), 1 - r * (height + gap_y)
         suffix = "" if i == 0 else str(i + 1)
-        layout[f"xaxis{suffix}"] = dict(domain=[x0, x0 + width], anchor=f"y{suffix}")
-        layout[f"yaxis{suffix}"] = dict(domain=[y1 - height, y1], anchor=f"x{suffix}")
+        # Rounded into [0, 1]: plotly rejects a domain edge of -5e-17.
+        layout[f"xaxis{suffix}"] = dict(domain=_unit(x0, x0 + width), anchor=f"y{suffix}")
+        layout[f"yaxis{suffix}"] = dict(domain=_unit(y1 - height, y1), anchor=f"x{suffix}")
         traces.append(_line(rows.step, rows[col], col, _FALLBACK[i % len(_FALLBACK)],
                             mode="lines+markers" if one_per_step else "markers",
                             marker=dict(size=5 if one_per_step else 4), showlegend=False,

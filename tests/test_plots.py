@@ -155,6 +155,17 @@ def test_run_card_zip_holds_export_runs_files(store):
     assert z.read(f"{run_id}/weights.pt") == b"weights"
 
 
+@pytest.mark.parametrize("columns", range(1, 10))
+def test_method_tables_of_any_width_draw_one_valid_panel_per_column(columns):
+    import plotly.graph_objects as go
+
+    rows = pd.DataFrame({"run_id": "a", "step": [0, 5, 9], "epoch": 0,
+                         **{f"c{i}": [0.1 * i, 0.2, 1e4] for i in range(columns)}})
+    fig = plots.table_figure(rows, "t")
+    assert len(fig.data) == min(columns, 8)
+    go.Figure(fig.to_dict())
+
+
 def test_every_figure_passes_plotlys_validation():
     """Figures are built without validation for speed; plotly's schema must still accept them."""
     import plotly.graph_objects as go
