@@ -124,6 +124,13 @@ def _has(at, kind, key):
     return any(getattr(w, "key", None) == key for w in at.get(kind))
 
 
+def test_the_form_remembers_its_values_across_pages(app):
+    app.number_input(key="live.epochs").set_value(7).run()
+    _page(app, "pages/compare.py")
+    at = _page(app, "pages/live.py")
+    assert at.number_input(key="live.epochs").value == 7
+
+
 def test_bad_input_is_an_inline_error_and_disables_run(app, ui_root):
     app.text_input(key="live.lr_milestones").input("0.5, 1.5").run()
     assert any("lr_milestones" in e for e in _errors(app))

@@ -5,7 +5,7 @@ import time
 from pruneviz.jobs import Runner
 
 
-def _wait(store, run_id, statuses, timeout=120.0):
+def _wait(store, run_id, statuses, timeout=300.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
         status = store.run(run_id)["status"]
@@ -25,6 +25,16 @@ def test_cancelling_a_queued_run_marks_it_interrupted_at_once(store, fast_config
     runner.cancel(first)
     assert _wait(store, first, ("interrupted",)) == "interrupted"
     assert store.run(queued)["started"] is None      # the worker skipped it
+
+
+def test_queued_runs_train_one_at_a_time_in_order(store, fast_config):
+    runner = Runner(store)
+    ids = [runner.submit(fast_config(method=m)) for m in ("l1", "random", "gmp")]
+    for run_id in ids:
+        assert _wait(store, run_id, ("completed",)) == "completed"
+    runs = [store.run(r) for r in ids]
+    for before, after in zip(runs, runs[1:]):
+        assert before["finished"] <= after["started"]
 
 
 def test_shutdown_interrupts_running_and_queued_runs_and_stops_the_workers(store, fast_config):
