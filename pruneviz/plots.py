@@ -48,15 +48,27 @@ def _rgba(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+LEGEND_COLUMNS = 3      # legend entries per row under a half-width chart
+LEGEND_ROW_PX = 21
+
+
 def _figure(traces: list[dict], layout: dict | None = None, *, height: int = 320,
             title: str | None = None) -> go.Figure:
-    """A figure in the house look (title top left, legend under the plot), built in one go
-    without validation; the page's theme styles it."""
-    base = dict(template={}, height=height, margin=dict(l=10, r=10, t=40, b=10),
-                legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
+    """A figure in the house look (title top left, legend at the bottom, below the axis title),
+    built in one go without validation; the page's theme styles it. The figure grows by the
+    legend's rows so the plot keeps its height."""
+    layout = layout or {}
+    entries = sum(1 for t in traces if t.get("name") and t.get("showlegend", True))
+    shown = layout.get("showlegend", entries > 1)
+    rows = -(-entries // LEGEND_COLUMNS) if shown else 0
+    legend_px = LEGEND_ROW_PX * rows
+    base = dict(template={}, height=height + legend_px,
+                margin=dict(l=10, r=10, t=40, b=10 + legend_px),
+                legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom",
+                            yref="container"))
     if title:
         base["title"] = dict(text=title, x=0, xanchor="left", font=dict(size=15))
-    return go.Figure(data=traces, layout={**base, **(layout or {})}, _validate=False)
+    return go.Figure(data=traces, layout={**base, **layout}, _validate=False)
 
 
 def _empty(message: str, height: int = 320) -> go.Figure:
@@ -286,20 +298,25 @@ def pareto_figure(runs: pd.DataFrame, x: str, *, maximize_x: bool, title: str,
 
 def layer_profile_figure(layers: pd.DataFrame, runs: pd.DataFrame, key: str = "sparsity"
                          ) -> go.Figure:
-    """Each run's last per-layer record as grouped bars (colour = method, pattern = rate)."""
+    """Each run's last per-layer record as grouped bars (colour = method, pattern = rate);
+    runs that differ only by seed are one bar, their mean. `runs` as for curves_figure."""
     df = layers[layers.key == key]
     if df.empty:
         return _empty("no per-layer records", 340)
     last = df[df.step == df.groupby("run_id").step.transform("max")]
     patterns = dict(zip(sorted(set(runs.rate)), ("", "/", ".", "x", "-", "+", "\\", "|")))
     traces = []
-    for _, run in runs.iterrows():
-        sub = last[last.run_id == run.run_id]
-        if len(sub):
-            traces.append(dict(type="bar", x=sub.layer.to_numpy(), y=sub.value.to_numpy(),
-                               name=run.label,
-                               marker=dict(color=method_color(run.method),
-                                           pattern=dict(shape=patterns.get(run.rate, "")))))
+    for _, members in runs.groupby("group", sort=False):
+        first = members.iloc[0]
+        sub = last[last.run_id.isin(members.run_id)]
+        if sub.empty:
+            continue
+        mean = sub.groupby("layer", sort=False).value.mean()
+        name = first.label if len(members) == 1 else \
+            f"{first.method} {first.rate:g} (mean of {len(members)} seeds)"
+        traces.append(dict(type="bar", x=list(mean.index), y=mean.to_numpy(), name=name,
+                           marker=dict(color=method_color(first.method),
+                                       pattern=dict(shape=patterns.get(first.rate, "")))))
     y = _axis(key, range=UNIT_RANGE) if key in ("sparsity", "keep_rate") else _axis(key)
     return _figure(traces, dict(barmode="group", yaxis=y, showlegend=True), height=340,
                    title=f"Per-layer {key} at the end of each run")

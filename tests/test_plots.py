@@ -194,3 +194,13 @@ def test_every_figure_passes_plotlys_validation():
                plots.layer_heatmap(layers.iloc[:0])]
     for fig in figures:
         go.Figure(fig.to_dict())        # raises on any property plotly does not know
+
+
+def test_layer_profile_averages_seeds_and_takes_each_runs_last_step():
+    _, runs = _curves()
+    layers = pd.DataFrame([{"run_id": r, "step": s, "epoch": 0, "layer": "conv2",
+                            "key": "sparsity", "value": v * s / 10}
+                           for r, v in (("a", 0.4), ("b", 0.6), ("c", 0.9)) for s in (0, 10)])
+    fig = plots.layer_profile_figure(layers, runs)
+    bars = {t.name: list(t.y) for t in fig.data}
+    assert bars == {"l1 0.5 (mean of 2 seeds)": [pytest.approx(0.5)], "c": [pytest.approx(0.9)]}
