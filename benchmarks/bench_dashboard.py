@@ -39,6 +39,7 @@ from pruneviz.ui.live import fetch_live, live_figures
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+HREF = "() => location.href"     # page.url can miss streamlit's history.replaceState updates
 LOSS_POINTS = """() => {
   for (const gd of document.querySelectorAll('.js-plotly-plot')) {
     const t = (gd._fullData || []).find(t => t.name === 'train loss');
@@ -174,23 +175,30 @@ def bench_server(trials: int = 5, runs: int = 20) -> dict:
                 page.goto(url)
                 run = page.get_by_role("button", name="Run", exact=True)
                 run.wait_for(timeout=300_000)
-                _set_number(page, "epochs", 2)
                 latencies = []
                 for _ in range(trials + 1):      # the first is the server's first session
                     _wait_idle(store)
                     page.wait_for_timeout(1500)
-                    old_url, old_points = page.url, page.evaluate(LOSS_POINTS)
+                    old_url = page.evaluate(HREF)
                     t = time.perf_counter()
                     run.click()
-                    cleared = False
                     while time.perf_counter() - t < 120:
-                        points = page.evaluate(LOSS_POINTS)
-                        cleared |= page.url != old_url and points == 0
-                        if page.url != old_url and points and (cleared or points != old_points):
-                            latencies.append(time.perf_counter() - t)
-                            break
+                        url = page.evaluate(HREF)
+                        if url != old_url and "run=" in url:
+                            run_id = url.split("run=")[1].split("&")[0]
+                            points = page.evaluate(LOSS_POINTS)
+                            # The chart on screen is this run's (not the previous run's, still
+                            # shown while the new one mounts) once the page names the run and
+                            # the curve is no longer than what the store holds for it.
+                            if 0 < points <= len(store.scalars(run_id, ["loss"])) and \
+                                    page.get_by_text(run_id[-4:]).count():
+                                latencies.append(time.perf_counter() - t)
+                                break
                         page.wait_for_timeout(20)
+                    page.locator("button", has_text="Cancel").first.click()
                 out["first_chart"], out["first_ever"] = latencies[1:], latencies[0]
+                _wait_idle(store)
+                _set_number(page, "epochs", 2)
                 _wait_idle(store)
                 out["rss_before"] = _rss_mb(server.pid)
                 for _ in range(runs):

@@ -22,10 +22,9 @@ with form_col:
             run_id = runner.submit(config)
         except ConfigError as e:
             st.error(str(e), icon=":material/error:")
-        else:
+        else:       # the view below picks it up in this same run
             live.show_run(run_id)
             state.select_runs([*state.selected_runs(), run_id])
-            st.rerun()
 
 with view_col:
     forms.schedule_preview(config)

@@ -97,7 +97,8 @@ def test_a_live_run_in_a_real_browser(server, tmp_path):
         page.locator("button", has_text="Cancel").first.click()
         expect(page.get_by_text("Interrupted after")).to_be_visible(timeout=30_000)
 
-        run_id = page.url.split("run=")[1].split("&")[0]
+        # location, not page.url: Playwright can miss streamlit's history.replaceState
+        run_id = page.evaluate("() => location.href").split("run=")[1].split("&")[0]
         page.get_by_role("link", name="Compare").click()
         expect(page.get_by_role("heading", name="Compare")).to_be_visible(timeout=15_000)
         label = f"gmp 0.8 s0 · {run_id[-4:]}"

@@ -31,6 +31,7 @@ SCALAR_KEYS = ["loss", "train_accuracy", "test_accuracy", "test_loss", "sparsity
                "target_sparsity", "dense_accuracy", "pruned_accuracy"]
 RUN_PARAM = "run"            # ?run=<id> in the URL: a reload comes back to the same run
 _LAST_VIEWED = "live.last_run"
+PICKER = "live.show"
 
 
 @dataclass
@@ -93,21 +94,30 @@ def progress(run: dict, *, dense: dict | None = None, ahead: int = 0,
 
 # -- which run -----------------------------------------------------------------------------------
 def current_run(runs: pd.DataFrame) -> str | None:
-    """The run to show: ?run= in the URL, the last one viewed, the running one, the newest."""
+    """The run to show: the one this browser session showed last, else ?run= in the URL (a
+    reload), else the running one, else the newest; the URL is kept in step with it."""
     ids = set(runs.run_id)
-    for candidate in (st.query_params.get(RUN_PARAM), st.session_state.get(_LAST_VIEWED)):
-        if candidate in ids:
-            return candidate
-    for status in ("running", "queued"):
-        active = runs[runs.status == status]
-        if len(active):
-            return active.run_id.iloc[-1]
-    return runs.run_id.iloc[0] if len(runs) else None
+    chosen = next((c for c in (st.session_state.get(_LAST_VIEWED),
+                               st.query_params.get(RUN_PARAM)) if c in ids), None)
+    if chosen is None:
+        for status in ("running", "queued"):
+            active = runs[runs.status == status]
+            if len(active):
+                chosen = active.run_id.iloc[-1]
+                break
+        else:
+            chosen = runs.run_id.iloc[0] if len(runs) else None
+    if chosen is not None:
+        show_run(chosen)
+    return chosen
 
 
 def show_run(run_id: str) -> None:
-    st.query_params[RUN_PARAM] = run_id
+    """Show `run_id` from now on, and put it in the URL so a reload comes back to it."""
+    # Session state leads: a run interrupted by another rerun can drop its URL change.
     st.session_state[_LAST_VIEWED] = run_id
+    if st.query_params.get(RUN_PARAM) != run_id:
+        st.query_params[RUN_PARAM] = run_id
 
 
 def run_picker(runs: pd.DataFrame, current: str | None, limit: int = 50) -> None:
@@ -117,9 +127,11 @@ def run_picker(runs: pd.DataFrame, current: str | None, limit: int = 50) -> None
     recent = runs.head(limit)
     ids = list(recent.run_id) if current in set(recent.run_id) else [current, *recent.run_id]
     labels = dict(zip(runs.run_id, runs.label + " · " + runs.dataset + " · " + runs.model))
-    key = f"live.show.{current}"     # a new widget per shown run: its default follows the view
-    st.selectbox("Show run", ids, index=ids.index(current), format_func=labels.get, key=key,
-                 on_change=lambda: show_run(st.session_state[key]))
+    # One widget whose value follows the view (a key per shown run let the browser send the
+    # old widget's value back after Run, switching the view to the previous run).
+    st.session_state[PICKER] = current
+    st.selectbox("Show run", ids, format_func=labels.get, key=PICKER,
+                 on_change=lambda: show_run(st.session_state[PICKER]))
 
 
 # -- the view ------------------------------------------------------------------------------------

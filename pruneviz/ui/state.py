@@ -11,6 +11,8 @@ import torch
 
 from ..data import load_dataset
 from ..jobs import Runner
+from ..metrics import count_flops
+from ..models import build_model
 from ..plots import run_label
 from ..store import ACTIVE, Store, StoreError, default_root
 
@@ -31,10 +33,18 @@ def _runner(root: str) -> Runner:
     # redraws (and each other under load) and steps get several times slower.
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1)))
-    # Load the embedded default dataset now, in the background, so the first Run is as quick
-    # as the later ones (it is held in memory once loaded).
-    threading.Thread(target=load_dataset, daemon=True, name="pruneviz-warmup").start()
+    threading.Thread(target=_warm_up, daemon=True, name="pruneviz-warmup").start()
     return Runner(_store(root), workers=1)
+
+
+def _warm_up() -> None:
+    """Do the one-time work of a first session in the background at server start, so the
+    first Run is as quick as later ones: load the embedded dataset (held in memory) and
+    import what building an optimizer and counting FLOPs pull in (torch._dynamo: seconds)."""
+    data = load_dataset()
+    model = build_model("tiny_cnn", data.input_shape, data.num_classes)
+    torch.optim.SGD(model.parameters(), lr=0.1)
+    count_flops(model, data.input_shape)
 
 
 def store_root() -> str:
