@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import secrets
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -155,9 +156,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     store = Store(args.store)
     bar = _Bar(enabled=not args.json)
     summaries = []
+    # One sweep id for the grid, as the dashboard's Runner.submit_grid gives, so the Compare
+    # page can pick the sweep as a whole.
+    sweep_id = "sweep-" + secrets.token_hex(3)
     try:
         for config in configs:
-            summaries.append(run_session(config, store, progress=bar))
+            summaries.append(run_session(config, store, progress=bar, sweep_id=sweep_id))
     finally:
         bar.close()
     if args.json:

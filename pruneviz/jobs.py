@@ -6,6 +6,7 @@ On a 2-core CPU one worker (the default) runs the queue one session at a time.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import itertools
 import queue
@@ -25,6 +26,7 @@ class _Job:
     run_id: str
     config: SessionConfig
     cancel: threading.Event = field(default_factory=threading.Event)
+    started: bool = False
 
 
 class Runner:
@@ -32,13 +34,16 @@ class Runner:
 
     def __init__(self, store: Store, workers: int = 1) -> None:
         self.store = store
-        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._work, daemon=True, name=f"pruneviz-{i}")
                          for i in range(workers)]
         for t in self._threads:
             t.start()
+        # A daemon thread killed inside a torch op at interpreter exit aborts the process
+        # ("terminate called without an active exception"); stop the workers first.
+        atexit.register(self.shutdown)
 
     def submit(self, config: SessionConfig, sweep_id: str | None = None) -> str:
         """Validate (raises ConfigError on bad input, storing nothing), queue, return the run id."""
@@ -61,20 +66,40 @@ class Runner:
         """Stop a running session within one step, or drop a queued one; both end interrupted."""
         with self._lock:
             job = self._jobs.get(run_id)
-        if job is not None:
-            job.cancel.set()
+            queued = job is not None and not job.started
+            if job is not None:
+                job.cancel.set()
         self.store.request_cancel(run_id)
+        if queued:
+            # Mark it now rather than when a worker reaches it: behind a long queue the run
+            # would otherwise show "queued" for minutes after the user cancelled it.
+            self.store.finish_run(run_id, "interrupted", error="cancelled before it started")
 
     def active(self) -> list[str]:
         """Run ids queued or running in this runner, oldest first."""
         with self._lock:
             return list(self._jobs)
 
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Cancel every queued and running session and stop the workers."""
+        for run_id in self.active():
+            self.cancel(run_id)
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout)
+
     def _work(self) -> None:
         while True:
             job = self._queue.get()
+            if job is None:
+                return
+            with self._lock:
+                job.started = not job.cancel.is_set()
             try:
-                if job.cancel.is_set() or self.store.cancel_requested(job.run_id):
+                if not job.started:
+                    pass                    # cancel() already marked it interrupted
+                elif self.store.cancel_requested(job.run_id):
                     self.store.finish_run(job.run_id, "interrupted",
                                           error="cancelled before it started")
                 else:

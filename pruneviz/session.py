@@ -139,6 +139,8 @@ def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: Store,
         run_id = store.create_run(dense, kind="dense")
         summary = train(dense_prep, store, run_id, progress=progress, cancel=cancel,
                         phase="dense baseline")
+        if summary["status"] == "interrupted" and cancel is not None and cancel.is_set():
+            raise Cancelled
         if summary["status"] != "completed":
             raise RuntimeError(f"the dense baseline run {run_id} ended {summary['status']}: "
                                f"{summary.get('error', '')}")
@@ -151,8 +153,8 @@ def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: Store,
 
 
 def run_session(config: SessionConfig, store: Store, *, run_id: str | None = None,
-                progress: Progress | None = None,
-                cancel: threading.Event | None = None) -> dict[str, Any]:
+                progress: Progress | None = None, cancel: threading.Event | None = None,
+                sweep_id: str | None = None) -> dict[str, Any]:
     """Validate, get the dense start, train with the method's hooks; return the run summary.
 
     Bad input raises ConfigError before anything is stored (unless `run_id` names a queued run,
@@ -165,7 +167,7 @@ def run_session(config: SessionConfig, store: Store, *, run_id: str | None = Non
             store.finish_run(run_id, "failed", error=str(e))
         raise
     if run_id is None:
-        run_id = store.create_run(config)
+        run_id = store.create_run(config, sweep_id=sweep_id)
     try:
         dense_run = None
         if config.start == "dense":

@@ -59,6 +59,10 @@ CREATE INDEX IF NOT EXISTS rows_idx ON rows (rid, tbl, step);
 CREATE TABLE IF NOT EXISTS dense (key TEXT PRIMARY KEY, run_id TEXT, path TEXT, accuracy REAL);
 """
 RECORD_TABLES = ("scalars", "layers", "filters", "rows")
+# Summary numbers runs() lists as columns (the dashboard's compare views plot them).
+SUMMARY_COLUMNS = ("dense_accuracy", "pruned_accuracy", "final_accuracy", "sparsity",
+                   "global_sparsity", "params_nonzero", "flops_dense", "flops_effective",
+                   "wall_s")
 
 
 class StoreError(RuntimeError):
@@ -217,8 +221,9 @@ class Store:
             f"SELECT run_id, name, kind, method, model, dataset, rate, seed, status, error, "
             f"sweep_id, created, started, finished, step, total_steps, summary FROM runs {where} "
             f"ORDER BY id DESC", self._conn())
-        summaries = [json.loads(s) if s else {} for s in df.pop("summary")]
-        for key in ("dense_accuracy", "pruned_accuracy", "final_accuracy", "sparsity", "wall_s"):
+        # pandas 3 reads a text column with NULLs as str dtype with NaN for the missing values
+        summaries = [json.loads(s) if isinstance(s, str) and s else {} for s in df.pop("summary")]
+        for key in SUMMARY_COLUMNS:
             df[key] = [s.get(key) for s in summaries]
         return df
 
@@ -283,26 +288,30 @@ class Store:
         if max_points is None:
             return self._read("scalars", "step, epoch, key, value", run_ids, keys)
         ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
-        frames = []
+        conn, rows = self._conn(), []
         for run_id in ids:
             rid = self._rid(run_id)
-            counts = self._conn().execute(
-                "SELECT key, COUNT(*), MAX(step) FROM scalars WHERE rid=? GROUP BY key",
-                (rid,)).fetchall()
-            for key, n, last in counts:
-                if keys is not None and key not in keys:
-                    continue
+            where, args = "rid=?", [rid]
+            if keys is not None:
+                where += f" AND key IN ({','.join('?' * len(keys))})"
+                args += list(keys)
+            counts = conn.execute(f"SELECT key, COUNT(*), MIN(step), MAX(step) FROM scalars "
+                                  f"WHERE {where} GROUP BY key", args).fetchall()
+            for key, n, first, last in counts:
                 stride = max(1, -(-n // max_points))
-                sub = pd.read_sql_query(
-                    "SELECT step, epoch, key, value FROM (SELECT step, epoch, key, value, "
-                    "ROW_NUMBER() OVER (ORDER BY step) - 1 AS i FROM scalars WHERE rid=? AND "
-                    "key=?) WHERE i % ? = 0 OR step = ? ORDER BY step",
-                    self._conn(), params=(rid, key, stride, last))
-                sub.insert(0, "run_id", run_id)
-                frames.append(sub)
-        if not frames:
-            return pd.DataFrame(columns=["run_id", "step", "epoch", "key", "value"])
-        return pd.concat(frames, ignore_index=True)
+                if n == last - first + 1:
+                    # One value per step (most curves): thin by step arithmetic along the
+                    # index, 10x cheaper than numbering rows with a window function.
+                    sql = ("SELECT step, epoch, key, value FROM scalars WHERE rid=? AND key=? "
+                           "AND ((step - ?) % ? = 0 OR step = ?) ORDER BY step")
+                    params: tuple = (rid, key, first, stride, last)
+                else:
+                    sql = ("SELECT step, epoch, key, value FROM (SELECT step, epoch, key, "
+                           "value, ROW_NUMBER() OVER (ORDER BY step) - 1 AS i FROM scalars "
+                           "WHERE rid=? AND key=?) WHERE i % ? = 0 OR step = ? ORDER BY step")
+                    params = (rid, key, stride, last)
+                rows += [(run_id, *r) for r in conn.execute(sql, params).fetchall()]
+        return pd.DataFrame(rows, columns=["run_id", "step", "epoch", "key", "value"])
 
     def layers(self, run_ids: str | list[str], keys: list[str] | None = None) -> pd.DataFrame:
         """Long table run_id, step, epoch, layer, key, value."""

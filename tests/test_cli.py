@@ -61,6 +61,14 @@ def test_list_show_export(cli_store, capsys, tmp_path):
         assert mask.dtype == torch.bool and torch.all(weights[name][~mask] == 0)
 
 
+def test_sweep_runs_share_one_sweep_id(cli_store, capsys):
+    assert main(["sweep", "--store", str(cli_store), "--methods", "l1,random", "--rates",
+                 "0.5", "--json", *FAST]) == 0
+    ids = {s["run_id"] for s in json.loads(capsys.readouterr().out.strip().splitlines()[-1])}
+    runs = Store(cli_store).runs().set_index("run_id").loc[list(ids)]
+    assert runs.sweep_id.nunique() == 1 and runs.sweep_id.iloc[0].startswith("sweep-")
+
+
 def test_methods_lists_parameters(capsys):
     assert main(["methods", "--json"]) == 0
     methods = {m["name"]: m for m in json.loads(capsys.readouterr().out)}

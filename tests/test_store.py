@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from pruneviz.config import SessionConfig
@@ -35,12 +36,44 @@ def test_round_trip_of_every_record_kind(store):
     assert listed.loc[0, "run_id"] == run_id and listed.loc[0, "final_accuracy"] == 0.9
 
 
+def test_runs_lists_the_summary_numbers_compare_plots(store):
+    run_id = store.create_run(SessionConfig())
+    store.finish_run(run_id, "completed", summary={"flops_effective": 1200, "flops_dense": 4000,
+                                                   "params_nonzero": 50, "sparsity": 0.7})
+    row = store.runs().iloc[0]
+    assert (row.flops_effective, row.flops_dense, row.params_nonzero, row.sparsity) == \
+        (1200, 4000, 50, 0.7)
+
+
+def test_runs_lists_queued_runs_next_to_finished_ones(store):
+    queued = store.create_run(SessionConfig())
+    done = store.create_run(SessionConfig())
+    store.finish_run(done, "completed", summary={"final_accuracy": 0.9})
+    listed = store.runs().set_index("run_id")
+    assert listed.loc[done, "final_accuracy"] == 0.9
+    assert pd.isna(listed.loc[queued, "final_accuracy"])
+
+
 def test_downsampled_scalars_keep_the_last_step(store):
     run_id = store.create_run(SessionConfig())
     store.write(run_id, [Scalar(i, 0, "loss", float(i)) for i in range(10_000)])
     df = store.scalars(run_id, ["loss"], max_points=500)
     assert 450 <= len(df) <= 520
     assert df.step.iloc[-1] == 9999 and df.step.iloc[0] == 0
+
+
+def test_downsampling_thins_sparse_and_dense_curves_alike(store):
+    run_id = store.create_run(SessionConfig())
+    store.write(run_id, [Scalar(i, 0, "loss", 1.0) for i in range(3000)] +
+                [Scalar(i, 0, "sparsity", 0.5) for i in range(0, 30_000, 10)] +
+                [Scalar(i, 0, "test_accuracy", 0.9) for i in range(0, 3000, 300)])
+    df = store.scalars(run_id, ["loss", "sparsity", "test_accuracy"], max_points=100)
+    for key, last in (("loss", 2999), ("sparsity", 29_990)):
+        steps = df[df.key == key].step
+        assert 90 <= len(steps) <= 110 and steps.iloc[-1] == last
+        assert steps.diff().dropna().iloc[:-1].nunique() == 1      # evenly spaced
+    assert len(df[df.key == "test_accuracy"]) == 10                # short curves untouched
+    assert df.run_id.unique().tolist() == [run_id]
 
 
 def test_reader_sees_writes_while_a_writer_holds_the_file(store):

@@ -1,0 +1,19 @@
+"""Compare: stored runs side by side, and a comparison grid launched from one form."""
+
+import streamlit as st
+
+from pruneviz.ui import compare, state
+
+store, runner = state.get_store(), state.get_runner()
+st.title("Compare")
+selected = state.selected_runs()
+with st.expander("Launch a comparison: several methods x rates (x seeds) on the same dense "
+                 "start, data order and budget", expanded=not selected,
+                 icon=":material/rocket_launch:"):
+    compare.grid_form(runner)
+compare.sweep_progress(store)
+compare.sweep_picker(store)
+if selected:
+    compare.compare_view(store, selected)
+else:
+    st.info("Pick runs in the sidebar, compare a stored sweep, or launch a comparison above.")

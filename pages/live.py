@@ -1,0 +1,38 @@
+"""Live session: configure a run, preview its schedule, run it and watch it train."""
+
+import streamlit as st
+
+from pruneviz.config import ConfigError
+from pruneviz.ui import forms, live, state
+
+# gmp prunes gradually, so a first run shows sparsity climbing; 20 digits epochs are 440 steps.
+DEFAULTS = {"method": "gmp", "epochs": 20}
+
+store, runner = state.get_store(), state.get_runner()
+st.title("Live session")
+st.caption("Pick a model, dataset, method and rate, press Run and watch the session train. "
+           "Runs train in the background, one at a time: switch pages or reload and the view "
+           "comes back.")
+form_col, view_col = st.columns([1, 2.4], gap="large")
+with form_col:
+    config, errors = forms.session_form("live", defaults=DEFAULTS)
+    if st.button("Run", type="primary", disabled=config is None, key="live.run",
+                 icon=":material/play_arrow:", width="stretch"):
+        try:
+            run_id = runner.submit(config)
+        except ConfigError as e:
+            st.error(str(e), icon=":material/error:")
+        else:       # the view below picks it up in this same run
+            live.show_run(run_id)
+            state.select_runs([*state.selected_runs(), run_id])
+
+with view_col:
+    forms.schedule_preview(config)
+    runs = state.list_runs(store)
+    run_id = live.current_run(runs)
+    live.queue_panel(store, runner, run_id)
+    if run_id is None:
+        st.info("No runs yet: press Run.")
+    else:
+        live.run_picker(runs, run_id)
+        live.live_view(store, runner, run_id)

@@ -1,0 +1,33 @@
+"""Runs: every stored run; filter, rename, delete, download its card, add it to a comparison."""
+
+import streamlit as st
+
+from pruneviz.store import STATUSES
+from pruneviz.ui import runs as runs_ui
+from pruneviz.ui import state
+
+store, runner = state.get_store(), state.get_runner()
+st.title("Runs")
+runs = state.list_runs(store)
+if runs.empty:
+    st.info("No runs yet: start one on the Live session page or with `python -m pruneviz run`.")
+    st.stop()
+
+text_col, method_col, status_col = st.columns([2, 1, 1])
+text = text_col.text_input("Filter", key="runs.filter", placeholder="name, method, id or sweep")
+methods = method_col.multiselect("Method", sorted(runs.method.unique()), key="runs.methods")
+statuses = status_col.multiselect("Status", STATUSES, key="runs.statuses")
+shown = runs_ui.filter_runs(runs, text, methods, statuses)
+st.dataframe(shown[runs_ui.LIST_COLUMNS], hide_index=True, key="runs.table",
+             column_config={"label": st.column_config.TextColumn("run", pinned=True)})
+if st.button(f"Compare these {len(shown)} runs", key="runs.compare_all",
+             disabled=shown.empty):
+    state.select_runs(list(shown.run_id))
+    st.rerun()
+
+if not shown.empty:
+    st.divider()
+    labels = dict(zip(shown.run_id, shown.label + " — " + shown.status))
+    run_id = st.selectbox("Run card", list(shown.run_id), format_func=labels.get,
+                          key="runs.card")
+    runs_ui.run_card(store, runner, run_id)

@@ -1,0 +1,338 @@
+"""Dashboard figures: tidy DataFrames from the store in, plotly Figures out (no streamlit here).
+
+Every figure colours a method the same way (`method_color`) and, where runs differ by rate, draws
+each rate with its own line dash (`rate_dashes`), so a method reads the same on every page.
+Callers downsample long curves before plotting (`Store.scalars(..., max_points=...)`).
+
+Figures are built without plotly's per-property validation (`_figure`): it costs about 5x the
+rest of a live redraw, and the tests validate every figure's output against plotly's schema.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import plotly.colors
+import plotly.graph_objects as go
+
+METHOD_COLORS = {
+    "dense": "#7f7f7f", "random": "#bcbd22", "l1": "#1f77b4", "global_l1": "#17becf",
+    "l2_filter": "#9467bd", "gmp": "#ff7f0e", "pgmpf": "#d62728", "sfp": "#e377c2",
+    "asfp": "#f7b6d2", "fggp": "#2ca02c", "granet": "#98df8a", "pgp": "#8c564b",
+    "psfp": "#c49c94", "slr": "#7b4173", "admm": "#ce6dbd",
+}
+_FALLBACK = plotly.colors.qualitative.Dark24
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+ACHIEVED, TARGET = "#1f77b4", "#d62728"
+
+
+def method_color(name: str) -> str:
+    """The method's colour on every page (a stable hash picks one for methods added later)."""
+    return METHOD_COLORS.get(name) or _FALLBACK[zlib.crc32(name.encode()) % len(_FALLBACK)]
+
+
+def method_colors(names: Iterable[str]) -> dict[str, str]:
+    return {n: method_color(n) for n in names}
+
+
+def rate_dashes(rates: Iterable[float]) -> dict[float, str]:
+    """Line dash per rate, lowest rate solid."""
+    return {r: DASHES[i % len(DASHES)] for i, r in enumerate(sorted(set(rates)))}
+
+
+def _rgba(color: str, alpha: float) -> str:
+    r, g, b = plotly.colors.hex_to_rgb(color)
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+LEGEND_COLUMNS = 3      # legend entries per row under a half-width chart
+LEGEND_ROW_PX = 21
+
+
+def _figure(traces: list[dict], layout: dict | None = None, *, height: int = 320,
+            title: str | None = None) -> go.Figure:
+    """A figure in the house look (title top left, legend at the bottom, below the axis title),
+    built in one go without validation; the page's theme styles it. The figure grows by the
+    legend's rows so the plot keeps its height."""
+    layout = layout or {}
+    entries = sum(1 for t in traces if t.get("name") and t.get("showlegend", True))
+    shown = layout.get("showlegend", entries > 1)
+    rows = -(-entries // LEGEND_COLUMNS) if shown else 0
+    legend_px = LEGEND_ROW_PX * rows
+    base = dict(template={}, height=height + legend_px,
+                margin=dict(l=10, r=10, t=40, b=10 + legend_px),
+                legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom",
+                            yref="container"))
+    if title:
+        base["title"] = dict(text=title, x=0, xanchor="left", font=dict(size=15))
+    return go.Figure(data=traces, layout={**base, **layout}, _validate=False)
+
+
+def _empty(message: str, height: int = 320) -> go.Figure:
+    return _figure([], dict(annotations=[dict(text=message, showarrow=False,
+                                              font=dict(color="#888", size=14))],
+                            xaxis=dict(visible=False), yaxis=dict(visible=False)), height=height)
+
+
+def _line(x, y, name: str | None, color: str, *, width: float = 2, dash: str = "solid",
+          mode: str = "lines", **kw) -> dict:
+    return dict(type="scatter", x=np.asarray(x), y=np.asarray(y), name=name, mode=mode,
+                line=dict(color=color, width=width, dash=dash), **kw)
+
+
+def _axis(title: str | None = None, **kw) -> dict:
+    return dict(title=dict(text=title), **kw) if title else kw
+
+
+_NONE = pd.DataFrame({"step": [], "value": []})
+
+
+def by_key(scalars: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The long scalar table split per key, each sorted by step (one pass, not one per key)."""
+    return {k: g.sort_values("step") for k, g in scalars.groupby("key", sort=False)}
+
+
+def smooth(values: pd.Series, points: int = 40) -> pd.Series:
+    """Rolling mean over about 1/`points` of the curve (per-step losses are noisy)."""
+    return values.rolling(max(1, len(values) // points), min_periods=1).mean()
+
+
+UNIT_RANGE = [0, 1.02]
+
+
+# -- one run, live -----------------------------------------------------------------------------
+def schedule_figure(preview: pd.DataFrame, title: str = "Schedule preview") -> go.Figure:
+    """A method's schedule before running: columns epoch, series, value."""
+    traces = [_line(df.epoch, df.value, str(series), TARGET if i == 0 else _FALLBACK[i],
+                    width=2.5)
+              for i, (series, df) in enumerate(preview.groupby("series", sort=False))]
+    return _figure(traces, dict(xaxis=_axis("epoch"), yaxis=_axis(rangemode="tozero"),
+                                showlegend=len(traces) > 1), height=240, title=title)
+
+
+def training_figure(scalars: pd.DataFrame) -> go.Figure:
+    """Loss (raw and smoothed per step, held-out per epoch) and accuracy, side by side."""
+    k = by_key(scalars)
+    loss, test_loss = k.get("loss", _NONE), k.get("test_loss", _NONE)
+    train_acc, test_acc = k.get("train_accuracy", _NONE), k.get("test_accuracy", _NONE)
+    right = dict(xaxis="x2", yaxis="y2")
+    traces = [
+        _line(loss.step, loss.value, "train loss", _rgba(ACHIEVED, 0.25), width=1,
+              showlegend=False),
+        _line(loss.step, smooth(loss.value), "train loss (smoothed)", ACHIEVED),
+        _line(test_loss.step, test_loss.value, "held-out loss", "#ff7f0e", mode="lines+markers"),
+        _line(train_acc.step, smooth(train_acc.value), "train accuracy", _rgba(ACHIEVED, 0.5),
+              width=1.5, **right),
+        _line(test_acc.step, test_acc.value, "held-out accuracy", "#2ca02c", width=2.5,
+              mode="lines+markers", **right),
+    ]
+    for key, label, color in (("dense_accuracy", "dense", "#7f7f7f"),
+                              ("pruned_accuracy", "just pruned", TARGET)):
+        point = k.get(key, _NONE)
+        if len(point):
+            traces.append(dict(type="scatter", x=point.step.to_numpy(),
+                               y=point.value.to_numpy(), name=label, mode="markers",
+                               marker=dict(color=color, size=10, symbol="diamond"), **right))
+    titles = [dict(text=t, x=x, y=1.0, xref="paper", yref="paper", xanchor="center",
+                   yanchor="bottom", showarrow=False, font=dict(size=15))
+              for t, x in (("Loss", 0.23), ("Accuracy", 0.77))]
+    # Two panels side by side: loss on x/y, accuracy on x2/y2.
+    layout = dict(xaxis=_axis("step", domain=[0, 0.46]),
+                  xaxis2=_axis("step", domain=[0.54, 1], anchor="y2"),
+                  yaxis2=dict(anchor="x2", range=UNIT_RANGE), annotations=titles)
+    return _figure(traces, layout, height=360)
+
+
+def sparsity_figure(scalars: pd.DataFrame) -> go.Figure:
+    """Target (the method's schedule) vs achieved sparsity of the prunable weights."""
+    k = by_key(scalars)
+    target, achieved = k.get("target_sparsity", _NONE), k.get("sparsity", _NONE)
+    traces = [_line(target.step, target.value, "target", TARGET, dash="dash"),
+              _line(achieved.step, achieved.value, "achieved", ACHIEVED, width=2.5)]
+    return _figure(traces, dict(xaxis=_axis("step"), yaxis=_axis("sparsity", range=UNIT_RANGE)),
+                   height=330, title="Target vs achieved sparsity")
+
+
+def layer_heatmap(layers: pd.DataFrame, key: str = "sparsity") -> go.Figure:
+    """Layer x step heatmap of a per-layer record (first layer on top)."""
+    df = layers[layers.key == key]
+    if df.empty:
+        return _empty("no per-layer records yet")
+    order = list(pd.unique(df.layer))
+    # An epoch's last step can be snapshot twice (step and epoch end): keep the later one.
+    wide = (df.drop_duplicates(["layer", "step"], keep="last")
+            .pivot(index="layer", columns="step", values="value").reindex(order))
+    heat = dict(type="heatmap", z=wide.to_numpy(), x=wide.columns.to_numpy(), y=order, zmin=0,
+                zmax=1, colorscale="Viridis", colorbar=dict(title=dict(text=key), thickness=12),
+                hovertemplate="%{y}<br>step %{x}<br>" + key + " %{z:.3f}<extra></extra>")
+    return _figure([heat], dict(xaxis=_axis("step"), yaxis=dict(autorange="reversed")),
+                   height=max(260, 60 + 28 * len(order)), title=f"Per-layer {key}")
+
+
+def layer_bars(layers: pd.DataFrame, key: str = "sparsity", title: str | None = None
+               ) -> go.Figure:
+    """One bar per layer: a per-layer record at one step."""
+    df = layers[layers.key == key]
+    bars = dict(type="bar", x=df.layer.to_numpy(), y=df.value.to_numpy(),
+                marker=dict(color=ACHIEVED))
+    y = _axis(key, range=UNIT_RANGE) if key in ("sparsity", "keep_rate") else _axis(key)
+    return _figure([bars], dict(yaxis=y), height=280, title=title)
+
+
+def _unit(a: float, b: float) -> list[float]:
+    return [min(1.0, max(0.0, round(a, 6))), min(1.0, max(0.0, round(b, 6)))]
+
+
+def table_figure(rows: pd.DataFrame, title: str | None = None, max_series: int = 8,
+                 per_row: int = 4) -> go.Figure:
+    """A method table's numeric columns against the step they were recorded at: one small
+    panel per column (their scales differ: counts next to fractions)."""
+    cols = [c for c in rows.select_dtypes("number").columns if c not in ("step", "epoch")]
+    if rows.empty or not cols:
+        return _empty("no numeric columns to plot")
+    cols = cols[:max_series]
+    one_per_step = not rows.step.duplicated().any()
+    n_rows = -(-len(cols) // per_row)
+    gap_x, gap_y = 0.06, 0.22 / max(n_rows, 1)
+    width, height = (1 - gap_x * (per_row - 1)) / per_row, (1 - gap_y * (n_rows - 1)) / n_rows
+    traces, layout, notes = [], {}, []
+    for i, col in enumerate(cols):
+        r, c = divmod(i, per_row)
+        x0, y1 = c * (width + gap_x), 1 - r * (height + gap_y)
+        suffix = "" if i == 0 else str(i + 1)
+        # Rounded into [0, 1]: plotly rejects a domain edge of -5e-17.
+        layout[f"xaxis{suffix}"] = dict(domain=_unit(x0, x0 + width), anchor=f"y{suffix}")
+        layout[f"yaxis{suffix}"] = dict(domain=_unit(y1 - height, y1), anchor=f"x{suffix}")
+        traces.append(_line(rows.step, rows[col], col, _FALLBACK[i % len(_FALLBACK)],
+                            mode="lines+markers" if one_per_step else "markers",
+                            marker=dict(size=5 if one_per_step else 4), showlegend=False,
+                            xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
+        notes.append(dict(text=col, x=x0 + width / 2, y=y1, xref="paper", yref="paper",
+                          xanchor="center", yanchor="bottom", showarrow=False))
+    return _figure(traces, {**layout, "annotations": notes}, height=60 + 200 * n_rows,
+                   title=title)
+
+
+# -- several runs ------------------------------------------------------------------------------
+def run_label(row: pd.Series | dict) -> str:
+    """A run's legend label: its name, else method, rate and seed, plus its id's tail."""
+    tail = str(row["run_id"])[-4:]
+    if row.get("name"):
+        return f"{row['name']} · {tail}"
+    return f"{row['method']} {row['rate']:g} s{row['seed']} · {tail}"
+
+
+def seed_groups(configs: dict[str, dict]) -> dict[str, str]:
+    """Run id -> group id: runs whose configs differ only by seed (and name) share a group."""
+    out = {}
+    for run_id, config in configs.items():
+        rest = {k: v for k, v in config.items() if k not in ("seed", "name")}
+        out[run_id] = str(sorted(rest.items(), key=lambda kv: kv[0]))
+    return out
+
+
+def curves_figure(scalars: pd.DataFrame, runs: pd.DataFrame, key: str, *, title: str,
+                  smoothed: bool = False, y_range: tuple[float, float] | None = None
+                  ) -> go.Figure:
+    """One curve per run, or per seed group (mean line, min/max band) where a group has several
+    seeds. `runs` has run_id, method, rate, label and group columns."""
+    df = scalars[scalars.key == key]
+    if df.empty:
+        return _empty(f"no {key} records", 320)
+    dashes = rate_dashes(runs.rate)
+    traces = []
+    for group, members in runs.groupby("group", sort=False):
+        first = members.iloc[0]
+        color, dash = method_color(first.method), dashes[first.rate]
+        wide = (df[df.run_id.isin(members.run_id)]
+                .pivot_table(index="step", columns="run_id", values="value", aggfunc="last")
+                .interpolate(limit_area="inside"))
+        if smoothed:
+            wide = wide.apply(smooth)
+        if wide.empty:
+            continue
+        name = first.label
+        if wide.shape[1] > 1:
+            name = f"{first.method} {first.rate:g} (mean of {wide.shape[1]} seeds)"
+            band = dict(legendgroup=group, showlegend=False, hoverinfo="skip")
+            traces += [_line(wide.index, wide.max(axis=1), None, color, width=0, **band),
+                       _line(wide.index, wide.min(axis=1), None, color, width=0,
+                             fill="tonexty", fillcolor=_rgba(color, 0.18), **band)]
+        traces.append(_line(wide.index, wide.mean(axis=1), name, color, dash=dash,
+                            legendgroup=group))
+    y = _axis(range=list(y_range)) if y_range else {}
+    return _figure(traces, dict(xaxis=_axis("step"), yaxis=y, showlegend=True), height=380,
+                   title=title)
+
+
+def pareto_front(df: pd.DataFrame, x: str, y: str, *, maximize_x: bool) -> pd.DataFrame:
+    """Rows no other row beats on both x and y (y is always maximized), sorted by x."""
+    d = df.dropna(subset=[x, y]).sort_values([x, y], ascending=[not maximize_x, False])
+    best = d[y].cummax()
+    front = d[(d[y] >= best) & ~d[y].duplicated()]
+    return front.sort_values(x)
+
+
+def pareto_figure(runs: pd.DataFrame, x: str, *, maximize_x: bool, title: str,
+                  y: str = "final_accuracy", x_title: str | None = None) -> go.Figure:
+    """Runs as points coloured by method, with the Pareto front as a step line."""
+    d = runs.dropna(subset=[x, y])
+    if d.empty:
+        return _empty("no finished runs with a summary", 340)
+    traces = [dict(type="scatter", x=sub[x].to_numpy(float), y=sub[y].to_numpy(float),
+                   name=method, mode="markers", text=sub.label.to_numpy(),
+                   hovertemplate="%{text}<br>%{x:.4g}, %{y:.4f}<extra></extra>",
+                   marker=dict(color=method_color(method), size=11,
+                               line=dict(color="white", width=1)))
+              for method, sub in d.groupby("method", sort=False)]
+    front = pareto_front(d, x, y, maximize_x=maximize_x)
+    traces.append(_line(front[x].to_numpy(float), front[y].to_numpy(float), "Pareto front",
+                        "#444", dash="dot"))
+    traces[-1]["line"]["shape"] = "hv" if maximize_x else "vh"
+    return _figure(traces, dict(xaxis=_axis(x_title or x), yaxis=_axis(y.replace("_", " "))),
+                   height=340, title=title)
+
+
+def layer_profile_figure(layers: pd.DataFrame, runs: pd.DataFrame, key: str = "sparsity"
+                         ) -> go.Figure:
+    """Each run's last per-layer record as grouped bars (colour = method, pattern = rate);
+    runs that differ only by seed are one bar, their mean. `runs` as for curves_figure."""
+    df = layers[layers.key == key]
+    if df.empty:
+        return _empty("no per-layer records", 340)
+    last = df[df.step == df.groupby("run_id").step.transform("max")]
+    patterns = dict(zip(sorted(set(runs.rate)), ("", "/", ".", "x", "-", "+", "\\", "|")))
+    traces = []
+    for _, members in runs.groupby("group", sort=False):
+        first = members.iloc[0]
+        sub = last[last.run_id.isin(members.run_id)]
+        if sub.empty:
+            continue
+        mean = sub.groupby("layer", sort=False).value.mean()
+        name = first.label if len(members) == 1 else \
+            f"{first.method} {first.rate:g} (mean of {len(members)} seeds)"
+        traces.append(dict(type="bar", x=list(mean.index), y=mean.to_numpy(), name=name,
+                           marker=dict(color=method_color(first.method),
+                                       pattern=dict(shape=patterns.get(first.rate, "")))))
+    y = _axis(key, range=UNIT_RANGE) if key in ("sparsity", "keep_rate") else _axis(key)
+    return _figure(traces, dict(barmode="group", yaxis=y, showlegend=True), height=340,
+                   title=f"Per-layer {key} at the end of each run")
+
+
+def config_diff(configs: dict[str, dict]) -> pd.DataFrame:
+    """Config fields (method params flattened as params.NAME) whose values differ across runs;
+    one row per run, indexed like `configs`."""
+    flat = {}
+    for label, config in configs.items():
+        row = {k: v for k, v in config.items() if k not in ("params", "name")}
+        row.update({f"params.{k}": v for k, v in config.get("params", {}).items()})
+        flat[label] = {k: str(v) if isinstance(v, (list, tuple, dict)) else v
+                       for k, v in row.items()}
+    df = pd.DataFrame.from_dict(flat, orient="index")
+    if len(df) < 2:
+        return df
+    differ = [c for c in df.columns if df[c].astype(str).nunique(dropna=False) > 1]
+    return df[differ]

@@ -1,0 +1,273 @@
+"""The live view of one run: redrawn from the store while it trains, scrubbable when it is done.
+
+Pages never touch the running job: every poll reads the run's row and records from the store,
+so a run started from the CLI, a reloaded page and a finished run are all drawn the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from ..jobs import Runner
+from ..plots import (
+    layer_bars,
+    layer_heatmap,
+    run_label,
+    sparsity_figure,
+    table_figure,
+    training_figure,
+)
+from ..store import ACTIVE, Store
+from .state import POLL_SECONDS, list_runs
+
+MAX_POINTS = 400             # per curve: more than a half-width chart has pixels for
+TABLE_ROWS = 2000            # newest rows of a method table drawn live
+SCALAR_KEYS = ["loss", "train_accuracy", "test_accuracy", "test_loss", "sparsity",
+               "target_sparsity", "dense_accuracy", "pruned_accuracy"]
+RUN_PARAM = "run"            # ?run=<id> in the URL: a reload comes back to the same run
+_LAST_VIEWED = "live.last_run"
+PICKER = "live.show"
+
+
+@dataclass
+class LiveData:
+    run: dict
+    scalars: pd.DataFrame
+    layers: pd.DataFrame
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def fetch_live(store: Store, run_id: str, max_points: int = MAX_POINTS) -> LiveData:
+    """Everything one redraw needs, downsampled: the run row, curves, layers, method tables."""
+    run = store.run(run_id)
+    tables = {t: store.rows(run_id, t).tail(TABLE_ROWS) for t in store.tables(run_id)}
+    return LiveData(run, store.scalars(run_id, SCALAR_KEYS, max_points=max_points),
+                    store.layers(run_id, ["sparsity"]), tables)
+
+
+def live_figures(data: LiveData) -> dict[str, go.Figure]:
+    figs = {"training": training_figure(data.scalars), "sparsity": sparsity_figure(data.scalars),
+            "layers": layer_heatmap(data.layers)}
+    for name, rows in data.tables.items():
+        figs[f"table:{name}"] = table_figure(rows, name)
+    return figs
+
+
+def _eta(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def progress(run: dict, *, dense: dict | None = None, ahead: int = 0,
+             now: float | None = None) -> tuple[float, str]:
+    """Progress bar fraction and text (with ETA) from a run row; `dense` is the dense baseline
+    this queued run waits for, `ahead` how many runs are queued before it."""
+    now = time.time() if now is None else now
+    status, total = run["status"], max(int(run.get("total_steps") or 0), 1)
+    done = int(run.get("step") or 0) + 1 if run.get("step") else 0
+    if status == "queued" and dense is not None:
+        d_total = max(int(dense.get("total_steps") or 0), 1)
+        d_done = int(dense.get("step") or 0)
+        text = f"Training the shared dense baseline: step {d_done}/{d_total}"
+        if d_done and dense.get("started") is not None:
+            rate = d_done / max((dense.get("heartbeat") or now) - dense["started"], 1e-6)
+            text += f" · ETA {_eta((d_total - d_done) / rate)}"
+        return min(d_done / d_total, 1.0), text
+    if status == "queued":
+        return 0.0, f"Queued: {ahead} run(s) ahead" if ahead else "Starting…"
+    if status == "running":
+        text = f"Step {done}/{total}"
+        if done and run.get("started") is not None:
+            elapsed = max((run.get("heartbeat") or now) - run["started"], 1e-6)
+            text += f" · ETA {_eta((total - done) / (done / elapsed))}"
+        return min(done / total, 1.0), text
+    frac = 1.0 if status == "completed" else min(done / total, 1.0)
+    wall = ""
+    if run.get("finished") and run.get("started"):
+        wall = f" in {run['finished'] - run['started']:.1f} s"
+    return frac, f"{status.capitalize()} after {done}/{total} steps{wall}"
+
+
+# -- which run -----------------------------------------------------------------------------------
+def current_run(runs: pd.DataFrame) -> str | None:
+    """The run to show: the one this browser session showed last, else ?run= in the URL (a
+    reload), else the running one, else the newest; the URL is kept in step with it."""
+    ids = set(runs.run_id)
+    chosen = next((c for c in (st.session_state.get(_LAST_VIEWED),
+                               st.query_params.get(RUN_PARAM)) if c in ids), None)
+    if chosen is None:
+        for status in ("running", "queued"):
+            active = runs[runs.status == status]
+            if len(active):
+                chosen = active.run_id.iloc[-1]
+                break
+        else:
+            chosen = runs.run_id.iloc[0] if len(runs) else None
+    if chosen is not None:
+        show_run(chosen)
+    return chosen
+
+
+def show_run(run_id: str) -> None:
+    """Show `run_id` from now on, and put it in the URL so a reload comes back to it."""
+    # Session state leads: a run interrupted by another rerun can drop its URL change.
+    st.session_state[_LAST_VIEWED] = run_id
+    if st.query_params.get(RUN_PARAM) != run_id:
+        st.query_params[RUN_PARAM] = run_id
+
+
+def run_picker(runs: pd.DataFrame, current: str | None, limit: int = 50) -> None:
+    """Select box of recent runs; picking one shows it (and puts it in the URL)."""
+    if current is None:
+        return
+    recent = runs.head(limit)
+    ids = list(recent.run_id) if current in set(recent.run_id) else [current, *recent.run_id]
+    labels = dict(zip(runs.run_id, runs.label + " · " + runs.dataset + " · " + runs.model))
+    # One widget whose value follows the view (a key per shown run let the browser send the
+    # old widget's value back after Run, switching the view to the previous run).
+    st.session_state[PICKER] = current
+    st.selectbox("Show run", ids, format_func=labels.get, key=PICKER,
+                 on_change=lambda: show_run(st.session_state[PICKER]))
+
+
+# -- the view ------------------------------------------------------------------------------------
+def live_view(store: Store, runner: Runner, run_id: str) -> None:
+    """Polls while the run is queued or running; redraws once more when it ends."""
+    polling = store.run(run_id)["status"] in ACTIVE
+    st.fragment(_live_body, run_every=POLL_SECONDS if polling else None)(
+        store, runner, run_id, polling)
+    st.fragment(_history)(store, run_id)
+
+
+def _status_line(run: dict) -> str:
+    c = run["config"]
+    return (f"`{run['run_id']}` · {c.method} at rate {c.rate:g} · {c.model} on {c.dataset} · "
+            f"{c.epochs} epochs · seed {c.seed} · **{run['status']}**")
+
+
+def _live_body(store: Store, runner: Runner, run_id: str, polling: bool) -> None:
+    data = fetch_live(store, run_id)
+    run = data.run
+    active = run["status"] in ACTIVE
+    if polling and not active:
+        st.rerun()                      # the run ended: redraw the page without polling
+    head, button = st.columns([5, 1], vertical_alignment="bottom")
+    head.subheader(run_label(run))
+    head.markdown(_status_line(run))
+    button.button("Cancel", key="live.cancel", disabled=not active, on_click=runner.cancel,
+                  args=(run_id,), icon=":material/stop_circle:",
+                  help="Stop after the current step; the run is kept as interrupted.")
+    st.progress(*_progress_of(store, run))
+    if run["error"]:
+        (st.warning if run["status"] == "interrupted" else st.error)(run["error"])
+    if data.scalars.empty:
+        st.info("Waiting for the first records…")
+        return
+    _metrics(data.scalars, run)
+    figs = live_figures(data)
+    st.plotly_chart(figs["training"], key="live.training")
+    left, right = st.columns(2)
+    left.plotly_chart(figs["sparsity"], key="live.sparsity")
+    right.plotly_chart(figs["layers"], key="live.layers")
+    st.markdown("#### Method internals")
+    if not data.tables:
+        st.caption("This run recorded no method tables.")
+        return
+    for tab, (name, rows) in zip(st.tabs(list(data.tables)), data.tables.items()):
+        with tab:
+            st.plotly_chart(figs[f"table:{name}"], key=f"live.table.{name}")
+            st.dataframe(rows.drop(columns="run_id").tail(200), hide_index=True)
+
+
+def _progress_of(store: Store, run: dict) -> tuple[float, str]:
+    if run["status"] != "queued":
+        return progress(run)
+    runs = store.runs(include_dense=True)
+    dense = runs[(runs.kind == "dense") & (runs.status == "running")]
+    queue = runs[(runs.kind == "session") & runs.status.isin(ACTIVE)]
+    ahead = int((queue.created < run["created"]).sum())
+    return progress(run, dense=dense.iloc[0].to_dict() if len(dense) and ahead == 0 else None,
+                    ahead=ahead)
+
+
+def _last(scalars: pd.DataFrame, key: str) -> float | None:
+    values = scalars[scalars.key == key].value
+    return float(values.iloc[-1]) if len(values) else None
+
+
+def _metrics(scalars: pd.DataFrame, run: dict) -> None:
+    dense, test = _last(scalars, "dense_accuracy"), _last(scalars, "test_accuracy")
+    sparsity, target = _last(scalars, "sparsity"), _last(scalars, "target_sparsity")
+    cols = st.columns(4)
+    cols[0].metric("Dense accuracy", "—" if dense is None else f"{dense:.3f}", border=True)
+    cols[1].metric("Held-out accuracy", "—" if test is None else f"{test:.3f}",
+                   None if test is None or dense is None else f"{test - dense:+.3f} vs dense",
+                   border=True)
+    cols[2].metric("Sparsity", "—" if sparsity is None else f"{sparsity:.3f}",
+                   None if target is None else f"target {target:.3f}", delta_color="off",
+                   delta_arrow="off", border=True)
+    loss = _last(scalars, "loss")
+    cols[3].metric("Training loss", "—" if loss is None else f"{loss:.4f}", border=True)
+
+
+def _history(store: Store, run_id: str) -> None:
+    """Scrub the recorded history: per-layer state and method tables at a chosen step."""
+    layers = store.layers(run_id, ["sparsity"])
+    steps = sorted(layers.step.unique().tolist())
+    if len(steps) < 2:
+        return
+    st.markdown("#### History")
+    step = st.select_slider("Step", steps, value=steps[-1], key=f"live.history.{run_id}",
+                            help="Recorded snapshots; drag to see the run at an earlier step.")
+    left, right = st.columns([3, 2])
+    left.plotly_chart(layer_bars(layers[layers.step == step], title=f"Per-layer sparsity at "
+                                                                    f"step {step}"),
+                      key="live.history.layers")
+    with right:
+        scalars = store.scalars(run_id, SCALAR_KEYS)
+        upto = scalars[scalars.step <= step]
+        latest = upto.groupby("key").value.last()
+        st.dataframe(latest.rename("value at or before this step").to_frame(), height=250)
+        for table in store.tables(run_id):
+            rows = store.rows(run_id, table)
+            rows = rows[rows.step <= step]
+            if len(rows):
+                st.caption(f"{table}: rows recorded at step {rows.step.iloc[-1]}")
+                st.dataframe(rows[rows.step == rows.step.iloc[-1]].drop(columns="run_id"),
+                             hide_index=True, height=140)
+
+
+def queue_panel(store: Store, runner: Runner, shown: str | None) -> None:
+    """Queued and running runs other than the shown one, each with View and Cancel; polls
+    while anything is active."""
+    runs = list_runs(store)
+    busy = bool(runs.status.isin(ACTIVE).any())
+    st.fragment(_queue_body, run_every=POLL_SECONDS if busy else None)(
+        store, runner, shown, busy)
+
+
+def _queue_body(store: Store, runner: Runner, shown: str | None, polling: bool) -> None:
+    runs = list_runs(store)
+    queue = runs[runs.status.isin(ACTIVE)].iloc[::-1]
+    if polling and queue.empty:
+        st.rerun()
+    others = queue[queue.run_id != shown]
+    if others.empty:
+        return
+    with st.expander(f"Queue: {len(queue)} run(s) queued or running, one trains at a time",
+                     icon=":material/pending:"):
+        for _, r in others.head(8).iterrows():
+            label, view, cancel = st.columns([6, 1, 1], vertical_alignment="center")
+            label.markdown(f"{r.label} · {r.model} on {r.dataset} · *{r.status}*")
+            if view.button("", key=f"queue.view.{r.run_id}", icon=":material/visibility:",
+                           help="Show this run"):
+                show_run(r.run_id)
+                st.rerun()
+            cancel.button("", key=f"queue.cancel.{r.run_id}", icon=":material/close:",
+                          help="Cancel this run", on_click=runner.cancel, args=(r.run_id,))
+        if len(others) > 8:
+            st.caption(f"… and {len(others) - 8} more")

@@ -1,0 +1,98 @@
+"""The run list and a run's card: rename, delete (confirmed), download, add to a comparison."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from ..export import export_run
+from ..jobs import Runner
+from ..store import ACTIVE, Store
+from .state import select_runs, selected_runs
+
+LIST_COLUMNS = ["label", "status", "method", "model", "dataset", "rate", "seed",
+                "final_accuracy", "sparsity", "flops_effective", "wall_s", "run_id", "sweep_id"]
+_CONFIRM = "runs.confirm_delete"
+
+
+def filter_runs(runs: pd.DataFrame, text: str = "", methods: list[str] | None = None,
+                statuses: list[str] | None = None) -> pd.DataFrame:
+    """Runs whose label, id or sweep contains `text` (case-insensitive) and whose method and
+    status are among those given (all when empty)."""
+    keep = pd.Series(True, index=runs.index)
+    if text:
+        hay = runs.label + " " + runs.run_id + " " + runs.sweep_id.fillna("")
+        keep &= hay.str.contains(text, case=False, regex=False)
+    if methods:
+        keep &= runs.method.isin(methods)
+    if statuses:
+        keep &= runs.status.isin(statuses)
+    return runs[keep]
+
+
+def card_zip(store: Store, run_id: str) -> bytes:
+    """The run card: export_run's files (config JSON, records CSV, weights/masks .pt) zipped."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = export_run(store, run_id, Path(tmp) / run_id)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for path in paths:
+                z.write(path, f"{run_id}/{path.name}")
+    return buf.getvalue()
+
+
+def _delete(store: Store, run_id: str) -> None:
+    store.delete(run_id)
+    st.session_state.pop(_CONFIRM, None)
+    select_runs([r for r in selected_runs() if r != run_id])
+
+
+def run_card(store: Store, runner: Runner, run_id: str) -> None:
+    run = store.run(run_id)
+    config, summary, status = run["config"], run["summary"], run["status"]
+    st.subheader(run["name"] or f"{config.method} at rate {config.rate:g}")
+    st.markdown(f"`{run_id}` · {config.model} on {config.dataset} · {config.epochs} epochs · "
+                f"seed {config.seed} · **{status}**")
+    if run["error"]:
+        (st.warning if status == "interrupted" else st.error)(
+            f"This run ended {status}: {run['error']}")
+    cols = st.columns(4)
+    for col, key, label in zip(cols, ("dense_accuracy", "final_accuracy", "sparsity",
+                                      "flops_effective"),
+                               ("Dense accuracy", "Final accuracy", "Sparsity",
+                                "Effective FLOPs")):
+        value = summary.get(key)
+        col.metric(label, "—" if value is None else
+                   (f"{value:,.0f}" if key.startswith("flops") else f"{value:.3f}"))
+    name_col, rename_col = st.columns([3, 1], vertical_alignment="bottom")
+    name_col.text_input("Name", run["name"], key=f"runs.name.{run_id}",
+                        help="A label shown in lists and legends.")
+    rename_col.button("Rename", key=f"runs.rename.{run_id}", on_click=lambda: store.rename(
+        run_id, st.session_state[f"runs.name.{run_id}"].strip()))
+    a, b, c = st.columns(3)
+    a.download_button("Download run card (.zip)", data=lambda: card_zip(store, run_id),
+                      file_name=f"{run_id}.zip", mime="application/zip",
+                      key=f"runs.download.{run_id}", icon=":material/download:",
+                      help="config.json, summary.json, records as CSV, weights.pt and masks.pt")
+    b.button("Add to comparison", key=f"runs.compare.{run_id}",
+             on_click=lambda: select_runs([*selected_runs(), run_id]))
+    active = status in ACTIVE
+    if active:
+        c.button("Cancel run", key=f"runs.cancel.{run_id}", on_click=runner.cancel,
+                 args=(run_id,))
+    elif c.button("Delete…", key=f"runs.delete.{run_id}"):
+        st.session_state[_CONFIRM] = run_id
+    if st.session_state.get(_CONFIRM) == run_id and not active:
+        st.warning(f"Delete {run_id} with its records and files? This cannot be undone.")
+        yes, no = st.columns(2)
+        yes.button("Yes, delete it", key="runs.confirm.yes", type="primary",
+                   on_click=_delete, args=(store, run_id))
+        no.button("Keep it", key="runs.confirm.no",
+                  on_click=lambda: st.session_state.pop(_CONFIRM, None))
+    with st.expander("Config and summary"):
+        st.json({"config": config.to_dict(), "summary": summary}, expanded=False)

@@ -1,0 +1,21 @@
+"""The sidebar every page shares: the store, the device, and the runs selected for comparison."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ..store import ACTIVE
+from .state import device_label, get_store, list_runs, selection_picker
+
+
+def sidebar() -> None:
+    store = get_store()
+    runs = list_runs(store)
+    with st.sidebar:
+        selection_picker(runs)
+        active = int(runs.status.isin(ACTIVE).sum())
+        if active:
+            st.caption(f":material/pending: {active} run(s) queued or running")
+        st.caption(f"Store: `{store.root.expanduser().resolve()}`  \n"
+                   f"({len(runs)} runs; set PRUNEVIZ_STORE to use another folder)")
+        st.caption(f"Device: {device_label()}")

@@ -1,0 +1,256 @@
+"""Every dashboard page under streamlit's AppTest: renders, has its widgets, runs through the UI,
+queues a grid, and shows bad input inline (never a traceback)."""
+
+import ast
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pruneviz.config import SessionConfig, param
+from pruneviz.methods import REGISTRY, Method
+from pruneviz.store import ACTIVE, Store
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["pages/live.py", "pages/compare.py", "pages/runs.py"]
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def ui_root(tmp_path_factory):
+    """One store for this module's UI runs, so the dense baseline trains once; runs a failed
+    test left behind are cancelled, so no worker thread trains while the interpreter exits."""
+    root = tmp_path_factory.mktemp("ui") / "runs"
+    yield root
+    store = Store(root)
+    active = store.runs().query("status in @ACTIVE").run_id.tolist()
+    for run_id in active:
+        store.request_cancel(run_id)
+    _wait_done(store, active, timeout=120)
+
+
+@pytest.fixture
+def app(ui_root, monkeypatch):
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(ui_root))
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+
+
+def _page(app, path):
+    return app.switch_page(path).run()
+
+
+def _fast_live_form(at, epochs=2):
+    at.number_input(key="live.epochs").set_value(epochs)
+    at.number_input(key="live.dense_epochs").set_value(3)
+    at.selectbox(key="live.device").set_value("cpu")
+    return at.run()
+
+
+def _wait_done(store, run_ids, timeout=180.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        runs = store.runs()
+        if not runs[runs.run_id.isin(run_ids)].status.isin(ACTIVE).any():
+            return runs.set_index("run_id").loc[run_ids]
+        time.sleep(0.2)
+    raise AssertionError(f"runs still active after {timeout} s")
+
+
+def _errors(at):
+    return [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_renders_without_exceptions(app, path):
+    at = _page(app, path)
+    assert not at.exception
+    assert at.title[0].value in ("Live session", "Compare", "Runs")
+
+
+def test_sidebar_shows_the_selection_store_and_device(app, ui_root):
+    assert app.multiselect(key="selected_runs") is not None
+    captions = " ".join(c.value for c in app.sidebar.caption)
+    assert str(ui_root.resolve()) in captions and "Device:" in captions
+
+
+def test_live_page_has_the_form_preview_and_run_button(app):
+    assert app.selectbox(key="live.method").value == "gmp"
+    assert app.slider(key="live.rate").value == pytest.approx(0.8)
+    assert app.button(key="live.run").disabled is False
+    assert any(c.proto.spec for c in app.get("plotly_chart"))        # the schedule preview
+    assert "gmp parameters" in [e.label for e in app.expander]
+
+
+def test_method_form_is_generated_from_params(app):
+    app.selectbox(key="live.method").set_value("gmp").run()
+    end = app.number_input(key="live.gmp.end") if _has(app, "number_input", "live.gmp.end") \
+        else app.slider(key="live.gmp.end")
+    assert end.value == pytest.approx(0.8)
+    assert app.checkbox(key="live.gmp.last_linear").value is True
+    app.selectbox(key="live.method").set_value("l2_filter").run()
+    assert not app.exception and "l2_filter parameters" not in [e.label for e in app.expander]
+
+
+@dataclass(frozen=True)
+class ToyParams:
+    strength: float = param(0.1, "How hard the toy prunes.", min=0.0, max=1.0)
+    every: int = param(5, "Steps between toy prunings.", min=1, max=100)
+
+
+class Toy(Method):
+    name = "toy_preset"
+    summary = "A test method with presets."
+    Params = ToyParams
+    presets = {"paper": {"epochs": 30, "strength": 0.3}, "interactive": {"every": 2}}
+
+
+def test_a_preset_fills_session_fields_and_method_parameters(app, monkeypatch):
+    monkeypatch.setitem(REGISTRY, Toy.name, Toy)
+    app.run()
+    app.selectbox(key="live.method").set_value(Toy.name).run()
+    assert app.number_input(key="live.toy_preset.strength").value == pytest.approx(0.1)
+    app.radio(key="live.preset").set_value("paper").run()
+    assert not app.exception
+    assert app.number_input(key="live.epochs").value == 30
+    assert app.number_input(key="live.toy_preset.strength").value == pytest.approx(0.3)
+    assert app.number_input(key="live.toy_preset.every").value == 5
+    app.radio(key="live.preset").set_value("interactive").run()
+    assert app.number_input(key="live.toy_preset.every").value == 2
+
+
+def _has(at, kind, key):
+    return any(getattr(w, "key", None) == key for w in at.get(kind))
+
+
+def test_the_form_remembers_its_values_across_pages(app):
+    app.number_input(key="live.epochs").set_value(7).run()
+    _page(app, "pages/compare.py")
+    at = _page(app, "pages/live.py")
+    assert at.number_input(key="live.epochs").value == 7
+
+
+def test_bad_input_is_an_inline_error_and_disables_run(app, ui_root):
+    app.text_input(key="live.lr_milestones").input("0.5, 1.5").run()
+    assert any("lr_milestones" in e for e in _errors(app))
+    assert app.button(key="live.run").disabled
+    app.text_input(key="live.lr_milestones").input("half").run()
+    assert any("lr milestones" in e for e in _errors(app))
+    assert not app.exception
+    assert all(c.lr_milestones == (0.5, 0.75) for c in _configs(ui_root))
+
+
+def _configs(root):
+    store = Store(root)
+    return [store.run(r)["config"] for r in store.runs().run_id]
+
+
+def test_a_run_started_from_the_ui_records_and_draws_its_charts(app, ui_root):
+    at = _fast_live_form(app)
+    at.button(key="live.run").click().run()
+    assert not at.exception
+    run_id = at.query_params["run"][0] if isinstance(at.query_params["run"], list) \
+        else at.query_params["run"]
+    store = Store(ui_root)
+    run = _wait_done(store, [run_id]).loc[run_id]
+    assert run.status == "completed"
+    assert len(store.scalars(run_id, ["loss"])) == run.total_steps
+    at.run()
+    assert not at.exception
+    charts = {c.proto.id: c for c in at.get("plotly_chart")}
+    assert len(charts) >= 5       # preview, training, sparsity, heatmap, history
+    assert [m.label for m in at.metric][:3] == ["Dense accuracy", "Held-out accuracy",
+                                                  "Sparsity"]
+    assert at.select_slider(key=f"live.history.{run_id}") is not None
+    at = _page(at, "pages/compare.py")                  # runs started here are selected there
+    assert run_id in set(_compared(at))
+
+
+def _compared(at):
+    """Run ids in the Compare page's run table."""
+    tables = [d.value for d in at.dataframe if "flops_effective" in d.value.columns]
+    return tables[0].run_id.tolist() if tables else []
+
+
+def test_cancel_from_the_live_page_keeps_the_run_interrupted(app, ui_root):
+    at = _fast_live_form(app, epochs=500)
+    at.button(key="live.run").click().run()
+    store = Store(ui_root)
+    run_id = store.runs().run_id.iloc[0]
+    deadline = time.time() + 120
+    while store.run(run_id)["status"] != "running" and time.time() < deadline:
+        time.sleep(0.1)
+    at.run()
+    at.button(key="live.cancel").click().run()
+    run = _wait_done(store, [run_id], timeout=60).loc[run_id]
+    assert run.status == "interrupted"
+    assert 0 < run.step < run.total_steps
+
+
+def test_compare_form_queues_the_grid(app, ui_root):
+    at = _page(app, "pages/compare.py")
+    at.multiselect(key="cmp.methods").set_value(["l1", "gmp"])
+    at.text_input(key="cmp.rates").input("0.5, 0.9")
+    at.text_input(key="cmp.seeds").input("0, 1")
+    at.number_input(key="cmp.epochs").set_value(1)
+    at.number_input(key="cmp.dense_epochs").set_value(3)
+    at.button[0].click().run()         # the form's submit button
+    assert not at.exception and not _errors(at)
+    store = Store(ui_root)
+    runs = store.runs()
+    sweep = runs[runs.sweep_id.notna()]
+    assert len(sweep) == 8 and sweep.sweep_id.nunique() == 1
+    assert set(zip(sweep.method, sweep.rate, sweep.seed)) == {
+        (m, r, s) for m in ("l1", "gmp") for r in (0.5, 0.9) for s in (0, 1)}
+    configs = [store.run(r)["config"] for r in sweep.run_id]
+    assert {(c.epochs, c.dense_epochs) for c in configs} == {(1, 3)}
+    assert set(_compared(at)) == set(sweep.run_id)
+    done = _wait_done(store, list(sweep.run_id), timeout=300)
+    assert set(done.status) == {"completed"}
+    at.run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) >= 6
+    assert any("mean of 2 seeds" in str(c.proto.spec) for c in at.get("plotly_chart"))
+
+
+def test_compare_form_rejects_bad_rates_inline(app, ui_root):
+    before = len(Store(ui_root).runs())
+    at = _page(app, "pages/compare.py")
+    at.text_input(key="cmp.rates").input("0.5, 1.2")
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("rate" in e for e in _errors(at))
+    assert len(Store(ui_root).runs()) == before
+
+
+def test_runs_page_renames_deletes_after_confirming_and_shows_errors(app, ui_root):
+    store = Store(ui_root)
+    failed = store.create_run(SessionConfig(method="l1", name="broken"))
+    store.finish_run(failed, "failed", error="RuntimeError: out of memory")
+    at = _page(app, "pages/runs.py")
+    at.selectbox(key="runs.card").set_value(failed).run()
+    assert any("out of memory" in e for e in _errors(at))
+    at.text_input(key=f"runs.name.{failed}").input("renamed")
+    at.button(key=f"runs.rename.{failed}").click().run()
+    assert store.run(failed)["name"] == "renamed"
+    at.button(key=f"runs.delete.{failed}").click().run()
+    assert store.run(failed)                          # nothing deleted before confirming
+    at.button(key="runs.confirm.yes").click().run()
+    assert not at.exception
+    assert failed not in set(store.runs().run_id)
+
+
+def test_streamlit_is_imported_only_by_the_app_pages_and_ui():
+    allowed = ("app.py", "pages/", "pruneviz/ui/", "tests/")
+    offenders = []
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith((".", "build/")) or "/." in rel or rel.startswith(allowed):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n == "streamlit" or n.startswith("streamlit.") for n in names):
+                offenders.append(rel)
+    assert offenders == []

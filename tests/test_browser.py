@@ -1,0 +1,111 @@
+"""One end-to-end session in a real browser: Playwright drives Debian's Chromium against
+`streamlit run app.py` (start a run, watch the live chart update, cancel, find it on Compare)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+# Length of the live loss curve as the browser draws it (plotly keeps its decoded traces on the
+# chart's div).
+LOSS_POINTS = """() => {
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    const t = (gd._fullData || []).find(t => t.name === 'train loss');
+    if (t) return t.x.length;
+  }
+  return 0;
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`streamlit run app.py` on a free port with its own store; yields the URL."""
+    port = _free_port()
+    env = {**os.environ, "PRUNEVIZ_STORE": str(tmp_path / "runs"), "PYTHONPATH": str(ROOT)}
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address",
+         "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log,
+        stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise AssertionError((tmp_path / "server.log").read_text()) from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+def _set_number(page, label: str, value: int) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    page.wait_for_timeout(400)
+
+
+@pytest.mark.browser
+def test_a_live_run_in_a_real_browser(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.goto(server)
+        run_button = page.get_by_role("button", name="Run", exact=True)
+        expect(run_button).to_be_enabled(timeout=120_000)   # first run imports torch
+        _set_number(page, "epochs", 300)               # long enough to watch; cancelled below
+        page.get_by_text("Training and data").first.click()
+        _set_number(page, "dense epochs", 3)
+        run_button.click()
+
+        seen: list[int] = []
+        deadline = time.time() + 120     # a loaded 2-core machine; seconds on an idle one
+        while len(set(seen)) < 3 and time.time() < deadline:
+            points = page.evaluate(LOSS_POINTS)
+            if points and (not seen or points != seen[-1]):
+                seen.append(points)
+            page.wait_for_timeout(200)
+        assert len(set(seen)) >= 3, f"the live loss curve did not update twice: {seen}"
+        assert seen == sorted(seen)
+        page.screenshot(path=str(tmp_path / "live.png"), timeout=120_000)
+
+        page.locator("button", has_text="Cancel").first.click()
+        expect(page.get_by_text("Interrupted after")).to_be_visible(timeout=30_000)
+
+        # location, not page.url: Playwright can miss streamlit's history.replaceState
+        run_id = page.evaluate("() => location.href").split("run=")[1].split("&")[0]
+        page.get_by_role("link", name="Compare").click()
+        expect(page.get_by_role("heading", name="Compare")).to_be_visible(timeout=15_000)
+        label = f"gmp 0.8 s0 · {run_id[-4:]}"
+        # Listed in the run table (a canvas grid with an accessible mirror) and the legends.
+        expect(page.locator("[data-testid='stMain'] td", has_text=label).first).to_be_attached(
+            timeout=60_000)
+        expect(page.locator(".legendtext", has_text=label).first).to_be_visible()
+        page.screenshot(path=str(tmp_path / "compare.png"), timeout=120_000)
+        browser.close()
+    assert (tmp_path / "live.png").stat().st_size > 10_000

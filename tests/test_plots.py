@@ -1,0 +1,206 @@
+"""Dashboard figures and the pure helpers behind them (no streamlit): colours, Pareto fronts,
+seed bands, config diffs, heatmaps, progress text, run filters and the run-card zip."""
+
+import io
+import random
+import zipfile
+
+import pandas as pd
+import pytest
+
+from pruneviz import plots
+from pruneviz.config import SessionConfig
+from pruneviz.records import LayerRow, Scalar
+from pruneviz.ui.live import progress
+from pruneviz.ui.runs import card_zip, filter_runs
+from pruneviz.ui.state import default_selection
+
+SEED_METHODS = ["random", "l1", "global_l1", "l2_filter", "gmp", "pgmpf", "fggp", "pgp", "slr"]
+
+
+def test_every_known_method_has_its_own_colour():
+    colours = plots.method_colors(SEED_METHODS)
+    assert len(set(colours.values())) == len(SEED_METHODS)
+
+
+def test_a_new_method_gets_the_same_colour_every_time():
+    assert plots.method_color("brand_new") == plots.method_color("brand_new")
+    assert plots.method_color("brand_new").startswith("#")
+
+
+def test_rates_get_distinct_dashes_lowest_solid():
+    dashes = plots.rate_dashes([0.9, 0.5, 0.8, 0.5])
+    assert dashes[0.5] == "solid" and len(set(dashes.values())) == 3
+
+
+def _dominated(p, points, maximize_x):
+    better_x = (lambda a, b: a >= b) if maximize_x else (lambda a, b: a <= b)
+    return any(better_x(q[0], p[0]) and q[1] >= p[1] and q != p for q in points)
+
+
+@pytest.mark.parametrize("maximize_x", [True, False])
+def test_pareto_front_is_exactly_the_non_dominated_points(maximize_x):
+    rng = random.Random(0)
+    points = list({(round(rng.random(), 2), round(rng.random(), 2)) for _ in range(60)})
+    df = pd.DataFrame(points, columns=["x", "y"])
+    front = plots.pareto_front(df, "x", "y", maximize_x=maximize_x)
+    expected = {p for p in points if not _dominated(p, points, maximize_x)}
+    assert set(zip(front.x, front.y)) == expected
+    assert front.x.is_monotonic_increasing
+
+
+def test_config_diff_keeps_only_fields_that_differ_and_flattens_params():
+    a = SessionConfig(method="gmp", rate=0.8, params={"end": 0.5}).to_dict()
+    b = SessionConfig(method="gmp", rate=0.9, params={"end": 0.7}).to_dict()
+    diff = plots.config_diff({"a": a, "b": b})
+    assert list(diff.columns) == ["rate", "params.end"]
+    assert diff.loc["b", "params.end"] == 0.7
+
+
+def test_seed_groups_join_runs_that_differ_only_by_seed():
+    base = SessionConfig(method="l1", rate=0.5)
+    groups = plots.seed_groups({"a": base.to_dict(), "b": base.replace(seed=1).to_dict(),
+                                "c": base.replace(rate=0.9).to_dict()})
+    assert groups["a"] == groups["b"] != groups["c"]
+
+
+def _curves():
+    rows = []
+    for run_id, offset in (("a", 0.0), ("b", 0.2), ("c", 0.5)):
+        rows += [{"run_id": run_id, "step": s, "epoch": 0, "key": "loss", "value": s + offset}
+                 for s in range(5)]
+    runs = pd.DataFrame({"run_id": ["a", "b", "c"], "method": ["l1", "l1", "gmp"],
+                         "rate": [0.5, 0.5, 0.8], "seed": [0, 1, 0], "label": ["a", "b", "c"],
+                         "group": ["g1", "g1", "g2"]})
+    return pd.DataFrame(rows), runs
+
+
+def test_seed_group_draws_mean_line_and_min_max_band():
+    scalars, runs = _curves()
+    fig = plots.curves_figure(scalars, runs, "loss", title="loss")
+    band = [t for t in fig.data if t.fill == "tonexty"]
+    assert len(band) == 1
+    mean = next(t for t in fig.data if t.name and "mean of 2 seeds" in t.name)
+    assert list(mean.y) == pytest.approx([s + 0.1 for s in range(5)])
+    assert mean.line.color == plots.method_color("l1")
+    single = next(t for t in fig.data if t.name == "c")
+    assert single.line.dash == plots.rate_dashes([0.5, 0.8])[0.8]
+
+
+def test_layer_heatmap_keeps_the_recorded_layer_order():
+    layers = pd.DataFrame([{"run_id": "a", "step": s, "epoch": 0, "layer": name,
+                            "key": "sparsity", "value": s / 10}
+                           for s in (0, 5, 10) for name in ("conv2", "conv1", "fc")])
+    fig = plots.layer_heatmap(layers)
+    assert list(fig.data[0].y) == ["conv2", "conv1", "fc"]
+    assert fig.data[0].z.shape == (3, 3)
+
+
+def test_training_and_sparsity_figures_draw_the_recorded_curves():
+    scalars = pd.DataFrame([{"run_id": "a", "step": s, "epoch": 0, "key": k, "value": v}
+                            for s in range(10) for k, v in (("loss", 1 / (s + 1)),
+                                                            ("sparsity", s / 20),
+                                                            ("target_sparsity", s / 18))])
+    names = {t.name: t for t in plots.training_figure(scalars).data}
+    assert list(names["train loss"].y) == [1 / (s + 1) for s in range(10)]
+    sparsity = {t.name: t for t in plots.sparsity_figure(scalars).data}
+    assert list(sparsity["achieved"].y) == [s / 20 for s in range(10)]
+    assert list(sparsity["target"].y) == [s / 18 for s in range(10)]
+
+
+def test_progress_reports_eta_from_the_steps_done_so_far():
+    run = {"status": "running", "step": 99, "total_steps": 400, "started": 1000.0,
+           "heartbeat": 1010.0}
+    frac, text = progress(run, now=1010.0)
+    assert frac == pytest.approx(0.25)
+    assert "Step 100/400" in text and "ETA 30 s" in text
+
+
+def test_progress_of_a_queued_run_shows_the_dense_baseline_it_waits_for():
+    dense = {"status": "running", "step": 50, "total_steps": 100, "started": 0.0}
+    frac, text = progress({"status": "queued", "total_steps": 0}, dense=dense, now=10.0)
+    assert frac == 0.5 and "dense baseline" in text and "ETA 10 s" in text
+    assert "2 run(s) ahead" in progress({"status": "queued"}, ahead=2)[1]
+
+
+def _listing():
+    return pd.DataFrame({"run_id": ["r1", "r2", "r3"], "label": ["gmp 0.8", "l1 0.5", "mine"],
+                         "method": ["gmp", "l1", "l1"], "status": ["completed", "failed",
+                                                                   "completed"],
+                         "sweep_id": ["sweep-1", None, "sweep-1"]})
+
+
+def test_filter_runs_by_text_method_and_status():
+    runs = _listing()
+    assert filter_runs(runs, "SWEEP-1").run_id.tolist() == ["r1", "r3"]
+    assert filter_runs(runs, methods=["l1"], statuses=["completed"]).run_id.tolist() == ["r3"]
+    assert len(filter_runs(runs)) == 3
+
+
+def test_default_selection_is_the_newest_runs_sweep():
+    assert default_selection(_listing()) == ["r1", "r3"]
+    assert default_selection(_listing().iloc[1:], limit=1) == ["r2"]
+
+
+def test_run_card_zip_holds_export_runs_files(store):
+    run_id = store.create_run(SessionConfig(method="l1"))
+    store.write(run_id, [Scalar(0, 0, "loss", 1.0), LayerRow(0, 0, "conv2", "sparsity", 0.5)])
+    (store.run_dir(run_id) / "weights.pt").write_bytes(b"weights")
+    (store.run_dir(run_id) / "masks.pt").write_bytes(b"masks")
+    store.finish_run(run_id, "completed", summary={"final_accuracy": 0.9})
+    z = zipfile.ZipFile(io.BytesIO(card_zip(store, run_id)))
+    names = {n.split("/", 1)[1] for n in z.namelist()}
+    assert {"config.json", "summary.json", "scalars.csv", "layers.csv", "weights.pt",
+            "masks.pt"} <= names
+    assert z.read(f"{run_id}/weights.pt") == b"weights"
+
+
+@pytest.mark.parametrize("columns", range(1, 10))
+def test_method_tables_of_any_width_draw_one_valid_panel_per_column(columns):
+    import plotly.graph_objects as go
+
+    rows = pd.DataFrame({"run_id": "a", "step": [0, 5, 9], "epoch": 0,
+                         **{f"c{i}": [0.1 * i, 0.2, 1e4] for i in range(columns)}})
+    fig = plots.table_figure(rows, "t")
+    assert len(fig.data) == min(columns, 8)
+    go.Figure(fig.to_dict())
+
+
+def test_every_figure_passes_plotlys_validation():
+    """Figures are built without validation for speed; plotly's schema must still accept them."""
+    import plotly.graph_objects as go
+
+    scalars, runs = _curves()
+    live = pd.DataFrame([{"run_id": "a", "step": s, "epoch": 0, "key": k, "value": 0.5}
+                         for s in range(4) for k in ("loss", "train_accuracy", "test_accuracy",
+                                                     "test_loss", "sparsity", "target_sparsity",
+                                                     "dense_accuracy", "pruned_accuracy")])
+    layers = pd.DataFrame([{"run_id": r, "step": s, "epoch": 0, "layer": n, "key": "sparsity",
+                            "value": 0.5} for r in "abc" for s in (0, 4) for n in ("c1", "c2")])
+    summary = runs.assign(final_accuracy=[0.9, 0.8, 0.95], sparsity=[0.5, 0.5, 0.8],
+                          flops_effective=[100, 120, 60])
+    preview = pd.DataFrame({"epoch": [0, 1, 2], "series": "target sparsity",
+                            "value": [0, 0.5, 0.8]})
+    rows = pd.DataFrame({"run_id": "a", "step": [0, 1], "epoch": 0, "t": [0, 1],
+                         "density": [1.0, 0.5]})
+    figures = [plots.schedule_figure(preview), plots.training_figure(live),
+               plots.sparsity_figure(live), plots.layer_heatmap(layers),
+               plots.layer_bars(layers[layers.step == 0]), plots.table_figure(rows, "t"),
+               plots.curves_figure(scalars, runs, "loss", title="loss", smoothed=True,
+                                   y_range=(0, 5)),
+               plots.pareto_figure(summary, "sparsity", maximize_x=True, title="p"),
+               plots.pareto_figure(summary, "flops_effective", maximize_x=False, title="f"),
+               plots.layer_profile_figure(layers, runs), plots.training_figure(live.iloc[:0]),
+               plots.layer_heatmap(layers.iloc[:0])]
+    for fig in figures:
+        go.Figure(fig.to_dict())        # raises on any property plotly does not know
+
+
+def test_layer_profile_averages_seeds_and_takes_each_runs_last_step():
+    _, runs = _curves()
+    layers = pd.DataFrame([{"run_id": r, "step": s, "epoch": 0, "layer": "conv2",
+                            "key": "sparsity", "value": v * s / 10}
+                           for r, v in (("a", 0.4), ("b", 0.6), ("c", 0.9)) for s in (0, 10)])
+    fig = plots.layer_profile_figure(layers, runs)
+    bars = {t.name: list(t.y) for t in fig.data}
+    assert bars == {"l1 0.5 (mean of 2 seeds)": [pytest.approx(0.5)], "c": [pytest.approx(0.9)]}
