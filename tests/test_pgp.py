@@ -21,6 +21,7 @@ from pruneviz.methods.pgp import (
     Params,
     PSFPParams,
     criterion_pass,
+    hybrid_split,
     pruning_epochs,
     spearman,
     whole,
@@ -280,3 +281,13 @@ def test_final_filter_counts_equal_the_target(method, shared_store, fast_config)
     pruned = sum((n - target[name]) * per[name] for name, n in n0.items())
     assert s["sparsity"] == pytest.approx(pruned / sum(n * per[name] for name, n in n0.items()))
     assert s["flops_compact"] < s["flops_dense"]
+
+
+def test_hybrid_split_hard_half_of_the_weakest_then_all_at_the_last_epoch():
+    score = torch.tensor([5.0, 1.0, 4.0, 0.5, 3.0, 2.0])
+    hard, soft = hybrid_split(score, 4, 0.5, last=False)
+    assert hard.tolist() == [3, 1] and soft.tolist() == [5, 4]
+    hard, soft = hybrid_split(score, 3, 0.5, last=False)      # floor(3 * 0.5) = 1 hard
+    assert hard.tolist() == [3] and soft.tolist() == [1, 5]
+    hard, soft = hybrid_split(score, 3, 0.5, last=True)
+    assert hard.tolist() == [3, 1, 5] and soft.numel() == 0
