@@ -158,6 +158,23 @@ def hybrid_split(score: torch.Tensor, n_weak: int, hard_fraction: float,
     return weak[:n_hard], weak[n_hard:]
 
 
+@torch.no_grad()
+def soft_reset(layer: Layer, idx: torch.Tensor) -> list[nn.Parameter]:
+    """PGP's soft reset (step 4) of filters `idx` of one conv: weight, bias, BN gamma, beta,
+    running mean and variance set to 0, parameters left trainable; returns those parameters."""
+    conv, bn = layer.module, layer.bn
+    params = [conv.weight, conv.bias]
+    if bn is not None:
+        params += [bn.weight, bn.bias]
+    params = [p for p in params if p is not None]
+    for p in params:
+        p[idx] = 0
+    if bn is not None and bn.running_mean is not None:
+        bn.running_mean[idx] = 0
+        bn.running_var[idx] = 0
+    return params
+
+
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float | None:
     """Spearman rank correlation with average ranks for ties; None when undefined."""
     if a.numel() < 2:
@@ -410,18 +427,9 @@ class Progressive(Method):
                zero_momentum: bool) -> tuple[float, float]:
         """Soft reset of filters `idx` (current positions) of one conv and its BN; returns the
         norm of their optimizer first moments before and after the momentum adaptation."""
-        conv, bn = layer.module, layer.bn
-        params = [conv.weight, conv.bias]
-        if bn is not None:
-            params += [bn.weight, bn.bias]
-        params = [p for p in params if p is not None]
         if len(idx) == 0:
             return 0.0, 0.0
-        for p in params:
-            p[idx] = 0
-        if bn is not None and bn.running_mean is not None:
-            bn.running_mean[idx] = 0
-            bn.running_var[idx] = 0
+        params = soft_reset(layer, idx)
 
         def norm() -> float:
             sq = 0.0
