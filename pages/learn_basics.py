@@ -27,7 +27,7 @@ with controls:
         "wherever they are.\n\n"
         "**Structured** (filter) pruning removes whole filters: the output channels with the "
         "smallest L2 norm, together with their BatchNorm γ and β.")
-    rate = st.slider("Prune rate p", 0.0, 0.9, 0.5, 0.05, key="learn.basics.rate",
+    rate = st.slider("Prune rate p", 0.1, 0.9, 0.5, 0.05, key="learn.basics.rate",
                      help="Fraction of the layer's weights (unstructured) or filters "
                           "(structured) to prune.")
     spread = st.slider("Filter strength spread", 0.0, 2.0, 0.8, 0.1, key="learn.basics.spread",
@@ -54,8 +54,9 @@ st.dataframe(one.hardware.map(lambda v: f"{v:,}" if isinstance(v, int) else v).T
              key="learn.basics.hardware")
 unstructured, structured = one.hardware.loc["unstructured"], one.hardware.loc["structured"]
 st.markdown(
-    f"Both masks zero {unstructured['zero weights in conv1']} of conv1's "
-    f"{one.weight.numel()} weights. The unstructured zeros are scattered, so the layer keeps its "
+    f"The unstructured mask zeroes {unstructured['zero weights in conv1']} of conv1's "
+    f"{one.weight.numel()} weights, the structured one {structured['zero weights in conv1']}. "
+    f"The unstructured zeros are scattered, so the layer keeps its "
     f"shape ({unstructured['conv1 weight after compaction']}) and a dense kernel still "
     f"multiplies every one of them: {unstructured['FLOPs after compaction']:,} FLOPs, as "
     f"before. Only a sparse kernel could skip them (at best "
@@ -81,7 +82,7 @@ with controls:
         "small weights lose more.\n\n"
         "In a network initialised (and usually trained) with He init, weights scale like "
         "$1/\\sqrt{\\text{fan-in}}$: wide layers hold the small weights.")
-    g_rate = st.slider("Prune rate p", 0.0, 0.95, 0.7, 0.05, key="learn.basics.g_rate")
+    g_rate = st.slider("Prune rate p", 0.1, 0.95, 0.7, 0.05, key="learn.basics.g_rate")
     init = st.radio("Weight scales", ["He init: std = √(2 / fan-in)", "equal std"],
                     key="learn.basics.init", horizontal=True)
     layer = st.selectbox("Rescale one layer", list(learn.TOY_LAYERS), index=3,

@@ -55,13 +55,16 @@ with pgmpf:
                                            p_epochs, dense, p_epoch), key="learn.pgmpf.curves")
     with right:
         st.plotly_chart(plots.gradient_factor_heatmap(gm), key="learn.pgmpf.factor")
-    st.plotly_chart(plots.factor_means_figure(
+    means, note = st.columns([2, 1], gap="large")
+    means.plotly_chart(plots.factor_means_figure(
         learn.pgmpf_factor_means(p_epochs, p_rate, p_filters, dense=dense)),
         key="learn.pgmpf.means")
-    st.caption("Kept filters' rows are 1 at every step; a pruned filter's row flickers between "
-               "1 − λ and 0. Momentum and weight decay are not masked (SGD adds them after the "
-               "mask, as in the authors' code), so a frozen filter still drifts a little until "
-               "the hard zero.")
+    note.markdown(
+        "**Reading the toy.** Kept filters' rows are 1 at every step; a pruned filter's row "
+        "flickers between $1 - \\lambda$ and 0. Averaged over an epoch, the pruned filters get "
+        "$(1 - \\lambda_e)/2$ of their gradient, which falls to 0 as $\\lambda_e \\to 1$.\n\n"
+        "Momentum and weight decay are not masked (SGD adds them after the mask, as in the "
+        "authors' code), so a frozen filter still drifts a little until the hard zero.")
 
 # -- FGGP -------------------------------------------------------------------------------------
 with fggp:
@@ -84,7 +87,7 @@ with fggp:
                  r"\ \text{ within } C")
         st.markdown("with $\\mathrm{to\\_prune} = \\lfloor N(1 - d(t)) \\rfloor - "
                     "\\mathrm{already}$, and an error if it exceeds $|C|$.")
-    controls, left, right = st.columns([1, 2.2, 1.8], gap="medium")
+    controls, left, right = st.columns([1, 2.7, 1.5], gap="medium")
     with controls:
         rho = st.slider("ρ (candidate fraction)", 0.05, 1.0, 0.5, 0.05, key="learn.fggp.rho")
         frac = st.slider("This step prunes (fraction of the active weights)", 0.02, 0.6, 0.2,

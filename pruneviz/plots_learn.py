@@ -214,17 +214,19 @@ def two_cuts_scatter(tc: TwoCuts) -> go.Figure:
                         line=dict(color=METHOD_COLORS["fggp"], width=2))
     if tc.mag_cut:
         fig.add_scatter(x=[glo, tc.grad_cut], y=[tc.mag_cut] * 2, mode="lines",
-                        name="FGGP's magnitude cut (within the candidates)",
+                        name="FGGP's magnitude cut",
                         line=dict(color="#1b7837", width=3))
     if tc.gmp_cut:
         fig.add_scatter(x=[glo, ghi], y=[tc.gmp_cut] * 2, mode="lines",
                         name="GMP's magnitude cut", line=dict(color=METHOD_COLORS["gmp"],
                                                                 width=2, dash="dash"))
-    fig.update_xaxes(type="log", range=[math.log10(glo), math.log10(ghi)],
+    fig.update_xaxes(type="log", range=[math.log10(glo), math.log10(ghi)], dtick=1,
                      title_text="|g|, gradient of this minibatch (log scale)")
-    fig.update_yaxes(type="log", range=[math.log10(wlo), math.log10(whi)],
+    fig.update_yaxes(type="log", range=[math.log10(wlo), math.log10(whi)], dtick=1,
                      title_text="|w| (log scale)")
-    return _layout(fig, "Two cuts: gradient first, magnitude next", height=460)
+    _layout(fig, "Two cuts: gradient first, magnitude next", height=440)
+    fig.update_layout(legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top"))
+    return fig
 
 
 def two_cuts_matrix(tc: TwoCuts) -> go.Figure:
@@ -272,7 +274,7 @@ def pgp_scores_figure(toy: PGPToy, epoch: int) -> go.Figure:
             fig.add_annotation(x=n - 0.5, y=1.0, yref="paper", yanchor="bottom", text=text,
                                showarrow=False, xanchor="right" if text == "hard cut" else "left",
                                font=dict(size=12, color=color))
-    fig.update_yaxes(title_text="filter change ||Σ_b ∇W_i||₁")
+    fig.update_yaxes(title_text="score s_i (filter change)")
     return _layout(fig, f"Pruning epoch {epoch}: {int(cut.n_weak)} weak = {int(cut.n_hard)} "
                         f"hard + {int(cut.n_weak - cut.n_hard)} soft", height=400, top=70,
                    barmode="overlay")
@@ -301,7 +303,7 @@ def slr_residual_figure(df: pd.DataFrame) -> go.Figure:
         fig.add_scatter(x=d.iteration, y=d.residual, name=method.upper(), mode="lines+markers",
                         line=dict(color=METHOD_COLORS[method], width=2.5))
     fig.update_xaxes(title_text="iteration (one epoch of the W-subproblem, then the update)")
-    fig.update_yaxes(type="log", title_text="||W − Z||")
+    fig.update_yaxes(type="log", dtick=1, title_text="||W − Z|| (log scale)")
     return _layout(fig, "Primal residual ||W − Z||", height=360)
 
 

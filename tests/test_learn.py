@@ -272,6 +272,12 @@ def test_methods_page_renders_every_toy_and_each_moves_with_its_slider():
     _moves(at, at.slider(key="learn.slr.rate"), 0.5, "learn.slr.residual")
     at.slider(key="learn.fggp.rho").set_value(0.1).run()       # too small for this step
     assert not at.exception and any("ConfigError" in w.value for w in at.warning)
+    # fewer epochs than the epoch on show: the epoch sliders fall back to a valid value
+    at.slider(key="learn.pgmpf.epochs").set_value(4).run()
+    at.slider(key="learn.pgp.epochs").set_value(2).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.slider(key="learn.pgmpf.epoch").value <= 3
+    assert at.slider(key="learn.pgp.epoch").value <= 1
 
 
 def test_speed_page_shows_flops_and_measures_on_request():
