@@ -67,9 +67,16 @@ if result is None:
     st.info("Press Measure to time the toys here; nothing above is a measurement.")
 else:
     st.caption(f"Measured in {result['seconds']:.1f} s on this machine with "
-               f"{result['threads']} torch thread(s), batch 8 for the convs; medians of "
-               f"interleaved repetitions. On a shared or busy machine, compare the bars within "
-               f"one chart rather than the absolute times.")
+               f"{result['threads']} torch thread(s), batch 8 for the convs. Models were timed "
+               f"back to back in every repetition; the ratios are medians of those pairs, so a "
+               f"load spike hits both sides alike.")
+    if result["noisy"] or result["min_reps"] < 5:
+        why = ("some timings spread over more than a quarter of their median"
+               if result["noisy"] else
+               f"only {result['min_reps']} repetitions fit the budget")
+        st.warning(f"The machine looks busy: {why}. The ratios resist that better than the "
+                   f"times; measure again, or with a larger budget, to be sure.",
+                   icon=":material/warning:")
     a, b, c = st.columns(3)
     a.plotly_chart(plots.timing_bars(result["zeros"], "conv", "Same shape, zeros or not"),
                    key="learn.speed.zeros")

@@ -12,6 +12,7 @@ least-squares "layer" for SLR) says so in its docstring.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -536,49 +537,63 @@ def sparsity_flops(channels: int = 64, size: int = 16, rate: float = 0.5) -> pd.
 SWEEP = (8, 12, 16, 17, 24, 32, 33, 40, 48, 49, 56, 64)
 
 
+NOISY = 0.25     # interquartile range above this fraction of the median: the machine was busy
+
+
 def _timed(models: dict[str, nn.Module], shape: tuple[int, ...], batch: int, budget_s: float,
            deadline: float) -> dict[str, dict[str, Any]]:
-    return measure_latency(models, shape, batch, budget_s=budget_s, warmup=2, min_reps=3,
+    return measure_latency(models, shape, batch, budget_s=budget_s, warmup=2, min_reps=5,
                            max_reps=400, deadline=deadline)
+
+
+def _rows(res: dict[str, dict[str, Any]], ref: str) -> list[dict[str, Any]]:
+    """Per model: median ms, the median of its paired per-repetition ratios to `ref` (timed back
+    to back, so a load spike hits both alike), repetitions and spread (IQR / median)."""
+    base = res[ref]["times"]
+    return [{"name": k, "ms": v["median_s"] * 1e3,
+             "relative": statistics.median(t / b for t, b in zip(v["times"], base)),
+             "reps": v["reps"], "spread": v["iqr_s"] / v["median_s"]} for k, v in res.items()]
 
 
 def measure_speed(channels: int = 64, size: int = 16, rate: float = 0.5, batch: int = 8,
                   budget_s: float = 2.0) -> dict[str, Any]:
     """Three timings on this machine with metrics.measure_latency (models interleaved, medians),
     within about `budget_s` seconds in all (a hard cap: a busy machine gets fewer repetitions):
-    - zeros: sparse_conv's dense / unstructured / structured convs at `batch`;
-    - channels: convs channels -> c for c in SWEEP (oneDNN pads output channels to its vector
-      block: 16 floats on AVX-512, 8 on AVX2);
+    - zeros: sparse_conv's dense / unstructured / structured convs at `batch`, relative to dense;
+    - channels: convs channels -> c for c in SWEEP, relative to the widest (oneDNN pads output
+      channels to its vector block: 16 floats on AVX-512, 8 on AVX2);
     - launch: a tiny 3-layer CNN and the same with half the filters at batch 1 and 64 (per-image
       time: fixed per-layer costs dominate small batches).
+    `relative` is the median of paired ratios; `noisy` says some spread exceeded NOISY.
     Returns DataFrames and the machine facts needed to read them."""
     t0 = time.perf_counter()
     share = budget_s / 3
     shape = (channels, size, size)
-    zeros = _timed(sparse_conv(channels, rate), shape, batch, share * 0.8,
-                   t0 + share)
-    zeros_df = pd.DataFrame([{"conv": k, "ms": v["median_s"] * 1e3, "reps": v["reps"]}
-                             for k, v in zeros.items()])
+    zeros = _timed(sparse_conv(channels, rate), shape, batch, share * 0.8, t0 + share)
+    zeros_df = pd.DataFrame(_rows(zeros, "dense")).rename(columns={"name": "conv"})
     torch.manual_seed(0)
     sweep = {str(c): nn.Conv2d(channels, c, 3, padding=1) for c in SWEEP}
     t1 = time.perf_counter()
     ch = _timed(sweep, shape, batch, share * 0.8, t1 + share)
-    ch_df = pd.DataFrame([{"filters": int(k), "ms": v["median_s"] * 1e3, "reps": v["reps"]}
-                          for k, v in ch.items()])
+    ch_df = pd.DataFrame(_rows(ch, str(SWEEP[-1]))).rename(columns={"name": "filters"})
+    ch_df["filters"] = ch_df.filters.astype(int)
     rows = []
     t2 = time.perf_counter()
     nets = {"tiny CNN": _tiny_cnn(16), "half the filters": _tiny_cnn(8)}
     for b in (1, 64):
         left = t2 + share - time.perf_counter()
         res = _timed(nets, (1, 8, 8), b, max(left, 0.05) * 0.45, time.perf_counter() + left / 2)
-        for k, v in res.items():
-            rows.append({"model": k, "batch": b, "ms": v["median_s"] * 1e3,
-                         "us per image": v["median_s"] * 1e6 / b, "reps": v["reps"],
-                         "FLOPs per image": count_flops(nets[k], (1, 8, 8))})
+        for row in _rows(res, "tiny CNN"):
+            model = row.pop("name")
+            rows.append({"model": model, "batch": b, "us per image": row["ms"] * 1e3 / b, **row,
+                         "FLOPs per image": count_flops(nets[model], (1, 8, 8))})
+    launch = pd.DataFrame(rows)
     capability, block = cpu_vector_block()
-    return {"zeros": zeros_df, "channels": ch_df, "launch": pd.DataFrame(rows),
-            "capability": capability, "block": block, "threads": torch.get_num_threads(),
-            "seconds": time.perf_counter() - t0}
+    frames = {"zeros": zeros_df, "channels": ch_df, "launch": launch}
+    return {**frames, "capability": capability, "block": block,
+            "threads": torch.get_num_threads(), "seconds": time.perf_counter() - t0,
+            "noisy": any((f.spread > NOISY).any() for f in frames.values()),
+            "min_reps": min(int(f.reps.min()) for f in frames.values())}
 
 
 def _tiny_cnn(width: int) -> nn.Module:

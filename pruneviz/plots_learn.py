@@ -329,26 +329,34 @@ def slr_loss_figure(df: pd.DataFrame) -> go.Figure:
 
 # -- speed ----------------------------------------------------------------------------------------
 def timing_bars(df: pd.DataFrame, label: str, title: str) -> go.Figure:
-    """Measured median ms per model as bars (dense grey, unstructured blue, structured purple)."""
+    """Measured time relative to the first (dense) conv as bars, median ms in the hover."""
     colors = ["#7f7f7f", METHOD_COLORS["l1"], METHOD_COLORS["l2_filter"]]
-    fig = go.Figure(go.Bar(x=[v.replace(" (", "<br>(") for v in df[label]], y=df.ms,
-                           marker_color=colors[:len(df)],
-                           text=[f"{v:.2f} ms" for v in df.ms], textposition="outside"))
-    fig.update_yaxes(title_text="median ms per forward", rangemode="tozero")
+    fig = go.Figure(go.Bar(x=[v.replace(" (", "<br>(") for v in df[label]], y=df.relative,
+                           marker_color=colors[:len(df)], customdata=df.ms,
+                           text=[f"{v:.2f}x" for v in df.relative], textposition="outside",
+                           hovertemplate="%{y:.2f}x dense (median %{customdata:.3f} ms)"
+                                         "<extra></extra>"))
+    fig.update_yaxes(title_text="time relative to dense", rangemode="tozero")
     return _layout(fig, title, height=340)
 
 
 def channel_sweep_figure(df: pd.DataFrame, block: int | None) -> go.Figure:
-    fig = go.Figure(go.Scatter(x=df.filters, y=df.ms, mode="lines+markers",
-                               line=dict(color=METHOD_COLORS["l2_filter"], width=2.5,
-                                         shape="linear"), name="measured"))
+    """Time relative to the widest conv against its filter count, block boundaries dotted."""
+    widest = int(df.filters.max())
+    fig = go.Figure(go.Scatter(x=df.filters, y=df.relative, mode="lines+markers",
+                               line=dict(color=METHOD_COLORS["l2_filter"], width=2.5),
+                               customdata=df.ms, name="measured",
+                               hovertemplate="%{x} filters: %{y:.2f}x (median %{customdata:.3f} "
+                                             "ms)<extra></extra>"))
+    fig.add_scatter(x=[0, widest], y=[0, 1], mode="lines", name="proportional to filters",
+                    line=dict(color="#999", dash="dash"))
     if block:
-        for b in range(block, int(df.filters.max()) + 1, block):
+        for b in range(block, widest + 1, block):
             fig.add_vline(x=b + 0.5, line=dict(color="#bbb", dash="dot"))
-    fig.update_xaxes(title_text="output channels (filters) of the conv")
-    fig.update_yaxes(title_text="median ms per forward", rangemode="tozero")
-    return _layout(fig, "Latency vs filters kept" + (f" (dotted: multiples of {block})"
-                                                    if block else ""), height=340)
+    fig.update_xaxes(title_text="output channels (filters) of the conv", range=[0, widest + 2])
+    fig.update_yaxes(title_text=f"time relative to {widest} filters", rangemode="tozero")
+    return _layout(fig, "Time vs filters kept" + (f" (dotted: multiples of {block})"
+                                                 if block else ""), height=340)
 
 
 def launch_figure(df: pd.DataFrame) -> go.Figure:

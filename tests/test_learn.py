@@ -290,3 +290,5 @@ def test_speed_page_shows_flops_and_measures_on_request():
     channels = _chart(at, "learn.speed.channels_fig")[0]
     assert _values(channels["x"]) == list(learn.SWEEP)
     assert all(v > 0 for v in _values(channels["y"]))
+    zeros = _chart(at, "learn.speed.zeros")[0]          # paired ratios to dense: dense is 1
+    assert _values(zeros["y"])[0] == 1.0 and len(_values(zeros["y"])) == 3
