@@ -19,6 +19,7 @@ from pruneviz.methods.pgmpf import (
     SFPParams,
     cubic_lambda,
     decay_alpha,
+    gradient_factor,
     n_pruned_filters,
 )
 from pruneviz.models import build_model
@@ -325,3 +326,11 @@ def test_pgmpf_records_what_the_dashboard_needs(sessions, shared_store):
     assert updates.epoch.tolist() == [0, 1, 2]
     assert updates.final.tolist() == [False, False, True]
     assert updates.pruned.tolist() == [0, 42, 43]
+
+
+def test_gradient_factor_is_one_for_kept_and_one_minus_lambda_or_zero_for_pruned():
+    kept = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    u = torch.tensor([0.9, 0.2, 0.7, 0.1])
+    f = gradient_factor(kept, 1 - kept, 0.3, u)
+    assert torch.allclose(f, torch.tensor([1.0, 0.7, 0.0, 1.0]))
+    assert torch.allclose(gradient_factor(kept, 1 - kept, 0.3), torch.tensor([1.0, 0.7, 0.7, 1.0]))

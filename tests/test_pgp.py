@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 
 from pruneviz.config import SessionConfig
 from pruneviz.data import DataBundle
-from pruneviz.masks import apply_masks, filter_param_masks
+from pruneviz.masks import Layer, apply_masks, filter_param_masks
 from pruneviz.methods import get_method, make_params
 from pruneviz.methods.pgp import (
     KEPT_FILE,
@@ -21,7 +21,9 @@ from pruneviz.methods.pgp import (
     Params,
     PSFPParams,
     criterion_pass,
+    hybrid_split,
     pruning_epochs,
+    soft_reset,
     spearman,
     whole,
 )
@@ -99,6 +101,23 @@ def test_criterion_pass_is_the_l1_norm_of_the_summed_gradient():
     for k, v in buffers.items():            # BatchNorm running statistics frozen
         assert torch.equal(model.state_dict()[k], v), k
     assert all(m.track_running_stats for m in (model.bn1, model.bn2))
+
+
+def test_a_soft_reset_filter_gets_no_gradient_so_it_scores_zero_next_time():
+    # Weights and BN gamma zeroed: the channel is constant zero and dy/dW passes through
+    # gamma = 0, so the criterion (any gradient-based one) sees exactly 0 for it.
+    torch.manual_seed(0)
+    model = Handmade().train()
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(6, 2, 5, 5, generator=g), torch.randint(0, 5, (6,), generator=g))
+               for _ in range(2)]
+    layer = Layer("conv1", model.conv1, "bn1", model.bn1)
+    soft_reset(layer, torch.tensor([1, 3]))
+    for p in (model.conv1.weight, model.conv1.bias, model.bn1.weight, model.bn1.bias):
+        assert (p[[1, 3]] == 0).all()
+    assert (model.bn1.running_var[[1, 3]] == 0).all()
+    score = criterion_pass(model, {"conv1": model.conv1.weight}, batches)["conv1"]
+    assert score[[1, 3]].tolist() == [0.0, 0.0] and (score[[0, 2]] > 0).all()
 
 
 # -- sessions on small synthetic data, driven piece by piece ----------------------------------
@@ -280,3 +299,13 @@ def test_final_filter_counts_equal_the_target(method, shared_store, fast_config)
     pruned = sum((n - target[name]) * per[name] for name, n in n0.items())
     assert s["sparsity"] == pytest.approx(pruned / sum(n * per[name] for name, n in n0.items()))
     assert s["flops_compact"] < s["flops_dense"]
+
+
+def test_hybrid_split_hard_half_of_the_weakest_then_all_at_the_last_epoch():
+    score = torch.tensor([5.0, 1.0, 4.0, 0.5, 3.0, 2.0])
+    hard, soft = hybrid_split(score, 4, 0.5, last=False)
+    assert hard.tolist() == [3, 1] and soft.tolist() == [5, 4]
+    hard, soft = hybrid_split(score, 3, 0.5, last=False)      # floor(3 * 0.5) = 1 hard
+    assert hard.tolist() == [3] and soft.tolist() == [1, 5]
+    hard, soft = hybrid_split(score, 3, 0.5, last=True)
+    assert hard.tolist() == [3, 1, 5] and soft.numel() == 0

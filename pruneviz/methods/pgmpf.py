@@ -130,6 +130,16 @@ def decay_alpha(e: int, epochs: int, sigma: float, alpha0: float = 1.0,
     return alpha0 * math.exp(-a * e)
 
 
+def gradient_factor(kept: torch.Tensor, pruned: torch.Tensor, lam: float,
+                    u: torch.Tensor | None = None) -> torch.Tensor:
+    """The prior gradient mask per filter, m + (1 - m)(1 - lambda_e)[u < 0.5]: 1 for kept
+    filters (`kept` = m), for pruned ones (`pruned` = 1 - m) 1 - lambda_e when u < DROP_PROB, else
+    0; `u` None (no dropout) gives every pruned filter 1 - lambda_e."""
+    if u is None:
+        return kept + pruned * (1.0 - lam)
+    return torch.addcmul(kept, pruned, (u < DROP_PROB).to(u.dtype), value=1.0 - lam)
+
+
 def n_pruned_filters(n: int, keep: float) -> int:
     """floor(N (1 - r)), with 1e-9 of slack for float error in products that are integers."""
     return max(0, min(n, math.floor(n * (1.0 - keep) + 1e-9)))
@@ -330,8 +340,7 @@ class PGMPF(Method):
             factor = self._factor
             if k.dropout:                # fresh per filter and step: passes with prob 0.5
                 u = torch.rand(self._pruned.numel(), generator=ctx.gen, device=ctx.gen.device)
-                factor = torch.addcmul(self._kept, self._pruned, (u < DROP_PROB).to(u.dtype),
-                                       value=1.0 - self.lam)
+                factor = gradient_factor(self._kept, self._pruned, self.lam, u)
             torch._foreach_mul_(grads, [f.view(-1, 1, 1, 1) for f in factor.split(self._sizes)])
         if sample:
             after = sq * self._pruned * (factor.square() if factor is not None else 1.0)
@@ -385,7 +394,7 @@ class PGMPF(Method):
         self._pruned = 1.0 - self._kept if n_pruned else None
         self._factor = None
         if n_pruned and k.gradient_mask and not k.dropout:
-            self._factor = self._kept + self._pruned * (1.0 - v.lam)
+            self._factor = gradient_factor(self._kept, self._pruned, v.lam)
         rec.row("mask_updates", r=v.keep, **{"lambda": v.lam}, alpha=v.alpha,
                 alpha_applied=v.applied, pruned=n_pruned, flips=sum(flips),
                 final=final_now or self.final)
@@ -452,4 +461,4 @@ class SFP(PGMPF):
 
 
 __all__ = ["ASFP", "PGMPF", "SFP", "EpochValues", "Knobs", "cubic_lambda", "decay_alpha",
-           "epoch_values", "n_pruned_filters"]
+           "epoch_values", "gradient_factor", "n_pruned_filters"]

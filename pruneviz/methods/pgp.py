@@ -148,6 +148,33 @@ def whole(n: float) -> int:
     return max(1, math.ceil(n - 1e-9))
 
 
+def hybrid_split(score: torch.Tensor, n_weak: int, hard_fraction: float,
+                 last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """PGP's weak set and hybrid split (steps 3-4): the `n_weak` lowest-score filters, the
+    weakest floor(n_weak * hard_fraction) of them hard (all of them at the last pruning epoch),
+    the rest soft. Returns (hard, soft) filter indices, weakest first (ties: lower index)."""
+    weak = torch.argsort(score, stable=True)[:max(0, n_weak)]
+    n_hard = len(weak) if last else math.floor(len(weak) * hard_fraction)
+    return weak[:n_hard], weak[n_hard:]
+
+
+@torch.no_grad()
+def soft_reset(layer: Layer, idx: torch.Tensor) -> list[nn.Parameter]:
+    """PGP's soft reset (step 4) of filters `idx` of one conv: weight, bias, BN gamma, beta,
+    running mean and variance set to 0, parameters left trainable; returns those parameters."""
+    conv, bn = layer.module, layer.bn
+    params = [conv.weight, conv.bias]
+    if bn is not None:
+        params += [bn.weight, bn.bias]
+    params = [p for p in params if p is not None]
+    for p in params:
+        p[idx] = 0
+    if bn is not None and bn.running_mean is not None:
+        bn.running_mean[idx] = 0
+        bn.running_var[idx] = 0
+    return params
+
+
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float | None:
     """Spearman rank correlation with average ranks for ties; None when undefined."""
     if a.numel() < 2:
@@ -344,11 +371,9 @@ class Progressive(Method):
             n_keep = whole(target)
             score = sum(scores[m].detach().float() for m in group)
             l2 = sum(filter_norms(self.layer[m].module.weight).float() for m in group)
-            weak = torch.argsort(score, stable=True)[:max(0, present - n_keep)]
-            n_hard = len(weak) if last else math.floor(len(weak) * hard_fraction)
-            hard, soft = weak[:n_hard], weak[n_hard:]
+            hard, soft = hybrid_split(score, present - n_keep, hard_fraction, last)
             if not self.physical and last:           # PSFP: zeroed and masked for good
-                soft, masked[lead] = weak, weak
+                soft = masked[lead] = torch.cat([hard, soft])
             rho = spearman(score, l2) if self.criterion != "l2" else None
             orig = self.original(lead)
             for m in group:
@@ -402,18 +427,9 @@ class Progressive(Method):
                zero_momentum: bool) -> tuple[float, float]:
         """Soft reset of filters `idx` (current positions) of one conv and its BN; returns the
         norm of their optimizer first moments before and after the momentum adaptation."""
-        conv, bn = layer.module, layer.bn
-        params = [conv.weight, conv.bias]
-        if bn is not None:
-            params += [bn.weight, bn.bias]
-        params = [p for p in params if p is not None]
         if len(idx) == 0:
             return 0.0, 0.0
-        for p in params:
-            p[idx] = 0
-        if bn is not None and bn.running_mean is not None:
-            bn.running_mean[idx] = 0
-            bn.running_var[idx] = 0
+        params = soft_reset(layer, idx)
 
         def norm() -> float:
             sq = 0.0
