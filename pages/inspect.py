@@ -8,6 +8,7 @@ from pruneviz import inspect as ins
 from pruneviz import plots_inspect as plots
 from pruneviz.config import ConfigError
 from pruneviz.store import Store, StoreError
+from pruneviz.ui import state
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 METHOD_LABELS = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency",
@@ -149,11 +150,13 @@ def sensitivity_tab(root: str, run_id: str, rm: ins.RunModels) -> None:
         st.plotly_chart(plots.suggestion_figure(rates, result, target))
         st.success(f"Saved for the Live session form: global rate {target:g}, {kind} rates per "
                    f"layer, the most sensitive layers pruned least.")
+        st.page_link("pages/live.py", label="Open the Live session form with these rates",
+                     icon=":material/play_circle:")
 
 st.title("Inspect")
 st.caption("What pruning changed in a run, and which layers can take it.")
 try:
-    store = Store()
+    store = state.get_store()
     runs = store.runs()
     runs = runs[runs.status == "completed"]
     if runs.empty:

@@ -14,7 +14,11 @@ from pruneviz.methods import REGISTRY, Method
 from pruneviz.store import ACTIVE, Store
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["pages/live.py", "pages/compare.py", "pages/runs.py"]
+PAGES = {"pages/live.py": "Live session", "pages/compare.py": "Compare", "pages/runs.py": "Runs",
+         "pages/inspect.py": "Inspect", "pages/learn_basics.py": "What gets pruned",
+         "pages/learn_schedules.py": "When to prune: one-shot or gradual",
+         "pages/learn_methods.py": "The four methods, one toy each",
+         "pages/learn_speed.py": "Why sparsity is not speed"}
 TIMEOUT = 60
 
 
@@ -66,7 +70,24 @@ def _errors(at):
 def test_page_renders_without_exceptions(app, path):
     at = _page(app, path)
     assert not at.exception
-    assert at.title[0].value in ("Live session", "Compare", "Runs")
+    assert at.title[0].value == PAGES[path]
+
+
+def test_every_page_is_in_the_navigation():
+    app_py = (ROOT / "app.py").read_text()
+    assert {p.name for p in (ROOT / "pages").glob("*.py")} == {Path(p).name for p in PAGES}
+    assert all(f'"{p}"' in app_py for p in PAGES)
+
+
+def test_rates_suggested_on_inspect_prefill_the_live_form(app):
+    app.session_state["prefill"] = {"layer_rates": "conv2=0.3, fc1=0.9", "rate": 0.7}
+    at = _page(app, "pages/live.py")
+    assert not at.exception
+    assert at.selectbox(key="live.method").value == "slr"
+    assert at.slider(key="live.rate").value == pytest.approx(0.7)
+    assert at.text_input(key="live.slr.layer_rates").value == "conv2=0.3, fc1=0.9"
+    assert any("Per-layer rates from Inspect" in i.value for i in at.info)
+    assert "prefill" not in at.session_state          # taken once
 
 
 def test_sidebar_shows_the_selection_store_and_device(app, ui_root):

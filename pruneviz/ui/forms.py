@@ -26,6 +26,7 @@ SKIP = {"method", "params"}          # drawn by the form itself
 NO_PRESET = "(defaults)"
 _MEMORY = "_form_memory"             # survives page switches (widget state does not)
 _OPTIONS = {"model": tuple(MODELS), "dataset": DATASETS}
+PREFILL = "prefill"                  # set by Inspect: {"layer_rates": "a=0.3, b=0.7", "rate": 0.5}
 
 
 def _fields(cls: type) -> dict[str, dataclasses.Field]:
@@ -152,12 +153,39 @@ def method_picker(prefix: str, default: str = "gmp") -> type:
     return cls
 
 
+def per_layer_methods() -> list[str]:
+    """Methods whose parameters take per-layer rates (a `layer_rates` field)."""
+    return sorted(n for n, cls in load_all().items() if "layer_rates" in _fields(cls.Params))
+
+
+def take_prefill(prefix: str) -> None:
+    """Per-layer rates suggested on the Inspect page: write them, the global rate and a method
+    that takes per-layer rates into the form (before its widgets are drawn), once."""
+    fill = st.session_state.pop(PREFILL, None)
+    memory = st.session_state.setdefault(_MEMORY, {})
+    if fill:
+        method = memory.get(_method_key(prefix))
+        methods = per_layer_methods()
+        if method not in methods:
+            method = "slr" if "slr" in methods else methods[0]
+        for key, value in {_method_key(prefix): method, f"{prefix}.rate": float(fill["rate"]),
+                           f"{prefix}.{method}.layer_rates": fill["layer_rates"]}.items():
+            st.session_state[key] = memory[key] = value
+        st.session_state[f"{prefix}.prefilled"] = (method, fill["layer_rates"])
+    shown = st.session_state.get(f"{prefix}.prefilled")
+    if shown and memory.get(f"{prefix}.{shown[0]}.layer_rates") == shown[1]:
+        st.info(f"Per-layer rates from Inspect are filled in under *{shown[0]} parameters* "
+                f"(layer_rates); the rate field is their size-weighted mean. Methods that take "
+                f"per-layer rates: {', '.join(per_layer_methods())}.", icon=":material/tune:")
+
+
 def session_form(prefix: str, *, main: Iterable[str] = MAIN_FIELDS,
                  hide: Iterable[str] = (), method: bool = True,
                  defaults: dict[str, Any] | None = None) -> tuple[SessionConfig | None, list[str]]:
     """A SessionConfig form: method (+ presets and parameters), the main fields, and the rest
     under "Training and data". Returns (config or None, error messages shown inline)."""
     main, hide = list(main), set(hide) | SKIP
+    take_prefill(prefix)
     cls = method_picker(prefix, (defaults or {}).get("method", "gmp")) if method else None
     values, errors = dataclass_widgets(SessionConfig, prefix, main, defaults)
     params: dict[str, Any] = {}

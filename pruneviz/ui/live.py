@@ -7,7 +7,7 @@ so a run started from the CLI, a reloaded page and a finished run are all drawn 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -19,14 +19,14 @@ from ..plots import (
     layer_heatmap,
     run_label,
     sparsity_figure,
-    table_figure,
     training_figure,
 )
 from ..store import ACTIVE, Store
+from .internals import internals_view
+from .panel import metrics_panel_view
 from .state import POLL_SECONDS, list_runs
 
 MAX_POINTS = 400             # per curve: more than a half-width chart has pixels for
-TABLE_ROWS = 2000            # newest rows of a method table drawn live
 SCALAR_KEYS = ["loss", "train_accuracy", "test_accuracy", "test_loss", "sparsity",
                "target_sparsity", "dense_accuracy", "pruned_accuracy"]
 RUN_PARAM = "run"            # ?run=<id> in the URL: a reload comes back to the same run
@@ -39,23 +39,19 @@ class LiveData:
     run: dict
     scalars: pd.DataFrame
     layers: pd.DataFrame
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def fetch_live(store: Store, run_id: str, max_points: int = MAX_POINTS) -> LiveData:
-    """Everything one redraw needs, downsampled: the run row, curves, layers, method tables."""
+    """What one redraw's common charts need, downsampled: the run row, curves, layers (the
+    method's internals view loads its own records)."""
     run = store.run(run_id)
-    tables = {t: store.rows(run_id, t).tail(TABLE_ROWS) for t in store.tables(run_id)}
     return LiveData(run, store.scalars(run_id, SCALAR_KEYS, max_points=max_points),
-                    store.layers(run_id, ["sparsity"]), tables)
+                    store.layers(run_id, ["sparsity"]))
 
 
 def live_figures(data: LiveData) -> dict[str, go.Figure]:
-    figs = {"training": training_figure(data.scalars), "sparsity": sparsity_figure(data.scalars),
+    return {"training": training_figure(data.scalars), "sparsity": sparsity_figure(data.scalars),
             "layers": layer_heatmap(data.layers)}
-    for name, rows in data.tables.items():
-        figs[f"table:{name}"] = table_figure(rows, name)
-    return figs
 
 
 def _eta(seconds: float) -> str:
@@ -173,14 +169,9 @@ def _live_body(store: Store, runner: Runner, run_id: str, polling: bool) -> None
     left, right = st.columns(2)
     left.plotly_chart(figs["sparsity"], key="live.sparsity")
     right.plotly_chart(figs["layers"], key="live.layers")
-    st.markdown("#### Method internals")
-    if not data.tables:
-        st.caption("This run recorded no method tables.")
-        return
-    for tab, (name, rows) in zip(st.tabs(list(data.tables)), data.tables.items()):
-        with tab:
-            st.plotly_chart(figs[f"table:{name}"], key=f"live.table.{name}")
-            st.dataframe(rows.drop(columns="run_id").tail(200), hide_index=True)
+    if run["status"] == "completed":
+        metrics_panel_view(store, run_id, key="live.panel")
+    internals_view(store, run, key="live.internals")
 
 
 def _progress_of(store: Store, run: dict) -> tuple[float, str]:
@@ -215,7 +206,7 @@ def _metrics(scalars: pd.DataFrame, run: dict) -> None:
 
 
 def _history(store: Store, run_id: str) -> None:
-    """Scrub the recorded history: per-layer state and method tables at a chosen step."""
+    """Scrub the recorded history: per-layer sparsity and the curves' values at a chosen step."""
     layers = store.layers(run_id, ["sparsity"])
     steps = sorted(layers.step.unique().tolist())
     if len(steps) < 2:
@@ -232,13 +223,6 @@ def _history(store: Store, run_id: str) -> None:
         upto = scalars[scalars.step <= step]
         latest = upto.groupby("key").value.last()
         st.dataframe(latest.rename("value at or before this step").to_frame(), height=250)
-        for table in store.tables(run_id):
-            rows = store.rows(run_id, table)
-            rows = rows[rows.step <= step]
-            if len(rows):
-                st.caption(f"{table}: rows recorded at step {rows.step.iloc[-1]}")
-                st.dataframe(rows[rows.step == rows.step.iloc[-1]].drop(columns="run_id"),
-                             hide_index=True, height=140)
 
 
 def queue_panel(store: Store, runner: Runner, shown: str | None) -> None:

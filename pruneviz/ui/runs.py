@@ -13,6 +13,7 @@ import streamlit as st
 from ..export import export_run
 from ..jobs import Runner
 from ..store import ACTIVE, Store
+from .panel import metrics_panel_view
 from .state import select_runs, selected_runs
 
 LIST_COLUMNS = ["label", "status", "method", "model", "dataset", "rate", "seed",
@@ -94,5 +95,7 @@ def run_card(store: Store, runner: Runner, run_id: str) -> None:
                    on_click=_delete, args=(store, run_id))
         no.button("Keep it", key="runs.confirm.no",
                   on_click=lambda: st.session_state.pop(_CONFIRM, None))
+    if status == "completed":
+        metrics_panel_view(store, run_id, key=f"runs.panel.{run_id}")
     with st.expander("Config and summary"):
         st.json({"config": config.to_dict(), "summary": summary}, expanded=False)

@@ -1,0 +1,83 @@
+"""A run's method internals (pruneviz.internals) in the page: a step slider and the panels.
+
+The slider follows the newest record while a run trains (unless the user has moved it back) and
+scrubs through the recorded history of live and finished runs alike. Methods without a view of
+their own (one-shot baselines) get their recorded tables drawn generically.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from .. import internals
+from ..plots import table_figure
+from ..store import ACTIVE, Store
+
+TABLE_ROWS = 2000            # newest rows of a generic method table
+
+
+def step_slider(steps: list[int], key: str, *, label: str = "Step") -> int:
+    """A select slider over `steps` that stays on the newest step while it was there (a live run
+    adds steps under it) and keeps an earlier step the user picked."""
+    if len(steps) == 1:
+        st.caption(f"{label}: {steps[0]} (the only one recorded so far)")
+        return steps[0]
+    newest = f"{key}.newest"
+    current = st.session_state.get(key)
+    if current not in steps or current == st.session_state.get(newest):
+        st.session_state[key] = steps[-1]
+    st.session_state[newest] = steps[-1]
+    return st.select_slider(label, steps, key=key,
+                            help="Drag back to see the method's state at an earlier step; at "
+                                 "the right end it follows a live run.")
+
+
+def internals_view(store: Store, run: dict, key: str = "internals") -> None:
+    run_id, method = run["run_id"], run["config"].method
+    module = internals.view(method)
+    if module is None:
+        _generic_tables(store, run_id, key)
+        return
+    frames = module.load(store, run_id)
+    steps = module.steps(frames)
+    st.markdown(f"#### {internals.TITLES[internals.FAMILIES[method]]} ({method})")
+    if not steps:
+        st.info("Waiting for the method's first records (they come at the first epoch or "
+                "pruning step)." if run["status"] in ACTIVE else
+                "This run recorded no internals (it ended before the method's first record).")
+        return
+    step = step_slider(steps, f"{key}.step.{run_id}")
+    panels = module.panels(frames, run, step)
+    half: list[internals.Panel] = []
+    for panel in panels:
+        if panel.wide:
+            _draw(panel, key)
+        else:
+            half.append(panel)
+    for i in range(0, len(half), 2):
+        for col, panel in zip(st.columns(2), half[i:i + 2]):
+            with col:
+                _draw(panel, key)
+
+
+def _draw(panel: internals.Panel, key: str) -> None:
+    st.plotly_chart(panel.figure, key=f"{key}.{panel.key}")
+    if panel.caption:
+        st.caption(panel.caption)
+
+
+def _generic_tables(store: Store, run_id: str, key: str) -> None:
+    tables = {t: store.rows(run_id, t).tail(TABLE_ROWS) for t in store.tables(run_id)}
+    if not tables:
+        st.caption("This method records no internals beyond sparsity: it prunes by magnitude "
+                   "in one shot (see the per-layer views above).")
+        return
+    for tab, (name, rows) in zip(st.tabs(list(tables)), tables.items()):
+        with tab:
+            st.plotly_chart(table_figure(rows, name), key=f"{key}.table.{name}")
+            st.dataframe(_tail(rows), hide_index=True)
+
+
+def _tail(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.drop(columns="run_id").tail(200)

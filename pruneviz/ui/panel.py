@@ -1,0 +1,43 @@
+"""A run's metrics panel (pruneviz.report): is the pruned model really smaller and faster?"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ..report import metrics_panel, panel_frame
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+def metrics_panel_view(store, run_id: str, key: str) -> None:
+    """Headline ratios, the plain-language notes and the full table of a completed run."""
+    panel = metrics_panel(store, run_id)
+    st.markdown("#### Smaller and faster?")
+    if "error" in panel:
+        st.warning(f"No metrics panel for this run: {panel['error']}")
+        return
+    p = panel
+    cols = st.columns(4)
+    cols[0].metric("Parameters, compact", f"{p['params_compact']:,}",
+                   f"{_ratio(p['params_dense'], p['params_compact'])} fewer than dense",
+                   delta_color="off", border=True,
+                   help="Zero filters physically removed; unstructured zeros stay in place.")
+    cols[1].metric("FLOPs, compact", f"{p['flops_compact'] / 1e6:,.2f} M",
+                   f"{_ratio(p['flops_dense'], p['flops_compact'])} fewer than dense",
+                   delta_color="off", border=True, help="torch.utils.flop_counter, per image.")
+    for col, batch in zip(cols[2:], (1, 64)):
+        rows = [r for r in p["latency"] if r["batch"] == batch and r["device"] == "cpu"]
+        if rows:
+            r = rows[0]
+            col.metric(f"CPU latency, batch {batch}", f"{r['compact_ms']:.2f} ms",
+                       f"{r['speedup']:.2f}x vs dense {r['dense_ms']:.2f} ms",
+                       delta_color="off", border=True,
+                       help=f"Median of {r['reps']} runs after warm-up, {r['threads']} threads, "
+                            "measured when the run finished.")
+    for note in p["notes"]:
+        st.caption(f":material/info: {note}")
+    with st.expander("All numbers"):
+        st.dataframe(panel_frame(p).astype({"dense": str, "compact": str}), hide_index=True,
+                     key=f"{key}.table")
