@@ -3,7 +3,9 @@
 1. Click Run -> first live chart, embedded default (tiny_cnn on digits, dense baseline cached), in
    Chromium against `streamlit run app.py` (target <= 2 s).
 2. One poll/redraw of a run with 10k recorded steps: the live view's store reads + figure build +
-   the JSON streamlit sends (target <= 150 ms), side by side with a 1k-step run.
+   the JSON streamlit sends (target <= 150 ms), side by side with a 1k-step run; and each
+   method family's internals view (load + panels + JSON) on a real ResNet-20 run with 40
+   epochs of per-filter/per-layer records (the records that grow with epochs, not steps).
 3. A sweep of 6 methods x 3 rates on digits through the runner, with the server's thread setting
    (target <= 60 s on 2 cores).
 4. The server's resident memory after 20 finished runs and during one live run (target <= 2.5 GB,
@@ -28,6 +30,7 @@ from pathlib import Path
 import plotly.io as pio
 import torch
 
+from pruneviz import internals
 from pruneviz.config import SessionConfig
 from pruneviz.jobs import Runner, grid
 from pruneviz.methods import load_all
@@ -100,6 +103,35 @@ def bench_redraw(repeats: int = 15) -> tuple[float, float]:
             for run_id in (big, small):
                 times[run_id].append(redraw(store, run_id))
         return statistics.median(times[big]), statistics.median(times[small])
+
+
+def internals_redraw(store: Store, run_id: str) -> float:
+    t = time.perf_counter()
+    run = store.run(run_id)
+    module = internals.view(run["config"].method)
+    frames = module.load(store, run_id)
+    for panel in module.panels(frames, run, module.steps(frames)[-1]):
+        pio.to_json(panel.figure.to_dict(), validate=False)
+    return time.perf_counter() - t
+
+
+def bench_internals(epochs: int = 40, repeats: int = 7) -> dict[str, float]:
+    """Median internals redraw per family on ResNet-20 runs (digits, 2 steps per epoch)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(tmp)
+        ids = {}
+        for method in ("pgmpf", "pgp", "slr", "fggp"):
+            config = SessionConfig(method=method, model="resnet20", epochs=epochs, rate=0.5,
+                                   max_steps_per_epoch=2, eval_limit=128, dense_epochs=1,
+                                   device="cpu")
+            ids[method] = run_session(config, store)["run_id"]
+        for run_id in ids.values():
+            internals_redraw(store, run_id)               # warm-up
+        times: dict[str, list[float]] = {m: [] for m in ids}
+        for _ in range(repeats):                          # interleaved
+            for method, run_id in ids.items():
+                times[method].append(internals_redraw(store, run_id))
+        return {m: statistics.median(v) for m, v in times.items()}
 
 
 # -- 3. sweep ------------------------------------------------------------------------------------
@@ -232,6 +264,9 @@ def main() -> None:
     big, small = bench_redraw()
     print(f"[redraw] one live poll/redraw, 10k-step run: {big * 1e3:.0f} ms server time "
           f"(target <= 150); 1k-step run {small * 1e3:.0f} ms; ratio {big / small:.2f}")
+    for method, t in bench_internals().items():
+        print(f"[redraw] {method} internals view, ResNet-20 run with 40 epochs of records: "
+              f"{t * 1e3:.0f} ms server time (plus the live charts above; target <= 150 in all)")
     methods, wall, dense, failed = bench_sweep()
     print(f"[sweep] {len(methods)} methods x 3 rates on digits ({','.join(methods)}), "
           f"8 epochs each, one worker: {wall:.1f} s (target <= 60 for 6 x 3; "

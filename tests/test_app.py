@@ -94,6 +94,16 @@ def test_sidebar_shows_the_selection_store_and_device(app, ui_root):
     assert app.multiselect(key="selected_runs") is not None
     captions = " ".join(c.value for c in app.sidebar.caption)
     assert str(ui_root.resolve()) in captions and "Device:" in captions
+    assert "Runs train 1 at a time" in captions
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_bad_worker_count_is_one_inline_error(ui_root, monkeypatch, value):
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(ui_root))
+    monkeypatch.setenv("PRUNEVIZ_WORKERS", value)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert any("PRUNEVIZ_WORKERS" in e and repr(value) in e for e in _errors(at))
 
 
 def test_live_page_has_the_form_preview_and_run_button(app):

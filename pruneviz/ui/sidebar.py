@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ..store import ACTIVE
-from .state import device_label, get_store, list_runs, selection_picker
+from .state import device_label, get_store, list_runs, selection_picker, workers
 
 
 def sidebar() -> None:
@@ -18,4 +18,5 @@ def sidebar() -> None:
             st.caption(f":material/pending: {active} run(s) queued or running")
         st.caption(f"Store: `{store.root.expanduser().resolve()}`  \n"
                    f"({len(runs)} runs; set PRUNEVIZ_STORE to use another folder)")
-        st.caption(f"Device: {device_label()}")
+        st.caption(f"Device: {device_label()}  \n"
+                   f"Runs train {workers()} at a time (set PRUNEVIZ_WORKERS to change)")

@@ -28,13 +28,13 @@ def _store(root: str) -> Store:
 
 
 @st.cache_resource(show_spinner=False)
-def _runner(root: str) -> Runner:
+def _runner(root: str, workers: int) -> Runner:
     # On CPU keep a core for the server: on 2 cores two intra-op threads fight the page
     # redraws (and each other under load) and steps get several times slower.
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1)))
     threading.Thread(target=_warm_up, daemon=True, name="pruneviz-warmup").start()
-    return Runner(_store(root), workers=1)
+    return Runner(_store(root), workers=workers)
 
 
 def _warm_up() -> None:
@@ -60,10 +60,21 @@ def get_store() -> Store:
         st.stop()
 
 
+def workers() -> int:
+    """Runs trained at once: $PRUNEVIZ_WORKERS, default 1 (queued runs train one at a time; on
+    a 2-core CPU two at once only make each slower). Bad values stop the page with the fix."""
+    raw = os.environ.get("PRUNEVIZ_WORKERS", "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= 16:
+        st.error(f"PRUNEVIZ_WORKERS is the number of runs trained at once, a whole number from 1 "
+                 f"to 16; got {raw!r}. Unset it to train one at a time.")
+        st.stop()
+    return int(raw)
+
+
 def get_runner() -> Runner:
-    """The server's background runner: one worker, so queued runs train one at a time."""
+    """The server's background runner: `workers()` threads (one by default)."""
     get_store()
-    return _runner(store_root())
+    return _runner(store_root(), workers())
 
 
 def device_label() -> str:
