@@ -313,6 +313,15 @@ class Store:
                 rows += [(run_id, *r) for r in conn.execute(sql, params).fetchall()]
         return pd.DataFrame(rows, columns=["run_id", "step", "epoch", "key", "value"])
 
+    def scalar_keys(self, run_ids: str | list[str]) -> list[str]:
+        """The scalar keys any of the runs recorded, sorted."""
+        ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+        rids = [self._rid(r) for r in ids]
+        rows = self._conn().execute(
+            f"SELECT DISTINCT key FROM scalars WHERE rid IN ({','.join('?' * len(rids))}) "
+            f"ORDER BY key", rids).fetchall()
+        return [r[0] for r in rows]
+
     def layers(self, run_ids: str | list[str], keys: list[str] | None = None) -> pd.DataFrame:
         """Long table run_id, step, epoch, layer, key, value."""
         return self._read("layers", "step, epoch, layer, key, value", run_ids, keys)

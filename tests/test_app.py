@@ -243,6 +243,8 @@ def test_compare_form_queues_the_grid(app, ui_root):
     assert not at.exception
     assert len(at.get("plotly_chart")) >= 6
     assert any("mean of 2 seeds" in str(c.proto.spec) for c in at.get("plotly_chart"))
+    curve = at.selectbox(key="cmp.curve")       # gmp's own records can be overlaid too
+    assert curve.value == "density" and "lr" in curve.options and "loss" not in curve.options
 
 
 def test_compare_form_rejects_bad_rates_inline(app, ui_root):

@@ -1,6 +1,8 @@
 """Our masks against torch.nn.utils.prune, and the helpers' invariants."""
 
+import pytest
 import torch
+import torch.fx
 import torch.nn as nn
 import torch.nn.utils.prune as prune
 
@@ -15,7 +17,7 @@ from pruneviz.masks import (
     n_prune,
     prunable_layers,
 )
-from pruneviz.models import build_model
+from pruneviz.models import MODELS, TORCHVISION, build_model
 
 
 def _weights(seed=0):
@@ -80,10 +82,50 @@ def test_prunable_layers_rules_on_a_resnet():
     assert "fc" in [l.name for l in prunable_layers(model, last_linear=True)]
 
 
+def _traced_pairs(model):
+    """Oracle: convs whose only consumer in the FX graph is a BatchNorm2d."""
+    graph, modules = torch.fx.symbolic_trace(model).graph, dict(model.named_modules())
+    return {n.target: next(iter(n.users)).target for n in graph.nodes
+            if n.op == "call_module" and isinstance(modules[n.target], torch.nn.Conv2d)
+            and len(n.users) == 1 and next(iter(n.users)).op == "call_module"
+            and isinstance(modules[next(iter(n.users)).target], torch.nn.BatchNorm2d)}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_conv_bn_pairs_equal_the_traced_graph_for_every_model(name):
+    shape = (3, 64, 64) if name in TORCHVISION else (3, 32, 32)
+    model = build_model(name, shape, 10)
+    assert conv_bn_pairs(model) == _traced_pairs(model)
+
+
 def test_conv_bn_pairs_follow_the_graph():
     pairs = conv_bn_pairs(build_model("resnet20", (3, 32, 32), 10))
     assert pairs["layer2.0.conv1"] == "layer2.0.bn1"
     assert pairs["layer2.0.shortcut.0"] == "layer2.0.shortcut.1"
+
+
+def test_pairing_does_not_disturb_forward_passes_in_other_threads():
+    """FX tracing patches nn.Module.__call__ for every thread; pairing must not trace."""
+    import threading
+    model, x = build_model("tiny_cnn", (1, 8, 8), 10), torch.zeros(2, 1, 8, 8)
+    errors, stop = [], threading.Event()
+
+    def forward_loop():
+        while not stop.is_set():
+            try:
+                model(x)
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+                return
+    worker = threading.Thread(target=forward_loop)
+    worker.start()
+    try:
+        for _ in range(30):
+            conv_bn_pairs(build_model("resnet20", (3, 32, 32), 10))
+    finally:
+        stop.set()
+        worker.join()
+    assert not errors
 
 
 def test_erk_densities_hit_global_density_and_follow_erk_proportions():

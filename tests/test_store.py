@@ -32,8 +32,13 @@ def test_round_trip_of_every_record_kind(store):
     assert store.filters(run_id).iloc[0][["filter", "value"]].tolist() == [3, 0.5]
     assert store.rows(run_id, "prune_steps")[["t", "pruned"]].values.tolist() == [[1, 12]]
     assert store.tables(run_id) == ["prune_steps"]
+    assert store.scalar_keys(run_id) == ["loss"]
+    other = store.create_run(config)
+    store.write(other, [Scalar(0, 0, "density", 1.0)], step=0)
+    assert store.scalar_keys([run_id, other]) == ["density", "loss"]
     listed = store.runs()
-    assert listed.loc[0, "run_id"] == run_id and listed.loc[0, "final_accuracy"] == 0.9
+    listed = listed.set_index("run_id")
+    assert listed.loc[run_id, "final_accuracy"] == 0.9
 
 
 def test_runs_lists_the_summary_numbers_compare_plots(store):

@@ -22,6 +22,8 @@ from .state import POLL_SECONDS, list_runs, select_runs
 CURVE_POINTS = 400
 REDRAW_SECONDS = 2.0     # the comparison redraws while any of its runs trains
 DEFAULT_METHODS = ("l1", "global_l1", "gmp")
+SHOWN_CURVES = {"loss", "test_accuracy", "sparsity"}      # drawn above in any case
+PREFERRED_CURVES = ("hard_prune_now_accuracy", "primal_residual", "density", "r_e")
 GRID_FIELDS = ("model", "dataset", "epochs")
 _LAUNCHED = "cmp.launched"
 
@@ -75,6 +77,7 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
                                      title="Accuracy vs FLOPs",
                                      x_title="effective FLOPs per image"),
                        key="cmp.pareto.flops")
+    _any_curve(store, runs)
     st.markdown("#### Config fields that differ")
     if d["config"].empty or len(runs) < 2:
         st.caption("Select at least two runs.")
@@ -82,6 +85,23 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
         st.caption("The runs share every config field.")
     else:
         st.dataframe(d["config"], key="cmp.config")
+
+
+def _any_curve(store: Store, runs: pd.DataFrame) -> None:
+    """Any other recorded scalar overlaid across the runs, e.g. SLR's and ADMM's accuracy if
+    hard-pruned now, or FGGP's and GMP's achieved density."""
+    keys = [k for k in store.scalar_keys(list(runs.run_id)) if k not in SHOWN_CURVES]
+    if not keys:
+        return
+    default = next((k for k in PREFERRED_CURVES if k in keys), keys[0])
+    if st.session_state.get("cmp.curve") not in keys:
+        st.session_state["cmp.curve"] = default
+    key = st.selectbox("Overlay another recorded curve", keys, key="cmp.curve",
+                       help="Every scalar the selected runs recorded; runs without it are "
+                            "left out of the chart.")
+    scalars = store.scalars(list(runs.run_id), [key], max_points=CURVE_POINTS)
+    st.plotly_chart(curves_figure(scalars, runs, key, title=key.replace("_", " ")),
+                    key="cmp.any")
 
 
 def _parse_list(text: str, kind: type, name: str) -> list:
