@@ -1,5 +1,7 @@
 """The PGMPF / SFP / ASFP internals view against the store it reads (the oracle)."""
 
+import json
+
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -213,4 +215,5 @@ def test_a_partial_run_shows_what_it_recorded_so_far(runs, shared_store):
     assert max(grads.x) <= cut
     full = {p.key: p for p in view.panels(frames, runs["pgmpf"][1], cut)}
     for key in panels:             # a partial store draws what the full one drew at that step
-        assert panels[key].figure.to_dict()["data"] == full[key].figure.to_dict()["data"]
+        assert json.loads(panels[key].figure.to_json())["data"] == \
+            json.loads(full[key].figure.to_json())["data"]
