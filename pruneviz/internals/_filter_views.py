@@ -1,0 +1,74 @@
+"""Helpers shared by the filter-pruning internals views (pgmpf, pgp): reading method tables that
+may not exist yet, cutting records at the slider's step, resolving a run's method parameters,
+and the small figure pieces both views draw (vertical markers, the "waiting" placeholder)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..methods.base import Method, get_method, make_params
+from ..plots import _empty
+from ..store import Store
+
+MARK = "#888"        # vertical markers (slider position, schedule thresholds)
+
+
+def table(store: Store, run_id: str, name: str, columns: list[str]) -> pd.DataFrame:
+    """A method table with at least `columns` (all-NaN when the run has not recorded them yet),
+    sorted by step."""
+    df = store.rows(run_id, name)
+    for col in columns:
+        if col not in df.columns:
+            df[col] = np.nan
+    return df.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def upto(df: pd.DataFrame, step: int) -> pd.DataFrame:
+    """Records made at or before `step` (the state the slider shows)."""
+    return df[df.step <= step]
+
+
+def last_at(df: pd.DataFrame, step: int) -> int | None:
+    """The last recorded step at or before `step`, None when there is none yet."""
+    s = df.step[df.step <= step]
+    return int(s.max()) if len(s) else None
+
+
+def method_params(run: dict[str, Any]) -> tuple[type[Method] | None, Any]:
+    """The run's method class and its Params (defaults filled in); (None, None) when the config
+    names a method this build does not know or parameters it no longer accepts."""
+    config = run["config"]
+    try:
+        cls = get_method(config.method)
+        return cls, make_params(cls, dict(config.params))
+    except Exception:          # an old run's stale parameters must not break the view
+        return None, None
+
+
+def waiting(message: str, height: int = 300) -> go.Figure:
+    return _empty(message, height)
+
+
+def vline(x: float, text: str | None = None, *, dash: str = "dot", color: str = MARK,
+          anchor: str = "left") -> tuple[dict, dict | None]:
+    """A full-height vertical marker at data x (shape) and its label above the plot."""
+    shape = dict(type="line", x0=x, x1=x, y0=0, y1=1, xref="x", yref="paper",
+                 line=dict(color=color, width=1.5, dash=dash))
+    note = None if not text else dict(
+        x=x, y=1.0, xref="x", yref="paper", yanchor="bottom", xanchor=anchor, text=text,
+        showarrow=False, font=dict(size=11, color=color))
+    return shape, note
+
+
+def markers(marks: list[tuple[dict, dict | None]]) -> dict:
+    """Layout entries (shapes, annotations) for a list of vline()s."""
+    return dict(shapes=[s for s, _ in marks], annotations=[a for _, a in marks if a])
+
+
+def array(values: Any) -> np.ndarray:
+    """Float array with None -> NaN (JSON tables give None for missing numbers)."""
+    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)

@@ -1,0 +1,354 @@
+"""PGMPF, SFP and ASFP internals: the gradient-mask evolution, epoch by epoch.
+
+Panels (METHODS.md sec. 1, "Record for the dashboard"):
+- filter L2 norms at the slider's epoch as a layer x filter heatmap, kept filters in blues and
+  pruned ones in reds, filters whose mask changed that epoch outlined. Layers are stacked (first
+  on top) with the filter index on x, so a ResNet-20 (about 20 convs of 16-64 filters) stays one
+  readable grid; the epoch axis is the slider;
+- the epoch axis for one layer: filter x epoch heatmap of the layer whose mask changed most so
+  far (the one worth watching), in the same colours;
+- r_e, lambda_e and alpha_e as recorded, over the planned schedule, with the thresholds from
+  which alpha = 0, lambda = lambda_final and r_e = r (0.8 E / 0.9 E by default);
+- gradient norm of the pruned and kept filters before and after the prior gradient mask;
+- the pruning shock: held-out accuracy just before and after each epoch's weight-decay mask;
+- mask flips per epoch (pruned anew, revived) and the number of pruned filters.
+
+Every figure shows only records made at or before the slider's step; axes span the whole run
+so they stay put while the slider moves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, _rgba, method_color
+from ..store import Store
+from . import Panel
+from ._filter_views import MARK, array, last_at, markers, method_params, table, upto, vline, waiting
+
+GRADS = ("grad_norm_kept_before", "grad_norm_kept_after", "grad_norm_pruned_before",
+         "grad_norm_pruned_after")
+SHOCK = ("accuracy_before_decay", "accuracy_after_decay")
+SCALARS = (*GRADS, *SHOCK, "dense_accuracy")
+UPDATES = ["r", "lambda", "alpha", "alpha_applied", "pruned", "flips", "final"]
+KEPT_SCALE = [[0, "#d6e6f5"], [1, "#08306b"]]       # light = small norm, dark = large
+PRUNED_SCALE = [[0, "#fcc5b0"], [1, "#67000d"]]
+REVIVED = "#2ca02c"
+MAX_EPOCH_COLUMNS = 80      # the one-layer history thins longer runs to this many epochs
+WAIT = "waiting for the first epoch: the mask is computed at the end of each epoch"
+
+
+# -- load --------------------------------------------------------------------------------------
+def load(store: Store, run_id: str) -> dict[str, pd.DataFrame]:
+    """Per-epoch mask updates, sampled gradient norms, shock pairs, per-layer flips and the
+    per-filter norm and mask (two keys only: bn_gamma is not drawn)."""
+    scalars = store.scalars(run_id, list(SCALARS), max_points=400)
+    updates = table(store, run_id, "mask_updates", UPDATES)
+    layers = store.layers(run_id, ["mask_flips", "filters_revived"])
+    # One key per read keeps each in recording order (step, then layer, then filter), so the two
+    # line up row for row and the model's layer order is the order of first appearance.
+    mask = store.filters(run_id, ["mask"])
+    norm = store.filters(run_id, ["l2_norm"])
+    filters = mask[["step", "epoch", "layer", "filter"]].reset_index(drop=True)
+    filters["mask"] = mask.value.to_numpy()
+    same = (len(norm) == len(mask)
+            and (norm.step.to_numpy() == mask.step.to_numpy()).all()
+            and (norm.layer.to_numpy() == mask.layer.to_numpy()).all()
+            and (norm["filter"].to_numpy() == mask["filter"].to_numpy()).all())
+    if same:
+        filters["l2_norm"] = norm.value.to_numpy()
+    else:                      # a read that caught one key's rows without the other's
+        filters = filters.merge(norm.rename(columns={"value": "l2_norm"})
+                                [["step", "layer", "filter", "l2_norm"]],
+                                on=["step", "layer", "filter"], how="inner")
+    order = pd.DataFrame({"layer": pd.unique(mask.layer)})
+    return dict(scalars=scalars, updates=updates, layers=layers, filters=filters, order=order)
+
+
+def steps(frames: dict[str, pd.DataFrame]) -> list[int]:
+    """The epoch ends: one step per mask update."""
+    s = set(frames["updates"].step.tolist()) | set(frames["filters"].step.unique().tolist())
+    return sorted(int(x) for x in s)
+
+
+# -- panels ------------------------------------------------------------------------------------
+def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> list[Panel]:
+    config = run["config"]
+    method = config.method
+    cls, params = method_params(run)
+    knobs = cls.knobs(config, params) if cls is not None and hasattr(cls, "knobs") else None
+    planned = cls.schedule(config, params) if cls is not None else None
+    updates = upto(frames["updates"], step)
+    epoch = int(updates.epoch.iloc[-1]) if len(updates) else None
+    total = int(run.get("total_steps") or 0)
+    gradient_mask = bool(knobs.gradient_mask) if knobs is not None else method == "pgmpf"
+    soft = "SFP" if method == "sfp" else "ASFP" if method == "asfp" else None
+    return [
+        Panel("pgmpf.norms", norms_figure(frames["filters"], frames["order"], step),
+              "Each row is a conv layer and each cell one of its filters at the chosen epoch: "
+              "blue cells are kept, red cells pruned, darker means a larger L2 norm relative to "
+              "the layer's largest, and outlined cells changed mask that epoch.", wide=True),
+        Panel("pgmpf.history", history_figure(frames["filters"], frames["layers"],
+                                              frames["order"], step, config.epochs),
+              "One layer's filters across epochs (the layer whose mask changed most so far): "
+              + ("pruned filters (red) fade as the weight-decay mask shrinks them epoch after "
+                 "epoch." if soft is None else
+                 "pruned filters (red) are zeroed at each epoch's end and may regrow during the "
+                 "next, since " + soft + " keeps them trainable.")),
+        Panel("pgmpf.flips", flips_figure(frames["layers"], updates, step, config.epochs),
+              "Bars count the filters whose mask changed at each epoch's end (newly pruned or "
+              "revived); the line is how many filters are pruned in all."),
+        Panel("pgmpf.schedules", schedule_figure(updates, planned, knobs, epoch, config.epochs),
+              "The keep rate r_e (share of filters kept), the gradient suppression lambda_e and "
+              "the weight-decay factor alpha_e as recorded at each epoch's end (dashed: the "
+              "plan), with the epochs from which they reach their final values."),
+        Panel("pgmpf.grads", grads_figure(frames["scalars"], step, total, gradient_mask),
+              ("Gradient norm of the pruned and kept filters before and after the prior "
+               "gradient mask: the mask shrinks the pruned filters' gradient (by 1 - lambda_e, "
+               "or to 0 at random) and leaves the kept ones alone, so their two lines coincide."
+               if gradient_mask else
+               (soft or method.upper()) + " has no gradient mask, so the before and after lines "
+               "coincide: pruned filters keep their full gradient and can regrow.")),
+        Panel("pgmpf.shock", shock_figure(frames["scalars"], step, config.epochs),
+              "Held-out accuracy just before (blue) and just after (red) each epoch's "
+              "weight-decay mask: the drop between a pair is the pruning shock, and the "
+              "training in the next epoch has to recover it."),
+    ]
+
+
+def _grid(df: pd.DataFrame, rows: pd.Series, cols: pd.Series, n_rows: int, n_cols: int,
+          values: pd.Series) -> np.ndarray:
+    out = np.full((n_rows, n_cols), np.nan)
+    out[rows.to_numpy(int), cols.to_numpy(int)] = values.to_numpy(float)
+    return out
+
+
+def _split_heatmaps(x: Any, y: Any, z: np.ndarray, mask: np.ndarray, raw: np.ndarray, *,
+                    zmax: float, hover: str, colorbar: str) -> list[dict]:
+    """Kept and pruned cells as two heatmaps (blues, reds) on one grid; NaN cells stay empty."""
+    out = []
+    for name, keep, scale, y_bar in (("kept", 1.0, KEPT_SCALE, 0.78), ("pruned", 0.0,
+                                                                        PRUNED_SCALE, 0.24)):
+        cells = np.where(mask == keep, z, np.nan)
+        out.append(dict(
+            type="heatmap", x=x, y=y, z=cells, customdata=raw, zmin=0, zmax=zmax,
+            colorscale=scale, name=name, xgap=1, ygap=1, hoverongaps=False,
+            colorbar=dict(title=dict(text=f"{name}<br>{colorbar}", side="top"), thickness=10,
+                          len=0.45, y=y_bar, yanchor="middle"),
+            hovertemplate=hover + f"<br>{name}<extra></extra>"))
+    return out
+
+
+def norms_figure(filters: pd.DataFrame, order: pd.DataFrame, step: int) -> go.Figure:
+    """Layer x filter heatmap of the L2 norm (relative to the layer's largest) at the last epoch
+    end at or before `step`, split by mask, with the filters whose mask changed outlined."""
+    at = last_at(filters, step)
+    if at is None:
+        return waiting(WAIT)
+    now = filters[filters.step == at]
+    names = list(order.layer)
+    row = now.layer.map({n: i for i, n in enumerate(names)})
+    width = int(now["filter"].max()) + 1
+    top = now.groupby("layer").l2_norm.transform("max")
+    rel = (now.l2_norm / top.where(top > 0)).fillna(0.0)
+    shape = (len(names), width)
+    z = _grid(now, row, now["filter"], *shape, rel)
+    mask = _grid(now, row, now["filter"], *shape, now["mask"])
+    raw = _grid(now, row, now["filter"], *shape, now.l2_norm)
+    traces = _split_heatmaps(np.arange(width), names, z, mask, raw, zmax=1.0,
+                             colorbar="L2 / layer max",
+                             hover="%{y}, filter %{x}<br>L2 %{customdata:.4g} "
+                                   "(%{z:.2f} of the layer's max)")
+    before = last_at(filters, at - 1)
+    if before is None:        # the mask starts all ones: every pruned filter changed
+        old = np.ones_like(mask)
+    else:
+        prev = filters[filters.step == before]
+        old = _grid(prev, prev.layer.map({n: i for i, n in enumerate(names)}),
+                    prev["filter"], *shape, prev["mask"])
+    r, c = np.nonzero((mask != old) & ~np.isnan(mask) & ~np.isnan(old))
+    if len(r):
+        traces.append(dict(type="scatter", x=c, y=[names[i] for i in r], mode="markers",
+                           name=f"mask changed this epoch ({len(r)})", hoverinfo="skip",
+                           marker=dict(symbol="square-open", size=11,
+                                       color="#111", line=dict(width=2))))
+    epoch = int(now.epoch.iloc[0])
+    n_pruned = int((now["mask"] == 0).sum())
+    layout = dict(xaxis=_axis("filter index", showgrid=False, range=[-0.5, width - 0.5]),
+                  yaxis=dict(type="category", autorange="reversed", showgrid=False),
+                  showlegend=bool(len(r)))
+    return _figure(traces, layout, height=max(300, 80 + 22 * len(names)),
+                   title=f"Filter norms and mask after epoch {epoch} "
+                         f"({n_pruned} of {len(now)} filters pruned)")
+
+
+def _busiest_layer(layers: pd.DataFrame, names: list[str]) -> str:
+    flips = layers[layers.key == "mask_flips"].groupby("layer").value.sum()
+    flips = flips.reindex(names).fillna(0)
+    return str(flips.idxmax()) if len(flips) and flips.max() > 0 else names[0]
+
+
+def history_figure(filters: pd.DataFrame, layers: pd.DataFrame, order: pd.DataFrame,
+                   step: int, epochs: int) -> go.Figure:
+    """Filter x epoch heatmap of one layer's raw L2 norms up to `step`, split by mask."""
+    f = upto(filters, step)
+    if f.empty:
+        return waiting(WAIT)
+    name = _busiest_layer(upto(layers, step), list(order.layer))
+    f = f[f.layer == name]
+    ends = np.sort(f.epoch.unique())
+    if len(ends) > MAX_EPOCH_COLUMNS:     # keep the first and last, evenly spaced between
+        ends = ends[np.unique(np.linspace(0, len(ends) - 1, MAX_EPOCH_COLUMNS).round()
+                              .astype(int))]
+        f = f[f.epoch.isin(ends)]
+    col = f.epoch.map({e: i for i, e in enumerate(ends)})
+    n = int(f["filter"].max()) + 1
+    shape = (n, len(ends))
+    z = _grid(f, f["filter"], col, *shape, f.l2_norm)
+    mask = _grid(f, f["filter"], col, *shape, f["mask"])
+    zmax = float(np.nanmax(z)) if np.isfinite(z).any() and np.nanmax(z) > 0 else 1.0
+    traces = _split_heatmaps(ends, np.arange(n), z, mask, z, zmax=zmax, colorbar="L2",
+                             hover="epoch %{x}, filter %{y}<br>L2 %{customdata:.4g}")
+    layout = dict(xaxis=_axis("epoch", showgrid=False, range=[-0.5, max(epochs, 1) - 0.5]),
+                  yaxis=_axis("filter index", autorange="reversed", showgrid=False),
+                  showlegend=False)
+    return _figure(traces, layout, height=min(520, max(300, 120 + 5 * n)),
+                   title=f"{name}: filter norms over epochs")
+
+
+def flips_figure(layers: pd.DataFrame, updates: pd.DataFrame, step: int, epochs: int
+                 ) -> go.Figure:
+    """Per epoch: filters newly pruned and revived (stacked bars, all layers) and the number of
+    pruned filters."""
+    d = upto(layers, step)
+    if d.empty and updates.empty:
+        return waiting(WAIT)
+    per = (d.pivot_table(index="epoch", columns="key", values="value", aggfunc="sum")
+           .reindex(columns=["mask_flips", "filters_revived"]).fillna(0.0))
+    revived = per.filters_revived.to_numpy()
+    pruned_anew = per.mask_flips.to_numpy() - revived
+    traces = [dict(type="bar", x=per.index.to_numpy(), y=pruned_anew, name="pruned anew",
+                   marker=dict(color=TARGET)),
+              dict(type="bar", x=per.index.to_numpy(), y=revived, name="revived",
+                   marker=dict(color=REVIVED)),
+              _line(updates.epoch, array(updates.pruned), "pruned filters", "#444",
+                    mode="lines+markers")]
+    x = _axis("epoch", range=[-0.5, max(epochs, 1) - 0.5])
+    if epochs <= 20:
+        x["dtick"] = 1
+    return _figure(traces, dict(barmode="stack", xaxis=x, showlegend=True,
+                                yaxis=_axis("filters", rangemode="tozero")),
+                   height=320, title="Mask changes per epoch")
+
+
+SERIES = (("r", "keep rate r_e", "keep rate r_e", ACHIEVED),
+          ("lambda", "lambda_e", "λ_e (gradient suppression)", method_color("pgmpf")),
+          ("alpha", "alpha_e", "α_e (weight-decay mask)", "#2ca02c"))
+
+
+def schedule_figure(updates: pd.DataFrame, planned: pd.DataFrame | None, knobs: Any,
+                    epoch: int | None, epochs: int) -> go.Figure:
+    """Recorded r_e, lambda_e, alpha_e per epoch over the planned schedule (dashed), with the
+    thresholds as vertical markers and the slider's epoch as a solid one."""
+    use = {"r"}
+    if knobs is None or knobs.gradient_mask:
+        use.add("lambda")
+    if knobs is None or knobs.alpha_decay:
+        use.add("alpha")
+    traces = []
+    for col, series, label, color in SERIES:
+        if col not in use:
+            continue
+        if planned is not None:
+            p = planned[planned.series == series]
+            traces.append(_line(p.epoch, p.value, "planned", _rgba(color, 0.45), width=1.5,
+                                dash="dash", legendgroup="planned",
+                                showlegend=col == "r", hoverinfo="skip"))
+        traces.append(_line(updates.epoch, array(updates[col]), label, color, width=2.5,
+                            mode="lines+markers", marker=dict(size=6)))
+    if knobs is not None:
+        at: dict[float, list[str]] = {}
+        if knobs.alpha_decay:
+            at.setdefault(knobs.alpha_zero_from, []).append("α = 0")
+        if knobs.gradient_mask:
+            at.setdefault(knobs.lambda_from, []).append(f"λ = {knobs.lambda_final:g}")
+        if knobs.asymptotic:
+            at.setdefault(knobs.exact_from, []).append("r_e = r")
+        # Thresholds as legend entries, not labels over the plot: at small E they sit a few
+        # pixels apart and labels would collide.
+        for i, (frac, texts) in enumerate(sorted(at.items())):
+            x = frac * epochs
+            traces.append(_line([x, x], [-0.03, 1.05], f"from {frac:g} E: " + ", ".join(texts),
+                                MARK, width=1.5, dash=("dash", "dot", "dashdot")[i % 3],
+                                hoverinfo="skip"))
+    marks = [] if epoch is None else [vline(epoch, None, dash="solid", color="#444")]
+    layout = dict(xaxis=_axis("epoch e (computed at its end, used in e + 1)",
+                              range=[-0.5, max(epochs, 1)]),
+                  yaxis=_axis("value", range=[-0.03, 1.05]), showlegend=True, **markers(marks))
+    if updates.empty:
+        layout["annotations"] = [dict(text=WAIT, showarrow=False, xref="paper", yref="paper",
+                                      x=0.5, y=0.5, font=dict(color="#888"))]
+    fig = _figure(traces, layout, height=340, title="Schedules")
+    return fig
+
+
+def grads_figure(scalars: pd.DataFrame, step: int, total: int, gradient_mask: bool
+                 ) -> go.Figure:
+    """The sampled gradient norms of pruned and kept filters, before and after the mask."""
+    d = upto(scalars[scalars.key.isin(GRADS)], step)
+    if d.empty:
+        return waiting("no gradient samples yet: they start once the first filter is pruned")
+    style = {"grad_norm_kept_before": ("kept, before mask", ACHIEVED, "solid", 2.5),
+             "grad_norm_kept_after": ("kept, after mask", _rgba(ACHIEVED, 0.6), "dot", 2),
+             "grad_norm_pruned_before": ("pruned, before mask", "#fc9272", "solid", 2.5),
+             "grad_norm_pruned_after": ("pruned, after mask", TARGET, "dot" if not gradient_mask
+                                        else "solid", 2)}
+    traces = []
+    for key, g in d.groupby("key", sort=False):
+        name, color, dash, width = style[key]
+        traces.append((list(style).index(key), _line(g.step, g.value, name, color, dash=dash,
+                                                     width=width)))
+    traces = [t for _, t in sorted(traces, key=lambda it: it[0])]
+    last = max(total, int(scalars.step.max()) if len(scalars) else 0, 1)
+    layout = dict(xaxis=_axis("step", range=[0, last]),
+                  yaxis=_axis("gradient L2 norm", rangemode="tozero"), showlegend=True,
+                  **markers([vline(step, None, dash="solid", color="#444")]))
+    return _figure(traces, layout, height=320, title="Gradient of pruned vs kept filters")
+
+
+def shock_figure(scalars: pd.DataFrame, step: int, epochs: int) -> go.Figure:
+    """Accuracy before and after each epoch's weight-decay mask, as one segment per epoch."""
+    d = upto(scalars[scalars.key.isin(SHOCK)], step)
+    if d.empty:
+        return waiting("no decay applied yet: pairs appear once an epoch's mask prunes filters")
+    pairs = d.pivot_table(index="epoch", columns="key", values="value", aggfunc="last")
+    pairs = pairs.reindex(columns=list(SHOCK))
+    x = pairs.index.to_numpy()
+    before, after = pairs[SHOCK[0]].to_numpy(), pairs[SHOCK[1]].to_numpy()
+    seg_x = np.repeat(x, 3).astype(float)
+    seg_y = np.column_stack([before, after, np.full(len(x), np.nan)]).ravel()
+    seg_x[2::3] = np.nan
+    traces = [dict(type="scatter", x=seg_x, y=seg_y, mode="lines", hoverinfo="skip",
+                   line=dict(color="#bbb", width=3), showlegend=False, name="shock"),
+              dict(type="scatter", x=x, y=before, mode="markers", name="before the decay mask",
+                   marker=dict(color=ACHIEVED, size=9)),
+              dict(type="scatter", x=x, y=after, mode="markers", name="after the decay mask",
+                   marker=dict(color=TARGET, size=9, symbol="diamond"))]
+    dense = scalars[scalars.key == "dense_accuracy"]
+    marks = []
+    layout: dict[str, Any] = dict(xaxis=_axis("epoch", range=[-0.5, max(epochs, 1) - 0.5]),
+                                  yaxis=_axis("held-out accuracy", range=UNIT_RANGE),
+                                  showlegend=True)
+    if len(dense):
+        marks.append((dict(type="line", x0=0, x1=1, xref="paper", y0=float(dense.value.iloc[0]),
+                           y1=float(dense.value.iloc[0]), yref="y",
+                           line=dict(color="#7f7f7f", dash="dot", width=1.5)),
+                      dict(x=1, xref="paper", xanchor="right", y=float(dense.value.iloc[0]),
+                           yref="y", yanchor="bottom", text="dense", showarrow=False,
+                           font=dict(size=11, color="#7f7f7f"))))
+    layout.update(markers(marks))
+    return _figure(traces, layout, height=320, title="Pruning shock")
