@@ -8,6 +8,7 @@ import pytest
 
 from pruneviz.config import SessionConfig
 from pruneviz.internals import slr as view
+from pruneviz.records import Row
 from pruneviz.session import run_session
 
 EPOCHS = 4
@@ -161,3 +162,26 @@ def test_overlay_draws_slr_and_admm_in_their_colours(shared_store, runs):
         np.testing.assert_allclose(t.y, r.frames["epochs"].hard_prune_now_accuracy)
     go.Figure(view.residual_figure(both, last).to_dict())
     go.Figure(view.loss_figure(both, last).to_dict())
+
+
+def test_a_live_run_sees_every_new_epoch_end(shared_store, runs):
+    """Replays a finished run's tables epoch by epoch into a fresh run, one transaction per
+    epoch end as the session commits them: every load shows exactly what was written (the
+    per-layer tables are cached between epoch ends)."""
+    source = {t: shared_store.rows(runs["slr"], t) for t in ("slr_epochs", "slr_layers",
+                                                             "slr_hist")}
+    run_id = shared_store.create_run(config(method="slr"))
+    for step in sorted(set(source["slr_epochs"].step)):
+        records = [Row(int(r["step"]), int(r["epoch"]), table,
+                       {k: v for k, v in r.items() if k not in ("run_id", "step", "epoch")})
+                   for table, df in source.items()
+                   for r in df[df.step == step].to_dict("records")]
+        shared_store.write(run_id, records, step=step)
+        for _ in range(2):          # the second load hits the cache
+            frames = view.load(shared_store, run_id)
+            assert view.steps(frames)[-1] == step
+            assert list(frames["hist"].step.unique()) == sorted(
+                set(source["slr_hist"].step[source["slr_hist"].step <= step]))
+            fig = {p.key: p.figure for p in view.panels(frames, shared_store.run(run_id),
+                                                         step)}["slr.histogram"]
+            assert fig.layout.title.text.endswith(f"step {step}")

@@ -4,7 +4,9 @@ marker, the x range of a whole run, and the figure shown while a table has no ro
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -13,6 +15,9 @@ import plotly.graph_objects as go
 from ..plots import _empty
 
 MARKER = "#888888"
+CACHED_RUNS = 16
+_cache: OrderedDict[tuple[str, str, str], tuple[tuple, dict[str, pd.DataFrame]]] = OrderedDict()
+_lock = threading.Lock()
 
 
 def table(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
@@ -75,3 +80,48 @@ def waiting(message: str = "waiting for the first epoch", height: int = 320) -> 
 
 def finite(values: Iterable[float]) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def index_key(*frames: pd.DataFrame) -> tuple:
+    """What changes when a run records another epoch end or pruning step: each index table's
+    row count and last step."""
+    return tuple((len(df), int(df.step.max()) if len(df) else -1) for df in frames)
+
+
+def cached(store, run_id: str, name: str, key: tuple,
+           read: Callable[[], dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """`read()`'s frames, reused while `key` is unchanged (a live view redraws twice a second,
+    and decoding thousands of JSON rows costs more than the rest of the view).
+
+    Sound because records are append-only and the session commits a step's records in one
+    transaction: the index tables behind `key` (read before `read()` runs) and the large tables
+    of the same epoch end or pruning step appear together, so the cached frames hold at least
+    everything `key` announces (rows of a newer step are harmless: views filter by step)."""
+    k = (str(getattr(store, "db_path", id(store))), run_id, name)
+    with _lock:
+        hit = _cache.get(k)
+        if hit is not None and hit[0] == key:
+            _cache.move_to_end(k)
+            return dict(hit[1])
+    frames = read()
+    with _lock:
+        _cache[k] = (key, frames)
+        _cache.move_to_end(k)
+        while len(_cache) > CACHED_RUNS:
+            _cache.popitem(last=False)
+    return dict(frames)
+
+
+def grid(df: pd.DataFrame, rows: list[str], columns: list[str]
+         ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(distinct steps, one layer x step matrix per column) of a long per-layer table; faster
+    than DataFrame.pivot_table, which a live redraw would pay for every heatmap."""
+    steps = np.unique(df.step.to_numpy())
+    r = pd.Index(rows).get_indexer(df.layer)
+    c = np.searchsorted(steps, df.step.to_numpy())
+    out = []
+    for col in columns:
+        z = np.full((len(rows), len(steps)), np.nan)
+        z[r, c] = numbers(df[col])
+        out.append(z)
+    return steps, out

@@ -25,8 +25,11 @@ from ..plots import _FALLBACK, ACHIEVED, DASHES, TARGET, _axis, _figure, _line, 
 from . import Panel
 from ._history import (
     at,
+    cached,
     distinct_steps,
     finite,
+    grid,
+    index_key,
     marker,
     numbers,
     table,
@@ -57,12 +60,14 @@ class RunFrames(NamedTuple):
 
 
 def load(store, run_id: str) -> dict[str, pd.DataFrame]:
-    """The run's SLR tables (O(layers) rows per epoch) and its held-out accuracy curve."""
-    scalars = store.scalars(run_id, list(SCALARS), max_points=400)
-    return dict(epochs=table(store.rows(run_id, "slr_epochs"), EPOCH_COLUMNS),
-                layers=table(store.rows(run_id, "slr_layers"), LAYER_COLUMNS),
-                hist=table(store.rows(run_id, "slr_hist"), HIST_COLUMNS),
-                scalars=table(scalars, ("key", "value")))
+    """The run's SLR tables (O(layers) rows per epoch) and its held-out accuracy curve; the
+    per-layer tables are re-read only when an epoch end was recorded since the last call."""
+    epochs = table(store.rows(run_id, "slr_epochs"), EPOCH_COLUMNS)
+    scalars = table(store.scalars(run_id, list(SCALARS), max_points=400), ("key", "value"))
+    per_layer = cached(store, run_id, "slr", index_key(epochs), lambda: dict(
+        layers=table(store.rows(run_id, "slr_layers"), LAYER_COLUMNS),
+        hist=table(store.rows(run_id, "slr_hist"), HIST_COLUMNS)))
+    return dict(epochs=epochs, scalars=scalars, **per_layer)
 
 
 def steps(frames: dict[str, pd.DataFrame]) -> list[int]:
@@ -234,22 +239,17 @@ def loss_figure(runs: list[RunFrames], step: int, xr: list[float] | None = None)
 # -- one run -----------------------------------------------------------------------------------
 def _condition_points(e: pd.DataFrame) -> pd.DataFrame:
     """One row per surrogate-condition check: step, which (1 or 2), outcome, L, L_prev."""
-    rows = []
-    for r in e.itertuples(index=False):
-        checks = ((1, r.cond1, r.cond1_L, r.cond1_L_prev), (2, r.cond2, r.cond2_L, r.cond2_L_prev))
-        for which, ok, L, L_prev in checks:
-            if pd.isna(L):
-                continue
-            if pd.isna(ok):
-                # No previous Lagrangian to compare with: SLR forces its first update (k = 1).
-                if which != 1 or pd.isna(r.cond1_forced) or not bool(r.cond1_forced):
-                    continue
-                outcome = "forced"
-            else:
-                outcome = "passed" if bool(ok) else "failed"
-            rows.append((r.step, which, outcome, float(L),
-                         None if pd.isna(L_prev) else float(L_prev), r.k))
-    return pd.DataFrame(rows, columns=["step", "which", "outcome", "L", "L_prev", "k"])
+    parts = []
+    for which in (1, 2):
+        L, prev = numbers(e[f"cond{which}_L"]), numbers(e[f"cond{which}_L_prev"])
+        ok = numbers(e[f"cond{which}"])
+        # No previous Lagrangian to compare with: SLR forces its first update (k = 1).
+        forced = (numbers(e.cond1_forced) == 1) & np.isnan(ok) if which == 1 else False
+        keep = np.isfinite(L) & (np.isfinite(ok) | forced)
+        outcome = np.where(np.isnan(ok), "forced", np.where(ok == 1, "passed", "failed"))
+        parts.append(pd.DataFrame(dict(step=e.step.to_numpy()[keep], which=which,
+                                       outcome=outcome[keep], L=L[keep], L_prev=prev[keep])))
+    return pd.concat(parts, ignore_index=True)
 
 
 _COMPARED = {1: ("L(W, Z_prev)", "L(W_prev, Z_prev)"), 2: ("L(W, Z)", "L(W, Z_prev)")}
@@ -270,11 +270,11 @@ def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
         if d.empty:
             continue
         text = []
-        for c in d.itertuples(index=False):
-            now, prev = _COMPARED[c.which]
-            vs = (f"{now} = {c.L:.6g}<br>{prev} = {c.L_prev:.6g}" if c.L_prev is not None else
-                  f"{now} = {c.L:.6g}<br>no previous Lagrangian: forced at k = 1")
-            text.append(f"{labels[c.which]} at step {c.step}: {outcome}<br>{vs}")
+        for at_step, which, L, L_prev in zip(d.step, d.which, d.L, d.L_prev):
+            now, prev = _COMPARED[which]
+            vs = (f"{now} = {L:.6g}<br>{prev} = {L_prev:.6g}" if np.isfinite(L_prev) else
+                  f"{now} = {L:.6g}<br>no previous Lagrangian: forced at k = 1")
+            text.append(f"{labels[which]} at step {at_step}: {outcome}<br>{vs}")
         traces.append(dict(type="scatter", x=d.step.to_numpy(),
                            y=[labels[w] for w in d.which], mode="markers",
                            name=outcome if outcome != "forced" else "forced (k = 1)",
@@ -284,8 +284,9 @@ def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
         d = checks[(checks.which == which) & checks.L_prev.notna()]
         if d.empty:
             continue
-        prev = d.L_prev.astype(float)
-        drop = (prev - d.L) / prev.abs().where(prev != 0) * 100
+        prev = d.L_prev.to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            drop = np.where(prev != 0, (prev - d.L.to_numpy()) / np.abs(prev) * 100, np.nan)
         now, before = _COMPARED[which]
         traces.append(_line(d.step, drop, f"{labels[which]}: drop of L", color,
                             mode="lines+markers", marker=dict(size=6), xaxis="x", yaxis="y2",
@@ -369,16 +370,14 @@ def layers_figure(frames: dict[str, pd.DataFrame], step: int,
     if lay.empty:
         return waiting(height=260)
     order = list(pd.unique(all_layers.layer))
-    start = all_layers.groupby("layer", sort=False).residual.first().astype(float)
-    raw = (lay.pivot_table(index="layer", columns="step", values="residual", aggfunc="last")
-           .reindex(order))
-    lam = (lay.pivot_table(index="layer", columns="step", values="lambda_norm", aggfunc="last")
-           .reindex(index=order, columns=raw.columns))
-    rel = raw.div(start.reindex(order).where(start.reindex(order) != 0), axis=0)
-    zmax = max([1.0, *finite(rel.to_numpy().ravel())])
-    heat = dict(type="heatmap", z=rel.to_numpy(), x=raw.columns.to_numpy(), y=order, zmin=0,
-                zmax=zmax, colorscale="Viridis",
-                customdata=np.dstack([raw.to_numpy(), lam.to_numpy()]),
+    first = all_layers.drop_duplicates("layer").set_index("layer").residual
+    start = numbers(first.reindex(order))
+    x, (raw, lam) = grid(lay, order, ["residual", "lambda_norm"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(start[:, None] > 0, raw / start[:, None], np.nan)
+    zmax = max([1.0, *finite(rel.ravel())])
+    heat = dict(type="heatmap", z=rel, x=x, y=order, zmin=0,
+                zmax=zmax, colorscale="Viridis", customdata=np.dstack([raw, lam]),
                 colorbar=dict(title=dict(text="÷ start"), thickness=12),
                 hovertemplate="%{y}<br>step %{x}<br>‖W − Z‖ = %{customdata[0]:.4g} "
                               "(%{z:.0%} of the start)<br>‖Λ‖ = %{customdata[1]:.4g}"
