@@ -1,0 +1,127 @@
+"""Helpers the slr and fggp internals views share: records up to the slider's step, the step
+marker, the x range of a whole run, and the figure shown while a table has no rows yet."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..plots import _empty
+
+MARKER = "#888888"
+CACHED_RUNS = 16
+_cache: OrderedDict[tuple[str, str, str], tuple[tuple, dict[str, pd.DataFrame]]] = OrderedDict()
+_lock = threading.Lock()
+
+
+def table(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """`df` with every column in `columns` (missing ones all null: a table a live run has not
+    written yet, or a method that records fewer fields) and a numeric, ascending `step`."""
+    columns = list(columns)
+    df = df.reindex(columns=list(dict.fromkeys(["step", *columns, *df.columns])))
+    df["step"] = pd.to_numeric(df["step"], errors="coerce")
+    return df.dropna(subset=["step"]).astype({"step": "int64"}).sort_values(
+        "step", kind="stable").reset_index(drop=True)
+
+
+def numbers(s: pd.Series) -> np.ndarray:
+    """A column as floats (None, bools and missing values become NaN or 0/1)."""
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+
+
+def upto(df: pd.DataFrame, step: int) -> pd.DataFrame:
+    """Rows recorded at or before `step`."""
+    return df[df.step <= step]
+
+
+def last_step(df: pd.DataFrame, step: int) -> int | None:
+    """The last recorded step at or before `step` (None if there is none)."""
+    s = df.step[df.step <= step]
+    return int(s.max()) if len(s) else None
+
+
+def at(df: pd.DataFrame, step: int) -> tuple[int | None, pd.DataFrame]:
+    """(the last recorded step at or before `step`, the rows recorded at it)."""
+    s = last_step(df, step)
+    return s, (df[df.step == s] if s is not None else df.iloc[:0])
+
+
+def distinct_steps(*frames: pd.DataFrame) -> list[int]:
+    """The distinct steps of the given tables, ascending."""
+    steps: set[int] = set()
+    for df in frames:
+        steps.update(int(s) for s in df.step.dropna())
+    return sorted(steps)
+
+
+def x_range(run: dict | None, step: int, *frames: pd.DataFrame) -> list[float]:
+    """The whole run's steps (so scrubbing does not rescale the x axis): up to the run's last
+    step when it is known, else the last recorded one."""
+    last = max([step, (run or {}).get("total_steps", 0) - 1,
+                *(int(df.step.max()) for df in frames if len(df))])
+    return [-0.01 * max(last, 1), last * 1.01 + (1 if last == 0 else 0)]
+
+
+def marker(step: int, xref: str = "x") -> dict:
+    """A dotted vertical line at the slider's step (a layout shape, not a trace)."""
+    return dict(type="line", xref=xref, yref="paper", x0=step, x1=step, y0=0, y1=1,
+                line=dict(color=MARKER, width=1, dash="dot"), layer="below")
+
+
+def waiting(message: str = "waiting for the first epoch", height: int = 320) -> go.Figure:
+    return _empty(message, height)
+
+
+def finite(values: Iterable[float]) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def index_key(*frames: pd.DataFrame) -> tuple:
+    """What changes when a run records another epoch end or pruning step: each index table's
+    row count and last step."""
+    return tuple((len(df), int(df.step.max()) if len(df) else -1) for df in frames)
+
+
+def cached(store, run_id: str, name: str, key: tuple,
+           read: Callable[[], dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """`read()`'s frames, reused while `key` is unchanged (a live view redraws twice a second,
+    and decoding thousands of JSON rows costs more than the rest of the view).
+
+    Sound because records are append-only and the session commits a step's records in one
+    transaction: the index tables behind `key` (read before `read()` runs) and the large tables
+    of the same epoch end or pruning step appear together, so the cached frames hold at least
+    everything `key` announces (rows of a newer step are harmless: views filter by step)."""
+    k = (str(getattr(store, "db_path", id(store))), run_id, name)
+    with _lock:
+        hit = _cache.get(k)
+        if hit is not None and hit[0] == key:
+            _cache.move_to_end(k)
+            return dict(hit[1])
+    frames = read()
+    with _lock:
+        _cache[k] = (key, frames)
+        _cache.move_to_end(k)
+        while len(_cache) > CACHED_RUNS:
+            _cache.popitem(last=False)
+    return dict(frames)
+
+
+def grid(df: pd.DataFrame, rows: list[str], columns: list[str]
+         ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(distinct steps, one layer x step matrix per column) of a long per-layer table; faster
+    than DataFrame.pivot_table, which a live redraw would pay for every heatmap."""
+    steps = np.unique(df.step.to_numpy())
+    r = pd.Index(rows).get_indexer(df.layer)
+    c = np.searchsorted(steps, df.step.to_numpy())
+    out = []
+    for col in columns:
+        z = np.full((len(rows), len(steps)), np.nan)
+        z[r, c] = numbers(df[col])
+        out.append(z)
+    return steps, out
