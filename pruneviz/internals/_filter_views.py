@@ -41,7 +41,8 @@ def filter_pair(store: Store, run_id: str, keys: tuple[str, str], fingerprint: A
     a live page redraws twice a second; but methods write them only at epoch ends, in the same
     transaction as their per-epoch table row. So `fingerprint` (the caller's summary of that
     table, e.g. its row count and last step) unchanged means the records are unchanged, and the
-    frame read last time is reused."""
+    frame read last time is reused (shared between redraws and threads: read it, never
+    modify it in place)."""
     key = (str(store.db_path), run_id, keys)
     with _lock:
         hit = _cache.get(key)
