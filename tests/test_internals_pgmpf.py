@@ -172,20 +172,27 @@ def test_an_earlier_step_shows_nothing_recorded_after_it(runs):
                 assert np.nanmax(x) <= limit, (method, key, t.name)
 
 
-def copy_until(store, run_id, step):
-    """A new run holding the records of `run_id` up to `step`, like a session still training."""
+def copy_until(store, run_id, step, into=None, after=-1):
+    """A run holding the records of `run_id` made after `after` and up to `step` (a new run
+    unless `into` names one), like a session still training."""
     run = store.run(run_id)
-    new = store.create_run(run["config"])
-    store.start_run(new, run["total_steps"])
+    new = into
+    if new is None:
+        new = store.create_run(run["config"])
+        store.start_run(new, run["total_steps"])
+
+    def keep(s):
+        return after < s <= step
+
     records = [Scalar(r.step, r.epoch, r.key, r.value)
-               for r in store.scalars(run_id).itertuples() if r.step <= step]
+               for r in store.scalars(run_id).itertuples() if keep(r.step)]
     records += [LayerRow(r.step, r.epoch, r.layer, r.key, r.value)
-                for r in store.layers(run_id).itertuples() if r.step <= step]
+                for r in store.layers(run_id).itertuples() if keep(r.step)]
     records += [FilterRow(r.step, r.epoch, r.layer, r.filter, r.key, r.value)
-                for r in store.filters(run_id).itertuples() if r.step <= step]
+                for r in store.filters(run_id).itertuples() if keep(r.step)]
     for name in store.tables(run_id):
         rows = store.rows(run_id, name)
-        for r in rows[rows.step <= step].to_dict("records"):
+        for r in rows[(rows.step > after) & (rows.step <= step)].to_dict("records"):
             data = {k: v for k, v in r.items() if k not in ("run_id", "step", "epoch")}
             records.append(Row(r["step"], r["epoch"], name, data))
     store.write(new, records, step=step)
@@ -217,3 +224,15 @@ def test_a_partial_run_shows_what_it_recorded_so_far(runs, shared_store):
     for key in panels:             # a partial store draws what the full one drew at that step
         assert json.loads(panels[key].figure.to_json())["data"] == \
             json.loads(full[key].figure.to_json())["data"]
+
+
+def test_a_live_run_is_redrawn_with_its_new_epochs(runs, shared_store):
+    """The per-filter frames are cached between redraws; a new epoch's records replace them."""
+    run_id, _, frames = runs["pgmpf"]
+    cut = view.steps(frames)[1]
+    live = copy_until(shared_store, run_id, cut)
+    assert view.steps(view.load(shared_store, live)) == view.steps(frames)[:2]
+    copy_until(shared_store, run_id, view.steps(frames)[-1], into=live, after=cut)
+    again = view.load(shared_store, live)
+    assert view.steps(again) == view.steps(frames)
+    assert len(again["filters"]) == len(frames["filters"])

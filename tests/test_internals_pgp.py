@@ -74,30 +74,35 @@ def test_every_figure_passes_plotly_validation_at_every_step(runs):
 
 def test_sorted_scores_and_cuts_are_the_recorded_ones(runs, shared_store):
     for method in ("pgp", "psfp"):
-        run_id, _, frames = runs[method]
+        run_id, _, _ = runs[method]
         layers = shared_store.rows(run_id, "pgp_layers")
         filters = shared_store.filters(run_id, ["pgp_score", "pgp_status"])
         for step in sorted(layers.step.unique()):
             fig = panels_at(runs, method, step)["pgp.scores"].figure
+            bars = by_name(fig, "scores, row 1")
+            group = np.array([t.split("<br>")[0] for t in bars.text])
+            data = np.asarray(bars.customdata)
+            weak_cuts = set(by_name(fig, "weak cut, row 1").x) - {None}
             leads = layers[(layers.step == step) & (layers.layer == layers.group)]
-            for i, row in enumerate(leads.itertuples()):
-                sfx = "" if i == 0 else str(i + 1)
-                mine = [t for t in fig.data if t.xaxis == f"x{sfx}"]
-                bars = [t for t in mine if t.type == "bar"]
+            assert set(group) == set(leads.layer)
+            for row in leads.itertuples():
+                mine = group == row.layer
                 rec = filters[(filters.step == step) & (filters.layer == row.layer)]
                 rec = rec.pivot_table(index="filter", columns="key", values="value")
                 rec = rec[rec.pgp_score.notna()]
-                shown = {int(f): y for t in bars for f, y in zip(t.customdata, t.y)}
+                shown = dict(zip(data[mine, 0].astype(int), data[mine, 1]))
                 assert shown == pytest.approx(rec.pgp_score.to_dict())
-                hard = [t for t in bars if t.name == "removed now (hard)"]
-                hard_ids = {int(f) for t in hard for f in t.customdata}
-                assert hard_ids == set(rec.index[rec.pgp_status == 2])
-                assert len(hard_ids) == row.hard_now
+                assert list(data[mine, 1]) == sorted(data[mine, 1])       # weakest first
+                status = np.asarray(bars.marker.color)[mine]
+                hard = set(data[mine, 0][status == 2].astype(int))
+                assert hard == set(rec.index[rec.pgp_status == 2])
+                assert len(hard) == row.hard_now
                 # the weakest are the hard ones: their ranks come first
-                assert {int(x) for t in hard for x in t.x} == set(range(row.hard_now))
+                ranks = np.asarray(bars.x)[mine] - np.asarray(bars.x)[mine].min()
+                assert set(ranks[status == 2]) == set(range(row.hard_now))
                 n_weak = row.before - row.target_count
-                cut = [t for t in mine if t.name == "weak cut"]
-                assert (cut[0].x[0] == n_weak - 0.5) if n_weak else not cut
+                start = np.asarray(bars.x)[mine].min()
+                assert (start + n_weak - 0.5 in weak_cuts) == (n_weak > 0)
 
 
 def test_counts_are_the_recorded_layer_rows(runs, shared_store):

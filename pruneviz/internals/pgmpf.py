@@ -28,7 +28,20 @@ import plotly.graph_objects as go
 from ..plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, _rgba, method_color
 from ..store import Store
 from . import Panel
-from ._filter_views import MARK, array, last_at, markers, method_params, table, upto, vline, waiting
+from ._filter_views import (
+    MARK,
+    array,
+    filter_pair,
+    fingerprint,
+    last_at,
+    layer_order,
+    markers,
+    method_params,
+    table,
+    upto,
+    vline,
+    waiting,
+)
 
 GRADS = ("grad_norm_kept_before", "grad_norm_kept_after", "grad_norm_pruned_before",
          "grad_norm_pruned_after")
@@ -48,25 +61,12 @@ def load(store: Store, run_id: str) -> dict[str, pd.DataFrame]:
     per-filter norm and mask (two keys only: bn_gamma is not drawn)."""
     scalars = store.scalars(run_id, list(SCALARS), max_points=400)
     updates = table(store, run_id, "mask_updates", UPDATES)
+    filters = filter_pair(store, run_id, ("mask", "l2_norm"), fingerprint(updates))
+    order = layer_order(filters)
     layers = store.layers(run_id, ["mask_flips", "filters_revived"])
-    # One key per read keeps each in recording order (step, then layer, then filter), so the two
-    # line up row for row and the model's layer order is the order of first appearance.
-    mask = store.filters(run_id, ["mask"])
-    norm = store.filters(run_id, ["l2_norm"])
-    filters = mask[["step", "epoch", "layer", "filter"]].reset_index(drop=True)
-    filters["mask"] = mask.value.to_numpy()
-    same = (len(norm) == len(mask)
-            and (norm.step.to_numpy() == mask.step.to_numpy()).all()
-            and (norm.layer.to_numpy() == mask.layer.to_numpy()).all()
-            and (norm["filter"].to_numpy() == mask["filter"].to_numpy()).all())
-    if same:
-        filters["l2_norm"] = norm.value.to_numpy()
-    else:                      # a read that caught one key's rows without the other's
-        filters = filters.merge(norm.rename(columns={"value": "l2_norm"})
-                                [["step", "layer", "filter", "l2_norm"]],
-                                on=["step", "layer", "filter"], how="inner")
-    order = pd.DataFrame({"layer": pd.unique(mask.layer)})
-    return dict(scalars=scalars, updates=updates, layers=layers, filters=filters, order=order)
+    layers["row"] = layers.layer.map({n: i for i, n in enumerate(order)})
+    return dict(scalars=scalars, updates=updates, layers=layers, filters=filters,
+                order=pd.DataFrame({"layer": order}))
 
 
 def steps(frames: dict[str, pd.DataFrame]) -> list[int]:
@@ -120,10 +120,10 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
     ]
 
 
-def _grid(df: pd.DataFrame, rows: pd.Series, cols: pd.Series, n_rows: int, n_cols: int,
-          values: pd.Series) -> np.ndarray:
-    out = np.full((n_rows, n_cols), np.nan)
-    out[rows.to_numpy(int), cols.to_numpy(int)] = values.to_numpy(float)
+def _grid(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], values: np.ndarray
+          ) -> np.ndarray:
+    out = np.full(shape, np.nan)
+    out[rows, cols] = values
     return out
 
 
@@ -149,27 +149,26 @@ def norms_figure(filters: pd.DataFrame, order: pd.DataFrame, step: int) -> go.Fi
     at = last_at(filters, step)
     if at is None:
         return waiting(WAIT)
-    now = filters[filters.step == at]
     names = list(order.layer)
-    row = now.layer.map({n: i for i, n in enumerate(names)})
-    width = int(now["filter"].max()) + 1
-    top = now.groupby("layer").l2_norm.transform("max")
-    rel = (now.l2_norm / top.where(top > 0)).fillna(0.0)
-    shape = (len(names), width)
-    z = _grid(now, row, now["filter"], *shape, rel)
-    mask = _grid(now, row, now["filter"], *shape, now["mask"])
-    raw = _grid(now, row, now["filter"], *shape, now.l2_norm)
-    traces = _split_heatmaps(np.arange(width), names, z, mask, raw, zmax=1.0,
+    now = filters[filters.step == at]
+    row, col = now.row.to_numpy(), now["filter"].to_numpy()
+    norm, mask_now = now.l2_norm.to_numpy(float), now["mask"].to_numpy(float)
+    shape = (len(names), int(col.max()) + 1)
+    top = np.zeros(len(names))
+    np.maximum.at(top, row, norm)
+    rel = np.divide(norm, top[row], out=np.zeros_like(norm), where=top[row] > 0)
+    z, mask, raw = (_grid(row, col, shape, v) for v in (rel, mask_now, norm))
+    traces = _split_heatmaps(np.arange(shape[1]), names, z, mask, raw, zmax=1.0,
                              colorbar="L2 / layer max",
                              hover="%{y}, filter %{x}<br>L2 %{customdata:.4g} "
                                    "(%{z:.2f} of the layer's max)")
     before = last_at(filters, at - 1)
     if before is None:        # the mask starts all ones: every pruned filter changed
-        old = np.ones_like(mask)
+        old = np.ones(shape)
     else:
         prev = filters[filters.step == before]
-        old = _grid(prev, prev.layer.map({n: i for i, n in enumerate(names)}),
-                    prev["filter"], *shape, prev["mask"])
+        old = _grid(prev.row.to_numpy(), prev["filter"].to_numpy(), shape,
+                    prev["mask"].to_numpy(float))
     r, c = np.nonzero((mask != old) & ~np.isnan(mask) & ~np.isnan(old))
     if len(r):
         traces.append(dict(type="scatter", x=c, y=[names[i] for i in r], mode="markers",
@@ -177,19 +176,22 @@ def norms_figure(filters: pd.DataFrame, order: pd.DataFrame, step: int) -> go.Fi
                            marker=dict(symbol="square-open", size=11,
                                        color="#111", line=dict(width=2))))
     epoch = int(now.epoch.iloc[0])
-    n_pruned = int((now["mask"] == 0).sum())
-    layout = dict(xaxis=_axis("filter index", showgrid=False, range=[-0.5, width - 0.5]),
-                  yaxis=dict(type="category", autorange="reversed", showgrid=False),
+    n_pruned = int((mask_now == 0).sum())
+    layout = dict(xaxis=_axis("filter index", showgrid=False, range=[-0.5, shape[1] - 0.5]),
+                  yaxis=dict(type="category", autorange="reversed", showgrid=False,
+                             automargin=True),
                   showlegend=bool(len(r)))
     return _figure(traces, layout, height=max(300, 80 + 22 * len(names)),
                    title=f"Filter norms and mask after epoch {epoch} "
                          f"({n_pruned} of {len(now)} filters pruned)")
 
 
-def _busiest_layer(layers: pd.DataFrame, names: list[str]) -> str:
-    flips = layers[layers.key == "mask_flips"].groupby("layer").value.sum()
-    flips = flips.reindex(names).fillna(0)
-    return str(flips.idxmax()) if len(flips) and flips.max() > 0 else names[0]
+def _busiest_layer(layers: pd.DataFrame, n_layers: int) -> int:
+    """Position of the layer with the most mask flips (the first on ties, or if none)."""
+    d = layers[layers.key == "mask_flips"]
+    flips = np.bincount(d.row.to_numpy(int), weights=d.value.to_numpy(float),
+                        minlength=n_layers)
+    return int(flips.argmax()) if len(flips) else 0
 
 
 def history_figure(filters: pd.DataFrame, layers: pd.DataFrame, order: pd.DataFrame,
@@ -198,26 +200,27 @@ def history_figure(filters: pd.DataFrame, layers: pd.DataFrame, order: pd.DataFr
     f = upto(filters, step)
     if f.empty:
         return waiting(WAIT)
-    name = _busiest_layer(upto(layers, step), list(order.layer))
-    f = f[f.layer == name]
-    ends = np.sort(f.epoch.unique())
+    names = list(order.layer)
+    which = _busiest_layer(upto(layers.dropna(subset=["row"]), step), len(names))
+    f = f[f.row == which]
+    ends = np.unique(f.epoch.to_numpy())
     if len(ends) > MAX_EPOCH_COLUMNS:     # keep the first and last, evenly spaced between
         ends = ends[np.unique(np.linspace(0, len(ends) - 1, MAX_EPOCH_COLUMNS).round()
                               .astype(int))]
         f = f[f.epoch.isin(ends)]
-    col = f.epoch.map({e: i for i, e in enumerate(ends)})
-    n = int(f["filter"].max()) + 1
-    shape = (n, len(ends))
-    z = _grid(f, f["filter"], col, *shape, f.l2_norm)
-    mask = _grid(f, f["filter"], col, *shape, f["mask"])
+    col = np.searchsorted(ends, f.epoch.to_numpy())
+    rows = f["filter"].to_numpy()
+    shape = (int(rows.max()) + 1, len(ends))
+    z = _grid(rows, col, shape, f.l2_norm.to_numpy(float))
+    mask = _grid(rows, col, shape, f["mask"].to_numpy(float))
     zmax = float(np.nanmax(z)) if np.isfinite(z).any() and np.nanmax(z) > 0 else 1.0
-    traces = _split_heatmaps(ends, np.arange(n), z, mask, z, zmax=zmax, colorbar="L2",
+    traces = _split_heatmaps(ends, np.arange(shape[0]), z, mask, z, zmax=zmax, colorbar="L2",
                              hover="epoch %{x}, filter %{y}<br>L2 %{customdata:.4g}")
     layout = dict(xaxis=_axis("epoch", showgrid=False, range=[-0.5, max(epochs, 1) - 0.5]),
                   yaxis=_axis("filter index", autorange="reversed", showgrid=False),
                   showlegend=False)
-    return _figure(traces, layout, height=min(520, max(300, 120 + 5 * n)),
-                   title=f"{name}: filter norms over epochs")
+    return _figure(traces, layout, height=min(520, max(300, 120 + 5 * shape[0])),
+                   title=f"{names[which]}: filter norms over epochs")
 
 
 def flips_figure(layers: pd.DataFrame, updates: pd.DataFrame, step: int, epochs: int
@@ -227,13 +230,18 @@ def flips_figure(layers: pd.DataFrame, updates: pd.DataFrame, step: int, epochs:
     d = upto(layers, step)
     if d.empty and updates.empty:
         return waiting(WAIT)
-    per = (d.pivot_table(index="epoch", columns="key", values="value", aggfunc="sum")
-           .reindex(columns=["mask_flips", "filters_revived"]).fillna(0.0))
-    revived = per.filters_revived.to_numpy()
-    pruned_anew = per.mask_flips.to_numpy() - revived
-    traces = [dict(type="bar", x=per.index.to_numpy(), y=pruned_anew, name="pruned anew",
+    epoch = d.epoch.to_numpy(int)
+    x = np.unique(epoch)
+    sums = {}
+    for key in ("mask_flips", "filters_revived"):
+        sel = (d.key == key).to_numpy()
+        sums[key] = np.bincount(epoch[sel], weights=d.value.to_numpy(float)[sel],
+                                minlength=int(x.max()) + 1 if len(x) else 0)[x]
+    revived = sums["filters_revived"]
+    pruned_anew = sums["mask_flips"] - revived
+    traces = [dict(type="bar", x=x, y=pruned_anew, name="pruned anew",
                    marker=dict(color=TARGET)),
-              dict(type="bar", x=per.index.to_numpy(), y=revived, name="revived",
+              dict(type="bar", x=x, y=revived, name="revived",
                    marker=dict(color=REVIVED)),
               _line(updates.epoch, array(updates.pruned), "pruned filters", "#444",
                     mode="lines+markers")]
@@ -308,11 +316,10 @@ def grads_figure(scalars: pd.DataFrame, step: int, total: int, gradient_mask: bo
              "grad_norm_pruned_after": ("pruned, after mask", TARGET, "dot" if not gradient_mask
                                         else "solid", 2)}
     traces = []
-    for key, g in d.groupby("key", sort=False):
-        name, color, dash, width = style[key]
-        traces.append((list(style).index(key), _line(g.step, g.value, name, color, dash=dash,
-                                                     width=width)))
-    traces = [t for _, t in sorted(traces, key=lambda it: it[0])]
+    for key, (name, color, dash, width) in style.items():
+        g = d[d.key == key]
+        if len(g):
+            traces.append(_line(g.step, g.value, name, color, dash=dash, width=width))
     last = max(total, int(scalars.step.max()) if len(scalars) else 0, 1)
     layout = dict(xaxis=_axis("step", range=[0, last]),
                   yaxis=_axis("gradient L2 norm", rangemode="tozero"), showlegend=True,
@@ -325,10 +332,9 @@ def shock_figure(scalars: pd.DataFrame, step: int, epochs: int) -> go.Figure:
     d = upto(scalars[scalars.key.isin(SHOCK)], step)
     if d.empty:
         return waiting("no decay applied yet: pairs appear once an epoch's mask prunes filters")
-    pairs = d.pivot_table(index="epoch", columns="key", values="value", aggfunc="last")
-    pairs = pairs.reindex(columns=list(SHOCK))
-    x = pairs.index.to_numpy()
-    before, after = pairs[SHOCK[0]].to_numpy(), pairs[SHOCK[1]].to_numpy()
+    values = [dict(zip(d.epoch[d.key == k], d.value[d.key == k])) for k in SHOCK]
+    x = np.array(sorted(set(values[0]) | set(values[1])))
+    before, after = (np.array([v.get(e, np.nan) for e in x], dtype=float) for v in values)
     seg_x = np.repeat(x, 3).astype(float)
     seg_y = np.column_stack([before, after, np.full(len(x), np.nan)]).ravel()
     seg_x[2::3] = np.nan

@@ -1,11 +1,12 @@
 """PGP, RPGP and PSFP internals: the filter-change scores and what each pruning epoch did.
 
 Panels (METHODS.md sec. 3, "Record"):
-- the scores of the filters present at the slider's pruning epoch, sorted weakest first, one
-  small plot per channel group (a conv, or the convs a residual addition ties together, which
-  share one score), coloured by fate (removed now, reset now, kept) with the hard and weak cut
-  lines. Small multiples keep every group's own scale; past 12 groups (ResNet-56) twelve evenly
-  spaced through the network are shown, so early, middle and late layers are all there;
+- the scores of the filters present at the slider's pruning epoch, sorted weakest first, per
+  channel group (a conv, or the convs a residual addition ties together, which share one
+  score), groups side by side in rows of six, each relative to its largest score (the ranking
+  is within a group), coloured by fate (removed now, reset now, kept) with the hard and weak
+  cut lines. Past 12 groups (ResNet-56) twelve evenly spaced through the network are shown, so
+  early, middle and late layers are all there;
 - active / soft-reset / removed filters of all convs after each pruning epoch, stacked, against
   the schedule's target n(e) (dashed ahead: the plan);
 - Spearman rank correlation of the criterion with the L2 ranking PSFP would use, per group and
@@ -31,6 +32,8 @@ from . import Panel
 from ._filter_views import (
     MARK,
     array,
+    filter_pair,
+    fingerprint,
     last_at,
     markers,
     method_params,
@@ -50,6 +53,7 @@ ACTIVE, SOFT, HARD = 0, 1, 2                      # pgp_status, as pruneviz.meth
 FATE = {ACTIVE: ("kept", "#1f77b4"), SOFT: ("reset now (soft)", "#ffbb78"),
         HARD: ("removed now (hard)", "#d62728")}
 MAX_GROUPS = 12
+GROUPS_PER_ROW = 6
 WAIT = "waiting for the first pruning epoch: filters are scored at the end of each epoch"
 
 
@@ -59,23 +63,10 @@ def load(store: Store, run_id: str) -> dict[str, pd.DataFrame]:
     carry the same values, so only its first conv is kept)."""
     layers = table(store, run_id, "pgp_layers", LAYER_COLUMNS)
     epochs = table(store, run_id, "pgp_epochs", EPOCH_COLUMNS)
-    # One key per read keeps each in recording order, so the two line up row for row.
-    score = store.filters(run_id, ["pgp_score"])
-    status = store.filters(run_id, ["pgp_status"])
-    filters = score[["step", "epoch", "layer", "filter"]].reset_index(drop=True)
-    filters["score"] = score.value.to_numpy()
-    same = (len(score) == len(status)
-            and (score.step.to_numpy() == status.step.to_numpy()).all()
-            and (score.layer.to_numpy() == status.layer.to_numpy()).all()
-            and (score["filter"].to_numpy() == status["filter"].to_numpy()).all())
-    if same:
-        filters["status"] = status.value.to_numpy()
-    else:                      # a read that caught one key's rows without the other's
-        filters = filters.merge(status.rename(columns={"value": "status"})
-                                [["step", "layer", "filter", "status"]],
-                                on=["step", "layer", "filter"], how="inner")
+    filters = filter_pair(store, run_id, ("pgp_score", "pgp_status"), fingerprint(layers))
     leads = set(layers.group.dropna())
-    filters = filters[filters.layer.isin(leads)].reset_index(drop=True)
+    filters = filters[filters.layer.isin(leads)].rename(
+        columns={"pgp_score": "score", "pgp_status": "status"})
     return dict(layers=layers, epochs=epochs, filters=filters)
 
 
@@ -97,11 +88,12 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
     out = [
         Panel("pgp.scores", scores_figure(frames["filters"], layers, step,
                                           "L2 norm" if psfp else "score"),
-              "Each small plot is one group of convs pruned together, its filters sorted by "
+              "Each block of bars is one conv, or the convs a residual addition ties "
+              "together (pruned as one group), its filters sorted by "
               + ("L2 norm" if psfp else "score (how much the filter changed in the epoch)")
-              + ", weakest on the left: red bars left of the hard cut are removed, orange ones "
-              "between the hard and weak cuts are reset to zero and may regrow, blue ones are "
-              "kept.", wide=True),
+              + " relative to the group's largest, weakest on the left: red bars left of the "
+              "hard cut are removed, orange ones between the hard and weak cuts are reset to "
+              "zero and may regrow, blue ones are kept.", wide=True),
         Panel("pgp.counts", counts_figure(layers, cls, params, config, n_prune),
               "Filters of all convs after each pruning epoch: kept (active), reset to zero "
               "(soft) and removed for good; the line is the schedule's target of filters to "
@@ -140,88 +132,107 @@ def _groups(layers: pd.DataFrame) -> list[str]:
 
 def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
                   score_name: str = "score") -> go.Figure:
-    """Small multiples: per group, the present filters' scores sorted, by fate, with cuts."""
+    """Per group, the present filters' scores sorted (relative to the group's largest), side by
+    side, up to GROUPS_PER_ROW groups a row; bars coloured by fate, hard and weak cuts drawn.
+
+    One x axis per row, not one per group: a dozen small subplots cost plotly ~100 ms of
+    object building and serialising per redraw, a row of groups a few."""
     at = last_at(layers, step)
     if at is None:
         return waiting(WAIT)
     rows = layers[layers.step == at]
-    now = filters[(filters.step == at) & filters.score.notna()]
     leads = _groups(rows)
-    members = rows.groupby("group").layer.count()
-    n = len(leads)
-    per_row = 4 if n > 6 else max(1, min(3, n))
-    n_rows = -(-n // per_row)
-    gap_x, gap_y = 0.05, 0.16 / max(n_rows, 1)
-    width = (1 - gap_x * (per_row - 1)) / per_row
-    height = (1 - gap_y * (n_rows - 1)) / n_rows
-    traces: list[dict] = []
+    heads = rows[rows.layer == rows.group].drop_duplicates("layer").set_index("layer")
+    members = rows.group.value_counts()
+    now = filters[filters.step == at]
+    names, scores = now.layer.to_numpy(), now.score.to_numpy(float)
+    status, ids = now.status.to_numpy(float), now["filter"].to_numpy()
+    fate_scale = [[0.0, FATE[ACTIVE][1]], [0.5, FATE[SOFT][1]], [1.0, FATE[HARD][1]]]
+    fate_names = np.array([FATE[k][0] for k in (ACTIVE, SOFT, HARD)])
+    # The legend: one entry per fate and cut, from traces that draw nothing.
+    traces: list[dict] = [dict(type="scatter", x=[None], y=[None], mode="markers", name=name,
+                               marker=dict(symbol="square", size=10, color=color))
+                          for name, color in FATE.values()]
+    cut_style = {"hard cut": (TARGET, "solid"), "weak cut": ("#ff7f0e", "dash")}
+    traces += [dict(type="scatter", x=[None], y=[None], mode="lines", name=name,
+                    line=dict(color=color, width=2, dash=dash))
+               for name, (color, dash) in cut_style.items()]
+    chunks = [leads[i:i + GROUPS_PER_ROW] for i in range(0, len(leads), GROUPS_PER_ROW)]
+    gap_y = 0.22 / max(len(chunks), 1)
+    height = (1 - gap_y * (len(chunks) - 1)) / len(chunks)
     layout: dict[str, Any] = {}
-    notes = []
-    named: set[str] = set()
-
-    def first(name: str) -> bool:
-        """One legend entry per name across the small plots: the first one that draws it."""
-        new = name not in named
-        named.add(name)
-        return new
-
-    for i, lead in enumerate(leads):
-        r, c = divmod(i, per_row)
-        x0, y1 = c * (width + gap_x), 1 - r * (height + gap_y)
-        sfx = "" if i == 0 else str(i + 1)
+    any_tiny = False
+    for r, chunk in enumerate(chunks):
+        sfx = "" if r == 0 else str(r + 1)
         axes = dict(xaxis=f"x{sfx}", yaxis=f"y{sfx}")
-        row = rows[rows.layer == lead].iloc[0]
-        mine = now[now.layer == lead].sort_values(["score", "filter"], kind="stable")
-        rank = np.arange(len(mine))
-        for status, (name, color) in FATE.items():
-            sel = (mine.status == status).to_numpy()
-            if not sel.any():
-                continue
-            traces.append(dict(type="bar", x=rank[sel], y=mine.score.to_numpy()[sel],
-                               customdata=mine["filter"].to_numpy()[sel], name=name,
-                               marker=dict(color=color, line=dict(width=0)),
-                               legendgroup=name, showlegend=first(name), **axes,
-                               hovertemplate=f"{lead}<br>filter %{{customdata}}, rank %{{x}}"
-                                             f"<br>score %{{y:.4g}}<br>{name}<extra></extra>"))
-        top = float(mine.score.max()) * 1.05 if len(mine) and mine.score.max() > 0 else 1.0
-        # A bar under 1% of the plot's height does not show (reset filters score 0 or nearly):
-        # mark those on the axis in their fate's colour.
-        tiny = (mine.score < 0.01 * top).to_numpy()
+        gap = max(3, round(0.08 * max(int(heads.loc[g].before) for g in chunk)))
+        xs, ys, fates, data, groups = [], [], [], [], []
+        cuts: dict[str, list] = {"hard cut": [], "weak cut": []}
+        ticks, labels = [], []
+        offset = 0
+        for lead in chunk:
+            sel = (names == lead) & ~np.isnan(scores)
+            sc, st, f = scores[sel], status[sel], ids[sel]
+            order = np.lexsort((f, sc))          # weakest first; ties by filter index
+            sc, st, f = sc[order], st[order], f[order]
+            top = sc.max() if len(sc) and sc.max() > 0 else 1.0
+            head = heads.loc[lead]
+            n_weak, n_hard = int(head.before - head.target_count), int(head.hard_now)
+            xs.append(offset + np.arange(len(sc)))
+            ys.append(sc / top)
+            fates.append(st)
+            data.append(np.column_stack([f, sc]))
+            groups += [f"{lead}<br>{fate_names[int(v)]}" for v in st]
+            for name, n in (("hard cut", n_hard), ("weak cut", n_weak)):
+                if n > 0:
+                    cuts[name] += [offset + n - 0.5, offset + n - 0.5, None]
+            extra = int(members.get(lead, 1)) - 1
+            ticks.append(offset + (int(head.before) - 1) / 2)
+            labels.append(f"{lead}{f' +{extra}' if extra else ''}<br>"
+                          f"{n_hard} hard, {n_weak - n_hard} soft")
+            offset += int(head.before) + gap
+        x, y, st = np.concatenate(xs), np.concatenate(ys), np.concatenate(fates)
+        traces.append(dict(type="bar", x=x, y=y, customdata=np.concatenate(data),
+                           text=np.array(groups, dtype=object), textposition="none",
+                           name=f"scores, row {r + 1}", showlegend=False, **axes,
+                           marker=dict(color=st, cmin=0, cmax=2, colorscale=fate_scale,
+                                       line=dict(width=0)),
+                           hovertemplate="%{text}<br>filter %{customdata[0]}<br>"
+                                         f"{score_name} %{{customdata[1]:.4g}} "
+                                         "(%{y:.2f} of the group's largest)<extra></extra>"))
+        # A bar under 1% of its group's largest does not show (reset filters score 0 or
+        # nearly): mark those on the axis in their fate's colour.
+        tiny = y < 0.01
         if tiny.any():
-            traces.append(dict(type="scatter", x=rank[tiny], y=np.zeros(int(tiny.sum())),
-                               mode="markers", name="score ≈ 0", legendgroup="tiny",
-                               showlegend=first("score ≈ 0"),
-                               marker=dict(symbol="x", size=7, line=dict(width=0),
-                                           color=[FATE[int(v)][1] for v in
-                                                  mine.status.to_numpy()[tiny]]),
-                               cliponaxis=False, customdata=mine.score.to_numpy()[tiny],
-                               text=mine["filter"].to_numpy()[tiny], **axes,
-                               hovertemplate=f"{lead}<br>filter %{{text}}: score "
-                                             "%{customdata:.3g}<extra></extra>"))
-        n_weak = int(row.before - row.target_count)
-        n_hard = int(row.hard_now)
-        for cut, name, color, dash in ((n_hard, "hard cut", TARGET, "solid"),
-                                       (n_weak, "weak cut", "#ff7f0e", "dash")):
-            if cut > 0:
-                traces.append(_line([cut - 0.5, cut - 0.5], [0, top], name, color, dash=dash,
-                                    legendgroup=name, showlegend=first(name),
-                                    hoverinfo="skip", **axes))
-        layout[f"xaxis{sfx}"] = dict(domain=_unit(x0, x0 + width), anchor=f"y{sfx}",
-                                     range=[-0.7, max(int(row.before), 1) - 0.3],
-                                     title=dict(text="rank, weakest first")
-                                     if r == n_rows - 1 else None)
+            any_tiny = True
+            traces.append(dict(type="scatter", x=x[tiny], y=np.zeros(int(tiny.sum())),
+                               mode="markers", name=f"score ≈ 0, row {r + 1}",
+                               showlegend=False, hoverinfo="skip", cliponaxis=False,
+                               marker=dict(symbol="x", size=7, color=st[tiny], cmin=0, cmax=2,
+                                           colorscale=fate_scale, line=dict(width=0)),
+                               **axes))
+        for name, xs_cut in cuts.items():
+            if xs_cut:
+                color, dash = cut_style[name]
+                traces.append(_line(xs_cut, [0, 1.05, None] * (len(xs_cut) // 3),
+                                    f"{name}, row {r + 1}", color, dash=dash,
+                                    showlegend=False, hoverinfo="skip", **axes))
+        y1 = 1 - r * (height + gap_y)
+        layout[f"xaxis{sfx}"] = dict(domain=[0, 1], anchor=f"y{sfx}", showgrid=False,
+                                     range=[-1, offset - gap + 1], tickvals=ticks,
+                                     ticktext=labels, tickfont=dict(size=10))
         layout[f"yaxis{sfx}"] = dict(domain=_unit(y1 - height, y1), anchor=f"x{sfx}",
-                                     range=[0, top],
-                                     title=dict(text=score_name) if c == 0 else None)
-        extra = int(members.get(lead, 1)) - 1
-        label = lead + (f" +{extra} tied" if extra else "")
-        notes.append(dict(text=f"{label}: {n_hard} hard, {n_weak - n_hard} soft",
-                          x=x0 + width / 2, y=y1, xref="paper", yref="paper", xanchor="center",
-                          yanchor="bottom", showarrow=False, font=dict(size=11)))
+                                     range=[0, 1.05], tickformat=".0%",
+                                     title=dict(text=f"{score_name} / group max"))
+    if any_tiny:
+        traces.append(dict(type="scatter", x=[None], y=[None], mode="markers",
+                           name="≈ 0 (marked on the axis)",
+                           marker=dict(symbol="x", size=8, color="#444")))
     epoch = int(rows.epoch.iloc[0])
-    shown = "" if n == rows.group.nunique() else f", {n} of {rows.group.nunique()} groups"
-    layout.update(annotations=notes, barmode="overlay", bargap=0.1, showlegend=True)
-    return _figure(traces, layout, height=80 + 190 * n_rows,
+    total = rows.group.nunique()
+    shown = "" if len(leads) == total else f", {len(leads)} of {total} groups"
+    layout.update(bargap=0.15, showlegend=True)
+    return _figure(traces, layout, height=60 + 250 * len(chunks),
                    title=f"Sorted scores at pruning epoch {epoch}{shown}")
 
 
