@@ -36,3 +36,5 @@ with view_col:
     else:
         live.run_picker(runs, run_id)
         live.live_view(store, runner, run_id)
+if run_id is not None:
+    live.details_view(store, run_id)

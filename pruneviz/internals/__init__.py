@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 
 FAMILIES = {
     "pgmpf": "pgmpf", "sfp": "pgmpf", "asfp": "pgmpf",
-    "pgp": "pgp", "psfp": "pgp",
+    "pgp": "pgp", "rpgp": "pgp", "psfp": "pgp",
     "slr": "slr", "admm": "slr",
     "fggp": "fggp", "granet": "fggp", "gmp": "fggp",
 }

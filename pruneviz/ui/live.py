@@ -132,11 +132,26 @@ def run_picker(runs: pd.DataFrame, current: str | None, limit: int = 50) -> None
 
 # -- the view ------------------------------------------------------------------------------------
 def live_view(store: Store, runner: Runner, run_id: str) -> None:
-    """Polls while the run is queued or running; redraws once more when it ends."""
+    """Progress and the common charts; polls while the run is queued or running and redraws
+    once more when it ends."""
     polling = store.run(run_id)["status"] in ACTIVE
     st.fragment(_live_body, run_every=POLL_SECONDS if polling else None)(
         store, runner, run_id, polling)
+
+
+def details_view(store: Store, run_id: str) -> None:
+    """The metrics panel of a finished run, the method's internals (polled while it trains)
+    and the per-layer history: drawn full width under the form and the live charts."""
+    polling = store.run(run_id)["status"] in ACTIVE
+    st.fragment(_details_body, run_every=POLL_SECONDS if polling else None)(store, run_id)
     st.fragment(_history)(store, run_id)
+
+
+def _details_body(store: Store, run_id: str) -> None:
+    run = store.run(run_id)
+    if run["status"] == "completed":
+        metrics_panel_view(store, run_id, key="live.panel")
+    internals_view(store, run, key="live.internals")
 
 
 def _status_line(run: dict) -> str:
@@ -169,9 +184,6 @@ def _live_body(store: Store, runner: Runner, run_id: str, polling: bool) -> None
     left, right = st.columns(2)
     left.plotly_chart(figs["sparsity"], key="live.sparsity")
     right.plotly_chart(figs["layers"], key="live.layers")
-    if run["status"] == "completed":
-        metrics_panel_view(store, run_id, key="live.panel")
-    internals_view(store, run, key="live.internals")
 
 
 def _progress_of(store: Store, run: dict) -> tuple[float, str]:

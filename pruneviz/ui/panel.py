@@ -11,6 +11,10 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
+def _speed(speedup: float) -> str:
+    return f"{speedup:.2f}x faster" if speedup >= 1 else f"{1 / speedup:.2f}x slower"
+
+
 def metrics_panel_view(store, run_id: str, key: str) -> None:
     """Headline ratios, the plain-language notes and the full table of a completed run."""
     panel = metrics_panel(store, run_id)
@@ -21,21 +25,23 @@ def metrics_panel_view(store, run_id: str, key: str) -> None:
     p = panel
     cols = st.columns(4)
     cols[0].metric("Parameters, compact", f"{p['params_compact']:,}",
-                   f"{_ratio(p['params_dense'], p['params_compact'])} fewer than dense",
-                   delta_color="off", border=True,
-                   help="Zero filters physically removed; unstructured zeros stay in place.")
+                   f"{_ratio(p['params_dense'], p['params_compact'])} fewer",
+                   delta_color="off", delta_arrow="off", border=True,
+                   help=f"Dense: {p['params_dense']:,}. Zero filters are physically removed; "
+                        "unstructured zeros stay in place.")
     cols[1].metric("FLOPs, compact", f"{p['flops_compact'] / 1e6:,.2f} M",
-                   f"{_ratio(p['flops_dense'], p['flops_compact'])} fewer than dense",
-                   delta_color="off", border=True, help="torch.utils.flop_counter, per image.")
+                   f"{_ratio(p['flops_dense'], p['flops_compact'])} fewer",
+                   delta_color="off", delta_arrow="off", border=True,
+                   help=f"Dense: {p['flops_dense'] / 1e6:,.2f} M per image "
+                        "(torch.utils.flop_counter).")
     for col, batch in zip(cols[2:], (1, 64)):
         rows = [r for r in p["latency"] if r["batch"] == batch and r["device"] == "cpu"]
         if rows:
             r = rows[0]
             col.metric(f"CPU latency, batch {batch}", f"{r['compact_ms']:.2f} ms",
-                       f"{r['speedup']:.2f}x vs dense {r['dense_ms']:.2f} ms",
-                       delta_color="off", border=True,
-                       help=f"Median of {r['reps']} runs after warm-up, {r['threads']} threads, "
-                            "measured when the run finished.")
+                       _speed(r["speedup"]), delta_color="off", delta_arrow="off", border=True,
+                       help=f"Dense: {r['dense_ms']:.2f} ms. Median of {r['reps']} runs after "
+                            f"warm-up, {r['threads']} threads, measured when the run finished.")
     for note in p["notes"]:
         st.caption(f":material/info: {note}")
     with st.expander("All numbers"):
