@@ -45,6 +45,16 @@ OUTCOME_COLORS = {"kept": "#d0d0d0", "candidate": "#b8e0b0", "pruned": "#404040"
 OUTCOME_NAMES = {"kept": "kept", "candidate": "candidate, kept", "pruned": "pruned",
                  "restored": "cut and regrown at once", "regrown": "regrown"}
 WAIT = "waiting for the first pruning step"
+RULES = {
+    "gradient_first": "FGGP takes the half with the smallest |g| (left of the vertical cut) as "
+                      "candidates and prunes the smallest |w| among them (below the horizontal "
+                      "cut).",
+    "gw": "this run prunes the smallest |g·w|, the weights below the dashed curve.",
+    "rank_sum": "this run prunes the smallest rank(|w|) + rank(|g|), the weights nearest the "
+                "bottom left corner (no single line separates them).",
+    "granet": "GraNet cuts the smallest |w| (below the horizontal cut) and regrows the removed "
+              "weights with the largest |g| (right of the vertical cut).",
+}
 
 
 def load(store, run_id: str) -> dict[str, pd.DataFrame]:
@@ -76,15 +86,10 @@ def panels(frames: dict[str, pd.DataFrame], run: dict, step: int | None = None) 
     xr = x_range(run, step, frames["prune"])
     out = []
     if method != "gmp":
-        out.append(Panel(
-            "fggp.scatter", scatter_figure(frames, step, method),
-            "A sample of the weights at the last pruning step: gradient magnitude |g| across, "
-            "weight magnitude |w| up (log scales), coloured by what the step did; "
-            + ("FGGP takes the half with the smallest |g| (left of the vertical cut) as "
-               "candidates and prunes the smallest |w| among them (below the horizontal cut)."
-               if method == "fggp" else
-               "GraNet cuts the smallest |w| (below the horizontal cut) and regrows the "
-               "removed weights with the largest |g| (right of the vertical cut).")))
+        out.append(Panel("fggp.scatter", scatter_figure(frames, step, method),
+                         "A sample of the weights at the last pruning step: gradient magnitude "
+                         "|g| across, weight magnitude |w| up (log scales), coloured by what the "
+                         "step did; " + RULES[_criterion(frames, run, method)]))
     out += [
         Panel("fggp.density", density_figure(frames, run, step, xr),
               "The fraction of prunable weights still active: the cubic schedule's target "
@@ -103,6 +108,16 @@ def panels(frames: dict[str, pd.DataFrame], run: dict, step: int | None = None) 
             + (" The dotted line is GraNet's regrowth fraction c(t)." if method == "granet"
                else "")))
     return out
+
+
+def _criterion(frames: dict[str, pd.DataFrame], run: dict, method: str) -> str:
+    """The selection rule of the run: as recorded, else as configured."""
+    recorded = frames["selection"].criterion.dropna()
+    if len(recorded):
+        return str(recorded.iloc[-1])
+    if method == "granet":
+        return "granet"
+    return str(run["config"].params.get("criterion", "gradient_first"))
 
 
 def _floor(values: np.ndarray) -> float:
