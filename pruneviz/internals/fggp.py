@@ -27,6 +27,7 @@ from ._history import (
     grid,
     index_key,
     marker,
+    method_rows,
     numbers,
     table,
     upto,
@@ -58,20 +59,13 @@ RULES = {
 
 
 def load(store, run_id: str) -> dict[str, pd.DataFrame]:
-    """The pruning-step tables (a few dozen rows, plus <= 400 scatter points per step) and the
-    per-layer densities."""
-    tables = set(store.tables(run_id))
-
-    def rows(name: str, columns: tuple[str, ...]) -> pd.DataFrame:
-        df = store.rows(run_id, name) if name in tables else pd.DataFrame({"step": []})
-        return table(df, columns)
-
-    prune, selection = rows("prune_steps", PRUNE_COLUMNS), rows("fggp_steps", STEP_COLUMNS)
-    # The scatter and per-layer records are re-read only after a new pruning step.
-    rest = cached(store, run_id, "fggp", index_key(prune, selection), lambda: dict(
-        scatter=rows("fggp_scatter", SCATTER_COLUMNS),
+    """The pruning-step tables (a few dozen rows, plus <= 400 scatter points per step, read
+    incrementally) and the per-layer densities (re-read after each new pruning step)."""
+    prune = method_rows(store, run_id, "prune_steps", PRUNE_COLUMNS)
+    layers = cached(store, run_id, "fggp.layers", index_key(prune), lambda: dict(
         layers=table(store.layers(run_id, ["density"]), ("layer", "value"))))
-    return dict(prune=prune, selection=selection, **rest)
+    return dict(prune=prune, selection=method_rows(store, run_id, "fggp_steps", STEP_COLUMNS),
+                scatter=method_rows(store, run_id, "fggp_scatter", SCATTER_COLUMNS), **layers)
 
 
 def steps(frames: dict[str, pd.DataFrame]) -> list[int]:

@@ -25,12 +25,11 @@ from ..plots import _FALLBACK, ACHIEVED, DASHES, TARGET, _axis, _figure, _line, 
 from . import Panel
 from ._history import (
     at,
-    cached,
     distinct_steps,
     finite,
     grid,
-    index_key,
     marker,
+    method_rows,
     numbers,
     table,
     upto,
@@ -60,14 +59,13 @@ class RunFrames(NamedTuple):
 
 
 def load(store, run_id: str) -> dict[str, pd.DataFrame]:
-    """The run's SLR tables (O(layers) rows per epoch) and its held-out accuracy curve; the
-    per-layer tables are re-read only when an epoch end was recorded since the last call."""
-    epochs = table(store.rows(run_id, "slr_epochs"), EPOCH_COLUMNS)
-    scalars = table(store.scalars(run_id, list(SCALARS), max_points=400), ("key", "value"))
-    per_layer = cached(store, run_id, "slr", index_key(epochs), lambda: dict(
-        layers=table(store.rows(run_id, "slr_layers"), LAYER_COLUMNS),
-        hist=table(store.rows(run_id, "slr_hist"), HIST_COLUMNS)))
-    return dict(epochs=epochs, scalars=scalars, **per_layer)
+    """The run's SLR tables (O(layers) rows per epoch, read incrementally) and its held-out
+    accuracy curve."""
+    return dict(epochs=method_rows(store, run_id, "slr_epochs", EPOCH_COLUMNS),
+                layers=method_rows(store, run_id, "slr_layers", LAYER_COLUMNS),
+                hist=method_rows(store, run_id, "slr_hist", HIST_COLUMNS),
+                scalars=table(store.scalars(run_id, list(SCALARS), max_points=400),
+                              ("key", "value")))
 
 
 def steps(frames: dict[str, pd.DataFrame]) -> list[int]:
