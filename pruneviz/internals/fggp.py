@@ -78,30 +78,31 @@ def panels(frames: dict[str, pd.DataFrame], run: dict, step: int | None = None) 
     if step is None:
         step = max(steps(frames), default=0)
     xr = x_range(run, step, frames["prune"])
-    out = []
-    if method != "gmp":
-        out.append(Panel("fggp.scatter", scatter_figure(frames, step, method),
-                         "A sample of the weights at the last pruning step: gradient magnitude "
-                         "|g| across, weight magnitude |w| up (log scales), coloured by what the "
-                         "step did; " + RULES[_criterion(frames, run, method)]))
-    out += [
-        Panel("fggp.density", density_figure(frames, run, step, xr),
-              "The fraction of prunable weights still active: the cubic schedule's target "
-              "(dashed; dotted ahead of the slider) and what the masks achieve, one marker per "
-              "pruning step; grey bars count the weights each step removed."),
-        Panel("fggp.layers", layers_figure(frames, step, xr),
-              "One row per layer: the fraction of its weights still active after each pruning "
-              "step (the ranking is global, so layers thin out at different speeds)."),
+    density = Panel("fggp.density", density_figure(frames, run, step, xr),
+                    "The fraction of prunable weights still active: the cubic schedule's target "
+                    "(dashed; dotted ahead of the slider) and what the masks achieve, one "
+                    "marker per pruning step; grey bars count the weights each step removed.")
+    layers = Panel("fggp.layers", layers_figure(frames, step, xr),
+                   "One row per layer: the fraction of its weights still active after each "
+                   "pruning step (the ranking is global, so layers thin out at different "
+                   "speeds).")
+    if method == "gmp":
+        return [density, layers]
+    # Pairs for a two-column page: the two tall figures, then the two curves over steps.
+    return [
+        Panel("fggp.scatter", scatter_figure(frames, step, method),
+              "A sample of the weights at the last pruning step: gradient magnitude |g| across, "
+              "weight magnitude |w| up (log scales), coloured by what the step did; "
+              + RULES[_criterion(frames, run, method)]),
+        layers,
+        density,
+        Panel("fggp.overlap", overlap_figure(frames, step, xr, method),
+              "How many of the weights the step removed plain magnitude pruning (GMP) would "
+              "have removed too, as |A ∩ B| / |A ∪ B|: 1 means the gradient changed nothing, "
+              "low values mean the gradient picked other weights."
+              + (" The dotted line is GraNet's regrowth fraction c(t)." if method == "granet"
+                 else "")),
     ]
-    if method != "gmp":
-        out.append(Panel(
-            "fggp.overlap", overlap_figure(frames, step, xr, method),
-            "How many of the weights the step removed plain magnitude pruning (GMP) would have "
-            "removed too, as |A ∩ B| / |A ∪ B|: 1 means the gradient changed nothing, low "
-            "values mean the gradient picked other weights."
-            + (" The dotted line is GraNet's regrowth fraction c(t)." if method == "granet"
-               else "")))
-    return out
 
 
 def _criterion(frames: dict[str, pd.DataFrame], run: dict, method: str) -> str:

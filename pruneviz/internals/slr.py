@@ -102,11 +102,8 @@ def panels(frames: dict[str, pd.DataFrame], run: dict, step: int | None = None) 
             "kept), grey forced at k = 1; hover for the two values compared. Middle: how much "
             "L went down, in % of the value it was compared with (above 0 passes). Bottom: "
             "the step size s_k and the factor α_k the rule multiplies it by.", wide=True))
+    # Pairs for a two-column page: the two tall figures (one row per layer), then the loss.
     out += [
-        Panel("slr.loss", loss_figure(one, step, xr),
-              "Per-epoch means of the cross-entropy and of the penalty (ρ/2)‖W − Z + U‖² (log "
-              "scale): the penalty is what the weights pay for being away from Z; far below "
-              "the CE it barely steers training."),
         Panel("slr.histogram", histogram_figure(frames, step),
               "Each layer's weights at the chosen epoch end, as a histogram over [−max|w|, "
               "max|w|]; red ticks mark the hard-prune cut (weights between them would be "
@@ -116,6 +113,10 @@ def panels(frames: dict[str, pd.DataFrame], run: dict, step: int | None = None) 
               "One row per layer: its ‖W − Z‖ divided by its value before training (1 = no "
               "progress, 0 = the weights already are sparse); hover for the raw norms and "
               "‖Λ‖."),
+        Panel("slr.loss", loss_figure(one, step, xr),
+              "Per-epoch means of the cross-entropy and of the penalty (ρ/2)‖W − Z + U‖² (log "
+              "scale): the penalty is what the weights pay for being away from Z; far below "
+              "the CE it barely steers training."),
     ]
     return out
 
