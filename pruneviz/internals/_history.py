@@ -36,8 +36,9 @@ def numbers(s: pd.Series) -> np.ndarray:
 
 
 def upto(df: pd.DataFrame, step: int) -> pd.DataFrame:
-    """Rows recorded at or before `step`."""
-    return df[df.step <= step]
+    """Rows recorded at or before `step` of a frame sorted by step (as `table` and
+    `method_rows` return them): a slice, not a copy of every column."""
+    return df.iloc[:int(np.searchsorted(df.step.to_numpy(), step, side="right"))]
 
 
 def last_step(df: pd.DataFrame, step: int) -> int | None:

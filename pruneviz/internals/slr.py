@@ -46,6 +46,8 @@ LAYER_COLUMNS = ("epochs_done", "layer", "rate", "residual", "prune_gap", "z_cha
 HIST_COLUMNS = ("epochs_done", "layer", "lo", "hi", "counts", "threshold", "z_threshold")
 SCALARS = ("test_accuracy", "dense_accuracy")
 
+CONDITION_COLUMNS = ("step", "k", "s", "alpha1", "alpha2", "cond1", "cond1_forced", "cond1_L",
+                     "cond1_L_prev", "cond2", "cond2_L", "cond2_L_prev")
 PASSED, FAILED, FORCED = "#2ca02c", "#d62728", "#9e9e9e"
 LAMBDA, Z_MOVE, PENALTY, SOFT = "#9467bd", "#7f7f7f", "#ff7f0e", "#2ca02c"
 
@@ -185,7 +187,7 @@ def accuracy_figure(runs: list[RunFrames], step: int, xr: list[float] | None = N
             s = s[s.key == "test_accuracy"]
             x, y = s.step.to_numpy(), numbers(s.value)
         else:
-            e = upto(r.frames["epochs"], step)
+            e = upto(r.frames["epochs"], step)[["step", "phase", "hard_prune_now_accuracy"]]
             e = e[e.hard_prune_now_accuracy.notna()]
             x, y = e.step.to_numpy(), numbers(e.hard_prune_now_accuracy)
             hard = e[e.phase == "hard_prune"]
@@ -257,7 +259,7 @@ _COMPARED = {1: ("L(W, Z_prev)", "L(W_prev, Z_prev)"), 2: ("L(W, Z)", "L(W, Z_pr
 def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
                       xr: list[float] | None = None) -> go.Figure:
     """SLR's condition checks (pass/fail strip, relative drop of L) and its step size s_k, α_k."""
-    e = upto(frames["epochs"], step)
+    e = upto(frames["epochs"], step)[list(CONDITION_COLUMNS)]
     checks = _condition_points(e)
     s = e[e.s.notna()]
     if checks.empty and s.empty:
