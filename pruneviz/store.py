@@ -333,9 +333,14 @@ class Store:
         return self._read("filters", "step, epoch, layer, filter, key, value", run_ids, keys,
                           extra, args)
 
-    def rows(self, run_ids: str | list[str], table: str) -> pd.DataFrame:
-        """A method table: run_id, step, epoch and one column per field the method recorded."""
-        df = self._read("rows", "step, epoch, data", run_ids, None, " AND tbl = ?", (table,))
+    def rows(self, run_ids: str | list[str], table: str, *, after: int | None = None
+             ) -> pd.DataFrame:
+        """A method table: run_id, step, epoch and one column per field the method recorded;
+        `after` keeps the rows of later steps only (a live view reads just what is new)."""
+        extra, args = " AND tbl = ?", (table,)
+        if after is not None:
+            extra, args = extra + " AND step > ?", (table, after)
+        df = self._read("rows", "step, epoch, data", run_ids, None, extra, args)
         data = pd.DataFrame([json.loads(d) for d in df.pop("data")], index=df.index)
         return pd.concat([df, data], axis=1)
 

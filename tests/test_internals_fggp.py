@@ -66,8 +66,8 @@ def test_every_figure_passes_plotly_validation(shared_store, runs):
 def test_panels_per_method(shared_store, runs):
     assert list(figures(shared_store, runs["gmp"])) == ["fggp.density", "fggp.layers"]
     for m in ("fggp", "granet"):
-        assert list(figures(shared_store, runs[m])) == ["fggp.scatter", "fggp.density",
-                                                        "fggp.layers", "fggp.overlap"]
+        assert list(figures(shared_store, runs[m])) == ["fggp.scatter", "fggp.layers",
+                                                        "fggp.density", "fggp.overlap"]
 
 
 def test_density_is_the_recorded_one(shared_store, runs):

@@ -41,6 +41,15 @@ def test_round_trip_of_every_record_kind(store):
     assert listed.loc[run_id, "final_accuracy"] == 0.9
 
 
+def test_rows_after_a_step_reads_only_later_rows(store):
+    run_id = store.create_run(SessionConfig())
+    store.write(run_id, [Row(step, 0, "t", {"v": step}) for step in (0, 2, 2, 5)] +
+                [Row(7, 0, "other", {"v": 7})])
+    assert store.rows(run_id, "t", after=2).v.tolist() == [5]
+    assert store.rows(run_id, "t", after=-1).v.tolist() == [0, 2, 2, 5]
+    assert store.rows(run_id, "t", after=5).empty
+
+
 def test_runs_lists_the_summary_numbers_compare_plots(store):
     run_id = store.create_run(SessionConfig())
     store.finish_run(run_id, "completed", summary={"flops_effective": 1200, "flops_dense": 4000,

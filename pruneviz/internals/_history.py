@@ -15,8 +15,8 @@ import plotly.graph_objects as go
 from ..plots import _empty
 
 MARKER = "#888888"
-CACHED_RUNS = 16
-_cache: OrderedDict[tuple[str, str, str], tuple[tuple, dict[str, pd.DataFrame]]] = OrderedDict()
+CACHED = 64                 # (run, table) entries kept: a few MB at most
+_cache: OrderedDict[tuple[str, str, str], tuple] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -36,8 +36,9 @@ def numbers(s: pd.Series) -> np.ndarray:
 
 
 def upto(df: pd.DataFrame, step: int) -> pd.DataFrame:
-    """Rows recorded at or before `step`."""
-    return df[df.step <= step]
+    """Rows recorded at or before `step` of a frame sorted by step (as `table` and
+    `method_rows` return them): a slice, not a copy of every column."""
+    return df.iloc[:int(np.searchsorted(df.step.to_numpy(), step, side="right"))]
 
 
 def last_step(df: pd.DataFrame, step: int) -> int | None:
@@ -82,6 +83,45 @@ def finite(values: Iterable[float]) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
+def _recall(key: tuple):
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+        return hit
+
+
+def _remember(key: tuple, value: tuple) -> None:
+    with _lock:
+        _cache[key] = value
+        _cache.move_to_end(key)
+        while len(_cache) > CACHED:
+            _cache.popitem(last=False)
+
+
+def _run_key(store, run_id: str, name: str) -> tuple[str, str, str]:
+    return (str(getattr(store, "db_path", id(store))), run_id, name)
+
+
+def method_rows(store, run_id: str, name: str, columns: Iterable[str]) -> pd.DataFrame:
+    """A method table as `table` returns it, read incrementally: the rows seen by an earlier
+    call are kept and only later steps are read (a live view redraws twice a second, and
+    decoding thousands of JSON rows costs more than the rest of the view).
+
+    Sound because records are append-only and each of these tables gets all its rows of one step
+    from one hook, which the session commits in one transaction: once a step's rows are
+    visible, none of that step can arrive later."""
+    key = _run_key(store, run_id, "rows:" + name)
+    hit = _recall(key)
+    raw = store.rows(run_id, name, after=hit[1] if hit else None)
+    if hit is not None and raw.empty:
+        return hit[0]
+    new = table(raw, columns)
+    frame = new if hit is None or hit[0].empty else pd.concat([hit[0], new], ignore_index=True)
+    _remember(key, (frame, int(frame.step.max()) if len(frame) else None))
+    return frame
+
+
 def index_key(*frames: pd.DataFrame) -> tuple:
     """What changes when a run records another epoch end or pruning step: each index table's
     row count and last step."""
@@ -90,25 +130,14 @@ def index_key(*frames: pd.DataFrame) -> tuple:
 
 def cached(store, run_id: str, name: str, key: tuple,
            read: Callable[[], dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
-    """`read()`'s frames, reused while `key` is unchanged (a live view redraws twice a second,
-    and decoding thousands of JSON rows costs more than the rest of the view).
-
-    Sound because records are append-only and the session commits a step's records in one
-    transaction: the index tables behind `key` (read before `read()` runs) and the large tables
-    of the same epoch end or pruning step appear together, so the cached frames hold at least
-    everything `key` announces (rows of a newer step are harmless: views filter by step)."""
-    k = (str(getattr(store, "db_path", id(store))), run_id, name)
-    with _lock:
-        hit = _cache.get(k)
-        if hit is not None and hit[0] == key:
-            _cache.move_to_end(k)
-            return dict(hit[1])
+    """`read()`'s frames, reused while `key` (from tables read before) is unchanged: for
+    records written together with those tables, in the same transaction."""
+    k = _run_key(store, run_id, name)
+    hit = _recall(k)
+    if hit is not None and hit[0] == key:
+        return dict(hit[1])
     frames = read()
-    with _lock:
-        _cache[k] = (key, frames)
-        _cache.move_to_end(k)
-        while len(_cache) > CACHED_RUNS:
-            _cache.popitem(last=False)
+    _remember(k, (key, frames))
     return dict(frames)
 
 

@@ -27,6 +27,7 @@ from ._history import (
     grid,
     index_key,
     marker,
+    method_rows,
     numbers,
     table,
     upto,
@@ -45,23 +46,26 @@ OUTCOME_COLORS = {"kept": "#d0d0d0", "candidate": "#b8e0b0", "pruned": "#404040"
 OUTCOME_NAMES = {"kept": "kept", "candidate": "candidate, kept", "pruned": "pruned",
                  "restored": "cut and regrown at once", "regrown": "regrown"}
 WAIT = "waiting for the first pruning step"
+RULES = {
+    "gradient_first": "FGGP takes the half with the smallest |g| (left of the vertical cut) as "
+                      "candidates and prunes the smallest |w| among them (below the horizontal "
+                      "cut).",
+    "gw": "this run prunes the smallest |g·w|, the weights below the dashed curve.",
+    "rank_sum": "this run prunes the smallest rank(|w|) + rank(|g|), the weights nearest the "
+                "bottom left corner (no single line separates them).",
+    "granet": "GraNet cuts the smallest |w| (below the horizontal cut) and regrows the removed "
+              "weights with the largest |g| (right of the vertical cut).",
+}
 
 
 def load(store, run_id: str) -> dict[str, pd.DataFrame]:
-    """The pruning-step tables (a few dozen rows, plus <= 400 scatter points per step) and the
-    per-layer densities."""
-    tables = set(store.tables(run_id))
-
-    def rows(name: str, columns: tuple[str, ...]) -> pd.DataFrame:
-        df = store.rows(run_id, name) if name in tables else pd.DataFrame({"step": []})
-        return table(df, columns)
-
-    prune, selection = rows("prune_steps", PRUNE_COLUMNS), rows("fggp_steps", STEP_COLUMNS)
-    # The scatter and per-layer records are re-read only after a new pruning step.
-    rest = cached(store, run_id, "fggp", index_key(prune, selection), lambda: dict(
-        scatter=rows("fggp_scatter", SCATTER_COLUMNS),
+    """The pruning-step tables (a few dozen rows, plus <= 400 scatter points per step, read
+    incrementally) and the per-layer densities (re-read after each new pruning step)."""
+    prune = method_rows(store, run_id, "prune_steps", PRUNE_COLUMNS)
+    layers = cached(store, run_id, "fggp.layers", index_key(prune), lambda: dict(
         layers=table(store.layers(run_id, ["density"]), ("layer", "value"))))
-    return dict(prune=prune, selection=selection, **rest)
+    return dict(prune=prune, selection=method_rows(store, run_id, "fggp_steps", STEP_COLUMNS),
+                scatter=method_rows(store, run_id, "fggp_scatter", SCATTER_COLUMNS), **layers)
 
 
 def steps(frames: dict[str, pd.DataFrame]) -> list[int]:
@@ -74,35 +78,41 @@ def panels(frames: dict[str, pd.DataFrame], run: dict, step: int | None = None) 
     if step is None:
         step = max(steps(frames), default=0)
     xr = x_range(run, step, frames["prune"])
-    out = []
-    if method != "gmp":
-        out.append(Panel(
-            "fggp.scatter", scatter_figure(frames, step, method),
-            "A sample of the weights at the last pruning step: gradient magnitude |g| across, "
-            "weight magnitude |w| up (log scales), coloured by what the step did; "
-            + ("FGGP takes the half with the smallest |g| (left of the vertical cut) as "
-               "candidates and prunes the smallest |w| among them (below the horizontal cut)."
-               if method == "fggp" else
-               "GraNet cuts the smallest |w| (below the horizontal cut) and regrows the "
-               "removed weights with the largest |g| (right of the vertical cut).")))
-    out += [
-        Panel("fggp.density", density_figure(frames, run, step, xr),
-              "The fraction of prunable weights still active: the cubic schedule's target "
-              "(dashed; dotted ahead of the slider) and what the masks achieve, one marker per "
-              "pruning step; grey bars count the weights each step removed."),
-        Panel("fggp.layers", layers_figure(frames, step, xr),
-              "One row per layer: the fraction of its weights still active after each pruning "
-              "step (the ranking is global, so layers thin out at different speeds)."),
+    density = Panel("fggp.density", density_figure(frames, run, step, xr),
+                    "The fraction of prunable weights still active: the cubic schedule's target "
+                    "(dashed; dotted ahead of the slider) and what the masks achieve, one "
+                    "marker per pruning step; grey bars count the weights each step removed.")
+    layers = Panel("fggp.layers", layers_figure(frames, step, xr),
+                   "One row per layer: the fraction of its weights still active after each "
+                   "pruning step (the ranking is global, so layers thin out at different "
+                   "speeds).")
+    if method == "gmp":
+        return [density, layers]
+    # Pairs for a two-column page: the two tall figures, then the two curves over steps.
+    return [
+        Panel("fggp.scatter", scatter_figure(frames, step, method),
+              "A sample of the weights at the last pruning step: gradient magnitude |g| across, "
+              "weight magnitude |w| up (log scales), coloured by what the step did; "
+              + RULES[_criterion(frames, run, method)]),
+        layers,
+        density,
+        Panel("fggp.overlap", overlap_figure(frames, step, xr, method),
+              "How many of the weights the step removed plain magnitude pruning (GMP) would "
+              "have removed too, as |A ∩ B| / |A ∪ B|: 1 means the gradient changed nothing, "
+              "low values mean the gradient picked other weights."
+              + (" The dotted line is GraNet's regrowth fraction c(t)." if method == "granet"
+                 else "")),
     ]
-    if method != "gmp":
-        out.append(Panel(
-            "fggp.overlap", overlap_figure(frames, step, xr, method),
-            "How many of the weights the step removed plain magnitude pruning (GMP) would have "
-            "removed too, as |A ∩ B| / |A ∪ B|: 1 means the gradient changed nothing, low "
-            "values mean the gradient picked other weights."
-            + (" The dotted line is GraNet's regrowth fraction c(t)." if method == "granet"
-               else "")))
-    return out
+
+
+def _criterion(frames: dict[str, pd.DataFrame], run: dict, method: str) -> str:
+    """The selection rule of the run: as recorded, else as configured."""
+    recorded = frames["selection"].criterion.dropna()
+    if len(recorded):
+        return str(recorded.iloc[-1])
+    if method == "granet":
+        return "granet"
+    return str(run["config"].params.get("criterion", "gradient_first"))
 
 
 def _floor(values: np.ndarray) -> float:

@@ -25,12 +25,11 @@ from ..plots import _FALLBACK, ACHIEVED, DASHES, TARGET, _axis, _figure, _line, 
 from . import Panel
 from ._history import (
     at,
-    cached,
     distinct_steps,
     finite,
     grid,
-    index_key,
     marker,
+    method_rows,
     numbers,
     table,
     upto,
@@ -47,6 +46,8 @@ LAYER_COLUMNS = ("epochs_done", "layer", "rate", "residual", "prune_gap", "z_cha
 HIST_COLUMNS = ("epochs_done", "layer", "lo", "hi", "counts", "threshold", "z_threshold")
 SCALARS = ("test_accuracy", "dense_accuracy")
 
+CONDITION_COLUMNS = ("step", "k", "s", "alpha1", "alpha2", "cond1", "cond1_forced", "cond1_L",
+                     "cond1_L_prev", "cond2", "cond2_L", "cond2_L_prev")
 PASSED, FAILED, FORCED = "#2ca02c", "#d62728", "#9e9e9e"
 LAMBDA, Z_MOVE, PENALTY, SOFT = "#9467bd", "#7f7f7f", "#ff7f0e", "#2ca02c"
 
@@ -60,14 +61,13 @@ class RunFrames(NamedTuple):
 
 
 def load(store, run_id: str) -> dict[str, pd.DataFrame]:
-    """The run's SLR tables (O(layers) rows per epoch) and its held-out accuracy curve; the
-    per-layer tables are re-read only when an epoch end was recorded since the last call."""
-    epochs = table(store.rows(run_id, "slr_epochs"), EPOCH_COLUMNS)
-    scalars = table(store.scalars(run_id, list(SCALARS), max_points=400), ("key", "value"))
-    per_layer = cached(store, run_id, "slr", index_key(epochs), lambda: dict(
-        layers=table(store.rows(run_id, "slr_layers"), LAYER_COLUMNS),
-        hist=table(store.rows(run_id, "slr_hist"), HIST_COLUMNS)))
-    return dict(epochs=epochs, scalars=scalars, **per_layer)
+    """The run's SLR tables (O(layers) rows per epoch, read incrementally) and its held-out
+    accuracy curve."""
+    return dict(epochs=method_rows(store, run_id, "slr_epochs", EPOCH_COLUMNS),
+                layers=method_rows(store, run_id, "slr_layers", LAYER_COLUMNS),
+                hist=method_rows(store, run_id, "slr_hist", HIST_COLUMNS),
+                scalars=table(store.scalars(run_id, list(SCALARS), max_points=400),
+                              ("key", "value")))
 
 
 def steps(frames: dict[str, pd.DataFrame]) -> list[int]:
@@ -104,11 +104,8 @@ def panels(frames: dict[str, pd.DataFrame], run: dict, step: int | None = None) 
             "kept), grey forced at k = 1; hover for the two values compared. Middle: how much "
             "L went down, in % of the value it was compared with (above 0 passes). Bottom: "
             "the step size s_k and the factor α_k the rule multiplies it by.", wide=True))
+    # Pairs for a two-column page: the two tall figures (one row per layer), then the loss.
     out += [
-        Panel("slr.loss", loss_figure(one, step, xr),
-              "Per-epoch means of the cross-entropy and of the penalty (ρ/2)‖W − Z + U‖² (log "
-              "scale): the penalty is what the weights pay for being away from Z; far below "
-              "the CE it barely steers training."),
         Panel("slr.histogram", histogram_figure(frames, step),
               "Each layer's weights at the chosen epoch end, as a histogram over [−max|w|, "
               "max|w|]; red ticks mark the hard-prune cut (weights between them would be "
@@ -118,6 +115,10 @@ def panels(frames: dict[str, pd.DataFrame], run: dict, step: int | None = None) 
               "One row per layer: its ‖W − Z‖ divided by its value before training (1 = no "
               "progress, 0 = the weights already are sparse); hover for the raw norms and "
               "‖Λ‖."),
+        Panel("slr.loss", loss_figure(one, step, xr),
+              "Per-epoch means of the cross-entropy and of the penalty (ρ/2)‖W − Z + U‖² (log "
+              "scale): the penalty is what the weights pay for being away from Z; far below "
+              "the CE it barely steers training."),
     ]
     return out
 
@@ -186,7 +187,7 @@ def accuracy_figure(runs: list[RunFrames], step: int, xr: list[float] | None = N
             s = s[s.key == "test_accuracy"]
             x, y = s.step.to_numpy(), numbers(s.value)
         else:
-            e = upto(r.frames["epochs"], step)
+            e = upto(r.frames["epochs"], step)[["step", "phase", "hard_prune_now_accuracy"]]
             e = e[e.hard_prune_now_accuracy.notna()]
             x, y = e.step.to_numpy(), numbers(e.hard_prune_now_accuracy)
             hard = e[e.phase == "hard_prune"]
@@ -258,7 +259,7 @@ _COMPARED = {1: ("L(W, Z_prev)", "L(W_prev, Z_prev)"), 2: ("L(W, Z)", "L(W, Z_pr
 def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
                       xr: list[float] | None = None) -> go.Figure:
     """SLR's condition checks (pass/fail strip, relative drop of L) and its step size s_k, α_k."""
-    e = upto(frames["epochs"], step)
+    e = upto(frames["epochs"], step)[list(CONDITION_COLUMNS)]
     checks = _condition_points(e)
     s = e[e.s.notna()]
     if checks.empty and s.empty:
