@@ -254,12 +254,15 @@ def test_every_model_family_can_be_inspected(name, shape):
 
 
 # -- the page ------------------------------------------------------------------------------------
-PAGE = "../pages/inspect.py"
+APP = "../app.py"            # AppTest resolves it relative to this file
 
 
 def _page(monkeypatch, root) -> AppTest:
+    """The Inspect page as users open it: through app.py's navigation (its link to the Live
+    session form needs the router)."""
     monkeypatch.setenv("PRUNEVIZ_STORE", str(root))
-    return AppTest.from_file(PAGE, default_timeout=120)
+    app = AppTest.from_file(APP, default_timeout=120).run()
+    return app.switch_page("pages/inspect.py")
 
 
 def test_page_renders_every_view_of_a_run(run_store, monkeypatch):

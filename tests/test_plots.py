@@ -11,6 +11,7 @@ import pytest
 from pruneviz import plots
 from pruneviz.config import SessionConfig
 from pruneviz.records import LayerRow, Scalar
+from pruneviz.session import run_session
 from pruneviz.ui.live import progress
 from pruneviz.ui.runs import card_zip, filter_runs
 from pruneviz.ui.state import default_selection
@@ -142,17 +143,26 @@ def test_default_selection_is_the_newest_runs_sweep():
     assert default_selection(_listing().iloc[1:], limit=1) == ["r2"]
 
 
-def test_run_card_zip_holds_export_runs_files(store):
+def test_run_card_zip_holds_every_export_of_a_real_run(store):
+    run_id = run_session(SessionConfig(method="l2_filter", rate=0.5, epochs=1, dense_epochs=1,
+                                       max_steps_per_epoch=3, device="cpu"), store)["run_id"]
+    z = zipfile.ZipFile(io.BytesIO(card_zip(store, run_id)))
+    names = {n.split("/", 1)[1] for n in z.namelist()}
+    assert {"config.json", "summary.json", "metrics.json", "scalars.csv", "layers.csv",
+            "weights.pt", "masks.pt", "masked_state_dict.pt", "model_compact.pt2",
+            "model_compact.onnx", "LOAD.txt"} <= names
+    assert z.read(f"{run_id}/weights.pt") == (store.run_dir(run_id) / "weights.pt").read_bytes()
+
+
+def test_run_card_zip_of_a_run_with_damaged_weights_still_holds_the_card(store):
     run_id = store.create_run(SessionConfig(method="l1"))
     store.write(run_id, [Scalar(0, 0, "loss", 1.0), LayerRow(0, 0, "conv2", "sparsity", 0.5)])
-    (store.run_dir(run_id) / "weights.pt").write_bytes(b"weights")
-    (store.run_dir(run_id) / "masks.pt").write_bytes(b"masks")
+    (store.run_dir(run_id) / "weights.pt").write_bytes(b"not a tensor file")
     store.finish_run(run_id, "completed", summary={"final_accuracy": 0.9})
     z = zipfile.ZipFile(io.BytesIO(card_zip(store, run_id)))
     names = {n.split("/", 1)[1] for n in z.namelist()}
-    assert {"config.json", "summary.json", "scalars.csv", "layers.csv", "weights.pt",
-            "masks.pt"} <= names
-    assert z.read(f"{run_id}/weights.pt") == b"weights"
+    assert {"config.json", "summary.json", "scalars.csv", "layers.csv"} <= names
+    assert "weights.pt" in z.read(f"{run_id}/EXPORT_ERROR.txt").decode()
 
 
 @pytest.mark.parametrize("columns", range(1, 10))

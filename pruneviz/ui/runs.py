@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from ..config import ConfigError
 from ..export import export_run
 from ..jobs import Runner
 from ..store import ACTIVE, Store
@@ -37,9 +39,18 @@ def filter_runs(runs: pd.DataFrame, text: str = "", methods: list[str] | None = 
 
 
 def card_zip(store: Store, run_id: str) -> bytes:
-    """The run card: export_run's files (config JSON, records CSV, weights/masks .pt) zipped."""
+    """The run card: export_run's files (config JSON, records CSV, weights, masks, masked
+    state_dict, compact .pt2 and ONNX) zipped. If the model files cannot be exported (a damaged
+    or unsafe weights file), the zip holds the card and EXPORT_ERROR.txt saying why."""
     with tempfile.TemporaryDirectory() as tmp:
-        paths = export_run(store, run_id, Path(tmp) / run_id)
+        out = Path(tmp) / run_id
+        try:
+            paths = export_run(store, run_id, out)
+        except ConfigError as e:
+            shutil.rmtree(out, ignore_errors=True)
+            paths = export_run(store, run_id, out, formats=("card",))
+            (out / "EXPORT_ERROR.txt").write_text(f"The model files were not exported: {e}\n")
+            paths.append(out / "EXPORT_ERROR.txt")
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
             for path in paths:
