@@ -210,13 +210,13 @@ def test_cancel_from_the_live_page_keeps_the_run_interrupted(app, ui_root):
     store = Store(ui_root)
     run_id = store.runs().run_id.iloc[0]
     deadline = time.time() + 120
-    while store.run(run_id)["status"] != "running" and time.time() < deadline:
-        time.sleep(0.1)
+    while not (store.run(run_id)["step"] or 0) >= 2 and time.time() < deadline:
+        time.sleep(0.05)      # training, with steps recorded (running comes before step 0)
     at.run()
     at.button(key="live.cancel").click().run()
     run = _wait_done(store, [run_id], timeout=60).loc[run_id]
     assert run.status == "interrupted"
-    assert 0 < run.step < run.total_steps
+    assert 2 <= run.step < run.total_steps
 
 
 def test_compare_form_queues_the_grid(app, ui_root):
