@@ -161,7 +161,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep_id = "sweep-" + secrets.token_hex(3)
     try:
         for config in configs:
-            summaries.append(run_session(config, store, progress=bar, sweep_id=sweep_id))
+            summaries.append(run_session(config, store, progress=bar, sweep_id=sweep_id,
+                                         panel=False))      # measured by report/export
     finally:
         bar.close()
     if args.json:

@@ -27,6 +27,7 @@ class _Job:
     config: SessionConfig
     cancel: threading.Event = field(default_factory=threading.Event)
     started: bool = False
+    panel: bool = True          # sweeps measure their metrics panels when first viewed
 
 
 class Runner:
@@ -49,7 +50,7 @@ class Runner:
         """Validate (raises ConfigError on bad input, storing nothing), queue, return the run id."""
         check(config)
         run_id = self.store.create_run(config, status="queued", sweep_id=sweep_id)
-        job = _Job(run_id, config)
+        job = _Job(run_id, config, panel=sweep_id is None)
         with self._lock:
             self._jobs[run_id] = job
         self._queue.put(job)
@@ -103,7 +104,8 @@ class Runner:
                     self.store.finish_run(job.run_id, "interrupted",
                                           error="cancelled before it started")
                 else:
-                    run_session(job.config, self.store, run_id=job.run_id, cancel=job.cancel)
+                    run_session(job.config, self.store, run_id=job.run_id, cancel=job.cancel,
+                                panel=job.panel)
             except Exception:  # noqa: BLE001 - the run's status and error are already stored
                 pass
             finally:

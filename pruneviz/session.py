@@ -154,11 +154,12 @@ def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: Store,
 
 def run_session(config: SessionConfig, store: Store, *, run_id: str | None = None,
                 progress: Progress | None = None, cancel: threading.Event | None = None,
-                sweep_id: str | None = None) -> dict[str, Any]:
+                sweep_id: str | None = None, panel: bool = True) -> dict[str, Any]:
     """Validate, get the dense start, train with the method's hooks; return the run summary.
 
     Bad input raises ConfigError before anything is stored (unless `run_id` names a queued run,
-    which is then marked failed with the message).
+    which is then marked failed with the message). `panel=False` leaves the metrics panel (its
+    latency timings cost about a second) to be measured when first asked for: sweeps do that.
     """
     try:
         prep = prepare(config)
@@ -180,7 +181,8 @@ def run_session(config: SessionConfig, store: Store, *, run_id: str | None = Non
     except Exception as e:
         store.finish_run(run_id, "failed", error=f"{type(e).__name__}: {e}")
         raise
-    return train(prep, store, run_id, progress=progress, cancel=cancel, dense_run=dense_run)
+    return train(prep, store, run_id, progress=progress, cancel=cancel, dense_run=dense_run,
+                 panel=panel)
 
 
 def make_optimizer(model: nn.Module, config: SessionConfig) -> torch.optim.Optimizer:
@@ -194,11 +196,11 @@ def make_optimizer(model: nn.Module, config: SessionConfig) -> torch.optim.Optim
 
 def train(prep: Prepared, store: Store, run_id: str, *, progress: Progress | None = None,
           cancel: threading.Event | None = None, phase: str = "session",
-          dense_run: str | None = None) -> dict[str, Any]:
+          dense_run: str | None = None, panel: bool = True) -> dict[str, Any]:
     """Run the whole session; returns its summary (status completed, interrupted, diverged or
     failed)."""
     return Session(prep, store, run_id, progress=progress, cancel=cancel, phase=phase,
-                   dense_run=dense_run).run()
+                   dense_run=dense_run, panel=panel).run()
 
 
 class Session:
@@ -207,8 +209,10 @@ class Session:
 
     def __init__(self, prep: Prepared, store: Store, run_id: str, *,
                  progress: Progress | None = None, cancel: threading.Event | None = None,
-                 phase: str = "session", dense_run: str | None = None) -> None:
+                 phase: str = "session", dense_run: str | None = None,
+                 panel: bool = True) -> None:
         config, data, device = prep.config, prep.data, prep.device
+        self.panel = panel and phase == "session"     # dense baselines are not pruned
         self.config, self.method, self.data, self.store, self.run_id = (
             config, prep.method, data, store, run_id)
         self.progress, self.cancel, self.phase = progress, cancel, phase
@@ -329,7 +333,7 @@ class Session:
         if status == "completed":
             folder = self.store.run_dir(self.run_id)
             _save_artifacts(ctx, folder)
-            if self.phase == "session":    # dense baselines are not pruned: no panel
+            if self.panel:
                 from .report import panel_for_folder
 
                 summary["panel"] = panel_for_folder(folder, self.config, self.data.input_shape,

@@ -60,3 +60,19 @@ def test_cancel_while_the_dense_baseline_trains_ends_interrupted(store, fast_con
     runner.cancel(run_id)
     assert _wait(store, run_id, ("interrupted", "failed")) == "interrupted"
     assert "dense baseline" in store.run(run_id)["error"]
+
+
+def test_sweep_runs_measure_their_metrics_panel_when_first_asked(store, fast_config):
+    from pruneviz.report import PANEL_FILE, metrics_panel
+
+    runner = Runner(store)
+    single = runner.submit(fast_config(method="l2_filter", rate=0.5))
+    _, (swept,) = runner.submit_grid([fast_config(method="l2_filter", rate=0.5, seed=1)])
+    for run_id in (single, swept):
+        assert _wait(store, run_id, ("completed",)) == "completed"
+    assert "panel" in store.run(single)["summary"]
+    assert "panel" not in store.run(swept)["summary"]
+    panel = metrics_panel(store, swept)                  # measured now, then cached
+    assert panel["filters_removed"] > 0 and panel["latency"]
+    assert (store.run_dir(swept, create=False) / PANEL_FILE).exists()
+    assert metrics_panel(store, swept) == panel

@@ -17,8 +17,10 @@ def _speed(speedup: float) -> str:
 
 def metrics_panel_view(store, run_id: str, key: str) -> None:
     """Headline ratios, the plain-language notes and the full table of a completed run."""
-    panel = metrics_panel(store, run_id)
     st.markdown("#### Smaller and faster?")
+    with st.spinner("Compacting the model and timing it (sweep runs are measured when first "
+                    "viewed)..."):
+        panel = metrics_panel(store, run_id)
     if "error" in panel:
         st.warning(f"No metrics panel for this run: {panel['error']}")
         return
