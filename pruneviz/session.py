@@ -361,7 +361,7 @@ class Session:
                         self.progress(ctx.step + 1, self.total, self.phase)
                     if self.cancel is not None and self.cancel.is_set():
                         raise Cancelled
-                    self.flush()
+                    self.flush(force=ctx.step == 0)     # the first step shows at once
                 self.end_epoch()
             ctx.pruned = True
             self.check_pruned()
