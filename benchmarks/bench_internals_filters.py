@@ -24,7 +24,7 @@ import time
 import plotly.io as pio
 
 from pruneviz.config import SessionConfig
-from pruneviz.internals import _filter_views, view
+from pruneviz.internals import _common, view
 from pruneviz.records import FilterRow, LayerRow, Row, Scalar
 from pruneviz.session import run_session
 from pruneviz.store import Store
@@ -76,7 +76,7 @@ def stretch(store: Store, run_id: str) -> str:
 
 def redraw(store: Store, run_id: str, cold: bool) -> float:
     if cold:
-        _filter_views._cache.clear()
+        _common._cache.clear()
     t = time.perf_counter()
     run = store.run(run_id)
     mod = view(run["config"].method)

@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 from ..plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, method_color
 from ..schedules import cubic_density
 from . import Panel
-from ._history import (
+from ._common import (
     at,
     cached,
     distinct_steps,

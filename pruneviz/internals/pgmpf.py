@@ -28,16 +28,16 @@ import plotly.graph_objects as go
 from ..plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, _rgba, method_color
 from ..store import Store
 from . import Panel
-from ._filter_views import (
-    MARK,
-    array,
+from ._common import (
+    MARKER,
     filter_pair,
-    fingerprint,
-    last_at,
+    index_key,
+    last_step,
     layer_order,
     markers,
     method_params,
-    table,
+    method_rows,
+    numbers,
     upto,
     vline,
     waiting,
@@ -60,8 +60,8 @@ def load(store: Store, run_id: str) -> dict[str, pd.DataFrame]:
     """Per-epoch mask updates, sampled gradient norms, shock pairs, per-layer flips and the
     per-filter norm and mask (two keys only: bn_gamma is not drawn)."""
     scalars = store.scalars(run_id, list(SCALARS), max_points=400)
-    updates = table(store, run_id, "mask_updates", UPDATES)
-    filters = filter_pair(store, run_id, ("mask", "l2_norm"), fingerprint(updates))
+    updates = method_rows(store, run_id, "mask_updates", UPDATES)
+    filters = filter_pair(store, run_id, ("mask", "l2_norm"), index_key(updates))
     order = layer_order(filters)
     layers = store.layers(run_id, ["mask_flips", "filters_revived"])
     layers["row"] = layers.layer.map({n: i for i, n in enumerate(order)})
@@ -146,7 +146,7 @@ def _split_heatmaps(x: Any, y: Any, z: np.ndarray, mask: np.ndarray, raw: np.nda
 def norms_figure(filters: pd.DataFrame, order: pd.DataFrame, step: int) -> go.Figure:
     """Layer x filter heatmap of the L2 norm (relative to the layer's largest) at the last epoch
     end at or before `step`, split by mask, with the filters whose mask changed outlined."""
-    at = last_at(filters, step)
+    at = last_step(filters, step)
     if at is None:
         return waiting(WAIT)
     names = list(order.layer)
@@ -162,7 +162,7 @@ def norms_figure(filters: pd.DataFrame, order: pd.DataFrame, step: int) -> go.Fi
                              colorbar="L2 / layer max",
                              hover="%{y}, filter %{x}<br>L2 %{customdata:.4g} "
                                    "(%{z:.2f} of the layer's max)")
-    before = last_at(filters, at - 1)
+    before = last_step(filters, at - 1)
     if before is None:        # the mask starts all ones: every pruned filter changed
         old = np.ones(shape)
     else:
@@ -243,7 +243,7 @@ def flips_figure(layers: pd.DataFrame, updates: pd.DataFrame, step: int, epochs:
                    marker=dict(color=TARGET)),
               dict(type="bar", x=x, y=revived, name="revived",
                    marker=dict(color=REVIVED)),
-              _line(updates.epoch, array(updates.pruned), "pruned filters", "#444",
+              _line(updates.epoch, numbers(updates.pruned), "pruned filters", "#444",
                     mode="lines+markers")]
     x = _axis("epoch", range=[-0.5, max(epochs, 1) - 0.5])
     if epochs <= 20:
@@ -276,7 +276,7 @@ def schedule_figure(updates: pd.DataFrame, planned: pd.DataFrame | None, knobs: 
             traces.append(_line(p.epoch, p.value, "planned", _rgba(color, 0.45), width=1.5,
                                 dash="dash", legendgroup="planned",
                                 showlegend=col == "r", hoverinfo="skip"))
-        traces.append(_line(updates.epoch, array(updates[col]), label, color, width=2.5,
+        traces.append(_line(updates.epoch, numbers(updates[col]), label, color, width=2.5,
                             mode="lines+markers", marker=dict(size=6)))
     if knobs is not None:
         at: dict[float, list[str]] = {}
@@ -291,7 +291,7 @@ def schedule_figure(updates: pd.DataFrame, planned: pd.DataFrame | None, knobs: 
         for i, (frac, texts) in enumerate(sorted(at.items())):
             x = frac * epochs
             traces.append(_line([x, x], [-0.03, 1.05], f"from {frac:g} E: " + ", ".join(texts),
-                                MARK, width=1.5, dash=("dash", "dot", "dashdot")[i % 3],
+                                MARKER, width=1.5, dash=("dash", "dot", "dashdot")[i % 3],
                                 hoverinfo="skip"))
     marks = [] if epoch is None else [vline(epoch, None, dash="solid", color="#444")]
     layout = dict(xaxis=_axis("epoch e (computed at its end, used in e + 1)",

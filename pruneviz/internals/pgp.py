@@ -29,15 +29,15 @@ import plotly.graph_objects as go
 from ..plots import ACHIEVED, TARGET, _axis, _figure, _line, _rgba, _unit, method_color
 from ..store import Store
 from . import Panel
-from ._filter_views import (
-    MARK,
-    array,
+from ._common import (
+    MARKER,
     filter_pair,
-    fingerprint,
-    last_at,
+    index_key,
+    last_step,
     markers,
     method_params,
-    table,
+    method_rows,
+    numbers,
     upto,
     vline,
     waiting,
@@ -61,9 +61,9 @@ WAIT = "waiting for the first pruning epoch: filters are scored at the end of ea
 def load(store: Store, run_id: str) -> dict[str, pd.DataFrame]:
     """The two PGP tables and the score and status of every group's filters (a group's members
     carry the same values, so only its first conv is kept)."""
-    layers = table(store, run_id, "pgp_layers", LAYER_COLUMNS)
-    epochs = table(store, run_id, "pgp_epochs", EPOCH_COLUMNS)
-    filters = filter_pair(store, run_id, ("pgp_score", "pgp_status"), fingerprint(layers))
+    layers = method_rows(store, run_id, "pgp_layers", LAYER_COLUMNS)
+    epochs = method_rows(store, run_id, "pgp_epochs", EPOCH_COLUMNS)
+    filters = filter_pair(store, run_id, ("pgp_score", "pgp_status"), index_key(layers))
     leads = set(layers.group.dropna())
     filters = filters[filters.layer.isin(leads)].rename(
         columns={"pgp_score": "score", "pgp_status": "status"})
@@ -137,7 +137,7 @@ def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
 
     One x axis per row, not one per group: a dozen small subplots cost plotly ~100 ms of
     object building and serialising per redraw, a row of groups a few."""
-    at = last_at(layers, step)
+    at = last_step(layers, step)
     if at is None:
         return waiting(WAIT)
     rows = layers[layers.step == at]
@@ -267,7 +267,7 @@ def counts_figure(layers: pd.DataFrame, cls: Any, params: Any, config: Any, n_pr
 def spearman_figure(layers: pd.DataFrame, n_prune: int) -> go.Figure:
     """Spearman's rho per group (dots, hover names the group) and its mean per epoch."""
     d = layers[layers.layer == layers.group]
-    rho = array(d.spearman)
+    rho = numbers(d.spearman)
     if d.empty or np.isnan(rho).all():
         return waiting(WAIT)
     ok = ~np.isnan(rho)
@@ -275,12 +275,12 @@ def spearman_figure(layers: pd.DataFrame, n_prune: int) -> go.Figure:
     mean = pd.Series(rho[ok]).groupby(x).mean()
     jitter = (pd.Series(groups).astype("category").cat.codes.to_numpy() % 7 - 3) * 0.03
     traces = [dict(type="scatter", x=x + jitter, y=rho[ok], mode="markers", name="each group",
-                   text=groups, marker=dict(color=_rgba(MARK, 0.7), size=6),
+                   text=groups, marker=dict(color=_rgba(MARKER, 0.7), size=6),
                    hovertemplate="%{text}<br>rho %{y:.3f}<extra></extra>"),
               _line(mean.index.to_numpy(), mean.to_numpy(), "mean over groups",
                     method_color("pgp"), mode="lines+markers", width=2.5)]
     zero = (dict(type="line", x0=0, x1=1, xref="paper", y0=0, y1=0, yref="y",
-                 line=dict(color=MARK, width=1)), None)
+                 line=dict(color=MARKER, width=1)), None)
     layout = dict(xaxis=_axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
                               dtick=1 if n_prune <= 20 else None),
                   yaxis=_axis("Spearman rho with L2", range=[-1.05, 1.05]), showlegend=True,
@@ -294,9 +294,9 @@ def momentum_figure(epochs: pd.DataFrame, n_prune: int, method: str) -> go.Figur
     if d.empty:
         return waiting(WAIT)
     x = d.epoch.to_numpy()
-    traces = [dict(type="bar", x=x, y=array(d.momentum_before), name="before the reset",
+    traces = [dict(type="bar", x=x, y=numbers(d.momentum_before), name="before the reset",
                    marker=dict(color=_rgba(ACHIEVED, 0.55))),
-              dict(type="bar", x=x, y=array(d.momentum_after), name="after the reset",
+              dict(type="bar", x=x, y=numbers(d.momentum_after), name="after the reset",
                    marker=dict(color=method_color(method)))]
     layout = dict(barmode="group", showlegend=True,
                   xaxis=_axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
@@ -310,10 +310,10 @@ def size_figure(epochs: pd.DataFrame, n_prune: int, n_epochs: int, method: str) 
     if epochs.empty:
         return waiting(WAIT)
     x = epochs.epoch.to_numpy()
-    flops, params = array(epochs.flops_trained), array(epochs.params_trained)
+    flops, params = numbers(epochs.flops_trained), numbers(epochs.params_trained)
     # Bars on the first y axis (seconds, left), lines on the overlaying one (fraction of dense,
     # right): plotly draws an overlaying axis's traces on top, so the lines stay visible.
-    traces = [dict(type="bar", x=x, y=array(epochs[key]), name=name, marker=dict(color=color),
+    traces = [dict(type="bar", x=x, y=numbers(epochs[key]), name=name, marker=dict(color=color),
                    hovertemplate="%{y:.3f} s<extra>" + name + "</extra>")
               for key, name, color in (("epoch_time", "training time", "#c7c7c7"),
                                        ("criterion_time", "criterion pass", "#ff9896"),
@@ -325,7 +325,7 @@ def size_figure(epochs: pd.DataFrame, n_prune: int, n_epochs: int, method: str) 
                             hovertemplate="%{customdata:.4g} (%{y:.1%} of dense)<extra>"
                                           + name + "</extra>"))
     marks = [vline(n_prune - 0.5, "fine-tuning →", dash="dash")] if n_prune < n_epochs else []
-    now = array(epochs.flops.iloc[-1:])[0] / flops[0]
+    now = numbers(epochs.flops.iloc[-1:])[0] / flops[0]
     layout = dict(barmode="stack", showlegend=True, **markers(marks),
                   xaxis=_axis("epoch", range=[-0.5, max(n_epochs, 1) - 0.5],
                               dtick=1 if n_epochs <= 20 else None),

@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 
 from ..plots import _FALLBACK, ACHIEVED, DASHES, TARGET, _axis, _figure, _line, method_color
 from . import Panel
-from ._history import (
+from ._common import (
     at,
     distinct_steps,
     finite,

@@ -1,5 +1,6 @@
-"""Helpers the slr and fggp internals views share: records up to the slider's step, the step
-marker, the x range of a whole run, and the figure shown while a table has no rows yet."""
+"""Helpers the internals views share: method tables read incrementally and per-filter records
+cached between redraws, records up to the slider's step, step markers, the x range of a whole
+run, the figure shown while a table has no rows yet, and a run's method parameters."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..methods.base import Method, get_method, make_params
 from ..plots import _empty
 
 MARKER = "#888888"
@@ -30,15 +33,20 @@ def table(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
         "step", kind="stable").reset_index(drop=True)
 
 
-def numbers(s: pd.Series) -> np.ndarray:
-    """A column as floats (None, bools and missing values become NaN or 0/1)."""
+def numbers(values) -> np.ndarray:
+    """A column (or any sequence) as floats: None, text and missing values become NaN, bools
+    0/1 (JSON tables give None for missing numbers)."""
+    s = values if isinstance(values, pd.Series) else pd.Series(values)
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
 
 
 def upto(df: pd.DataFrame, step: int) -> pd.DataFrame:
-    """Rows recorded at or before `step` of a frame sorted by step (as `table` and
-    `method_rows` return them): a slice, not a copy of every column."""
-    return df.iloc[:int(np.searchsorted(df.step.to_numpy(), step, side="right"))]
+    """Rows recorded at or before `step`: a slice when the frame is sorted by step (as the
+    store and `method_rows` return them), not a copy of every column."""
+    steps = df.step.to_numpy()
+    if df.step.is_monotonic_increasing:
+        return df.iloc[:int(np.searchsorted(steps, step, side="right"))]
+    return df[steps <= step]
 
 
 def last_step(df: pd.DataFrame, step: int) -> int | None:
@@ -154,3 +162,70 @@ def grid(df: pd.DataFrame, rows: list[str], columns: list[str]
         z[r, c] = numbers(df[col])
         out.append(z)
     return steps, out
+
+
+def filter_pair(store, run_id: str, keys: tuple[str, str], key: tuple) -> pd.DataFrame:
+    """Two per-filter keys side by side: step, epoch, layer, row (the layer's position in the
+    model, first recorded first), filter and one column per key.
+
+    Reading a ResNet-20's per-epoch filter records costs ~100 ms, most of a redraw's budget, and
+    a live page redraws twice a second; but methods write them only at epoch ends, in the same
+    transaction as their per-epoch table row. So `key` (`index_key` of that table) unchanged
+    means the records are unchanged, and the frame read last time is reused (shared between
+    redraws and threads: read it, never modify it in place)."""
+    return cached(store, run_id, "filters:" + ",".join(keys), key,
+                  lambda: {"filters": _read_pair(store, run_id, keys)})["filters"]
+
+
+def _read_pair(store, run_id: str, keys: tuple[str, str]) -> pd.DataFrame:
+    # One key per read keeps each in recording order (step, then layer, then filter): the two
+    # line up row for row, and the model's layer order is the order of first appearance.
+    a, b = (store.filters(run_id, [k]) for k in keys)
+    out = a[["step", "epoch", "layer", "filter"]].reset_index(drop=True)
+    out[keys[0]] = a.value.to_numpy()
+    if (len(a) == len(b) and (a.step.to_numpy() == b.step.to_numpy()).all()
+            and (a.layer.to_numpy() == b.layer.to_numpy()).all()
+            and (a["filter"].to_numpy() == b["filter"].to_numpy()).all()):
+        out[keys[1]] = b.value.to_numpy()
+    else:                      # rows of one key without the other's (not written that way)
+        out = out.merge(b.rename(columns={"value": keys[1]})
+                        [["step", "layer", "filter", keys[1]]],
+                        on=["step", "layer", "filter"], how="inner")
+    codes, _ = pd.factorize(out.layer, sort=False)
+    out["row"] = codes
+    return out
+
+
+def layer_order(filters: pd.DataFrame) -> list[str]:
+    """Layer names in the model's order (the `row` codes of filter_pair)."""
+    first = filters.drop_duplicates("row").sort_values("row")
+    return first.layer.tolist()
+
+
+def method_params(run: dict[str, Any]) -> tuple[type[Method] | None, Any]:
+    """The run's method class and its Params (defaults filled in); (None, None) when the config
+    names a method this build does not know or parameters it no longer accepts."""
+    config = run["config"]
+    try:
+        cls = get_method(config.method)
+        return cls, make_params(cls, dict(config.params))
+    except Exception:          # an old run's stale parameters must not break the view
+        return None, None
+
+
+def vline(x: float, text: str | None = None, *, dash: str = "dot", color: str = MARKER,
+          anchor: str = "left") -> tuple[dict, dict | None]:
+    """A full-height vertical marker at data x (shape) and its label above the plot."""
+    shape = dict(type="line", x0=x, x1=x, y0=0, y1=1, xref="x", yref="paper",
+                 line=dict(color=color, width=1.5, dash=dash))
+    note = None if not text else dict(
+        x=x, y=1.0, xref="x", yref="paper", yanchor="bottom", xanchor=anchor, text=text,
+        showarrow=False, font=dict(size=11, color=color))
+    return shape, note
+
+
+def markers(marks: list[tuple[dict, dict | None]]) -> dict:
+    """Layout entries (shapes, annotations) for a list of vline()s."""
+    return dict(shapes=[s for s, _ in marks], annotations=[a for _, a in marks if a])
+
+
