@@ -3,6 +3,7 @@
 import streamlit as st
 
 from pruneviz.ui.sidebar import sidebar
+from pruneviz.ui.state import resume
 
 st.set_page_config(page_title="pruneviz", page_icon="✂️", layout="wide")
 page = st.navigation({
@@ -19,5 +20,6 @@ page = st.navigation({
               st.Page("pages/learn_speed.py", title="Sparsity is not speed",
                       icon=":material/speed:")],
 })
+resume()
 sidebar()
 page.run()

@@ -4,6 +4,8 @@ import streamlit as st
 
 from pruneviz.ui import compare, state
 
+state.routed("pages/compare.py")
+
 store, runner = state.get_store(), state.get_runner()
 st.title("Compare")
 selected = state.selected_runs()

@@ -10,6 +10,8 @@ from pruneviz.config import ConfigError
 from pruneviz.store import Store, StoreError
 from pruneviz.ui import state
 
+state.routed("pages/inspect.py")
+
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 METHOD_LABELS = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency",
                  "conductance": "LayerConductance",

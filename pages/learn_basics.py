@@ -5,6 +5,9 @@ import streamlit as st
 
 from pruneviz import learn
 from pruneviz import plots_learn as plots
+from pruneviz.ui.state import routed
+
+routed("pages/learn_basics.py")
 
 st.set_page_config(layout="wide")
 

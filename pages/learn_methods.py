@@ -6,6 +6,9 @@ import streamlit as st
 
 from pruneviz import learn
 from pruneviz import plots_learn as plots
+from pruneviz.ui.state import routed
+
+routed("pages/learn_methods.py")
 
 st.set_page_config(layout="wide")
 st.title("The four methods, one toy each")

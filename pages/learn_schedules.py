@@ -5,6 +5,9 @@ import streamlit as st
 
 from pruneviz import learn
 from pruneviz import plots_learn as plots
+from pruneviz.ui.state import routed
+
+routed("pages/learn_schedules.py")
 
 st.set_page_config(layout="wide")
 st.title("When to prune: one-shot or gradual")

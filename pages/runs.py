@@ -6,6 +6,8 @@ from pruneviz.store import STATUSES
 from pruneviz.ui import runs as runs_ui
 from pruneviz.ui import state
 
+state.routed("pages/runs.py")
+
 store, runner = state.get_store(), state.get_runner()
 st.title("Runs")
 runs = state.list_runs(store)

@@ -73,6 +73,18 @@ def test_page_renders_without_exceptions(app, path):
     assert at.title[0].value == PAGES[path]
 
 
+@pytest.mark.parametrize("path", ["pages/runs.py", "pages/learn_basics.py"])
+def test_a_first_request_for_a_page_url_still_goes_through_the_router(ui_root, monkeypatch, path):
+    """Streamlit starts in its legacy pages/ mode: the first request of a fresh server for a
+    page's URL would run the page alone (no sidebar, no wide layout)."""
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(ui_root))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.switch_page(path).run()        # the first run asks for the page, as a deep link does
+    assert not at.exception
+    assert at.title[0].value == PAGES[path]
+    assert at.multiselect(key="selected_runs") is not None      # app.py's sidebar ran
+
+
 def test_every_page_is_in_the_navigation():
     app_py = (ROOT / "app.py").read_text()
     assert {p.name for p in (ROOT / "pages").glob("*.py")} == {Path(p).name for p in PAGES}

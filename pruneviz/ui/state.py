@@ -22,6 +22,32 @@ _SELECTION = "_selection"    # the selection itself: widget state is dropped on 
                              # draw the widget, plain session state is not
 
 
+_GOTO = "_goto"              # a page asked for before the router ran (see routed)
+_ROUTED = "_routed"          # this browser session has run app.py
+
+
+def routed(page: str) -> None:
+    """Make sure `page` (its path, e.g. "pages/runs.py") runs under app.py's navigation.
+
+    A server starts in Streamlit's legacy pages/ mode until app.py has run once; if the first
+    request after a start is a page's URL (a bookmark, a reloaded tab), Streamlit runs that
+    page alone: no sidebar, no wide layout, file names as navigation. Go through app.py, which
+    comes back here (`resume`)."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory and not st.session_state.get(_ROUTED):
+        st.session_state[_GOTO] = page
+        st.switch_page("app.py")
+
+
+def resume() -> None:
+    """In app.py after st.navigation: go on to the page `routed` was asked for, if any."""
+    st.session_state[_ROUTED] = True
+    page = st.session_state.pop(_GOTO, None)
+    if page:
+        st.switch_page(page)
+
+
 @st.cache_resource(show_spinner=False)
 def _store(root: str) -> Store:
     return Store(root)
