@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 
@@ -59,7 +60,11 @@ def _runner(root: str, workers: int) -> Runner:
     # redraws (and each other under load) and steps get several times slower.
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1)))
-    threading.Thread(target=_warm_up, daemon=True, name="pruneviz-warmup").start()
+    warm = threading.Thread(target=_warm_up, daemon=True, name="pruneviz-warmup")
+    warm.start()
+    # A daemon thread killed inside a torch op at exit aborts the process ("terminate called
+    # without an active exception"): a server stopped in its first seconds waits for it.
+    atexit.register(warm.join, 60)
     return Runner(_store(root), workers=workers)
 
 
