@@ -8,8 +8,8 @@ import pytest
 
 from pruneviz.config import SessionConfig
 from pruneviz.internals import fggp as view
-from pruneviz.records import LayerRow, Row
 from pruneviz.session import run_session
+from tests.helpers import copy_until
 
 EPOCHS = 4
 
@@ -183,18 +183,12 @@ def test_a_live_run_sees_every_new_pruning_step(shared_store, runs):
     """Replays a finished run pruning step by pruning step into a fresh run (one transaction
     each, as the session commits): every load shows that step's scatter (the scatter and
     per-layer records are cached between pruning steps)."""
-    source = {t: shared_store.rows(runs["granet"], t)
-              for t in ("prune_steps", "fggp_steps", "fggp_scatter")}
-    layers = shared_store.layers(runs["granet"], ["density"])
+    source = {t: shared_store.rows(runs["granet"], t) for t in ("prune_steps", "fggp_scatter")}
     run_id = shared_store.create_run(config(method="granet"))
+    after = -1
     for step in sorted(set(source["prune_steps"].step))[:12]:
-        records = [Row(int(r["step"]), int(r["epoch"]), table,
-                       {k: v for k, v in r.items() if k not in ("run_id", "step", "epoch")})
-                   for table, df in source.items()
-                   for r in df[df.step == step].to_dict("records")]
-        records += [LayerRow(int(r.step), int(r.epoch), r.layer, r.key, r.value)
-                    for r in layers[layers.step == step].itertuples()]
-        shared_store.write(run_id, records, step=step)
+        copy_until(shared_store, runs["granet"], step, into=run_id, after=after)
+        after = step
         for _ in range(2):          # the second load hits the cache
             frames = view.load(shared_store, run_id)
             assert view.steps(frames)[-1] == step

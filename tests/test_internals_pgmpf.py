@@ -8,8 +8,8 @@ import pytest
 
 from pruneviz.config import SessionConfig
 from pruneviz.internals import pgmpf as view
-from pruneviz.records import FilterRow, LayerRow, Row, Scalar
 from pruneviz.session import run_session
+from tests.helpers import copy_until
 
 METHODS = ("pgmpf", "sfp", "asfp")
 EPOCH_AXIS = ("pgmpf.history", "pgmpf.flips", "pgmpf.schedules", "pgmpf.shock")
@@ -170,33 +170,6 @@ def test_an_earlier_step_shows_nothing_recorded_after_it(runs):
                     continue
                 x = np.asarray(t.x, dtype=float)
                 assert np.nanmax(x) <= limit, (method, key, t.name)
-
-
-def copy_until(store, run_id, step, into=None, after=-1):
-    """A run holding the records of `run_id` made after `after` and up to `step` (a new run
-    unless `into` names one), like a session still training."""
-    run = store.run(run_id)
-    new = into
-    if new is None:
-        new = store.create_run(run["config"])
-        store.start_run(new, run["total_steps"])
-
-    def keep(s):
-        return after < s <= step
-
-    records = [Scalar(r.step, r.epoch, r.key, r.value)
-               for r in store.scalars(run_id).itertuples() if keep(r.step)]
-    records += [LayerRow(r.step, r.epoch, r.layer, r.key, r.value)
-                for r in store.layers(run_id).itertuples() if keep(r.step)]
-    records += [FilterRow(r.step, r.epoch, r.layer, r.filter, r.key, r.value)
-                for r in store.filters(run_id).itertuples() if keep(r.step)]
-    for name in store.tables(run_id):
-        rows = store.rows(run_id, name)
-        for r in rows[(rows.step > after) & (rows.step <= step)].to_dict("records"):
-            data = {k: v for k, v in r.items() if k not in ("run_id", "step", "epoch")}
-            records.append(Row(r["step"], r["epoch"], name, data))
-    store.write(new, records, step=step)
-    return new
 
 
 def test_a_run_without_records_waits(runs, shared_store):

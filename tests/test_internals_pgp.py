@@ -8,8 +8,8 @@ import pytest
 
 from pruneviz.config import SessionConfig
 from pruneviz.internals import pgp as view
-from pruneviz.records import FilterRow, LayerRow, Row, Scalar
 from pruneviz.session import run_session
+from tests.helpers import copy_until
 
 METHODS = ("pgp", "rpgp", "psfp")
 EPOCH_AXIS = ("pgp.counts", "pgp.spearman", "pgp.momentum", "pgp.size")
@@ -174,26 +174,6 @@ def test_an_earlier_step_shows_nothing_recorded_after_it(runs):
             for t in p.figure.data:
                 if recorded(t):
                     assert np.nanmax(np.asarray(t.x, dtype=float)) <= epoch + 0.2, (method, key)
-
-
-def copy_until(store, run_id, step):
-    """A new run holding the records of `run_id` up to `step`, like a session still training."""
-    run = store.run(run_id)
-    new = store.create_run(run["config"])
-    store.start_run(new, run["total_steps"])
-    records = [Scalar(r.step, r.epoch, r.key, r.value)
-               for r in store.scalars(run_id).itertuples() if r.step <= step]
-    records += [LayerRow(r.step, r.epoch, r.layer, r.key, r.value)
-                for r in store.layers(run_id).itertuples() if r.step <= step]
-    records += [FilterRow(r.step, r.epoch, r.layer, r.filter, r.key, r.value)
-                for r in store.filters(run_id).itertuples() if r.step <= step]
-    for name in store.tables(run_id):
-        rows = store.rows(run_id, name)
-        for r in rows[rows.step <= step].to_dict("records"):
-            data = {k: v for k, v in r.items() if k not in ("run_id", "step", "epoch")}
-            records.append(Row(r["step"], r["epoch"], name, data))
-    store.write(new, records, step=step)
-    return new
 
 
 def test_a_run_without_records_waits(runs, shared_store):

@@ -8,8 +8,8 @@ import pytest
 
 from pruneviz.config import SessionConfig
 from pruneviz.internals import slr as view
-from pruneviz.records import Row
 from pruneviz.session import run_session
+from tests.helpers import copy_until
 
 EPOCHS = 4
 
@@ -168,15 +168,12 @@ def test_a_live_run_sees_every_new_epoch_end(shared_store, runs):
     """Replays a finished run's tables epoch by epoch into a fresh run, one transaction per
     epoch end as the session commits them: every load shows exactly what was written (the
     per-layer tables are cached between epoch ends)."""
-    source = {t: shared_store.rows(runs["slr"], t) for t in ("slr_epochs", "slr_layers",
-                                                             "slr_hist")}
+    source = {t: shared_store.rows(runs["slr"], t) for t in ("slr_epochs", "slr_hist")}
     run_id = shared_store.create_run(config(method="slr"))
+    after = -1
     for step in sorted(set(source["slr_epochs"].step)):
-        records = [Row(int(r["step"]), int(r["epoch"]), table,
-                       {k: v for k, v in r.items() if k not in ("run_id", "step", "epoch")})
-                   for table, df in source.items()
-                   for r in df[df.step == step].to_dict("records")]
-        shared_store.write(run_id, records, step=step)
+        copy_until(shared_store, runs["slr"], step, into=run_id, after=after)
+        after = step
         for _ in range(2):          # the second load hits the cache
             frames = view.load(shared_store, run_id)
             assert view.steps(frames)[-1] == step

@@ -9,7 +9,6 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-import torch.nn as nn
 
 from pruneviz.__main__ import main
 from pruneviz.config import SessionConfig
@@ -21,18 +20,9 @@ from pruneviz.report import format_panel, load_run_models, metrics_panel, models
 from pruneviz.safe_load import UnsafeFileError, check_program, load_program, load_tensors
 from pruneviz.session import run_session
 from pruneviz.surgery import channel_groups, compact, remove_filters
+from tests.helpers import randomize_bn
 
 SHAPES = {"tiny_cnn": (1, 8, 8), "vgg11": (3, 16, 16), "resnet20": (3, 16, 16)}
-
-
-def _randomize_bn(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
 
 
 def _zero_filters(model, plan):
@@ -49,7 +39,7 @@ def _zero_filters(model, plan):
 def _model(name, seed=0):
     torch.manual_seed(seed)
     model = build_model(name, SHAPES[name], 10).eval()
-    _randomize_bn(model, seed)
+    randomize_bn(model, seed)
     return model
 
 

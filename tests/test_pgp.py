@@ -31,6 +31,7 @@ from pruneviz.models import build_model
 from pruneviz.schedules import exponential_count
 from pruneviz.session import Prepared, Session, run_session
 from pruneviz.surgery import expand
+from tests.helpers import randomize_bn
 
 REFERENCE = [59.7, 55.7, 52.0, 48.5, 45.3, 42.2, 39.4, 36.8, 34.3, 32.0]   # METHODS.md sec. 3
 
@@ -147,17 +148,6 @@ def _train(session, epoch):
         session.step(x, y)
 
 
-def _randomize_bn(model):
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-
-
 MODELS = {"tiny_cnn": (1, 8, 8), "vgg11": (3, 16, 16), "resnet20": (3, 16, 16)}
 
 
@@ -166,7 +156,7 @@ def test_shrunk_model_computes_what_the_masked_model_computes(name, store):
     shape = MODELS[name]
     session = _session(store, "pgp", name, shape, prune_epochs=3)
     ctx, method = session.ctx, session.method
-    _randomize_bn(ctx.model)
+    randomize_bn(ctx.model)
     dense = copy.deepcopy(ctx.model)
     for epoch in (0, 1):          # two hybrid epochs: removed and reset filters, two surgeries
         ctx.epoch = epoch

@@ -8,19 +8,10 @@ import torch.nn as nn
 from pruneviz.masks import apply_masks, conv_bn_pairs, filter_param_masks, prunable_layers
 from pruneviz.models import build_model
 from pruneviz.surgery import channel_groups, compact, remove_filters
+from tests.helpers import randomize_bn
 
 SHAPES = {"tiny_cnn": (1, 8, 8), "vgg11": (3, 32, 32), "resnet20": (3, 32, 32),
           "lenet5": (1, 8, 8)}
-
-
-def _randomize_bn(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
 
 
 def _uneven_plan(model, shape):
@@ -51,7 +42,7 @@ def test_shrunk_model_equals_masked_model(name):
     shape = SHAPES[name]
     torch.manual_seed(0)
     model = build_model(name, shape, 10)
-    _randomize_bn(model)
+    randomize_bn(model)
     plan = _uneven_plan(model, shape)
     assert plan, "nothing to remove"
     _mask(model, plan)
@@ -109,7 +100,7 @@ def test_optimizer_follows_the_surgery():
 def test_compact_removes_dead_filters_and_keeps_outputs():
     torch.manual_seed(0)
     model = build_model("resnet20", (3, 32, 32), 10)
-    _randomize_bn(model)
+    randomize_bn(model)
     layers = prunable_layers(model, linears=False)
     masks = {}
     for l in layers:

@@ -1,0 +1,52 @@
+"""Helpers several test modules share (import as `from tests.helpers import ...`)."""
+
+import torch
+import torch.nn as nn
+
+from pruneviz.records import FilterRow, LayerRow, Row, Scalar
+
+
+def randomize_bn(model: nn.Module, seed: int = 0) -> None:
+    """Seeded non-trivial BatchNorm statistics and affine parameters, so a removed or zeroed
+    channel's BN output is not already zero by accident."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+def records_between(store, run_id: str, after: int, upto: int) -> list:
+    """Every record of `run_id` made after step `after` and up to step `upto`, as the session
+    wrote them (scalars, layers, filters, method tables)."""
+
+    def keep(s):
+        return after < s <= upto
+
+    records = [Scalar(r.step, r.epoch, r.key, r.value)
+               for r in store.scalars(run_id).itertuples() if keep(r.step)]
+    records += [LayerRow(r.step, r.epoch, r.layer, r.key, r.value)
+                for r in store.layers(run_id).itertuples() if keep(r.step)]
+    records += [FilterRow(r.step, r.epoch, r.layer, r.filter, r.key, r.value)
+                for r in store.filters(run_id).itertuples() if keep(r.step)]
+    for name in store.tables(run_id):
+        rows = store.rows(run_id, name)
+        for r in rows[(rows.step > after) & (rows.step <= upto)].to_dict("records"):
+            data = {k: v for k, v in r.items() if k not in ("run_id", "step", "epoch")}
+            records.append(Row(int(r["step"]), int(r["epoch"]), name, data))
+    return records
+
+
+def copy_until(store, run_id: str, step: int, into: str | None = None, after: int = -1) -> str:
+    """A run holding the records of `run_id` made after `after` and up to `step`, written in one
+    transaction (a new run unless `into` names one), like a session still training."""
+    new = into
+    if new is None:
+        run = store.run(run_id)
+        new = store.create_run(run["config"])
+        store.start_run(new, run["total_steps"])
+    store.write(new, records_between(store, run_id, after, step), step=step)
+    return new
