@@ -1,9 +1,12 @@
 """Helpers several test modules share (import as `from tests.helpers import ...`)."""
 
+import threading
+
 import torch
 import torch.nn as nn
 
 from pruneviz.records import FilterRow, LayerRow, Row, Scalar
+from pruneviz.session import run_session
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> None:
@@ -50,3 +53,15 @@ def copy_until(store, run_id: str, step: int, into: str | None = None, after: in
         store.start_run(new, run["total_steps"])
     store.write(new, records_between(store, run_id, after, step), step=step)
     return new
+
+
+def cancelled_run(config, store, after_steps: int) -> str:
+    """A session of `config` cancelled once it has trained `after_steps` steps, as a user's
+    Cancel stops it (the run is kept, interrupted)."""
+    cancel = threading.Event()
+
+    def progress(done: int, total: int, phase: str) -> None:
+        if phase == "session" and done >= after_steps:
+            cancel.set()
+
+    return run_session(config, store, progress=progress, cancel=cancel)["run_id"]

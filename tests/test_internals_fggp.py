@@ -1,6 +1,5 @@
 """The FGGP / GraNet / GMP internals view against the store it reads (short digits sessions)."""
 
-import threading
 
 import numpy as np
 import plotly.graph_objects as go
@@ -9,7 +8,7 @@ import pytest
 from pruneviz.config import SessionConfig
 from pruneviz.internals import fggp as view
 from pruneviz.session import run_session
-from tests.helpers import copy_until
+from tests.helpers import cancelled_run, copy_until
 
 EPOCHS = 4
 
@@ -24,15 +23,8 @@ def runs(shared_store):
     """One finished fggp, granet and gmp run, and an fggp run cancelled in its second epoch."""
     out = {m: run_session(config(method=m), shared_store)["run_id"]
            for m in ("fggp", "granet", "gmp")}
-    cancel = threading.Event()
     spe = shared_store.run(out["fggp"])["total_steps"] // EPOCHS
-
-    def progress(done: int, total: int, phase: str) -> None:
-        if phase == "session" and done >= spe + spe // 2:
-            cancel.set()
-
-    out["partial"] = run_session(config(method="fggp"), shared_store, progress=progress,
-                                 cancel=cancel)["run_id"]
+    out["partial"] = cancelled_run(config(method="fggp"), shared_store, spe + spe // 2)
     return out
 
 

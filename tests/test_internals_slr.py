@@ -1,6 +1,5 @@
 """The SLR / ADMM internals view against the store it reads (short digits sessions)."""
 
-import threading
 
 import numpy as np
 import plotly.graph_objects as go
@@ -9,7 +8,7 @@ import pytest
 from pruneviz.config import SessionConfig
 from pruneviz.internals import slr as view
 from pruneviz.session import run_session
-from tests.helpers import copy_until
+from tests.helpers import cancelled_run, copy_until
 
 EPOCHS = 4
 
@@ -26,16 +25,8 @@ def runs(shared_store):
     for method in ("slr", "admm"):
         summary = run_session(config(method=method), shared_store)
         out[method] = summary["run_id"]
-    cancel = threading.Event()
     spe = shared_store.run(out["slr"])["total_steps"] // EPOCHS
-
-    def progress(done: int, total: int, phase: str) -> None:
-        if phase == "session" and done >= spe + spe // 2:
-            cancel.set()
-
-    summary = run_session(config(method="slr"), shared_store,
-                          progress=progress, cancel=cancel)
-    out["partial"] = summary["run_id"]
+    out["partial"] = cancelled_run(config(method="slr"), shared_store, spe + spe // 2)
     return out
 
 
