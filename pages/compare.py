@@ -4,7 +4,7 @@ import streamlit as st
 
 from pruneviz.ui import compare, state
 
-state.routed("pages/compare.py")
+state.routed(__file__)
 
 store, runner = state.get_store(), state.get_runner()
 st.title("Compare")

@@ -10,7 +10,7 @@ from pruneviz.config import ConfigError
 from pruneviz.store import Store, StoreError
 from pruneviz.ui import state
 
-state.routed("pages/inspect.py")
+state.routed(__file__)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 METHOD_LABELS = {"integrated_gradients": "Integrated Gradients", "saliency": "Saliency",

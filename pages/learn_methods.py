@@ -8,7 +8,7 @@ from pruneviz import learn
 from pruneviz import plots_learn as plots
 from pruneviz.ui.state import routed
 
-routed("pages/learn_methods.py")
+routed(__file__)
 
 st.set_page_config(layout="wide")
 st.title("The four methods, one toy each")

@@ -5,7 +5,7 @@ import streamlit as st
 from pruneviz.config import ConfigError
 from pruneviz.ui import forms, live, state
 
-state.routed("pages/live.py")
+state.routed(__file__)
 
 # gmp prunes gradually, so a first run shows sparsity climbing; 20 digits epochs are 440 steps.
 DEFAULTS = {"method": "gmp", "epochs": 20}

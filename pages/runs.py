@@ -6,7 +6,7 @@ from pruneviz.store import STATUSES
 from pruneviz.ui import runs as runs_ui
 from pruneviz.ui import state
 
-state.routed("pages/runs.py")
+state.routed(__file__)
 
 store, runner = state.get_store(), state.get_runner()
 st.title("Runs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -27,8 +28,8 @@ _GOTO = "_goto"              # a page asked for before the router ran (see route
 _ROUTED = "_routed"          # this browser session has run app.py
 
 
-def routed(page: str) -> None:
-    """Make sure `page` (its path, e.g. "pages/runs.py") runs under app.py's navigation.
+def routed(page_file: str) -> None:
+    """Make sure the page (its `__file__`) runs under app.py's navigation.
 
     A server starts in Streamlit's legacy pages/ mode until app.py has run once; if the first
     request after a start is a page's URL (a bookmark, a reloaded tab), Streamlit runs that
@@ -37,7 +38,8 @@ def routed(page: str) -> None:
     from streamlit.runtime.pages_manager import PagesManager
 
     if PagesManager.uses_pages_directory and not st.session_state.get(_ROUTED):
-        st.session_state[_GOTO] = page
+        path = Path(page_file).resolve()
+        st.session_state[_GOTO] = path.relative_to(path.parents[1]).as_posix()  # pages/x.py
         st.switch_page("app.py")
 
 
