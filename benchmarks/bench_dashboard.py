@@ -30,7 +30,7 @@ from pathlib import Path
 import plotly.io as pio
 import torch
 
-from pruneviz import internals
+from pruneviz import views as internals
 from pruneviz.config import SessionConfig
 from pruneviz.jobs import Runner, grid
 from pruneviz.methods import load_all

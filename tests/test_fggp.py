@@ -19,8 +19,8 @@ from pruneviz.methods.fggp import (
     GraNetParams,
     gradient_first,
     regrow_fraction,
+    t_end,
 )
-from pruneviz.methods.gmp import t_end
 from pruneviz.models import build_model
 from pruneviz.records import Recorder, Row
 from pruneviz.session import dense_start, prepare, run_session, train

@@ -1,4 +1,4 @@
-"""A run's method internals (pruneviz.internals) in the page: a step slider and the panels.
+"""A run's method internals (pruneviz.views) in the page: a step slider and the panels.
 
 The slider follows the newest record while a run trains (unless the user has moved it back) and
 scrubs through the recorded history of live and finished runs alike. Methods without a view of
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from .. import internals
+from .. import views as internals
 from ..plots import table_figure
 from ..store import ACTIVE, Store
 

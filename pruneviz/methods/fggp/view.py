@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, method_color
-from ..schedules import cubic_density
-from . import Panel
-from ._common import (
+from ...plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, method_color
+from ...schedules import cubic_density
+from ...views import (
+    Panel,
     at,
     cached,
     distinct_steps,
@@ -178,8 +178,8 @@ def _schedule(run: dict) -> tuple[np.ndarray, np.ndarray] | None:
     if total <= 0:
         return None
     # Lazy: the methods package imports torch; the dashboard has it loaded already.
-    from ..methods.base import get_method, make_params
-    from ..methods.gmp import t_end
+    from ..base import get_method, make_params
+    from .gmp import t_end
     config = run["config"]
     try:
         p = make_params(get_method(config.method), dict(config.params))

@@ -65,9 +65,9 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from ..config import ConfigError, SessionConfig, param
-from ..masks import Masks
-from .base import Context, register
+from ...config import ConfigError, SessionConfig, param
+from ...masks import Masks
+from ..base import Context, register
 from .gmp import GMP, prune_every, pruning_steps, t_end
 from .gmp import Params as GMPParams
 

@@ -90,8 +90,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import SessionConfig, param
-from ..masks import (
+from ...config import SessionConfig, param
+from ...masks import (
     Layer,
     apply_masks,
     conv_bn_pairs,
@@ -99,10 +99,10 @@ from ..masks import (
     filter_param_masks,
     prunable_layers,
 )
-from ..metrics import count_flops, param_counts
-from ..schedules import asymptotic_keep_rate, exponential_count
-from ..surgery import channel_groups, compact, remove_filters
-from .base import Context, Method, register
+from ...metrics import count_flops, param_counts
+from ...schedules import asymptotic_keep_rate, exponential_count
+from ...surgery import channel_groups, compact, remove_filters
+from ..base import Context, Method, register
 
 ACTIVE, SOFT, HARD = 0, 1, 2
 FIRST_MOMENTS = ("momentum_buffer", "exp_avg")    # SGD and Adam first-moment state

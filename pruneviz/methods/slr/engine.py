@@ -97,9 +97,9 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..config import ConfigError, SessionConfig, param
-from ..masks import Layer, keep_top, n_prune, prunable_layers
-from .base import Context, Method, register
+from ...config import ConfigError, SessionConfig, param
+from ...masks import Layer, keep_top, n_prune, prunable_layers
+from ..base import Context, Method, register
 
 
 def parse_layer_rates(text: str) -> dict[str, float]:

@@ -101,12 +101,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..config import SessionConfig, param
-from ..masks import Layer, Masks, apply_masks, filter_mask, filter_norms, filter_param_masks
-from ..metrics import count_flops
-from ..schedules import asymptotic_keep_rate
-from ..surgery import compact
-from .base import Context, Method, register
+from ...config import SessionConfig, param
+from ...masks import Layer, Masks, apply_masks, filter_mask, filter_norms, filter_param_masks
+from ...metrics import count_flops
+from ...schedules import asymptotic_keep_rate
+from ...surgery import compact
+from ..base import Context, Method, register
 
 DROP_PROB = 0.5          # channel-wise dropout of the suppressed gradient (the authors' value)
 GRAD_SAMPLES = 200       # at most about this many sampled gradient-norm steps per run

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..plots import _FALLBACK, ACHIEVED, DASHES, TARGET, _axis, _figure, _line, method_color
-from . import Panel
-from ._common import (
+from ...plots import _FALLBACK, ACHIEVED, DASHES, TARGET, _axis, _figure, _line, method_color
+from ...views import (
+    Panel,
     at,
     distinct_steps,
     finite,

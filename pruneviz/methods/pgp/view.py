@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..plots import ACHIEVED, TARGET, _axis, _figure, _line, _rgba, _unit, method_color
-from ..store import Store
-from . import Panel
-from ._common import (
+from ...plots import ACHIEVED, TARGET, _axis, _figure, _line, _rgba, _unit, method_color
+from ...store import Store
+from ...views import (
     MARKER,
+    Panel,
     filter_pair,
     index_key,
     last_step,

@@ -26,10 +26,10 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..config import ConfigError, SessionConfig, param
-from ..masks import Layer, Masks, apply_masks, erk_densities, ones_like_layers, prunable_layers
-from ..schedules import cubic_density
-from .base import Context, Method, register
+from ...config import ConfigError, SessionConfig, param
+from ...masks import Layer, Masks, apply_masks, erk_densities, ones_like_layers, prunable_layers
+from ...schedules import cubic_density
+from ..base import Context, Method, register
 
 
 @dataclass(frozen=True)
