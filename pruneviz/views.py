@@ -1,7 +1,8 @@
 """Method internals views: what each method recorded, as figures, at any recorded step.
 
-One module per method family (pgmpf, pgp, slr, fggp); each exposes the same three functions, so
-the dashboard draws live and finished runs alike and a step slider scrubs through history:
+Each method family's package has a `view.py` (found from the method's class, so a new family is
+one folder); each exposes a TITLE and the same three functions, so the dashboard draws live and
+finished runs alike and a step slider scrubs through history:
 
     load(store, run_id) -> dict[str, DataFrame]   everything the view needs, bounded in size
                                                   (a live redraw reads it twice a second)
@@ -18,7 +19,6 @@ whole run, the figure shown while a table has no rows yet, and a run's method pa
 
 from __future__ import annotations
 
-import importlib
 import math
 import threading
 from collections import OrderedDict
@@ -31,17 +31,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .config import ConfigError
+from .methods import family_module
 from .methods.base import Method, get_method, make_params
 from .plots import _empty
-
-FAMILIES = {
-    "pgmpf": "pgmpf", "sfp": "pgmpf", "asfp": "pgmpf",
-    "pgp": "pgp", "rpgp": "pgp", "psfp": "pgp",
-    "slr": "slr", "admm": "slr",
-    "fggp": "fggp", "granet": "fggp", "gmp": "fggp",
-}
-TITLES = {"pgmpf": "Gradient-mask evolution", "pgp": "Filter-change scores",
-          "slr": "Lagrangian residuals", "fggp": "Gradient-first selection"}
 
 
 @dataclass
@@ -55,9 +48,13 @@ class Panel:
 
 
 def view(method: str) -> ModuleType | None:
-    """The internals module for `method` (None for methods without one, e.g. one-shot l1)."""
-    family = FAMILIES.get(method)
-    return importlib.import_module(f"pruneviz.methods.{family}.view") if family else None
+    """The internals view of `method`: the `view` module of the family package that defines the
+    method's class (None for methods without one, e.g. one-shot l1, or unknown to this build)."""
+    try:
+        cls = get_method(method)
+    except ConfigError:
+        return None
+    return family_module(cls, "view")
 
 MARKER = "#888888"
 CACHED = 64                 # (run, table) entries kept: a few MB at most

@@ -41,7 +41,7 @@ def internals_view(store: Store, run: dict, key: str = "internals") -> None:
         return
     frames = module.load(store, run_id)
     steps = module.steps(frames)
-    st.markdown(f"#### {internals.TITLES[internals.FAMILIES[method]]} ({method})")
+    st.markdown(f"#### {module.TITLE} ({method})")
     if not steps:
         st.info("Waiting for the method's first records (they come at the first epoch or "
                 "pruning step)." if run["status"] in ACTIVE else

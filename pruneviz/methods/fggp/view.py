@@ -35,6 +35,7 @@ from ...views import (
     x_range,
 )
 
+TITLE = "Gradient-first selection"      # the heading the dashboard gives this view
 PRUNE_COLUMNS = ("t", "target_density", "achieved_density", "remain", "pruned")
 STEP_COLUMNS = ("remain", "to_prune", "candidates", "pruned", "restored", "revived", "mag_cut",
                 "jaccard", "regrow_fraction", "grad_cut", "score_cut", "criterion")

@@ -43,6 +43,7 @@ from ...views import (
     waiting,
 )
 
+TITLE = "Gradient-mask evolution"      # the heading the dashboard gives this view
 GRADS = ("grad_norm_kept_before", "grad_norm_kept_after", "grad_norm_pruned_before",
          "grad_norm_pruned_after")
 SHOCK = ("accuracy_before_decay", "accuracy_after_decay")

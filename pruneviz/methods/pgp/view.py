@@ -43,6 +43,7 @@ from ...views import (
     waiting,
 )
 
+TITLE = "Filter-change scores"      # the heading the dashboard gives this view
 LAYER_COLUMNS = ["layer", "group", "target", "target_count", "before", "soft", "removed",
                  "hard_now", "spearman", "momentum_before", "momentum_after", "active"]
 EPOCH_COLUMNS = ["phase", "epoch_time", "flops_trained", "params_trained", "criterion_time",

@@ -37,6 +37,7 @@ from ...views import (
     x_range,
 )
 
+TITLE = "Lagrangian residuals"      # the heading the dashboard gives this view
 EPOCH_COLUMNS = ("epochs_done", "phase", "k", "s", "residual", "prune_gap", "z_change",
                  "support_changes", "lambda_norm", "hard_prune_now_accuracy", "ce", "penalty",
                  "cond1", "cond1_forced", "cond1_L", "cond1_L_prev", "alpha1", "alpha2", "cond2",
