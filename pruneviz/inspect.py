@@ -453,27 +453,6 @@ def suggest_rates(scan: pd.DataFrame, target: float, *, max_rate: float = 0.95,
     return {k: float(v) for k, v in rates((lo + hi) / 2).items()}
 
 
-def format_layer_rates(rates: dict[str, float], digits: int = 4) -> str:
-    """"layer=rate,layer=rate": the per-layer rate override format of the session form."""
-    return ",".join(f"{k}={round(v, digits):g}" for k, v in rates.items())
-
-
-def parse_layer_rates(text: str) -> dict[str, float]:
-    """The inverse of format_layer_rates, with a clear error on malformed input."""
-    out: dict[str, float] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        name, sep, value = item.partition("=")
-        try:
-            rate = float(value)
-        except ValueError:
-            rate = math.nan
-        if not sep or not name.strip() or not 0.0 <= rate < 1.0:
-            raise ConfigError(f"per-layer rates are layer=rate pairs with rates in [0, 1), "
-                              f"e.g. conv2=0.5,conv3=0.8; got {item!r}.")
-        out[name.strip()] = rate
-    return out
-
-
 def weighted_mean_rate(rates: dict[str, float], scan: pd.DataFrame) -> float:
     """Mean of per-layer rates weighted by the layers' weight counts in `scan`."""
     size = scan.groupby("layer").params.first()

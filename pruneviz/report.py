@@ -40,7 +40,14 @@ import torch.nn as nn
 
 from .config import ConfigError, SessionConfig
 from .masks import Layer, prunable_layers
-from .metrics import count_flops, effective_flops, measure_latency, param_counts, prunable_sparsity
+from .metrics import (
+    NOISY,
+    count_flops,
+    effective_flops,
+    measure_latency,
+    param_counts,
+    prunable_sparsity,
+)
 from .models import build_model
 from .safe_load import load_json, load_tensors
 from .store import Store
@@ -53,7 +60,6 @@ LATENCY_BATCHES = (1, 64)
 # the default digits run costs about a second in all; big models get at least 3 repetitions.
 LATENCY_BUDGET_S = 0.25
 ATOL = 1e-5
-NOISY = 0.25     # interquartile range over this fraction of the median: the machine was busy
 LATENCY_CAP = 4  # a latency cell starts no repetition after 4x its budget
 
 

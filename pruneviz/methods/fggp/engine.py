@@ -68,8 +68,18 @@ import torch
 from ...config import ConfigError, SessionConfig, param
 from ...masks import Masks
 from ..base import Context, register
-from .gmp import GMP, prune_every, pruning_steps, t_end
+from .gmp import GMP
 from .gmp import Params as GMPParams
+from .math import (
+    gradient_first,
+    prune_every,
+    pruning_steps,
+    ranks,
+    regrow_fraction,
+    smallest,
+    t_end,
+    too_aggressive,
+)
 
 CRITERIA = ("gradient_first", "gw", "rank_sum")
 OUTCOMES = ("kept", "candidate", "pruned", "restored", "regrown")
@@ -107,20 +117,6 @@ class GraNetParams(GMPParams):
                               "scatter; 0 records none.", min=0, max=400)
 
 
-def regrow_fraction(t: int, t_end: int, c_init: float, c_final: float) -> float:
-    """GraNet's c(t): cosine decay from c_init at t = 0 to c_final at t_end, flat after."""
-    frac = min(max(t / t_end, 0.0), 1.0) if t_end > 0 else 1.0
-    return c_final + (c_init - c_final) * 0.5 * (1.0 + math.cos(math.pi * frac))
-
-
-def too_aggressive(name: str, t: int, to_prune: int, remain: int, rho: float, every: int) -> str:
-    return (f"{name}: at step {t} the schedule asks to prune {to_prune} of the {remain} remaining "
-            f"weights ({to_prune / remain:.0%}), more than the rho = {rho:g} candidate set "
-            f"({math.floor(rho * remain)}) can hold. Prune more often (a smaller `every`, now "
-            f"dT = {every} steps; 0 picks T_end / 50), raise `rho`, give pruning more of the "
-            f"session (a larger `end` or more epochs), or lower the rate.")
-
-
 # -- the prunable weights as one vector (global ranking) ---------------------------------------
 @dataclass
 class Flat:
@@ -152,27 +148,6 @@ class Flat:
             out[name] = keep[i:i + n].view(shape).to(self.w.dtype)
             i += n
         return out
-
-
-def smallest(score: torch.Tensor, idx: torch.Tensor, k: int) -> torch.Tensor:
-    """The entries of `idx` holding the `k` smallest `score[idx]`."""
-    return idx[torch.topk(score[idx], k, largest=False, sorted=False).indices]
-
-
-def gradient_first(w: torch.Tensor, g: torch.Tensor, active: torch.Tensor, to_prune: int,
-                   rho: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pruned, candidates) indices: the `to_prune` smallest |w| among the floor(rho * remain)
-    active entries with the smallest |g|. `w`, `g` are magnitudes, `active` a bool vector."""
-    idx = active.nonzero().squeeze(1)
-    candidates = smallest(g, idx, math.floor(rho * idx.numel()))
-    return smallest(w, candidates, to_prune), candidates
-
-
-def ranks(x: torch.Tensor) -> torch.Tensor:
-    """0-based ascending rank of each entry (ties broken by position)."""
-    out = torch.empty_like(x, dtype=torch.long)
-    out[torch.argsort(x, stable=True)] = torch.arange(x.numel(), device=x.device)
-    return out
 
 
 # -- the methods ---------------------------------------------------------------------------------

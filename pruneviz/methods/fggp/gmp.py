@@ -30,6 +30,7 @@ from ...config import ConfigError, SessionConfig, param
 from ...masks import Layer, Masks, apply_masks, erk_densities, ones_like_layers, prunable_layers
 from ...schedules import cubic_density
 from ..base import Context, Method, register
+from .math import prune_every, prune_smallest, t_end
 
 
 @dataclass(frozen=True)
@@ -43,22 +44,6 @@ class Params:
     init_density: float = param(1.0, "Density when pruning starts: 1 = dense start; below 1 = "
                                      "sparse start from a random ERK mask at this density "
                                      "(FGGP's sparse start uses 0.5).", min=0.01, max=1.0)
-
-
-def t_end(total_steps: int, end: float) -> int:
-    """Step at which the final density is reached; at most the last step, so end = 1 works."""
-    return min(math.floor(end * total_steps), max(total_steps - 1, 0))
-
-
-def prune_every(total_steps: int, end: float, every: int) -> int:
-    return every or max(1, t_end(total_steps, end) // 50)
-
-
-def pruning_steps(total_steps: int, end: float, every: int) -> list[int]:
-    """The steps at which a pruning step runs: every dT steps up to T_end, and T_end itself."""
-    last = t_end(total_steps, end)
-    steps = list(range(0, last + 1, prune_every(total_steps, end, every)))
-    return steps if steps[-1] == last else [*steps, last]
 
 
 @register
@@ -137,20 +122,6 @@ class GMP(Method):
             ctx.record.layer(layer.name, "density", ctx.masks[layer.param].mean().item())
         if ctx.step == t_end(ctx.total_steps, self.p.end):
             ctx.mark_pruned()
-
-
-def prune_smallest(scores: dict[str, torch.Tensor], masks: Masks, k: int) -> Masks:
-    """Prune the `k` smallest scores among entries still active in `masks` (global ranking)."""
-    flat = torch.cat([torch.where(masks[n] > 0, s, torch.inf).flatten()
-                      for n, s in scores.items()])
-    idx = torch.topk(flat, k, largest=False, sorted=False).indices
-    keep = torch.cat([masks[n].flatten() for n in scores])
-    keep[idx] = 0.0
-    out, i = {}, 0
-    for n, s in scores.items():
-        out[n] = keep[i:i + s.numel()].view_as(s)
-        i += s.numel()
-    return out
 
 
 def erk_masks(layers: list[Layer], density: float, gen: torch.Generator) -> Masks:

@@ -1,20 +1,7 @@
-"""PGP, RPGP and PSFP: progressive filter pruning (view.py, toy.py load on use)."""
+"""PGP, RPGP and PSFP: progressive filter pruning."""
 
-from .engine import (
-    KEPT_FILE,
-    PGP,
-    PSFP,
-    RPGP,
-    SOFT,
-    Params,
-    PSFPParams,
-    criterion_pass,
-    hybrid_split,
-    pruning_epochs,
-    soft_reset,
-    spearman,
-    whole,
-)
+from .engine import KEPT_FILE, PGP, PSFP, RPGP, SOFT, Params, PSFPParams, criterion_pass, soft_reset
+from .math import hybrid_split, pruning_epochs, spearman, whole
 
 __all__ = ["KEPT_FILE", "PGP", "PSFP", "RPGP", "SOFT", "Params", "PSFPParams", "criterion_pass",
            "hybrid_split", "pruning_epochs", "soft_reset", "spearman", "whole"]

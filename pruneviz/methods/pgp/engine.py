@@ -101,8 +101,9 @@ from ...masks import (
 )
 from ...metrics import count_flops, param_counts
 from ...schedules import asymptotic_keep_rate, exponential_count
-from ...surgery import channel_groups, compact, remove_filters
+from ...surgery import channel_groups, remove_filters
 from ..base import Context, Method, register
+from .math import hybrid_split, pruning_epochs, spearman, whole
 
 ACTIVE, SOFT, HARD = 0, 1, 2
 FIRST_MOMENTS = ("momentum_buffer", "exp_avg")    # SGD and Adam first-moment state
@@ -137,27 +138,6 @@ class PSFPParams:
                      min=0.01, max=1.0)
 
 
-def pruning_epochs(epochs: int, fraction: float, count: int = 0) -> int:
-    """E: `count` if given, else round(fraction x epochs) (halves up); within [1, epochs]."""
-    e = count if count else math.floor(fraction * epochs + 0.5)
-    return max(1, min(epochs, e))
-
-
-def whole(n: float) -> int:
-    """Whole filters kept for a float target: ceil, ignoring float noise; at least one."""
-    return max(1, math.ceil(n - 1e-9))
-
-
-def hybrid_split(score: torch.Tensor, n_weak: int, hard_fraction: float,
-                 last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """PGP's weak set and hybrid split (steps 3-4): the `n_weak` lowest-score filters, the
-    weakest floor(n_weak * hard_fraction) of them hard (all of them at the last pruning epoch),
-    the rest soft. Returns (hard, soft) filter indices, weakest first (ties: lower index)."""
-    weak = torch.argsort(score, stable=True)[:max(0, n_weak)]
-    n_hard = len(weak) if last else math.floor(len(weak) * hard_fraction)
-    return weak[:n_hard], weak[n_hard:]
-
-
 @torch.no_grad()
 def soft_reset(layer: Layer, idx: torch.Tensor) -> list[nn.Parameter]:
     """PGP's soft reset (step 4) of filters `idx` of one conv: weight, bias, BN gamma, beta,
@@ -173,24 +153,6 @@ def soft_reset(layer: Layer, idx: torch.Tensor) -> list[nn.Parameter]:
         bn.running_mean[idx] = 0
         bn.running_var[idx] = 0
     return params
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float | None:
-    """Spearman rank correlation with average ranks for ties; None when undefined."""
-    if a.numel() < 2:
-        return None
-    ra, rb = _ranks(a.detach().double().flatten()), _ranks(b.detach().double().flatten())
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = (ra.norm() * rb.norm()).item()
-    return None if denom == 0 else (ra @ rb).item() / denom
-
-
-def _ranks(x: torch.Tensor) -> torch.Tensor:
-    ranks = torch.empty_like(x)
-    ranks[torch.argsort(x, stable=True)] = torch.arange(len(x), dtype=x.dtype, device=x.device)
-    _, inverse, counts = torch.unique(x, return_inverse=True, return_counts=True)
-    sums = torch.zeros(len(counts), dtype=x.dtype, device=x.device).index_add_(0, inverse, ranks)
-    return (sums / counts)[inverse]
 
 
 def criterion_pass(model: nn.Module, weights: dict[str, torch.Tensor],
@@ -472,16 +434,6 @@ class Progressive(Method):
         ctx.mark_pruned()
         final = sum(int((s != HARD).sum()) for s in self.status.values())
         ctx.summary["filters_final"] = final
-        if self.physical:
-            ctx.summary.update(params_compact=self.params, flops_compact=self.flops)
-            return
-        try:
-            small, _ = compact(ctx.model, ctx.data.input_shape)
-        except RuntimeError as err:      # a report number must not end the session
-            ctx.summary["compact_error"] = str(err)
-            return
-        ctx.summary.update(params_compact=param_counts(small)[0],
-                           flops_compact=count_flops(small, ctx.data.input_shape))
 
 
 @register

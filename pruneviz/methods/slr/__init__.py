@@ -1,5 +1,6 @@
-"""SLR and ADMM: surrogate Lagrangian relaxation (view.py, toy.py load on use)."""
+"""SLR and ADMM: surrogate Lagrangian relaxation and its ADMM baseline."""
 
-from .engine import ADMM, SLR, parse_layer_rates, project, step_alpha
+from .engine import ADMM, SLR
+from .math import multiplier_step, project, step_alpha
 
-__all__ = ["ADMM", "SLR", "parse_layer_rates", "project", "step_alpha"]
+__all__ = ["ADMM", "SLR", "multiplier_step", "project", "step_alpha"]

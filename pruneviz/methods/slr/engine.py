@@ -97,58 +97,10 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ...config import ConfigError, SessionConfig, param
-from ...masks import Layer, keep_top, n_prune, prunable_layers
+from ...config import ConfigError, SessionConfig, param, parse_layer_rates
+from ...masks import Layer, n_prune, prunable_layers
 from ..base import Context, Method, register
-
-
-def parse_layer_rates(text: str) -> dict[str, float]:
-    """Parse "layer1.0.conv1=0.5,fc=0.2" into {layer name: prune rate}; ConfigError if malformed."""
-    out: dict[str, float] = {}
-    example = "for example 'layer1.0.conv1=0.5,fc=0.2'"
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        name, sep, value = item.partition("=")
-        name = name.strip().removesuffix(".weight")
-        if not sep or not name:
-            raise ConfigError(f"layer_rates takes comma-separated layer=rate pairs, {example}; "
-                              f"got {item!r}.")
-        try:
-            rate = float(value)
-        except ValueError:
-            raise ConfigError(f"layer_rates: the rate of {name!r} must be a number in [0, 1), "
-                              f"got {value.strip()!r}.") from None
-        if not (math.isfinite(rate) and 0.0 <= rate < 1.0):
-            raise ConfigError(f"layer_rates: the rate of {name!r} is the fraction pruned and "
-                              f"must be in [0, 1), got {rate}.")
-        if name in out:
-            raise ConfigError(f"layer_rates names {name!r} twice; give each layer once.")
-        out[name] = rate
-    return out
-
-
-def step_alpha(k: int, M: float, r: float) -> float:
-    """SLR's step-size factor alpha_k = 1 - 1 / (M k^(1 - 1/k^r))."""
-    return 1.0 - 1.0 / (M * k ** (1.0 - 1.0 / k ** r))
-
-
-def project(t: torch.Tensor, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pi: (t with all but its top-(1 - rate) magnitudes zeroed, the 0/1 keep mask)."""
-    mask = keep_top(t.detach().abs(), t.numel() - n_prune(t.numel(), rate))
-    return t.detach() * mask, mask
-
-
-def kept_min(t: torch.Tensor, mask: torch.Tensor) -> float:
-    """Smallest |t| among kept entries: the projection's magnitude threshold (0 if none kept)."""
-    kept = t.detach().abs()[mask.bool()]
-    return kept.min().item() if kept.numel() else 0.0
-
-
-def _sq_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """Per-tensor squared Frobenius norms, as one 1-D tensor."""
-    return torch.stack(torch._foreach_norm(tensors)).square()
+from .math import kept_min, lagrangian, multiplier_step, project, sq_norms
 
 
 @dataclass(frozen=True)
@@ -297,7 +249,7 @@ class SLR(Method):
             return None
         with torch.no_grad():
             self.diff = torch._foreach_sub(self._w(), self.C)          # W - Z + U
-            pen = _sq_norms(self.diff).sum().mul_(self.rho / 2)
+            pen = sq_norms(self.diff).sum().mul_(self.rho / 2)
         self.pens.append(pen)
         return pen
 
@@ -366,14 +318,10 @@ class SLR(Method):
 
     def _multiplier_step(self, W: list[torch.Tensor], Z_res: list[torch.Tensor],
                          ce: float) -> float:
-        """s = alpha_k s ||W_prev - Z_prev|| / ||W - Z_res||, k += 1, Lambda += s (W - Z_res),
-        (W_prev, Z_prev) = (W, Z); returns the alpha_k used."""
-        alpha = step_alpha(self.k, self.p.M, self.p.r)
-        n_prev, n_now = _norm(self.W_prev, self.Z_prev), _norm(W, Z_res)
+        """math.multiplier_step, then k += 1 and (W_prev, Z_prev) = (W, Z); returns alpha_k."""
+        self.s, alpha = multiplier_step(self.U, W, Z_res, self.W_prev, self.Z_prev, self.s,
+                                        self.k, self.rho, self.p.M, self.p.r)
         self.k += 1
-        if n_prev > 0 and n_now > 0:       # as the authors: a zero norm leaves s unchanged
-            self.s = alpha * self.s * n_prev / n_now
-        torch._foreach_add_(self.U, torch._foreach_sub(W, Z_res), alpha=self.s / self.rho)
         if not self.p.alias_prev:
             torch._foreach_copy_(self.W_prev, W)
             self.ce_prev = ce
@@ -387,15 +335,12 @@ class SLR(Method):
             z, mask = project(w + u, p)
             self.Z.append(z)
             self.z_threshold.append(kept_min(w + u, mask))
-        change = _sq_norms(torch._foreach_sub(self.Z, old)).sqrt().tolist()
+        change = sq_norms(torch._foreach_sub(self.Z, old)).sqrt().tolist()
         flips = torch.stack([((a != 0) != (b != 0)).sum() for a, b in zip(self.Z, old)])
         return change, flips.tolist()
 
     def _lagrangian(self, ce: float, W: list[torch.Tensor], Z: list[torch.Tensor]) -> float:
-        """L(W, Z) = CE + sum (rho/2)||W - Z + U||^2 + sum (rho/2)||U||^2 (METHODS.md sec. 4)."""
-        d = torch._foreach_sub(W, Z)
-        torch._foreach_add_(d, self.U)
-        return ce + self.rho / 2 * (_sq_norms(d).sum() + _sq_norms(self.U).sum()).item()
+        return lagrangian(ce, W, Z, self.U, self.rho)
 
     def _refresh_target(self) -> None:
         self.C = torch._foreach_sub(self.Z, self.U)
@@ -445,9 +390,9 @@ class SLR(Method):
     def _stats(self, masks: list[torch.Tensor], z_change: tuple[list, list] | None
                ) -> dict[str, Any]:
         W = self._w()
-        residual = _sq_norms(torch._foreach_sub(W, self.Z)).sqrt().tolist()
-        gap = _sq_norms([w * (1 - m) for w, m in zip(W, masks)]).sqrt().tolist()
-        lam = (_sq_norms(self.U).sqrt() * self.rho).tolist()
+        residual = sq_norms(torch._foreach_sub(W, self.Z)).sqrt().tolist()
+        gap = sq_norms([w * (1 - m) for w, m in zip(W, masks)]).sqrt().tolist()
+        lam = (sq_norms(self.U).sqrt() * self.rho).tolist()
         change, flips = z_change if z_change is not None else (None, None)
         layers, hists = [], []
         for i, w in enumerate(W):
@@ -480,11 +425,6 @@ class SLR(Method):
         for layer, values, hist in zip(ctx.layers, stats["layers"], stats["hists"]):
             rec.row("slr_layers", epochs_done=done, layer=layer.name, **values)
             rec.row("slr_hist", epochs_done=done, layer=layer.name, **hist)
-
-
-def _norm(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    """||a - b||_F over all layers together."""
-    return _sq_norms(torch._foreach_sub(a, b)).sum().sqrt().item()
 
 
 @register
