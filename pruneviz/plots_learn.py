@@ -1,8 +1,7 @@
 """Figures of the Learn pages: what pruneviz.learn returns in, plotly figures out (no streamlit).
 
-Methods keep the dashboard's colours (METHOD_COLORS, the same values as pruneviz/plots.py on the
-dashboard branch), so a schedule or a method reads the same here as on the live and compare
-pages.
+Methods keep the dashboard's colours (plots.method_color), so a schedule or a method reads the
+same here as on the live and compare pages. Each family's own toy figures live in its toy.py.
 """
 
 from __future__ import annotations
@@ -12,20 +11,12 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .learn import (
-    SCHEDULES,
-    OneLayer,
-)
+from .learn import SCHEDULES, OneLayer
+from .plots import method_color
 
-METHOD_COLORS = {
-    "dense": "#7f7f7f", "random": "#bcbd22", "l1": "#1f77b4", "global_l1": "#17becf",
-    "l2_filter": "#9467bd", "gmp": "#ff7f0e", "pgmpf": "#d62728", "sfp": "#e377c2",
-    "asfp": "#f7b6d2", "fggp": "#2ca02c", "granet": "#98df8a", "pgp": "#8c564b",
-    "psfp": "#c49c94", "slr": "#7b4173", "admm": "#ce6dbd",
-}
-SCHEDULE_COLORS = dict(zip(SCHEDULES, ("#7f7f7f", METHOD_COLORS["gmp"], METHOD_COLORS["pgmpf"],
-                                       METHOD_COLORS["pgp"])))
-SCHEME_COLORS = {"layer-wise": METHOD_COLORS["l1"], "global": METHOD_COLORS["global_l1"]}
+SCHEDULE_COLORS = dict(zip(SCHEDULES, ("#7f7f7f", method_color("gmp"), method_color("pgmpf"),
+                                       method_color("pgp"))))
+SCHEME_COLORS = {"layer-wise": method_color("l1"), "global": method_color("global_l1")}
 PRUNED = "#d9d9d9"          # a pruned cell: light grey, "gone"
 
 
@@ -119,7 +110,7 @@ def schedule_figure(curves: pd.DataFrame, epochs: int, end: float, d: float) -> 
                         hovertemplate="epoch %{x:.1f}: %{y:.1%}<extra>" + name + "</extra>")
     fig.add_vline(x=end * epochs, line=dict(color="#999", dash="dash"),
                   annotation_text="end (T_end)", annotation_position="bottom right")
-    fig.add_vline(x=d * epochs, line=dict(color=METHOD_COLORS["pgmpf"], dash="dot", width=1),
+    fig.add_vline(x=d * epochs, line=dict(color=method_color("pgmpf"), dash="dot", width=1),
                   annotation_text="D·E", annotation_position="top right")
     fig.update_xaxes(title_text="epoch", range=[0, epochs])
     fig.update_yaxes(title_text="target sparsity", tickformat=".0%")
@@ -129,7 +120,7 @@ def schedule_figure(curves: pd.DataFrame, epochs: int, end: float, d: float) -> 
 # -- speed ----------------------------------------------------------------------------------------
 def timing_bars(df: pd.DataFrame, label: str, title: str) -> go.Figure:
     """Measured time relative to the first (dense) conv as bars, median ms in the hover."""
-    colors = ["#7f7f7f", METHOD_COLORS["l1"], METHOD_COLORS["l2_filter"]]
+    colors = ["#7f7f7f", method_color("l1"), method_color("l2_filter")]
     fig = go.Figure(go.Bar(x=[v.replace(" (", "<br>(") for v in df[label]], y=df.relative,
                            marker_color=colors[:len(df)], customdata=df.ms,
                            text=[f"{v:.2f}x" for v in df.relative], textposition="outside",
@@ -143,7 +134,7 @@ def channel_sweep_figure(df: pd.DataFrame, block: int | None) -> go.Figure:
     """Time relative to the widest conv against its filter count, block boundaries dotted."""
     widest = int(df.filters.max())
     fig = go.Figure(go.Scatter(x=df.filters, y=df.relative, mode="lines+markers",
-                               line=dict(color=METHOD_COLORS["l2_filter"], width=2.5),
+                               line=dict(color=method_color("l2_filter"), width=2.5),
                                customdata=df.ms, name="measured",
                                hovertemplate="%{x} filters: %{y:.2f}x (median %{customdata:.3f} "
                                              "ms)<extra></extra>"))
@@ -163,7 +154,7 @@ def launch_figure(df: pd.DataFrame) -> go.Figure:
     for model, d in df.groupby("model", sort=False):
         fig.add_bar(x=[f"batch {b}" for b in d.batch], y=d["us per image"], name=model,
                     text=[f"{v:.0f} µs" for v in d["us per image"]], textposition="outside",
-                    marker_color="#7f7f7f" if model == "tiny CNN" else METHOD_COLORS["l2_filter"])
+                    marker_color="#7f7f7f" if model == "tiny CNN" else method_color("l2_filter"))
     fig.update_yaxes(title_text="µs per image", rangemode="tozero")
     return _layout(fig, "Time per image: small batches pay fixed costs", barmode="group",
                    height=340)

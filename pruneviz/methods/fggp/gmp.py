@@ -72,7 +72,6 @@ class GMP(Method):
                                                          1 - config.rate) for e in epochs]})
 
     def before_training(self, ctx: Context) -> None:
-        ctx.layers = self.select_layers(ctx.model)
         d_init, d_final = self.p.init_density, 1.0 - ctx.config.rate
         if d_init >= 1.0:
             ctx.masks = ones_like_layers(ctx.layers)

@@ -243,7 +243,6 @@ class Progressive(Method):
 
     def before_training(self, ctx: Context) -> None:
         model = ctx.model
-        ctx.layers = self.select_layers(model)
         self.example = torch.zeros(1, *ctx.data.input_shape, device=ctx.device)
         self.groups = channel_groups(model, self.example)
         known = {l.name for l in ctx.layers}

@@ -215,7 +215,6 @@ class SLR(Method):
         self.hard = False     # True once hard-pruned: no penalty, masks hold
 
     def before_training(self, ctx: Context) -> None:
-        ctx.layers = self.select_layers(ctx.model)
         rates = self._rates(ctx.model, ctx.config.rate)
         self.rates = [rates[l.name] for l in ctx.layers]
         self.W = [l.module.weight for l in ctx.layers]
