@@ -40,6 +40,7 @@ import torch.nn as nn
 
 from .config import ConfigError, SessionConfig
 from .masks import Layer, prunable_layers
+from .methods.pgp.records import KEPT_FILE
 from .metrics import (
     NOISY,
     count_flops,
@@ -54,7 +55,6 @@ from .store import Store
 from .surgery import compact, expand, expand_state_dict, shrink_to
 
 PANEL_FILE = "panel.json"
-KEPT_FILE = "kept_indices.pt"
 LATENCY_BATCHES = (1, 64)
 # Seconds of timed repetitions per (device, batch) cell, after one warm-up round: the panel of
 # the default digits run costs about a second in all; big models get at least 3 repetitions.

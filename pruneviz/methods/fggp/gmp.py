@@ -1,20 +1,11 @@
-"""GMP: gradual magnitude pruning on the cubic schedule.
+"""GMP: gradual magnitude pruning on the cubic schedule, and the code path of FGGP and GraNet.
 
-Zhu & Gupta, "To prune, or not to prune", ICLR-W 2018, arXiv 1710.01878. Density
-d(t) = d_f + (d_i - d_f)(1 - t / T_end)^3 with T_end = floor(end * T) (METHODS.md sec. 2);
-every dT steps while t <= T_end, after optimizer.step(), the increment
-floor(N (1 - d(t))) - already of the smallest |w| among the still-active prunable weights is
-pruned, ranked globally across layers. Pruned weights never regrow. This class is also the
-code path of FGGP and GraNet (pruneviz/methods/fggp.py), which replace `choose`.
-
-Sparse start (`init_density` < 1): a random Erdos-Renyi-Kernel mask at that density is applied
-before training (METHODS.md sec. 2, FGGP's sparse start) and the schedule starts from it.
-
-Records, at every pruning step:
-- table `prune_steps`: t, target_density, achieved_density (of the masks), remain (active
-  weights before the step), pruned (net weights removed by the step);
-- scalars `target_density` and `density` (the same two numbers, for curves);
-- layer key `density`: fraction of the layer's weights still active in its mask.
+Zhu & Gupta, "To prune, or not to prune", ICLR-W 2018, arXiv 1710.01878. Implements the density
+d(t) = d_f + (d_i - d_f)(1 - t / T_end)^3, T_end = floor(end * T); every dT steps while t <=
+T_end, after optimizer.step(), the floor(N (1 - d(t))) - already smallest |w| among the active
+prunable weights are pruned, ranked across layers; nothing regrows. A sparse start
+(`init_density` < 1) is a random Erdos-Renyi-Kernel mask. Records: records.py. Defaults:
+docs/methods.md, "FGGP, GMP, GraNet".
 """
 
 from __future__ import annotations
@@ -31,6 +22,7 @@ from ...masks import Layer, Masks, apply_masks, erk_densities, ones_like_layers,
 from ...schedules import cubic_density
 from ..base import Context, Method, register
 from .math import prune_every, prune_smallest, t_end
+from .records import PRUNE_STEPS
 
 
 @dataclass(frozen=True)
@@ -113,7 +105,7 @@ class GMP(Method):
             apply_masks(ctx.model, ctx.masks)
         pruned_now = n - int(sum(m.sum().item() for m in ctx.masks.values()))
         achieved = 1.0 - pruned_now / n
-        ctx.record.row("prune_steps", t=ctx.step, target_density=density,
+        PRUNE_STEPS.write(ctx.record, t=ctx.step, target_density=density,
                        achieved_density=achieved, remain=n - already,
                        pruned=pruned_now - already)
         ctx.record.scalars({"target_density": density, "density": achieved})

@@ -34,12 +34,9 @@ from ...views import (
     waiting,
     x_range,
 )
+from .records import PRUNE_STEPS, SCATTER, STEPS
 
 TITLE = "Gradient-first selection"      # the heading the dashboard gives this view
-PRUNE_COLUMNS = ("t", "target_density", "achieved_density", "remain", "pruned")
-STEP_COLUMNS = ("remain", "to_prune", "candidates", "pruned", "restored", "revived", "mag_cut",
-                "jaccard", "regrow_fraction", "grad_cut", "score_cut", "criterion")
-SCATTER_COLUMNS = ("g", "w", "outcome")
 MAX_POINTS = 400            # per pruning step (the methods record at most 400)
 # The Learn page's colours (pruneviz/plots_learn.py), so an outcome reads the same there.
 OUTCOME_COLORS = {"kept": "#d0d0d0", "candidate": "#b8e0b0", "pruned": "#404040",
@@ -62,11 +59,11 @@ RULES = {
 def load(store, run_id: str) -> dict[str, pd.DataFrame]:
     """The pruning-step tables (a few dozen rows, plus <= 400 scatter points per step, read
     incrementally) and the per-layer densities (re-read after each new pruning step)."""
-    prune = method_rows(store, run_id, "prune_steps", PRUNE_COLUMNS)
+    prune = method_rows(store, run_id, PRUNE_STEPS.name, PRUNE_STEPS.names)
     layers = cached(store, run_id, "fggp.layers", index_key(prune), lambda: dict(
         layers=table(store.layers(run_id, ["density"]), ("layer", "value"))))
-    return dict(prune=prune, selection=method_rows(store, run_id, "fggp_steps", STEP_COLUMNS),
-                scatter=method_rows(store, run_id, "fggp_scatter", SCATTER_COLUMNS), **layers)
+    return dict(prune=prune, selection=method_rows(store, run_id, STEPS.name, STEPS.names),
+                scatter=method_rows(store, run_id, SCATTER.name, SCATTER.names), **layers)
 
 
 def steps(frames: dict[str, pd.DataFrame]) -> list[int]:

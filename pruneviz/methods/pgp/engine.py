@@ -1,80 +1,17 @@
 """PGP: Progressive Gradient Pruning (hybrid hard/soft, momentum-aware), RPGP and PSFP.
 
 Nguyen-Meidine, Granger, Kiran, Pedersoli, Blais-Morin, "An Improved Trade-off Between Accuracy
-and Complexity with Progressive Gradient Pruning", ICPR 2020, arXiv 1906.08746; authors' code
-Anon6627/Pruning-PGP (pgp_target_expo.py, pgp_real_target_expo.py, prune_utils.py).
-Baseline PSFP: He, Dong, Kang, Fu, Yang, "Progressive Deep Neural Networks Acceleration via Soft
-Filter Pruning", arXiv 1808.07471.
+and Complexity with Progressive Gradient Pruning", ICPR 2020, arXiv 1906.08746. PSFP: He, Dong,
+Kang, Fu, Yang, arXiv 1808.07471.
 
-What runs (METHODS.md sec. 3, steps 1-6), after each of the first E epochs of the session (the
-pruning epochs; the rest of the session's `epochs` fine-tunes):
-1. Criterion, per filter i of conv l:
-   pgp   s = || sum_b grad_b W_{l,i} ||_1, in an extra pass over the epoch's minibatches (the
-         same batches, same order) with BatchNorm running statistics frozen and no gradient
-         carried in from training;
-   rpgp  s = sum_b || grad_b W_{l,i} ||_1, accumulated in after_backward while training (no pass);
-   psfp  s = || W_{l,i} ||_2.
-   Residual groups (convs whose outputs are added, found by Torch-Pruning's dependency graph)
-   share their channels: a group's score is the SUM of its members' scores, and a group loses
-   the same channels in every member.
-2. Target filter count n(e) = N0 exp(-lambda (e + 1)), lambda = -ln(1 - P) / E, the last
-   pruning epoch clamped to N0 (1 - P) (schedules.exponential_count; P = the session's `rate`,
-   a per-layer filter prune rate). PSFP keeps N0 r(e + 1) with ASFP's asymptotic keep rate,
-   D = 1/8 (schedules.asymptotic_keep_rate). Whole filters: keep ceil(n(e)) (ceil(x - 1e-9), so
-   float noise never adds a filter), which is also what the authors' code keeps; the reference
-   N0 = 64, P = 0.5, E = 10 gives 60, 56, 52, 49, 46, 43, 40, 37, 35, 32.
-3. Weak set: the current - n(e) lowest-score filters (current = filters still present, soft
-   ones included: a soft-reset filter competes again).
-4. Hybrid split: the weakest floor(|weak| * hard_fraction) are removed physically
-   (pruneviz.surgery: conv, BatchNorm and consumer input channels, all group members at once);
-   the rest are soft-reset: conv weight and bias, BN gamma, beta, running mean and variance set
-   to 0, left trainable. At the last pruning epoch every weak filter is removed. PSFP never
-   removes: its weak filters are all soft-reset, and at its last pruning epoch they are zeroed
-   and masked for good (ctx.masks), so fine-tuning cannot regrow them.
-5. Momentum: the surgery slices every optimizer state buffer to the kept channels (outputs and
-   consumer inputs) and keeps all hyper-parameters, weight decay included; PGP then zeroes the
-   first-moment state (SGD momentum_buffer, Adam exp_avg) of the soft-reset filters' conv, bias
-   and BN rows. PSFP leaves momentum untouched (the stale momentum pushes its zeroed filters
-   back, the failure PGP fixes).
-6. Fine-tuning epochs: the session's remaining epochs (paper preset: 5 pruning epochs, then 20
-   at lr 0.01, the authors' `final_fn=[20, 0.01]`).
-
-Fidelity notes: the criterion pass zeroes gradients first and freezes BN statistics (the
-authors' pass accumulated onto the last training batch's gradient and updated the running
-statistics). The exponent uses (e + 1) with 0-based e and the last epoch is clamped, so the
-target is reached exactly (the authors' 1-based loop ends at 29.9 of 64 for P = 0.5). The
-rebuilt optimizer keeps weight decay (the authors' rebuild dropped it). Pruned layers: every
-conv, the first conv and projection shortcuts included (the authors prune shortcut convs in step
-with the block output, which the residual groups do).
-
-Records (bounded: one row per conv, or per filter, per pruning epoch):
-Tables carry the store's step and epoch columns (the epoch the row describes) plus:
-- table `pgp_layers`, one row per conv per pruning epoch: layer, group (the group's first
-  conv), target (n(e), float), target_count (whole filters kept), before (filters present
-  before this epoch's pruning), active (present and not reset now), soft (reset now), removed
-  (physically gone since the start; PSFP: masked for good), hard_now (removed or masked this
-  epoch), spearman (Spearman rank correlation between the group's criterion score and the L2
-  ranking PSFP would use, over the filters present; pgp/rpgp only), momentum_before /
-  momentum_after (L2 norm of the optimizer first moment of the filters reset now, over their
-  conv weight, bias and BN gamma/beta rows, before and after the adaptation).
-- table `pgp_epochs`, one row per epoch (pruning and fine-tuning): phase ("prune" or
-  "finetune"), epoch_time (wall seconds from the end of the previous epoch's pruning to the
-  start of this one's: the epoch's training steps plus the previous epoch's evaluation, both
-  on the network that trained this epoch), flops_trained / params_trained (that network),
-  criterion_time and surgery_time (seconds; pruning epochs), flops / params / filters after
-  this epoch's pruning (FLOPs by metrics.count_flops: 2 per multiply-add, one input),
-  target_sparsity, momentum_before / momentum_after (totals over all convs).
-- per filter (ctx.record.filters, indexed by the filter's ORIGINAL index in the dense conv, one
-  value per dense filter per pruning epoch): `pgp_score` (the ranking score; for a residual group
-  the group sum, so all members carry the same values; NaN once removed), `pgp_l2` (L2 norm of
-  the filter, summed over the group likewise; NaN once removed), `pgp_status` (0 active,
-  1 soft-reset this epoch, 2 removed or masked for good).
-- artifact `kept_indices.pt` in the run folder, rewritten after every pruning epoch:
-  {"filters": {conv: kept original filter indices}, "tensors": {state_dict key: {dim: kept
-  original indices}} for every tensor that shrank, "dense_shapes": {state_dict key: shape at
-  the dense start}}; `surgery.expand` maps a shrunk tensor back onto the original architecture.
-- summary: prune_epochs, filters_dense, filters_final, params_compact, flops_compact (the
-  physically compacted network; for PSFP the masked network compacted by surgery.compact).
+Implements, after each of the first E epochs (the pruning epochs): the score s_i = ||sum_b
+grad_b W_i||_1 (pgp, an extra pass), sum_b ||grad_b W_i||_1 (rpgp, while training) or ||W_i||_2
+(psfp), summed over a residual group; the target count n(e) = N0 exp(-lambda (e + 1)), lambda =
+-ln(1 - P) / E (PSFP: N0 r(e + 1), ASFP's asymptotic rate); the weak set, the current - ceil(n(e))
+lowest scores, split by math.hybrid_split into hard (removed by pruneviz.surgery) and soft
+(zeroed, its first moment zeroed; PSFP keeps the momentum), all hard at the last pruning
+epoch; then fine-tuning. Records: records.py. Defaults, the reference counts and fidelity
+choices: docs/methods.md, "PGP, RPGP, PSFP".
 """
 
 from __future__ import annotations
@@ -104,10 +41,9 @@ from ...schedules import asymptotic_keep_rate, exponential_count
 from ...surgery import channel_groups, remove_filters
 from ..base import Context, Method, register
 from .math import hybrid_split, pruning_epochs, spearman, whole
+from .records import ACTIVE, EPOCHS, HARD, KEPT_FILE, LAYERS, SOFT
 
-ACTIVE, SOFT, HARD = 0, 1, 2
 FIRST_MOMENTS = ("momentum_buffer", "exp_avg")    # SGD and Adam first-moment state
-KEPT_FILE = "kept_indices.pt"
 
 
 @dataclass(frozen=True)
@@ -288,7 +224,7 @@ class Progressive(Method):
         row.update(flops=self.flops, params=self.params,
                    filters=sum(l.module.out_channels for l in ctx.layers),
                    target_sparsity=self.target(ctx))
-        ctx.record.row("pgp_epochs", **row)
+        EPOCHS.write(ctx.record, **row)
         if e == self.E - 1:
             self._finish_pruning(ctx)
         self.t_epoch = time.perf_counter()
@@ -377,7 +313,7 @@ class Progressive(Method):
             m = row["layer"]
             present = self.status[m][self.original(m)]
             row["active"] = int((present == ACTIVE).sum())
-            ctx.record.row("pgp_layers", **row)
+            LAYERS.write(ctx.record, **row)
         self.running = self._zeros(ctx)
         self._save_kept(ctx)
         return dict(criterion_time=criterion_time, surgery_time=surgery_time,

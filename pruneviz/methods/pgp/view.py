@@ -42,15 +42,10 @@ from ...views import (
     vline,
     waiting,
 )
+from .records import ACTIVE, EPOCHS, HARD, LAYERS, SOFT
 
 TITLE = "Filter-change scores"      # the heading the dashboard gives this view
-LAYER_COLUMNS = ["layer", "group", "target", "target_count", "before", "soft", "removed",
-                 "hard_now", "spearman", "momentum_before", "momentum_after", "active"]
-EPOCH_COLUMNS = ["phase", "epoch_time", "flops_trained", "params_trained", "criterion_time",
-                 "surgery_time", "momentum_before", "momentum_after", "flops", "params",
-                 "filters", "target_sparsity"]
-ACTIVE, SOFT, HARD = 0, 1, 2                      # pgp_status, as pruneviz.methods.pgp writes it
-# The Learn page's colours for the same three fates (pruneviz.plots_learn.STATUS_COLORS).
+# The Learn page's colours for the same three fates (toy.STATUS_COLORS).
 FATE = {ACTIVE: ("kept", "#1f77b4"), SOFT: ("reset now (soft)", "#ffbb78"),
         HARD: ("removed now (hard)", "#d62728")}
 MAX_GROUPS = 12
@@ -62,8 +57,8 @@ WAIT = "waiting for the first pruning epoch: filters are scored at the end of ea
 def load(store: Store, run_id: str) -> dict[str, pd.DataFrame]:
     """The two PGP tables and the score and status of every group's filters (a group's members
     carry the same values, so only its first conv is kept)."""
-    layers = method_rows(store, run_id, "pgp_layers", LAYER_COLUMNS)
-    epochs = method_rows(store, run_id, "pgp_epochs", EPOCH_COLUMNS)
+    layers = method_rows(store, run_id, LAYERS.name, LAYERS.names)
+    epochs = method_rows(store, run_id, EPOCHS.name, EPOCHS.names)
     filters = filter_pair(store, run_id, ("pgp_score", "pgp_status"), index_key(layers))
     leads = set(layers.group.dropna())
     filters = filters[filters.layer.isin(leads)].rename(
