@@ -38,6 +38,7 @@ from .masks import (
     prunable_layers,
 )
 from .models import build_model
+from .report import read_run_files
 from .store import Store
 
 ATTRIBUTIONS = ("integrated_gradients", "saliency")
@@ -107,11 +108,9 @@ def load_run(store: Store, run_id: str, device: str | torch.device = "cpu") -> R
     device = torch.device(device)
     data = load_dataset(config.dataset, config.data_root, augment=config.augment,
                         holdout=config.holdout, image_size=config.image_size)
-    load = dict(map_location="cpu", weights_only=True)
-    dense = _rebuild(config, data, torch.load(dense_path, **load), "dense start", device)
-    pruned = _rebuild(config, data, torch.load(folder / "weights.pt", **load),
-                      f"final model of run {run_id}", device)
-    masks = torch.load(folder / "masks.pt", **load)
+    state, masks, _ = read_run_files(folder)
+    dense = _rebuild(config, data, read_run_files(dense_path.parent)[0], "dense start", device)
+    pruned = _rebuild(config, data, state, f"final model of run {run_id}", device)
     return RunModels(run_id, config, data, dense, pruned, masks, dense_run, device)
 
 

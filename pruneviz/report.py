@@ -140,10 +140,16 @@ def load_run_models(store: Store, run_id: str) -> RunModels:
 def load_folder(folder: Path, config: SessionConfig, input_shape: tuple[int, ...],
                 num_classes: int) -> RunModels:
     """The networks saved in a run folder (weights.pt, optional masks.pt and kept_indices.pt)."""
+    return models_from_state(config.model, input_shape, num_classes, *read_run_files(folder))
+
+
+def read_run_files(folder: Path) -> tuple[dict[str, torch.Tensor], Any, Any]:
+    """(final state_dict, masks or None, kept indices or None) a run saved in `folder`, read
+    through safe_load: the one reader of a run's tensor files (Inspect's loader uses it too)."""
     state = load_tensors(folder / "weights.pt")
     masks = load_tensors(folder / "masks.pt") if (folder / "masks.pt").exists() else None
     kept = load_tensors(folder / KEPT_FILE) if (folder / KEPT_FILE).exists() else None
-    return models_from_state(config.model, input_shape, num_classes, state, masks, kept)
+    return state, masks, kept
 
 
 def _method_layers(config: SessionConfig, model: nn.Module) -> tuple[str, list[Layer]]:
