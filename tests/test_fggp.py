@@ -68,7 +68,7 @@ def rows(ctx, table):
 
 
 def test_schedule_reproduces_the_reference_trajectory():
-    # METHODS.md sec. 2: dense start, d_f = 0.05, density at t / T_end = 0, .1, .25, .5, .75, 1
+    # docs/methods.md, FGGP: dense start, d_f = 0.05, density at t / T_end = 0, .1, .25, .5, .75, 1
     expected = [1.0, 0.743, 0.451, 0.169, 0.065, 0.05]
     method = FGGP()
     ctx = SimpleNamespace(total_steps=1000, config=SessionConfig(rate=0.95))

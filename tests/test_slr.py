@@ -1,4 +1,4 @@
-"""SLR and ADMM (METHODS.md sec. 4): step sizes, projection, conditional multiplier updates,
+"""SLR and ADMM (docs/methods.md, SLR): step sizes, projection, conditional multiplier updates,
 copied previous iterates, exact final sparsity, a shrinking residual, and a side-effect-free
 "accuracy if hard-pruned now" probe."""
 

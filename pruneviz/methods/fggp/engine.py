@@ -41,7 +41,7 @@ from .records import OUTCOMES, SCATTER, STEPS
 
 CRITERIA = ("gradient_first", "gw", "rank_sum")
 
-# The paper's protocol (METHODS.md sec. 2); dT = 2000 at batch 64.
+# The paper's protocol (docs/methods.md, FGGP); dT = 2000 at batch 64.
 PAPER = dict(epochs=160, batch_size=64, start="scratch", optimizer="sgd", lr=0.1, momentum=0.9,
              nesterov=True, weight_decay=5e-4, lr_schedule="step", lr_milestones=(0.5, 0.75),
              lr_gamma=0.1, label_smoothing=0.1, end=0.8, every=2000, init_density=1.0)

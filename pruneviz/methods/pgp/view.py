@@ -1,6 +1,6 @@
 """PGP, RPGP and PSFP internals: the filter-change scores and what each pruning epoch did.
 
-Panels (METHODS.md sec. 3, "Record"):
+Panels (docs/methods.md, PGP; the records they read: records.py):
 - the scores of the filters present at the slider's pruning epoch, sorted weakest first, per
   channel group (a conv, or the convs a residual addition ties together, which share one
   score), groups side by side in rows of six, each relative to its largest score (the ranking

@@ -215,7 +215,7 @@ class SLR(Method):
 
     # -- the algorithm ---------------------------------------------------------------------------
     def update(self, ctx: Context, info: dict[str, Any]) -> tuple[list, list] | None:
-        """SLR's once-per-epoch multiplier and Z updates (METHODS.md sec. 4 a-c); returns the
+        """SLR's once-per-epoch multiplier and Z updates (docs/methods.md, SLR a-c); returns the
         Z change per layer (||Z_k - Z_{k-1}||, support flips)."""
         ce, W = info["ce"], self._w()
         # a. condition 1: L(W, Z_prev) < L(W_prev, Z_prev), forced at k = 1.
