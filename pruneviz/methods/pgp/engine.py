@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ...config import SessionConfig, param
 from ...masks import (
@@ -40,7 +38,7 @@ from ...metrics import count_flops, param_counts
 from ...schedules import asymptotic_keep_rate, exponential_count
 from ...surgery import channel_groups, remove_filters
 from ..base import Context, Method, register
-from .math import hybrid_split, pruning_epochs, spearman, whole
+from .math import criterion_pass, hybrid_split, pruning_epochs, soft_reset, spearman, whole
 from .records import ACTIVE, EPOCHS, HARD, KEPT_FILE, LAYERS, SOFT
 
 FIRST_MOMENTS = ("momentum_buffer", "exp_avg")    # SGD and Adam first-moment state
@@ -72,55 +70,6 @@ class PSFPParams:
                                  "0 uses prune_fraction.", min=0, max=1000)
     d: float = param(0.125, "ASFP's D: 3/4 of the pruning is reached after D x E epochs.",
                      min=0.01, max=1.0)
-
-
-@torch.no_grad()
-def soft_reset(layer: Layer, idx: torch.Tensor) -> list[nn.Parameter]:
-    """PGP's soft reset (step 4) of filters `idx` of one conv: weight, bias, BN gamma, beta,
-    running mean and variance set to 0, parameters left trainable; returns those parameters."""
-    conv, bn = layer.module, layer.bn
-    params = [conv.weight, conv.bias]
-    if bn is not None:
-        params += [bn.weight, bn.bias]
-    params = [p for p in params if p is not None]
-    for p in params:
-        p[idx] = 0
-    if bn is not None and bn.running_mean is not None:
-        bn.running_mean[idx] = 0
-        bn.running_var[idx] = 0
-    return params
-
-
-def criterion_pass(model: nn.Module, weights: dict[str, torch.Tensor],
-                   batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                   label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
-    """PGP's filter change || sum_b grad_b W ||_1 per filter of each weight in `weights`.
-
-    Gradients start from zero (nothing carried over from training) and BatchNorms in training
-    mode normalize with batch statistics without updating their running statistics.
-    """
-    for p in model.parameters():
-        p.grad = None
-    frozen = [m for m in model.modules()
-              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
-              and m.track_running_stats]
-    names = list(weights)
-    params = [weights[n] for n in names]
-    sums = [torch.zeros_like(p) for p in params]
-    for m in frozen:
-        m.track_running_stats = False   # batch statistics, running buffers left alone
-    try:
-        with torch.enable_grad():
-            for x, y in batches:
-                loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
-                for s, g in zip(sums, grads):
-                    if g is not None:
-                        s.add_(g)
-    finally:
-        for m in frozen:
-            m.track_running_stats = True
-    return {n: s.flatten(1).abs().sum(1) for n, s in zip(names, sums)}
 
 
 class Progressive(Method):

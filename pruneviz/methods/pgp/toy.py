@@ -17,8 +17,7 @@ from ...learn import Control, Drawn, Toy
 from ...masks import Layer, filter_norms
 from ...plots_learn import _layout
 from ...schedules import exponential_count
-from .engine import criterion_pass, soft_reset
-from .math import hybrid_split, spearman, whole
+from .math import criterion_pass, hybrid_split, soft_reset, spearman, whole
 
 ACTIVE, SOFT, HARD_NOW, REMOVED = "active", "soft-reset", "removed now", "removed before"
 
