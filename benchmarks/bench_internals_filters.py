@@ -23,7 +23,7 @@ import time
 
 import plotly.io as pio
 
-from pruneviz import views as _common
+from pruneviz import views
 from pruneviz.config import SessionConfig
 from pruneviz.records import FilterRow, LayerRow, Row, Scalar
 from pruneviz.session import run_session
@@ -77,7 +77,7 @@ def stretch(store: Store, run_id: str) -> str:
 
 def redraw(store: Store, run_id: str, cold: bool) -> float:
     if cold:
-        _common._cache.clear()
+        views._cache.clear()
     t = time.perf_counter()
     run = store.run(run_id)
     mod = view(run["config"].method)
