@@ -1,8 +1,8 @@
 """FGGP, GraNet and GMP internals: the |g| vs |w| selection with its cuts, target vs achieved
 density with the pruning events, per-layer density, and the overlap of the gradient-first choice
-with plain magnitude pruning. Records: pruneviz/methods/gmp.py (table prune_steps, layer key
-density, one set per pruning step) and pruneviz/methods/fggp.py (tables fggp_steps and
-fggp_scatter, FGGP and GraNet only); docs/methods.md, FGGP.
+with plain magnitude pruning. Records: records.py (GMP's table prune_steps and layer key
+density, one set per pruning step; FGGP's and GraNet's tables fggp_steps and fggp_scatter);
+docs/methods.md, FGGP.
 
 The slider offers the pruning steps; the scatter shows the last selection at or before it.
 Many layers (ResNet-20 has 19 prunable ones and the classifier): per-layer density is a layer x

@@ -49,8 +49,8 @@ def least_squares(rate: float, d_out: int = 8, d_in: int = 24, n: int = 400,
 def relax(problem: LeastSquares, rate: float, surrogate: bool = True, iterations: int = 15,
           steps: int = 20, lr: float = 0.05, rho: float = 1.0, s0: float = 0.1,
           M: float = 300.0, r: float = 0.1) -> pd.DataFrame:
-    """SLR (surrogate=True) or ADMM on the toy problem, following docs/methods.md, SLR as
-    methods/slr.py does (projection Pi = slr.project, step factor alpha_k = slr.step_alpha):
+    """SLR (surrogate=True) or ADMM on the toy problem, following docs/methods.md, SLR, as the
+    engine does, with its math.py (projection Pi, alpha_k, the Lagrangian, the multiplier step):
     each iteration runs `steps` gradient steps on f(W) + (rho/2)||W - Z + U||^2 (the
     W-subproblem; the session's epoch), then SLR's condition 1 / Z = Pi(W + U) / condition 2
     multiplier updates, or ADMM's Z = Pi(W + U), U += W - Z. Returns one row per iteration

@@ -1,7 +1,7 @@
 """SLR and ADMM internals: the Lagrangian residuals, step sizes and surrogate conditions, CE vs
 penalty, soft accuracy vs "accuracy if hard-pruned now", weight histograms with the projection
-threshold. Records: pruneviz/methods/slr.py (tables slr_epochs, slr_layers, slr_hist, one row set
-per epoch end); docs/methods.md, SLR.
+threshold. Records: records.py (tables slr_epochs, slr_layers, slr_hist, one row set per epoch
+end); docs/methods.md, SLR.
 
 The overlay figures (residual_figure, accuracy_figure, loss_figure) take several runs' frames
 (RunFrames), so the Compare page can draw slr and admm in one chart; `panels` draws one run.
