@@ -11,6 +11,7 @@ import torch.nn as nn
 from pruneviz import session
 from pruneviz.config import SessionConfig
 from pruneviz.methods import apply_preset, family_module, load_all
+from pruneviz.models import build_model
 from pruneviz.records import FilterRow, LayerRow, Row, Scalar, Table
 from pruneviz.session import run_session
 
@@ -79,15 +80,21 @@ CONTRACT_RATE = 0.5
 def check_session_contract(name: str, store, fast_config, monkeypatch) -> None:
     """Run `name` for 4 epochs and assert the session contract: completed, every step
     recorded, the target sparsity reached, the masks it holds at the end (ctx.masks, before the
-    saved file fills in masks derived from the weights) cover every prunable layer, fit their
-    weights' shapes and the weights they prune are exactly zero, and every method table it
-    wrote is declared in its family's records.py with those columns."""
+    saved file fills in masks derived from the weights) cover every prunable layer it did not
+    shrink physically, fit their weights' shapes and the weights they prune are exactly zero,
+    and every method table it wrote is declared in its family's records.py with those
+    columns."""
     held = {}
     save = session._save_artifacts
 
     def capture(ctx, folder):
-        held.update(masks=dict(ctx.masks), layers=[l.param for l in ctx.layers],
-                    weights={k: v.detach().clone() for k, v in ctx.model.state_dict().items()})
+        dense = build_model(ctx.config.model, ctx.data.input_shape, ctx.data.num_classes)
+        shapes = {k: v.shape for k, v in dense.state_dict().items()}
+        held.update(masks=dict(ctx.masks), weights={k: v.detach().clone()
+                                                    for k, v in ctx.model.state_dict().items()},
+                    layers=[l.param for l in ctx.layers],
+                    shrunk={l.param for l in ctx.layers
+                            if l.module.weight.shape != shapes[l.param]})
         save(ctx, folder)
 
     monkeypatch.setattr(session, "_save_artifacts", capture)
@@ -99,7 +106,8 @@ def check_session_contract(name: str, store, fast_config, monkeypatch) -> None:
     target = 0.0 if name == "dense" else CONTRACT_RATE
     assert s["sparsity"] == pytest.approx(target, abs=0.05)
     masks, weights = held["masks"], held["weights"]
-    assert set(held["layers"]) <= set(masks) or name == "dense"
+    if name != "dense":     # every prunable layer is held by a mask or physically shrunk
+        assert set(held["layers"]) <= set(masks) | held["shrunk"]
     for key, mask in masks.items():
         assert mask.shape == weights[key].shape, key
         assert torch.all(weights[key][mask == 0] == 0), key
