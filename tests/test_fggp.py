@@ -208,7 +208,7 @@ def test_erk_sparse_start_has_density_half_and_erk_proportions():
     method = FGGP(FGGPParams(init_density=0.5))
     model = build_model("resnet20", (3, 32, 32), 10)
     ctx = handmade_ctx(method)
-    ctx.model, ctx.layers = model, []
+    ctx.model, ctx.layers = model, method.select_layers(model)   # as the session does
     ctx.config = SessionConfig(method="fggp", rate=0.9, epochs=1, device="cpu")
     method.before_training(ctx)
     assert [l.param for l in ctx.layers] == [l.param for l in prunable_layers(
