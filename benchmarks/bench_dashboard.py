@@ -30,7 +30,7 @@ from pathlib import Path
 import plotly.io as pio
 import torch
 
-from pruneviz import internals
+from pruneviz import views
 from pruneviz.config import SessionConfig
 from pruneviz.jobs import Runner, grid
 from pruneviz.methods import load_all
@@ -108,7 +108,7 @@ def bench_redraw(repeats: int = 15) -> tuple[float, float]:
 def internals_redraw(store: Store, run_id: str) -> float:
     t = time.perf_counter()
     run = store.run(run_id)
-    module = internals.view(run["config"].method)
+    module = views.view(run["config"].method)
     frames = module.load(store, run_id)
     for panel in module.panels(frames, run, module.steps(frames)[-1]):
         pio.to_json(panel.figure.to_dict(), validate=False)

@@ -21,7 +21,7 @@ import torch
 from bench_core import step_times
 
 from pruneviz.config import SessionConfig
-from pruneviz.methods.gmp import prune_every
+from pruneviz.methods.fggp import prune_every
 from pruneviz.session import run_session
 from pruneviz.store import Store
 

@@ -23,11 +23,12 @@ import time
 
 import plotly.io as pio
 
+from pruneviz import views
 from pruneviz.config import SessionConfig
-from pruneviz.internals import _common, view
 from pruneviz.records import FilterRow, LayerRow, Row, Scalar
 from pruneviz.session import run_session
 from pruneviz.store import Store
+from pruneviz.views import view
 
 STEPS_PER_EPOCH, EPOCHS, SHORT = 500, 20, 2
 SESSION_SCALARS = ("loss", "lr", "train_accuracy", "sparsity", "target_sparsity", "step_time",
@@ -76,7 +77,7 @@ def stretch(store: Store, run_id: str) -> str:
 
 def redraw(store: Store, run_id: str, cold: bool) -> float:
     if cold:
-        _common._cache.clear()
+        views._cache.clear()
     t = time.perf_counter()
     run = store.run(run_id)
     mod = view(run["config"].method)

@@ -6,7 +6,7 @@ import torch
 
 from pruneviz import inspect as ins
 from pruneviz import plots_inspect as plots
-from pruneviz.config import ConfigError
+from pruneviz.config import ConfigError, format_layer_rates, parse_numbers
 from pruneviz.store import Store, StoreError
 from pruneviz.ui import state
 
@@ -118,7 +118,7 @@ def sensitivity_tab(root: str, run_id: str, rm: ins.RunModels) -> None:
         submitted = st.form_submit_button("Scan the dense start")
     if submitted:
         try:
-            rates = tuple(ins.check_rates([float(r) for r in rates_text.split(",") if r.strip()]))
+            rates = tuple(ins.check_rates(parse_numbers(rates_text, "Rates")))
         except ValueError as e:
             st.error(str(e) if isinstance(e, ConfigError) else
                      f"Rates are comma-separated numbers, got {rates_text!r}.")
@@ -141,14 +141,14 @@ def sensitivity_tab(root: str, run_id: str, rm: ins.RunModels) -> None:
                              help="The suggested rates average to it, weighted by layer size.")
     if st.button("Suggest per-layer rates", key="suggest"):
         rates = ins.suggest_rates(result, target, max_rate=max_rate)
-        text = ins.format_layer_rates(rates)
+        text = format_layer_rates(rates)
         # Read by the Live session form to pre-fill its per-layer rates and global rate.
         st.session_state["prefill"] = {"layer_rates": text, "rate": target}
         st.session_state["inspect_suggestion"] = (run_id, kind, rates, target)
     suggestion = st.session_state.get("inspect_suggestion")
     if suggestion and suggestion[:2] == (run_id, kind):
         _, _, rates, target = suggestion
-        st.code(ins.format_layer_rates(rates), language=None)
+        st.code(format_layer_rates(rates), language=None)
         st.plotly_chart(plots.suggestion_figure(rates, result, target))
         st.success(f"Saved for the Live session form: global rate {target:g}, {kind} rates per "
                    f"layer, the most sensitive layers pruned least.")

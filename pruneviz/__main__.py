@@ -11,7 +11,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .config import ConfigError, SessionConfig, coerce
+from .config import (
+    ConfigError,
+    SessionConfig,
+    coerce,
+    format_layer_rates,
+    parse_numbers,
+    split_list,
+)
 from .store import Store, StoreError
 
 # SessionConfig fields exposed as flags; `params` comes from --param, `method`/`rate` are
@@ -136,20 +143,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary["status"] == "completed" else 1
 
 
-def _floats(text: str, name: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"{name} expects comma-separated numbers, got {text!r}.") from None
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .jobs import grid
     from .session import check, run_session
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    rates = _floats(args.rates, "--rates")
-    seeds = [int(s) for s in _floats(args.seeds, "--seeds")]
+    methods = split_list(args.methods)
+    rates = parse_numbers(args.rates, "--rates")
+    seeds = parse_numbers(args.seeds, "--seeds", int)
     configs = grid(_session_config(args), methods, rates, seeds)
     for config in configs:
         check(config)
@@ -218,8 +218,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import FORMATS, export_run
 
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats \
-        else FORMATS
+    formats = split_list(args.formats) if args.formats else FORMATS
     for path in export_run(Store(args.store), args.run_id, args.out, formats):
         print(path)
     return 0
@@ -266,7 +265,6 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
         check_rates,
         check_target,
         evaluate_batch,
-        format_layer_rates,
         heldout_batch,
         scan_layers,
         sensitivity_scan,
@@ -276,7 +274,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 
     if args.kind not in KINDS:
         raise ConfigError(f"--kind must be one of {', '.join(KINDS)}, got {args.kind!r}.")
-    rates = check_rates(_floats(args.rates, "--rates"))
+    rates = check_rates(parse_numbers(args.rates, "--rates"))
     max_rate = coerce(args.max_rate, 0.0, "--max-rate")
     target = None if args.target is None else coerce(args.target, 0.0, "--target")
     check_target(0.0 if target is None else target, max_rate)

@@ -118,7 +118,7 @@ def coerce(value: str, default: Any, name: str) -> Any:
         if isinstance(default, float):
             return float(value)
         if isinstance(default, tuple):
-            return tuple(float(v) for v in value.split(",") if v.strip())
+            return tuple(float(v) for v in split_list(value))
         return value
     except ValueError:
         raise ConfigError(f"{name} expects a {type(default).__name__}, got {value!r}.") from None
@@ -137,3 +137,47 @@ def check_fields(obj: Any) -> None:
         if ("min" in meta and value < meta["min"]) or ("max" in meta and value > meta["max"]):
             raise ConfigError(f"{f.name} must be in [{meta.get('min')}, {meta.get('max')}], "
                               f"got {value!r}.")
+
+
+def split_list(text: str) -> list[str]:
+    """The items of a comma- (or semicolon-) separated list, trimmed, empty ones dropped."""
+    return [v.strip() for v in text.replace(";", ",").split(",") if v.strip()]
+
+
+def parse_numbers(text: str, name: str, kind: type = float) -> list:
+    """A comma-separated list of numbers; ConfigError naming `name` if one is not a number."""
+    try:
+        return [kind(v) for v in split_list(text)]
+    except ValueError:
+        raise ConfigError(f"{name} expects comma-separated numbers, got {text!r}.") from None
+
+
+LAYER_RATES = "layer=rate pairs, for example layer1.0.conv1=0.5,fc=0.2"
+
+
+def format_layer_rates(rates: dict[str, float], digits: int = 4) -> str:
+    """"layer=rate,layer=rate": the per-layer prune rate format (SLR's layer_rates, Inspect)."""
+    return ",".join(f"{k}={round(v, digits):g}" for k, v in rates.items())
+
+
+def parse_layer_rates(text: str) -> dict[str, float]:
+    """The inverse of format_layer_rates ({layer name: fraction pruned}, a trailing ".weight"
+    dropped); ConfigError saying what is wrong with a malformed item."""
+    out: dict[str, float] = {}
+    for item in split_list(text):
+        name, sep, value = item.partition("=")
+        name = name.strip().removesuffix(".weight")
+        if not sep or not name:
+            raise ConfigError(f"layer_rates takes comma-separated {LAYER_RATES}; got {item!r}.")
+        try:
+            rate = float(value)
+        except ValueError:
+            raise ConfigError(f"layer_rates: the rate of {name!r} must be a number in [0, 1) "
+                              f"({LAYER_RATES}), got {value.strip()!r}.") from None
+        if not (math.isfinite(rate) and 0.0 <= rate < 1.0):
+            raise ConfigError(f"layer_rates: the rate of {name!r} is the fraction pruned and "
+                              f"must be in [0, 1) ({LAYER_RATES}), got {rate}.")
+        if name in out:
+            raise ConfigError(f"layer_rates names {name!r} twice; give each layer once.")
+        out[name] = rate
+    return out

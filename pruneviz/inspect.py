@@ -38,6 +38,7 @@ from .masks import (
     prunable_layers,
 )
 from .models import build_model
+from .report import read_run_files
 from .store import Store
 
 ATTRIBUTIONS = ("integrated_gradients", "saliency")
@@ -107,11 +108,9 @@ def load_run(store: Store, run_id: str, device: str | torch.device = "cpu") -> R
     device = torch.device(device)
     data = load_dataset(config.dataset, config.data_root, augment=config.augment,
                         holdout=config.holdout, image_size=config.image_size)
-    load = dict(map_location="cpu", weights_only=True)
-    dense = _rebuild(config, data, torch.load(dense_path, **load), "dense start", device)
-    pruned = _rebuild(config, data, torch.load(folder / "weights.pt", **load),
-                      f"final model of run {run_id}", device)
-    masks = torch.load(folder / "masks.pt", **load)
+    state, masks, _ = read_run_files(folder)
+    dense = _rebuild(config, data, read_run_files(dense_path.parent)[0], "dense start", device)
+    pruned = _rebuild(config, data, state, f"final model of run {run_id}", device)
     return RunModels(run_id, config, data, dense, pruned, masks, dense_run, device)
 
 
@@ -451,27 +450,6 @@ def suggest_rates(scan: pd.DataFrame, target: float, *, max_rate: float = 0.95,
         if hi - lo <= 1e-15 * max(hi, 1.0):
             break
     return {k: float(v) for k, v in rates((lo + hi) / 2).items()}
-
-
-def format_layer_rates(rates: dict[str, float], digits: int = 4) -> str:
-    """"layer=rate,layer=rate": the per-layer rate override format of the session form."""
-    return ",".join(f"{k}={round(v, digits):g}" for k, v in rates.items())
-
-
-def parse_layer_rates(text: str) -> dict[str, float]:
-    """The inverse of format_layer_rates, with a clear error on malformed input."""
-    out: dict[str, float] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        name, sep, value = item.partition("=")
-        try:
-            rate = float(value)
-        except ValueError:
-            rate = math.nan
-        if not sep or not name.strip() or not 0.0 <= rate < 1.0:
-            raise ConfigError(f"per-layer rates are layer=rate pairs with rates in [0, 1), "
-                              f"e.g. conv2=0.5,conv3=0.8; got {item!r}.")
-        out[name.strip()] = rate
-    return out
 
 
 def weighted_mean_rate(rates: dict[str, float], scan: pd.DataFrame) -> float:

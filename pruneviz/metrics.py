@@ -44,6 +44,8 @@ def flops_by_module(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str,
     return out
 
 
+NOISY = 0.25     # interquartile range over this fraction of the median: the machine was busy
+
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """FLOPs of one forward pass of one input."""
     return flops_by_module(model, input_shape)[""]

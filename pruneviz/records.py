@@ -4,7 +4,9 @@ Four long-format tables, each row stamped with the optimizer step and epoch it d
 - scalars: (step, epoch, key, value)                  run-level curves
 - layers:  (step, epoch, layer, key, value)           one row per prunable layer
 - filters: (step, epoch, layer, filter, key, value)   one row per conv output channel
-- rows:    (step, epoch, table, data)                 free-form method tables (JSON dict per row)
+- rows:    (step, epoch, table, data)                 method tables (JSON dict per row), each
+                                                      declared once as a `Table` in its family's
+                                                      records.py: the engine writes, the view reads
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# Keys every session writes; methods add their own (documented in their module docstrings).
+# Keys every session writes; method families declare their own in methods/<family>/records.py.
 SCALAR_KEYS = {
     "loss": "training loss of the step's minibatch (cross-entropy + method penalty)",
     "ce": "cross-entropy part of the training loss",
@@ -103,3 +105,23 @@ class Recorder:
     def take(self) -> list[Record]:
         out, self.pending = self.pending, []
         return out
+
+
+@dataclass(frozen=True)
+class Table:
+    """A method table: its store name and its columns with what each holds. Declared once in the
+    family's records.py; the engine writes rows through it, the view reads its columns."""
+
+    name: str
+    columns: dict[str, str]
+
+    def write(self, rec: Recorder, **data: Any) -> None:
+        """Record one row stamped with the recorder's step; a column not declared is an error."""
+        unknown = set(data) - set(self.columns)
+        if unknown:
+            raise KeyError(f"table {self.name} declares no column {', '.join(sorted(unknown))}")
+        rec.row(self.name, **data)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)

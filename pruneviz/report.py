@@ -40,20 +40,26 @@ import torch.nn as nn
 
 from .config import ConfigError, SessionConfig
 from .masks import Layer, prunable_layers
-from .metrics import count_flops, effective_flops, measure_latency, param_counts, prunable_sparsity
+from .methods.pgp.records import KEPT_FILE
+from .metrics import (
+    NOISY,
+    count_flops,
+    effective_flops,
+    measure_latency,
+    param_counts,
+    prunable_sparsity,
+)
 from .models import build_model
 from .safe_load import load_json, load_tensors
 from .store import Store
 from .surgery import compact, expand, expand_state_dict, shrink_to
 
 PANEL_FILE = "panel.json"
-KEPT_FILE = "kept_indices.pt"
 LATENCY_BATCHES = (1, 64)
 # Seconds of timed repetitions per (device, batch) cell, after one warm-up round: the panel of
 # the default digits run costs about a second in all; big models get at least 3 repetitions.
 LATENCY_BUDGET_S = 0.25
 ATOL = 1e-5
-NOISY = 0.25     # interquartile range over this fraction of the median: the machine was busy
 LATENCY_CAP = 4  # a latency cell starts no repetition after 4x its budget
 
 
@@ -134,10 +140,16 @@ def load_run_models(store: Store, run_id: str) -> RunModels:
 def load_folder(folder: Path, config: SessionConfig, input_shape: tuple[int, ...],
                 num_classes: int) -> RunModels:
     """The networks saved in a run folder (weights.pt, optional masks.pt and kept_indices.pt)."""
+    return models_from_state(config.model, input_shape, num_classes, *read_run_files(folder))
+
+
+def read_run_files(folder: Path) -> tuple[dict[str, torch.Tensor], Any, Any]:
+    """(final state_dict, masks or None, kept indices or None) a run saved in `folder`, read
+    through safe_load: the one reader of a run's tensor files (Inspect's loader uses it too)."""
     state = load_tensors(folder / "weights.pt")
     masks = load_tensors(folder / "masks.pt") if (folder / "masks.pt").exists() else None
     kept = load_tensors(folder / KEPT_FILE) if (folder / KEPT_FILE).exists() else None
-    return models_from_state(config.model, input_shape, num_classes, state, masks, kept)
+    return state, masks, kept
 
 
 def _method_layers(config: SessionConfig, model: nn.Module) -> tuple[str, list[Layer]]:

@@ -1,4 +1,4 @@
-"""Pruning and learning-rate schedules as pure functions of the step or epoch (METHODS.md)."""
+"""Pruning and learning-rate schedules as pure functions of the step or epoch (docs/methods.md)."""
 
 from __future__ import annotations
 

@@ -33,6 +33,7 @@ from .records import Recorder
 from .safe_load import load_tensors
 from .schedules import lr_at
 from .store import Store
+from .surgery import compact_size
 
 Progress = Callable[[int, int, str], None]   # (steps done, total steps, phase)
 
@@ -327,6 +328,8 @@ class Session:
         summary["wall_s"] = round(time.perf_counter() - self.t0, 3)
         summary["steps"] = ctx.step + 1 if self.total else 0
         summary.update(ctx.summary)
+        if status == "completed" and ctx.pruned and self.method.kind == "filter":
+            summary.update(compact_size(ctx.model, self.data.input_shape))   # dead filters removed
         summary["status"] = status
         if error:
             summary["error"] = error

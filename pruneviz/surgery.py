@@ -18,9 +18,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
+
+from .metrics import count_flops
 
 Kept = dict[str, dict[int, torch.Tensor]]   # param/buffer name -> {dim: kept original indices}
 
@@ -317,3 +320,16 @@ def expand_state_dict(state: dict[str, torch.Tensor], removal: Removal,
         else:
             out[key] = state[key]
     return out
+
+
+def compact_size(model: torch.nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """FLOPs and parameters of `model` with its dead filters physically removed (surgery.compact
+    checks the removal against the masked model before it reports). A model the surgery cannot
+    handle gets `compact_error` instead: the trained run is kept, and no size is guessed."""
+    try:
+        small, report = compact(model, input_shape)
+    except Exception as e:     # any tracing or surgery failure: the trained run stays valid
+        return {"compact_error": f"{type(e).__name__}: {e}"}
+    return {"flops_compact": count_flops(small, input_shape),
+            "params_compact": sum(p.numel() for p in small.parameters()),
+            "filters_removed": report["filters_removed"]}

@@ -8,6 +8,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
+# The contract checks live in tests/helpers.py: let pytest explain their failing asserts too.
+pytest.register_assert_rewrite("tests.helpers")
+
 from pruneviz.config import SessionConfig  # noqa: E402
 from pruneviz.store import Store  # noqa: E402
 

@@ -1,11 +1,18 @@
 """Helpers several test modules share (import as `from tests.helpers import ...`)."""
 
+import dataclasses
 import threading
 
+import pandas as pd
+import pytest
 import torch
 import torch.nn as nn
 
-from pruneviz.records import FilterRow, LayerRow, Row, Scalar
+from pruneviz import session
+from pruneviz.config import SessionConfig
+from pruneviz.methods import apply_preset, family_module, load_all
+from pruneviz.models import build_model
+from pruneviz.records import FilterRow, LayerRow, Row, Scalar, Table
 from pruneviz.session import run_session
 
 
@@ -65,3 +72,68 @@ def cancelled_run(config, store, after_steps: int) -> str:
             cancel.set()
 
     return run_session(config, store, progress=progress, cancel=cancel)["run_id"]
+
+
+CONTRACT_RATE = 0.5
+
+
+def check_session_contract(name: str, store, fast_config, monkeypatch) -> None:
+    """Run `name` for 4 epochs and assert the session contract: completed, every step
+    recorded, the target sparsity reached, the masks it holds at the end (ctx.masks, before the
+    saved file fills in masks derived from the weights) cover every prunable layer it did not
+    shrink physically, fit their weights' shapes and the weights they prune are exactly zero,
+    and every method table it wrote is declared in its family's records.py with those
+    columns."""
+    held = {}
+    save = session._save_artifacts
+
+    def capture(ctx, folder):
+        dense = build_model(ctx.config.model, ctx.data.input_shape, ctx.data.num_classes)
+        shapes = {k: v.shape for k, v in dense.state_dict().items()}
+        held.update(masks=dict(ctx.masks), weights={k: v.detach().clone()
+                                                    for k, v in ctx.model.state_dict().items()},
+                    layers=[l.param for l in ctx.layers],
+                    shrunk={l.param for l in ctx.layers
+                            if l.module.weight.shape != shapes[l.param]})
+        save(ctx, folder)
+
+    monkeypatch.setattr(session, "_save_artifacts", capture)
+    s = run_session(fast_config(method=name, rate=CONTRACT_RATE, epochs=4), store)
+    assert s["status"] == "completed", s.get("error")
+    run_id = s["run_id"]
+    assert store.scalars(run_id, ["loss"]).step.tolist() == list(range(s["steps"]))
+    assert s["final_accuracy"] > 0.5
+    target = 0.0 if name == "dense" else CONTRACT_RATE
+    assert s["sparsity"] == pytest.approx(target, abs=0.05)
+    masks, weights = held["masks"], held["weights"]
+    if name != "dense":     # every prunable layer is held by a mask or physically shrunk
+        assert set(held["layers"]) <= set(masks) | held["shrunk"]
+    for key, mask in masks.items():
+        assert mask.shape == weights[key].shape, key
+        assert torch.all(weights[key][mask == 0] == 0), key
+    declared = declared_tables(load_all()[name])
+    for table in store.tables(run_id):
+        assert table in declared, f"{name} writes table {table}, which no records.py declares"
+        columns = set(store.rows(run_id, table).columns) - {"run_id", "step", "epoch"}
+        assert columns <= set(declared[table].columns), (table, columns)
+
+
+def declared_tables(cls) -> dict:
+    """The method tables the family of `cls` declares in its records.py (none for one-shot)."""
+    records = family_module(cls, "records")
+    return {} if records is None else {t.name: t for t in vars(records).values()
+                                       if isinstance(t, Table)}
+
+
+def check_declarations(name: str) -> None:
+    """`name` has a summary and kind, help text on every parameter, valid presets and a
+    schedule preview."""
+    cls = load_all()[name]
+    assert cls.summary and cls.kind in ("unstructured", "filter")
+    for f in dataclasses.fields(cls.Params):
+        assert f.metadata.get("help"), f"{name}.{f.name} has no help text"
+    for preset in cls.presets:
+        assert isinstance(apply_preset(SessionConfig(method=name), preset), SessionConfig)
+    preview = cls.schedule(SessionConfig(method=name, epochs=10), cls.Params())
+    assert isinstance(preview, pd.DataFrame) and {"epoch", "series", "value"} <= set(preview)
+    assert len(preview) >= 2

@@ -1,47 +1,21 @@
 """Every registered method honours the session contract (a new method is tested the day it is
 registered): it completes a short digits session, records every step, ends at its target
-sparsity with the pruned weights exactly zero, and its presets and schedule preview are valid."""
+sparsity with the weights its held masks prune exactly zero, writes only the tables its family
+declares, and its presets and schedule preview are valid."""
 
-import dataclasses
-
-import pandas as pd
 import pytest
-import torch
 
-from pruneviz.config import SessionConfig
-from pruneviz.methods import apply_preset, load_all
-from pruneviz.session import run_session
+from pruneviz.methods import load_all
+from tests.helpers import check_declarations, check_session_contract
 
 METHODS = sorted(load_all())
-RATE = 0.5
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_method_runs_a_session_to_its_target(name, shared_store, fast_config):
-    s = run_session(fast_config(method=name, rate=RATE, epochs=4), shared_store)
-    assert s["status"] == "completed", s.get("error")
-    run_id = s["run_id"]
-    loss = shared_store.scalars(run_id, ["loss"])
-    assert loss.step.tolist() == list(range(s["steps"]))
-    assert s["final_accuracy"] > 0.5
-    target = 0.0 if name == "dense" else RATE
-    assert s["sparsity"] == pytest.approx(target, abs=0.05)
-    weights = torch.load(shared_store.run_dir(run_id) / "weights.pt", weights_only=True)
-    masks = torch.load(shared_store.run_dir(run_id) / "masks.pt", weights_only=True)
-    for key, mask in masks.items():
-        if key in weights and weights[key].shape == mask.shape:
-            assert torch.all(weights[key][~mask] == 0), key
+def test_method_runs_a_session_to_its_target(name, shared_store, fast_config, monkeypatch):
+    check_session_contract(name, shared_store, fast_config, monkeypatch)
 
 
 @pytest.mark.parametrize("name", METHODS)
 def test_method_declares_params_presets_and_a_schedule(name):
-    cls = load_all()[name]
-    assert cls.summary and cls.kind in ("unstructured", "filter")
-    for f in dataclasses.fields(cls.Params):
-        assert f.metadata.get("help"), f"{name}.{f.name} has no help text"
-    for preset in cls.presets:
-        config = apply_preset(SessionConfig(method=name), preset)
-        assert isinstance(config, SessionConfig)
-    preview = cls.schedule(SessionConfig(method=name, epochs=10), cls.Params())
-    assert isinstance(preview, pd.DataFrame) and {"epoch", "series", "value"} <= set(preview)
-    assert len(preview) >= 2
+    check_declarations(name)

@@ -19,8 +19,8 @@ from pruneviz.methods.fggp import (
     GraNetParams,
     gradient_first,
     regrow_fraction,
+    t_end,
 )
-from pruneviz.methods.gmp import t_end
 from pruneviz.models import build_model
 from pruneviz.records import Recorder, Row
 from pruneviz.session import dense_start, prepare, run_session, train
@@ -68,7 +68,7 @@ def rows(ctx, table):
 
 
 def test_schedule_reproduces_the_reference_trajectory():
-    # METHODS.md sec. 2: dense start, d_f = 0.05, density at t / T_end = 0, .1, .25, .5, .75, 1
+    # docs/methods.md, FGGP: dense start, d_f = 0.05, density at t / T_end = 0, .1, .25, .5, .75, 1
     expected = [1.0, 0.743, 0.451, 0.169, 0.065, 0.05]
     method = FGGP()
     ctx = SimpleNamespace(total_steps=1000, config=SessionConfig(rate=0.95))
@@ -208,7 +208,7 @@ def test_erk_sparse_start_has_density_half_and_erk_proportions():
     method = FGGP(FGGPParams(init_density=0.5))
     model = build_model("resnet20", (3, 32, 32), 10)
     ctx = handmade_ctx(method)
-    ctx.model, ctx.layers = model, []
+    ctx.model, ctx.layers = model, method.select_layers(model)   # as the session does
     ctx.config = SessionConfig(method="fggp", rate=0.9, epochs=1, device="cpu")
     method.before_training(ctx)
     assert [l.param for l in ctx.layers] == [l.param for l in prunable_layers(

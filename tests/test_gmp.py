@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from pruneviz.methods.gmp import prune_smallest, t_end
+from pruneviz.methods.fggp import prune_smallest, t_end
 from pruneviz.session import run_session
 
 

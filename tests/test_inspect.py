@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from pruneviz import inspect as ins
 from pruneviz.__main__ import main
-from pruneviz.config import ConfigError
+from pruneviz.config import ConfigError, format_layer_rates, parse_layer_rates
 from pruneviz.data import DataBundle
 from pruneviz.metrics import evaluate
 from pruneviz.models import build_model
@@ -220,12 +220,12 @@ def test_an_unreachable_target_is_refused():
 
 def test_layer_rates_string_round_trips_and_rejects_garbage():
     rates = {"conv2": 0.41876, "layer1.0.conv1": 0.9, "fc": 0.0}
-    text = ins.format_layer_rates(rates)
+    text = format_layer_rates(rates)
     assert text == "conv2=0.4188,layer1.0.conv1=0.9,fc=0"
-    assert ins.parse_layer_rates(text) == pytest.approx({**rates, "conv2": 0.4188})
+    assert parse_layer_rates(text) == pytest.approx({**rates, "conv2": 0.4188})
     for bad in ("conv2", "conv2=abc", "=0.5", "conv2=1.0"):
         with pytest.raises(ConfigError, match="layer=rate"):
-            ins.parse_layer_rates(bad)
+            parse_layer_rates(bad)
 
 
 def _synthetic(channels: int, side: int) -> DataBundle:
@@ -287,7 +287,7 @@ def test_page_scan_and_suggestion_prefill_the_session_form(run_store, monkeypatc
     assert not at.exception and not at.error
     prefill = at.session_state["prefill"]
     assert prefill["rate"] == pytest.approx(0.6)
-    assert set(ins.parse_layer_rates(prefill["layer_rates"])) == {"conv1", "conv2", "conv3"}
+    assert set(parse_layer_rates(prefill["layer_rates"])) == {"conv1", "conv2", "conv3"}
 
 
 def test_page_with_bad_rates_shows_an_error_not_a_traceback(run_store, monkeypatch):
@@ -313,7 +313,7 @@ def test_cli_scans_and_suggests(tmp_path, capsys):
     scan = pd.DataFrame(out["scan"])
     assert set(scan.layer) == {"conv2", "conv3"} and sorted(scan.rate.unique()) == [0, 0.5, 0.9]
     assert (scan[scan.rate == 0].accuracy == out["dense_accuracy"]).all()
-    rates = ins.parse_layer_rates(out["layer_rates"])
+    rates = parse_layer_rates(out["layer_rates"])
     assert ins.weighted_mean_rate(rates, scan) == pytest.approx(0.7, abs=1e-3)
 
 

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import pytest
 
 from pruneviz.config import SessionConfig
-from pruneviz.internals import fggp as view
+from pruneviz.methods.fggp import view
 from pruneviz.session import run_session
 from tests.helpers import cancelled_run, copy_until
 

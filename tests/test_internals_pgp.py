@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import pytest
 
 from pruneviz.config import SessionConfig
-from pruneviz.internals import pgp as view
+from pruneviz.methods.pgp import view
 from pruneviz.session import run_session
 from tests.helpers import copy_until
 

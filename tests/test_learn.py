@@ -13,8 +13,12 @@ from streamlit.testing.v1 import AppTest
 
 from pruneviz import learn
 from pruneviz.masks import filter_norms, layerwise_magnitude, n_prune
+from pruneviz.methods.fggp import toy as fggp_toy
+from pruneviz.methods.pgmpf import toy as pgmpf_toy
+from pruneviz.methods.pgp import toy as pgp_toy
 from pruneviz.methods.pgp import whole
 from pruneviz.methods.slr import step_alpha
+from pruneviz.methods.slr import toy as slr_toy
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
 
@@ -99,7 +103,7 @@ def test_cubic_reaches_the_rate_at_t_end_and_asymptotic_does_three_quarters_by_d
 
 # -- PGMPF -------------------------------------------------------------------------------------
 def test_pgmpf_factor_is_1_for_kept_and_0_or_one_minus_lambda_for_pruned():
-    gm = learn.pgmpf_gradient_mask(20, 0.4, 5, n_filters=16, steps=50)
+    gm = pgmpf_toy.pgmpf_gradient_mask(20, 0.4, 5, n_filters=16, steps=50)
     pruned = gm.kept == 0
     assert int(pruned.sum()) == math.floor(16 * (1 - gm.keep) + 1e-9) > 0
     assert (gm.factors[:, ~pruned] == 1).all()
@@ -110,17 +114,17 @@ def test_pgmpf_factor_is_1_for_kept_and_0_or_one_minus_lambda_for_pruned():
 
 
 def test_pgmpf_factor_averages_one_minus_lambda_over_two():
-    gm = learn.pgmpf_gradient_mask(20, 0.5, 6, n_filters=16, steps=4000, seed=1)
+    gm = pgmpf_toy.pgmpf_gradient_mask(20, 0.5, 6, n_filters=16, steps=4000, seed=1)
     mean = gm.factors[:, gm.kept == 0].mean().item()
     assert mean == pytest.approx((1 - gm.lam) / 2, rel=0.03)
-    means = learn.pgmpf_factor_means(20, 0.5, steps=400)
+    means = pgmpf_toy.pgmpf_factor_means(20, 0.5, steps=400)
     assert means.sampled.to_numpy() == pytest.approx(means.expected.to_numpy(), abs=0.04)
 
 
 def test_pgmpf_prunes_nothing_during_epoch_0_and_schedule_has_one_minus_lambda():
-    gm = learn.pgmpf_gradient_mask(10, 0.4, 0)
+    gm = pgmpf_toy.pgmpf_gradient_mask(10, 0.4, 0)
     assert (gm.factors == 1).all()
-    df = learn.pgmpf_schedule(10, 0.4).pivot(index="epoch", columns="series", values="value")
+    df = pgmpf_toy.pgmpf_schedule(10, 0.4).pivot(index="epoch", columns="series", values="value")
     assert df["1 - lambda_e"].to_numpy() == pytest.approx(1 - df["lambda_e"].to_numpy())
 
 
@@ -128,14 +132,14 @@ def test_pgmpf_prunes_nothing_during_epoch_0_and_schedule_has_one_minus_lambda()
 @pytest.mark.parametrize("rho,frac,coupling,seed", [(0.5, 0.2, 0.0, 0), (0.3, 0.25, 0.7, 4),
                                                     (0.8, 0.5, -0.5, 9)])
 def test_fggp_prunes_the_smallest_w_among_the_rho_fraction_smallest_g(rho, frac, coupling, seed):
-    tc = learn.fggp_two_cuts(rho, frac, coupling=coupling, seed=seed)
+    tc = fggp_toy.fggp_two_cuts(rho, frac, coupling=coupling, seed=seed)
     w, g = tc.w.flatten(), tc.g.flatten()
     n = w.numel()
     candidates = torch.argsort(g)[:math.floor(rho * n)]                  # oracle
     expected = set(candidates[torch.argsort(w[candidates])[:math.floor(frac * n)]].tolist())
     out = tc.outcome.flatten()
-    fggp = {i for i in range(n) if learn.OUTCOMES[out[i]] in ("pruned by both", "FGGP only")}
-    gmp = {i for i in range(n) if learn.OUTCOMES[out[i]] in ("pruned by both", "GMP only")}
+    fggp = {i for i in range(n) if fggp_toy.OUTCOMES[out[i]] in ("pruned by both", "FGGP only")}
+    gmp = {i for i in range(n) if fggp_toy.OUTCOMES[out[i]] in ("pruned by both", "GMP only")}
     assert fggp == expected
     assert gmp == set(torch.argsort(w)[:math.floor(frac * n)].tolist())
     assert tc.jaccard == pytest.approx(len(fggp & gmp) / len(fggp | gmp))
@@ -144,16 +148,16 @@ def test_fggp_prunes_the_smallest_w_among_the_rho_fraction_smallest_g(rho, frac,
 
 
 def test_fggp_with_rho_1_is_gmp_and_too_small_a_rho_is_an_error():
-    assert learn.fggp_two_cuts(1.0, 0.3).jaccard == 1.0
-    tc = learn.fggp_two_cuts(0.1, 0.3)
+    assert fggp_toy.fggp_two_cuts(1.0, 0.3).jaccard == 1.0
+    tc = fggp_toy.fggp_two_cuts(0.1, 0.3)
     assert tc.error and "ConfigError" in tc.error
-    assert not any(learn.OUTCOMES[i] in ("pruned by both", "FGGP only")
+    assert not any(fggp_toy.OUTCOMES[i] in ("pruned by both", "FGGP only")
                    for i in tc.outcome.flatten().tolist())
 
 
 # -- PGP ---------------------------------------------------------------------------------------
 def test_pgp_toy_follows_the_exponential_target_and_ends_on_it():
-    toy = learn.pgp_toy(0.5, 6, 0.5, n_filters=32)
+    toy = pgp_toy.pgp_toy(0.5, 6, 0.5, n_filters=32)
     c = toy.counts
     assert (c.active + c.soft + c.removed == 32).all()
     assert c.target.iloc[-1] == pytest.approx(16)
@@ -164,19 +168,19 @@ def test_pgp_toy_follows_the_exponential_target_and_ends_on_it():
 
 
 def test_pgp_toy_hard_filters_are_the_weakest_half_of_the_weak_set():
-    toy = learn.pgp_toy(0.6, 5, 0.5, n_filters=24, seed=2)
+    toy = pgp_toy.pgp_toy(0.6, 5, 0.5, n_filters=24, seed=2)
     for e, s in toy.scores.groupby("epoch"):
         cut = toy.cuts.set_index("epoch").loc[e]
         ranked = s.sort_values("score", kind="stable")
         weak = ranked.iloc[:int(cut.n_weak)]
         last = e == toy.scores.epoch.max()
         assert int(cut.n_hard) == (len(weak) if last else len(weak) // 2)
-        assert set(weak.status.iloc[:int(cut.n_hard)]) <= {learn.HARD_NOW}
-        assert set(ranked.status.iloc[int(cut.n_weak):]) <= {learn.ACTIVE}
+        assert set(weak.status.iloc[:int(cut.n_hard)]) <= {pgp_toy.HARD_NOW}
+        assert set(ranked.status.iloc[int(cut.n_weak):]) <= {pgp_toy.ACTIVE}
 
 
 def test_pgp_toy_soft_reset_filters_score_exactly_zero_the_next_epoch():
-    toy = learn.pgp_toy(0.5, 6, 0.5)
+    toy = pgp_toy.pgp_toy(0.5, 6, 0.5)
     was_soft = toy.scores[toy.scores.was_soft]
     assert len(was_soft) > 0 and (was_soft.score == 0).all()
     assert (toy.scores[~toy.scores.was_soft].score > 0).all()
@@ -184,7 +188,7 @@ def test_pgp_toy_soft_reset_filters_score_exactly_zero_the_next_epoch():
 
 # -- SLR ---------------------------------------------------------------------------------------
 def test_slr_and_admm_shrink_the_residual_and_the_hard_prune_loss():
-    df = learn.slr_vs_admm(0.75, 15, rho=1.0, s0=0.1)
+    df = slr_toy.slr_vs_admm(0.75, 15, rho=1.0, s0=0.1)
     for method, d in df.groupby("method"):
         assert d.residual.iloc[-1] < 0.25 * d.residual.iloc[0], method
         assert d.loss_hard.iloc[-1] < df.attrs["one_shot_loss"], method
@@ -193,8 +197,8 @@ def test_slr_and_admm_shrink_the_residual_and_the_hard_prune_loss():
 
 
 def test_slr_step_factors_are_the_engines_alpha_k_and_z_is_sparse():
-    problem = learn.least_squares(0.75)
-    d = learn.relax(problem, 0.75, surrogate=True, iterations=8)
+    problem = slr_toy.least_squares(0.75)
+    d = slr_toy.relax(problem, 0.75, surrogate=True, iterations=8)
     steps = d.iloc[1:]
     assert (steps.k.diff().dropna() >= 0).all()
     used = steps.dropna(subset=["alpha"])

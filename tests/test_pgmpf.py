@@ -1,4 +1,4 @@
-"""PGMPF, SFP and ASFP: schedules against METHODS.md sec. 1, the prior gradient mask, the
+"""PGMPF, SFP and ASFP: schedules against docs/methods.md, PGMPF, the prior gradient mask, the
 compounding weight-decay mask, the final per-layer counts and what is recorded."""
 
 import dataclasses
@@ -26,7 +26,7 @@ from pruneviz.models import build_model
 from pruneviz.records import Recorder
 from pruneviz.session import run_session
 
-# METHODS.md sec. 1 reference table, E = 100, r = 0.6, fine-tuning a trained model:
+# docs/methods.md, PGMPF reference table, E = 100, r = 0.6, fine-tuning a trained model:
 # e: (lambda_e, 1 - lambda_e, alpha_e, r_e)
 REFERENCE = {0: (0.030, 0.970, 1.0, 1.000), 1: (0.059, 0.941, 0.891, 0.958),
              10: (0.295, 0.705, 0.316, 0.732), 25: (0.595, 0.405, 0.056, 0.625),

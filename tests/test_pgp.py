@@ -33,7 +33,7 @@ from pruneviz.session import Prepared, Session, run_session
 from pruneviz.surgery import expand
 from tests.helpers import randomize_bn
 
-REFERENCE = [59.7, 55.7, 52.0, 48.5, 45.3, 42.2, 39.4, 36.8, 34.3, 32.0]   # METHODS.md sec. 3
+REFERENCE = [59.7, 55.7, 52.0, 48.5, 45.3, 42.2, 39.4, 36.8, 34.3, 32.0]   # docs/methods.md, PGP
 
 
 def test_schedule_reproduces_the_reference_and_ends_exactly_at_the_target():

@@ -1,4 +1,4 @@
-"""Schedules against the reference values of METHODS.md."""
+"""Schedules against the reference values of docs/methods.md."""
 
 import math
 
@@ -8,7 +8,7 @@ from pruneviz.schedules import asymptotic_keep_rate, cubic_density, exponential_
 
 
 def test_cubic_density_reference_trajectory():
-    # METHODS.md sec. 2: dense start, d_f = 0.05, at t/T_end = 0, .1, .25, .5, .75, 1
+    # docs/methods.md, FGGP: dense start, d_f = 0.05, at t/T_end = 0, .1, .25, .5, .75, 1
     expected = [1.0, 0.743, 0.451, 0.169, 0.065, 0.05]
     t_end = 1000
     for frac, want in zip([0, 0.1, 0.25, 0.5, 0.75, 1.0], expected):
@@ -17,7 +17,7 @@ def test_cubic_density_reference_trajectory():
 
 
 def test_asymptotic_keep_rate_reference_column():
-    # METHODS.md sec. 1, E = 100, r = 0.6: column r_e
+    # docs/methods.md, PGMPF, E = 100, r = 0.6: column r_e
     table = {0: 1.0, 1: 0.958, 10: 0.732, 25: 0.625, 50: 0.602, 79: 0.600, 90: 0.6, 99: 0.6}
     for e, want in table.items():
         assert asymptotic_keep_rate(e, 100, 0.6) == pytest.approx(want, abs=1e-3)
@@ -27,7 +27,7 @@ def test_asymptotic_keep_rate_reference_column():
 
 
 def test_exponential_count_reference_and_exact_end():
-    # METHODS.md sec. 3: N0 = 64, P = 0.5, E = 10
+    # docs/methods.md, PGP: N0 = 64, P = 0.5, E = 10
     want = [59.7, 55.7, 52.0, 48.5, 45.3, 42.2, 39.4, 36.8, 34.3, 32.0]
     got = [exponential_count(64, e, 10, 0.5) for e in range(10)]
     assert got == pytest.approx(want, abs=0.05)

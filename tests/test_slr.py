@@ -1,4 +1,4 @@
-"""SLR and ADMM (METHODS.md sec. 4): step sizes, projection, conditional multiplier updates,
+"""SLR and ADMM (docs/methods.md, SLR): step sizes, projection, conditional multiplier updates,
 copied previous iterates, exact final sparsity, a shrinking residual, and a side-effect-free
 "accuracy if hard-pruned now" probe."""
 
@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import prune
 
-from pruneviz.config import ConfigError, SessionConfig
+from pruneviz.config import ConfigError, SessionConfig, parse_layer_rates
 from pruneviz.data import load_dataset
 from pruneviz.masks import n_prune
 from pruneviz.methods import Context, make_params
-from pruneviz.methods.slr import ADMM, SLR, parse_layer_rates, project, step_alpha
+from pruneviz.methods.slr import ADMM, SLR, project, step_alpha
 from pruneviz.metrics import evaluate
 from pruneviz.models import build_model
 from pruneviz.records import Recorder

@@ -96,7 +96,8 @@ class Method:
         self.p = params if params is not None else self.Params()
 
     def select_layers(self, model: nn.Module) -> list[Layer]:
-        """The layers this method prunes (filter methods: convs; unstructured: conv + linear)."""
+        """The layers this method prunes (filter methods: convs; unstructured: conv + linear);
+        the session calls it once and hands the result to every hook as ctx.layers."""
         if self.kind == "filter":
             return prunable_layers(model, linears=False, first_conv=True)
         return prunable_layers(model, first_conv=False, last_linear=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ..config import ConfigError, SessionConfig
+from ..config import ConfigError, SessionConfig, parse_numbers
 from ..jobs import Runner, grid
 from ..methods import load_all
 from ..plots import (
@@ -105,10 +105,7 @@ def _any_curve(store: Store, runs: pd.DataFrame) -> None:
 
 
 def _parse_list(text: str, kind: type, name: str) -> list:
-    try:
-        values = [kind(v) for v in text.replace(";", ",").split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"{name} expects comma-separated numbers, got {text!r}.") from None
+    values = parse_numbers(text, name, kind)
     if not values:
         raise ConfigError(f"give at least one value for {name}.")
     return values

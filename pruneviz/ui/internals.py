@@ -1,4 +1,4 @@
-"""A run's method internals (pruneviz.internals) in the page: a step slider and the panels.
+"""A run's method internals (pruneviz.views) in the page: a step slider and the panels.
 
 The slider follows the newest record while a run trains (unless the user has moved it back) and
 scrubs through the recorded history of live and finished runs alike. Methods without a view of
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from .. import internals
+from .. import views
 from ..plots import table_figure
 from ..store import ACTIVE, Store
 
@@ -35,13 +35,13 @@ def step_slider(steps: list[int], key: str, *, label: str = "Step") -> int:
 
 def internals_view(store: Store, run: dict, key: str = "internals") -> None:
     run_id, method = run["run_id"], run["config"].method
-    module = internals.view(method)
+    module = views.view(method)
     if module is None:
         _generic_tables(store, run_id, key)
         return
     frames = module.load(store, run_id)
     steps = module.steps(frames)
-    st.markdown(f"#### {internals.TITLES[internals.FAMILIES[method]]} ({method})")
+    st.markdown(f"#### {module.TITLE} ({method})")
     if not steps:
         st.info("Waiting for the method's first records (they come at the first epoch or "
                 "pruning step)." if run["status"] in ACTIVE else
@@ -49,7 +49,7 @@ def internals_view(store: Store, run: dict, key: str = "internals") -> None:
         return
     step = step_slider(steps, f"{key}.step.{run_id}")
     panels = module.panels(frames, run, step)
-    half: list[internals.Panel] = []
+    half: list[views.Panel] = []
     for panel in panels:
         if panel.wide:
             _draw(panel, key)
@@ -61,7 +61,7 @@ def internals_view(store: Store, run: dict, key: str = "internals") -> None:
                 _draw(panel, key)
 
 
-def _draw(panel: internals.Panel, key: str) -> None:
+def _draw(panel: views.Panel, key: str) -> None:
     st.plotly_chart(panel.figure, key=f"{key}.{panel.key}")
     if panel.caption:
         st.caption(panel.caption)

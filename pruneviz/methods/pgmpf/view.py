@@ -1,6 +1,6 @@
 """PGMPF, SFP and ASFP internals: the gradient-mask evolution, epoch by epoch.
 
-Panels (METHODS.md sec. 1, "Record for the dashboard"):
+Panels (docs/methods.md, "PGMPF, SFP, ASFP"; the records they read: records.py):
 - filter L2 norms at the slider's epoch as a layer x filter heatmap, kept filters in blues and
   pruned ones in reds, filters whose mask changed that epoch outlined. Layers are stacked (first
   on top) with the filter index on x, so a ResNet-20 (about 20 convs of 16-64 filters) stays one
@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, _rgba, method_color
-from ..store import Store
-from . import Panel
-from ._common import (
+from ...plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, _rgba, method_color
+from ...store import Store
+from ...views import (
     MARKER,
+    Panel,
     filter_pair,
     index_key,
     last_step,
@@ -42,12 +42,10 @@ from ._common import (
     vline,
     waiting,
 )
+from .records import GRADS, MASK_UPDATES, SHOCK
 
-GRADS = ("grad_norm_kept_before", "grad_norm_kept_after", "grad_norm_pruned_before",
-         "grad_norm_pruned_after")
-SHOCK = ("accuracy_before_decay", "accuracy_after_decay")
+TITLE = "Gradient-mask evolution"      # the heading the dashboard gives this view
 SCALARS = (*GRADS, *SHOCK, "dense_accuracy")
-UPDATES = ["r", "lambda", "alpha", "alpha_applied", "pruned", "flips", "final"]
 KEPT_SCALE = [[0, "#d6e6f5"], [1, "#08306b"]]       # light = small norm, dark = large
 PRUNED_SCALE = [[0, "#fcc5b0"], [1, "#67000d"]]
 REVIVED = "#2ca02c"
@@ -60,7 +58,7 @@ def load(store: Store, run_id: str) -> dict[str, pd.DataFrame]:
     """Per-epoch mask updates, sampled gradient norms, shock pairs, per-layer flips and the
     per-filter norm and mask (two keys only: bn_gamma is not drawn)."""
     scalars = store.scalars(run_id, list(SCALARS), max_points=400)
-    updates = method_rows(store, run_id, "mask_updates", UPDATES)
+    updates = method_rows(store, run_id, MASK_UPDATES.name, MASK_UPDATES.names)
     filters = filter_pair(store, run_id, ("mask", "l2_norm"), index_key(updates))
     order = layer_order(filters)
     layers = store.layers(run_id, ["mask_flips", "filters_revived"])

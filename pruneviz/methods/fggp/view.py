@@ -1,8 +1,8 @@
 """FGGP, GraNet and GMP internals: the |g| vs |w| selection with its cuts, target vs achieved
 density with the pruning events, per-layer density, and the overlap of the gradient-first choice
-with plain magnitude pruning. Records: pruneviz/methods/gmp.py (table prune_steps, layer key
-density, one set per pruning step) and pruneviz/methods/fggp.py (tables fggp_steps and
-fggp_scatter, FGGP and GraNet only); METHODS.md sec. 2.
+with plain magnitude pruning. Records: records.py (GMP's table prune_steps and layer key
+density, one set per pruning step; FGGP's and GraNet's tables fggp_steps and fggp_scatter);
+docs/methods.md, FGGP.
 
 The slider offers the pruning steps; the scatter shows the last selection at or before it.
 Many layers (ResNet-20 has 19 prunable ones and the classifier): per-layer density is a layer x
@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, method_color
-from ..schedules import cubic_density
-from . import Panel
-from ._common import (
+from ...plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, method_color
+from ...schedules import cubic_density
+from ...views import (
+    Panel,
     at,
     cached,
     distinct_steps,
@@ -34,11 +34,9 @@ from ._common import (
     waiting,
     x_range,
 )
+from .records import PRUNE_STEPS, SCATTER, STEPS
 
-PRUNE_COLUMNS = ("t", "target_density", "achieved_density", "remain", "pruned")
-STEP_COLUMNS = ("remain", "to_prune", "candidates", "pruned", "restored", "revived", "mag_cut",
-                "jaccard", "regrow_fraction", "grad_cut", "score_cut", "criterion")
-SCATTER_COLUMNS = ("g", "w", "outcome")
+TITLE = "Gradient-first selection"      # the heading the dashboard gives this view
 MAX_POINTS = 400            # per pruning step (the methods record at most 400)
 # The Learn page's colours (pruneviz/plots_learn.py), so an outcome reads the same there.
 OUTCOME_COLORS = {"kept": "#d0d0d0", "candidate": "#b8e0b0", "pruned": "#404040",
@@ -61,11 +59,11 @@ RULES = {
 def load(store, run_id: str) -> dict[str, pd.DataFrame]:
     """The pruning-step tables (a few dozen rows, plus <= 400 scatter points per step, read
     incrementally) and the per-layer densities (re-read after each new pruning step)."""
-    prune = method_rows(store, run_id, "prune_steps", PRUNE_COLUMNS)
+    prune = method_rows(store, run_id, PRUNE_STEPS.name, PRUNE_STEPS.names)
     layers = cached(store, run_id, "fggp.layers", index_key(prune), lambda: dict(
         layers=table(store.layers(run_id, ["density"]), ("layer", "value"))))
-    return dict(prune=prune, selection=method_rows(store, run_id, "fggp_steps", STEP_COLUMNS),
-                scatter=method_rows(store, run_id, "fggp_scatter", SCATTER_COLUMNS), **layers)
+    return dict(prune=prune, selection=method_rows(store, run_id, STEPS.name, STEPS.names),
+                scatter=method_rows(store, run_id, SCATTER.name, SCATTER.names), **layers)
 
 
 def steps(frames: dict[str, pd.DataFrame]) -> list[int]:
@@ -178,8 +176,8 @@ def _schedule(run: dict) -> tuple[np.ndarray, np.ndarray] | None:
     if total <= 0:
         return None
     # Lazy: the methods package imports torch; the dashboard has it loaded already.
-    from ..methods.base import get_method, make_params
-    from ..methods.gmp import t_end
+    from ..base import get_method, make_params
+    from .gmp import t_end
     config = run["config"]
     try:
         p = make_params(get_method(config.method), dict(config.params))

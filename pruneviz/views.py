@@ -1,6 +1,21 @@
-"""Helpers the internals views share: method tables read incrementally and per-filter records
-cached between redraws, records up to the slider's step, step markers, the x range of a whole
-run, the figure shown while a table has no rows yet, and a run's method parameters."""
+"""Method internals views: what each method recorded, as figures, at any recorded step.
+
+Each method family's package has a `view.py` (found from the method's class, so a new family is
+one folder); each exposes a TITLE and the same three functions, so the dashboard draws live and
+finished runs alike and a step slider scrubs through history:
+
+    load(store, run_id) -> dict[str, DataFrame]   everything the view needs, bounded in size
+                                                  (a live redraw reads it twice a second)
+    steps(frames) -> list[int]                    the recorded steps the slider offers, ascending
+    panels(frames, run, step) -> list[Panel]      figures of the run as it was at `step`
+
+`run` is `Store.run(run_id)` (its `config` is the SessionConfig, `config.params` the method's
+parameters as given; unset ones take the method's Params defaults). No streamlit here.
+
+Below the contract: helpers the views share (method tables read incrementally and per-filter
+records cached between redraws, records up to the slider's step, step markers, the x range of a
+whole run, the figure shown while a table has no rows yet, and a run's method parameters).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +23,38 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..methods.base import Method, get_method, make_params
-from ..plots import _empty
+from .config import ConfigError
+from .methods import family_module
+from .methods.base import Method, get_method, make_params
+from .plots import _empty
+
+
+@dataclass
+class Panel:
+    """One figure of an internals view and one plain sentence on how to read it."""
+
+    key: str                # unique within the view; the page's widget key
+    figure: go.Figure
+    caption: str = ""
+    wide: bool = False      # full width instead of half
+
+
+def view(method: str) -> ModuleType | None:
+    """The internals view of `method`: the `view` module of the family package that defines the
+    method's class (None for methods without one, e.g. one-shot l1, or unknown to this build)."""
+    try:
+        cls = get_method(method)
+    except ConfigError:
+        return None
+    return family_module(cls, "view")
 
 MARKER = "#888888"
 CACHED = 64                 # (run, table) entries kept: a few MB at most

@@ -2,89 +2,16 @@
 
 Gurevin, Bragin, Ding, Zhou, Pepin, Li, Miao, "Enabling Retrain-free Deep Neural Network Pruning
 Using Surrogate Lagrangian Relaxation", IJCAI 2021, pp. 2497-2504, arXiv 2012.10079.
-Authors' code: Zhoushanglin100/SLR-ADMM-cifar10 (slr/admm.py, main.py). METHODS.md sec. 4.
 
-Problem: min_W f(W) s.t. card(W_l) <= l_l for every prunable layer l. Z duplicates W; the
-constraint W = Z is relaxed with multipliers Lambda and a quadratic penalty, U = Lambda / rho.
-Pi_l keeps the top (1 - p_l) magnitudes of a layer and zeroes the rest (round(p_l n) pruned, the
-torch.nn.utils.prune rule; ties keep the lower index).
-
-- Init (sec. 4, "Init"): Z_l = Pi_l(W_l) of the trained weights, Lambda = 0, s = s_0, k = 1.
-- Every step (W-subproblem): loss = CE(W) + sum_l (rho/2) ||W_l - Z_l + U_l||^2.
-- Once per epoch from the second epoch, i.e. at the end of every penalty epoch but the last
-  (the authors run it at batch 0 of epochs 2..E):
-  a. condition 1: L(W, Z_prev) < L(W_prev, Z_prev) with
-     L(W, Z) = CE + sum (rho/2)||W - Z + U||^2 + sum (rho/2)||U||^2, CE the epoch's mean
-     minibatch cross-entropy. If it holds or k = 1: s = alpha_k s ||W_prev - Z_prev|| /
-     ||W - Z_prev||, k += 1, Lambda += s (W - Z_prev), (W_prev, Z_prev) = (W, Z); else Lambda
-     is kept.
-  b. Z = Pi(W + U).
-  c. condition 2: L(W, Z) < L(W, Z_prev). If it holds: s = alpha_k s ||W_prev - Z_prev|| /
-     ||W - Z||, k += 1, Lambda += s (W - Z), (W_prev, Z_prev) = (W, Z).
-  U = Lambda / rho after each (we keep U and update it by s / rho; Lambda = rho U).
-- Step size: alpha_k = 1 - 1 / (M k^(1 - 1/k^r)), M = 300, r = 0.1, s_0 = 0.01 (alpha_k is
-  evaluated with k before its increment, as the authors do).
-- End of the penalty epochs: hard prune W_l = Pi_l(W_l), hard masks from then on; the accuracy
-  right then is `hard_prune_accuracy` (the headline: no retraining). The final
-  `retrain_epochs` of the session's budget are masked retraining with plain cross-entropy.
-
-ADMM baseline (class ADMM, registry key "admm"): same penalty and code path; every `admm_every`
-epochs Z = Pi(W + U), U += W - Z (scaled dual ascent, constant rho); hard prune, then masked
-retraining (2 epochs by default).
-
-Implementation notes:
-- The penalty's gradient rho (W - Z + U) is added to W.grad in `after_backward` with one fused
-  foreach op instead of by autograd; `loss_penalty` returns the (detached) value, so the recorded
-  loss is CE + penalty as before. Differentiating the penalty by autograd cost about 20x more
-  in a CPU microbenchmark (~10 ms vs ~0.5 ms for ResNet-20's 18 prunable layers), a few percent
-  of a whole step on its own and so too much for the 1.03 step-time target. The gradient is
-  exact; tests/test_slr.py checks it against autograd.
-- "Accuracy if hard-pruned now" (every epoch, both methods): the prunable weights are projected
-  in place under no_grad, ctx.evaluate() runs (eval mode: BN running statistics are not
-  updated), and the weights are copied back; the optimizer is not touched.
-
-Fidelity:
-- W_prev and Z_prev are stored as COPIES. The authors' code keeps W_prev = W, a reference to the
-  live parameter, so by the next check W_prev has trained along with W: the penalty terms of
-  condition 1 cancel and it reduces to "this epoch's mean CE < the previous epoch's", and the
-  ratio ||W_prev - Z_prev|| / ||W - Z_prev|| of the first update is always 1 (s only shrinks by
-  alpha_k); in condition 2 the ratio becomes ||W - Z_prev|| / ||W - Z||. Their Z_prev is in
-  effect a copy (Z is rebound, never written in place). `alias_prev=True` reproduces the
-  aliasing (W_prev is the live weight; CE_prev is the previous epoch's mean CE, as in their
-  main.py) as an ablation.
-- With copies, CE_prev is the mean CE of the epoch at which W_prev was stored, so both sides of
-  condition 1 are evaluated at the weights they name (up to the epoch-mean approximation).
-- The authors initialise W_prev = Z_prev = 0, which makes their first multiplier update
-  Lambda += s_0 (W - 0) and skips the first step-size update (zero norm). We start from
-  W_prev = W_0, Z_prev = Pi(W_0), so the first update is Lambda += s (W - Z_0) as the paper
-  writes it. The first condition 1 is forced (k = 1) and has no previous Lagrangian.
-- The step-size ratio uses the norm over all prunable layers together (the paper's vector
-  norm); the authors sum the per-layer norms.
-- Default per-layer ratio: config.rate on every prunable conv and linear except the first conv
-  and the classifier (METHODS.md defaults), overridable per layer with `layer_rates`.
-
-Records (all bounded: O(layers) numbers per epoch, never per step):
-- scalars `hard_prune_now_accuracy` (held-out accuracy of Pi(W) at the end of every penalty
-  epoch and before training; at the hard prune, the hard-prune accuracy) and `primal_residual`
-  (total ||W - Z||_F after the epoch's Z update). The session's per-step `loss` and `ce` give
-  CE vs penalty (penalty = loss - ce).
-- table `slr_epochs`, one row before training (`epochs_done` 0) and one per penalty epoch:
-  epochs_done, phase ("init", "update", "train" (no Z/U update that epoch), "hard_prune"),
-  ce and penalty (epoch means), residual (total ||W - Z||_F), prune_gap (total ||W - Pi(W)||_F,
-  what the hard prune would remove), z_change (total ||Z_k - Z_{k-1}||_F), support_changes
-  (entries whose Z support flipped), lambda_norm (||Lambda||_F = rho ||U||_F),
-  hard_prune_now_accuracy, and for slr: k, s, alpha1 / alpha2 (alpha_k used by each update, None
-  if not applied), cond1 / cond2 (bool; None before the first check), cond1_forced (k = 1),
-  cond1_L, cond1_L_prev (L(W, Z_prev) and L(W_prev, Z_prev)), cond2_L, cond2_L_prev
-  (L(W, Z) and L(W, Z_prev)); None where a value does not apply.
-- table `slr_layers`, one row per prunable layer at the same moments: epochs_done, layer, rate,
-  residual, prune_gap, z_change, support_changes, lambda_norm, threshold (smallest |w| Pi(W)
-  keeps), z_threshold (smallest |w + u| the last Z projection kept).
-- table `slr_hist`, one row per layer at the same moments: epochs_done, layer, lo, hi, counts (a
-  list of `hist_bins` counts of W over [lo, hi] = [-max|W|, max|W|]), threshold, z_threshold (draw
-  them at +-threshold).
-- summary: hard_prune_accuracy, hard_prune_epochs (epochs trained with the penalty),
-  retrain_epochs (effective), and for slr slr_k, slr_s, cond1_passed, cond2_passed.
+Implements min_W f(W) s.t. card(W_l) <= l_l, relaxed: every step loss = CE(W) + sum_l (rho/2)
+||W_l - Z_l + U_l||^2 (its gradient added in after_backward, exact, by one foreach op); once
+per penalty epoch condition 1 L(W, Z_prev) < L(W_prev, Z_prev) (forced at k = 1) gates
+Lambda += s_k (W - Z_prev), then Z = Pi(W + U), then condition 2 L(W, Z) < L(W, Z_prev) gates
+Lambda += s_k (W - Z), with s_k = alpha_k s_{k-1} ||W_prev - Z_prev|| / ||W - Z||, alpha_k = 1 -
+1 / (M k^(1 - 1/k^r)) (math.py); then hard prune W = Pi(W) and masked retraining. ADMM: every
+admm_every epochs Z = Pi(W + U), U += W - Z. Records: records.py. Defaults, the order of the
+updates and fidelity choices (copies of W_prev, Z_prev; the first update): docs/methods.md,
+"SLR, ADMM".
 """
 
 from __future__ import annotations
@@ -97,58 +24,11 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..config import ConfigError, SessionConfig, param
-from ..masks import Layer, keep_top, n_prune, prunable_layers
-from .base import Context, Method, register
-
-
-def parse_layer_rates(text: str) -> dict[str, float]:
-    """Parse "layer1.0.conv1=0.5,fc=0.2" into {layer name: prune rate}; ConfigError if malformed."""
-    out: dict[str, float] = {}
-    example = "for example 'layer1.0.conv1=0.5,fc=0.2'"
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        name, sep, value = item.partition("=")
-        name = name.strip().removesuffix(".weight")
-        if not sep or not name:
-            raise ConfigError(f"layer_rates takes comma-separated layer=rate pairs, {example}; "
-                              f"got {item!r}.")
-        try:
-            rate = float(value)
-        except ValueError:
-            raise ConfigError(f"layer_rates: the rate of {name!r} must be a number in [0, 1), "
-                              f"got {value.strip()!r}.") from None
-        if not (math.isfinite(rate) and 0.0 <= rate < 1.0):
-            raise ConfigError(f"layer_rates: the rate of {name!r} is the fraction pruned and "
-                              f"must be in [0, 1), got {rate}.")
-        if name in out:
-            raise ConfigError(f"layer_rates names {name!r} twice; give each layer once.")
-        out[name] = rate
-    return out
-
-
-def step_alpha(k: int, M: float, r: float) -> float:
-    """SLR's step-size factor alpha_k = 1 - 1 / (M k^(1 - 1/k^r))."""
-    return 1.0 - 1.0 / (M * k ** (1.0 - 1.0 / k ** r))
-
-
-def project(t: torch.Tensor, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pi: (t with all but its top-(1 - rate) magnitudes zeroed, the 0/1 keep mask)."""
-    mask = keep_top(t.detach().abs(), t.numel() - n_prune(t.numel(), rate))
-    return t.detach() * mask, mask
-
-
-def kept_min(t: torch.Tensor, mask: torch.Tensor) -> float:
-    """Smallest |t| among kept entries: the projection's magnitude threshold (0 if none kept)."""
-    kept = t.detach().abs()[mask.bool()]
-    return kept.min().item() if kept.numel() else 0.0
-
-
-def _sq_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """Per-tensor squared Frobenius norms, as one 1-D tensor."""
-    return torch.stack(torch._foreach_norm(tensors)).square()
+from ...config import ConfigError, SessionConfig, param, parse_layer_rates
+from ...masks import Layer, n_prune, prunable_layers
+from ..base import Context, Method, register
+from .math import kept_min, lagrangian, multiplier_step, project, sq_norms
+from .records import EPOCHS, HIST, LAYERS
 
 
 @dataclass(frozen=True)
@@ -263,7 +143,6 @@ class SLR(Method):
         self.hard = False     # True once hard-pruned: no penalty, masks hold
 
     def before_training(self, ctx: Context) -> None:
-        ctx.layers = self.select_layers(ctx.model)
         rates = self._rates(ctx.model, ctx.config.rate)
         self.rates = [rates[l.name] for l in ctx.layers]
         self.W = [l.module.weight for l in ctx.layers]
@@ -297,7 +176,7 @@ class SLR(Method):
             return None
         with torch.no_grad():
             self.diff = torch._foreach_sub(self._w(), self.C)          # W - Z + U
-            pen = _sq_norms(self.diff).sum().mul_(self.rho / 2)
+            pen = sq_norms(self.diff).sum().mul_(self.rho / 2)
         self.pens.append(pen)
         return pen
 
@@ -336,7 +215,7 @@ class SLR(Method):
 
     # -- the algorithm ---------------------------------------------------------------------------
     def update(self, ctx: Context, info: dict[str, Any]) -> tuple[list, list] | None:
-        """SLR's once-per-epoch multiplier and Z updates (METHODS.md sec. 4 a-c); returns the
+        """SLR's once-per-epoch multiplier and Z updates (docs/methods.md, SLR a-c); returns the
         Z change per layer (||Z_k - Z_{k-1}||, support flips)."""
         ce, W = info["ce"], self._w()
         # a. condition 1: L(W, Z_prev) < L(W_prev, Z_prev), forced at k = 1.
@@ -366,14 +245,10 @@ class SLR(Method):
 
     def _multiplier_step(self, W: list[torch.Tensor], Z_res: list[torch.Tensor],
                          ce: float) -> float:
-        """s = alpha_k s ||W_prev - Z_prev|| / ||W - Z_res||, k += 1, Lambda += s (W - Z_res),
-        (W_prev, Z_prev) = (W, Z); returns the alpha_k used."""
-        alpha = step_alpha(self.k, self.p.M, self.p.r)
-        n_prev, n_now = _norm(self.W_prev, self.Z_prev), _norm(W, Z_res)
+        """math.multiplier_step, then k += 1 and (W_prev, Z_prev) = (W, Z); returns alpha_k."""
+        self.s, alpha = multiplier_step(self.U, W, Z_res, self.W_prev, self.Z_prev, self.s,
+                                        self.k, self.rho, self.p.M, self.p.r)
         self.k += 1
-        if n_prev > 0 and n_now > 0:       # as the authors: a zero norm leaves s unchanged
-            self.s = alpha * self.s * n_prev / n_now
-        torch._foreach_add_(self.U, torch._foreach_sub(W, Z_res), alpha=self.s / self.rho)
         if not self.p.alias_prev:
             torch._foreach_copy_(self.W_prev, W)
             self.ce_prev = ce
@@ -387,15 +262,12 @@ class SLR(Method):
             z, mask = project(w + u, p)
             self.Z.append(z)
             self.z_threshold.append(kept_min(w + u, mask))
-        change = _sq_norms(torch._foreach_sub(self.Z, old)).sqrt().tolist()
+        change = sq_norms(torch._foreach_sub(self.Z, old)).sqrt().tolist()
         flips = torch.stack([((a != 0) != (b != 0)).sum() for a, b in zip(self.Z, old)])
         return change, flips.tolist()
 
     def _lagrangian(self, ce: float, W: list[torch.Tensor], Z: list[torch.Tensor]) -> float:
-        """L(W, Z) = CE + sum (rho/2)||W - Z + U||^2 + sum (rho/2)||U||^2 (METHODS.md sec. 4)."""
-        d = torch._foreach_sub(W, Z)
-        torch._foreach_add_(d, self.U)
-        return ce + self.rho / 2 * (_sq_norms(d).sum() + _sq_norms(self.U).sum()).item()
+        return lagrangian(ce, W, Z, self.U, self.rho)
 
     def _refresh_target(self) -> None:
         self.C = torch._foreach_sub(self.Z, self.U)
@@ -445,9 +317,9 @@ class SLR(Method):
     def _stats(self, masks: list[torch.Tensor], z_change: tuple[list, list] | None
                ) -> dict[str, Any]:
         W = self._w()
-        residual = _sq_norms(torch._foreach_sub(W, self.Z)).sqrt().tolist()
-        gap = _sq_norms([w * (1 - m) for w, m in zip(W, masks)]).sqrt().tolist()
-        lam = (_sq_norms(self.U).sqrt() * self.rho).tolist()
+        residual = sq_norms(torch._foreach_sub(W, self.Z)).sqrt().tolist()
+        gap = sq_norms([w * (1 - m) for w, m in zip(W, masks)]).sqrt().tolist()
+        lam = (sq_norms(self.U).sqrt() * self.rho).tolist()
         change, flips = z_change if z_change is not None else (None, None)
         layers, hists = [], []
         for i, w in enumerate(W):
@@ -475,16 +347,11 @@ class SLR(Method):
         rec = ctx.record
         rec.scalar("hard_prune_now_accuracy", accuracy)
         rec.scalar("primal_residual", stats["totals"]["residual"])
-        rec.row("slr_epochs", epochs_done=done, phase=phase, **info, **stats["totals"],
-                hard_prune_now_accuracy=accuracy)
+        EPOCHS.write(rec, epochs_done=done, phase=phase, **info, **stats["totals"],
+                     hard_prune_now_accuracy=accuracy)
         for layer, values, hist in zip(ctx.layers, stats["layers"], stats["hists"]):
-            rec.row("slr_layers", epochs_done=done, layer=layer.name, **values)
-            rec.row("slr_hist", epochs_done=done, layer=layer.name, **hist)
-
-
-def _norm(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    """||a - b||_F over all layers together."""
-    return _sq_norms(torch._foreach_sub(a, b)).sum().sqrt().item()
+            LAYERS.write(rec, epochs_done=done, layer=layer.name, **values)
+            HIST.write(rec, epochs_done=done, layer=layer.name, **hist)
 
 
 @register

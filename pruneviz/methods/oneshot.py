@@ -66,7 +66,6 @@ class OneShot(Method):
         return ctx.config.rate
 
     def before_training(self, ctx: Context) -> None:
-        ctx.layers = self.select_layers(ctx.model)
         ctx.masks = self.masks(ctx)
         apply_masks(ctx.model, ctx.masks)
         ctx.mark_pruned()

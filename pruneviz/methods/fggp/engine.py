@@ -1,60 +1,17 @@
 """FGGP: Fixed-rate Gradient-First Gradual Pruning, and GraNet, both on GMP's code path.
 
-Zhu, Bezek, Goksel, "Fixed-rate Gradient-First Gradual Pruning", SCIA 2025, arXiv 2411.05500
-(authors' code: LingkaiZhu1999/NetworkPruning, main_proposed_class_schedule_cifar.py).
+Zhu, Bezek, Goksel, "Fixed-rate Gradient-First Gradual Pruning", SCIA 2025, arXiv 2411.05500.
 GraNet: Liu et al., "Sparse Training via Boosting Pruning Plasticity with Neuroregeneration",
 NeurIPS 2021, arXiv 2106.10404.
 
-Both subclass GMP (pruneviz/methods/gmp.py) and replace only `choose`: the cubic density
-schedule d(t) = d_f + (d_i - d_f)(1 - t / T_end)^3, T_end = floor(0.8 T), the pruning step
-every dT steps after optimizer.step(), the global ranking over every conv and linear weight but
-the first conv, and the sparse start (a random ERK mask at d_i = 0.5) are GMP's.
-
-FGGP, one pruning step (METHODS.md sec. 2, steps 1-4), N prunable weights, `already` pruned:
-  1. to_prune = floor(N (1 - d(t))) - already, remain = N - already;
-  2. gradient first: the candidates are the floor(rho * remain) active weights with the smallest
-     |g|, g the gradient of the current minibatch, rho fixed (0.5, not annealed);
-  3. magnitude next: prune the to_prune smallest |w| among the candidates;
-  4. no regrowth; to_prune > floor(rho * remain) is an error (ConfigError).
-GraNet (same section): prune the to_prune + to_add smallest |w| of the active weights, then
-regrow the to_add inactive weights with the largest |g|, to_add = floor((remain - to_prune) c(t)),
-c(t) = c_f + (c_i - c_f)(1 + cos(pi t / T_end)) / 2 from c_i = 0.5 to c_f = 0.005.
-Criterion toggles (FGGP's `criterion`): `gw` prunes the smallest |g * w|, `rank_sum` the smallest
-rank(|w|) + rank(|g|) (ranks among the active weights), both over all active weights.
-
-Fidelity notes:
-- The authors' code crashes when the schedule asks for more than the candidate set; we check the
-  whole plan before training (exact: FGGP never regrows) and stop with a ConfigError saying what
-  to change, and check again at every pruning step.
-- g is `.grad` after optimizer.step(): the cross-entropy gradient of the step's minibatch
-  (weight decay is not in it; SGD adds it internally).
-- GraNet's authors prune and regrow layer by layer (death rate per layer); METHODS.md's global
-  form is used here, so all three methods rank the same way. As in their code, a weight cut and
-  regrown in the same step keeps its value; a weight pruned at an earlier step comes back at 0,
-  and its optimizer state (momentum) is zeroed, as their masked momentum would be.
-- The `paper` preset trains from scratch (`start=scratch`, lr 0.1): the paper prunes during
-  training, following GraNet's dense-to-sparse protocol. Model and dataset are left to the user
-  (the paper: VGG-19-BN and ResNet-50 on CIFAR-10/100 at 90/95/98%).
-- `interactive` keeps dT automatic (T_end // 50): the paper's dT = 2000 at batch 64 over
-  160 epochs of CIFAR (T_end = 100096 steps) is about 50 pruning steps, and so is any session.
-
-Records (a public API: the dashboard plots them), besides GMP's `prune_steps`, `target_density`
-and `density` scalars and per-layer `density` at every pruning step:
-- table `fggp_steps`, one row per pruning step that selected weights (to_prune > 0; GraNet
-  also when only swapping, to_add > 0), the row's `step` column being the optimizer step:
-  criterion; remain (active weights before the step); to_prune (the schedule's increment);
-  candidates (size of the gradient-first candidate set; remain for the other criteria and
-  GraNet); pruned (weights cut by the step: FGGP to_prune, GraNet to_prune + to_add);
-  restored (weights regrown: GraNet to_add, else 0); revived (of those, pruned at an earlier
-  step); regrow_fraction (GraNet's c(t), else null); grad_cut (FGGP: largest |g| among the
-  candidates; GraNet: smallest |g| among the regrown; else null); mag_cut (largest |w| cut);
-  score_cut (largest pruned |g*w| or rank sum for those criteria, else null); jaccard (overlap
-  |A & B| / |A | B| of the weights the step removed and the to_prune smallest |w| plain GMP
-  would remove on the same step; 1 when both are empty).
-- table `fggp_scatter`, at most `scatter` rows per pruning step, a uniform sample (ctx.gen) of
-  the weights active before or after the step: g (|g|), w (|w| before the step), outcome, one of
-  kept, candidate (FGGP: in the gradient cut, not pruned), pruned, restored (GraNet: cut and
-  regrown in the same step), regrown (GraNet: pruned earlier, regrown now).
+Both subclass GMP (gmp.py) and replace only `choose`. FGGP, one pruning step of N weights,
+`already` pruned: to_prune = floor(N (1 - d(t))) - already; the candidates are the
+floor(rho * remain) active weights with the smallest |g| (rho fixed, 0.5); prune the to_prune
+smallest |w| among them; no regrowth, and to_prune > floor(rho * remain) is a ConfigError.
+GraNet: prune the to_prune + to_add smallest |w|, regrow the to_add inactive weights with the
+largest |g|, to_add = floor((remain - to_prune) c(t)), c(t) = c_f + (c_i - c_f)(1 + cos(pi t /
+T_end)) / 2. Records: records.py. Criterion toggles, defaults and fidelity choices:
+docs/methods.md, "FGGP, GMP, GraNet".
 """
 
 from __future__ import annotations
@@ -65,16 +22,26 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from ..config import ConfigError, SessionConfig, param
-from ..masks import Masks
-from .base import Context, register
-from .gmp import GMP, prune_every, pruning_steps, t_end
+from ...config import ConfigError, SessionConfig, param
+from ...masks import Masks
+from ..base import Context, register
+from .gmp import GMP
 from .gmp import Params as GMPParams
+from .math import (
+    gradient_first,
+    prune_every,
+    pruning_steps,
+    ranks,
+    regrow_fraction,
+    smallest,
+    t_end,
+    too_aggressive,
+)
+from .records import OUTCOMES, SCATTER, STEPS
 
 CRITERIA = ("gradient_first", "gw", "rank_sum")
-OUTCOMES = ("kept", "candidate", "pruned", "restored", "regrown")
 
-# The paper's protocol (METHODS.md sec. 2); dT = 2000 at batch 64.
+# The paper's protocol (docs/methods.md, FGGP); dT = 2000 at batch 64.
 PAPER = dict(epochs=160, batch_size=64, start="scratch", optimizer="sgd", lr=0.1, momentum=0.9,
              nesterov=True, weight_decay=5e-4, lr_schedule="step", lr_milestones=(0.5, 0.75),
              lr_gamma=0.1, label_smoothing=0.1, end=0.8, every=2000, init_density=1.0)
@@ -105,20 +72,6 @@ class GraNetParams(GMPParams):
                            min=0.0, max=1.0)
     scatter: int = param(200, "Weights sampled per pruning step for the (|g|, |w|, outcome) "
                               "scatter; 0 records none.", min=0, max=400)
-
-
-def regrow_fraction(t: int, t_end: int, c_init: float, c_final: float) -> float:
-    """GraNet's c(t): cosine decay from c_init at t = 0 to c_final at t_end, flat after."""
-    frac = min(max(t / t_end, 0.0), 1.0) if t_end > 0 else 1.0
-    return c_final + (c_init - c_final) * 0.5 * (1.0 + math.cos(math.pi * frac))
-
-
-def too_aggressive(name: str, t: int, to_prune: int, remain: int, rho: float, every: int) -> str:
-    return (f"{name}: at step {t} the schedule asks to prune {to_prune} of the {remain} remaining "
-            f"weights ({to_prune / remain:.0%}), more than the rho = {rho:g} candidate set "
-            f"({math.floor(rho * remain)}) can hold. Prune more often (a smaller `every`, now "
-            f"dT = {every} steps; 0 picks T_end / 50), raise `rho`, give pruning more of the "
-            f"session (a larger `end` or more epochs), or lower the rate.")
 
 
 # -- the prunable weights as one vector (global ranking) ---------------------------------------
@@ -154,27 +107,6 @@ class Flat:
         return out
 
 
-def smallest(score: torch.Tensor, idx: torch.Tensor, k: int) -> torch.Tensor:
-    """The entries of `idx` holding the `k` smallest `score[idx]`."""
-    return idx[torch.topk(score[idx], k, largest=False, sorted=False).indices]
-
-
-def gradient_first(w: torch.Tensor, g: torch.Tensor, active: torch.Tensor, to_prune: int,
-                   rho: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pruned, candidates) indices: the `to_prune` smallest |w| among the floor(rho * remain)
-    active entries with the smallest |g|. `w`, `g` are magnitudes, `active` a bool vector."""
-    idx = active.nonzero().squeeze(1)
-    candidates = smallest(g, idx, math.floor(rho * idx.numel()))
-    return smallest(w, candidates, to_prune), candidates
-
-
-def ranks(x: torch.Tensor) -> torch.Tensor:
-    """0-based ascending rank of each entry (ties broken by position)."""
-    out = torch.empty_like(x, dtype=torch.long)
-    out[torch.argsort(x, stable=True)] = torch.arange(x.numel(), device=x.device)
-    return out
-
-
 # -- the methods ---------------------------------------------------------------------------------
 class SelectionRecords:
     """Writes `fggp_steps` and `fggp_scatter` (shared by FGGP and GraNet)."""
@@ -196,7 +128,7 @@ class SelectionRecords:
         jaccard = int((removed & plain).sum()) / union if union else 1.0
         remain = int(f.active.sum())
         restored = int((keep & (cut_b | ~f.active)).sum())
-        ctx.record.row("fggp_steps", remain=remain, to_prune=to_prune,
+        STEPS.write(ctx.record, remain=remain, to_prune=to_prune,
                        candidates=remain if candidates is None else candidates.numel(),
                        pruned=cut.numel(), restored=restored,
                        revived=int((keep & ~f.active).sum()),
@@ -221,7 +153,7 @@ class SelectionRecords:
         code[was & now & cut_b[idx]] = 3
         code[~was & now] = 4
         for g, w, c in zip(f.g[idx].tolist(), f.w[idx].tolist(), code.tolist()):
-            ctx.record.row("fggp_scatter", g=float(f"{g:.4g}"), w=float(f"{w:.4g}"),
+            SCATTER.write(ctx.record, g=float(f"{g:.4g}"), w=float(f"{w:.4g}"),
                            outcome=OUTCOMES[c])
 
 

@@ -1,7 +1,7 @@
 """SLR and ADMM internals: the Lagrangian residuals, step sizes and surrogate conditions, CE vs
 penalty, soft accuracy vs "accuracy if hard-pruned now", weight histograms with the projection
-threshold. Records: pruneviz/methods/slr.py (tables slr_epochs, slr_layers, slr_hist, one row set
-per epoch end); METHODS.md sec. 4.
+threshold. Records: records.py (tables slr_epochs, slr_layers, slr_hist, one row set per epoch
+end); docs/methods.md, SLR.
 
 The overlay figures (residual_figure, accuracy_figure, loss_figure) take several runs' frames
 (RunFrames), so the Compare page can draw slr and admm in one chart; `panels` draws one run.
@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..plots import _FALLBACK, ACHIEVED, DASHES, TARGET, _axis, _figure, _line, method_color
-from . import Panel
-from ._common import (
+from ...plots import _FALLBACK, ACHIEVED, DASHES, TARGET, _axis, _figure, _line, method_color
+from ...views import (
+    Panel,
     at,
     distinct_steps,
     finite,
@@ -36,14 +36,9 @@ from ._common import (
     waiting,
     x_range,
 )
+from .records import EPOCHS, HIST, LAYERS
 
-EPOCH_COLUMNS = ("epochs_done", "phase", "k", "s", "residual", "prune_gap", "z_change",
-                 "support_changes", "lambda_norm", "hard_prune_now_accuracy", "ce", "penalty",
-                 "cond1", "cond1_forced", "cond1_L", "cond1_L_prev", "alpha1", "alpha2", "cond2",
-                 "cond2_L", "cond2_L_prev")
-LAYER_COLUMNS = ("epochs_done", "layer", "rate", "residual", "prune_gap", "z_change",
-                 "support_changes", "lambda_norm", "threshold", "z_threshold")
-HIST_COLUMNS = ("epochs_done", "layer", "lo", "hi", "counts", "threshold", "z_threshold")
+TITLE = "Lagrangian residuals"      # the heading the dashboard gives this view
 SCALARS = ("test_accuracy", "dense_accuracy")
 
 CONDITION_COLUMNS = ("step", "k", "s", "alpha1", "alpha2", "cond1", "cond1_forced", "cond1_L",
@@ -63,9 +58,9 @@ class RunFrames(NamedTuple):
 def load(store, run_id: str) -> dict[str, pd.DataFrame]:
     """The run's SLR tables (O(layers) rows per epoch, read incrementally) and its held-out
     accuracy curve."""
-    return dict(epochs=method_rows(store, run_id, "slr_epochs", EPOCH_COLUMNS),
-                layers=method_rows(store, run_id, "slr_layers", LAYER_COLUMNS),
-                hist=method_rows(store, run_id, "slr_hist", HIST_COLUMNS),
+    return dict(epochs=method_rows(store, run_id, EPOCHS.name, EPOCHS.names),
+                layers=method_rows(store, run_id, LAYERS.name, LAYERS.names),
+                hist=method_rows(store, run_id, HIST.name, HIST.names),
                 scalars=table(store.scalars(run_id, list(SCALARS), max_points=400),
                               ("key", "value")))
 

@@ -1,20 +1,11 @@
-"""GMP: gradual magnitude pruning on the cubic schedule.
+"""GMP: gradual magnitude pruning on the cubic schedule, and the code path of FGGP and GraNet.
 
-Zhu & Gupta, "To prune, or not to prune", ICLR-W 2018, arXiv 1710.01878. Density
-d(t) = d_f + (d_i - d_f)(1 - t / T_end)^3 with T_end = floor(end * T) (METHODS.md sec. 2);
-every dT steps while t <= T_end, after optimizer.step(), the increment
-floor(N (1 - d(t))) - already of the smallest |w| among the still-active prunable weights is
-pruned, ranked globally across layers. Pruned weights never regrow. This class is also the
-code path of FGGP and GraNet (pruneviz/methods/fggp.py), which replace `choose`.
-
-Sparse start (`init_density` < 1): a random Erdos-Renyi-Kernel mask at that density is applied
-before training (METHODS.md sec. 2, FGGP's sparse start) and the schedule starts from it.
-
-Records, at every pruning step:
-- table `prune_steps`: t, target_density, achieved_density (of the masks), remain (active
-  weights before the step), pruned (net weights removed by the step);
-- scalars `target_density` and `density` (the same two numbers, for curves);
-- layer key `density`: fraction of the layer's weights still active in its mask.
+Zhu & Gupta, "To prune, or not to prune", ICLR-W 2018, arXiv 1710.01878. Implements the density
+d(t) = d_f + (d_i - d_f)(1 - t / T_end)^3, T_end = floor(end * T); every dT steps while t <=
+T_end, after optimizer.step(), the floor(N (1 - d(t))) - already smallest |w| among the active
+prunable weights are pruned, ranked across layers; nothing regrows. A sparse start
+(`init_density` < 1) is a random Erdos-Renyi-Kernel mask. Records: records.py. Defaults:
+docs/methods.md, "FGGP, GMP, GraNet".
 """
 
 from __future__ import annotations
@@ -26,10 +17,12 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..config import ConfigError, SessionConfig, param
-from ..masks import Layer, Masks, apply_masks, erk_densities, ones_like_layers, prunable_layers
-from ..schedules import cubic_density
-from .base import Context, Method, register
+from ...config import ConfigError, SessionConfig, param
+from ...masks import Layer, Masks, apply_masks, erk_densities, ones_like_layers, prunable_layers
+from ...schedules import cubic_density
+from ..base import Context, Method, register
+from .math import prune_every, prune_smallest, t_end
+from .records import PRUNE_STEPS
 
 
 @dataclass(frozen=True)
@@ -43,22 +36,6 @@ class Params:
     init_density: float = param(1.0, "Density when pruning starts: 1 = dense start; below 1 = "
                                      "sparse start from a random ERK mask at this density "
                                      "(FGGP's sparse start uses 0.5).", min=0.01, max=1.0)
-
-
-def t_end(total_steps: int, end: float) -> int:
-    """Step at which the final density is reached; at most the last step, so end = 1 works."""
-    return min(math.floor(end * total_steps), max(total_steps - 1, 0))
-
-
-def prune_every(total_steps: int, end: float, every: int) -> int:
-    return every or max(1, t_end(total_steps, end) // 50)
-
-
-def pruning_steps(total_steps: int, end: float, every: int) -> list[int]:
-    """The steps at which a pruning step runs: every dT steps up to T_end, and T_end itself."""
-    last = t_end(total_steps, end)
-    steps = list(range(0, last + 1, prune_every(total_steps, end, every)))
-    return steps if steps[-1] == last else [*steps, last]
 
 
 @register
@@ -87,7 +64,6 @@ class GMP(Method):
                                                          1 - config.rate) for e in epochs]})
 
     def before_training(self, ctx: Context) -> None:
-        ctx.layers = self.select_layers(ctx.model)
         d_init, d_final = self.p.init_density, 1.0 - ctx.config.rate
         if d_init >= 1.0:
             ctx.masks = ones_like_layers(ctx.layers)
@@ -129,7 +105,7 @@ class GMP(Method):
             apply_masks(ctx.model, ctx.masks)
         pruned_now = n - int(sum(m.sum().item() for m in ctx.masks.values()))
         achieved = 1.0 - pruned_now / n
-        ctx.record.row("prune_steps", t=ctx.step, target_density=density,
+        PRUNE_STEPS.write(ctx.record, t=ctx.step, target_density=density,
                        achieved_density=achieved, remain=n - already,
                        pruned=pruned_now - already)
         ctx.record.scalars({"target_density": density, "density": achieved})
@@ -137,20 +113,6 @@ class GMP(Method):
             ctx.record.layer(layer.name, "density", ctx.masks[layer.param].mean().item())
         if ctx.step == t_end(ctx.total_steps, self.p.end):
             ctx.mark_pruned()
-
-
-def prune_smallest(scores: dict[str, torch.Tensor], masks: Masks, k: int) -> Masks:
-    """Prune the `k` smallest scores among entries still active in `masks` (global ranking)."""
-    flat = torch.cat([torch.where(masks[n] > 0, s, torch.inf).flatten()
-                      for n, s in scores.items()])
-    idx = torch.topk(flat, k, largest=False, sorted=False).indices
-    keep = torch.cat([masks[n].flatten() for n in scores])
-    keep[idx] = 0.0
-    out, i = {}, 0
-    for n, s in scores.items():
-        out[n] = keep[i:i + s.numel()].view_as(s)
-        i += s.numel()
-    return out
 
 
 def erk_masks(layers: list[Layer], density: float, gen: torch.Generator) -> Masks:

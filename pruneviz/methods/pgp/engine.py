@@ -1,97 +1,32 @@
 """PGP: Progressive Gradient Pruning (hybrid hard/soft, momentum-aware), RPGP and PSFP.
 
 Nguyen-Meidine, Granger, Kiran, Pedersoli, Blais-Morin, "An Improved Trade-off Between Accuracy
-and Complexity with Progressive Gradient Pruning", ICPR 2020, arXiv 1906.08746; authors' code
-Anon6627/Pruning-PGP (pgp_target_expo.py, pgp_real_target_expo.py, prune_utils.py).
-Baseline PSFP: He, Dong, Kang, Fu, Yang, "Progressive Deep Neural Networks Acceleration via Soft
-Filter Pruning", arXiv 1808.07471.
+and Complexity with Progressive Gradient Pruning", ICPR 2020, arXiv 1906.08746. PSFP: He, Dong,
+Kang, Fu, Yang, arXiv 1808.07471.
 
-What runs (METHODS.md sec. 3, steps 1-6), after each of the first E epochs of the session (the
-pruning epochs; the rest of the session's `epochs` fine-tunes):
-1. Criterion, per filter i of conv l:
-   pgp   s = || sum_b grad_b W_{l,i} ||_1, in an extra pass over the epoch's minibatches (the
-         same batches, same order) with BatchNorm running statistics frozen and no gradient
-         carried in from training;
-   rpgp  s = sum_b || grad_b W_{l,i} ||_1, accumulated in after_backward while training (no pass);
-   psfp  s = || W_{l,i} ||_2.
-   Residual groups (convs whose outputs are added, found by Torch-Pruning's dependency graph)
-   share their channels: a group's score is the SUM of its members' scores, and a group loses
-   the same channels in every member.
-2. Target filter count n(e) = N0 exp(-lambda (e + 1)), lambda = -ln(1 - P) / E, the last
-   pruning epoch clamped to N0 (1 - P) (schedules.exponential_count; P = the session's `rate`,
-   a per-layer filter prune rate). PSFP keeps N0 r(e + 1) with ASFP's asymptotic keep rate,
-   D = 1/8 (schedules.asymptotic_keep_rate). Whole filters: keep ceil(n(e)) (ceil(x - 1e-9), so
-   float noise never adds a filter), which is also what the authors' code keeps; the reference
-   N0 = 64, P = 0.5, E = 10 gives 60, 56, 52, 49, 46, 43, 40, 37, 35, 32.
-3. Weak set: the current - n(e) lowest-score filters (current = filters still present, soft
-   ones included: a soft-reset filter competes again).
-4. Hybrid split: the weakest floor(|weak| * hard_fraction) are removed physically
-   (pruneviz.surgery: conv, BatchNorm and consumer input channels, all group members at once);
-   the rest are soft-reset: conv weight and bias, BN gamma, beta, running mean and variance set
-   to 0, left trainable. At the last pruning epoch every weak filter is removed. PSFP never
-   removes: its weak filters are all soft-reset, and at its last pruning epoch they are zeroed
-   and masked for good (ctx.masks), so fine-tuning cannot regrow them.
-5. Momentum: the surgery slices every optimizer state buffer to the kept channels (outputs and
-   consumer inputs) and keeps all hyper-parameters, weight decay included; PGP then zeroes the
-   first-moment state (SGD momentum_buffer, Adam exp_avg) of the soft-reset filters' conv, bias
-   and BN rows. PSFP leaves momentum untouched (the stale momentum pushes its zeroed filters
-   back, the failure PGP fixes).
-6. Fine-tuning epochs: the session's remaining epochs (paper preset: 5 pruning epochs, then 20
-   at lr 0.01, the authors' `final_fn=[20, 0.01]`).
-
-Fidelity notes: the criterion pass zeroes gradients first and freezes BN statistics (the
-authors' pass accumulated onto the last training batch's gradient and updated the running
-statistics). The exponent uses (e + 1) with 0-based e and the last epoch is clamped, so the
-target is reached exactly (the authors' 1-based loop ends at 29.9 of 64 for P = 0.5). The
-rebuilt optimizer keeps weight decay (the authors' rebuild dropped it). Pruned layers: every
-conv, the first conv and projection shortcuts included (the authors prune shortcut convs in step
-with the block output, which the residual groups do).
-
-Records (bounded: one row per conv, or per filter, per pruning epoch):
-Tables carry the store's step and epoch columns (the epoch the row describes) plus:
-- table `pgp_layers`, one row per conv per pruning epoch: layer, group (the group's first
-  conv), target (n(e), float), target_count (whole filters kept), before (filters present
-  before this epoch's pruning), active (present and not reset now), soft (reset now), removed
-  (physically gone since the start; PSFP: masked for good), hard_now (removed or masked this
-  epoch), spearman (Spearman rank correlation between the group's criterion score and the L2
-  ranking PSFP would use, over the filters present; pgp/rpgp only), momentum_before /
-  momentum_after (L2 norm of the optimizer first moment of the filters reset now, over their
-  conv weight, bias and BN gamma/beta rows, before and after the adaptation).
-- table `pgp_epochs`, one row per epoch (pruning and fine-tuning): phase ("prune" or
-  "finetune"), epoch_time (wall seconds from the end of the previous epoch's pruning to the
-  start of this one's: the epoch's training steps plus the previous epoch's evaluation, both
-  on the network that trained this epoch), flops_trained / params_trained (that network),
-  criterion_time and surgery_time (seconds; pruning epochs), flops / params / filters after
-  this epoch's pruning (FLOPs by metrics.count_flops: 2 per multiply-add, one input),
-  target_sparsity, momentum_before / momentum_after (totals over all convs).
-- per filter (ctx.record.filters, indexed by the filter's ORIGINAL index in the dense conv, one
-  value per dense filter per pruning epoch): `pgp_score` (the ranking score; for a residual group
-  the group sum, so all members carry the same values; NaN once removed), `pgp_l2` (L2 norm of
-  the filter, summed over the group likewise; NaN once removed), `pgp_status` (0 active,
-  1 soft-reset this epoch, 2 removed or masked for good).
-- artifact `kept_indices.pt` in the run folder, rewritten after every pruning epoch:
-  {"filters": {conv: kept original filter indices}, "tensors": {state_dict key: {dim: kept
-  original indices}} for every tensor that shrank, "dense_shapes": {state_dict key: shape at
-  the dense start}}; `surgery.expand` maps a shrunk tensor back onto the original architecture.
-- summary: prune_epochs, filters_dense, filters_final, params_compact, flops_compact (the
-  physically compacted network; for PSFP the masked network compacted by surgery.compact).
+Implements, after each of the first E epochs (the pruning epochs): the score s_i = ||sum_b
+grad_b W_i||_1 (pgp, an extra pass), sum_b ||grad_b W_i||_1 (rpgp, while training) or ||W_i||_2
+(psfp), summed over a residual group; the target count n(e) = N0 exp(-lambda (e + 1)), lambda =
+-ln(1 - P) / E (PSFP: N0 r(e + 1), ASFP's asymptotic rate); the weak set, the current - ceil(n(e))
+lowest scores, split by math.hybrid_split into hard (removed by pruneviz.surgery) and soft
+(zeroed, its first moment zeroed; PSFP keeps the momentum), all hard at the last pruning
+epoch; then fine-tuning. Records: records.py. Defaults, the reference counts and fidelity
+choices: docs/methods.md, "PGP, RPGP, PSFP".
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ..config import SessionConfig, param
-from ..masks import (
+from ...config import SessionConfig, param
+from ...masks import (
     Layer,
     apply_masks,
     conv_bn_pairs,
@@ -99,14 +34,14 @@ from ..masks import (
     filter_param_masks,
     prunable_layers,
 )
-from ..metrics import count_flops, param_counts
-from ..schedules import asymptotic_keep_rate, exponential_count
-from ..surgery import channel_groups, compact, remove_filters
-from .base import Context, Method, register
+from ...metrics import count_flops, param_counts
+from ...schedules import asymptotic_keep_rate, exponential_count
+from ...surgery import channel_groups, remove_filters
+from ..base import Context, Method, register
+from .math import criterion_pass, hybrid_split, pruning_epochs, soft_reset, spearman, whole
+from .records import ACTIVE, EPOCHS, HARD, KEPT_FILE, LAYERS, SOFT
 
-ACTIVE, SOFT, HARD = 0, 1, 2
 FIRST_MOMENTS = ("momentum_buffer", "exp_avg")    # SGD and Adam first-moment state
-KEPT_FILE = "kept_indices.pt"
 
 
 @dataclass(frozen=True)
@@ -135,94 +70,6 @@ class PSFPParams:
                                  "0 uses prune_fraction.", min=0, max=1000)
     d: float = param(0.125, "ASFP's D: 3/4 of the pruning is reached after D x E epochs.",
                      min=0.01, max=1.0)
-
-
-def pruning_epochs(epochs: int, fraction: float, count: int = 0) -> int:
-    """E: `count` if given, else round(fraction x epochs) (halves up); within [1, epochs]."""
-    e = count if count else math.floor(fraction * epochs + 0.5)
-    return max(1, min(epochs, e))
-
-
-def whole(n: float) -> int:
-    """Whole filters kept for a float target: ceil, ignoring float noise; at least one."""
-    return max(1, math.ceil(n - 1e-9))
-
-
-def hybrid_split(score: torch.Tensor, n_weak: int, hard_fraction: float,
-                 last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """PGP's weak set and hybrid split (steps 3-4): the `n_weak` lowest-score filters, the
-    weakest floor(n_weak * hard_fraction) of them hard (all of them at the last pruning epoch),
-    the rest soft. Returns (hard, soft) filter indices, weakest first (ties: lower index)."""
-    weak = torch.argsort(score, stable=True)[:max(0, n_weak)]
-    n_hard = len(weak) if last else math.floor(len(weak) * hard_fraction)
-    return weak[:n_hard], weak[n_hard:]
-
-
-@torch.no_grad()
-def soft_reset(layer: Layer, idx: torch.Tensor) -> list[nn.Parameter]:
-    """PGP's soft reset (step 4) of filters `idx` of one conv: weight, bias, BN gamma, beta,
-    running mean and variance set to 0, parameters left trainable; returns those parameters."""
-    conv, bn = layer.module, layer.bn
-    params = [conv.weight, conv.bias]
-    if bn is not None:
-        params += [bn.weight, bn.bias]
-    params = [p for p in params if p is not None]
-    for p in params:
-        p[idx] = 0
-    if bn is not None and bn.running_mean is not None:
-        bn.running_mean[idx] = 0
-        bn.running_var[idx] = 0
-    return params
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float | None:
-    """Spearman rank correlation with average ranks for ties; None when undefined."""
-    if a.numel() < 2:
-        return None
-    ra, rb = _ranks(a.detach().double().flatten()), _ranks(b.detach().double().flatten())
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = (ra.norm() * rb.norm()).item()
-    return None if denom == 0 else (ra @ rb).item() / denom
-
-
-def _ranks(x: torch.Tensor) -> torch.Tensor:
-    ranks = torch.empty_like(x)
-    ranks[torch.argsort(x, stable=True)] = torch.arange(len(x), dtype=x.dtype, device=x.device)
-    _, inverse, counts = torch.unique(x, return_inverse=True, return_counts=True)
-    sums = torch.zeros(len(counts), dtype=x.dtype, device=x.device).index_add_(0, inverse, ranks)
-    return (sums / counts)[inverse]
-
-
-def criterion_pass(model: nn.Module, weights: dict[str, torch.Tensor],
-                   batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                   label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
-    """PGP's filter change || sum_b grad_b W ||_1 per filter of each weight in `weights`.
-
-    Gradients start from zero (nothing carried over from training) and BatchNorms in training
-    mode normalize with batch statistics without updating their running statistics.
-    """
-    for p in model.parameters():
-        p.grad = None
-    frozen = [m for m in model.modules()
-              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
-              and m.track_running_stats]
-    names = list(weights)
-    params = [weights[n] for n in names]
-    sums = [torch.zeros_like(p) for p in params]
-    for m in frozen:
-        m.track_running_stats = False   # batch statistics, running buffers left alone
-    try:
-        with torch.enable_grad():
-            for x, y in batches:
-                loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
-                for s, g in zip(sums, grads):
-                    if g is not None:
-                        s.add_(g)
-    finally:
-        for m in frozen:
-            m.track_running_stats = True
-    return {n: s.flatten(1).abs().sum(1) for n, s in zip(names, sums)}
 
 
 class Progressive(Method):
@@ -281,7 +128,6 @@ class Progressive(Method):
 
     def before_training(self, ctx: Context) -> None:
         model = ctx.model
-        ctx.layers = self.select_layers(model)
         self.example = torch.zeros(1, *ctx.data.input_shape, device=ctx.device)
         self.groups = channel_groups(model, self.example)
         known = {l.name for l in ctx.layers}
@@ -327,7 +173,7 @@ class Progressive(Method):
         row.update(flops=self.flops, params=self.params,
                    filters=sum(l.module.out_channels for l in ctx.layers),
                    target_sparsity=self.target(ctx))
-        ctx.record.row("pgp_epochs", **row)
+        EPOCHS.write(ctx.record, **row)
         if e == self.E - 1:
             self._finish_pruning(ctx)
         self.t_epoch = time.perf_counter()
@@ -416,7 +262,7 @@ class Progressive(Method):
             m = row["layer"]
             present = self.status[m][self.original(m)]
             row["active"] = int((present == ACTIVE).sum())
-            ctx.record.row("pgp_layers", **row)
+            LAYERS.write(ctx.record, **row)
         self.running = self._zeros(ctx)
         self._save_kept(ctx)
         return dict(criterion_time=criterion_time, surgery_time=surgery_time,
@@ -472,16 +318,6 @@ class Progressive(Method):
         ctx.mark_pruned()
         final = sum(int((s != HARD).sum()) for s in self.status.values())
         ctx.summary["filters_final"] = final
-        if self.physical:
-            ctx.summary.update(params_compact=self.params, flops_compact=self.flops)
-            return
-        try:
-            small, _ = compact(ctx.model, ctx.data.input_shape)
-        except RuntimeError as err:      # a report number must not end the session
-            ctx.summary["compact_error"] = str(err)
-            return
-        ctx.summary.update(params_compact=param_counts(small)[0],
-                           flops_compact=count_flops(small, ctx.data.input_shape))
 
 
 @register

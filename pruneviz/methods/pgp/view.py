@@ -1,6 +1,6 @@
 """PGP, RPGP and PSFP internals: the filter-change scores and what each pruning epoch did.
 
-Panels (METHODS.md sec. 3, "Record"):
+Panels (docs/methods.md, PGP; the records they read: records.py):
 - the scores of the filters present at the slider's pruning epoch, sorted weakest first, per
   channel group (a conv, or the convs a residual addition ties together, which share one
   score), groups side by side in rows of six, each relative to its largest score (the ranking
@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..plots import ACHIEVED, TARGET, _axis, _figure, _line, _rgba, _unit, method_color
-from ..store import Store
-from . import Panel
-from ._common import (
+from ...plots import ACHIEVED, TARGET, _axis, _figure, _line, _rgba, _unit, method_color
+from ...store import Store
+from ...views import (
     MARKER,
+    Panel,
     filter_pair,
     index_key,
     last_step,
@@ -42,14 +42,10 @@ from ._common import (
     vline,
     waiting,
 )
+from .records import ACTIVE, EPOCHS, HARD, LAYERS, SOFT
 
-LAYER_COLUMNS = ["layer", "group", "target", "target_count", "before", "soft", "removed",
-                 "hard_now", "spearman", "momentum_before", "momentum_after", "active"]
-EPOCH_COLUMNS = ["phase", "epoch_time", "flops_trained", "params_trained", "criterion_time",
-                 "surgery_time", "momentum_before", "momentum_after", "flops", "params",
-                 "filters", "target_sparsity"]
-ACTIVE, SOFT, HARD = 0, 1, 2                      # pgp_status, as pruneviz.methods.pgp writes it
-# The Learn page's colours for the same three fates (pruneviz.plots_learn.STATUS_COLORS).
+TITLE = "Filter-change scores"      # the heading the dashboard gives this view
+# The Learn page's colours for the same three fates (toy.STATUS_COLORS).
 FATE = {ACTIVE: ("kept", "#1f77b4"), SOFT: ("reset now (soft)", "#ffbb78"),
         HARD: ("removed now (hard)", "#d62728")}
 MAX_GROUPS = 12
@@ -61,8 +57,8 @@ WAIT = "waiting for the first pruning epoch: filters are scored at the end of ea
 def load(store: Store, run_id: str) -> dict[str, pd.DataFrame]:
     """The two PGP tables and the score and status of every group's filters (a group's members
     carry the same values, so only its first conv is kept)."""
-    layers = method_rows(store, run_id, "pgp_layers", LAYER_COLUMNS)
-    epochs = method_rows(store, run_id, "pgp_epochs", EPOCH_COLUMNS)
+    layers = method_rows(store, run_id, LAYERS.name, LAYERS.names)
+    epochs = method_rows(store, run_id, EPOCHS.name, EPOCHS.names)
     filters = filter_pair(store, run_id, ("pgp_score", "pgp_status"), index_key(layers))
     leads = set(layers.group.dropna())
     filters = filters[filters.layer.isin(leads)].rename(

@@ -1,95 +1,16 @@
 """PGMPF, with SFP and ASFP on the same code path: soft filter pruning with per-epoch masks.
 
 PGMPF: Cai, An, Yang, Yan, Xu, "Prior Gradient Mask Guided Pruning-aware Fine-tuning", AAAI-22,
-DOI 10.1609/aaai.v36i1.19888; authors' code cailinhang/PGMPF, pruning_train_gd_prune_bn.py.
-SFP: He, Kang, Dong, Fu, Yang, "Soft Filter Pruning", IJCAI-18, arXiv 1808.06866.
-ASFP: He, Dong, Kang, Fu, Yan, Yang, "Asymptotic Soft Filter Pruning", IEEE TCYB 2019,
-arXiv 1808.07471.
+DOI 10.1609/aaai.v36i1.19888. SFP: He et al., IJCAI-18, arXiv 1808.06866. ASFP: He et al.,
+IEEE TCYB 2019, arXiv 1808.07471.
 
-What is implemented (METHODS.md sec. 1; E epochs, e the 0-based epoch, r = 1 - config.rate):
-
-- Keep rate, asymptotic: r_e = r + (1 - r) exp(-k e), k = ln 4 / (D E), D = 1/8, r_e = r
-  exactly from e >= 0.9 E (schedules.asymptotic_keep_rate). SFP: r_e = r for every e.
-- Gradient suppression: lambda_e = 1 - (1 - (e + 1) / E)^3, forced to lambda_final (1) from
-  e >= 0.8 E when fine-tuning a trained model (config.start == "dense"), 0.9 E from scratch.
-- Weight-decay mask: alpha_e = alpha_0 exp(-a e), a = -ln(sigma / (alpha_0 + 0.01 sigma)) / E,
-  sigma = 1e-5 fine-tuning a trained model, 1e-3 from scratch; alpha_e = 0 from e >= 0.8 E.
-  SFP and ASFP: alpha_e = 0 always (pruned filters are zeroed each epoch and keep training).
-- Mask update, end of epoch e: in every prunable conv of N filters the floor(N (1 - r_e))
-  filters of lowest L2 norm (current weights) get m = 0, the rest m = 1; filters may leave and
-  re-enter the pruned set. Each pruned filter's conv weights (and bias) and its BatchNorm gamma
-  and beta are multiplied by alpha_e, hard zero when alpha_e < 1e-4. The factor multiplies the
-  *current* weights, so it compounds across epochs.
-- Prior gradient mask, every step (after backward, before optimizer.step) while some filter is
-  pruned: grad W_i *= m_i + (1 - m_i) (1 - lambda_e) [u_i < 0.5], u_i ~ U(0, 1) per filter,
-  fresh every step, drawn from ctx.gen with torch ops on the model's device (the authors' code
-  round-trips through NumPy every step). Only the conv weights are masked, as in the authors'
-  code; BatchNorm gamma/beta only see the per-epoch alpha decay. SFP/ASFP: no gradient mask.
-
-Timing: schedules are computed at the end of epoch e and used during epoch e + 1; nothing is
-pruned during epoch 0. With r_0 = 1 (asymptotic) the first filters go at the end of epoch 1, as
-in the authors' code (which initialises the mask with r_0 = 1 before training: a no-op). SFP
-first prunes at the end of epoch 0, not before training as SFP's code does: zeroing filters
-(and their BN) on a fresh optimizer leaves no momentum to move them off zero, and an exactly
-zero channel followed by ReLU gets exactly zero gradient, so SFP would become one-shot hard
-pruning.
-
-Number pruned: floor(N (1 - r_e)) per layer (the authors' int()), computed as
-floor(N (1 - r_e) + 1e-9) so a product that is an integer on paper is not floored one short by
-float error (10 (1 - 0.9) = 0.9999999999999998). Every prunable layer ends with exactly
-floor(N * config.rate) zero filters.
-
-Prunable layers: every conv except downsample/shortcut convs; the first conv is included; the
-final linear layer is not (the default filter selection of methods/base.py).
-
-Fidelity notes:
-- Weight decay and momentum are NOT masked: SGD adds them inside optimizer.step(), after the
-  gradient mask, exactly as in the authors' code. Pruned filters therefore still move a little
-  through their momentum buffers while lambda_e = 1.
-- Final mask: the first end of epoch where r_e = r, the effective alpha is 0 and pruned filters
-  get no gradient (gradient mask on and lambda_e = 1), or the last epoch, whichever comes first
-  (E = 100: e = 90). From then on the mask is frozen and held by ctx.masks after every step, so
-  the pruned filters (conv weights, bias, BN gamma/beta) stay exactly zero; the authors keep
-  recomputing it, which only differs through the momentum leak above. Turning the gradient mask
-  off, or lambda_final < 1, or SFP/ASFP, leaves pruned filters trainable, so their mask becomes
-  final only at the last epoch.
-- SFP and ASFP are PGMPF's code path with alpha_e = 0 every epoch and no gradient mask, so
-  their hard zero also reaches BN gamma and beta, as the PGMPF authors' _bn script does for
-  its baselines. Zeroed filters stay trainable (nothing holds them at zero), but an exactly
-  zero channel under BN + ReLU gets no gradient until momentum moves it off zero (or, for a
-  residual block's second conv, the shortcut opens the ReLU). SFP's own code zeroes only the
-  conv weights; `decay_bn` off gives that, at a price: BN beta keeps a constant channel
-  alive during training, which no physically pruned network has, so the final mask (which
-  always zeroes gamma and beta) then costs accuracy at the very end (see the shock records).
-- Short sessions (E < 10): the last epoch's update always uses r exactly and alpha = 0, so the
-  session ends on its target (the paper's 0.9 E / 0.8 E thresholds fall past the last epoch).
-- The dense start is config.start == "dense" (the session's cached trained baseline); this is
-  what selects sigma = 1e-5 and lambda's 0.8 E.
-
-Records (store tables; "epoch" is the epoch whose end computed the value, used in epoch e + 1):
-- scalars, per epoch: `r_e` (keep rate), `lambda_e` (0 without a gradient mask), `alpha_e`
-  (schedule value; the applied factor is 0 below alpha_min), `mask_flips` (filters whose mask
-  changed, all layers), `accuracy_before_decay` / `accuracy_after_decay` (held-out accuracy just
-  before and after the epoch's weight-decay mask, "pruning shock"; only in epochs where the
-  decay changes weights).
-- scalars, sampled steps (at most ~200 per run, only while some filter is pruned):
-  `grad_norm_pruned_before`, `grad_norm_pruned_after`, `grad_norm_kept_before`,
-  `grad_norm_kept_after`: L2 norm of the conv-weight gradient of all pruned (resp. kept) filters
-  of all prunable layers, before and after the prior gradient mask (equal without it).
-- filters, per epoch (each prunable conv, each filter): `l2_norm` (the ranking score: the
-  filter's weight norm at the end of the epoch, before the decay), `mask` (the new mask, 1 kept),
-  `bn_gamma` (its BatchNorm gamma before the decay; absent for convs without BN).
-- layers, per epoch: `mask_flips` (filters whose mask changed), `filters_revived` (0 -> 1),
-  `filters_pruned` (count with m = 0).
-- table `mask_updates`, one row per epoch (stamped with it): r, lambda, alpha, alpha_applied,
-  pruned (filters with m = 0, all layers), flips, final (the final mask is held from then on).
-Summary: filters_total, filters_pruned, filter_count_rule, and from the last epoch's weights
-flops_compact, params_compact, filters_removed: the network with the dead filters physically
-removed (pruneviz.surgery.compact, Torch-Pruning's dependency graph; FLOPs as in metrics, 2 per
-multiply-add). A filter is removed only if it is dead in every conv its channel is summed with:
-in a ResNet the pruned filters of the convs that feed a residual addition (each block's second
-conv, the stem) differ from block to block and stay, so compact FLOPs there fall short of the
-papers' SFP convention, which counts every pruned filter as removed.
+Implements (E epochs, e the 0-based epoch, r = 1 - config.rate; schedules in math.py):
+r_e = r + (1 - r) exp(-k e) (ASFP's asymptotic keep rate); lambda_e = 1 - (1 - (e + 1) / E)^3;
+alpha_e = alpha_0 exp(-a e); at each epoch's end the floor(N (1 - r_e)) lowest-L2 filters of
+every prunable conv get m = 0 and are multiplied (with their BN gamma, beta) by alpha_e; every
+step grad W_i *= m_i + (1 - m_i)(1 - lambda_e)[u_i < 0.5]. SFP: r_e = r, alpha_e = 0, no
+gradient mask; ASFP: the asymptotic r_e with SFP's hard zero. Records: records.py.
+Defaults, timing and fidelity choices: docs/methods.md, "PGMPF, SFP, ASFP".
 """
 
 from __future__ import annotations
@@ -101,90 +22,15 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..config import SessionConfig, param
-from ..masks import Layer, Masks, apply_masks, filter_mask, filter_norms, filter_param_masks
-from ..metrics import count_flops
-from ..schedules import asymptotic_keep_rate
-from ..surgery import compact
-from .base import Context, Method, register
+from ...config import SessionConfig, param
+from ...masks import Layer, Masks, apply_masks, filter_mask, filter_norms, filter_param_masks
+from ..base import Context, Method, register
+from .math import EpochValues, Knobs, epoch_values, gradient_factor, n_pruned_filters
+from .records import MASK_UPDATES
 
-DROP_PROB = 0.5          # channel-wise dropout of the suppressed gradient (the authors' value)
 GRAD_SAMPLES = 200       # at most about this many sampled gradient-norm steps per run
 
 
-# -- schedules (pure functions of the epoch) -------------------------------------------------
-def cubic_lambda(e: int, epochs: int, final: float = 1.0, final_from: float = 0.8) -> float:
-    """Gradient suppression lambda_e = 1 - (1 - (e + 1) / E)^3; `final` from e >= final_from E."""
-    if e >= final_from * epochs:
-        return final
-    return 1.0 - (1.0 - min((e + 1) / epochs, 1.0)) ** 3
-
-
-def decay_alpha(e: int, epochs: int, sigma: float, alpha0: float = 1.0,
-                zero_from: float = 0.8) -> float:
-    """Weight-decay-mask factor alpha_e = alpha_0 exp(-a e), a = -ln(sigma / (alpha_0 + 0.01
-    sigma)) / E (so alpha reaches about sigma at e = E); 0 from e >= zero_from E."""
-    if e >= zero_from * epochs:
-        return 0.0
-    a = -math.log(sigma / (alpha0 + 0.01 * sigma)) / epochs
-    return alpha0 * math.exp(-a * e)
-
-
-def gradient_factor(kept: torch.Tensor, pruned: torch.Tensor, lam: float,
-                    u: torch.Tensor | None = None) -> torch.Tensor:
-    """The prior gradient mask per filter, m + (1 - m)(1 - lambda_e)[u < 0.5]: 1 for kept
-    filters (`kept` = m), for pruned ones (`pruned` = 1 - m) 1 - lambda_e when u < DROP_PROB, else
-    0; `u` None (no dropout) gives every pruned filter 1 - lambda_e."""
-    if u is None:
-        return kept + pruned * (1.0 - lam)
-    return torch.addcmul(kept, pruned, (u < DROP_PROB).to(u.dtype), value=1.0 - lam)
-
-
-def n_pruned_filters(n: int, keep: float) -> int:
-    """floor(N (1 - r)), with 1e-9 of slack for float error in products that are integers."""
-    return max(0, min(n, math.floor(n * (1.0 - keep) + 1e-9)))
-
-
-@dataclass(frozen=True)
-class Knobs:
-    """Every switch of the shared code path, resolved for one config (auto values filled in)."""
-
-    asymptotic: bool = True          # keep-rate schedule: asymptotic (PGMPF, ASFP) or constant
-    d: float = 1 / 8
-    exact_from: float = 0.9
-    gradient_mask: bool = True
-    dropout: bool = True
-    lambda_final: float = 1.0
-    lambda_from: float = 0.8
-    alpha_decay: bool = True         # False: alpha_e = 0 every epoch (SFP, ASFP)
-    decay_bn: bool = True            # the decay also scales BN gamma/beta (authors' _bn script)
-    alpha0: float = 1.0
-    sigma: float = 1e-5
-    alpha_zero_from: float = 0.8
-    alpha_min: float = 1e-4
-    shock_eval: bool = True
-
-
-@dataclass(frozen=True)
-class EpochValues:
-    keep: float      # r_e
-    lam: float       # lambda_e
-    alpha: float     # alpha_e (schedule value)
-    applied: float   # the factor pruned filters are multiplied by (0 below alpha_min)
-
-
-def epoch_values(k: Knobs, e: int, epochs: int, keep: float) -> EpochValues:
-    """The schedules at the end of epoch e; the last epoch lands exactly on the target."""
-    final_epoch = e >= epochs - 1
-    if final_epoch or not k.asymptotic:
-        r = keep
-    else:
-        r = asymptotic_keep_rate(e, epochs, keep, k.d, k.exact_from)
-    lam = cubic_lambda(e, epochs, k.lambda_final, k.lambda_from) if k.gradient_mask else 0.0
-    alpha = decay_alpha(e, epochs, k.sigma, k.alpha0, k.alpha_zero_from) if k.alpha_decay else 0.0
-    if final_epoch:
-        alpha = 0.0
-    return EpochValues(r, lam, alpha, 0.0 if alpha < k.alpha_min else alpha)
 
 
 # -- parameters ------------------------------------------------------------------------------
@@ -395,9 +241,9 @@ class PGMPF(Method):
         self._factor = None
         if n_pruned and k.gradient_mask and not k.dropout:
             self._factor = gradient_factor(self._kept, self._pruned, v.lam)
-        rec.row("mask_updates", r=v.keep, **{"lambda": v.lam}, alpha=v.alpha,
-                alpha_applied=v.applied, pruned=n_pruned, flips=sum(flips),
-                final=final_now or self.final)
+        MASK_UPDATES.write(rec, r=v.keep, **{"lambda": v.lam}, alpha=v.alpha,
+                           alpha_applied=v.applied, pruned=n_pruned, flips=sum(flips),
+                           final=final_now or self.final)
         ctx.summary["filters_pruned"] = n_pruned
         if final_now:
             held: Masks = {}
@@ -407,21 +253,6 @@ class PGMPF(Method):
             apply_masks(ctx.model, held)
             self.final = True
             ctx.mark_pruned()
-        if e >= ctx.epochs - 1:
-            ctx.summary.update(compact_size(ctx.model, ctx.data.input_shape))
-
-
-def compact_size(model: torch.nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
-    """FLOPs and parameters of `model` with its dead filters physically removed (surgery.compact
-    checks the removal against the masked model before it reports). A model the surgery cannot
-    handle gets `compact_error` instead: the trained run is kept, and no size is guessed."""
-    try:
-        small, report = compact(model, input_shape)
-    except Exception as e:     # any tracing or surgery failure: the trained run stays valid
-        return {"compact_error": f"{type(e).__name__}: {e}"}
-    return {"flops_compact": count_flops(small, input_shape),
-            "params_compact": sum(p.numel() for p in small.parameters()),
-            "filters_removed": report["filters_removed"]}
 
 
 def filter_factors(layer: Layer, factor: torch.Tensor, *, bn: bool) -> Masks:
@@ -458,7 +289,3 @@ class SFP(PGMPF):
     def knobs(cls, config: SessionConfig, p: SFPParams) -> Knobs:
         return Knobs(asymptotic=False, gradient_mask=False, dropout=False, alpha_decay=False,
                      decay_bn=p.decay_bn, shock_eval=p.shock_eval)
-
-
-__all__ = ["ASFP", "PGMPF", "SFP", "EpochValues", "Knobs", "cubic_lambda", "decay_alpha",
-           "epoch_values", "gradient_factor", "n_pruned_filters"]

@@ -1,0 +1,87 @@
+"""PGMPF's schedules and its gradient factor: pure functions of the epoch, shared by the engine
+and the Learn page's toy (docs/methods.md, "PGMPF, SFP, ASFP")."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ...schedules import asymptotic_keep_rate
+
+DROP_PROB = 0.5          # channel-wise dropout of the suppressed gradient (the authors' value)
+
+
+def cubic_lambda(e: int, epochs: int, final: float = 1.0, final_from: float = 0.8) -> float:
+    """Gradient suppression lambda_e = 1 - (1 - (e + 1) / E)^3; `final` from e >= final_from E."""
+    if e >= final_from * epochs:
+        return final
+    return 1.0 - (1.0 - min((e + 1) / epochs, 1.0)) ** 3
+
+
+def decay_alpha(e: int, epochs: int, sigma: float, alpha0: float = 1.0,
+                zero_from: float = 0.8) -> float:
+    """Weight-decay-mask factor alpha_e = alpha_0 exp(-a e), a = -ln(sigma / (alpha_0 + 0.01
+    sigma)) / E (so alpha reaches about sigma at e = E); 0 from e >= zero_from E."""
+    if e >= zero_from * epochs:
+        return 0.0
+    a = -math.log(sigma / (alpha0 + 0.01 * sigma)) / epochs
+    return alpha0 * math.exp(-a * e)
+
+
+def gradient_factor(kept: torch.Tensor, pruned: torch.Tensor, lam: float,
+                    u: torch.Tensor | None = None) -> torch.Tensor:
+    """The prior gradient mask per filter, m + (1 - m)(1 - lambda_e)[u < 0.5]: 1 for kept
+    filters (`kept` = m), for pruned ones (`pruned` = 1 - m) 1 - lambda_e when u < DROP_PROB, else
+    0; `u` None (no dropout) gives every pruned filter 1 - lambda_e."""
+    if u is None:
+        return kept + pruned * (1.0 - lam)
+    return torch.addcmul(kept, pruned, (u < DROP_PROB).to(u.dtype), value=1.0 - lam)
+
+
+def n_pruned_filters(n: int, keep: float) -> int:
+    """floor(N (1 - r)), with 1e-9 of slack for float error in products that are integers."""
+    return max(0, min(n, math.floor(n * (1.0 - keep) + 1e-9)))
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """Every switch of the shared code path, resolved for one config (auto values filled in)."""
+
+    asymptotic: bool = True          # keep-rate schedule: asymptotic (PGMPF, ASFP) or constant
+    d: float = 1 / 8
+    exact_from: float = 0.9
+    gradient_mask: bool = True
+    dropout: bool = True
+    lambda_final: float = 1.0
+    lambda_from: float = 0.8
+    alpha_decay: bool = True         # False: alpha_e = 0 every epoch (SFP, ASFP)
+    decay_bn: bool = True            # the decay also scales BN gamma/beta (authors' _bn script)
+    alpha0: float = 1.0
+    sigma: float = 1e-5
+    alpha_zero_from: float = 0.8
+    alpha_min: float = 1e-4
+    shock_eval: bool = True
+
+
+@dataclass(frozen=True)
+class EpochValues:
+    keep: float      # r_e
+    lam: float       # lambda_e
+    alpha: float     # alpha_e (schedule value)
+    applied: float   # the factor pruned filters are multiplied by (0 below alpha_min)
+
+
+def epoch_values(k: Knobs, e: int, epochs: int, keep: float) -> EpochValues:
+    """The schedules at the end of epoch e; the last epoch lands exactly on the target."""
+    final_epoch = e >= epochs - 1
+    if final_epoch or not k.asymptotic:
+        r = keep
+    else:
+        r = asymptotic_keep_rate(e, epochs, keep, k.d, k.exact_from)
+    lam = cubic_lambda(e, epochs, k.lambda_final, k.lambda_from) if k.gradient_mask else 0.0
+    alpha = decay_alpha(e, epochs, k.sigma, k.alpha0, k.alpha_zero_from) if k.alpha_decay else 0.0
+    if final_epoch:
+        alpha = 0.0
+    return EpochValues(r, lam, alpha, 0.0 if alpha < k.alpha_min else alpha)
