@@ -356,18 +356,26 @@ def pareto_figure(runs: pd.DataFrame, x: str, *, maximize_x: bool, title: str,
             hovertemplate="%{text}<br>%{x:.4g}, %{y:.4f}<extra></extra>",
             marker=dict(color=method_color(method), size=[11 + 7 * n for n in later],
                         opacity=0.9, line=dict(color="white", width=1))))
+    worst = d[y].min() if maximize_y else d[y].max()
     for i, (where, sub) in enumerate(d.groupby(front_by, sort=False) if front_by
                                      else [(None, d)]):
         front = pareto_front(sub, x, y, maximize_x=maximize_x, maximize_y=maximize_y)
-        # The boundary of what the front's runs reach: with x maximized a run covers every x
-        # below its own, so the line drops at each run first (vh); with x minimized, above (hv).
+        xs, ys = list(front[x].astype(float)), list(front[y].astype(float))
+        # The boundary of what the front's runs reach, out to the other runs' extent (so a
+        # one-run front is a line too): with x maximized a run covers every x below its own,
+        # so the line drops at each run first (vh); with x minimized, every x above (hv).
+        if maximize_x:
+            xs, ys = [d[x].min(), *xs, xs[-1]], [ys[0], *ys, worst]
+        else:
+            xs, ys = [xs[0], *xs, d[x].max()], [worst, *ys, ys[-1]]
         traces.append(dict(
-            type="scatter", x=front[x].to_numpy(float), y=front[y].to_numpy(float),
+            type="scatter", x=np.asarray(xs, float), y=np.asarray(ys, float),
             name="Pareto front" + (f" · {where}" if where is not None else ""),
             mode="lines+markers", hoverinfo="skip",
             line=dict(color=FRONT, width=2, dash=DASHES[(i + 1) % len(DASHES)],
                       shape="vh" if maximize_x else "hv"),
-            marker=dict(symbol="circle-open", size=19, color=FRONT, line=dict(width=2))))
+            marker=dict(symbol="circle-open", size=[0] + [19] * len(front) + [0],
+                        color=FRONT, line=dict(width=2))))
     return _figure(traces, dict(xaxis=_axis(x_title or x),
                                 yaxis=_axis(y_title or y.replace("_", " "))),
                    height=340, title=title)
@@ -400,31 +408,34 @@ def layer_profile_figure(layers: pd.DataFrame, runs: pd.DataFrame, key: str = "s
 
 
 def parallel_figure(runs: pd.DataFrame, inputs: list[str], outputs: list[str]) -> go.Figure:
-    """Parallel coordinates, one line per run coloured by method: the inputs that vary across
-    the runs (always the method), then every output. Text columns become category axes."""
+    """Parallel coordinates, one line per run coloured by method: the inputs every run has and
+    that vary across them (always the method; a parameter of one method only is left out),
+    then every output. Text columns become category axes."""
     d = runs.dropna(subset=outputs)
     if len(d) < 2:
         return _empty("parallel coordinates need at least two finished runs", 380)
-    keep = ["method"] + [c for c in inputs if c != "method"
-                         and d[c].astype(str).nunique(dropna=False) > 1]
+    keep = ["method"] + [c for c in inputs if c != "method" and d[c].notna().all()
+                         and d[c].astype(str).nunique() > 1]
     methods = list(pd.unique(d.method))
     dims = []
     for col in keep + outputs:
         values = d[col]
-        if col == "method" or not pd.api.types.is_numeric_dtype(values):
+        numbers = pd.to_numeric(values, errors="coerce")
+        if col == "method" or numbers.isna().any() or \
+                values.map(lambda v: isinstance(v, bool)).any():
             cats = list(pd.unique(values.astype(str)))
             dims.append(dict(label=col, values=[cats.index(v) for v in values.astype(str)],
                              tickvals=list(range(len(cats))), ticktext=cats,
                              range=[-0.5, len(cats) - 0.5]))
         else:
-            dims.append(dict(label=col.replace("_", " "), values=values.to_numpy(float)))
+            dims.append(dict(label=col.replace("_", " "), values=numbers.to_numpy(float)))
     n = len(methods)
     scale = [[edge, method_color(m)] for i, m in enumerate(methods)
              for edge in (i / n, (i + 1) / n)]
     line = dict(color=[methods.index(m) for m in d.method], colorscale=scale, cmin=-0.5,
                 cmax=n - 0.5)
     return _figure([dict(type="parcoords", dimensions=dims, line=line)],
-                   dict(margin=dict(l=60, r=60, t=70, b=20)), height=380,
+                   dict(margin=dict(l=70, r=70, t=100, b=30)), height=420,
                    title="Parameters and outcomes of the finished runs")
 
 
@@ -437,7 +448,10 @@ def config_diff(configs: dict[str, dict]) -> pd.DataFrame:
         row.update({f"params.{k}": v for k, v in config.get("params", {}).items()})
         flat[label] = {k: str(v) if isinstance(v, (list, tuple, dict)) else v
                        for k, v in row.items()}
-    df = pd.DataFrame.from_dict(flat, orient="index")
+    # Built as objects: an int field missing from some runs stays 0, not 0.0.
+    cols = list(dict.fromkeys(k for row in flat.values() for k in row))
+    df = pd.DataFrame([[row.get(c) for c in cols] for row in flat.values()], index=list(flat),
+                      columns=cols, dtype=object)
     if len(df) < 2:
         return df
     differ = [c for c in df.columns if df[c].astype(str).nunique(dropna=False) > 1]

@@ -218,3 +218,20 @@ def test_a_bad_tag_is_an_inline_error_naming_the_field_and_stores_nothing(store)
     assert not at.exception
     assert any(e.value.startswith("Tags") and "40 characters" in e.value for e in at.error)
     assert store.run(a)["notes"] == "" and store.run(a)["tags"] == []
+
+
+def test_the_config_diff_grows_down_the_page_not_off_its_right_edge(store):
+    import dataclasses
+
+    from pruneviz.methods import load_all
+
+    methods = load_all()
+    for method in ("gmp", "pgmpf"):
+        params = {f.name: f.default for f in dataclasses.fields(methods[method].Params)}
+        recorded_run(store, _config(method=method, rate=0.8, params=params))
+    at = _open("pages/compare.py")
+    diff = at.table[0].value
+    assert len(diff.columns) == 2 and len(diff) > 10         # a field per row, a run per column
+    assert {"method", "params.end", "params.d"} <= set(diff.index)
+    assert set(diff.loc["params.end"]) == {"0.8", "—"}
+    assert set(diff.loc["params.every"]) == {"0", "—"}          # an int stays an int

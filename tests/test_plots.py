@@ -66,9 +66,13 @@ def test_pareto_figure_draws_the_front_as_a_step_line_through_its_points(maximiz
     fig = plots.pareto_figure(runs, "sparsity", maximize_x=maximize_x, title="t")
     front = next(t for t in fig.data if t.name == "Pareto front")
     expected = plots.pareto_front(runs, "sparsity", "final_accuracy", maximize_x=maximize_x)
-    assert list(front.x) == list(expected.sparsity) and len(front.x) >= 1
+    ringed = [x for x, size in zip(front.x, front.marker.size) if size > 0]
+    assert ringed == list(expected.sparsity) and len(ringed) >= 1
     assert "lines" in front.mode and front.line.width > 0
     assert front.line.shape == ("vh" if maximize_x else "hv")
+    # out to the other runs' extent: the line spans the whole x range, so one run is a line too
+    assert (min(front.x), max(front.x)) == (runs.sparsity.min(), runs.sparsity.max())
+    assert min(front.y) == runs.final_accuracy.min()
 
 
 def test_pareto_figure_keeps_runs_at_the_same_point_visible():
@@ -92,14 +96,19 @@ def test_pareto_figure_gives_each_model_and_dataset_its_own_front():
 
 def test_parallel_coordinates_show_the_varying_inputs_then_every_output():
     runs = _summaries().assign(seed=0, epochs=[1, 2, 1, 2], accuracy_drop=0.01,
-                               flops_effective=[1e6, 2e6, 3e6, 4e6], **{"params.end": "x"})
-    fig = plots.parallel_figure(runs, ["method", "rate", "seed", "epochs", "params.end"],
+                               flops_effective=[1e6, 2e6, 3e6, 4e6], **{"params.end": "x"},
+                               **{"params.d": [0.1, None, None, 0.2]},
+                               **{"params.every": ["a", "a", "b", "b"]})
+    fig = plots.parallel_figure(runs, ["method", "rate", "seed", "epochs", "params.end",
+                                       "params.d", "params.every"],
                                 ["final_accuracy", "sparsity"])
     dims = fig.data[0].dimensions
-    assert [d.label for d in dims] == ["method", "epochs", "final accuracy", "sparsity"]
+    assert [d.label for d in dims] == ["method", "epochs", "params.every", "final accuracy",
+                                       "sparsity"]
+    assert list(dims[2].ticktext) == ["a", "b"]
     assert list(dims[0].ticktext) == ["l1", "pgmpf", "pgp"]
     assert list(dims[0].values) == [0, 1, 2, 0]
-    assert list(dims[2].values) == [0.9, 0.9, 0.8, 0.7]
+    assert list(dims[3].values) == [0.9, 0.9, 0.8, 0.7]
 
 
 # Colour-vision-deficiency simulation (Machado, Oliveira & Fernandes 2009, severity 1) in

@@ -54,16 +54,17 @@ def compare_data(store: Store, run_ids: list[str]) -> dict[str, pd.DataFrame]:
     done = runs.run_id[runs.status == "completed"]
     groups = seed_groups({r: configs[r] for r in done})
     runs["group"] = [groups.get(r, r) for r in runs.run_id]
+    ids = list(runs.run_id)
+    diff = config_diff({runs.label[i]: configs[r] for i, r in enumerate(ids)})
     runs["pair"] = runs.model + "/" + runs.dataset
     runs["where"] = " · " + runs.pair if runs.pair.nunique() > 1 else ""
     runs["label"] = runs.label + runs["where"]
-    ids = list(runs.run_id)
     sweep = config_diff({r: configs[r] for r in done})
     return {"runs": runs,
             "scalars": store.scalars(ids, ["loss", "test_accuracy", "sparsity"],
                                      max_points=CURVE_POINTS) if ids else pd.DataFrame(),
             "layers": store.layers(ids, ["sparsity"]) if ids else pd.DataFrame(),
-            "config": config_diff({runs.label[i]: configs[r] for i, r in enumerate(ids)}),
+            "config": diff,
             "sweep": sweep if len(sweep) > 1 else pd.DataFrame(index=list(done))}
 
 
@@ -173,7 +174,18 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
     elif d["config"].shape[1] == 0:
         st.caption("The runs share every config field.")
     else:
-        st.dataframe(d["config"], key="cmp.config")
+        # A static table: its cells wrap, so a long value or many runs grow it downwards
+        # instead of off the right edge (a scrolling grid hides the columns past it).
+        st.table(diff_view(d["config"]))
+
+
+def diff_view(diff: pd.DataFrame) -> pd.DataFrame:
+    """The config diff as shown: its longer side down the page (more differing fields than
+    runs, as with several methods' parameters, gives a field per row and a run per column),
+    every value as text, a missing one as a dash."""
+    if diff.shape[1] > diff.shape[0]:
+        diff = diff.T
+    return diff.map(lambda v: "—" if v is None or v != v else str(v))
 
 
 def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> None:
