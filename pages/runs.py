@@ -26,7 +26,7 @@ tags = tag_col.multiselect("Tags", runs_ui.all_tags(runs), key="runs.tag_filter"
 shown = runs_ui.filter_runs(runs, text, methods, statuses, tags)
 st.dataframe(shown[runs_ui.LIST_COLUMNS], hide_index=True, key="runs.table",
              column_config={"label": st.column_config.TextColumn("run", pinned=True),
-                            "tags": st.column_config.ListColumn("tags"),
+                            "tags": st.column_config.ListColumn("tags", width="medium"),
                             "notes": st.column_config.TextColumn("notes", width="medium")})
 if st.button(f"Compare these {len(shown)} runs", key="runs.compare_all",
              disabled=shown.empty):

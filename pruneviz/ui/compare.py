@@ -28,8 +28,8 @@ SHOWN_CURVES = {"loss", "test_accuracy", "sparsity"}      # drawn above in any c
 PREFERRED_CURVES = ("hard_prune_now_accuracy", "primal_residual", "density", "r_e")
 GRID_FIELDS = ("model", "dataset", "epochs")
 TABLE_COLUMNS = ["label", "status", "method", "model", "dataset", "rate", "seed", "epochs",
-                 "final_accuracy", "accuracy_drop", "sparsity", "flops_effective", "wall_s",
-                 "tags", "notes", "run_id"]
+                 "final_accuracy", "accuracy_drop", "sparsity", "flops_effective", "tags",
+                 "notes", "wall_s", "run_id"]
 SWEEP_INPUTS = ["method", "rate", "seed", "epochs"]
 SWEEP_OUTPUTS = ["final_accuracy", "accuracy_drop", "sparsity", "flops_effective"]
 METRICS = {"final_accuracy": "final accuracy", "accuracy_drop": "accuracy drop vs dense"}
@@ -136,11 +136,15 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
                      "per model and each pair gets its own Pareto front; accuracies across "
                      "datasets do not compare.", icon=":material/warning:")
     table = compare_table(runs)
-    st.dataframe(table, hide_index=True, key="cmp.table", column_config={
+    # A model or dataset shared by every run is one column less to scroll past (the CSV
+    # keeps it).
+    shown = table.drop(columns=[c for c in ("model", "dataset") if table[c].nunique() == 1])
+    st.dataframe(shown, hide_index=True, key="cmp.table", column_config={
         "label": st.column_config.TextColumn("run", pinned=True),
         "accuracy_drop": st.column_config.NumberColumn(
-            "accuracy drop vs dense", format="%.4f",
+            "acc. drop vs dense", format="%.4f",
             help="Dense baseline accuracy minus final accuracy (positive: accuracy lost)."),
+        "tags": st.column_config.TextColumn("tags", width="medium"),
         "notes": st.column_config.TextColumn("notes", width="medium")})
     a, b, c = st.columns([1, 2, 2], vertical_alignment="center")
     a.download_button("Table as CSV", table.to_csv(index=False), file_name="pruneviz-compare.csv",

@@ -18,9 +18,9 @@ from ..store import ACTIVE, Store, parse_tags
 from .panel import metrics_panel_view
 from .state import select_runs, selected_runs
 
-LIST_COLUMNS = ["label", "status", "method", "model", "dataset", "rate", "seed",
-                "final_accuracy", "sparsity", "flops_effective", "wall_s", "tags", "notes",
-                "run_id", "sweep_id"]
+LIST_COLUMNS = ["label", "tags", "status", "method", "model", "dataset", "rate", "seed",
+                "final_accuracy", "sparsity", "flops_effective", "wall_s", "notes", "run_id",
+                "sweep_id"]
 _CONFIRM = "runs.confirm_delete"
 _SAVED = "runs.saved"
 
