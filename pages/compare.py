@@ -8,6 +8,7 @@ state.routed(__file__)
 
 store, runner = state.get_store(), state.get_runner()
 st.title("Compare")
+compare.selection_from_url(store)
 selected = state.selected_runs()
 with st.expander("Launch a comparison: several methods x rates (x seeds) on the same dense "
                  "start, data order and budget", expanded=not selected,

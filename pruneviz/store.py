@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from .config import SessionConfig
+from .config import ConfigError, SessionConfig
 from .records import FilterRow, LayerRow, Record, Row, Scalar
 
 ENV_VAR = "PRUNEVIZ_STORE"
@@ -58,6 +58,10 @@ CREATE TABLE IF NOT EXISTS rows (rid INTEGER, step INTEGER, epoch INTEGER, tbl T
 CREATE INDEX IF NOT EXISTS rows_idx ON rows (rid, tbl, step);
 CREATE TABLE IF NOT EXISTS dense (key TEXT PRIMARY KEY, run_id TEXT, path TEXT, accuracy REAL);
 """
+# Columns added after the first release: a store made before them gains them on open.
+ADDED_COLUMNS = {"runs": {"notes": "TEXT NOT NULL DEFAULT ''",
+                          "tags": "TEXT NOT NULL DEFAULT '[]'"}}
+MAX_TAG_CHARS, MAX_TAGS, MAX_NOTES_CHARS = 40, 20, 20_000
 RECORD_TABLES = ("scalars", "layers", "filters", "rows")
 # Summary numbers runs() lists as columns (the dashboard's compare views plot them).
 SUMMARY_COLUMNS = ("dense_accuracy", "pruned_accuracy", "final_accuracy", "sparsity",
@@ -71,6 +75,19 @@ class StoreError(RuntimeError):
 
 def default_root() -> Path:
     return Path(os.environ.get(ENV_VAR) or "runs")
+
+
+def parse_tags(text: str) -> list[str]:
+    """Comma-separated tags -> the list stored (trimmed, blanks and repeats dropped); bad input
+    raises ConfigError saying which tag and the limit."""
+    tags = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    long = [t for t in tags if len(t) > MAX_TAG_CHARS]
+    if long:
+        raise ConfigError(f"tags are at most {MAX_TAG_CHARS} characters each; {long[0][:60]!r} "
+                          f"has {len(long[0])}. Shorten it or split it at a comma.")
+    if len(tags) > MAX_TAGS:
+        raise ConfigError(f"a run takes at most {MAX_TAGS} tags; got {len(tags)}.")
+    return tags
 
 
 def new_run_id() -> str:
@@ -106,9 +123,25 @@ class Store:
         self._local = threading.local()
         try:
             self._conn().executescript(SCHEMA)
+            self._add_columns()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.db_path} is not a readable pruneviz store ({e}); move it "
                              f"aside or pass --store DIR to use another folder.") from None
+
+    def _add_columns(self) -> None:
+        """Give a store made by an older pruneviz the columns added since (its rows get the
+        defaults); two processes opening it at once may both try, the second finds it done."""
+        conn = self._conn()
+        for table, columns in ADDED_COLUMNS.items():
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for name, decl in columns.items():
+                if name in have:
+                    continue
+                try:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+                except sqlite3.OperationalError as e:
+                    if "duplicate column" not in str(e):
+                        raise
 
     # -- connections ---------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -219,8 +252,9 @@ class Store:
         where = "" if include_dense else "WHERE kind = 'session'"
         df = pd.read_sql_query(
             f"SELECT run_id, name, kind, method, model, dataset, rate, seed, status, error, "
-            f"sweep_id, created, started, finished, step, total_steps, summary FROM runs {where} "
-            f"ORDER BY id DESC", self._conn())
+            f"sweep_id, created, started, finished, step, total_steps, notes, tags, summary "
+            f"FROM runs {where} ORDER BY id DESC", self._conn())
+        df["tags"] = [json.loads(t) for t in df.tags]
         # pandas 3 reads a text column with NULLs as str dtype with NaN for the missing values
         summaries = [json.loads(s) if isinstance(s, str) and s else {} for s in df.pop("summary")]
         for key in SUMMARY_COLUMNS:
@@ -237,11 +271,28 @@ class Store:
         out = dict(zip([d[0] for d in cur.description], row))
         out["config"] = SessionConfig.from_dict(json.loads(out["config"]))
         out["summary"] = json.loads(out["summary"]) if out["summary"] else {}
+        out["tags"] = json.loads(out["tags"])
         return out
 
     def rename(self, run_id: str, name: str) -> None:
         with self._tx() as c:
             c.execute("UPDATE runs SET name=? WHERE id=?", (name, self._rid(run_id)))
+
+    def annotate(self, run_id: str, *, notes: str | None = None,
+                 tags: list[str] | None = None) -> None:
+        """Set a run's notes and/or tags (each left as is when None); too long raises
+        ConfigError and stores nothing."""
+        if notes is not None and len(notes) > MAX_NOTES_CHARS:
+            raise ConfigError(f"notes are at most {MAX_NOTES_CHARS:,} characters; these have "
+                              f"{len(notes):,}.")
+        if tags is not None:
+            tags = parse_tags(",".join(tags))
+        rid = self._rid(run_id)
+        with self._tx() as c:
+            if notes is not None:
+                c.execute("UPDATE runs SET notes=? WHERE id=?", (notes, rid))
+            if tags is not None:
+                c.execute("UPDATE runs SET tags=? WHERE id=?", (json.dumps(tags), rid))
 
     def delete(self, run_id: str) -> None:
         rid = self._rid(run_id)
@@ -312,6 +363,18 @@ class Store:
                     params = (rid, key, stride, last)
                 rows += [(run_id, *r) for r in conn.execute(sql, params).fetchall()]
         return pd.DataFrame(rows, columns=["run_id", "step", "epoch", "key", "value"])
+
+    def scalar_counts(self, run_ids: str | list[str]) -> pd.DataFrame:
+        """run_id, key, n: how many values of each scalar each run recorded (one query)."""
+        ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+        rids = {self._rid(r): r for r in ids}
+        if not rids:
+            return pd.DataFrame({"run_id": [], "key": [], "n": []})
+        df = pd.read_sql_query(
+            f"SELECT rid, key, COUNT(*) AS n FROM scalars WHERE rid IN "
+            f"({','.join('?' * len(rids))}) GROUP BY rid, key", self._conn(), params=list(rids))
+        df.insert(0, "run_id", df.pop("rid").map(rids))
+        return df
 
     def scalar_keys(self, run_ids: str | list[str]) -> list[str]:
         """The scalar keys any of the runs recorded, sorted."""

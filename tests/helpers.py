@@ -137,3 +137,25 @@ def check_declarations(name: str) -> None:
     preview = cls.schedule(SessionConfig(method=name, epochs=10), cls.Params())
     assert isinstance(preview, pd.DataFrame) and {"epoch", "series", "value"} <= set(preview)
     assert len(preview) >= 2
+
+
+def recorded_run(store, config, *, steps: int = 10, accuracy: float = 0.8,
+                 dense_accuracy: float = 0.9, status: str = "completed",
+                 extra: dict | None = None) -> str:
+    """A run of `config` with records as a session writes them (loss, lr and sparsity every
+    step, held-out accuracy at the end, one per-layer snapshot, the `extra` scalars every
+    step) and a summary; without the cost of training it."""
+    run_id = store.create_run(config)
+    store.start_run(run_id, steps)
+    records = [Scalar(s, 0, k, v) for s in range(steps)
+               for k, v in {"loss": 2.0 - s / steps, "lr": 0.1, "sparsity": config.rate,
+                            **(extra or {})}.items()]
+    records += [Scalar(steps - 1, 0, "test_accuracy", accuracy),
+                Scalar(0, 0, "dense_accuracy", dense_accuracy)]
+    records += [LayerRow(steps - 1, 0, layer, "sparsity", config.rate)
+                for layer in ("conv1", "conv2", "fc")]
+    store.write(run_id, records, step=steps - 1)
+    store.finish_run(run_id, status, summary={
+        "final_accuracy": accuracy, "dense_accuracy": dense_accuracy, "sparsity": config.rate,
+        "flops_effective": 1e6 * (1 - config.rate), "wall_s": 1.0})
+    return run_id

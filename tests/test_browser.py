@@ -1,5 +1,6 @@
-"""One end-to-end session in a real browser: Playwright drives Debian's Chromium against
-`streamlit run app.py` (start a run, watch the live chart update, cancel, find it on Compare)."""
+"""End-to-end sessions in a real browser: Playwright drives Debian's Chromium against
+`streamlit run app.py` (start a run, watch the live chart update, cancel, find it on Compare;
+Compare's seed groups, shared links and overlay as drawn)."""
 
 import os
 import socket
@@ -10,6 +11,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from pruneviz.config import SessionConfig
+from pruneviz.store import Store
+from tests.helpers import recorded_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -23,6 +28,20 @@ LOSS_POINTS = """() => {
     if (t) return t.x.length;
   }
   return 0;
+}"""
+
+
+# Each drawn chart's title -> its legend entries, with how many points each one draws.
+DRAWN = """() => {
+  const out = {};
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    const text = gd._fullLayout && gd._fullLayout.title && gd._fullLayout.title.text;
+    if (!text) continue;
+    const title = text.replace(/<[^>]+>/g, '');      // streamlit's theme wraps it in <b>
+    out[title] = (gd._fullData || []).filter(t => t.name && t.showlegend !== false).map(t => ({
+      name: t.name, points: Array.from(t.y || []).filter(v => v !== null && !isNaN(v)).length}));
+  }
+  return out;
 }"""
 
 
@@ -109,3 +128,43 @@ def test_a_live_run_in_a_real_browser(server, tmp_path):
         page.screenshot(path=str(tmp_path / "compare.png"), timeout=120_000)
         browser.close()
     assert (tmp_path / "live.png").stat().st_size > 10_000
+
+
+def _drawn(page, title: str, timeout_s: float = 60, entries: int = 1) -> list[dict]:
+    """The legend entries of the chart titled `title`, once it draws at least `entries`."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        drawn = page.evaluate(DRAWN)
+        if len(drawn.get(title, [])) >= entries:
+            return drawn[title]
+        page.wait_for_timeout(250)
+    raise AssertionError(f"no chart titled {title!r} with {entries} entries; drawn: {drawn}")
+
+
+@pytest.mark.browser
+def test_compare_in_a_real_browser_averages_distinct_seeds_only(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    store = Store(tmp_path / "runs")
+    config = SessionConfig(method="l1", rate=0.5, epochs=1)
+    first = recorded_run(store, config)
+    again = recorded_run(store, config, accuracy=0.6)                  # seed 0 again
+    recorded_run(store, config.replace(seed=1), accuracy=0.7)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 3000})
+        # A shared link, as the first request of a fresh server (it goes through the router).
+        page.goto(f"{server}/compare?runs={first},{again}")
+        names = [t["name"] for t in _drawn(page, "Held-out accuracy", 120, entries=2)]
+        assert len(names) == 2 and not any("mean of" in n for n in names), names
+        assert f"runs={first},{again}" in page.evaluate("() => decodeURIComponent(location.href)")
+
+        page.goto(f"{server}/compare")          # a new session: the default selection, all 3
+        names = [t["name"] for t in _drawn(page, "Held-out accuracy", entries=2)]
+        assert sum("mean of 2 seeds" in n for n in names) == 1, names
+        assert not any("mean of 3" in n for n in names) and len(names) == 2
+        single = next(n for n in names if "mean of" not in n)
+        assert single.startswith("l1 0.5 s0 ·")
+        overlay = _drawn(page, "Overlay: lr")           # opens on a curve, not an empty chart
+        assert sum(t["points"] for t in overlay) >= 2 * 10, overlay
+        browser.close()

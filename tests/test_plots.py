@@ -40,14 +40,122 @@ def _dominated(p, points, maximize_x):
 
 
 @pytest.mark.parametrize("maximize_x", [True, False])
-def test_pareto_front_is_exactly_the_non_dominated_points(maximize_x):
+@pytest.mark.parametrize("maximize_y", [True, False])
+def test_pareto_front_is_exactly_the_non_dominated_points(maximize_x, maximize_y):
     rng = random.Random(0)
     points = list({(round(rng.random(), 2), round(rng.random(), 2)) for _ in range(60)})
     df = pd.DataFrame(points, columns=["x", "y"])
-    front = plots.pareto_front(df, "x", "y", maximize_x=maximize_x)
-    expected = {p for p in points if not _dominated(p, points, maximize_x)}
+    front = plots.pareto_front(df, "x", "y", maximize_x=maximize_x, maximize_y=maximize_y)
+    sign = 1 if maximize_y else -1
+    flipped = [(x, sign * y) for x, y in points]
+    expected = {(x, sign * y) for x, y in flipped if not _dominated((x, y), flipped, maximize_x)}
     assert set(zip(front.x, front.y)) == expected
     assert front.x.is_monotonic_increasing
+
+
+def _summaries():
+    return pd.DataFrame({"run_id": list("abcd"), "label": ["a", "b", "c", "d"],
+                         "method": ["l1", "pgmpf", "pgp", "l1"], "rate": 0.5,
+                         "final_accuracy": [0.9, 0.9, 0.8, 0.7],
+                         "sparsity": [0.5, 0.5, 0.8, 0.9], "pair": "m/d"})
+
+
+@pytest.mark.parametrize("maximize_x", [True, False])
+def test_pareto_figure_draws_the_front_as_a_step_line_through_its_points(maximize_x):
+    runs = _summaries()
+    fig = plots.pareto_figure(runs, "sparsity", maximize_x=maximize_x, title="t")
+    front = next(t for t in fig.data if t.name == "Pareto front")
+    expected = plots.pareto_front(runs, "sparsity", "final_accuracy", maximize_x=maximize_x)
+    ringed = [x for x, size in zip(front.x, front.marker.size) if size > 0]
+    assert ringed == list(expected.sparsity) and len(ringed) >= 1
+    assert "lines" in front.mode and front.line.width > 0
+    assert front.line.shape == ("vh" if maximize_x else "hv")
+    # out to the other runs' extent: the line spans the whole x range, so one run is a line too
+    assert (min(front.x), max(front.x)) == (runs.sparsity.min(), runs.sparsity.max())
+    assert min(front.y) == runs.final_accuracy.min()
+
+
+def test_pareto_figure_keeps_runs_at_the_same_point_visible():
+    fig = plots.pareto_figure(_summaries(), "sparsity", maximize_x=True, title="t")
+    at = {t.name: (list(t.marker.size), list(t.text)) for t in fig.data
+          if t.mode == "markers"}
+    l1_sizes, l1_text = at["l1"]
+    pgmpf_sizes, pgmpf_text = at["pgmpf"]
+    assert l1_sizes[0] > pgmpf_sizes[0]          # drawn first, larger: a ring around pgmpf's
+    assert "a" in l1_text[0] and "b" in l1_text[0] and l1_text[0] == pgmpf_text[0]
+    assert l1_sizes[1] == at["pgp"][0][0]        # alone at its point: the plain size
+
+
+def test_pareto_figure_gives_each_model_and_dataset_its_own_front():
+    runs = pd.concat([_summaries(), _summaries().assign(run_id=list("efgh"), pair="m2/d2",
+                                                        final_accuracy=0.2)])
+    fig = plots.pareto_figure(runs, "sparsity", maximize_x=True, title="t", front_by="pair")
+    fronts = [t.name for t in fig.data if t.name.startswith("Pareto front")]
+    assert fronts == ["Pareto front · m/d", "Pareto front · m2/d2"]
+
+
+def test_parallel_coordinates_show_the_varying_inputs_then_every_output():
+    runs = _summaries().assign(seed=0, epochs=[1, 2, 1, 2], accuracy_drop=0.01,
+                               flops_effective=[1e6, 2e6, 3e6, 4e6], **{"params.end": "x"},
+                               **{"params.d": [0.1, None, None, 0.2]},
+                               **{"params.every": ["a", "a", "b", "b"]})
+    fig = plots.parallel_figure(runs, ["method", "rate", "seed", "epochs", "params.end",
+                                       "params.d", "params.every"],
+                                ["final_accuracy", "sparsity"])
+    dims = fig.data[0].dimensions
+    assert [d.label for d in dims] == ["method", "epochs", "params.every", "final accuracy",
+                                       "sparsity"]
+    assert list(dims[2].ticktext) == ["a", "b"]
+    assert list(dims[0].ticktext) == ["l1", "pgmpf", "pgp"]
+    assert list(dims[0].values) == [0, 1, 2, 0]
+    assert list(dims[3].values) == [0.9, 0.9, 0.8, 0.7]
+
+
+# Colour-vision-deficiency simulation (Machado, Oliveira & Fernandes 2009, severity 1) in
+# linear RGB, and CIE76 colour difference in CIELAB.
+CVD = {"normal": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+       "deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                        [-0.011820, 0.042940, 0.968881]],
+       "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                      [-0.003882, -0.048116, 1.051998]],
+       "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602],
+                      [0.004733, 0.691367, 0.303900]]}
+
+
+def _lab(color: str, vision: str):
+    import numpy as np
+
+    srgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)]) / 255
+    lin = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    lin = np.clip(np.array(CVD[vision]) @ lin, 0, 1)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
+                    [0.0193, 0.1192, 0.9505]]) @ lin / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+@pytest.mark.parametrize("vision", list(CVD))
+def test_the_main_methods_colours_stay_apart_under_colour_blindness(vision):
+    import itertools
+
+    import numpy as np
+
+    main = ["l1", "gmp", "pgmpf", "pgp", "slr", "fggp"]
+    gaps = {(a, b): float(np.linalg.norm(_lab(plots.method_color(a), vision)
+                                         - _lab(plots.method_color(b), vision)))
+            for a, b in itertools.combinations(main, 2)}
+    assert min(gaps.values()) > 15, min(gaps.items(), key=lambda kv: kv[1])
+
+
+def test_every_method_colour_is_clearly_distinct_in_normal_vision():
+    import itertools
+
+    import numpy as np
+
+    colours = plots.METHOD_COLORS
+    gap = min(float(np.linalg.norm(_lab(colours[a], "normal") - _lab(colours[b], "normal")))
+              for a, b in itertools.combinations(colours, 2))
+    assert gap > 12
 
 
 def test_config_diff_keeps_only_fields_that_differ_and_flattens_params():
@@ -65,6 +173,23 @@ def test_seed_groups_join_runs_that_differ_only_by_seed():
     assert groups["a"] == groups["b"] != groups["c"]
 
 
+def test_seed_groups_never_join_two_runs_of_the_same_seed():
+    base = SessionConfig(method="l1", rate=0.5)
+    groups = plots.seed_groups({"a": base.to_dict(), "b": base.to_dict(),
+                                "c": base.replace(seed=1).to_dict(),
+                                "d": base.replace(seed=1, name="again").to_dict()})
+    assert groups["a"] == groups["c"]
+    assert len({groups["a"], groups["b"], groups["d"]}) == 3
+
+
+def test_seed_groups_keep_models_and_datasets_apart():
+    base = SessionConfig(method="l1", rate=0.5)
+    groups = plots.seed_groups({"a": base.to_dict(),
+                                "b": base.replace(seed=1, model="lenet5").to_dict(),
+                                "c": base.replace(seed=2, dataset="folder:/x").to_dict()})
+    assert len(set(groups.values())) == 3
+
+
 def _curves():
     rows = []
     for run_id, offset in (("a", 0.0), ("b", 0.2), ("c", 0.5)):
@@ -72,8 +197,42 @@ def _curves():
                  for s in range(5)]
     runs = pd.DataFrame({"run_id": ["a", "b", "c"], "method": ["l1", "l1", "gmp"],
                          "rate": [0.5, 0.5, 0.8], "seed": [0, 1, 0], "label": ["a", "b", "c"],
-                         "group": ["g1", "g1", "g2"]})
+                         "group": ["g1", "g1", "g2"], "total_steps": [5, 5, 5],
+                         "epochs": [1, 1, 1]})
     return pd.DataFrame(rows), runs
+
+
+def _lengths(steps=(30, 220, 440), epochs=(1, 2, 4)):
+    """Runs of different lengths: run i records its loss at every one of steps[i] steps."""
+    rows = [{"run_id": f"r{n}", "step": s, "epoch": 0, "key": "loss", "value": 1.0}
+            for n in steps for s in range(n)]
+    runs = pd.DataFrame({"run_id": [f"r{n}" for n in steps], "method": "l1", "rate": 0.5,
+                         "label": [f"r{n}" for n in steps], "group": [f"r{n}" for n in steps],
+                         "total_steps": list(steps), "epochs": list(epochs)})
+    return pd.DataFrame(rows), runs
+
+
+def test_fraction_of_training_overlays_runs_of_different_lengths_from_0_to_1():
+    scalars, runs = _lengths()
+    fig = plots.curves_figure(scalars, runs, "loss", title="t", x="fraction")
+    for trace in fig.data:
+        n = int(trace.name[1:])
+        assert trace.x[0] == pytest.approx(1 / n) and trace.x[-1] == pytest.approx(1.0)
+    assert fig.layout.xaxis.title.text == "fraction of training"
+
+
+def test_epoch_axis_ends_each_run_at_its_epoch_count():
+    scalars, runs = _lengths()
+    fig = plots.curves_figure(scalars, runs, "loss", title="t", x="epoch")
+    assert {t.name: t.x[-1] for t in fig.data} == {"r30": 1.0, "r220": 2.0, "r440": 4.0}
+    steps = plots.curves_figure(scalars, runs, "loss", title="t")
+    assert {t.name: t.x[-1] for t in steps.data} == {"r30": 29, "r220": 219, "r440": 439}
+
+
+def test_an_unknown_x_axis_is_a_clear_error():
+    scalars, runs = _lengths()
+    with pytest.raises(ValueError, match="x axis is one of step, epoch, fraction"):
+        plots.training_x(scalars, runs, "minutes")
 
 
 def test_seed_group_draws_mean_line_and_min_max_band():
@@ -128,7 +287,9 @@ def _listing():
     return pd.DataFrame({"run_id": ["r1", "r2", "r3"], "label": ["gmp 0.8", "l1 0.5", "mine"],
                          "method": ["gmp", "l1", "l1"], "status": ["completed", "failed",
                                                                    "completed"],
-                         "sweep_id": ["sweep-1", None, "sweep-1"]})
+                         "sweep_id": ["sweep-1", None, "sweep-1"],
+                         "notes": ["", "lr too high?", ""],
+                         "tags": [["baseline"], ["paper", "lr"], []]})
 
 
 def test_filter_runs_by_text_method_and_status():
@@ -138,9 +299,26 @@ def test_filter_runs_by_text_method_and_status():
     assert len(filter_runs(runs)) == 3
 
 
+def test_filter_runs_searches_notes_and_tags_and_filters_by_any_tag():
+    runs = _listing()
+    assert filter_runs(runs, "TOO HIGH").run_id.tolist() == ["r2"]
+    assert filter_runs(runs, "basel").run_id.tolist() == ["r1"]
+    assert filter_runs(runs, tags=["paper", "baseline"]).run_id.tolist() == ["r1", "r2"]
+    assert filter_runs(runs, tags=["lr"]).run_id.tolist() == ["r2"]
+
+
 def test_default_selection_is_the_newest_runs_sweep():
     assert default_selection(_listing()) == ["r1", "r3"]
-    assert default_selection(_listing().iloc[1:], limit=1) == ["r2"]
+    assert default_selection(_listing().iloc[2:], limit=1) == ["r3"]
+
+
+@pytest.mark.parametrize("status", ["failed", "interrupted", "diverged"])
+def test_default_selection_leaves_out_runs_that_did_not_finish(status):
+    runs = pd.DataFrame({"run_id": ["new", "old1", "old2"], "status": [status, "completed",
+                                                                       "running"],
+                         "sweep_id": [None, None, None]})
+    assert default_selection(runs) == ["old1", "old2"]
+    assert default_selection(runs.iloc[:1]) == []
 
 
 def test_run_card_zip_holds_every_export_of_a_real_run(store):
@@ -201,6 +379,13 @@ def test_every_figure_passes_plotlys_validation():
                plots.pareto_figure(summary, "sparsity", maximize_x=True, title="p"),
                plots.pareto_figure(summary, "flops_effective", maximize_x=False, title="f"),
                plots.layer_profile_figure(layers, runs), plots.training_figure(live.iloc[:0]),
+               plots.pareto_figure(summary.assign(pair=["p", "q", "q"]), "sparsity",
+                                   maximize_x=True, maximize_y=False, title="p",
+                                   front_by="pair"),
+               plots.curves_figure(scalars, runs, "loss", title="f", x="fraction"),
+               plots.parallel_figure(summary.assign(epochs=[1, 2, 2]),
+                                     ["method", "rate", "epochs"],
+                                     ["final_accuracy", "flops_effective"]),
                plots.layer_heatmap(layers.iloc[:0])]
     for fig in figures:
         go.Figure(fig.to_dict())        # raises on any property plotly does not know

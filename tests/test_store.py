@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -9,9 +10,9 @@ import time
 import pandas as pd
 import pytest
 
-from pruneviz.config import SessionConfig
+from pruneviz.config import ConfigError, SessionConfig
 from pruneviz.records import FilterRow, LayerRow, Row, Scalar
-from pruneviz.store import Store, StoreError
+from pruneviz.store import DB_NAME, SCHEMA, Store, StoreError, parse_tags
 
 
 def test_round_trip_of_every_record_kind(store):
@@ -165,3 +166,50 @@ def test_running_run_silent_too_long_is_interrupted_even_if_its_pid_lives(store)
     store._conn().execute("UPDATE runs SET heartbeat = heartbeat - 3600 WHERE run_id = ?",
                           (queued,))
     assert store.run(queued)["status"] == "queued"
+
+
+def test_notes_and_tags_are_stored_and_listed(store):
+    run_id = store.create_run(SessionConfig(method="l1"))
+    assert store.runs().loc[0, "notes"] == "" and store.runs().loc[0, "tags"] == []
+    store.annotate(run_id, notes="lr 0.1 diverged at first", tags=["baseline", "paper"])
+    store.annotate(run_id, tags=["paper"])             # notes left as they were
+    listed = store.runs().iloc[0]
+    assert listed.notes == "lr 0.1 diverged at first" and listed.tags == ["paper"]
+    assert store.run(run_id)["tags"] == ["paper"]
+
+
+def test_parse_tags_trims_and_drops_blanks_and_repeats():
+    assert parse_tags(" a, b ,, a,c ") == ["a", "b", "c"]
+    assert parse_tags("") == []
+
+
+def test_a_too_long_tag_is_a_clear_error_and_stores_nothing(store):
+    run_id = store.create_run(SessionConfig(method="l1"))
+    store.annotate(run_id, tags=["kept"])
+    with pytest.raises(ConfigError, match="at most 40 characters"):
+        store.annotate(run_id, notes="new", tags=["x" * 41])
+    assert store.run(run_id)["tags"] == ["kept"] and store.run(run_id)["notes"] == ""
+
+
+def test_a_store_made_before_notes_and_tags_gains_them_and_keeps_its_runs(tmp_path):
+    root = tmp_path / "old"
+    root.mkdir()
+    with sqlite3.connect(root / DB_NAME) as conn:     # the runs table as first released
+        conn.executescript(SCHEMA)
+        conn.execute("INSERT INTO runs (run_id, kind, method, status, config) VALUES "
+                     "('old-run', 'session', 'l1', 'completed', ?)",
+                     (SessionConfig(method="l1").to_json(),))
+    assert "notes" not in {r[1] for r in sqlite3.connect(root / DB_NAME).execute(
+        "PRAGMA table_info(runs)")}
+    store = Store(root)
+    assert store.runs().run_id.tolist() == ["old-run"]
+    store.annotate("old-run", notes="from before", tags=["legacy"])
+    assert Store(root).run("old-run")["notes"] == "from before"     # a second open is fine
+
+
+def test_scalar_counts_count_each_runs_values_per_key(store):
+    a, b = (store.create_run(SessionConfig(method="l1")) for _ in range(2))
+    store.write(a, [Scalar(s, 0, "loss", 1.0) for s in range(3)] + [Scalar(0, 0, "lr", 0.1)])
+    store.write(b, [Scalar(0, 0, "loss", 1.0)])
+    counts = store.scalar_counts([a, b]).set_index(["run_id", "key"]).n.to_dict()
+    assert counts == {(a, "loss"): 3, (a, "lr"): 1, (b, "loss"): 1}

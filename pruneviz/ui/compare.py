@@ -9,15 +9,17 @@ from ..config import ConfigError, SessionConfig, parse_numbers
 from ..jobs import Runner, grid
 from ..methods import load_all
 from ..plots import (
+    X_AXES,
     config_diff,
     curves_figure,
     layer_profile_figure,
+    parallel_figure,
     pareto_figure,
     seed_groups,
 )
 from ..store import ACTIVE, Store
 from .forms import dataclass_widgets
-from .state import POLL_SECONDS, list_runs, select_runs
+from .state import POLL_SECONDS, list_runs, select_runs, selected_runs
 
 CURVE_POINTS = 400
 REDRAW_SECONDS = 2.0     # the comparison redraws while any of its runs trains
@@ -25,23 +27,87 @@ DEFAULT_METHODS = ("l1", "global_l1", "gmp")
 SHOWN_CURVES = {"loss", "test_accuracy", "sparsity"}      # drawn above in any case
 PREFERRED_CURVES = ("hard_prune_now_accuracy", "primal_residual", "density", "r_e")
 GRID_FIELDS = ("model", "dataset", "epochs")
+TABLE_COLUMNS = ["label", "status", "method", "model", "dataset", "rate", "seed", "epochs",
+                 "final_accuracy", "accuracy_drop", "sparsity", "flops_effective", "tags",
+                 "notes", "wall_s", "run_id"]
+SWEEP_INPUTS = ["method", "rate", "seed", "epochs"]
+SWEEP_OUTPUTS = ["final_accuracy", "accuracy_drop", "sparsity", "flops_effective"]
+METRICS = {"final_accuracy": "final accuracy", "accuracy_drop": "accuracy drop vs dense"}
+FORMATS = {"png": "PNG", "svg": "SVG"}
 _LAUNCHED = "cmp.launched"
+_URL = "cmp.url"                # the ?runs= value this session last read or wrote
+_UNKNOWN = "cmp.unknown"        # ids a link named that the store does not hold
 
 
 def compare_data(store: Store, run_ids: list[str]) -> dict[str, pd.DataFrame]:
-    """Runs (with label and seed group), downsampled curves and per-layer records."""
+    """Runs (with label, seed group, epochs, accuracy drop), downsampled curves, per-layer
+    records, the config diff, and the differing config fields of the finished runs."""
     runs = list_runs(store)
     runs = runs.set_index("run_id").loc[[r for r in run_ids if r in set(runs.run_id)]]
     runs = runs.reset_index()
     configs = {r: store.run(r)["config"].to_dict() for r in runs.run_id}
-    groups = seed_groups(configs)
-    runs["group"] = runs.run_id.map(groups)
+    runs["epochs"] = [configs[r]["epochs"] for r in runs.run_id]
+    runs["accuracy_drop"] = (pd.to_numeric(runs.dense_accuracy, errors="coerce")
+                             - pd.to_numeric(runs.final_accuracy, errors="coerce"))
+    # Only completed runs are averaged: a failed, cancelled or still-training run's curve
+    # stops early and would bend the mean and band where it ends.
+    done = runs.run_id[runs.status == "completed"]
+    groups = seed_groups({r: configs[r] for r in done})
+    runs["group"] = [groups.get(r, r) for r in runs.run_id]
     ids = list(runs.run_id)
+    diff = config_diff({runs.label[i]: configs[r] for i, r in enumerate(ids)})
+    runs["pair"] = runs.model + "/" + runs.dataset
+    runs["where"] = " · " + runs.pair if runs.pair.nunique() > 1 else ""
+    runs["label"] = runs.label + runs["where"]
+    sweep = config_diff({r: configs[r] for r in done})
     return {"runs": runs,
             "scalars": store.scalars(ids, ["loss", "test_accuracy", "sparsity"],
                                      max_points=CURVE_POINTS) if ids else pd.DataFrame(),
             "layers": store.layers(ids, ["sparsity"]) if ids else pd.DataFrame(),
-            "config": config_diff({runs.label[i]: configs[r] for i, r in enumerate(ids)})}
+            "config": diff,
+            "sweep": sweep if len(sweep) > 1 else pd.DataFrame(index=list(done))}
+
+
+def compare_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The compare table as shown and downloaded: one row per run, tags joined by commas."""
+    table = runs[TABLE_COLUMNS].copy()
+    table["tags"] = [", ".join(t) for t in table.tags]
+    return table
+
+
+def figure_config(fmt: str, name: str) -> dict:
+    """plotly's modebar config: its camera button saves the figure as `fmt` in the browser
+    (no server-side image export needed)."""
+    return {"displaylogo": False,
+            "toImageButtonOptions": {"format": fmt, "filename": f"pruneviz-{name}",
+                                     "scale": 2 if fmt == "png" else 1}}
+
+
+def selection_from_url(store: Store) -> None:
+    """?runs=ID,ID on Compare: a link (a shared URL, a reload) selects those runs; after that
+    the URL follows the selection, so copying it shares the comparison. Ids this store does
+    not hold are left out with a notice."""
+    raw = st.query_params.get("runs")
+    if raw is not None and raw != st.session_state.get(_URL):
+        ids = list(dict.fromkeys(r.strip() for r in raw.split(",") if r.strip()))
+        known = set(list_runs(store).run_id)
+        st.session_state[_UNKNOWN] = [r for r in ids if r not in known]
+        st.session_state[_URL] = raw
+        select_runs([r for r in ids if r in known])
+        st.rerun()        # the sidebar, drawn before this page, shows the new selection
+    unknown = st.session_state.pop(_UNKNOWN, None)
+    if unknown:
+        shown = ", ".join(f"`{r.replace('`', '')[:40]}`" for r in unknown[:10])
+        st.warning(f"The link names {len(unknown)} run(s) this store does not hold (deleted, "
+                   f"or from another store); they are left out: {shown}",
+                   icon=":material/link_off:")
+    value = ",".join(selected_runs())
+    if value != st.query_params.get("runs", ""):
+        if value:
+            st.query_params["runs"] = value
+        else:
+            del st.query_params["runs"]
+    st.session_state[_URL] = value
 
 
 def compare_view(store: Store, run_ids: list[str]) -> None:
@@ -51,57 +117,127 @@ def compare_view(store: Store, run_ids: list[str]) -> None:
     st.fragment(_compare_body, run_every=REDRAW_SECONDS if busy else None)(store, run_ids)
 
 
+def _chart(where, fig, key: str) -> None:
+    fmt = st.session_state.get("cmp.format", "png")
+    where.plotly_chart(fig, key=key, config=figure_config(fmt, key.removeprefix("cmp.")))
+
+
 def _compare_body(store: Store, run_ids: list[str]) -> None:
     d = compare_data(store, run_ids)
-    runs, scalars = d["runs"], d["scalars"]
+    runs, scalars, layers = d["runs"], d["scalars"], d["layers"]
     if runs.empty:
         st.info("The selected runs were deleted; pick others in the sidebar.")
         return
-    st.dataframe(runs[["label", "status", "method", "rate", "seed", "final_accuracy",
-                       "sparsity", "flops_effective", "wall_s", "run_id"]],
-                 hide_index=True, key="cmp.table")
+    pairs = runs.pair.value_counts(sort=False)
+    if len(pairs) > 1:
+        st.warning(f"These runs train {len(pairs)} different models or datasets ("
+                   + ", ".join(f"{p}: {n} run(s)" for p, n in pairs.items())
+                   + "). Legends name each run's model/dataset, the per-layer chart is drawn "
+                     "per model and each pair gets its own Pareto front; accuracies across "
+                     "datasets do not compare.", icon=":material/warning:")
+    table = compare_table(runs)
+    # A model or dataset shared by every run is one column less to scroll past (the CSV
+    # keeps it).
+    shown = table.drop(columns=[c for c in ("model", "dataset") if table[c].nunique() == 1])
+    st.dataframe(shown, hide_index=True, key="cmp.table", column_config={
+        "label": st.column_config.TextColumn("run", pinned=True),
+        "accuracy_drop": st.column_config.NumberColumn(
+            "acc. drop vs dense", format="%.4f",
+            help="Dense baseline accuracy minus final accuracy (positive: accuracy lost)."),
+        "tags": st.column_config.TextColumn("tags", width="medium"),
+        "notes": st.column_config.TextColumn("notes", width="medium")})
+    a, b, c = st.columns([1, 2, 2], vertical_alignment="center")
+    a.download_button("Table as CSV", table.to_csv(index=False), file_name="pruneviz-compare.csv",
+                      mime="text/csv", key="cmp.csv", icon=":material/download:")
+    x = b.radio("x axis", list(X_AXES), format_func=lambda k: X_AXES[k].capitalize(),
+                horizontal=True, key="cmp.x",
+                help="Epoch or fraction of training overlays runs of different lengths "
+                     "(30 and 440 steps both end at 1).")
+    c.radio("Chart downloads (camera icon on each chart)", list(FORMATS),
+            format_func=FORMATS.get, horizontal=True, key="cmp.format")
     c1, c2 = st.columns(2)
-    c1.plotly_chart(curves_figure(scalars, runs, "loss", title="Training loss (smoothed)",
-                                  smoothed=True), key="cmp.loss")
-    c2.plotly_chart(curves_figure(scalars, runs, "test_accuracy", title="Held-out accuracy"),
-                    key="cmp.acc")
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(curves_figure(scalars, runs, "sparsity", title="Sparsity",
-                                  y_range=(0, 1.02)), key="cmp.sparsity")
-    c2.plotly_chart(layer_profile_figure(d["layers"], runs), key="cmp.layers")
-    done = runs[runs.status == "completed"]
-    left, right = st.columns(2)
-    left.plotly_chart(pareto_figure(done, "sparsity", maximize_x=True,
-                                    title="Accuracy vs sparsity"), key="cmp.pareto.sparsity")
-    right.plotly_chart(pareto_figure(done, "flops_effective", maximize_x=False,
-                                     title="Accuracy vs FLOPs",
-                                     x_title="effective FLOPs per image"),
-                       key="cmp.pareto.flops")
-    _any_curve(store, runs)
+    _chart(c1, curves_figure(scalars, runs, "loss", title="Training loss (smoothed)",
+                             smoothed=True, x=x), "cmp.loss")
+    _chart(c2, curves_figure(scalars, runs, "test_accuracy", title="Held-out accuracy", x=x),
+           "cmp.acc")
+    models = list(pd.unique(runs.model))
+    cells = st.columns(2) + (st.columns(2) if len(models) > 1 else [])
+    _chart(cells[0], curves_figure(scalars, runs, "sparsity", title="Sparsity",
+                                   y_range=(0, 1.02), x=x), "cmp.sparsity")
+    for cell, model in zip(cells[1:], models):
+        sub = runs[runs.model == model]
+        title = "Per-layer sparsity at the end of each run" + \
+            (f" · {model}" if len(models) > 1 else "")
+        _chart(cell, layer_profile_figure(layers[layers.run_id.isin(sub.run_id)], sub,
+                                          title=title), f"cmp.layers.{model}")
+    _trade_offs(runs, d["sweep"], mixed=len(pairs) > 1)
+    _any_curve(store, runs, x)
     st.markdown("#### Config fields that differ")
     if d["config"].empty or len(runs) < 2:
         st.caption("Select at least two runs.")
     elif d["config"].shape[1] == 0:
         st.caption("The runs share every config field.")
     else:
-        st.dataframe(d["config"], key="cmp.config")
+        # A static table: its cells wrap, so a long value or many runs grow it downwards
+        # instead of off the right edge (a scrolling grid hides the columns past it).
+        st.table(diff_view(d["config"]))
 
 
-def _any_curve(store: Store, runs: pd.DataFrame) -> None:
+def diff_view(diff: pd.DataFrame) -> pd.DataFrame:
+    """The config diff as shown: its longer side down the page (more differing fields than
+    runs, as with several methods' parameters, gives a field per row and a run per column),
+    every value as text, a missing one as a dash."""
+    if diff.shape[1] > diff.shape[0]:
+        diff = diff.T
+    return diff.map(lambda v: "—" if v is None or v != v else str(v))
+
+
+def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> None:
+    """Pareto charts of a chosen metric against sparsity and FLOPs, and the parallel
+    coordinates of the finished runs' parameters and outcomes."""
+    done = runs[runs.status == "completed"]
+    metric = st.radio("Trade-off metric", list(METRICS), format_func=METRICS.get,
+                      horizontal=True, key="cmp.metric")
+    up = metric != "accuracy_drop"
+    left, right = st.columns(2)
+    front_by = "pair" if mixed else None
+    _chart(left, pareto_figure(done, "sparsity", maximize_x=True, y=metric, maximize_y=up,
+                               y_title=METRICS[metric], front_by=front_by,
+                               title=f"{METRICS[metric].capitalize()} vs sparsity"),
+           "cmp.pareto.sparsity")
+    _chart(right, pareto_figure(done, "flops_effective", maximize_x=False, y=metric,
+                                maximize_y=up, y_title=METRICS[metric], front_by=front_by,
+                                title=f"{METRICS[metric].capitalize()} vs FLOPs",
+                                x_title="effective FLOPs per image"),
+           "cmp.pareto.flops")
+    if len(done) >= 2:
+        table = done.set_index("run_id")
+        table = table.join(sweep[[c for c in sweep.columns if c not in table.columns]])
+        inputs = SWEEP_INPUTS + [c for c in sweep.columns if c not in SWEEP_INPUTS]
+        _chart(st, parallel_figure(table, inputs, SWEEP_OUTPUTS), "cmp.parallel")
+
+
+def _any_curve(store: Store, runs: pd.DataFrame, x: str) -> None:
     """Any other recorded scalar overlaid across the runs, e.g. SLR's and ADMM's accuracy if
     hard-pruned now, or FGGP's and GMP's achieved density."""
-    keys = [k for k in store.scalar_keys(list(runs.run_id)) if k not in SHOWN_CURVES]
-    if not keys:
+    counts = store.scalar_counts(list(runs.run_id))
+    counts = counts[~counts.key.isin(SHOWN_CURVES)]
+    if counts.empty:
         return
-    default = next((k for k in PREFERRED_CURVES if k in keys), keys[0])
+    keys = sorted(counts.key.unique())
+    # Open on a curve, not a dot: a key recorded once per run (the dense accuracy) is one point.
+    curves = counts[counts.n >= 2].groupby("key").run_id.nunique()
+    preferred = [k for k in PREFERRED_CURVES if k in curves.index]
+    default = preferred[0] if preferred else \
+        (curves.sort_values(ascending=False, kind="stable").index[0] if len(curves) else keys[0])
     if st.session_state.get("cmp.curve") not in keys:
         st.session_state["cmp.curve"] = default
     key = st.selectbox("Overlay another recorded curve", keys, key="cmp.curve",
                        help="Every scalar the selected runs recorded; runs without it are "
                             "left out of the chart.")
     scalars = store.scalars(list(runs.run_id), [key], max_points=CURVE_POINTS)
-    st.plotly_chart(curves_figure(scalars, runs, key, title=key.replace("_", " ")),
-                    key="cmp.any")
+    _chart(st, curves_figure(scalars, runs, key, title=f"Overlay: {key.replace('_', ' ')}",
+                             x=x), "cmp.any")
 
 
 def _parse_list(text: str, kind: type, name: str) -> list:

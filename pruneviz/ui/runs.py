@@ -14,28 +14,39 @@ import streamlit as st
 from ..config import ConfigError
 from ..export import export_run
 from ..jobs import Runner
-from ..store import ACTIVE, Store
+from ..store import ACTIVE, Store, parse_tags
 from .panel import metrics_panel_view
 from .state import select_runs, selected_runs
 
-LIST_COLUMNS = ["label", "status", "method", "model", "dataset", "rate", "seed",
-                "final_accuracy", "sparsity", "flops_effective", "wall_s", "run_id", "sweep_id"]
+LIST_COLUMNS = ["label", "tags", "status", "method", "model", "dataset", "rate", "seed",
+                "final_accuracy", "sparsity", "flops_effective", "wall_s", "notes", "run_id",
+                "sweep_id"]
 _CONFIRM = "runs.confirm_delete"
+_SAVED = "runs.saved"
 
 
 def filter_runs(runs: pd.DataFrame, text: str = "", methods: list[str] | None = None,
-                statuses: list[str] | None = None) -> pd.DataFrame:
-    """Runs whose label, id or sweep contains `text` (case-insensitive) and whose method and
-    status are among those given (all when empty)."""
+                statuses: list[str] | None = None, tags: list[str] | None = None
+                ) -> pd.DataFrame:
+    """Runs whose label, id, sweep, notes or tags contain `text` (case-insensitive), whose
+    method and status are among those given, and that carry any of `tags` (all when empty)."""
     keep = pd.Series(True, index=runs.index)
     if text:
-        hay = runs.label + " " + runs.run_id + " " + runs.sweep_id.fillna("")
+        hay = (runs.label + " " + runs.run_id + " " + runs.sweep_id.fillna("") + " "
+               + runs.notes + " " + runs.tags.map(" ".join))
         keep &= hay.str.contains(text, case=False, regex=False)
     if methods:
         keep &= runs.method.isin(methods)
     if statuses:
         keep &= runs.status.isin(statuses)
+    if tags:
+        keep &= runs.tags.map(lambda have: bool(set(have) & set(tags)))
     return runs[keep]
+
+
+def all_tags(runs: pd.DataFrame) -> list[str]:
+    """Every tag on any run, sorted."""
+    return sorted({t for tags in runs.tags for t in tags})
 
 
 def card_zip(store: Store, run_id: str) -> bytes:
@@ -64,6 +75,28 @@ def _delete(store: Store, run_id: str) -> None:
     select_runs([r for r in selected_runs() if r != run_id])
 
 
+def _notes_form(store: Store, run_id: str, run: dict) -> None:
+    """Notes and tags of the run, saved to the store together."""
+    with st.form(f"runs.annotate.{run_id}", border=False):
+        notes = st.text_area("Notes", run["notes"], key=f"runs.notes.{run_id}", height=90,
+                             placeholder="What this run tried, what you saw",
+                             help="Free text, kept with the run; the Filter box searches it.")
+        tags = st.text_input("Tags", ", ".join(run["tags"]), key=f"runs.tags.{run_id}",
+                             placeholder="baseline, paper-table",
+                             help="Comma-separated labels; filter the list by them above.")
+        saved = st.form_submit_button("Save notes and tags", key=f"runs.save.{run_id}")
+    if saved:
+        try:
+            store.annotate(run_id, notes=notes, tags=parse_tags(tags))
+        except ConfigError as e:
+            st.error(f"Tags or Notes: {e}", icon=":material/error:")
+            return
+        st.session_state[_SAVED] = run_id
+        st.rerun()            # the list above shows the new notes and tags
+    if st.session_state.get(_SAVED) == run_id:
+        st.caption(":material/check: Notes and tags saved.")
+
+
 def run_card(store: Store, runner: Runner, run_id: str) -> None:
     run = store.run(run_id)
     config, summary, status = run["config"], run["summary"], run["status"]
@@ -86,6 +119,7 @@ def run_card(store: Store, runner: Runner, run_id: str) -> None:
                         help="A label shown in lists and legends.")
     rename_col.button("Rename", key=f"runs.rename.{run_id}", on_click=lambda: store.rename(
         run_id, st.session_state[f"runs.name.{run_id}"].strip()))
+    _notes_form(store, run_id, run)
     a, b, c = st.columns(3)
     a.download_button("Download run card (.zip)", data=lambda: card_zip(store, run_id),
                       file_name=f"{run_id}.zip", mime="application/zip",

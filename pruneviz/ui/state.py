@@ -39,16 +39,18 @@ def routed(page_file: str) -> None:
 
     if PagesManager.uses_pages_directory and not st.session_state.get(_ROUTED):
         path = Path(page_file).resolve()
-        st.session_state[_GOTO] = path.relative_to(path.parents[1]).as_posix()  # pages/x.py
+        # pages/x.py and the link's query (a shared ?runs=...), which switching drops
+        st.session_state[_GOTO] = (path.relative_to(path.parents[1]).as_posix(),
+                                   st.query_params.to_dict())
         st.switch_page("app.py")
 
 
 def resume() -> None:
     """In app.py after st.navigation: go on to the page `routed` was asked for, if any."""
     st.session_state[_ROUTED] = True
-    page = st.session_state.pop(_GOTO, None)
-    if page:
-        st.switch_page(page)
+    goto = st.session_state.pop(_GOTO, None)
+    if goto:
+        st.switch_page(goto[0], query_params=goto[1])
 
 
 @st.cache_resource(show_spinner=False)
@@ -142,7 +144,9 @@ def _picked() -> None:
 
 
 def default_selection(runs: pd.DataFrame, limit: int = 6) -> list[str]:
-    """What a new browser session compares: the newest run's sweep, else the newest runs."""
+    """What a new browser session compares: the newest run's sweep, else the newest runs;
+    runs that failed, diverged or were interrupted only when picked by hand."""
+    runs = runs[~runs.status.isin(("failed", "diverged", "interrupted"))]
     if runs.empty:
         return []
     sweep = runs.sweep_id.iloc[0]

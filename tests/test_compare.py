@@ -1,0 +1,237 @@
+"""The Compare and Runs pages under streamlit's AppTest, on stores of recorded runs: seed
+groups, the overlay's default curve, x axes, the table and its CSV, chart downloads, shareable
+links, notes and tags."""
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pruneviz.config import SessionConfig
+from pruneviz.store import Store
+from tests.helpers import recorded_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(root))
+    return Store(root)
+
+
+def _open(page: str, runs: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    if runs is not None:
+        at.query_params["runs"] = runs
+    at.switch_page(page).run()
+    assert not at.exception
+    return at
+
+
+def _decode(obj):
+    """plotly's JSON with its base64 typed arrays ({"dtype", "bdata"}) back as lists."""
+    if isinstance(obj, dict):
+        if "bdata" in obj and "dtype" in obj:
+            return np.frombuffer(base64.b64decode(obj["bdata"]), obj["dtype"]).tolist()
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v) for v in obj]
+    return obj
+
+
+def _charts(at) -> dict[str, dict]:
+    """The page's plotly figures by title, with the chart's config."""
+    out = {}
+    for chart in at.get("plotly_chart"):
+        spec = _decode(json.loads(chart.proto.spec))
+        title = spec["layout"].get("title", {}).get("text", "")
+        out[title] = {**spec, "config": json.loads(chart.proto.config or "{}")}
+    return out
+
+
+def _table(at) -> pd.DataFrame:
+    return next(d.value for d in at.dataframe if "accuracy_drop" in d.value.columns)
+
+
+def _config(**kw) -> SessionConfig:
+    return SessionConfig(**{"method": "l1", "rate": 0.5, "epochs": 1, **kw})
+
+
+def test_two_runs_of_the_same_seed_are_never_averaged(store):
+    recorded_run(store, _config(seed=0))
+    recorded_run(store, _config(seed=0), accuracy=0.6)
+    recorded_run(store, _config(seed=1), accuracy=0.7)
+    at = _open("pages/compare.py")
+    names = [t.get("name") for t in _charts(at)["Held-out accuracy"]["data"] if t.get("name")]
+    assert sum("mean of 2 seeds" in n for n in names) == 1
+    assert not any("mean of 3" in n for n in names) and len(names) == 2
+
+
+def test_failed_runs_are_not_selected_by_default(store):
+    done = recorded_run(store, _config())
+    failed = recorded_run(store, _config(rate=0.9), status="failed")
+    at = _open("pages/compare.py")
+    assert at.multiselect(key="selected_runs").value == [done]
+    assert failed not in _table(at).run_id.tolist()
+
+
+def test_runs_of_two_models_get_a_notice_and_a_layer_chart_each(store):
+    recorded_run(store, _config())
+    recorded_run(store, _config(model="lenet5"))
+    at = _open("pages/compare.py")
+    assert any("2 different models or datasets" in w.value for w in at.warning)
+    layer_charts = [t for t in _charts(at) if t.startswith("Per-layer sparsity")]
+    assert sorted(layer_charts) == ["Per-layer sparsity at the end of each run · lenet5",
+                                    "Per-layer sparsity at the end of each run · tiny_cnn"]
+    assert all("/" in label for label in _table(at).label)      # labels name the pair
+
+
+def test_the_overlay_opens_on_a_curve_with_data(store):
+    recorded_run(store, _config())
+    recorded_run(store, _config(seed=1))
+    at = _open("pages/compare.py")
+    # dense_accuracy comes first alphabetically but is one point per run
+    assert at.selectbox(key="cmp.curve").value == "lr"
+    traces = _charts(at)["Overlay: lr"]["data"]
+    assert sum(len(t["y"]) for t in traces if t.get("name")) >= 2
+
+
+def test_x_axis_in_epochs_and_fraction_overlays_runs_of_different_lengths(store):
+    recorded_run(store, _config(epochs=1), steps=30)
+    recorded_run(store, _config(epochs=4, method="gmp"), steps=440)
+    at = _open("pages/compare.py")
+    ends = {t["name"]: t["x"] for t in _charts(at)["Training loss (smoothed)"]["data"]}
+    assert sorted(x[-1] for x in ends.values()) == [29, 439]
+    at.radio(key="cmp.x").set_value("fraction").run()
+    chart = _charts(at)["Training loss (smoothed)"]
+    assert [x[-1] for x in (t["x"] for t in chart["data"])] == [1.0, 1.0]
+    assert chart["layout"]["xaxis"]["title"]["text"] == "fraction of training"
+    at.radio(key="cmp.x").set_value("epoch").run()
+    ends = sorted(t["x"][-1] for t in _charts(at)["Training loss (smoothed)"]["data"])
+    assert ends == [1.0, 4.0]
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict[str, bytes]:
+    """Bytes of every file a page hands the browser (download buttons), by media file id:
+    AppTest's media storage is dropped when its run ends."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    files: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(self, path_or_data, mimetype, kind, filename=None):
+        file_id = original(self, path_or_data, mimetype, kind, filename)
+        files[file_id] = self.get_file(file_id).content
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    return files
+
+
+def test_the_table_has_the_accuracy_drop_and_downloads_as_csv(store, downloads):
+    a = recorded_run(store, _config(), accuracy=0.8, dense_accuracy=0.9)
+    b = recorded_run(store, _config(rate=0.9), accuracy=0.5, dense_accuracy=0.9)
+    store.annotate(a, notes="the reference", tags=["baseline", "paper"])
+    at = _open("pages/compare.py")
+    table = _table(at).set_index("run_id")
+    assert table.accuracy_drop.to_dict() == {a: pytest.approx(0.1), b: pytest.approx(0.4)}
+    button = next(b for b in at.get("download_button") if b.proto.label == "Table as CSV")
+    file_id = button.proto.url.rsplit("/", 1)[-1].split(".")[0]
+    csv = pd.read_csv(io.BytesIO(downloads[file_id])).set_index("run_id")
+    assert csv.loc[a, "tags"] == "baseline, paper" and csv.loc[a, "notes"] == "the reference"
+    assert csv.accuracy_drop.to_dict() == {a: pytest.approx(0.1), b: pytest.approx(0.4)}
+    assert list(csv.columns)[:3] == ["label", "status", "method"]
+
+
+def test_charts_download_as_png_or_svg_from_the_browser(store):
+    recorded_run(store, _config())
+    at = _open("pages/compare.py")
+    options = _charts(at)["Sparsity"]["config"]["toImageButtonOptions"]
+    assert options["format"] == "png" and options["filename"] == "pruneviz-sparsity"
+    at.radio(key="cmp.format").set_value("svg").run()
+    assert all(c["config"]["toImageButtonOptions"]["format"] == "svg"
+               for c in _charts(at).values())
+
+
+def test_a_link_selects_its_runs_and_leaves_out_unknown_ids(store):
+    a, b, c = (recorded_run(store, _config(seed=s)) for s in range(3))
+    at = _open("pages/compare.py", runs=f"{a},nope-123,{c}")
+    assert at.multiselect(key="selected_runs").value == [a, c]
+    assert set(_table(at).run_id) == {a, c}
+    assert any("nope-123" in w.value and "1 run(s)" in w.value for w in at.warning)
+    assert at.query_params["runs"] in ([f"{a},{c}"], f"{a},{c}")
+
+
+def test_the_link_follows_the_selection(store):
+    a, b = (recorded_run(store, _config(seed=s)) for s in range(2))
+    at = _open("pages/compare.py")
+    at.multiselect(key="selected_runs").set_value([b]).run()
+    assert at.query_params["runs"] in ([b], b)
+    assert _table(at).run_id.tolist() == [b]
+
+
+def test_parallel_coordinates_span_the_sweeps_parameters(store):
+    recorded_run(store, _config(rate=0.5))
+    recorded_run(store, _config(rate=0.9, method="gmp"))
+    at = _open("pages/compare.py")
+    dims = _charts(at)["Parameters and outcomes of the finished runs"]["data"][0]["dimensions"]
+    assert [d["label"] for d in dims] == ["method", "rate", "final accuracy",
+                                          "accuracy drop", "sparsity", "flops effective"]
+
+
+def test_notes_and_tags_are_saved_from_the_runs_page_and_filter_it(store):
+    a = recorded_run(store, _config())
+    b = recorded_run(store, _config(rate=0.9))
+    at = _open("pages/runs.py")
+    at.selectbox(key="runs.card").set_value(a).run()
+    at.text_area(key=f"runs.notes.{a}").input("lr was too high")
+    at.text_input(key=f"runs.tags.{a}").input("baseline, paper , baseline")
+    at.button(key=f"runs.save.{a}").click().run()
+    assert not at.exception
+    assert store.run(a)["notes"] == "lr was too high"
+    assert store.run(a)["tags"] == ["baseline", "paper"]
+    listed = next(d.value for d in at.dataframe if "tags" in d.value.columns)
+    assert listed.set_index("run_id").loc[a, "notes"] == "lr was too high"
+    at.multiselect(key="runs.tag_filter").set_value(["paper"]).run()
+    listed = next(d.value for d in at.dataframe if "tags" in d.value.columns)
+    assert listed.run_id.tolist() == [a]
+    at.multiselect(key="runs.tag_filter").set_value([]).run()
+    at.text_input(key="runs.filter").input("TOO HIGH").run()
+    listed = next(d.value for d in at.dataframe if "tags" in d.value.columns)
+    assert listed.run_id.tolist() == [a] and b not in listed.run_id.tolist()
+
+
+def test_a_bad_tag_is_an_inline_error_naming_the_field_and_stores_nothing(store):
+    a = recorded_run(store, _config())
+    at = _open("pages/runs.py")
+    at.text_area(key=f"runs.notes.{a}").input("kept?")
+    at.text_input(key=f"runs.tags.{a}").input("x" * 50)
+    at.button(key=f"runs.save.{a}").click().run()
+    assert not at.exception
+    assert any(e.value.startswith("Tags") and "40 characters" in e.value for e in at.error)
+    assert store.run(a)["notes"] == "" and store.run(a)["tags"] == []
+
+
+def test_the_config_diff_grows_down_the_page_not_off_its_right_edge(store):
+    import dataclasses
+
+    from pruneviz.methods import load_all
+
+    methods = load_all()
+    for method in ("gmp", "pgmpf"):
+        params = {f.name: f.default for f in dataclasses.fields(methods[method].Params)}
+        recorded_run(store, _config(method=method, rate=0.8, params=params))
+    at = _open("pages/compare.py")
+    diff = at.table[0].value
+    assert len(diff.columns) == 2 and len(diff) > 10         # a field per row, a run per column
+    assert {"method", "params.end", "params.d"} <= set(diff.index)
+    assert set(diff.loc["params.end"]) == {"0.8", "—"}
+    assert set(diff.loc["params.every"]) == {"0", "—"}          # an int stays an int
