@@ -41,7 +41,8 @@ Progress = Callable[[int, int, str], None]   # (steps done, total steps, phase)
 
 # Dense baselines share one recipe per dataset so every method of a comparison starts from the
 # same weights; only the epochs (and data options) are the user's.
-DENSE_EPOCHS = {"digits": 20, "mnist": 3, "fashion_mnist": 5, "cifar10": 30, "cifar100": 30}
+DENSE_EPOCHS = {"digits": 20, "cifar10_small": 10, "mnist": 3, "fashion_mnist": 5, "cifar10": 30,
+                "cifar100": 30}
 DENSE_RECIPE = dict(method="dense", rate=0.0, start="scratch", optimizer="sgd", lr=0.05,
                     momentum=0.9, nesterov=True, weight_decay=5e-4, lr_schedule="cosine",
                     label_smoothing=0.0, params={}, name="")
