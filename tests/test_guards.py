@@ -1,6 +1,7 @@
 """Collapse and misleading-result guards (pruneviz/guards.py), the per-layer floor and GMP's
 layer-wise scope that remedy them, and interactive presets that leave epochs to recover."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,28 @@ def test_the_schedule_preview_shades_the_recovery_phase():
     (band,) = fig.layout.shapes
     assert (band.x0, band.x1) == (8.0, 10.0)
     assert all(t.name != RECOVERY for t in fig.data)
+
+
+def test_compare_lists_the_warnings_above_the_table_and_in_a_column(guard_store, global_098):
+    from pruneviz.ui.compare import compare_data, compare_table, warnings_note
+
+    runs = compare_data(guard_store, [global_098["run_id"]])["runs"]
+    note = warnings_note(runs)
+    assert note is not None and all(w in note for w in global_098["warnings"])
+    assert compare_table(runs).warnings.iloc[0] == " | ".join(global_098["warnings"])
+
+
+def test_a_rate_of_099_runs_from_the_cli(guard_store, capsys):
+    assert main(["run", "--store", str(guard_store.root), "--method", "l1", "--rate", "0.99",
+                 "--dense-epochs", "3", "--epochs", "2", "--device", "cpu", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["sparsity"] == pytest.approx(0.99, abs=1e-3)
+    assert not [w for w in summary["warnings"] if w.startswith(COLLAPSE)]   # asked, not collapsed
+
+
+def test_slr_without_retraining_says_its_final_accuracy_is_the_retrain_free_one(guard_store):
+    s = run_session(SessionConfig(method="slr", rate=0.5, max_steps_per_epoch=4, **FAST),
+                    guard_store, panel=False)
+    assert s["recovery_epochs"] == 0
+    (late,) = [w for w in s["warnings"] if "last epoch" in w]
+    assert "retrain_epochs=2" in late and "retrain-free" in late
