@@ -19,6 +19,7 @@ NEAR_NOTHING = 0.01     # a layer at under 1% density (and far under the asked r
 FEW_WEIGHTS = 8         # fewer kept weights than this is "nothing" whatever the layer's size
 MAX_DROP = 0.30         # final accuracy this far below the dense start misleads a comparison
 CHANCE_FACTOR = 1.5     # final accuracy under 1.5x chance: the network guesses
+MIN_RECOVERY = 0.5      # epochs trained after the final mask below which nothing recovered
 LAYERS_NAMED = 3        # layers named in one sentence; the rest are counted
 
 
@@ -97,7 +98,7 @@ def collapse_fix(method: str, params: dict[str, object]) -> str:
 def run_warnings(*, method: str, kind: str, rate: float, params: dict[str, object],
                  layers: list[LayerHealth], cut: bool, dense_accuracy: float | None,
                  final_accuracy: float | None, num_classes: int, epochs: int,
-                 recovery_epochs: int | None, recovery_hint: str) -> list[str]:
+                 recovery_epochs: float | None, recovery_hint: str) -> list[str]:
     """Plain sentences, each with the cause and the fix, for what makes this run's final numbers
     mislead: a collapsed or cut network, an accuracy far below dense or near chance, and a final
     mask applied in the last epoch."""
@@ -134,7 +135,10 @@ def run_warnings(*, method: str, kind: str, rate: float, params: dict[str, objec
                        f"start's {dense_accuracy:.1%}: the comparison then measures the budget "
                        f"more than the method. Fix: lower the rate or give the session more "
                        f"epochs to recover.")
-    if recovery_epochs == 0 and epochs > 1:
-        out.append(f"The final mask changed in the last epoch, so the final accuracy was "
-                   f"measured with no epoch to recover from it. Fix: {recovery_hint}")
+    if recovery_epochs is not None and recovery_epochs < MIN_RECOVERY and epochs > 1:
+        when = ("at the very end" if recovery_epochs == 0 else
+                f"{recovery_epochs:.2f} epochs before the end")
+        out.append(f"The final mask changed {when} of the session (in its last epoch), so the "
+                   f"final accuracy was measured with no time to recover from it. "
+                   f"Fix: {recovery_hint}")
     return out

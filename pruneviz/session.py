@@ -237,7 +237,8 @@ class Session:
         self.params_dense = param_counts(model)[0]
         self.layer_every = max(1, self.total // 100)
         self.zeros: list[torch.Tensor] = []        # where the prunable weights are exactly 0
-        self.last_change: int | None = None        # epoch the zero pattern last changed in
+        self.last_change: int | None = None        # step the zero pattern last changed at
+        self.masks_seen: Any = None                # the ctx.masks object last looked at
         self.summary: dict[str, Any] = {
             "run_id": run_id, "method": config.method, "model": config.model,
             "dataset": config.dataset, "rate": config.rate, "device": str(device),
@@ -271,14 +272,20 @@ class Session:
         self.rec.scalars({f"{prefix}_{k}": v for k, v in result.items()})
         return result
 
-    def track_zeros(self, epoch: int) -> None:
-        """Note the epoch if the prunable weights' zero pattern changed since the last look (a
-        mask applied, moved or physically cut): the guards' "no recovery" check reads it."""
+    def track_zeros(self, step: int) -> None:
+        """Note the step if the prunable weights' zero pattern changed since the last look (a
+        mask applied, moved or physically cut): the guards' "no recovery" check reads it. The
+        session looks after before_training (step -1), after every step that replaced
+        ctx.masks (gradual methods) and at every epoch's end (its last step)."""
+        self.masks_seen = self.ctx.masks
         zeros = [l.module.weight.detach() == 0 for l in self.ctx.layers]
-        if self.zeros or any(bool(z.any()) for z in zeros):
-            if len(zeros) != len(self.zeros) or not all(
-                    a.shape == b.shape and torch.equal(a, b) for a, b in zip(zeros, self.zeros)):
-                self.last_change = epoch
+        if not self.zeros:          # the first look, after before_training: pruned already?
+            changed = any(bool(z.any()) for z in zeros)
+        else:
+            changed = not all(a.shape == b.shape and torch.equal(a, b)
+                              for a, b in zip(zeros, self.zeros))
+        if changed:
+            self.last_change = step
         self.zeros = zeros
 
     def check_pruned(self) -> None:
@@ -319,6 +326,8 @@ class Session:
         ctx.optimizer.step()
         apply_masks(ctx.model, ctx.masks)
         method.after_step(ctx)
+        if ctx.masks is not self.masks_seen:
+            self.track_zeros(ctx.step)
         now = time.perf_counter()
         rec.scalars({"loss": loss_value, "lr": lr, "step_time": now - started,
                      "wall_time": now - self.t0,
@@ -331,7 +340,7 @@ class Session:
 
     def end_epoch(self) -> None:
         self.method.end_of_epoch(self.ctx)
-        self.track_zeros(self.ctx.epoch)
+        self.track_zeros((self.ctx.epoch + 1) * self.spe - 1)
         self.check_pruned()
         self.evaluate("test")
         self.snapshot()
@@ -367,10 +376,11 @@ class Session:
         return summary
 
     def guards(self) -> dict[str, Any]:
-        """`warnings` (guards.py) and `recovery_epochs`, the epochs trained after the last mask
-        change (None when nothing was ever pruned)."""
+        """`warnings` (guards.py) and `recovery_epochs`, the epochs (in steps / steps per
+        epoch) trained after the last mask change (None when nothing was ever pruned)."""
         ctx, config, summary = self.ctx, self.config, self.summary
-        recovery = None if self.last_change is None else config.epochs - 1 - self.last_change
+        recovery = (None if self.last_change is None
+                    else round((self.total - 1 - self.last_change) / self.spe, 3))
         health = layer_health(ctx.layers, self.dense_shapes)
         x, _ = next(self.data.test_batches(ctx.device, batch_size=256, limit=256))
         warnings = run_warnings(

@@ -119,6 +119,16 @@ def test_each_guard_names_its_cause_and_fix():
     assert chance == [chance[0]] and "near chance" in chance[0]
     late = _warnings(recovery_epochs=0)
     assert late == [late[0]] and "last epoch" in late[0] and late[0].endswith("lower `end`.")
+    assert len(_warnings(recovery_epochs=0.4)) == 1 and _warnings(recovery_epochs=0.6) == []
+
+
+def test_recovery_is_counted_from_the_step_of_the_last_mask_change(guard_store):
+    """GMP over 4 epochs of 8 steps: T_end = floor(0.8 x 32) = 25, so 6 steps recover."""
+    s = run_session(SessionConfig(method="gmp", rate=0.5, dense_epochs=3, epochs=4,
+                                  max_steps_per_epoch=8, device="cpu"), guard_store,
+                    panel=False)
+    assert s["recovery_epochs"] == pytest.approx(6 / 8)
+    assert not [w for w in s["warnings"] if "last epoch" in w]
 
 
 def test_a_layer_at_a_uniform_099_rate_is_not_a_collapse():
