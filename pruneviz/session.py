@@ -236,7 +236,10 @@ class Session:
             "run_id": run_id, "method": config.method, "model": config.model,
             "dataset": config.dataset, "rate": config.rate, "device": str(device),
             "dense_run": dense_run, "flops_dense": count_flops(model, data.input_shape),
-            "input_shape": list(data.input_shape), "num_classes": data.num_classes}
+            "input_shape": list(data.input_shape), "num_classes": data.num_classes,
+            "train_size": len(data.train_x), "test_size": len(data.test_x)}
+        if data.skipped:     # unreadable or oversized files of an image folder, named
+            self.summary.update(skipped_images=len(data.skipped), skipped_first=data.skipped[:5])
         self.t0 = self.last_flush = time.perf_counter()
 
     # -- pieces ------------------------------------------------------------------------------
