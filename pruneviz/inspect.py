@@ -107,11 +107,12 @@ def load_run(store: Store, run_id: str, device: str | torch.device = "cpu") -> R
     device = torch.device(device)
     data = load_dataset(config.dataset, config.data_root, augment=config.augment,
                         holdout=config.holdout, image_size=config.image_size)
-    load = dict(map_location="cpu", weights_only=True)
-    dense = _rebuild(config, data, torch.load(dense_path, **load), "dense start", device)
-    pruned = _rebuild(config, data, torch.load(folder / "weights.pt", **load),
+    from .safe_load import load_tensors
+
+    dense = _rebuild(config, data, load_tensors(dense_path), "dense start", device)
+    pruned = _rebuild(config, data, load_tensors(folder / "weights.pt"),
                       f"final model of run {run_id}", device)
-    masks = torch.load(folder / "masks.pt", **load)
+    masks = load_tensors(folder / "masks.pt")
     return RunModels(run_id, config, data, dense, pruned, masks, dense_run, device)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -30,9 +31,9 @@ from .metrics import (
 )
 from .models import build_model, check_model_name
 from .records import Recorder
-from .safe_load import load_tensors
+from .safe_load import load_tensors, save_tensors
 from .schedules import lr_at
-from .store import Store
+from .store import Store, sqlite_error
 
 Progress = Callable[[int, int, str], None]   # (steps done, total steps, phase)
 
@@ -335,16 +336,33 @@ class Session:
             summary["error"] = error
         if status == "completed":
             folder = self.store.run_dir(self.run_id)
-            _save_artifacts(ctx, folder)
-            if self.panel:
-                from .report import panel_for_folder
+            try:
+                _save_artifacts(ctx, folder)
+            except OSError as e:
+                status = summary["status"] = "failed"
+                error = summary["error"] = (
+                    f"could not save the final weights in {folder} ({e}); free some disk space "
+                    f"and run it again (its records are kept).")
+                summary["storage_error"] = True
+        if status == "completed" and self.panel:
+            from .report import panel_for_folder
 
-                summary["panel"] = panel_for_folder(folder, self.config, self.data.input_shape,
-                                                    self.data.num_classes, summary)
+            summary["panel"] = panel_for_folder(folder, self.config, self.data.input_shape,
+                                                self.data.num_classes, summary)
         try:
             self.store.write(self.run_id, self.rec.take(), step=ctx.step)
-        finally:
             self.store.finish_run(self.run_id, status, summary=summary, error=error)
+        except sqlite3.Error as e:
+            # The final commit failed (a full disk, say): end the run in the smallest write
+            # possible rather than leave it `running`; the summary is lost, the steps committed
+            # before are kept. If even that fails, the next open reaps it (its process is gone).
+            message = str(sqlite_error(e, self.store.root))
+            summary.update(status="failed", error=message, storage_error=True)
+            summary.pop("panel", None)
+            try:
+                self.store.finish_run(self.run_id, "failed", error=message)
+            except sqlite3.Error:
+                pass
         return summary
 
     # -- the loop ----------------------------------------------------------------------------
@@ -403,6 +421,12 @@ def _save_artifacts(ctx: Context, folder: Path) -> None:
     masks = {k: m.bool().cpu() for k, m in ctx.masks.items()}
     for layer in ctx.layers:
         masks.setdefault(layer.param, (layer.module.weight != 0).cpu())
-    torch.save({k: v.detach().cpu() for k, v in ctx.model.state_dict().items()},
-               folder / "weights.pt")
-    torch.save(masks, folder / "masks.pt")
+    try:
+        save_tensors({k: v.detach().cpu() for k, v in ctx.model.state_dict().items()},
+                     folder / "weights.pt")
+        save_tensors(masks, folder / "masks.pt")
+    except OSError:
+        # Half a pair would be read as final weights: remove both.
+        for name in ("weights.pt", "masks.pt"):
+            (folder / name).unlink(missing_ok=True)
+        raise
