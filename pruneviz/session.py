@@ -359,6 +359,7 @@ class Session:
             message = str(sqlite_error(e, self.store.root))
             summary.update(status="failed", error=message, storage_error=True)
             summary.pop("panel", None)
+            self.store.release_reserve()
             try:
                 self.store.finish_run(self.run_id, "failed", error=message)
             except sqlite3.Error:

@@ -70,6 +70,9 @@ SUMMARY_COLUMNS = ("dense_accuracy", "pruned_accuracy", "final_accuracy", "spars
 # can reach outside its own folder ('../x', '/abs', '.').
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 RUN_FILE = "run.json"     # the run's row, kept in its folder so `doctor` can rebuild the index
+# Space kept free in the store folder: when the disk fills up at a run's final commit, deleting it
+# lets the run still be marked ended instead of staying `running`.
+RESERVE, RESERVE_BYTES = ".reserve", 256 * 1024
 
 
 class StoreError(RuntimeError):
@@ -168,12 +171,26 @@ class Store:
                     self.close()
                     raise damaged(self.root, bad)
             self._conn().executescript(SCHEMA)
+            self._keep_reserve()
         except sqlite3.DatabaseError as e:
             self.close()
             if "not a database" in str(e):
                 raise StoreError(f"{self.db_path} is not a readable pruneviz store ({e}); move "
                                  f"it aside or pass --store DIR to use another folder.") from None
             raise sqlite_error(e, self.root) from None
+
+    def _keep_reserve(self) -> None:
+        path = self.root / RESERVE
+        if path.exists():
+            return
+        try:
+            path.write_bytes(bytes(RESERVE_BYTES))
+        except OSError:
+            path.unlink(missing_ok=True)     # a disk already full: nothing to keep
+
+    def release_reserve(self) -> None:
+        """Free the reserved space (the disk is full and a run must still be marked ended)."""
+        (self.root / RESERVE).unlink(missing_ok=True)
 
     # -- connections ---------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

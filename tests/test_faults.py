@@ -4,6 +4,7 @@ phase, and user text rendered in the dashboard. Each case: one clear message (CL
 `pruneviz: error:` line, exit 2), nothing stored lost or changed, nothing outside the store
 touched."""
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -351,12 +352,11 @@ def test_export_replaces_existing_files_whole(finished, tmp_path):
     assert not list(out.glob(".partial-*"))
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path):
-    """A 256 kB tmpfs (root only; skipped elsewhere), unmounted afterwards."""
-    mount = tmp_path / "small"
+@contextlib.contextmanager
+def _tmpfs(mount, size):
+    """A real small disk: a tmpfs of `size` at `mount` (root only; skips elsewhere)."""
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
                           capture_output=True)
     if done.returncode != 0:
         pytest.skip("mounting a tmpfs needs root")
@@ -364,6 +364,12 @@ def small_tmpfs(tmp_path):
         yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    with _tmpfs(tmp_path / "small", "256k") as mount:
+        yield mount
 
 
 def test_export_onto_a_really_full_disk_leaves_no_partial_file(finished, small_tmpfs, capsys):
@@ -418,6 +424,31 @@ def test_a_full_disk_saving_the_final_weights_leaves_no_truncated_file(store, fa
     assert run.status == "failed"
     folder = store.run_dir(run.run_id, create=False)
     assert not [p.name for p in folder.iterdir() if p.suffix == ".pt" or "partial" in p.name]
+
+
+def test_a_really_full_disk_at_the_end_of_a_run_ends_it_failed(tmp_path, fast_config, monkeypatch):
+    from pruneviz.session import Session, run_session
+
+    with _tmpfs(tmp_path / "disk", "4m") as disk:
+        store = Store(disk / "runs")
+        run_session(fast_config(method="random"), store, panel=False)     # the dense baseline
+        finish = Session.finish
+
+        def fill_then_finish(self, status, error):
+            with open(disk / "filler", "wb", buffering=0) as f:
+                with contextlib.suppress(OSError):
+                    while True:
+                        f.write(bytes(4096))
+            return finish(self, status, error)
+
+        monkeypatch.setattr(Session, "finish", fill_then_finish)
+        summary = run_session(fast_config(method="l1"), store, panel=False)
+        assert summary["status"] == "failed" and summary["storage_error"]
+        run = store.run(summary["run_id"])          # this process is alive: no reaping
+        assert run["status"] == "failed" and "full" in run["error"]
+        folder = store.run_dir(summary["run_id"], create=False)
+        assert not [p for p in folder.iterdir() if p.suffix == ".pt" or "partial" in p.name]
+        store.close()
 
 
 # -- kill -9 in each phase ----------------------------------------------------------------------

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
-# Every ASCII punctuation character CommonMark lets a backslash escape: with all of them escaped
-# no image, link, emphasis, code span, LaTeX ($) or Streamlit directive (:red[...]) can form.
-_PUNCT = re.compile(r"([!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
+# The characters that open Markdown constructs mid-line: with these escaped no image, link,
+# emphasis, code span, HTML tag, LaTeX ($), table cell or Streamlit directive (:red[...]) can
+# form. Path characters (/ - .) stay as they are, so a folder reads as typed, and so does an
+# underscore inside a word (snake_case names), which CommonMark never reads as emphasis.
+_SPECIAL = re.compile(r"[\\`*{}\[\]()#!<>$:~|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 
 
 def plain(text: object) -> str:
     """`text` escaped so that st.markdown (and captions, headers, alerts) shows it verbatim:
     a Markdown image in a run name never makes a viewer's browser fetch its URL."""
-    return _PUNCT.sub(r"\\\1", str(text))
+    return _SPECIAL.sub(lambda m: "\\" + m.group(0), str(text))
