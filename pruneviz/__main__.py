@@ -1,4 +1,4 @@
-"""Command line: python -m pruneviz {run,sweep,list,show,report,export,delete,methods,
+"""Command line: python -m pruneviz {run,sweep,list,show,report,export,delete,doctor,methods,
 sensitivity} --help."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import secrets
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from .config import (
     parse_numbers,
     split_list,
 )
-from .store import Store, StoreError
+from .store import Store, StoreError, default_root, sqlite_error
 
 # SessionConfig fields exposed as flags; `params` comes from --param, `method`/`rate` are
 # listed first for readability.
@@ -127,9 +128,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .session import run_session
+    from .session import prepare, run_session
 
     config = _session_config(args)
+    prepare(config)        # bad input (method, data folder, model) touches no store
     store = Store(args.store)
     bar = _Bar(enabled=not args.json)
     try:
@@ -140,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         _print_summary(summary)
-    if summary.get("config_error"):
+    if summary.get("config_error") or summary.get("storage_error"):
         print(f"pruneviz: error: {summary.get('error', '')}", file=sys.stderr)
         return 2
     return 0 if summary["status"] == "completed" else 1
@@ -148,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .jobs import grid
-    from .session import check, run_session
+    from .session import check, prepare, run_session
 
     methods = split_list(args.methods)
     rates = parse_numbers(args.rates, "--rates")
@@ -156,6 +158,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     configs = grid(_session_config(args), methods, rates, seeds)
     for config in configs:
         check(config)
+    if configs:
+        prepare(configs[0])     # the data and model every run of the grid shares
     store = Store(args.store)
     bar = _Bar(enabled=not args.json)
     summaries = []
@@ -185,7 +189,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    df = Store(args.store).runs(include_dense=args.all)
+    df = Store(args.store, create=False).runs(include_dense=args.all)
     if args.json:
         print(df.to_json(orient="records"))
         return 0
@@ -199,7 +203,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    run = Store(args.store).run(args.run_id)
+    run = Store(args.store, create=False).run(args.run_id)
     if args.json:
         print(json.dumps({**{k: v for k, v in run.items() if k != "config"},
                           "config": run["config"].to_dict()}, default=str))
@@ -218,23 +222,47 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import format_panel, metrics_panel
 
-    panel = metrics_panel(Store(args.store), args.run_id, recompute=args.recompute)
+    panel = metrics_panel(Store(args.store, create=False), args.run_id,
+                          recompute=args.recompute)
+    if "error" in panel and not args.json:
+        print(f"pruneviz: error: {panel['error']}", file=sys.stderr)
+        return 2
     print(json.dumps(panel) if args.json else format_panel(panel))
-    return 1 if "error" in panel else 0
+    return 2 if "error" in panel else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import FORMATS, export_run
 
     formats = split_list(args.formats) if args.formats else FORMATS
-    for path in export_run(Store(args.store), args.run_id, args.out, formats):
+    for path in export_run(Store(args.store, create=False), args.run_id, args.out, formats):
         print(path)
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    Store(args.store).delete(args.run_id)
+    Store(args.store, create=False).delete(args.run_id)
     print(f"deleted {args.run_id}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import check_store, repair_store
+
+    root = args.store or default_root()
+    problems = check_store(root)
+    for line in problems:
+        print(f"problem: {line}")
+    if not problems:
+        print(f"{root}: the database passes SQLite's integrity check and every run folder has "
+              f"its row.")
+        return 0
+    if not args.repair:
+        print(f"run `python -m pruneviz doctor --store {root} --repair` to back up the database "
+              f"and rebuild it.")
+        return 1
+    for line in repair_store(root):
+        print(line)
     return 0
 
 
@@ -377,6 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store")
     p.set_defaults(func=cmd_delete)
 
+    p = sub.add_parser("doctor", help="Check the run store; --repair backs up a damaged "
+                                      "database and rebuilds it from what is readable and the "
+                                      "run folders.")
+    p.add_argument("--repair", action="store_true",
+                   help="Back up the database files into STORE/backup-TIME/, then rebuild.")
+    p.add_argument("--store")
+    p.set_defaults(func=cmd_doctor)
+
     p = sub.add_parser("sensitivity", help="Prune each layer alone at several rates on the "
                                            "dense baseline; suggest per-layer rates.")
     p.add_argument("--rates", default="0,0.25,0.5,0.75,0.9",
@@ -406,6 +442,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (ConfigError, StoreError) as e:
         print(f"pruneviz: error: {e}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as e:     # damage or a full disk found after the store opened
+        print(f"pruneviz: error: {sqlite_error(e, getattr(args, 'store', None) or default_root())}",
+              file=sys.stderr)
         return 2
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -69,6 +70,32 @@ SUMMARY_COLUMNS = ("dense_accuracy", "pruned_accuracy", "final_accuracy", "spars
                    "wall_s", "warnings")
 
 
+# Run ids name folders under the store: letters, digits, '-' and '_' only, so no stored or typed id
+# can reach outside its own folder ('../x', '/abs', '.').
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+RUN_FILE = "run.json"     # the run's row, kept in its folder so `doctor` can rebuild the index
+# Space kept free in the store folder: when the disk fills up at a run's final commit, deleting it
+# lets the run still be marked ended instead of staying `running`.
+RESERVE, RESERVE_BYTES = ".reserve", 256 * 1024
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables, and give a store made by an older pruneviz the columns added since (its
+    rows get the defaults); two processes opening it at once may both try, the second finds it
+    done."""
+    conn.executescript(SCHEMA)
+    for table, columns in ADDED_COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns.items():
+            if name in have:
+                continue
+            try:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+            except sqlite3.OperationalError as e:
+                if "duplicate column" not in str(e):
+                    raise
+
+
 class StoreError(RuntimeError):
     """The store cannot be used as asked; the message names the folder and the fix."""
 
@@ -91,7 +118,45 @@ def parse_tags(text: str) -> list[str]:
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    # 40 random bits: a burst of 10,000 creates in one second collides with odds ~5e-5 (and a
+    # collision is retried, see create_run).
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(5)
+
+
+def check_run_id(run_id: str) -> str:
+    """`run_id` if it is a well-formed run id, else StoreError (it would name a path outside its
+    run's folder)."""
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise StoreError(f"{run_id!r} is not a run id (letters, digits, '-' and '_'); "
+                         f"`python -m pruneviz list` shows the runs.")
+    return run_id
+
+
+def run_folders(root: Path) -> list[Path]:
+    """Folders under `root` named like run ids (run folders, with or without a database row)."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()
+                  and RUN_ID.fullmatch(p.name))
+
+
+def damaged(root: Path, why: str) -> StoreError:
+    """The one message for a store whose database cannot be trusted: what and how to recover."""
+    why = " ".join(str(why).split())      # SQLite's report spans lines; the error is one
+    return StoreError(f"the run store {root} is damaged ({why}); nothing was written to it. "
+                      f"`python -m pruneviz doctor --store {root}` checks it and `--repair` backs "
+                      f"it up and rebuilds the index from the run folders.")
+
+
+def sqlite_error(e: sqlite3.Error, root: Path) -> StoreError:
+    """A StoreError saying what an SQLite failure means for the user (full disk, damage, lock)."""
+    text = str(e)
+    if "full" in text:
+        return StoreError(f"the disk holding the run store {root} is full ({text}); free some "
+                          f"space and try again (what was committed before is kept).")
+    if "locked" in text or "busy" in text:
+        return StoreError(f"the run store {root} is busy ({text}); try again in a moment.")
+    return damaged(root, text)
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -109,8 +174,22 @@ def _pid_alive(pid: int | None) -> bool:
 class Store:
     """Runs and records under `root` (default ./runs, or $PRUNEVIZ_STORE)."""
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, *, create: bool = True,
+                 check: bool = True) -> None:
+        """Open (and with `create`, make) the store; `check` runs SQLite's quick integrity check
+        first, so a damaged database is refused before anything is written to it."""
         self.root = Path(root) if root else default_root()
+        self.db_path = self.root / DB_NAME
+        self._local = threading.local()
+        exists = self.db_path.exists() and self.db_path.stat().st_size > 0
+        if not exists and check and run_folders(self.root):
+            # An empty index beside run folders is a lost database, not a new store: starting
+            # over would orphan every run folder.
+            raise damaged(self.root, f"{DB_NAME} is missing or empty but "
+                                     f"{len(run_folders(self.root))} run folders are beside it")
+        if not exists and not create:
+            raise StoreError(f"no run store at {self.root} (no {DB_NAME} there); check --store "
+                             f"or {ENV_VAR}, or start a run to create one.")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / ".write-test"
@@ -119,29 +198,33 @@ class Store:
         except OSError as e:
             raise StoreError(f"cannot write to the store folder {self.root} ({e.strerror or e}); "
                              f"pass --store DIR or set {ENV_VAR} to a writable folder.") from None
-        self.db_path = self.root / DB_NAME
-        self._local = threading.local()
         try:
-            self._conn().executescript(SCHEMA)
-            self._add_columns()
+            if exists and check:
+                bad = self._conn().execute("PRAGMA quick_check(1)").fetchone()[0]
+                if bad != "ok":
+                    self.close()
+                    raise damaged(self.root, bad)
+            create_schema(self._conn())
+            self._keep_reserve()
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"{self.db_path} is not a readable pruneviz store ({e}); move it "
-                             f"aside or pass --store DIR to use another folder.") from None
+            self.close()
+            if "not a database" in str(e):
+                raise StoreError(f"{self.db_path} is not a readable pruneviz store ({e}); move "
+                                 f"it aside or pass --store DIR to use another folder.") from None
+            raise sqlite_error(e, self.root) from None
 
-    def _add_columns(self) -> None:
-        """Give a store made by an older pruneviz the columns added since (its rows get the
-        defaults); two processes opening it at once may both try, the second finds it done."""
-        conn = self._conn()
-        for table, columns in ADDED_COLUMNS.items():
-            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-            for name, decl in columns.items():
-                if name in have:
-                    continue
-                try:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
-                except sqlite3.OperationalError as e:
-                    if "duplicate column" not in str(e):
-                        raise
+    def _keep_reserve(self) -> None:
+        path = self.root / RESERVE
+        if path.exists():
+            return
+        try:
+            path.write_bytes(bytes(RESERVE_BYTES))
+        except OSError:
+            path.unlink(missing_ok=True)     # a disk already full: nothing to keep
+
+    def release_reserve(self) -> None:
+        """Free the reserved space (the disk is full and a run must still be marked ended)."""
+        (self.root / RESERVE).unlink(missing_ok=True)
 
     # -- connections ---------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -172,6 +255,7 @@ class Store:
             self._local.conn = None
 
     def _rid(self, run_id: str) -> int:
+        check_run_id(run_id)
         row = self._conn().execute("SELECT id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             raise StoreError(f"no run {run_id!r} in {self.root}; `python -m pruneviz list` shows "
@@ -181,17 +265,23 @@ class Store:
     # -- runs ----------------------------------------------------------------------------------
     def create_run(self, config: SessionConfig, *, kind: str = "session", status: str = "queued",
                    sweep_id: str | None = None) -> str:
-        run_id = new_run_id()
-        now = time.time()
-        with self._tx() as c:
-            c.execute(
-                "INSERT INTO runs (run_id, name, kind, method, model, dataset, rate, seed, status, "
-                "config, sweep_id, created, heartbeat, pid, host) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, config.name, kind, config.method, config.model, config.dataset,
-                 config.rate, config.seed, status, config.to_json(), sweep_id, now, now,
-                 os.getpid(), socket.gethostname()))
-        return run_id
+        for attempt in range(5):
+            run_id = new_run_id()
+            now = time.time()
+            try:
+                with self._tx() as c:
+                    c.execute(
+                        "INSERT INTO runs (run_id, name, kind, method, model, dataset, rate, "
+                        "seed, status, config, sweep_id, created, heartbeat, pid, host) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (run_id, config.name, kind, config.method, config.model,
+                         config.dataset, config.rate, config.seed, status, config.to_json(),
+                         sweep_id, now, now, os.getpid(), socket.gethostname()))
+                return run_id
+            except sqlite3.IntegrityError:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
 
     def start_run(self, run_id: str, total_steps: int) -> None:
         now = time.time()
@@ -208,6 +298,25 @@ class Store:
                       "finished=? WHERE run_id=?",
                       (status, error, json.dumps(summary) if summary is not None else None,
                        time.time(), run_id))
+        self._save_run_file(run_id)
+
+    def _save_run_file(self, run_id: str) -> None:
+        """The run's row as JSON in its folder (written to a temporary name, then renamed), so
+        `python -m pruneviz doctor --repair` can rebuild the index if the database is lost.
+        Best effort: a full disk must not turn a finished run into a failed one."""
+        row = self._conn().execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
+        values = row.fetchone()
+        if values is None:
+            return
+        data = dict(zip([d[0] for d in row.description], values))
+        data.pop("id", None)
+        folder = self.run_dir(run_id)
+        tmp = folder / f".{RUN_FILE}.partial"
+        try:
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, folder / RUN_FILE)
+        except OSError:
+            tmp.unlink(missing_ok=True)
 
     def write(self, run_id: str, records: Iterable[Record], *, step: int | None = None) -> None:
         """Append records (one transaction) and refresh the run's heartbeat and progress."""
@@ -263,6 +372,7 @@ class Store:
 
     def run(self, run_id: str) -> dict[str, Any]:
         """The run's row as a dict, with `config` (SessionConfig) and `summary` (dict) parsed."""
+        check_run_id(run_id)
         self._reap()
         cur = self._conn().execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
         row = cur.fetchone()
@@ -295,13 +405,22 @@ class Store:
                 c.execute("UPDATE runs SET tags=? WHERE id=?", (json.dumps(tags), rid))
 
     def delete(self, run_id: str) -> None:
+        """Remove a finished run's records and folder; a queued or running run is refused."""
+        status = self.run(run_id)["status"]     # reaps a run whose process is gone first
+        if status in ACTIVE:
+            raise StoreError(f"run {run_id} is {status}; cancel it first (the dashboard's Cancel "
+                             f"button), then delete it.")
         rid = self._rid(run_id)
         with self._tx() as c:
             for table in RECORD_TABLES:
                 c.execute(f"DELETE FROM {table} WHERE rid=?", (rid,))
             c.execute("DELETE FROM dense WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM runs WHERE id=?", (rid,))
-        shutil.rmtree(self.run_dir(run_id, create=False), ignore_errors=True)
+        folder = self.run_dir(run_id, create=False)
+        if folder.is_symlink():
+            folder.unlink()      # a link is removed, never what it points at
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def request_cancel(self, run_id: str) -> None:
         with self._tx() as c:
@@ -312,7 +431,8 @@ class Store:
         return bool(row and row[0])
 
     def run_dir(self, run_id: str, *, create: bool = True) -> Path:
-        path = self.root / run_id
+        """The run's folder, `root/run_id`; StoreError for an id that is not a run id."""
+        path = self.root / check_run_id(run_id)
         if create:
             path.mkdir(parents=True, exist_ok=True)
         return path

@@ -168,3 +168,36 @@ def test_compare_in_a_real_browser_averages_distinct_seeds_only(server, tmp_path
         overlay = _drawn(page, "Overlay: lr")           # opens on a curve, not an empty chart
         assert sum(t["points"] for t in overlay) >= 2 * 10, overlay
         browser.close()
+
+
+@pytest.mark.browser
+def test_markdown_in_user_text_fetches_nothing_in_a_real_browser(server, tmp_path):
+    """A Markdown image in a run name, a folder: path and an error is shown as text; the browser
+    never requests its URL (Runs, Live and Compare pages and the sidebar)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from pruneviz.config import SessionConfig
+    from pruneviz.store import Store
+
+    evil = "![x](http://evil.example/x.png)"
+    store = Store(tmp_path / "runs")
+    run_id = store.create_run(SessionConfig(name=f"mine {evil}", dataset=f"folder:/tmp/{evil}"))
+    store.finish_run(run_id, "failed", error=f"image folder /tmp/{evil} does not exist")
+    fetched: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.on("request", lambda r: fetched.append(r.url) if "evil" in r.url else None)
+        page.route("**/*evil*", lambda route: route.abort())
+        page.goto(f"{server}/?run={run_id}")
+        expect(page.get_by_text(f"mine {evil}").first).to_be_visible(timeout=120_000)
+        for name in ("Runs", "Compare"):
+            page.get_by_role("link", name=name).click()
+            expect(page.get_by_role("heading", name=name)).to_be_visible(timeout=30_000)
+            if name == "Runs":
+                expect(page.get_by_text(f"/tmp/{evil} does not exist").first).to_be_visible(
+                    timeout=30_000)
+            page.wait_for_timeout(1500)
+        assert page.locator("img[src*='evil']").count() == 0
+        browser.close()
+    assert fetched == []

@@ -20,6 +20,7 @@ from ..plots import (
 from ..store import ACTIVE, Store
 from .forms import dataclass_widgets
 from .state import POLL_SECONDS, list_runs, select_runs, selected_runs
+from .text import plain
 
 CURVE_POINTS = 400
 REDRAW_SECONDS = 2.0     # the comparison redraws while any of its runs trains
@@ -311,7 +312,7 @@ def grid_form(runner: Runner) -> None:
                        _parse_list(rates, float, "rates"), _parse_list(seeds, int, "seeds"))
         sweep_id, ids = runner.submit_grid(configs)
     except ConfigError as e:
-        st.error(str(e), icon=":material/error:")
+        st.error(plain(e), icon=":material/error:")
         return
     st.session_state[_LAUNCHED] = sweep_id
     select_runs(ids)
@@ -333,7 +334,7 @@ def _sweep_body(store: Store, sweep_id: str) -> None:
     running = runs[runs.status == "running"]
     text = f"Sweep `{sweep_id}`: {finished}/{len(runs)} runs finished"
     if len(running):
-        text += f" · training {running.label.iloc[0]}"
+        text += f" · training {plain(running.label.iloc[0])}"
     st.progress(finished / max(len(runs), 1), text=text)
     if finished == len(runs):
         st.session_state.pop(_LAUNCHED, None)

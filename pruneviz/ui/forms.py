@@ -20,6 +20,7 @@ from ..methods import apply_preset, get_method, load_all, make_params
 from ..models import MODELS
 from ..plots import schedule_figure
 from ..session import check
+from .text import plain
 
 MAIN_FIELDS = ("model", "dataset", "rate", "epochs", "seed")
 SKIP = {"method", "params"}          # drawn by the form itself
@@ -208,7 +209,7 @@ def session_form(prefix: str, *, main: Iterable[str] = MAIN_FIELDS,
             errors.append(str(e))
             config = None
     for message in errors:
-        st.error(message, icon=":material/error:")
+        st.error(plain(message), icon=":material/error:")
     return config, errors
 
 
@@ -220,7 +221,7 @@ def schedule_preview(config: SessionConfig | None) -> None:
     try:
         preview = cls.preview(config, make_params(cls, config.params))
     except ConfigError as e:
-        st.error(str(e))
+        st.error(plain(e))
         return
     st.plotly_chart(schedule_figure(preview, f"{cls.name} schedule at rate {config.rate:g}"),
                     key="schedule_preview")

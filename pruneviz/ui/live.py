@@ -25,6 +25,7 @@ from ..store import ACTIVE, Store
 from .internals import internals_view
 from .panel import metrics_panel_view
 from .state import POLL_SECONDS, list_runs
+from .text import plain
 
 MAX_POINTS = 400             # per curve: more than a half-width chart has pixels for
 SCALAR_KEYS = ["loss", "train_accuracy", "test_accuracy", "test_loss", "sparsity",
@@ -156,8 +157,8 @@ def _details_body(store: Store, run_id: str) -> None:
 
 def _status_line(run: dict) -> str:
     c = run["config"]
-    return (f"`{run['run_id']}` · {c.method} at rate {c.rate:g} · {c.model} on {c.dataset} · "
-            f"{c.epochs} epochs · seed {c.seed} · **{run['status']}**")
+    return (f"`{run['run_id']}` · {c.method} at rate {c.rate:g} · {plain(c.model)} on "
+            f"{plain(c.dataset)} · {c.epochs} epochs · seed {c.seed} · **{run['status']}**")
 
 
 def _live_body(store: Store, runner: Runner, run_id: str, polling: bool) -> None:
@@ -167,16 +168,16 @@ def _live_body(store: Store, runner: Runner, run_id: str, polling: bool) -> None
     if polling and not active:
         st.rerun()                      # the run ended: redraw the page without polling
     head, button = st.columns([5, 1], vertical_alignment="bottom")
-    head.subheader(run_label(run))
+    head.subheader(plain(run_label(run)))
     head.markdown(_status_line(run))
     button.button("Cancel", key="live.cancel", disabled=not active, on_click=runner.cancel,
                   args=(run_id,), icon=":material/stop_circle:",
                   help="Stop after the current step; the run is kept as interrupted.")
     st.progress(*_progress_of(store, run))
     if run["error"]:
-        (st.warning if run["status"] == "interrupted" else st.error)(run["error"])
+        (st.warning if run["status"] == "interrupted" else st.error)(plain(run["error"]))
     for warning in (run["summary"] or {}).get("warnings", []):
-        st.warning(warning, icon=":material/warning:")
+        st.warning(plain(warning), icon=":material/warning:")
     if data.scalars.empty:
         st.info("Waiting for the first records…")
         return
@@ -260,7 +261,8 @@ def _queue_body(store: Store, runner: Runner, shown: str | None, polling: bool) 
                      icon=":material/pending:"):
         for _, r in others.head(8).iterrows():
             label, view, cancel = st.columns([6, 1, 1], vertical_alignment="center")
-            label.markdown(f"{r.label} · {r.model} on {r.dataset} · *{r.status}*")
+            label.markdown(f"{plain(r.label)} · {plain(r.model)} on {plain(r.dataset)} · "
+                           f"*{r.status}*")
             if view.button("", key=f"queue.view.{r.run_id}", icon=":material/visibility:",
                            help="Show this run"):
                 show_run(r.run_id)

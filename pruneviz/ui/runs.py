@@ -17,6 +17,7 @@ from ..jobs import Runner
 from ..store import ACTIVE, Store, parse_tags
 from .panel import metrics_panel_view
 from .state import select_runs, selected_runs
+from .text import plain
 
 LIST_COLUMNS = ["label", "tags", "status", "method", "model", "dataset", "rate", "seed",
                 "final_accuracy", "sparsity", "flops_effective", "wall_s", "notes", "run_id",
@@ -100,12 +101,12 @@ def _notes_form(store: Store, run_id: str, run: dict) -> None:
 def run_card(store: Store, runner: Runner, run_id: str) -> None:
     run = store.run(run_id)
     config, summary, status = run["config"], run["summary"], run["status"]
-    st.subheader(run["name"] or f"{config.method} at rate {config.rate:g}")
-    st.markdown(f"`{run_id}` · {config.model} on {config.dataset} · {config.epochs} epochs · "
-                f"seed {config.seed} · **{status}**")
+    st.subheader(plain(run["name"] or f"{config.method} at rate {config.rate:g}"))
+    st.markdown(f"`{run_id}` · {plain(config.model)} on {plain(config.dataset)} · "
+                f"{config.epochs} epochs · seed {config.seed} · **{status}**")
     if run["error"]:
         (st.warning if status == "interrupted" else st.error)(
-            f"This run ended {status}: {run['error']}")
+            f"This run ended {status}: {plain(run['error'])}")
     cols = st.columns(4)
     for col, key, label in zip(cols, ("dense_accuracy", "final_accuracy", "sparsity",
                                       "flops_effective"),

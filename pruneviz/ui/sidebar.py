@@ -6,6 +6,7 @@ import streamlit as st
 
 from ..store import ACTIVE
 from .state import device_label, get_store, list_runs, selection_picker, workers
+from .text import plain
 
 
 def sidebar() -> None:
@@ -16,7 +17,7 @@ def sidebar() -> None:
         active = int(runs.status.isin(ACTIVE).sum())
         if active:
             st.caption(f":material/pending: {active} run(s) queued or running")
-        st.caption(f"Store: `{store.root.expanduser().resolve()}`  \n"
+        st.caption(f"Store: {plain(store.root.expanduser().resolve())}  \n"
                    f"({len(runs)} runs; set PRUNEVIZ_STORE to use another folder)")
         st.caption(f"Device: {device_label()}  \n"
                    f"Runs train {workers()} at a time (set PRUNEVIZ_WORKERS to change)")

@@ -17,6 +17,7 @@ from ..metrics import count_flops
 from ..models import build_model
 from ..plots import run_label
 from ..store import ACTIVE, Store, StoreError, default_root
+from .text import plain
 
 POLL_SECONDS = 0.5           # live views redraw twice a second (a redraw costs ~20-80 ms)
 SELECTED = "selected_runs"   # key of the sidebar's picker
@@ -91,7 +92,7 @@ def get_store() -> Store:
     try:
         return _store(store_root())
     except StoreError as e:
-        st.error(str(e))
+        st.error(plain(e))
         st.stop()
 
 
