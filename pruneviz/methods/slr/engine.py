@@ -7,11 +7,11 @@ Implements min_W f(W) s.t. card(W_l) <= l_l, relaxed: every step loss = CE(W) + 
 ||W_l - Z_l + U_l||^2 (its gradient added in after_backward, exact, by one foreach op); once
 per penalty epoch condition 1 L(W, Z_prev) < L(W_prev, Z_prev) (forced at k = 1) gates
 Lambda += s_k (W - Z_prev), then Z = Pi(W + U), then condition 2 L(W, Z) < L(W_prev, Z_prev)
-gates Lambda += s_k (W - Z), with s_k = alpha_k s_{k-1} ||W_prev - Z_prev|| / ||W - Z||, alpha_k = 1 -
-1 / (M k^(1 - 1/k^r)) (math.py); then hard prune W = Pi(W) and masked retraining. ADMM: every
-admm_every epochs Z = Pi(W + U), U += W - Z. Records: records.py. Defaults, the order of the
-updates and fidelity choices (copies of W_prev, Z_prev; the first update; condition 2):
-docs/methods.md, "SLR, ADMM".
+gates Lambda += s_k (W - Z), with s_k = alpha_k s_{k-1} ||W_prev - Z_prev|| / ||W - Z||,
+alpha_k = 1 - 1 / (M k^(1 - 1/k^r)) (math.py); then hard prune W = Pi(W) and masked
+retraining. ADMM: every admm_every epochs Z = Pi(W + U), U += W - Z. Records: records.py.
+Defaults, the order of the updates and fidelity choices (copies of W_prev, Z_prev; the first
+update; condition 2): docs/methods.md, "SLR, ADMM".
 
 Condition 2 as the paper writes it, L(W, Z) < L(W, Z_prev) with one CE, cannot fail: Z = Pi(W +
 U) minimises the penalty exactly. We follow the intent of surrogate Lagrangian relaxation (the
