@@ -18,12 +18,13 @@ for CI; the numbers mean nothing). Regimes and findings: docs/methods.md, "Claim
 
     python benchmarks/bench_claims.py [--quick | --tiny] [--seeds 3]
         [--datasets subset digits] [--subset ../shared/data/cifar10-subset]
-        [--only slr pgp] [--store DIR] [--json FILE]
+        [--only slr pgp] [--set NAME=VALUE ...] [--store DIR] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -36,6 +37,7 @@ import torch
 
 from pruneviz import data as pruneviz_data
 from pruneviz.config import SessionConfig
+from pruneviz.methods import get_method
 from pruneviz.session import run_session
 from pruneviz.store import Store
 
@@ -83,7 +85,7 @@ CLAIMS = [
 # Budgets per mode: (seeds, epochs, dense epochs, steps per epoch cap, held-out cap), per kind
 # of dataset ("subset": ResNet-20 on real images; "small": an embedded set).
 MODES = {
-    "full": dict(seeds=3, subset=(8, 15, 0, 0), small=(10, 0, 0, 0)),
+    "full": dict(seeds=3, subset=(6, 12, 40, 0), small=(10, 0, 0, 0)),
     "quick": dict(seeds=3, subset=(4, 6, 20, 1000), small=(6, 0, 0, 0)),
     "tiny": dict(seeds=1, subset=(1, 1, 20, 64), small=(1, 1, 10, 64)),
 }
@@ -120,11 +122,30 @@ def datasets(names: list[str], subset: Path, mode: str) -> list[Dataset]:
     return out
 
 
+def overrides(pairs: list[str]) -> dict[str, Any]:
+    """--set NAME=VALUE pairs; VALUE as JSON where it parses (numbers, true), else a string."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"bench_claims: error: --set takes NAME=VALUE, got {pair!r}")
+        try:
+            out[name] = json.loads(value)
+        except ValueError:
+            out[name] = value
+    return out
+
+
 def run_arm(store: Store, ds: Dataset, claim: Claim, method: str, params: dict[str, Any],
-            seed: int) -> dict[str, Any]:
+            seed: int, extra: dict[str, Any]) -> dict[str, Any]:
+    """One session; `extra` overrides session fields, and the method's own parameters where it
+    has them (so --set s0=0.1 reaches SLR and not ADMM)."""
+    session = {f.name for f in dataclasses.fields(SessionConfig)}
+    own = {f.name for f in dataclasses.fields(get_method(method).Params)}
+    fields = {**claim.session, **ds.fields, **{k: v for k, v in extra.items() if k in session}}
+    params = {**params, **{k: v for k, v in extra.items() if k in own}}
     config = SessionConfig(method=method, rate=claim.rate, dataset=ds.dataset, model=ds.model,
-                           seed=seed, start="dense", device="cpu",
-                           **{**claim.session, **ds.fields}, params=params)
+                           seed=seed, start="dense", device="cpu", **fields, params=params)
     started = time.perf_counter()
     s = run_session(config, store, panel=False)
     if s.get("status") != "completed":
@@ -140,13 +161,15 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def check(store: Store, ds: Dataset, claim: Claim, seeds: list[int]) -> dict[str, Any]:
+def check(store: Store, ds: Dataset, claim: Claim, seeds: list[int],
+          extra: dict[str, Any]) -> dict[str, Any]:
     """Both arms over the seeds; the verdict from the mean paired difference."""
     arms: dict[str, list[dict[str, Any]]] = {claim.method: [], claim.baseline: []}
     for seed in seeds:
-        arms[claim.method].append(run_arm(store, ds, claim, claim.method, claim.params, seed))
+        arms[claim.method].append(run_arm(store, ds, claim, claim.method, claim.params, seed,
+                                          extra))
         arms[claim.baseline].append(run_arm(store, ds, claim, claim.baseline,
-                                            claim.base_params, seed))
+                                            claim.base_params, seed, extra))
     a = [r["value"] for r in arms[claim.method]]
     b = [r["value"] for r in arms[claim.baseline]]
     diff, diff_std = mean_std([x - y for x, y in zip(a, b)])
@@ -184,12 +207,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                     help="the real-image subset's folder (train/ and test/)")
     ap.add_argument("--only", nargs="+", choices=[c.key for c in CLAIMS],
                     help="check only these claims")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a session field, or a parameter of the arms that have it "
+                         "(diagnostics: --only slr --set rho=1 --set s0=0.1)")
     ap.add_argument("--store", type=Path, help="store to keep the runs (and dense starts) in")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     seeds = list(range(args.seeds or MODES[mode]["seeds"]))
     claims = [c for c in CLAIMS if not args.only or c.key in args.only]
+    extra = overrides(args.set)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; mode {mode}, "
           f"seeds {seeds}")
     results = []
@@ -197,9 +224,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(args.store or tmp)
         for ds in datasets(args.datasets, args.subset.resolve(), mode):
-            print(f"== {ds.label}: {ds.dataset}, {ds.model}, {ds.fields}")
+            print(f"== {ds.label}: {ds.dataset}, {ds.model}, {ds.fields}"
+                  + (f", overrides {extra}" if extra else ""))
             for claim in claims:
-                result = check(store, ds, claim, seeds)
+                result = check(store, ds, claim, seeds, extra)
                 results.append(result)
                 print("\n".join(report(result)), flush=True)
     held = sum(r["holds"] for r in results)
