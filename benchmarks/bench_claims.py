@@ -85,8 +85,8 @@ CLAIMS = [
 # Budgets per mode: (seeds, epochs, dense epochs, steps per epoch cap, held-out cap), per kind
 # of dataset ("subset": ResNet-20 on real images; "small": an embedded set).
 MODES = {
-    "full": dict(seeds=3, subset=(6, 12, 40, 0), small=(10, 0, 0, 0)),
-    "quick": dict(seeds=3, subset=(4, 6, 20, 1000), small=(6, 0, 0, 0)),
+    "full": dict(seeds=3, subset=(8, 15, 50, 0), small=(10, 0, 0, 0)),
+    "quick": dict(seeds=3, subset=(4, 6, 20, 0), small=(6, 0, 0, 0)),
     "tiny": dict(seeds=1, subset=(1, 1, 20, 64), small=(1, 1, 10, 64)),
 }
 
