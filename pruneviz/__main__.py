@@ -115,12 +115,15 @@ def _print_summary(summary: dict[str, Any]) -> None:
         if isinstance(value, float):
             value = f"{value:.4f}"
         print(f"{key:>16}: {value}")
-    for key in sorted(set(summary) - set(SUMMARY_KEYS) - {"panel"}):
+    for key in sorted(set(summary) - set(SUMMARY_KEYS) - {"panel", "warnings"}):
         print(f"{key:>16}: {summary[key]}")
-    if "panel" in summary:
-        from .report import format_panel
+    from .report import format_panel, format_warnings
 
-        print(format_panel(summary["panel"]))
+    if "panel" in summary:      # the panel prints the run's warnings above its numbers
+        print(format_panel({**summary["panel"], "warnings": summary.get("warnings", [])}))
+    else:
+        for line in format_warnings(summary.get("warnings", [])):
+            print(line)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -173,6 +176,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         cols = ["run_id", "method", "rate", "status", "dense_accuracy", "final_accuracy",
                 "sparsity", "wall_s"]
         print(pd.DataFrame(summaries).reindex(columns=cols).to_string(index=False))
+        from .report import format_warnings
+
+        for s in summaries:
+            for line in format_warnings(s.get("warnings", [])):
+                print(f"{s['run_id']} {line}")
     return 0 if all(s["status"] == "completed" for s in summaries) else 1
 
 

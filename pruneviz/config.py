@@ -28,8 +28,9 @@ class SessionConfig:
     rate: float = param(0.8, "Target fraction pruned: of weights (unstructured) or of filters per "
                              "prunable layer (filter methods).", min=0.0, max=0.99, step=0.05)
     model: str = param("tiny_cnn", "Model factory name.")
-    dataset: str = param("digits", "digits (embedded), mnist, fashion_mnist, cifar10, cifar100, "
-                                   "or folder:PATH for an ImageFolder directory.")
+    dataset: str = param("digits", "digits or cifar10_small (embedded), mnist, fashion_mnist, "
+                                   "cifar10, cifar100, or folder:PATH for an ImageFolder "
+                                   "directory.")
     epochs: int = param(8, "Training budget after the dense start; every method schedules its "
                            "pruning inside it, so methods compare at equal cost.", min=1, max=1000)
     seed: int = param(0, "Seeds weights, data order and method randomness.", min=0, max=2**31 - 1)

@@ -1,6 +1,8 @@
 """Datasets held in memory as uint8 tensors, batched by seeded permutations.
 
-The embedded default is scikit-learn's digits (ships in the wheel, loads offline). MNIST,
+The embedded default is scikit-learn's digits (ships in the wheel, loads offline); cifar10_small
+(5,000 + 2,000 CIFAR-10 images at 16x16, pruneviz/embedded/, built by
+scripts/build_cifar_embedded.py) is the embedded real-image set, with its own test split. MNIST,
 Fashion-MNIST, CIFAR-10/100 come through torchvision and download only when asked. Any
 ImageFolder directory (one subfolder per class) works as `folder:PATH`, with a seeded stratified
 held-out split. Augmentation (random crop with padding 4, horizontal flip) runs on whole batches.
@@ -25,7 +27,8 @@ TORCHVISION_SETS = {
     "cifar10": ("CIFAR10", "cifar-10-batches-py"),
     "cifar100": ("CIFAR100", "cifar-100-python"),
 }
-DATASETS = ("digits", *TORCHVISION_SETS)
+EMBEDDED_CIFAR = "cifar10_small"
+DATASETS = ("digits", EMBEDDED_CIFAR, *TORCHVISION_SETS)
 FOLDER_PREFIX = "folder:"
 
 
@@ -137,6 +140,22 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     return x, table[:, 64].long(), [str(i) for i in range(10)]
 
 
+def _embedded_cifar() -> DataBundle:
+    """The CIFAR-10 sample shipped in the package (uint8 .npz; CIFAR-10's own train/test)."""
+    import numpy as np
+
+    path = Path(__file__).with_name("embedded") / f"{EMBEDDED_CIFAR}.npz"
+    if not path.is_file():
+        raise DataError(f"the embedded {EMBEDDED_CIFAR} file {path} is missing; reinstall "
+                        f"pruneviz or rebuild it with scripts/build_cifar_embedded.py.")
+    with np.load(path) as z:
+        x = {k: torch.from_numpy(z[k]) for k in ("train_x", "train_y", "test_x", "test_y")}
+        classes = [str(c) for c in z["classes"]]
+    return DataBundle(EMBEDDED_CIFAR, x["train_x"].permute(0, 3, 1, 2).contiguous(),
+                      x["train_y"].long(), x["test_x"].permute(0, 3, 1, 2).contiguous(),
+                      x["test_y"].long(), classes=classes, augment=False)
+
+
 def _torchvision(name: str, root: Path, download: bool) -> DataBundle:
     import torchvision.datasets as tvd
 
@@ -195,6 +214,8 @@ def _load(name: str, root: str, download: bool, holdout: float, image_size: int)
         x, y, classes = _digits()
         tr, te = _split(y, holdout, seed=0)
         return DataBundle(name, x[tr], y[tr], x[te], y[te], classes=classes, augment=False)
+    if name == EMBEDDED_CIFAR:
+        return _embedded_cifar()
     if name in TORCHVISION_SETS:
         return _torchvision(name, Path(root).expanduser(), download)
     if name.startswith(FOLDER_PREFIX):

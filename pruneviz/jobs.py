@@ -117,6 +117,27 @@ class Runner:
                     torch.cuda.empty_cache()
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """A comparison grid: methods x rates x seeds on one base config."""
+
+    methods: tuple[str, ...]
+    rates: tuple[float, ...]
+    seeds: tuple[int, ...]
+    base: dict = field(default_factory=dict)     # SessionConfig fields
+
+    def configs(self, **changes: object) -> list[SessionConfig]:
+        return grid(SessionConfig(**{**self.base, **changes}), list(self.methods),
+                    list(self.rates), list(self.seeds))
+
+
+# What the Compare form proposes on first launch: offline (the embedded CIFAR-10 sample), done
+# in <= 90 s on 2 cores with its dense baselines, and its methods' accuracies at the top rate
+# spread by more than 3x their seed-to-seed spread (benchmarks/bench_default_compare.py).
+DEFAULT_COMPARISON = Proposal(methods=("random", "l1", "global_l1", "gmp"), rates=(0.9, 0.98),
+                              seeds=(0, 1), base=dict(dataset="cifar10_small", epochs=4))
+
+
 def grid(base: SessionConfig, methods: list[str], rates: list[float],
          seeds: list[int]) -> list[SessionConfig]:
     """Methods x rates x seeds on one base config: same data, dense start and budget for all."""

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from .config import ConfigError
+
 Masks = dict[str, torch.Tensor]
 
 
@@ -121,6 +123,29 @@ def global_magnitude(scores: dict[str, torch.Tensor], rate: float) -> Masks:
         out[k] = keep[i:i + s.numel()].view_as(s)
         i += s.numel()
     return out
+
+
+def layer_floor(scores: dict[str, torch.Tensor], max_sparsity: float,
+                masks: Masks | None = None) -> dict[str, torch.Tensor]:
+    """Per tensor, a bool mask of the entries a global ranking must not prune so that no tensor
+    is pruned past `max_sparsity`: its n - round(n * max_sparsity) largest active scores."""
+    out = {}
+    for k, s in scores.items():
+        floor = s.numel() - n_prune(s.numel(), max_sparsity)
+        active = s if masks is None else torch.where(masks[k] > 0, s, -torch.inf)
+        out[k] = keep_top(active, floor).bool() & (active > -torch.inf)
+    return out
+
+
+def check_floor(sizes: list[int], rate: float, max_sparsity: float, method: str) -> None:
+    """ConfigError when the per-layer floor leaves the global ranking too few weights to prune."""
+    floor = sum(n - n_prune(n, max_sparsity) for n in sizes)
+    total = sum(sizes)
+    if floor > total - n_prune(total, rate):
+        raise ConfigError(f"{method}: max_layer_sparsity={max_sparsity:g} keeps at least "
+                          f"{floor} weights, more than rate {rate:g} leaves "
+                          f"({total - n_prune(total, rate)}); raise max_layer_sparsity above "
+                          f"the rate or lower the rate.")
 
 
 def filter_norms(weight: torch.Tensor, p: float = 2) -> torch.Tensor:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
+
+from .methods.base import RECOVERY
 
 # Colour-blind-safe: the methods people compare most take Okabe & Ito's eight colours (told
 # apart under deuteranopia, protanopia and tritanopia); the baselines that share a method's code
@@ -108,12 +111,24 @@ UNIT_RANGE = [0, 1.02]
 
 # -- one run, live -----------------------------------------------------------------------------
 def schedule_figure(preview: pd.DataFrame, title: str = "Schedule preview") -> go.Figure:
-    """A method's schedule before running: columns epoch, series, value."""
+    """A method's schedule before running (Method.preview: columns epoch, series, value), the
+    recovery phase shaded."""
+    band = preview[preview.series == RECOVERY]
+    lines = preview[preview.series != RECOVERY]
     traces = [_line(df.epoch, df.value, str(series), TARGET if i == 0 else _FALLBACK[i],
                     width=2.5)
-              for i, (series, df) in enumerate(preview.groupby("series", sort=False))]
-    return _figure(traces, dict(xaxis=_axis("epoch"), yaxis=_axis(rangemode="tozero"),
-                                showlegend=len(traces) > 1), height=240, title=title)
+              for i, (series, df) in enumerate(lines.groupby("series", sort=False))]
+    layout: dict[str, Any] = dict(xaxis=_axis("epoch"), yaxis=_axis(rangemode="tozero"),
+                                  showlegend=len(traces) > 1)
+    if len(band):
+        x0, x1 = float(band.epoch.min()), float(band.epoch.max())
+        layout["shapes"] = [dict(type="rect", xref="x", yref="paper", x0=x0, x1=x1, y0=0, y1=1,
+                                 fillcolor="rgba(44, 160, 44, 0.12)", line_width=0,
+                                 layer="below")]
+        layout["annotations"] = [dict(x=(x0 + x1) / 2, y=1, xref="x", yref="paper",
+                                      text="recovery", showarrow=False, yanchor="top",
+                                      font=dict(color="#2ca02c"))]
+    return _figure(traces, layout, height=240, title=title)
 
 
 def training_figure(scalars: pd.DataFrame) -> go.Figure:

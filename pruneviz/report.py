@@ -250,6 +250,7 @@ def build_panel(models: RunModels, config: SessionConfig, summary: dict[str, Any
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     panel["latency"] = _latency(models, latency_budget_s, batches, devices)
     panel["notes"] = notes(panel)
+    panel["warnings"] = list(summary.get("warnings", []))
     panel["panel_s"] = round(time.perf_counter() - started, 3)
     return panel
 
@@ -360,16 +361,18 @@ def metrics_panel(store: Store, run_id: str, *, recompute: bool = False) -> dict
     """The run's panel: the one stored with the run, else one computed now and cached in the
     run's folder ({"error": ...} for runs without final weights)."""
     run = store.run(run_id)
+    # The run's summary is the truth for its warnings (a panel cached earlier may lack them).
+    warned = {"warnings": list(run["summary"].get("warnings", []))}
     cached = store.run_dir(run_id, create=False) / PANEL_FILE
     if not recompute:
         if cached.exists():
-            return load_json(cached)
+            return {**load_json(cached), **warned}
         if "panel" in run["summary"]:
-            return run["summary"]["panel"]
+            return {**run["summary"]["panel"], **warned}
     try:
         models = load_run_models(store, run_id)
     except ConfigError as e:
-        return {"error": str(e)}
+        return {"error": str(e), **warned}
     try:
         panel = build_panel(models, run["config"], run["summary"])
     except (RuntimeError, ValueError) as e:
@@ -420,12 +423,14 @@ def _si(n: float, unit: str) -> str:
 
 
 def format_panel(panel: dict[str, Any]) -> str:
-    """The panel as text lines for the CLI."""
+    """The panel as text lines for the CLI (its warnings first)."""
+    warned = format_warnings(panel.get("warnings", []))
     if "error" in panel:
-        return f"metrics panel: not available ({panel['error']})"
+        return "\n".join([*warned, f"metrics panel: not available ({panel['error']})"])
     p = panel
     ratio = lambda a, b: f"{a / b:.2f}x" if b else "n/a"  # noqa: E731
     lines = [
+        *warned,
         f"metrics panel ({p['method']} {p['target']:g}, {p['model']} on {p['dataset']}):",
         f"  target          {p['target']:.2f} of the {p['target_of']}",
         f"  achieved        sparsity {p['sparsity']:.4f} of the prunable weights, "
@@ -451,3 +456,8 @@ def format_panel(panel: dict[str, Any]) -> str:
                  f"(<= {tol:.2g}, eval mode)")
     lines += [f"  note: {n}" for n in p["notes"]]
     return "\n".join(lines)
+
+
+def format_warnings(warnings: list[str]) -> list[str]:
+    """A run's guard warnings as CLI lines (none: no lines)."""
+    return [f"WARNING: {w}" for w in warnings]

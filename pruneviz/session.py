@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 
 from .config import ConfigError, SessionConfig
 from .data import DataBundle, load_dataset
+from .guards import layer_health, output_constant, run_warnings
 from .masks import apply_masks
 from .methods import Context, Method, get_method, make_params
 from .metrics import (
@@ -39,7 +41,8 @@ Progress = Callable[[int, int, str], None]   # (steps done, total steps, phase)
 
 # Dense baselines share one recipe per dataset so every method of a comparison starts from the
 # same weights; only the epochs (and data options) are the user's.
-DENSE_EPOCHS = {"digits": 20, "mnist": 3, "fashion_mnist": 5, "cifar10": 30, "cifar100": 30}
+DENSE_EPOCHS = {"digits": 20, "cifar10_small": 10, "mnist": 3, "fashion_mnist": 5, "cifar10": 30,
+                "cifar100": 30}
 DENSE_RECIPE = dict(method="dense", rate=0.0, start="scratch", optimizer="sgd", lr=0.05,
                     momentum=0.9, nesterov=True, weight_decay=5e-4, lr_schedule="cosine",
                     label_smoothing=0.0, params={}, name="")
@@ -233,6 +236,9 @@ class Session:
         self.dense_shapes = {l.name: l.module.weight.shape for l in ctx.layers}
         self.params_dense = param_counts(model)[0]
         self.layer_every = max(1, self.total // 100)
+        self.zeros: list[torch.Tensor] = []        # where the prunable weights are exactly 0
+        self.last_change: int | None = None        # step the zero pattern last changed at
+        self.masks_seen: Any = None                # the ctx.masks object last looked at
         self.summary: dict[str, Any] = {
             "run_id": run_id, "method": config.method, "model": config.model,
             "dataset": config.dataset, "rate": config.rate, "device": str(device),
@@ -266,6 +272,22 @@ class Session:
         self.rec.scalars({f"{prefix}_{k}": v for k, v in result.items()})
         return result
 
+    def track_zeros(self, step: int) -> None:
+        """Note the step if the prunable weights' zero pattern changed since the last look (a
+        mask applied, moved or physically cut): the guards' "no recovery" check reads it. The
+        session looks after before_training (step -1), after every step that replaced
+        ctx.masks (gradual methods) and at every epoch's end (its last step)."""
+        self.masks_seen = self.ctx.masks
+        zeros = [l.module.weight.detach() == 0 for l in self.ctx.layers]
+        if not self.zeros:          # the first look, after before_training: pruned already?
+            changed = any(bool(z.any()) for z in zeros)
+        else:
+            changed = not all(a.shape == b.shape and torch.equal(a, b)
+                              for a, b in zip(zeros, self.zeros))
+        if changed:
+            self.last_change = step
+        self.zeros = zeros
+
     def check_pruned(self) -> None:
         if self.ctx.pruned and "pruned_accuracy" not in self.summary:
             self.summary["pruned_accuracy"] = self.evaluate("pruned")["accuracy"]
@@ -276,6 +298,7 @@ class Session:
             self.summary["dense_accuracy"] = self.evaluate("dense")["accuracy"]
         self.method.before_training(self.ctx)
         self.dense_shapes.update({l.name: l.module.weight.shape for l in self.ctx.layers})
+        self.track_zeros(-1)
         self.check_pruned()
         self.snapshot()
         self.flush(force=True)
@@ -303,6 +326,8 @@ class Session:
         ctx.optimizer.step()
         apply_masks(ctx.model, ctx.masks)
         method.after_step(ctx)
+        if ctx.masks is not self.masks_seen:
+            self.track_zeros(ctx.step)
         now = time.perf_counter()
         rec.scalars({"loss": loss_value, "lr": lr, "step_time": now - started,
                      "wall_time": now - self.t0,
@@ -315,6 +340,7 @@ class Session:
 
     def end_epoch(self) -> None:
         self.method.end_of_epoch(self.ctx)
+        self.track_zeros((self.ctx.epoch + 1) * self.spe - 1)
         self.check_pruned()
         self.evaluate("test")
         self.snapshot()
@@ -330,6 +356,8 @@ class Session:
         summary.update(ctx.summary)
         if status == "completed" and ctx.pruned and self.method.kind == "filter":
             summary.update(compact_size(ctx.model, self.data.input_shape))   # dead filters removed
+        if status == "completed" and self.phase == "session":
+            summary.update(self.guards())
         summary["status"] = status
         if error:
             summary["error"] = error
@@ -346,6 +374,23 @@ class Session:
         finally:
             self.store.finish_run(self.run_id, status, summary=summary, error=error)
         return summary
+
+    def guards(self) -> dict[str, Any]:
+        """`warnings` (guards.py) and `recovery_epochs`, the epochs (in steps / steps per
+        epoch) trained after the last mask change (None when nothing was ever pruned)."""
+        ctx, config, summary = self.ctx, self.config, self.summary
+        recovery = (None if self.last_change is None
+                    else round((self.total - 1 - self.last_change) / self.spe, 3))
+        health = layer_health(ctx.layers, self.dense_shapes)
+        x, _ = next(self.data.test_batches(ctx.device, batch_size=256, limit=256))
+        warnings = run_warnings(
+            method=config.method, kind=self.method.kind, rate=config.rate,
+            params=dataclasses.asdict(self.method.p), layers=health,
+            cut=output_constant(ctx.model, x), dense_accuracy=summary.get("dense_accuracy"),
+            final_accuracy=summary.get("final_accuracy"), num_classes=self.data.num_classes,
+            epochs=config.epochs, recovery_epochs=recovery,
+            recovery_hint=self.method.recovery_hint)
+        return {"recovery_epochs": recovery, "warnings": warnings}
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

@@ -66,7 +66,7 @@ RECORD_TABLES = ("scalars", "layers", "filters", "rows")
 # Summary numbers runs() lists as columns (the dashboard's compare views plot them).
 SUMMARY_COLUMNS = ("dense_accuracy", "pruned_accuracy", "final_accuracy", "sparsity",
                    "global_sparsity", "params_nonzero", "flops_dense", "flops_effective",
-                   "wall_s")
+                   "wall_s", "warnings")
 
 
 class StoreError(RuntimeError):

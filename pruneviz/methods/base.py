@@ -91,6 +91,9 @@ class Method:
     kind: ClassVar[str] = "unstructured"        # "unstructured" (weights) or "filter"
     Params: ClassVar[type] = NoParams
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    # The fix the guards suggest when the final mask changed in the session's last epoch.
+    recovery_hint: ClassVar[str] = ("give the session more epochs, or use the method's "
+                                    "interactive preset, which leaves epochs to recover.")
 
     def __init__(self, params: Any = None) -> None:
         self.p = params if params is not None else self.Params()
@@ -118,6 +121,24 @@ class Method:
         return pd.DataFrame({"epoch": [0.0, float(config.epochs)], "series": "target sparsity",
                              "value": [config.rate, config.rate]})
 
+    @classmethod
+    def mask_final(cls, config: SessionConfig, params: Any) -> float | None:
+        """Epoch (on the schedule's axis) from which the final mask is held and the session only
+        recovers; None when it is final only at the very end (or never: dense)."""
+        return None
+
+    @classmethod
+    def preview(cls, config: SessionConfig, params: Any) -> pd.DataFrame:
+        """schedule() plus the recovery phase as two rows of series RECOVERY (its start and end
+        epoch, value NaN) when the final mask is held before the session's end."""
+        df = cls.schedule(config, params)
+        start = cls.mask_final(config, params)
+        if start is None or start >= config.epochs:
+            return df
+        band = pd.DataFrame({"epoch": [float(start), float(config.epochs)],
+                             "series": RECOVERY, "value": float("nan")})
+        return pd.concat([df, band], ignore_index=True)
+
     def before_training(self, ctx: Context) -> None:
         pass
 
@@ -134,6 +155,7 @@ class Method:
         pass
 
 
+RECOVERY = "recovery (final mask held)"
 REGISTRY: dict[str, type[Method]] = {}
 
 

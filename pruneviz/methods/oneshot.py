@@ -13,20 +13,23 @@ Counts follow torch.nn.utils.prune: round(rate * n) units pruned.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from ..config import param
+from ..config import SessionConfig, param
 from ..masks import (
     Layer,
     Masks,
     apply_masks,
+    check_floor,
     filter_mask,
     filter_norms,
     filter_param_masks,
     global_magnitude,
     keep_top,
+    layer_floor,
     layerwise_magnitude,
     n_prune,
     prunable_layers,
@@ -50,6 +53,18 @@ class Params:
     last_linear: bool = param(False, "Also prune the classifier layer.")
 
 
+def max_layer_sparsity_field() -> float:
+    return param(1.0, "No layer is pruned past this fraction: a per-layer density floor for the "
+                      "global ranking, which otherwise can empty a layer at high rates and cut "
+                      "the network in two; 1 = no floor, 0.99 keeps at least 1% of every layer.",
+                 min=0.5, max=1.0, step=0.005)
+
+
+@dataclass(frozen=True)
+class GlobalParams(Params):
+    max_layer_sparsity: float = max_layer_sparsity_field()
+
+
 class OneShot(Method):
     """Prune to the target before training; the mask then stays fixed while fine-tuning."""
 
@@ -64,6 +79,10 @@ class OneShot(Method):
 
     def target(self, ctx: Context) -> float:
         return ctx.config.rate
+
+    @classmethod
+    def mask_final(cls, config: SessionConfig, params: Any) -> float | None:
+        return 0.0
 
     def before_training(self, ctx: Context) -> None:
         ctx.masks = self.masks(ctx)
@@ -99,10 +118,16 @@ class L1(OneShot):
 class GlobalL1(OneShot):
     name = "global_l1"
     summary = "Global unstructured magnitude pruning (one ranking over all layers), then fine-tune."
+    Params = GlobalParams
 
     def masks(self, ctx: Context) -> Masks:
-        return global_magnitude({l.param: l.module.weight.detach().abs() for l in ctx.layers},
-                                ctx.config.rate)
+        scores = {l.param: l.module.weight.detach().abs() for l in ctx.layers}
+        if self.p.max_layer_sparsity < 1.0:
+            check_floor([s.numel() for s in scores.values()], ctx.config.rate,
+                        self.p.max_layer_sparsity, self.name)
+            floor = layer_floor(scores, self.p.max_layer_sparsity)
+            scores = {k: torch.where(floor[k], torch.inf, s) for k, s in scores.items()}
+        return global_magnitude(scores, ctx.config.rate)
 
 
 @register

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ..config import ConfigError, SessionConfig, parse_numbers
-from ..jobs import Runner, grid
+from ..jobs import DEFAULT_COMPARISON, Runner, grid
 from ..methods import load_all
 from ..plots import (
     X_AXES,
@@ -23,13 +23,13 @@ from .state import POLL_SECONDS, list_runs, select_runs, selected_runs
 
 CURVE_POINTS = 400
 REDRAW_SECONDS = 2.0     # the comparison redraws while any of its runs trains
-DEFAULT_METHODS = ("l1", "global_l1", "gmp")
 SHOWN_CURVES = {"loss", "test_accuracy", "sparsity"}      # drawn above in any case
 PREFERRED_CURVES = ("hard_prune_now_accuracy", "primal_residual", "density", "r_e")
 GRID_FIELDS = ("model", "dataset", "epochs")
 TABLE_COLUMNS = ["label", "status", "method", "model", "dataset", "rate", "seed", "epochs",
-                 "final_accuracy", "accuracy_drop", "sparsity", "flops_effective", "tags",
-                 "notes", "wall_s", "run_id"]
+                 "final_accuracy", "accuracy_drop", "sparsity", "flops_effective", "warnings",
+                 "tags", "notes", "wall_s", "run_id"]
+WARNINGS_SHOWN = 8       # warning sentences listed above the table; the column holds them all
 SWEEP_INPUTS = ["method", "rate", "seed", "epochs"]
 SWEEP_OUTPUTS = ["final_accuracy", "accuracy_drop", "sparsity", "flops_effective"]
 METRICS = {"final_accuracy": "final accuracy", "accuracy_drop": "accuracy drop vs dense"}
@@ -72,7 +72,26 @@ def compare_table(runs: pd.DataFrame) -> pd.DataFrame:
     """The compare table as shown and downloaded: one row per run, tags joined by commas."""
     table = runs[TABLE_COLUMNS].copy()
     table["tags"] = [", ".join(t) for t in table.tags]
+    table["warnings"] = [" | ".join(_warnings(w)) for w in table.warnings]
     return table
+
+
+def _warnings(value: object) -> list[str]:
+    """A run's guard warnings (a run still training, or stored before the guards, has none)."""
+    return list(value) if isinstance(value, list) else []
+
+
+def warnings_note(runs: pd.DataFrame) -> str | None:
+    """One message listing the compared runs' warnings (None when no run has any)."""
+    lines = [f"**{label}**: {w}" for label, ws in zip(runs.label, runs.warnings)
+             for w in _warnings(ws)]
+    if not lines:
+        return None
+    n = sum(bool(_warnings(ws)) for ws in runs.warnings)
+    more = (f"\n\n...and {len(lines) - WARNINGS_SHOWN} more in the table's warnings column."
+            if len(lines) > WARNINGS_SHOWN else "")
+    return (f"{n} of these runs end with warnings: their final numbers may mislead.\n\n"
+            + "\n\n".join(f"- {line}" for line in lines[:WARNINGS_SHOWN]) + more)
 
 
 def figure_config(fmt: str, name: str) -> dict:
@@ -135,6 +154,9 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
                    + "). Legends name each run's model/dataset, the per-layer chart is drawn "
                      "per model and each pair gets its own Pareto front; accuracies across "
                      "datasets do not compare.", icon=":material/warning:")
+    note = warnings_note(runs)
+    if note:
+        st.warning(note, icon=":material/warning:")
     table = compare_table(runs)
     # A model or dataset shared by every run is one column less to scroll past (the CSV
     # keeps it).
@@ -144,6 +166,10 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
         "accuracy_drop": st.column_config.NumberColumn(
             "acc. drop vs dense", format="%.4f",
             help="Dense baseline accuracy minus final accuracy (positive: accuracy lost)."),
+        "warnings": st.column_config.TextColumn(
+            "warnings", width="medium",
+            help="Collapse and misleading-result guards: each sentence says the cause and the "
+                 "fix."),
         "tags": st.column_config.TextColumn("tags", width="medium"),
         "notes": st.column_config.TextColumn("notes", width="medium")})
     a, b, c = st.columns([1, 2, 2], vertical_alignment="center")
@@ -251,25 +277,28 @@ def grid_form(runner: Runner) -> None:
     """One form: several methods x rates (x seeds) on the same dense start, data and budget."""
     names = sorted(load_all())
     with st.form("cmp.grid"):
-        methods = st.multiselect("methods", names, default=[m for m in DEFAULT_METHODS
+        proposal = DEFAULT_COMPARISON
+        methods = st.multiselect("methods", names, default=[m for m in proposal.methods
                                                             if m in names],
                                  key="cmp.methods")
         a, b, *cols = st.columns(2 + len(GRID_FIELDS))
-        rates = a.text_input("rates", "0.5, 0.8, 0.9", key="cmp.rates",
-                             help="Fractions pruned, comma-separated; each in [0, 1).")
-        seeds = b.text_input("seeds", "0", key="cmp.seeds",
+        rates = a.text_input("rates", ", ".join(f"{r:g}" for r in proposal.rates),
+                             key="cmp.rates",
+                             help="Fractions pruned, comma-separated; each in [0, 1), up to "
+                                  "0.99.")
+        seeds = b.text_input("seeds", ", ".join(map(str, proposal.seeds)), key="cmp.seeds",
                              help="Comma-separated; with several seeds the curves show the "
                                   "mean and a min/max band.")
         values, errors = {}, []
         for col, name in zip(cols, GRID_FIELDS):
             with col:
-                v, e = dataclass_widgets(SessionConfig, "cmp", [name])
+                v, e = dataclass_widgets(SessionConfig, "cmp", [name], proposal.base)
                 values.update(v)
                 errors += e
         with st.expander("Training and data"):
             rest = [n for n in SessionConfig.__dataclass_fields__
                     if n not in {*GRID_FIELDS, "method", "rate", "seed", "params", "name"}]
-            more, more_errors = dataclass_widgets(SessionConfig, "cmp", rest)
+            more, more_errors = dataclass_widgets(SessionConfig, "cmp", rest, proposal.base)
         submitted = st.form_submit_button("Launch comparison", type="primary")
     if not submitted:
         return

@@ -218,7 +218,7 @@ def schedule_preview(config: SessionConfig | None) -> None:
         return
     cls = get_method(config.method)
     try:
-        preview = cls.schedule(config, make_params(cls, config.params))
+        preview = cls.preview(config, make_params(cls, config.params))
     except ConfigError as e:
         st.error(str(e))
         return

@@ -175,6 +175,8 @@ def _live_body(store: Store, runner: Runner, run_id: str, polling: bool) -> None
     st.progress(*_progress_of(store, run))
     if run["error"]:
         (st.warning if run["status"] == "interrupted" else st.error)(run["error"])
+    for warning in (run["summary"] or {}).get("warnings", []):
+        st.warning(warning, icon=":material/warning:")
     if data.scalars.empty:
         st.info("Waiting for the first records…")
         return

@@ -21,6 +21,8 @@ def metrics_panel_view(store, run_id: str, key: str) -> None:
     with st.spinner("Compacting the model and timing it (sweep runs are measured when first "
                     "viewed)..."):
         panel = metrics_panel(store, run_id)
+    for warning in panel.get("warnings", []):
+        st.warning(warning, icon=":material/warning:")
     if "error" in panel:
         st.warning(f"No metrics panel for this run: {panel['error']}")
         return

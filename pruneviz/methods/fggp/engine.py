@@ -105,6 +105,10 @@ class Flat:
                    torch.cat([ctx.masks[n].flatten() for n in names]) > 0, names,
                    [ctx.masks[n].shape for n in names])
 
+    def protected(self, floor: dict[str, torch.Tensor] | None) -> torch.Tensor | None:
+        """GMP.floor's per-layer protection as one vector in this order (None: no floor)."""
+        return None if floor is None else torch.cat([floor[n].flatten() for n in self.names])
+
     def masks(self, keep: torch.Tensor) -> Masks:
         out, i = {}, 0
         for name, shape in zip(self.names, self.shapes):
@@ -205,13 +209,17 @@ class FGGP(SelectionRecords, GMP):
         # Without a snapshot (choose called outside a step) the weights have not moved yet.
         f = Flat.of(ctx, pre if self.p.weights == "pre" else None)
         candidates, fields = None, {}
+        w, g = f.w, f.g
+        protect = f.protected(self.floor(ctx))
+        if protect is not None:         # the floor's weights are never candidates nor cut
+            w, g = torch.where(protect, torch.inf, w), torch.where(protect, torch.inf, g)
         if self.p.criterion == "gradient_first":
             remain = int(f.active.sum())
             if to_prune > math.floor(self.p.rho * remain):
                 every = prune_every(ctx.total_steps, self.p.end, self.p.every)
                 raise ConfigError(too_aggressive(self.name, ctx.step, to_prune, remain,
                                                  self.p.rho, every))
-            cut, candidates = gradient_first(f.w, f.g, f.active, to_prune, self.p.rho)
+            cut, candidates = gradient_first(w, g, f.active, to_prune, self.p.rho)
             fields["grad_cut"] = f.g[candidates].max().item()
         else:
             idx = f.active.nonzero().squeeze(1)
@@ -220,6 +228,8 @@ class FGGP(SelectionRecords, GMP):
             else:
                 score = torch.zeros_like(f.w)
                 score[idx] = (ranks(f.w[idx]) + ranks(f.g[idx])).to(score.dtype)
+            if protect is not None:
+                score = torch.where(protect, torch.inf, score)
             cut = smallest(score, idx, to_prune)
             fields["score_cut"] = score[cut].max().item()
         keep = f.active.clone()
@@ -257,9 +267,13 @@ class GraNet(SelectionRecords, GMP):
         idx = f.active.nonzero().squeeze(1)
         c = self.regrow_fraction(ctx)
         to_add = math.floor((idx.numel() - to_prune) * c)
+        w, protect = f.w, f.protected(self.floor(ctx))
+        if protect is not None:         # cut (and so regrow) only what the floor leaves
+            w = torch.where(protect, torch.inf, w)
+            to_add = max(0, min(to_add, idx.numel() - int(protect.sum()) - to_prune))
         if to_prune + to_add == 0:
             return ctx.masks
-        cut = smallest(f.w, idx, to_prune + to_add)
+        cut = smallest(w, idx, to_prune + to_add)
         keep = f.active.clone()
         keep[cut] = False
         fields = {"regrow_fraction": c, "criterion": "granet"}

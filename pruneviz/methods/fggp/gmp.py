@@ -18,9 +18,19 @@ import torch
 import torch.nn as nn
 
 from ...config import ConfigError, SessionConfig, param
-from ...masks import Layer, Masks, apply_masks, erk_densities, ones_like_layers, prunable_layers
+from ...masks import (
+    Layer,
+    Masks,
+    apply_masks,
+    check_floor,
+    erk_densities,
+    layer_floor,
+    ones_like_layers,
+    prunable_layers,
+)
 from ...schedules import cubic_density
 from ..base import Context, Method, register
+from ..oneshot import max_layer_sparsity_field
 from .math import prune_every, prune_smallest, t_end
 from .records import PRUNE_STEPS
 
@@ -36,13 +46,23 @@ class Params:
     init_density: float = param(1.0, "Density when pruning starts: 1 = dense start; below 1 = "
                                      "sparse start from a random ERK mask at this density "
                                      "(FGGP's sparse start uses 0.5).", min=0.01, max=1.0)
+    max_layer_sparsity: float = max_layer_sparsity_field()
+
+
+@dataclass(frozen=True)
+class GMPParams(Params):
+    scope: str = param("global", "global: one |w| ranking across layers (can empty a layer at "
+                                 "high rates); layer: every layer pruned to the same density, "
+                                 "as Zhu & Gupta's GMP (max_layer_sparsity then has no effect).",
+                       choices=("global", "layer"))
 
 
 @register
 class GMP(Method):
     name = "gmp"
-    summary = "Gradual magnitude pruning on the cubic schedule, global ranking, no regrowth."
-    Params = Params
+    summary = ("Gradual magnitude pruning on the cubic schedule, global ranking (or layer-wise, "
+               "scope=layer), no regrowth.")
+    Params = GMPParams
 
     def select_layers(self, model: nn.Module) -> list[Layer]:
         return prunable_layers(model, first_conv=self.p.first_conv,
@@ -55,6 +75,13 @@ class GMP(Method):
     def target(self, ctx: Context) -> float:
         return 1.0 - self.density(ctx, ctx.step)
 
+    recovery_hint = ("lower `end` (the fraction of training at which the final sparsity is "
+                     "reached; 0.8 leaves a fifth of the session to recover).")
+
+    @classmethod
+    def mask_final(cls, config: SessionConfig, params: Params) -> float | None:
+        return params.end * config.epochs
+
     @classmethod
     def schedule(cls, config: SessionConfig, params: Params) -> pd.DataFrame:
         epochs = [config.epochs * i / 100 for i in range(101)]
@@ -65,6 +92,9 @@ class GMP(Method):
 
     def before_training(self, ctx: Context) -> None:
         d_init, d_final = self.p.init_density, 1.0 - ctx.config.rate
+        if self.floored():
+            check_floor([l.module.weight.numel() for l in ctx.layers], ctx.config.rate,
+                        self.p.max_layer_sparsity, self.name)
         if d_init >= 1.0:
             ctx.masks = ones_like_layers(ctx.layers)
             return
@@ -86,10 +116,38 @@ class GMP(Method):
 
         Called at every pruning step, also when `to_prune` is 0 (regrowing methods act then);
         returning `ctx.masks` itself means nothing changed."""
+        scores = {l.param: l.module.weight.detach().abs() for l in ctx.layers}
+        if getattr(self.p, "scope", "global") == "layer":
+            return self.choose_layerwise(ctx, scores)
         if to_prune == 0:
             return ctx.masks
-        scores = {l.param: l.module.weight.detach().abs() for l in ctx.layers}
+        floor = self.floor(ctx)
+        if floor is not None:
+            scores = {k: torch.where(floor[k], torch.inf, s) for k, s in scores.items()}
         return prune_smallest(scores, ctx.masks, to_prune)
+
+    def choose_layerwise(self, ctx: Context, scores: dict[str, torch.Tensor]) -> Masks:
+        """Zhu & Gupta's form: every layer pruned to floor(n_l (1 - d(t))) by its own |w|."""
+        density = self.density(ctx, ctx.step)
+        out, changed = {}, False
+        for name, score in scores.items():
+            mask = ctx.masks[name]
+            k = max(0, math.floor(mask.numel() * (1.0 - density))
+                    - (mask.numel() - int(mask.sum().item())))
+            out[name] = prune_smallest({name: score}, {name: mask}, k)[name] if k else mask
+            changed = changed or k > 0
+        return out if changed else ctx.masks
+
+    def floored(self) -> bool:
+        return self.p.max_layer_sparsity < 1.0 and getattr(self.p, "scope", "global") == "global"
+
+    def floor(self, ctx: Context) -> dict[str, torch.Tensor] | None:
+        """The active weights the per-layer floor protects from this step's cut (None: no
+        floor): each layer's largest |w| that keep it at 1 - max_layer_sparsity density."""
+        if not self.floored():
+            return None
+        return layer_floor({l.param: l.module.weight.detach().abs() for l in ctx.layers},
+                           self.p.max_layer_sparsity, ctx.masks)
 
     def after_step(self, ctx: Context) -> None:
         if not self.is_pruning_step(ctx):

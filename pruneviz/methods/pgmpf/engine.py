@@ -30,7 +30,14 @@ import torch
 from ...config import SessionConfig, param
 from ...masks import Layer, Masks, apply_masks, filter_mask, filter_norms, filter_param_masks
 from ..base import Context, Method, register
-from .math import EpochValues, Knobs, epoch_values, gradient_factor, n_pruned_filters
+from .math import (
+    EpochValues,
+    Knobs,
+    epoch_values,
+    gradient_factor,
+    is_final,
+    n_pruned_filters,
+)
 from .records import MASK_UPDATES
 
 GRAD_SAMPLES = 200       # at most about this many sampled gradient-norm steps per run
@@ -54,6 +61,13 @@ def _bn_field() -> bool:
 def _d_field() -> float:
     return param(1 / 8, "D of the asymptotic keep rate: 3/4 of the pruning is reached at "
                         "e = D E (k = ln 4 / (D E)).", min=0.01, max=1.0)
+
+
+def _recovery_field() -> float:
+    return param(0.0, "Fraction of the epochs left to recover at the end: the mask becomes final "
+                      "(pruned filters held at zero) at the end of epoch ceil(E (1 - recovery)) "
+                      "- 1 at the latest; 0 = at the last epoch, as the papers (no epoch to "
+                      "recover from the last hard zero).", min=0.0, max=0.9, step=0.05)
 
 
 def _exact_field() -> float:
@@ -89,6 +103,7 @@ class Params:
                              max=1.0)
     decay_bn: bool = _bn_field()
     shock_eval: bool = _shock_field()
+    recovery: float = _recovery_field()
 
 
 @dataclass(frozen=True)
@@ -97,18 +112,23 @@ class ASFPParams:
     exact_from: float = _exact_field()
     decay_bn: bool = _bn_field()
     shock_eval: bool = _shock_field()
+    recovery: float = _recovery_field()
 
 
 @dataclass(frozen=True)
 class SFPParams:
     decay_bn: bool = _bn_field()
     shock_eval: bool = _shock_field()
+    recovery: float = _recovery_field()
 
 
 CIFAR_RECIPE = dict(start="scratch", epochs=200, lr=0.1, lr_schedule="step",
                     lr_milestones=(0.3, 0.6, 0.8), lr_gamma=0.2, momentum=0.9, nesterov=True,
                     weight_decay=5e-4, batch_size=128, rate=0.4)
-INTERACTIVE = dict(start="dense", epochs=10, lr=0.01, lr_schedule="cosine", rate=0.4)
+# recovery 0.2: the mask is final at the end of epoch 7 of 10, two epochs before the end (with
+# the papers' timing the last hard zero lands in the last epoch, with nothing left to recover).
+INTERACTIVE = dict(start="dense", epochs=10, lr=0.01, lr_schedule="cosine", rate=0.4,
+                   recovery=0.2)
 
 
 # -- the method --------------------------------------------------------------------------------
@@ -120,6 +140,8 @@ class PGMPF(Method):
     kind = "filter"
     Params = Params
     presets = {"paper": CIFAR_RECIPE, "interactive": INTERACTIVE}
+    recovery_hint = ("set recovery=0.2 (the interactive preset's value) so the mask is final "
+                     "with a fifth of the epochs left to recover.")
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
@@ -142,7 +164,7 @@ class PGMPF(Method):
                      alpha_decay=True, alpha0=p.alpha0,
                      sigma=p.sigma or (1e-5 if dense else 1e-3),
                      alpha_zero_from=p.alpha_zero_from, alpha_min=p.alpha_min,
-                     decay_bn=p.decay_bn, shock_eval=p.shock_eval)
+                     decay_bn=p.decay_bn, shock_eval=p.shock_eval, recovery=p.recovery)
 
     @classmethod
     def values(cls, config: SessionConfig, params: Params, e: int) -> EpochValues:
@@ -156,6 +178,14 @@ class PGMPF(Method):
             v = cls.values(config, params, e)
             rows += [(e, "keep rate r_e", v.keep), (e, "lambda_e", v.lam), (e, "alpha_e", v.alpha)]
         return pd.DataFrame(rows, columns=["epoch", "series", "value"])
+
+    @classmethod
+    def mask_final(cls, config: SessionConfig, params: Params) -> float | None:
+        k, keep = cls.knobs(config, params), 1.0 - config.rate
+        for e in range(config.epochs):
+            if is_final(k, epoch_values(k, e, config.epochs, keep), e, config.epochs, keep):
+                return e + 1.0
+        return None
 
     def target(self, ctx: Context) -> float:
         """Fraction of prunable weights in the filters the mask in force prunes."""
@@ -226,10 +256,7 @@ class PGMPF(Method):
             rec.layer(layer.name, "filters_revived", int(((a == 0) & (m == 1)).sum().item()))
             rec.layer(layer.name, "filters_pruned", int((m == 0).sum().item()))
         rec.scalar("mask_flips", sum(flips))
-        final_now = not self.final and (
-            e >= ctx.epochs - 1
-            or (v.keep == 1.0 - ctx.config.rate and v.applied == 0.0
-                and k.gradient_mask and v.lam >= 1.0))
+        final_now = not self.final and is_final(k, v, e, ctx.epochs, 1.0 - ctx.config.rate)
         if n_pruned > 0 and v.applied < 1.0 and not self.final:
             if k.shock_eval:
                 rec.scalar("accuracy_before_decay", ctx.evaluate()["accuracy"])
@@ -280,7 +307,7 @@ class ASFP(PGMPF):
     def knobs(cls, config: SessionConfig, p: ASFPParams) -> Knobs:
         return Knobs(asymptotic=True, d=p.d, exact_from=p.exact_from, gradient_mask=False,
                      dropout=False, alpha_decay=False, decay_bn=p.decay_bn,
-                     shock_eval=p.shock_eval)
+                     shock_eval=p.shock_eval, recovery=p.recovery)
 
 
 @register
@@ -293,4 +320,4 @@ class SFP(PGMPF):
     @classmethod
     def knobs(cls, config: SessionConfig, p: SFPParams) -> Knobs:
         return Knobs(asymptotic=False, gradient_mask=False, dropout=False, alpha_decay=False,
-                     decay_bn=p.decay_bn, shock_eval=p.shock_eval)
+                     decay_bn=p.decay_bn, shock_eval=p.shock_eval, recovery=p.recovery)

@@ -63,6 +63,7 @@ class Knobs:
     alpha_zero_from: float = 0.8
     alpha_min: float = 1e-4
     shock_eval: bool = True
+    recovery: float = 0.0            # fraction of the epochs left to recover after the final mask
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,23 @@ class EpochValues:
     applied: float   # the factor pruned filters are multiplied by (0 below alpha_min)
 
 
+def last_epoch(epochs: int, recovery: float) -> int:
+    """The epoch whose end makes the mask final at the latest: the session's last, or earlier so
+    that `recovery` of the epochs train with the final mask held (E = 10, 0.2: epoch 7)."""
+    return max(0, min(epochs - 1, math.ceil(epochs * (1.0 - recovery) - 1e-9) - 1))
+
+
+def is_final(k: Knobs, v: EpochValues, e: int, epochs: int, keep: float) -> bool:
+    """Whether the mask computed at the end of epoch e is final: at the last epoch (see
+    last_epoch), or once r_e is the target, alpha is 0 and pruned filters get no gradient."""
+    return e >= last_epoch(epochs, k.recovery) or (
+        v.keep == keep and v.applied == 0.0 and k.gradient_mask and v.lam >= 1.0)
+
+
 def epoch_values(k: Knobs, e: int, epochs: int, keep: float) -> EpochValues:
-    """The schedules at the end of epoch e; the last epoch lands exactly on the target."""
-    final_epoch = e >= epochs - 1
+    """The schedules at the end of epoch e; the last epoch (see last_epoch) lands exactly on
+    the target."""
+    final_epoch = e >= last_epoch(epochs, k.recovery)
     if final_epoch or not k.asymptotic:
         r = keep
     else:

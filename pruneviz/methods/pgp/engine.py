@@ -91,6 +91,8 @@ class Progressive(Method):
     """The shared code path: score, weak set, hybrid split, reset, surgery, records."""
 
     kind = "filter"
+    recovery_hint = ("lower prune_fraction (or prune_epochs) so fine-tuning epochs follow the "
+                     "last pruning epoch.")
     criterion: ClassVar[str] = "pass"      # "pass" (PGP), "running" (RPGP) or "l2" (PSFP)
     physical: ClassVar[bool] = True        # remove hard filters (PGP) or mask them (PSFP)
 
@@ -123,6 +125,10 @@ class Progressive(Method):
             rows += [(float(config.epochs), series, value)
                      for (_, series, value) in rows[-(2 if cls.physical else 1):]]
         return pd.DataFrame(rows, columns=["epoch", "series", "value"])
+
+    @classmethod
+    def mask_final(cls, config: SessionConfig, params: Any) -> float | None:
+        return float(cls.n_pruning_epochs(config.epochs, params))
 
     def target(self, ctx: Context) -> float | None:
         if not hasattr(self, "groups"):

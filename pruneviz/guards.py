@@ -1,0 +1,144 @@
+"""Collapse and misleading-result guards: plain-sentence warnings for a finished run's summary.
+
+The session calls `run_warnings` once at the end of a completed run; each warning names the
+cause (which layer, which number) and the fix (which parameter, which value). Thresholds are
+module constants so tests, docs and the sentences agree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from .masks import Layer
+
+NEAR_NOTHING = 0.01     # a layer at under 1% density (and far under the asked rate) collapsed
+FEW_WEIGHTS = 8         # fewer kept weights than this is "nothing" whatever the layer's size
+MAX_DROP = 0.30         # final accuracy this far below the dense start misleads a comparison
+CHANCE_FACTOR = 1.5     # final accuracy under 1.5x chance: the network guesses
+MIN_RECOVERY = 0.5      # epochs trained after the final mask below which nothing recovered
+LAYERS_NAMED = 3        # layers named in one sentence; the rest are counted
+
+
+@dataclass(frozen=True)
+class LayerHealth:
+    """What a prunable layer keeps at the end of a run, against its dense shape."""
+
+    name: str
+    kept: int              # nonzero weights
+    total: int             # weights at the dense start (physically removed ones count)
+    filters_kept: int      # output channels with a nonzero weight
+    filters_total: int
+
+    @property
+    def density(self) -> float:
+        return self.kept / self.total if self.total else 1.0
+
+
+def layer_health(layers: list[Layer], dense_shapes: dict[str, torch.Size]) -> list[LayerHealth]:
+    """Kept weights and filters of every prunable layer (weights equal to zero count as pruned)."""
+    out = []
+    for layer in layers:
+        w = layer.module.weight.detach()
+        shape = dense_shapes.get(layer.name, w.shape)
+        alive = w.flatten(1) != 0
+        out.append(LayerHealth(layer.name, int(alive.sum()), shape.numel(),
+                               int(alive.any(1).sum()), shape[0]))
+    return out
+
+
+@torch.no_grad()
+def output_constant(model: nn.Module, x: torch.Tensor) -> bool:
+    """True when the model's output is the same for every input of the batch `x` (eval mode):
+    the network is cut in two."""
+    was = model.training
+    model.eval()
+    try:
+        out = model(x).float()
+    finally:
+        model.train(was)
+    if len(out) < 2:
+        return False
+    spread = (out - out[0]).abs().max().item()
+    return spread <= 1e-6 * (1.0 + out.abs().max().item())
+
+
+def collapsed(h: LayerHealth, rate: float, kind: str) -> bool:
+    """A layer pruned to (near) nothing: no filter or weight left, fewer than FEW_WEIGHTS, or a
+    density under NEAR_NOTHING and under half of what the rate asks of an average layer."""
+    if h.kept == 0 or h.filters_kept == 0:
+        return True
+    if kind == "filter":            # filter methods prune every layer at the rate by design
+        return False
+    # floor(): a layer held at exactly the 1% floor (rounded down by one weight) is not flagged
+    return h.kept < max(FEW_WEIGHTS, math.floor(h.total * min(NEAR_NOTHING, 0.5 * (1.0 - rate))))
+
+
+def _names(items: list[str]) -> str:
+    shown = ", ".join(items[:LAYERS_NAMED])
+    return shown + (f" and {len(items) - LAYERS_NAMED} more" if len(items) > LAYERS_NAMED else "")
+
+
+def collapse_fix(method: str, params: dict[str, object]) -> str:
+    """The standard remedies for a layer a ranking emptied, as this method offers them."""
+    fixes = []
+    if params.get("scope") == "global":
+        fixes.append("rank layer by layer (scope=layer, Zhu & Gupta's GMP)")
+    if "max_layer_sparsity" in params:
+        fixes.append("cap every layer with max_layer_sparsity=0.99 (a 1% density floor)")
+    if not fixes:
+        return f"Fix: lower the rate ({method} cannot hold a floor per layer)."
+    fixes.append("use a layer-wise method such as l1")
+    return "Fix: " + ", ".join(fixes[:-1]) + ", or " + fixes[-1] + "."
+
+
+def run_warnings(*, method: str, kind: str, rate: float, params: dict[str, object],
+                 layers: list[LayerHealth], cut: bool, dense_accuracy: float | None,
+                 final_accuracy: float | None, num_classes: int, epochs: int,
+                 recovery_epochs: float | None, recovery_hint: str) -> list[str]:
+    """Plain sentences, each with the cause and the fix, for what makes this run's final numbers
+    mislead: a collapsed or cut network, an accuracy far below dense or near chance, and a final
+    mask applied in the last epoch."""
+    out: list[str] = []
+    fix = collapse_fix(method, params)
+    empty = [h for h in layers if h.kept == 0 or h.filters_kept == 0]
+    thin = [h for h in layers if collapsed(h, rate, kind) and h not in empty]
+    if cut:
+        cause = (f"{_names([h.name for h in empty])} keep no weights" if empty
+                 else "no signal reaches the classifier")
+        out.append(f"The network is cut in two: {cause}, so its output no longer depends on "
+                   f"the input and the final accuracy is a constant guess. {fix}")
+    elif empty:
+        out.append(f"{_names([h.name for h in empty])} keep no weights: only a shortcut carries "
+                   f"the signal past them. {fix}")
+    if thin:
+        parts = [(f"{h.name} keeps {h.filters_kept} of {h.filters_total} filters"
+                  if kind == "filter" else
+                  f"{h.name} keeps {h.kept} of its {h.total} weights ({h.density:.2%})")
+                 for h in thin]
+        out.append(f"Layer pruned to almost nothing: {_names(parts)}, far below the "
+                   f"{1 - rate:.0%} an average layer keeps at rate {rate:g}; it is a bottleneck "
+                   f"the rest of the network cannot route around. {fix}")
+    if final_accuracy is not None:
+        chance = 1.0 / max(num_classes, 1)
+        if final_accuracy < CHANCE_FACTOR * chance:
+            out.append(f"Final accuracy {final_accuracy:.1%} is near chance ({chance:.0%} for "
+                       f"{num_classes} classes): the pruned network has lost what it learned. "
+                       f"Fix: lower the rate, give the session more epochs, or see the layer "
+                       f"warnings.")
+        elif dense_accuracy is not None and dense_accuracy - final_accuracy > MAX_DROP:
+            out.append(f"Final accuracy {final_accuracy:.1%} is "
+                       f"{100 * (dense_accuracy - final_accuracy):.0f} points below the dense "
+                       f"start's {dense_accuracy:.1%}: the comparison then measures the budget "
+                       f"more than the method. Fix: lower the rate or give the session more "
+                       f"epochs to recover.")
+    if recovery_epochs is not None and recovery_epochs < MIN_RECOVERY and epochs > 1:
+        when = ("at the very end" if recovery_epochs == 0 else
+                f"{recovery_epochs:.2f} epochs before the end")
+        out.append(f"The final mask changed {when} of the session (in its last epoch), so the "
+                   f"final accuracy was measured with no time to recover from it. "
+                   f"Fix: {recovery_hint}")
+    return out
