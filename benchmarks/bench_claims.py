@@ -12,12 +12,13 @@ arm, the mean of the paired differences (method - baseline) with its spread, and
 
 Datasets: `subset` is the real-image CIFAR-10 sample (--subset, ResNet-20 at 16 px; its own
 test/ split once pruneviz.data reads train/ + test/ trees, else train/ with a 20 % holdout);
-any other name is a pruneviz dataset (digits, ...) trained with tiny_cnn; NAME=MODEL picks the
-model. Modes: default (3 seeds, ~30 min on 2 cores), --quick (a few minutes), --tiny (seconds,
-for CI; the numbers mean nothing). Regimes and findings: docs/methods.md, "Claims checked".
+any other name is a pruneviz dataset (the embedded cifar10_small and digits by default) trained
+with tiny_cnn, the Compare form's model; NAME=MODEL picks another. Modes: default (3 seeds,
+~30 min on 2 cores), --quick (a few minutes), --tiny (seconds, for CI; the numbers mean
+nothing). Regimes and findings: docs/methods.md, "Claims checked".
 
     python benchmarks/bench_claims.py [--quick | --tiny] [--seeds 3]
-        [--datasets subset digits] [--subset ../shared/data/cifar10-subset]
+        [--datasets subset cifar10_small digits] [--subset ../shared/data/cifar10-subset]
         [--only slr pgp] [--set NAME=VALUE ...] [--store DIR] [--json FILE]
 """
 
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     group.add_argument("--quick", action="store_true", help="a few minutes")
     group.add_argument("--tiny", action="store_true", help="seconds, for CI")
     ap.add_argument("--seeds", type=int, default=0, help="seeds per arm (0 = the mode's)")
-    ap.add_argument("--datasets", nargs="+", default=["subset", "digits"],
+    ap.add_argument("--datasets", nargs="+", default=["subset", "cifar10_small", "digits"],
                     help="subset, or pruneviz dataset names; NAME=MODEL picks the model")
     ap.add_argument("--subset", type=Path, default=ROOT / "../shared/data/cifar10-subset",
                     help="the real-image subset's folder (train/ and test/)")
