@@ -13,7 +13,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ..jobs import Runner
 from ..plots import (
     layer_bars,
     layer_heatmap,
@@ -22,6 +21,7 @@ from ..plots import (
     training_figure,
 )
 from ..store import ACTIVE, Store
+from ..workers import Queue
 from .internals import internals_view
 from .panel import metrics_panel_view
 from .state import POLL_SECONDS, list_runs
@@ -131,12 +131,12 @@ def run_picker(runs: pd.DataFrame, current: str | None, limit: int = 50) -> None
 
 
 # -- the view ------------------------------------------------------------------------------------
-def live_view(store: Store, runner: Runner, run_id: str) -> None:
+def live_view(store: Store, queue: Queue, run_id: str) -> None:
     """Progress and the common charts; polls while the run is queued or running and redraws
     once more when it ends."""
     polling = store.run(run_id)["status"] in ACTIVE
     st.fragment(_live_body, run_every=POLL_SECONDS if polling else None)(
-        store, runner, run_id, polling)
+        store, queue, run_id, polling)
 
 
 def details_view(store: Store, run_id: str) -> None:
@@ -160,7 +160,7 @@ def _status_line(run: dict) -> str:
             f"{c.epochs} epochs · seed {c.seed} · **{run['status']}**")
 
 
-def _live_body(store: Store, runner: Runner, run_id: str, polling: bool) -> None:
+def _live_body(store: Store, queue: Queue, run_id: str, polling: bool) -> None:
     data = fetch_live(store, run_id)
     run = data.run
     active = run["status"] in ACTIVE
@@ -169,7 +169,7 @@ def _live_body(store: Store, runner: Runner, run_id: str, polling: bool) -> None
     head, button = st.columns([5, 1], vertical_alignment="bottom")
     head.subheader(run_label(run))
     head.markdown(_status_line(run))
-    button.button("Cancel", key="live.cancel", disabled=not active, on_click=runner.cancel,
+    button.button("Cancel", key="live.cancel", disabled=not active, on_click=queue.cancel,
                   args=(run_id,), icon=":material/stop_circle:",
                   help="Stop after the current step; the run is kept as interrupted.")
     st.progress(*_progress_of(store, run))
@@ -237,16 +237,16 @@ def _history(store: Store, run_id: str) -> None:
         st.dataframe(latest.rename("value at or before this step").to_frame(), height=250)
 
 
-def queue_panel(store: Store, runner: Runner, shown: str | None) -> None:
+def queue_panel(store: Store, queue: Queue, shown: str | None) -> None:
     """Queued and running runs other than the shown one, each with View and Cancel; polls
     while anything is active."""
     runs = list_runs(store)
     busy = bool(runs.status.isin(ACTIVE).any())
     st.fragment(_queue_body, run_every=POLL_SECONDS if busy else None)(
-        store, runner, shown, busy)
+        store, queue, shown, busy)
 
 
-def _queue_body(store: Store, runner: Runner, shown: str | None, polling: bool) -> None:
+def _queue_body(store: Store, queue: Queue, shown: str | None, polling: bool) -> None:
     runs = list_runs(store)
     queue = runs[runs.status.isin(ACTIVE)].iloc[::-1]
     if polling and queue.empty:
@@ -264,6 +264,6 @@ def _queue_body(store: Store, runner: Runner, shown: str | None, polling: bool) 
                 show_run(r.run_id)
                 st.rerun()
             cancel.button("", key=f"queue.cancel.{r.run_id}", icon=":material/close:",
-                          help="Cancel this run", on_click=runner.cancel, args=(r.run_id,))
+                          help="Cancel this run", on_click=queue.cancel, args=(r.run_id,))
         if len(others) > 8:
             st.caption(f"… and {len(others) - 8} more")
