@@ -135,6 +135,8 @@ def bench_watched(trials: int, samples: int) -> dict:
                 run_id = submit(store, config)
                 _wait_idle(store)
                 out["unwatched"].append(_run_wall(store, run_id))
+                print(f"  watched {out['watched'][-1]:.2f} s, unwatched "
+                      f"{out['unwatched'][-1]:.2f} s", file=sys.stderr, flush=True)
             # UI latency while a long run trains
             page.goto(url)
             run.wait_for(timeout=120_000)
@@ -160,7 +162,7 @@ def bench_watched(trials: int, samples: int) -> dict:
             page.reload()       # the history slider is drawn with the page: redraw it now
             run.wait_for(timeout=120_000)
             page.get_by_text("History").first.wait_for(timeout=60_000)
-            thumb = page.locator("[data-testid='stSlider'] [role='slider']").last
+            thumb = page.locator("input[type=range][aria-label='Step']").last   # History's
             for _ in range(samples):
                 title = page.evaluate(HISTORY_TITLE)
                 thumb.focus()
