@@ -190,8 +190,11 @@ def bench_idle_cpu(app_root: Path, seconds: float = 20) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
 
     out = {}
-    for label, extra in (("no watcher (shipped)", ()),
-                         ("default watcher", ("--server.fileWatcherType", "auto"))):
+    # Flags, not the checkout's config.toml, so any checkout compares the same two settings.
+    for label, extra in (("shipped (no watcher, no post-run gc)",
+                          ("--server.fileWatcherType", "none", "--runner.postScriptGC", "false")),
+                         ("Streamlit's defaults", ("--server.fileWatcherType", "auto",
+                                                   "--runner.postScriptGC", "true"))):
         with tempfile.TemporaryDirectory() as tmp, server(tmp, app_root, extra) as (url, proc), \
                 sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)

@@ -26,6 +26,7 @@ with form_col:
             st.error(str(e), icon=":material/error:")
         else:       # the view below picks it up in this same run
             live.show_run(run_id)
+            live.watch_start()
             state.select_runs([*state.selected_runs(), run_id])
 
 with view_col:

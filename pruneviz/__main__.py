@@ -217,8 +217,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     idle_exit = None if args.idle_exit is None else coerce(args.idle_exit, 0.0, "--idle-exit")
     if idle_exit is not None and idle_exit < 0:
         raise ConfigError(f"--idle-exit is a number of seconds (0 or more), got {idle_exit:g}.")
+    nice = coerce(args.nice, 0, "--nice") if args.nice is not None else 0
+    if not 0 <= nice <= 19:
+        raise ConfigError(f"--nice is a niceness from 0 to 19, got {nice}.")
     worker = Worker(Store(args.store), args.backend, worker_id=args.worker_id,
                     ray_address=args.ray_address)
+    os.nice(nice)
     signal.signal(signal.SIGTERM, worker.on_sigterm)
     signal.signal(signal.SIGINT, worker.on_sigterm)
     print(f"worker {worker.id} (pid {os.getpid()}, backend {args.backend}) on "
@@ -408,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Train at most one queued run, then exit (at once if none is queued).")
     p.add_argument("--idle-exit", metavar="SECONDS",
                    help="Exit after this many seconds with nothing queued (default: never).")
+    p.add_argument("--nice", metavar="N",
+                   help="Lower the worker's CPU priority by N (0-19; the dashboard starts its "
+                        "workers at 5 so pages stay quick while a run trains).")
     p.add_argument("--worker-id", help=argparse.SUPPRESS)     # given by the dashboard's spawn
     p.set_defaults(func=cmd_worker)
 

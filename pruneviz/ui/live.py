@@ -30,6 +30,8 @@ MAX_POINTS = 400             # per curve: more than a half-width chart has pixel
 SCALAR_KEYS = ["loss", "train_accuracy", "test_accuracy", "test_loss", "sparsity",
                "target_sparsity", "dense_accuracy", "pruned_accuracy"]
 RUN_PARAM = "run"            # ?run=<id> in the URL: a reload comes back to the same run
+FIRST_POLL_SECONDS = 0.25    # right after Run, until the first records are drawn
+_FAST_UNTIL = "live.fast_until"
 _LAST_VIEWED = "live.last_run"
 PICKER = "live.show"
 
@@ -116,6 +118,12 @@ def show_run(run_id: str) -> None:
         st.query_params[RUN_PARAM] = run_id
 
 
+def watch_start() -> None:
+    """A run was just started here: poll fast until its first records are drawn, so the first
+    chart shows at once; then at the slower POLL_SECONDS, which leaves the CPU to training."""
+    st.session_state[_FAST_UNTIL] = time.time() + 20
+
+
 def run_picker(runs: pd.DataFrame, current: str | None, limit: int = 50) -> None:
     """Select box of recent runs; picking one shows it (and puts it in the URL)."""
     if current is None:
@@ -135,8 +143,9 @@ def live_view(store: Store, queue: Queue, run_id: str) -> None:
     """Progress and the common charts; polls while the run is queued or running and redraws
     once more when it ends."""
     polling = store.run(run_id)["status"] in ACTIVE
-    st.fragment(_live_body, run_every=POLL_SECONDS if polling else None)(
-        store, queue, run_id, polling)
+    fast = polling and _FAST_UNTIL in st.session_state
+    every = (FIRST_POLL_SECONDS if fast else POLL_SECONDS) if polling else None
+    st.fragment(_live_body, run_every=every)(store, queue, run_id, polling, fast)
 
 
 def details_view(store: Store, run_id: str) -> None:
@@ -160,12 +169,19 @@ def _status_line(run: dict) -> str:
             f"{c.epochs} epochs · seed {c.seed} · **{run['status']}**")
 
 
-def _live_body(store: Store, queue: Queue, run_id: str, polling: bool) -> None:
+def _live_body(store: Store, queue: Queue, run_id: str, polling: bool, fast: bool) -> None:
     data = fetch_live(store, run_id)
     run = data.run
     active = run["status"] in ACTIVE
     if polling and not active:
         st.rerun()                      # the run ended: redraw the page without polling
+    if fast:
+        until = st.session_state.get(_FAST_UNTIL, 0.0)
+        if until < 0 or time.time() > until:
+            st.session_state.pop(_FAST_UNTIL, None)
+            st.rerun()                  # first records drawn (or waited long enough): slow down
+        if not data.scalars.empty:
+            st.session_state[_FAST_UNTIL] = -1.0       # drawn below; slow down next poll
     head, button = st.columns([5, 1], vertical_alignment="bottom")
     head.subheader(run_label(run))
     head.markdown(_status_line(run))
