@@ -26,22 +26,14 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench_dashboard import CHROMIUM_ARGS, LOSS_POINTS
+
 from pruneviz.config import SessionConfig
 from pruneviz.session import run_session
 from pruneviz.store import ACTIVE, Store
 from pruneviz.workers import stop_workers, submit
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-HREF = "() => location.href"
-LOSS_POINTS = """() => {
-  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
-    const t = (gd._fullData || []).find(t => t.name === 'train loss');
-    if (t) return t.x.length;
-  }
-  return 0;
-}"""
 HISTORY_TITLE = """() => {
   for (const t of document.querySelectorAll('.gtitle')) {
     if (t.textContent.startsWith('Per-layer sparsity at step')) return t.textContent;

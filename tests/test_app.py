@@ -214,7 +214,9 @@ def _compared(at):
     return tables[0].run_id.tolist() if tables else []
 
 
-def test_cancel_from_the_live_page_keeps_the_run_interrupted(app, ui_root):
+def _long_run_training(app, ui_root):
+    """Press Run on a 500-epoch session and wait until it has recorded steps; returns the
+    page, the store and the run id."""
     at = _fast_live_form(app, epochs=500)
     at.button(key="live.run").click().run()
     store = Store(ui_root)
@@ -222,6 +224,11 @@ def test_cancel_from_the_live_page_keeps_the_run_interrupted(app, ui_root):
     deadline = time.time() + 120
     while not (store.run(run_id)["step"] or 0) >= 2 and time.time() < deadline:
         time.sleep(0.05)      # training, with steps recorded (running comes before step 0)
+    return at, store, run_id
+
+
+def test_cancel_from_the_live_page_keeps_the_run_interrupted(app, ui_root):
+    at, store, run_id = _long_run_training(app, ui_root)
     at.run()
     at.button(key="live.cancel").click().run()
     run = _wait_done(store, [run_id], timeout=60).loc[run_id]
@@ -230,13 +237,7 @@ def test_cancel_from_the_live_page_keeps_the_run_interrupted(app, ui_root):
 
 
 def test_a_restarted_dashboard_reattaches_to_the_run_its_worker_trains(app, ui_root):
-    at = _fast_live_form(app, epochs=500)
-    at.button(key="live.run").click().run()
-    store = Store(ui_root)
-    run_id = store.runs().run_id.iloc[0]
-    deadline = time.time() + 120
-    while not (store.run(run_id)["step"] or 0) >= 2 and time.time() < deadline:
-        time.sleep(0.05)
+    _, store, run_id = _long_run_training(app, ui_root)
     pool = set(store.workers().worker_id)
     st.cache_resource.clear()                    # the server restarted: nothing cached
     fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()

@@ -244,6 +244,7 @@ def test_sweep_queue_queues_the_grid_as_one_sweep(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["worker", "--backend", "gpu"], "--backend must be one of local, ray"),
     (["worker", "--idle-exit", "soon"], "--idle-exit"),
+    (["worker", "--nice", "40"], "--nice is a niceness from 0 to 19"),
     (["run", "--queue", "--backend", "ray"], "--queue"),
     (["run", "--backend", "nope"], "--backend must be one of"),
 ])
