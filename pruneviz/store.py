@@ -169,17 +169,23 @@ class Store:
     def create_run(self, config: SessionConfig, *, kind: str = "session", status: str = "queued",
                    sweep_id: str | None = None, worker: str | None = None) -> str:
         """Insert a run; a queued session with no `worker` is a job any worker may claim."""
-        run_id = new_run_id()
         now = time.time()
-        with self._tx() as c:
-            c.execute(
-                "INSERT INTO runs (run_id, name, kind, method, model, dataset, rate, seed, status, "
-                "config, sweep_id, created, heartbeat, pid, host, worker) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, config.name, kind, config.method, config.model, config.dataset,
-                 config.rate, config.seed, status, config.to_json(), sweep_id, now, now,
-                 os.getpid(), socket.gethostname(), worker))
-        return run_id
+        # Ids are a second plus 16 random bits: queueing a whole sweep in one second can draw
+        # one twice, so draw again.
+        while True:
+            run_id = new_run_id()
+            try:
+                with self._tx() as c:
+                    c.execute(
+                        "INSERT INTO runs (run_id, name, kind, method, model, dataset, rate, "
+                        "seed, status, config, sweep_id, created, heartbeat, pid, host, worker) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (run_id, config.name, kind, config.method, config.model, config.dataset,
+                         config.rate, config.seed, status, config.to_json(), sweep_id, now, now,
+                         os.getpid(), socket.gethostname(), worker))
+                return run_id
+            except sqlite3.IntegrityError:
+                continue
 
     def start_run(self, run_id: str, total_steps: int) -> None:
         now = time.time()

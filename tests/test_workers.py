@@ -260,3 +260,10 @@ def test_bad_worker_input_is_one_line_and_exit_2(tmp_path, args, message):
 def test_a_bad_worker_count_names_the_variable_and_the_range(raw):
     with pytest.raises(ConfigError, match=f"PRUNEVIZ_WORKERS.*1 to 16.*{raw!r}"):
         workers.wanted_workers(raw)
+
+
+def test_a_run_id_drawn_twice_is_drawn_again(store, monkeypatch):
+    ids = iter(["20260101-000000-aaaa", "20260101-000000-aaaa", "20260101-000000-bbbb"])
+    monkeypatch.setattr("pruneviz.store.new_run_id", lambda: next(ids))
+    first, second = store.create_run(SessionConfig()), store.create_run(SessionConfig())
+    assert (first, second) == ("20260101-000000-aaaa", "20260101-000000-bbbb")
