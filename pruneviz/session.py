@@ -35,7 +35,7 @@ from .models import build_model, check_model_name
 from .records import Recorder
 from .safe_load import load_tensors, save_tensors
 from .schedules import lr_at
-from .store import Store, sqlite_error
+from .store import FOREGROUND, Store, sqlite_error
 from .surgery import compact_size
 
 Progress = Callable[[int, int, str], None]   # (steps done, total steps, phase)
@@ -127,7 +127,14 @@ def dense_start(prep: Prepared, store: Store, progress: Progress | None,
     """Weights of the trained dense baseline (trained once through this loop, then cached)."""
     dense = dense_config(prep.config)
     key = dense_key(dense)
-    with _dense_lock:
+
+    def cancelled() -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled
+
+    # The thread lock orders sessions of one process, the file lock those of several (workers,
+    # CLI runs); whoever waited finds the baseline stored by the one that trained it.
+    with _dense_lock, store.file_lock(f"dense-{key}", cancelled):
         return _dense_start(prep, dense, key, store, progress, cancel)
 
 
@@ -172,8 +179,8 @@ def run_session(config: SessionConfig, store: Store, *, run_id: str | None = Non
         if run_id is not None:
             store.finish_run(run_id, "failed", error=str(e))
         raise
-    if run_id is None:
-        run_id = store.create_run(config, sweep_id=sweep_id)
+    if run_id is None:      # trained here: never a job for a worker to claim
+        run_id = store.create_run(config, sweep_id=sweep_id, worker=FOREGROUND)
     try:
         dense_run = None
         if config.start == "dense":
@@ -363,6 +370,7 @@ class Session:
         if status == "completed" and self.phase == "session":
             summary.update(self.guards())
         summary["status"] = status
+        summary.update(self.store.trainer(self.run_id))    # backend, host, pid
         if error:
             summary["error"] = error
         if status == "completed":

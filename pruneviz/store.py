@@ -3,6 +3,7 @@ large artifacts (weights, masks). Safe for one writer per run and many readers a
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -12,7 +13,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,10 @@ ACTIVE = ("queued", "running")
 # A running session commits at least every step; one silent this long has lost its process even
 # if its pid was reused (after a reboot, say).
 STALE_SECONDS = 15 * 60
+# Workers beat from a thread of their own, whatever the step costs: one silent this long is gone
+# (on another host, where its pid cannot be checked, or hung on this one).
+WORKER_STALE_SECONDS = 30
+FOREGROUND = "foreground"    # runs.worker of a run trained by the process that created it
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -45,8 +50,11 @@ CREATE TABLE IF NOT EXISTS runs (
     created REAL, started REAL, finished REAL, heartbeat REAL,
     pid INTEGER, host TEXT,
     step INTEGER DEFAULT 0, total_steps INTEGER DEFAULT 0,
-    cancel INTEGER DEFAULT 0
+    cancel INTEGER DEFAULT 0,
+    worker TEXT, backend TEXT
 );
+CREATE TABLE IF NOT EXISTS workers (worker_id TEXT PRIMARY KEY, pid INTEGER, host TEXT,
+                                    backend TEXT, started REAL, heartbeat REAL, run_id TEXT);
 CREATE TABLE IF NOT EXISTS scalars (rid INTEGER, step INTEGER, epoch INTEGER, key TEXT, value REAL);
 CREATE INDEX IF NOT EXISTS scalars_idx ON scalars (rid, key, step);
 CREATE TABLE IF NOT EXISTS layers (rid INTEGER, step INTEGER, epoch INTEGER, layer TEXT, key TEXT,
@@ -60,7 +68,8 @@ CREATE INDEX IF NOT EXISTS rows_idx ON rows (rid, tbl, step);
 CREATE TABLE IF NOT EXISTS dense (key TEXT PRIMARY KEY, run_id TEXT, path TEXT, accuracy REAL);
 """
 # Columns added after the first release: a store made before them gains them on open.
-ADDED_COLUMNS = {"runs": {"notes": "TEXT NOT NULL DEFAULT ''",
+ADDED_COLUMNS = {"runs": {"worker": "TEXT", "backend": "TEXT",
+                          "notes": "TEXT NOT NULL DEFAULT ''",
                           "tags": "TEXT NOT NULL DEFAULT '[]'"}}
 MAX_TAG_CHARS, MAX_TAGS, MAX_NOTES_CHARS = 40, 20, 20_000
 RECORD_TABLES = ("scalars", "layers", "filters", "rows")
@@ -159,7 +168,7 @@ def sqlite_error(e: sqlite3.Error, root: Path) -> StoreError:
     return damaged(root, text)
 
 
-def _pid_alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
@@ -168,7 +177,10 @@ def _pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:        # a zombie (exited, not yet waited for by its parent) is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class Store:
@@ -264,19 +276,20 @@ class Store:
 
     # -- runs ----------------------------------------------------------------------------------
     def create_run(self, config: SessionConfig, *, kind: str = "session", status: str = "queued",
-                   sweep_id: str | None = None) -> str:
-        for attempt in range(5):
+                   sweep_id: str | None = None, worker: str | None = None) -> str:
+        """Insert a run; a queued session with no `worker` is a job any worker may claim."""
+        for attempt in range(5):      # ids carry 40 random bits; a collision draws again
             run_id = new_run_id()
             now = time.time()
             try:
                 with self._tx() as c:
                     c.execute(
                         "INSERT INTO runs (run_id, name, kind, method, model, dataset, rate, "
-                        "seed, status, config, sweep_id, created, heartbeat, pid, host) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (run_id, config.name, kind, config.method, config.model,
-                         config.dataset, config.rate, config.seed, status, config.to_json(),
-                         sweep_id, now, now, os.getpid(), socket.gethostname()))
+                        "seed, status, config, sweep_id, created, heartbeat, pid, host, worker) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (run_id, config.name, kind, config.method, config.model, config.dataset,
+                         config.rate, config.seed, status, config.to_json(), sweep_id, now, now,
+                         os.getpid(), socket.gethostname(), worker))
                 return run_id
             except sqlite3.IntegrityError:
                 if attempt == 4:
@@ -291,14 +304,18 @@ class Store:
                       (now, now, os.getpid(), socket.gethostname(), total_steps, run_id))
 
     def finish_run(self, run_id: str, status: str, *, summary: dict | None = None,
-                   error: str | None = None) -> None:
+                   error: str | None = None, only_active: bool = False) -> bool:
+        """Set the run's final status; `only_active` leaves a run that has already ended as it
+        is (a reaper or a cancel racing the worker). True if the row changed."""
         assert status in STATUSES, status
+        active = " AND status IN ('queued','running')" if only_active else ""
         with self._tx() as c:
-            c.execute("UPDATE runs SET status=?, error=?, summary=COALESCE(?, summary), "
-                      "finished=? WHERE run_id=?",
-                      (status, error, json.dumps(summary) if summary is not None else None,
-                       time.time(), run_id))
+            cur = c.execute(f"UPDATE runs SET status=?, error=?, summary=COALESCE(?, summary), "
+                            f"finished=? WHERE run_id=?{active}",
+                            (status, error, json.dumps(summary) if summary is not None else None,
+                             time.time(), run_id))
         self._save_run_file(run_id)
+        return cur.rowcount > 0
 
     def _save_run_file(self, run_id: str) -> None:
         """The run's row as JSON in its folder (written to a temporary name, then renamed), so
@@ -341,23 +358,120 @@ class Store:
             c.execute("UPDATE runs SET heartbeat=?, step=COALESCE(?, step) WHERE id=?",
                       (time.time(), step, rid))
 
-    def _reap(self) -> None:
-        """Mark runs whose owning process on this host is gone as interrupted."""
-        host = socket.gethostname()
-        rows = self._conn().execute(
-            "SELECT run_id, pid, status, heartbeat FROM runs WHERE status IN ('queued','running') "
-            "AND host=?", (host,)).fetchall()
-        stale = time.time() - STALE_SECONDS
-        dead = [run_id for run_id, pid, status, beat in rows
-                if not _pid_alive(pid) or (status == "running" and (beat or 0) < stale)]
+    def reap(self) -> None:
+        """Mark runs whose training process is gone (killed, crashed, hung) as interrupted and
+        forget dead workers; every step a run committed is kept. Unclaimed queued runs wait."""
+        host, now = socket.gethostname(), time.time()
+        conn = self._conn()
+        dead_workers = {w for w, pid, w_host, beat in conn.execute(
+                            "SELECT worker_id, pid, host, heartbeat FROM workers")
+                        if (w_host == host and not pid_alive(pid))
+                        or (beat or 0) < now - WORKER_STALE_SECONDS}
+        live_workers = {r[0] for r in conn.execute("SELECT worker_id FROM workers")} - dead_workers
+        rows = conn.execute(
+            "SELECT run_id, pid, host, status, heartbeat, worker FROM runs WHERE status IN "
+            "('queued','running') AND NOT (status='queued' AND kind='session' AND worker IS NULL)"
+        ).fetchall()
+        dead = []
+        for run_id, pid, run_host, status, beat, worker in rows:
+            if worker in live_workers:
+                continue
+            if worker in dead_workers or (run_host == host and not pid_alive(pid)) or (
+                    status == "running" and (beat or 0) < now - STALE_SECONDS):
+                dead.append(run_id)
         for run_id in dead:
             self.finish_run(run_id, "interrupted",
                             error="the process running it stopped (killed or crashed); "
-                                  "every step it committed is kept.")
+                                  "every step it committed is kept.", only_active=True)
+        if dead_workers:
+            with self._tx() as c:
+                c.executemany("DELETE FROM workers WHERE worker_id=?", [(w,) for w in dead_workers])
+
+    # -- the queue -----------------------------------------------------------------------------
+    def claim(self, worker_id: str, backend: str = "local") -> dict[str, Any] | None:
+        """Take the oldest unclaimed queued session for `worker_id`, atomically (one writer at a
+        time: no run is claimed twice across processes); None when the queue is empty."""
+        with self._tx() as c:
+            row = c.execute("SELECT run_id, config, sweep_id FROM runs WHERE status='queued' AND "
+                            "kind='session' AND worker IS NULL AND cancel=0 ORDER BY id LIMIT 1"
+                            ).fetchone()
+            if row is None:
+                return None
+            c.execute("UPDATE runs SET worker=?, backend=?, pid=?, host=?, heartbeat=? "
+                      "WHERE run_id=?", (worker_id, backend, os.getpid(), socket.gethostname(),
+                                         time.time(), row[0]))
+            c.execute("UPDATE workers SET run_id=? WHERE worker_id=?", (row[0], worker_id))
+        return {"run_id": row[0], "config": SessionConfig.from_dict(json.loads(row[1])),
+                "sweep_id": row[2]}
+
+    def register_worker(self, worker_id: str, pid: int, backend: str,
+                        host: str | None = None) -> None:
+        """Add (or refresh) a worker's row; a dashboard adds the row of a worker it spawns at
+        once, so a second dashboard counting workers sees it before it has started."""
+        now = time.time()
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO workers VALUES (?,?,?,?,?,?,NULL)",
+                      (worker_id, pid, host or socket.gethostname(), backend, now, now))
+
+    def beat(self, worker_id: str) -> tuple[str | None, bool]:
+        """A worker's heartbeat: its run (if any) and whether that run's cancel was asked."""
+        with self._tx() as c:
+            c.execute("UPDATE workers SET heartbeat=? WHERE worker_id=?", (time.time(), worker_id))
+            row = c.execute("SELECT w.run_id, r.cancel FROM workers w LEFT JOIN runs r "
+                            "ON r.run_id = w.run_id WHERE w.worker_id=?", (worker_id,)).fetchone()
+        if row is None:
+            return None, False
+        return row[0], bool(row[1])
+
+    def release(self, worker_id: str) -> None:
+        """The worker is idle again (its run has ended)."""
+        with self._tx() as c:
+            c.execute("UPDATE workers SET run_id=NULL WHERE worker_id=?", (worker_id,))
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM workers WHERE worker_id=?", (worker_id,))
+
+    def workers(self) -> pd.DataFrame:
+        """Live workers (dead ones reaped first): worker_id, pid, host, backend, started,
+        heartbeat, run_id (None when idle)."""
+        self.reap()
+        return pd.read_sql_query("SELECT * FROM workers ORDER BY started", self._conn())
+
+    def queued_count(self) -> int:
+        """Queued sessions no worker has claimed yet."""
+        return self._conn().execute(
+            "SELECT COUNT(*) FROM runs WHERE status='queued' AND kind='session' AND "
+            "worker IS NULL AND cancel=0").fetchone()[0]
+
+    def trainer(self, run_id: str) -> dict[str, Any]:
+        """backend, host and pid of the process training the run (for its summary)."""
+        row = self._conn().execute("SELECT backend, host, pid FROM runs WHERE run_id=?",
+                                   (run_id,)).fetchone()
+        backend, host, pid = row if row else (None, None, None)
+        return {"backend": backend or "local", "host": host, "pid": pid}
+
+    @contextmanager
+    def file_lock(self, name: str, cancel: Callable[[], bool] | None = None) -> Iterator[None]:
+        """Hold `<store>/<name>.lock` (fcntl.flock) across processes; waits, polling `cancel`
+        (which raises to stop waiting). The kernel drops it if the holder dies."""
+        with open(self.root / f"{name}.lock", "a+") as f:
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if cancel is not None:
+                        cancel()
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def runs(self, *, include_dense: bool = False) -> pd.DataFrame:
         """One row per run, newest first, with the run's config fields and summary numbers."""
-        self._reap()
+        self.reap()
         where = "" if include_dense else "WHERE kind = 'session'"
         df = pd.read_sql_query(
             f"SELECT run_id, name, kind, method, model, dataset, rate, seed, status, error, "
@@ -373,7 +487,7 @@ class Store:
     def run(self, run_id: str) -> dict[str, Any]:
         """The run's row as a dict, with `config` (SessionConfig) and `summary` (dict) parsed."""
         check_run_id(run_id)
-        self._reap()
+        self.reap()
         cur = self._conn().execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
         row = cur.fetchone()
         if row is None:
@@ -423,8 +537,14 @@ class Store:
             shutil.rmtree(folder, ignore_errors=True)
 
     def request_cancel(self, run_id: str) -> None:
+        """Ask the run to stop: its worker stops within a step; a run no worker has claimed yet
+        ends interrupted at once (behind a long queue it would show queued for minutes)."""
+        rid = self._rid(run_id)
         with self._tx() as c:
-            c.execute("UPDATE runs SET cancel=1 WHERE id=?", (self._rid(run_id),))
+            c.execute("UPDATE runs SET cancel=1 WHERE id=?", (rid,))
+            c.execute("UPDATE runs SET status='interrupted', error='cancelled before it started', "
+                      "finished=? WHERE id=? AND status='queued' AND worker IS NULL",
+                      (time.time(), rid))
 
     def cancel_requested(self, run_id: str) -> bool:
         row = self._conn().execute("SELECT cancel FROM runs WHERE run_id=?", (run_id,)).fetchone()

@@ -14,6 +14,7 @@ import pytest
 
 from pruneviz.config import SessionConfig
 from pruneviz.store import Store
+from pruneviz.workers import stop_workers
 from tests.helpers import recorded_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,15 +54,15 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path):
-    """`streamlit run app.py` on a free port with its own store; yields the URL."""
+    """`streamlit run app.py` on a free port with its own store (and the workers it starts);
+    yields the URL."""
     port = _free_port()
     env = {**os.environ, "PRUNEVIZ_STORE": str(tmp_path / "runs"), "PYTHONPATH": str(ROOT)}
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log,
-        stderr=subprocess.STDOUT)
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+         str(port), "--server.headless", "true"], cwd=ROOT, env=env, stdout=log,
+        stderr=subprocess.STDOUT)         # the address comes from .streamlit/config.toml
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 30
@@ -78,6 +79,24 @@ def server(tmp_path):
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
+        stop_workers(Store(tmp_path / "runs"))      # detached: they outlive the server
+
+
+def _listening(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net/tcp{,6} write them) listening on `port`."""
+    out = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hexport = local.partition(":")
+            if state == "0A" and int(hexport, 16) == port:          # 0A: LISTEN
+                out.add(address)
+    return out
+
+
+def test_the_server_listens_on_localhost_only(server):
+    port = int(server.rsplit(":", 1)[1])
+    assert _listening(port) == {"0100007F"}       # 127.0.0.1, and no IPv6 wildcard
 
 
 def _set_number(page, label: str, value: int) -> None:

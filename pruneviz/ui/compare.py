@@ -6,7 +6,6 @@ import pandas as pd
 import streamlit as st
 
 from ..config import ConfigError, SessionConfig, parse_numbers
-from ..jobs import DEFAULT_COMPARISON, Runner, grid
 from ..methods import load_all
 from ..plots import (
     X_AXES,
@@ -18,6 +17,7 @@ from ..plots import (
     seed_groups,
 )
 from ..store import ACTIVE, Store
+from ..workers import DEFAULT_COMPARISON, Queue, grid
 from .forms import dataclass_widgets
 from .state import POLL_SECONDS, list_runs, select_runs, selected_runs
 from .text import plain
@@ -274,7 +274,7 @@ def _parse_list(text: str, kind: type, name: str) -> list:
     return values
 
 
-def grid_form(runner: Runner) -> None:
+def grid_form(queue: Queue) -> None:
     """One form: several methods x rates (x seeds) on the same dense start, data and budget."""
     names = sorted(load_all())
     with st.form("cmp.grid"):
@@ -310,7 +310,7 @@ def grid_form(runner: Runner) -> None:
             raise ConfigError("pick at least one method.")
         configs = grid(SessionConfig(**values, **more), methods,
                        _parse_list(rates, float, "rates"), _parse_list(seeds, int, "seeds"))
-        sweep_id, ids = runner.submit_grid(configs)
+        sweep_id, ids = queue.submit_grid(configs)
     except ConfigError as e:
         st.error(plain(e), icon=":material/error:")
         return

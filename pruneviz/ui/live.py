@@ -13,7 +13,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ..jobs import Runner
 from ..plots import (
     layer_bars,
     layer_heatmap,
@@ -22,6 +21,7 @@ from ..plots import (
     training_figure,
 )
 from ..store import ACTIVE, Store
+from ..workers import Queue
 from .internals import internals_view
 from .panel import metrics_panel_view
 from .state import POLL_SECONDS, list_runs
@@ -31,6 +31,8 @@ MAX_POINTS = 400             # per curve: more than a half-width chart has pixel
 SCALAR_KEYS = ["loss", "train_accuracy", "test_accuracy", "test_loss", "sparsity",
                "target_sparsity", "dense_accuracy", "pruned_accuracy"]
 RUN_PARAM = "run"            # ?run=<id> in the URL: a reload comes back to the same run
+FIRST_POLL_SECONDS = 0.25    # right after Run, until the first records are drawn
+_FAST_UNTIL = "live.fast_until"
 _LAST_VIEWED = "live.last_run"
 PICKER = "live.show"
 
@@ -117,6 +119,12 @@ def show_run(run_id: str) -> None:
         st.query_params[RUN_PARAM] = run_id
 
 
+def watch_start() -> None:
+    """A run was just started here: poll fast until its first records are drawn, so the first
+    chart shows at once; then at the slower POLL_SECONDS, which leaves the CPU to training."""
+    st.session_state[_FAST_UNTIL] = time.time() + 20
+
+
 def run_picker(runs: pd.DataFrame, current: str | None, limit: int = 50) -> None:
     """Select box of recent runs; picking one shows it (and puts it in the URL)."""
     if current is None:
@@ -132,12 +140,13 @@ def run_picker(runs: pd.DataFrame, current: str | None, limit: int = 50) -> None
 
 
 # -- the view ------------------------------------------------------------------------------------
-def live_view(store: Store, runner: Runner, run_id: str) -> None:
+def live_view(store: Store, queue: Queue, run_id: str) -> None:
     """Progress and the common charts; polls while the run is queued or running and redraws
     once more when it ends."""
     polling = store.run(run_id)["status"] in ACTIVE
-    st.fragment(_live_body, run_every=POLL_SECONDS if polling else None)(
-        store, runner, run_id, polling)
+    fast = polling and _FAST_UNTIL in st.session_state
+    every = (FIRST_POLL_SECONDS if fast else POLL_SECONDS) if polling else None
+    st.fragment(_live_body, run_every=every)(store, queue, run_id, polling, fast)
 
 
 def details_view(store: Store, run_id: str) -> None:
@@ -161,16 +170,23 @@ def _status_line(run: dict) -> str:
             f"{plain(c.dataset)} · {c.epochs} epochs · seed {c.seed} · **{run['status']}**")
 
 
-def _live_body(store: Store, runner: Runner, run_id: str, polling: bool) -> None:
+def _live_body(store: Store, queue: Queue, run_id: str, polling: bool, fast: bool) -> None:
     data = fetch_live(store, run_id)
     run = data.run
     active = run["status"] in ACTIVE
     if polling and not active:
         st.rerun()                      # the run ended: redraw the page without polling
+    if fast:
+        until = st.session_state.get(_FAST_UNTIL, 0.0)
+        if until < 0 or time.time() > until:
+            st.session_state.pop(_FAST_UNTIL, None)
+            st.rerun()                  # first records drawn (or waited long enough): slow down
+        if not data.scalars.empty:
+            st.session_state[_FAST_UNTIL] = -1.0       # drawn below; slow down next poll
     head, button = st.columns([5, 1], vertical_alignment="bottom")
     head.subheader(plain(run_label(run)))
     head.markdown(_status_line(run))
-    button.button("Cancel", key="live.cancel", disabled=not active, on_click=runner.cancel,
+    button.button("Cancel", key="live.cancel", disabled=not active, on_click=queue.cancel,
                   args=(run_id,), icon=":material/stop_circle:",
                   help="Stop after the current step; the run is kept as interrupted.")
     st.progress(*_progress_of(store, run))
@@ -240,16 +256,16 @@ def _history(store: Store, run_id: str) -> None:
         st.dataframe(latest.rename("value at or before this step").to_frame(), height=250)
 
 
-def queue_panel(store: Store, runner: Runner, shown: str | None) -> None:
+def queue_panel(store: Store, queue: Queue, shown: str | None) -> None:
     """Queued and running runs other than the shown one, each with View and Cancel; polls
     while anything is active."""
     runs = list_runs(store)
     busy = bool(runs.status.isin(ACTIVE).any())
     st.fragment(_queue_body, run_every=POLL_SECONDS if busy else None)(
-        store, runner, shown, busy)
+        store, queue, shown, busy)
 
 
-def _queue_body(store: Store, runner: Runner, shown: str | None, polling: bool) -> None:
+def _queue_body(store: Store, queue: Queue, shown: str | None, polling: bool) -> None:
     runs = list_runs(store)
     queue = runs[runs.status.isin(ACTIVE)].iloc[::-1]
     if polling and queue.empty:
@@ -268,6 +284,6 @@ def _queue_body(store: Store, runner: Runner, shown: str | None, polling: bool) 
                 show_run(r.run_id)
                 st.rerun()
             cancel.button("", key=f"queue.cancel.{r.run_id}", icon=":material/close:",
-                          help="Cancel this run", on_click=runner.cancel, args=(r.run_id,))
+                          help="Cancel this run", on_click=queue.cancel, args=(r.run_id,))
         if len(others) > 8:
             st.caption(f"… and {len(others) - 8} more")

@@ -13,8 +13,8 @@ import streamlit as st
 
 from ..config import ConfigError
 from ..export import export_run
-from ..jobs import Runner
 from ..store import ACTIVE, Store, parse_tags
+from ..workers import Queue
 from .panel import metrics_panel_view
 from .state import select_runs, selected_runs
 from .text import plain
@@ -98,7 +98,7 @@ def _notes_form(store: Store, run_id: str, run: dict) -> None:
         st.caption(":material/check: Notes and tags saved.")
 
 
-def run_card(store: Store, runner: Runner, run_id: str) -> None:
+def run_card(store: Store, queue: Queue, run_id: str) -> None:
     run = store.run(run_id)
     config, summary, status = run["config"], run["summary"], run["status"]
     st.subheader(plain(run["name"] or f"{config.method} at rate {config.rate:g}"))
@@ -130,7 +130,7 @@ def run_card(store: Store, runner: Runner, run_id: str) -> None:
              on_click=lambda: select_runs([*selected_runs(), run_id]))
     active = status in ACTIVE
     if active:
-        c.button("Cancel run", key=f"runs.cancel.{run_id}", on_click=runner.cancel,
+        c.button("Cancel run", key=f"runs.cancel.{run_id}", on_click=queue.cancel,
                  args=(run_id,))
     elif c.button("Delete…", key=f"runs.delete.{run_id}"):
         st.session_state[_CONFIRM] = run_id
