@@ -204,7 +204,9 @@ class Store:
                              f"or {ENV_VAR}, or start a run to create one.")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / ".write-test"
+            # A name of its own: processes opening one store at once (workers) must not
+            # remove each other's probe.
+            probe = self.root / f".write-test-{os.getpid()}-{secrets.token_hex(4)}"
             probe.write_text("ok")
             probe.unlink()
         except OSError as e:
