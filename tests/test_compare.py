@@ -13,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pruneviz.config import SessionConfig
+from pruneviz.records import Scalar
 from pruneviz.store import Store
 from tests.helpers import recorded_run
 
@@ -235,3 +236,18 @@ def test_the_config_diff_grows_down_the_page_not_off_its_right_edge(store):
     assert {"method", "params.end", "params.d"} <= set(diff.index)
     assert set(diff.loc["params.end"]) == {"0.8", "—"}
     assert set(diff.loc["params.every"]) == {"0", "—"}          # an int stays an int
+
+
+def test_the_overlay_follows_the_preferred_curve_until_the_user_picks_one(store):
+    first = recorded_run(store, _config())
+    at = _open("pages/compare.py")
+    assert at.selectbox(key="cmp.curve").value == "lr"
+    # The run then records a preferred curve (as gmp's density arrives after its first prune).
+    store.write(first, [Scalar(s, 0, "density", 1.0 - s / 10) for s in range(3)])
+    at.run()
+    assert at.selectbox(key="cmp.curve").value == "density"
+    at.selectbox(key="cmp.curve").set_value("lr").run()
+    store.write(first, [Scalar(3, 0, "hard_prune_now_accuracy", 0.5),
+                        Scalar(4, 0, "hard_prune_now_accuracy", 0.6)])
+    at.run()
+    assert at.selectbox(key="cmp.curve").value == "lr"          # the user's pick stays

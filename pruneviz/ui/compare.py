@@ -36,6 +36,7 @@ SWEEP_OUTPUTS = ["final_accuracy", "accuracy_drop", "sparsity", "flops_effective
 METRICS = {"final_accuracy": "final accuracy", "accuracy_drop": "accuracy drop vs dense"}
 FORMATS = {"png": "PNG", "svg": "SVG"}
 _LAUNCHED = "cmp.launched"
+_CURVE_PICKED = "cmp.curve_picked"   # the user chose the overlay; stop following the default
 _URL = "cmp.url"                # the ?runs= value this session last read or wrote
 _UNKNOWN = "cmp.unknown"        # ids a link named that the store does not hold
 
@@ -257,9 +258,12 @@ def _any_curve(store: Store, runs: pd.DataFrame, x: str) -> None:
     preferred = [k for k in PREFERRED_CURVES if k in curves.index]
     default = preferred[0] if preferred else \
         (curves.sort_values(ascending=False, kind="stable").index[0] if len(curves) else keys[0])
-    if st.session_state.get("cmp.curve") not in keys:
+    # Follow the default until the user picks a curve: one opened before the runs recorded
+    # their preferred curve (gmp's density after its first pruning step) would stay on lr.
+    if st.session_state.get("cmp.curve") not in keys or not st.session_state.get(_CURVE_PICKED):
         st.session_state["cmp.curve"] = default
     key = st.selectbox("Overlay another recorded curve", keys, key="cmp.curve",
+                       on_change=lambda: st.session_state.update({_CURVE_PICKED: True}),
                        help="Every scalar the selected runs recorded; runs without it are "
                             "left out of the chart.")
     scalars = store.scalars(list(runs.run_id), [key], max_points=CURVE_POINTS)
