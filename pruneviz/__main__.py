@@ -116,6 +116,30 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(format_panel(summary["panel"]))
 
 
+def _add_backend_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local trains in this process; ray sends the session to a Ray cluster.")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster HOST:PORT (default $PRUNEVIZ_RAY_ADDRESS, else a local Ray "
+                        "started on demand).")
+    p.add_argument("--num-gpus", default="0",
+                   help="GPUs per Ray task; a fraction such as 0.5 shares one (default 0).")
+    p.add_argument("--num-cpus", default="1", help="CPUs per Ray task (default 1).")
+
+
+def _ray_options(args: argparse.Namespace, configs: list[SessionConfig]) -> dict[str, Any]:
+    """The --backend ray flags as run_on_ray keywords, once the configs are checked against
+    them and Ray is connected: bad input errors here, before anything is stored."""
+    from .raybackend import check_config, connect
+
+    options = {"address": args.ray_address, "num_gpus": coerce(args.num_gpus, 0.0, "--num-gpus"),
+               "num_cpus": coerce(args.num_cpus, 0.0, "--num-cpus")}
+    for config in configs:
+        check_config(config, options["num_gpus"], options["num_cpus"])
+    connect(options["address"])
+    return options
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .session import run_session
 
@@ -123,7 +147,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = Store(args.store)
     bar = _Bar(enabled=not args.json)
     try:
-        summary = run_session(config, store, progress=bar)
+        if args.backend == "ray":
+            from .raybackend import run_on_ray
+
+            options = _ray_options(args, [config])
+            summary = run_on_ray(config, store, store.create_run(config), progress=bar,
+                                 **options)
+        else:
+            summary = run_session(config, store, progress=bar)
     finally:
         bar.close()
     if args.json:
@@ -160,9 +191,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     # page can pick the sweep as a whole.
     sweep_id = "sweep-" + secrets.token_hex(3)
     try:
-        for config in configs:
-            summaries.append(run_session(config, store, progress=bar, sweep_id=sweep_id,
-                                         panel=False))      # measured by report/export
+        if args.backend == "ray":
+            from .raybackend import run_sweep_on_ray
+
+            options = _ray_options(args, configs)
+            summaries = run_sweep_on_ray(configs, store, sweep_id=sweep_id, **options)
+        else:
+            for config in configs:
+                summaries.append(run_session(config, store, progress=bar, sweep_id=sweep_id,
+                                             panel=False))      # measured by report/export
     finally:
         bar.close()
     if args.json:
@@ -326,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="Train (or reuse) a dense baseline, prune, fine-tune.")
     _add_session_flags(p)
+    _add_backend_flags(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("sweep", help="Methods x rates x seeds on the same dense start and budget.")
@@ -333,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rates", required=True, help="Comma-separated rates, e.g. 0.5,0.8,0.9.")
     p.add_argument("--seeds", default="0", help="Comma-separated seeds (default 0).")
     _add_session_flags(p, grid=True)
+    _add_backend_flags(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("list", help="List stored runs, newest first.")

@@ -12,6 +12,7 @@ here and only when used; the engine knows nothing of it.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import socket
 import tempfile
@@ -117,7 +118,8 @@ class _Sink:
     folder until their run finishes, then travel as bytes."""
 
     def __init__(self, folder: Path, dense: tuple[str, str, bytes, float] | None) -> None:
-        self.folder, self.outbox, self.count = folder, [], 0
+        self.folder, self.count = folder, 0
+        self.outbox: queue.SimpleQueue[tuple] = queue.SimpleQueue()
         self.dense: dict[str, tuple[str, Path, float]] = {}
         if dense is not None:
             key, run_id, weights, accuracy = dense
@@ -129,21 +131,21 @@ class _Sink:
                    status: str = "queued", sweep_id: str | None = None) -> str:
         self.count += 1
         run_id = f"{LOCAL_PREFIX}{self.count}"
-        self.outbox.append(("create", run_id, config.to_dict(), kind, status, sweep_id))
+        self.outbox.put(("create", run_id, config.to_dict(), kind, status, sweep_id))
         return run_id
 
     def start_run(self, run_id: str, total_steps: int) -> None:
-        self.outbox.append(("start", run_id, total_steps))
+        self.outbox.put(("start", run_id, total_steps))
 
     def write(self, run_id: str, records: list, *, step: int | None = None) -> None:
-        self.outbox.append(("write", run_id, list(records), step))
+        self.outbox.put(("write", run_id, list(records), step))
 
     def finish_run(self, run_id: str, status: str, *, summary: dict | None = None,
                    error: str | None = None) -> None:
         folder = self.run_dir(run_id, create=False)
         files = {str(p.relative_to(folder)): p.read_bytes()
                  for p in sorted(folder.rglob("*")) if p.is_file()} if folder.exists() else {}
-        self.outbox.append(("finish", run_id, status, summary, error, files))
+        self.outbox.put(("finish", run_id, status, summary, error, files))
 
     def cancel_requested(self, run_id: str) -> bool:
         return False     # the pump cancels through ray.cancel
@@ -159,7 +161,7 @@ class _Sink:
 
     def dense_save(self, key: str, run_id: str, path: Path, accuracy: float) -> None:
         self.dense[key] = (run_id, path, accuracy)
-        self.outbox.append(("dense", key, run_id, path.name, accuracy))
+        self.outbox.put(("dense", key, run_id, path.name, accuracy))
 
 
 def _task_device(config: SessionConfig) -> SessionConfig:
@@ -177,6 +179,8 @@ def _session_task(config_dict: dict, run_id: str | None, dense: tuple | None, pa
     """The Ray task body: train one session (or, with run_id None, only the dense baseline)
     and yield the sink's messages as they come."""
     import ray
+
+    yield ("hello", socket.gethostname(), os.getpid(), time.time(), ray.get_gpu_ids())
     import torch
 
     from . import session
@@ -184,36 +188,41 @@ def _session_task(config_dict: dict, run_id: str | None, dense: tuple | None, pa
     # Ray sizes OMP_NUM_THREADS to the task's CPUs, but torch may already run in this reused
     # worker; a thread count the task was not given would also change float reductions.
     torch.set_num_threads(max(1, int(num_cpus)))
-    yield ("hello", socket.gethostname(), os.getpid(), time.time(), ray.get_gpu_ids())
     config = _task_device(SessionConfig.from_dict(config_dict))
     folder = Path(tempfile.mkdtemp(prefix="pruneviz-ray-"))
     sink = _Sink(folder, dense)
-    done = threading.Event()
+    done, stop = threading.Event(), threading.Event()
     error: list[BaseException] = []
 
     def work() -> None:
         try:
             if run_id is None:
-                session.dense_start(session.prepare(config), sink, None, None)  # type: ignore[arg-type]
+                session.dense_start(session.prepare(config), sink, None, stop)
             else:
-                session.run_session(config, sink, run_id=run_id, panel=panel)  # type: ignore[arg-type]
+                session.run_session(config, sink, run_id=run_id, cancel=stop,
+                                    panel=panel)
         except BaseException as e:  # noqa: BLE001 - re-raised in the task's own thread below
             error.append(e)
         finally:
             done.set()
 
-    # The session runs beside the generator so records leave while it trains; the outbox is a
-    # plain list (append and swap are atomic under the GIL).
+    # The session runs beside the generator, so records leave while it trains.
     thread = threading.Thread(target=work, name="pruneviz-session", daemon=True)
     thread.start()
     try:
-        while not done.wait(0.02) or sink.outbox:
-            batch, sink.outbox = sink.outbox, []
-            for msg in batch:     # not `yield from`: Ray sends into the generator
-                yield msg
+        while True:
+            try:
+                yield sink.outbox.get(timeout=0.05)
+            except queue.Empty:
+                if done.is_set() and sink.outbox.empty():
+                    break
         if error:
             raise error[0]
     finally:
+        # ray.cancel lands here as KeyboardInterrupt: stop the session too, within a step, so
+        # this worker (Ray reuses it) does not go on training for nobody.
+        stop.set()
+        thread.join(timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
 
 
