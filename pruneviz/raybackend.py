@@ -191,7 +191,7 @@ def _session_task(config_dict: dict, run_id: str | None, dense: tuple | None, pa
     config = _task_device(SessionConfig.from_dict(config_dict))
     folder = Path(tempfile.mkdtemp(prefix="pruneviz-ray-"))
     sink = _Sink(folder, dense)
-    done, stop = threading.Event(), threading.Event()
+    stop = threading.Event()
     error: list[BaseException] = []
 
     def work() -> None:
@@ -204,7 +204,7 @@ def _session_task(config_dict: dict, run_id: str | None, dense: tuple | None, pa
         except BaseException as e:  # noqa: BLE001 - re-raised in the task's own thread below
             error.append(e)
         finally:
-            done.set()
+            sink.outbox.put(None)     # the end: after every message the session sent
 
     # The session runs beside the generator, so records leave while it trains.
     thread = threading.Thread(target=work, name="pruneviz-session", daemon=True)
@@ -212,10 +212,13 @@ def _session_task(config_dict: dict, run_id: str | None, dense: tuple | None, pa
     try:
         while True:
             try:
-                yield sink.outbox.get(timeout=0.05)
+                # a timeout, so ray.cancel's KeyboardInterrupt lands while nothing arrives
+                msg = sink.outbox.get(timeout=0.1)
             except queue.Empty:
-                if done.is_set() and sink.outbox.empty():
-                    break
+                continue
+            if msg is None:
+                break
+            yield msg
         if error:
             raise error[0]
     finally:
