@@ -119,7 +119,7 @@ class _Sink:
 
     def __init__(self, folder: Path, dense: tuple[str, str, bytes, float] | None) -> None:
         self.folder, self.count = folder, 0
-        self.outbox: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        self.outbox: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
         self.dense: dict[str, tuple[str, Path, float]] = {}
         if dense is not None:
             key, run_id, weights, accuracy = dense
