@@ -114,14 +114,21 @@ def test_sweep_runs_carry_the_sweep_id_and_artifacts(cluster, tmp_path):
         assert (store.run_dir(s["run_id"]) / "masks.pt").stat().st_size > 0
 
 
-def test_cancel_a_running_ray_task(cluster, tmp_path):
-    store = Store(tmp_path / "runs")
+def _long_run(store: Store) -> tuple[str, threading.Thread, dict]:
+    """A long Ray run pumped from a thread, once it has committed 5 steps: its id, the thread
+    and the dict its summary lands in."""
     config = SessionConfig(method="l1", rate=0.5, dense_epochs=3, epochs=200, device="cpu")
     run_id = store.create_run(config)
-    result = {}
+    result: dict = {}
     thread = threading.Thread(target=lambda: result.update(run_on_ray(config, store, run_id)))
     thread.start()
     _wait_step(store, run_id, 5)
+    return run_id, thread, result
+
+
+def test_cancel_a_running_ray_task(cluster, tmp_path):
+    store = Store(tmp_path / "runs")
+    run_id, thread, result = _long_run(store)
     store.request_cancel(run_id)
     thread.join(60)
     assert not thread.is_alive()
@@ -158,12 +165,7 @@ def test_bad_input_found_on_the_node_raises_config_error(cluster, tmp_path):
 
 def test_a_killed_task_fails_its_run_and_keeps_its_records(cluster, tmp_path):
     store = Store(tmp_path / "runs")
-    config = SessionConfig(method="l1", rate=0.5, dense_epochs=3, epochs=200, device="cpu")
-    run_id = store.create_run(config)
-    result = {}
-    thread = threading.Thread(target=lambda: result.update(run_on_ray(config, store, run_id)))
-    thread.start()
-    _wait_step(store, run_id, 5)
+    run_id, thread, result = _long_run(store)
     os.kill(_task_pid(), signal.SIGKILL)
     thread.join(60)
     row = store.run(run_id)
