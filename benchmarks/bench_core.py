@@ -16,7 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -36,51 +37,74 @@ def synthetic_cifar(n: int = 512) -> DataBundle:
     return DataBundle("synthetic", x, y, x[:128], y[:128], [str(i) for i in range(10)], False)
 
 
+@contextmanager
+def bench_session(method: str = "l1", rate: float = 0.8, *,
+                  params: dict[str, Any] | None = None, device: str = "cpu",
+                  batch: int = 128) -> Iterator[tuple[Session, Callable[[], None],
+                                                      torch.Tensor, torch.Tensor]]:
+    """A begun ResNet-20 session of 4000 steps (1000 epochs of 4 batches) on synthetic CIFAR,
+    a plain dense step to compare it with, and the batch both train on."""
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    data = synthetic_cifar(4 * batch)
+    config = SessionConfig(method=method, rate=rate, model="resnet20", batch_size=batch,
+                           epochs=1000, device=device, start="scratch", params=params or {})
+    cls = get_method(method)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(tmp)
+        run_id = store.create_run(config)
+        session = Session(Prepared(config, cls(make_params(cls, params or {})), data,
+                                   build_model("resnet20", (3, 32, 32), 10), dev),
+                          store, run_id)
+        session.begin()
+        plain = build_model("resnet20", (3, 32, 32), 10).to(dev)
+        opt = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9, nesterov=True,
+                              weight_decay=5e-4)
+        x, y = next(data.train_batches(0, 0, batch, dev))
+
+        def plain_step() -> None:
+            loss = F.cross_entropy(plain(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            loss.item()
+            opt.step()
+
+        yield session, plain_step, x, y
+        session.finish("completed", None)
+
+
 def step_times(steps: int, method: str = "l1", rate: float = 0.8, *,
                params: dict[str, Any] | None = None,
-               setup: Callable[[Session], None] | None = None) -> tuple[list[float], list[float]]:
+               setup: Callable[[Session], None] | None = None, device: str = "cpu",
+               batch: int = 128) -> tuple[list[float], list[float]]:
     """Seconds of each session step (with masks, hooks, records) and of each plain dense step,
     interleaved on the same batch after 3 warm-up steps: entry i is optimizer step i + 3 of a
     ResNet-20 session of 4000 steps (1000 epochs of 4 batches of 128).
 
     `params`: the method's parameters; `setup(session)` runs after `begin()`, e.g. to put a
     method in the state to measure (a mask in force)."""
-    torch.manual_seed(0)
-    data = synthetic_cifar()
-    config = SessionConfig(method=method, rate=rate, model="resnet20", batch_size=128,
-                           epochs=1000, device="cpu", start="scratch", params=params or {})
-    cls = get_method(method)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Store(tmp)
-        run_id = store.create_run(config)
-        session = Session(Prepared(config, cls(make_params(cls, params or {})), data,
-                                   build_model("resnet20", (3, 32, 32), 10), torch.device("cpu")),
-                          store, run_id)
-        session.begin()
+    # CUDA runs ahead of the host: wait for it, or the timers read the launch time only
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    with bench_session(method, rate, params=params, device=device, batch=batch) as (
+            session, plain_step, x, y):
         if setup is not None:
             setup(session)
-        plain = build_model("resnet20", (3, 32, 32), 10)
-        opt = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9, nesterov=True,
-                              weight_decay=5e-4)
-        x, y = next(data.train_batches(0, 0, 128, torch.device("cpu")))
         masked, dense = [], []
         for i in range(steps + 3):
+            sync()
             t = time.perf_counter()
-            loss = F.cross_entropy(plain(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            loss.item()
-            opt.step()
+            plain_step()
+            sync()
             d = time.perf_counter() - t
             session.ctx.step = session.rec.step = i
             t = time.perf_counter()
             session.step(x, y)
             session.flush()
+            sync()
             m = time.perf_counter() - t
             if i >= 3:     # warm-up
                 dense.append(d)
                 masked.append(m)
-        session.finish("completed", None)
     return masked, dense
 
 

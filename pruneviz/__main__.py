@@ -131,27 +131,49 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _add_backend_flags(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
     p.add_argument("--backend", default="local",
                    help="Where sessions train: local (this machine) or ray (a Ray cluster).")
-    p.add_argument("--ray-address", help="Ray cluster address for --backend ray (default "
-                                         "$PRUNEVIZ_RAY_ADDRESS, else a local Ray).")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster HOST:PORT for --backend ray (default "
+                        "$PRUNEVIZ_RAY_ADDRESS, else a local Ray started on demand).")
+    p.add_argument("--num-gpus", default="0",
+                   help="GPUs per Ray task; a fraction such as 0.5 shares one (default 0).")
+    p.add_argument("--num-cpus", default="1", help="CPUs per Ray task (default 1).")
     if queue:
         p.add_argument("--queue", action="store_true",
                        help="Queue the run(s) for a worker (`python -m pruneviz worker`, or the "
                             "dashboard's) and return at once; prints the run id(s).")
 
 
-def _backend(args: argparse.Namespace):  # -> workers.Train
+def _backend(args: argparse.Namespace, configs: list[SessionConfig]
+             ) -> tuple[Any, dict[str, Any]]:
+    """The function that trains a run on the asked-for backend (workers.Train) and, for Ray,
+    its task options; bad input (and an unreachable cluster) errors here, before anything is
+    stored."""
     from .workers import check_backend, load_backend
 
     check_backend(args.backend)
-    if args.queue and args.backend != "local":
+    if getattr(args, "queue", False) and args.backend != "local":
         raise ConfigError("--queue hands runs to whichever worker claims them; start the "
                           "worker with `--backend ray` instead of passing it here.")
-    return load_backend(args.backend, args.ray_address)
+    options = _ray_options(args, configs) if args.backend == "ray" else {}
+    return load_backend(args.backend, **options), options
+
+
+def _ray_options(args: argparse.Namespace, configs: list[SessionConfig]) -> dict[str, Any]:
+    """The --backend ray flags as run_on_ray keywords, once the configs are checked against
+    them and Ray is connected: bad input errors here, before anything is stored."""
+    from .raybackend import check_config, connect
+
+    options = {"address": args.ray_address, "num_gpus": coerce(args.num_gpus, 0.0, "--num-gpus"),
+               "num_cpus": coerce(args.num_cpus, 0.0, "--num-cpus")}
+    for config in configs:
+        check_config(config, options["num_gpus"], options["num_cpus"])
+    connect(options["address"])
+    return options
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = _session_config(args)
-    train = _backend(args)
+    train, _ = _backend(args, [config])
     if args.backend == "local":
         from .session import prepare
 
@@ -188,7 +210,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     configs = grid(_session_config(args), methods, rates, seeds)
     for config in configs:
         check(config)
-    train = _backend(args)
+    train, ray_options = _backend(args, configs)
     if configs and args.backend == "local":
         prepare(configs[0])     # the data and model every run of the grid shares
     store = Store(args.store)
@@ -203,9 +225,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     # sweep as a whole.
     sweep_id = "sweep-" + secrets.token_hex(3)
     try:
-        for config in configs:
-            summaries.append(train(config, store, progress=bar, sweep_id=sweep_id,
-                                   panel=False))      # measured by report/export
+        if args.backend == "ray":     # all at once on the cluster, one dense baseline each
+            from .raybackend import run_sweep_on_ray
+
+            summaries = run_sweep_on_ray(configs, store, sweep_id=sweep_id, **ray_options)
+        else:
+            for config in configs:
+                summaries.append(train(config, store, progress=bar, sweep_id=sweep_id,
+                                       panel=False))      # measured by report/export
     finally:
         bar.close()
     if args.json:
@@ -235,8 +262,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     nice = coerce(args.nice, 0, "--nice") if args.nice is not None else 0
     if not 0 <= nice <= 19:
         raise ConfigError(f"--nice is a niceness from 0 to 19, got {nice}.")
-    worker = Worker(Store(args.store), args.backend, worker_id=args.worker_id,
-                    ray_address=args.ray_address)
+    _, options = _backend(args, [])
+    worker = Worker(Store(args.store), args.backend, worker_id=args.worker_id, **options)
     os.nice(nice)
     signal.signal(signal.SIGTERM, worker.on_sigterm)
     signal.signal(signal.SIGINT, worker.on_sigterm)

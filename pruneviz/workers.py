@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, SessionConfig
-from .store import ACTIVE, Store, pid_alive
+from .store import ACTIVE, FOREGROUND, Store, pid_alive
 
 HEARTBEAT_SECONDS = 0.5      # also how soon a cancel reaches a busy worker
 POLL_SECONDS = 0.2           # an idle worker looks for a job this often (one indexed query)
@@ -43,29 +43,33 @@ _SPAWNED: list[subprocess.Popen] = []     # the workers this process started
 
 
 # -- backends ------------------------------------------------------------------------------------
-def _local(ray_address: str | None) -> Train:
+def _local() -> Train:
     from .session import run_session
 
     return run_session
 
 
-def _ray(ray_address: str | None) -> Train:
+def _ray(**options: Any) -> Train:
+    """run_on_ray with the task options (address, num_gpus, num_cpus) bound; a run trained in
+    the foreground (no run id yet) is created as the foreground's, so no worker claims it."""
     try:
-        from .raybackend import run_on_ray  # type: ignore[import-not-found]
+        from .raybackend import run_on_ray
     except ImportError as e:
         raise ConfigError(f"--backend ray is not available here ({e}); install Ray "
-                          f"(pip install 'ray[default]') or use --backend local.") from None
+                          f"(pip install -r requirements.txt) or use --backend local.") from None
 
     def train(config: SessionConfig, store: Store, *, run_id: str | None = None,
               cancel: threading.Event | None = None, **kw: Any) -> dict[str, Any]:
-        return run_on_ray(config, store, run_id, cancel, address=ray_address, **kw)
+        if run_id is None:
+            run_id = store.create_run(config, worker=FOREGROUND)
+        return run_on_ray(config, store, run_id, cancel=cancel, **options, **kw)
 
     return train
 
 
 # Name -> loader of the function that trains one claimed run with the run_session contract
 # (config, store, run_id=, cancel=) -> summary; loaded lazily so `local` never imports Ray.
-BACKENDS: dict[str, Callable[[str | None], Train]] = {"local": _local, "ray": _ray}
+BACKENDS: dict[str, Callable[..., Train]] = {"local": _local, "ray": _ray}
 
 
 def check_backend(name: str) -> str:
@@ -75,8 +79,9 @@ def check_backend(name: str) -> str:
     return name
 
 
-def load_backend(name: str, ray_address: str | None = None) -> Train:
-    return BACKENDS[check_backend(name)](ray_address)
+def load_backend(name: str, **options: Any) -> Train:
+    """The backend's train function; `options` are Ray's task options (ray only)."""
+    return BACKENDS[check_backend(name)](**options)
 
 
 # -- submitting ----------------------------------------------------------------------------------
@@ -286,10 +291,10 @@ class Worker:
     """One worker process: claims queued runs from the store one at a time and trains them."""
 
     def __init__(self, store: Store, backend: str = "local", *, worker_id: str | None = None,
-                 ray_address: str | None = None) -> None:
+                 **options: Any) -> None:
         self.store, self.backend = store, check_backend(backend)
         self.id = worker_id or new_worker_id()
-        self.train = load_backend(backend, ray_address)
+        self.train = load_backend(backend, **options)
         self.cancel = threading.Event()     # the current run's; set by a cancel or SIGTERM
         self.stopping = threading.Event()
         self.current: str | None = None

@@ -1,0 +1,487 @@
+"""The Ray backend: sessions run as Ray tasks; their records stream back to one pump that writes
+them into the store, so a Ray run reads exactly like a local one.
+
+A task runs the one `Session` loop (through `session.run_session`) against a `_Sink`: an object
+shaped like the parts of `Store` a session calls, that turns each call into a message the task
+yields (a Ray streaming generator). The pump in the submitting process replays the messages, in
+order, against the real store; runs the task creates (a dense baseline) get real run ids there.
+Artifact files (weights, masks) travel as bytes when their run finishes. Ray is imported only
+here and only when used; the engine knows nothing of it.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, SessionConfig
+from .store import FOREGROUND, Store
+
+ENV_ADDRESS = "PRUNEVIZ_RAY_ADDRESS"
+POLL_SECONDS = 0.2        # how often the pump looks at cancel flags while no message arrives
+CANCELLED = "cancelled by the user"
+LOCAL_PREFIX = "task:"    # ids of runs a task created, until the pump gives them real ones
+
+
+# -- connecting ----------------------------------------------------------------------------------
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--backend ray needs the ray package, which is not installed; "
+                          "`pip install -r requirements.txt` installs it, or use --backend "
+                          "local.") from None
+    return ray
+
+
+def _probe(address: str) -> None:
+    """Fail fast on an address nothing answers at (ray.init would retry for minutes)."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--ray-address expects HOST:PORT (the head node's GCS port, 6379 by "
+                          f"default) or ray://HOST:PORT, got {address!r}.")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=3).close()
+    except OSError as e:
+        raise ConfigError(f"no Ray cluster answers at {address} ({e.strerror or e}); start one "
+                          f"with `ray start --head`, fix --ray-address / {ENV_ADDRESS}, or leave "
+                          f"both unset to start a local Ray.") from None
+
+
+def connect(address: str | None = None) -> Any:
+    """Connect this process to Ray once (a local Ray is started when `address` is None); returns
+    the ray module. One clear ConfigError when Ray is missing or the address is unreachable."""
+    address = address or os.environ.get(ENV_ADDRESS) or None
+    if address:
+        _probe(address)
+    ray = _ray()
+    if ray.is_initialized():
+        return ray
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    except Exception as e:  # noqa: BLE001 - ray raises several types; one message for all
+        raise ConfigError(f"cannot connect to Ray at {address or 'a new local instance'} "
+                          f"({type(e).__name__}: {e}); check --ray-address / {ENV_ADDRESS}."
+                          ) from None
+    return ray
+
+
+def cluster_info(address: str | None = None) -> dict[str, Any]:
+    """The cluster's nodes, CPUs and GPUs (for the sidebar and `--backend ray` summaries)."""
+    ray = connect(address)
+    total = ray.cluster_resources()
+    free = ray.available_resources()
+    return {"nodes": sum(1 for n in ray.nodes() if n.get("Alive")),
+            "cpus": total.get("CPU", 0.0), "gpus": total.get("GPU", 0.0),
+            "cpus_free": free.get("CPU", 0.0), "gpus_free": free.get("GPU", 0.0)}
+
+
+def check_resources(num_gpus: float, num_cpus: float) -> None:
+    """What a task may ask Ray for: GPUs >= 0 (fractions share one), CPUs > 0."""
+    if not num_gpus >= 0:
+        raise ConfigError(f"--num-gpus must be >= 0 (fractions such as 0.5 share a GPU), got "
+                          f"{num_gpus}.")
+    if num_gpus > 1 and num_gpus != int(num_gpus):
+        raise ConfigError(f"--num-gpus above 1 must be a whole number, got {num_gpus}.")
+    if not num_cpus > 0:
+        raise ConfigError(f"--num-cpus must be > 0, got {num_cpus}.")
+
+
+def check_config(config: SessionConfig, num_gpus: float, num_cpus: float) -> None:
+    """Cheap validation in the submitting process; the device is the task's node's business
+    (this machine may have no GPU while the cluster does)."""
+    from .session import check
+
+    check_resources(num_gpus, num_cpus)
+    if config.device == "cuda" and num_gpus == 0:
+        raise ConfigError("--device cuda on Ray needs a GPU for the task: pass --num-gpus 1 "
+                          "(or a fraction such as 0.5).")
+    check(config.replace(device="cpu"))
+
+
+# -- the task side -------------------------------------------------------------------------------
+class _Sink:
+    """Store-shaped: every call a session makes becomes a message; artifacts live in a temp
+    folder until their run finishes, then travel as bytes."""
+
+    def __init__(self, folder: Path, dense: tuple[str, str, bytes, float] | None) -> None:
+        self.folder, self.count = folder, 0
+        self.outbox: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self.dense: dict[str, tuple[str, Path, float]] = {}
+        if dense is not None:
+            key, run_id, weights, accuracy = dense
+            path = self.run_dir(run_id) / "weights.pt"
+            path.write_bytes(weights)
+            self.dense[key] = (run_id, path, accuracy)
+
+    def create_run(self, config: SessionConfig, *, kind: str = "session",
+                   status: str = "queued", sweep_id: str | None = None,
+                   worker: str | None = None) -> str:
+        self.count += 1
+        run_id = f"{LOCAL_PREFIX}{self.count}"
+        self.outbox.put(("create", run_id, config.to_dict(), kind, status, sweep_id))
+        return run_id
+
+    def start_run(self, run_id: str, total_steps: int) -> None:
+        self.outbox.put(("start", run_id, total_steps))
+
+    def write(self, run_id: str, records: list, *, step: int | None = None) -> None:
+        self.outbox.put(("write", run_id, list(records), step))
+
+    def finish_run(self, run_id: str, status: str, *, summary: dict | None = None,
+                   error: str | None = None) -> None:
+        folder = self.run_dir(run_id, create=False)
+        files = {str(p.relative_to(folder)): p.read_bytes()
+                 for p in sorted(folder.rglob("*")) if p.is_file()} if folder.exists() else {}
+        self.outbox.put(("finish", run_id, status, summary, error, files))
+
+    def cancel_requested(self, run_id: str) -> bool:
+        return False     # the pump cancels through ray.cancel
+
+    @property
+    def root(self) -> Path:
+        return self.folder
+
+    def trainer(self, run_id: str) -> dict[str, Any]:
+        return {"backend": "ray", "host": socket.gethostname(), "pid": os.getpid()}
+
+    @contextmanager
+    def file_lock(self, name: str, cancel: Any = None) -> Iterator[None]:
+        yield            # one task, one sink: the pump trains each dense baseline once
+
+    def release_reserve(self) -> None:
+        pass             # the task writes no database
+
+    def run_dir(self, run_id: str, *, create: bool = True) -> Path:
+        path = self.folder / run_id.replace(":", "-")
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def dense_lookup(self, key: str) -> tuple[str, Path, float] | None:
+        return self.dense.get(key)
+
+    def dense_save(self, key: str, run_id: str, path: Path, accuracy: float) -> None:
+        self.dense[key] = (run_id, path, accuracy)
+        self.outbox.put(("dense", key, run_id, path.name, accuracy))
+
+
+def _task_device(config: SessionConfig) -> SessionConfig:
+    """The GPU Ray gave the task, or the CPU when it gave none: Ray no longer hides GPUs from
+    tasks that asked for none, so `auto` would otherwise grab one it was not given."""
+    import ray
+
+    if config.device == "auto" and not ray.get_gpu_ids():
+        return config.replace(device="cpu")
+    return config
+
+
+def _session_task(config_dict: dict, run_id: str | None, dense: tuple | None, panel: bool,
+                  num_cpus: float) -> Iterator[tuple]:
+    """The Ray task body: train one session (or, with run_id None, only the dense baseline)
+    and yield the sink's messages as they come."""
+    import ray
+
+    yield ("hello", socket.gethostname(), os.getpid(), time.time(), ray.get_gpu_ids())
+    import torch
+
+    from . import session
+
+    # Ray sizes OMP_NUM_THREADS to the task's CPUs, but torch may already run in this reused
+    # worker; a thread count the task was not given would also change float reductions.
+    torch.set_num_threads(max(1, int(num_cpus)))
+    config = _task_device(SessionConfig.from_dict(config_dict))
+    folder = Path(tempfile.mkdtemp(prefix="pruneviz-ray-"))
+    sink = _Sink(folder, dense)
+    stop = threading.Event()
+    error: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            if run_id is None:
+                session.dense_start(session.prepare(config), sink, None, stop)
+            else:
+                session.run_session(config, sink, run_id=run_id, cancel=stop,
+                                    panel=panel)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the task's own thread below
+            error.append(e)
+        finally:
+            sink.outbox.put(None)     # the end: after every message the session sent
+
+    # The session runs beside the generator, so records leave while it trains.
+    thread = threading.Thread(target=work, name="pruneviz-session", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                # a timeout, so ray.cancel's KeyboardInterrupt lands while nothing arrives
+                msg = sink.outbox.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if msg is None:
+                break
+            yield msg
+        if error:
+            raise error[0]
+    finally:
+        # ray.cancel lands here as KeyboardInterrupt: stop the session too, within a step, so
+        # this worker (Ray reuses it) does not go on training for nobody.
+        stop.set()
+        thread.join(timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_remote: Any = None
+
+
+def _task() -> Any:
+    global _remote
+    if _remote is None:
+        import ray
+
+        _remote = ray.remote(num_returns="streaming", max_retries=0)(_session_task)
+    return _remote
+
+
+# -- the pump ------------------------------------------------------------------------------------
+@dataclass
+class _Stream:
+    """One task's stream and what the pump knows of it."""
+
+    gen: Any
+    run_id: str | None                  # the session's run (None: a dense-only task)
+    cancel: threading.Event | None = None
+    ids: dict[str, str] = field(default_factory=dict)
+    open: list[str] = field(default_factory=list)      # runs begun, not yet finished
+    where: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] | None = None
+    error: BaseException | None = None   # a ConfigError the task raised, re-raised for callers
+    reason: str | None = None            # why the stream ended early
+    cancelled: bool = False
+    done: bool = False
+    total: int = 0
+    phase: str = "session"
+
+    def real(self, run_id: str | None) -> str | None:
+        return self.ids.get(run_id, run_id) if run_id else run_id
+
+
+def _replay(s: _Stream, msg: tuple, store: Store, progress: Any) -> None:
+    kind = msg[0]
+    if kind == "hello":
+        _, host, pid, started, gpus = msg
+        s.where = {"backend": "ray", "host": host, "pid": pid, "ray_gpus": list(gpus),
+                   "task_started": started}
+    elif kind == "create":
+        _, local, config, run_kind, status, sweep_id = msg
+        s.ids[local] = store.create_run(SessionConfig.from_dict(config), kind=run_kind,
+                                        status=status, sweep_id=sweep_id)
+        s.open.append(s.ids[local])
+    elif kind == "start":
+        run_id = s.real(msg[1])
+        store.start_run(run_id, msg[2])
+        if run_id not in s.open:
+            s.open.append(run_id)
+        s.total, s.phase = msg[2], "session" if run_id == s.run_id else "dense baseline"
+    elif kind == "write":
+        _, local, records, step = msg
+        store.write(s.real(local), records, step=step)
+        if progress is not None and step is not None and s.total:
+            progress(min(step + 1, s.total), s.total, s.phase)
+    elif kind == "finish":
+        _, local, status, summary, error, files = msg
+        run_id = s.real(local)
+        folder = store.run_dir(run_id)
+        for name, data in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)
+        if summary is not None:
+            summary = {**summary, **s.where}
+            summary["run_id"], summary["dense_run"] = run_id, s.real(summary.get("dense_run"))
+        store.finish_run(run_id, status, summary=summary, error=error)
+        if run_id in s.open:
+            s.open.remove(run_id)
+        if run_id == s.run_id:
+            s.summary = summary or {"run_id": run_id, "status": status, "error": error}
+    elif kind == "dense":
+        _, key, local, name, accuracy = msg
+        run_id = s.real(local)
+        store.dense_save(key, run_id, store.run_dir(run_id) / name, accuracy)
+
+
+def _fail(s: _Stream, store: Store, e: BaseException) -> None:
+    """The stream ended early: every run it had open (and its session, if still queued) ends
+    with the reason; every record it streamed stays."""
+    ray = _ray()
+    cause = getattr(e, "cause", None) if isinstance(e, ray.exceptions.RayTaskError) else None
+    if s.cancelled or isinstance(e, ray.exceptions.TaskCancelledError):
+        status, error = "interrupted", CANCELLED
+    elif isinstance(cause, ConfigError):
+        status, error = "failed", str(cause)
+        s.error = cause
+    elif cause is not None:
+        status, error = "failed", f"{type(cause).__name__}: {cause}"
+    else:
+        status, error = "failed", (f"the Ray task stopped before it finished ({type(e).__name__}:"
+                                   f" {str(e).splitlines()[0] if str(e) else 'no detail'}); a "
+                                   f"node lost or a worker killed. Every step it streamed is "
+                                   f"kept.")
+    s.reason = error
+    runs = list(s.open)
+    if s.run_id is not None and s.run_id not in runs and s.summary is None:
+        row = store.run(s.run_id)
+        if row["status"] in ("queued", "running"):
+            runs.append(s.run_id)
+            if row["status"] == "queued" and status == "interrupted":
+                error = "cancelled before it started"
+    for run_id in runs:
+        summary = {"run_id": run_id, "status": status, "error": error, **s.where}
+        store.finish_run(run_id, status, summary=summary, error=error)
+        if run_id == s.run_id:
+            s.summary = summary
+    s.open.clear()
+
+
+def _pump(streams: list[_Stream], store: Store, progress: Any = None) -> None:
+    """Write every stream's messages into the store as they arrive, until all have ended;
+    cancel a task (ray.cancel) once its event or its run's store flag is set."""
+    ray = _ray()
+    active = list(streams)
+    while active:
+        ready, _ = ray.wait([s.gen for s in active], num_returns=1, timeout=POLL_SECONDS)
+        for s in active:
+            if not any(g is s.gen for g in ready):
+                continue
+            try:
+                # Drain what is ready without blocking (_next_sync with timeout 0 is the one
+                # call that does; next() would wait for the task's next message).
+                while True:
+                    ref = s.gen._next_sync(timeout_s=0)
+                    if ref.is_nil():
+                        break
+                    _replay(s, ray.get(ref), store, progress)
+            except StopIteration:
+                s.done = True
+            except Exception as e:  # noqa: BLE001 - any way a task ends early is stored
+                ray.cancel(s.gen)     # no-op for an ended task; stops one the pump gave up on
+                _fail(s, store, e)
+                s.done = True
+        for s in active:
+            if s.done or s.cancelled:
+                continue
+            runs = [s.run_id] if s.run_id else []
+            if (s.cancel is not None and s.cancel.is_set()) or any(
+                    store.cancel_requested(r) for r in runs + s.open):
+                s.cancelled = True
+                ray.cancel(s.gen)
+        active = [s for s in active if not s.done]
+
+
+def _submit(config: SessionConfig, run_id: str | None, dense: Any, *, panel: bool,
+            num_gpus: float, num_cpus: float, cancel: threading.Event | None) -> _Stream:
+    gen = _task().options(num_gpus=num_gpus, num_cpus=num_cpus, max_retries=0,
+                          name=f"pruneviz {run_id or 'dense'}").remote(
+        config.to_dict(), run_id, dense, panel, num_cpus)
+    return _Stream(gen, run_id, cancel)
+
+
+def _dense_ref(config: SessionConfig, store: Store) -> Any:
+    """The cached dense baseline of `config` as one object-store entry the tasks share, or
+    None when it is not cached yet (the task then trains it)."""
+    from .session import dense_config, dense_key
+
+    if config.start != "dense":
+        return None
+    key = dense_key(dense_config(config))
+    hit = store.dense_lookup(key)
+    if hit is None:
+        return None
+    run_id, path, accuracy = hit
+    return _ray().put((key, run_id, path.read_bytes(), accuracy))
+
+
+def _finish(s: _Stream) -> dict[str, Any]:
+    if isinstance(s.error, ConfigError):
+        raise s.error
+    assert s.summary is not None
+    return s.summary
+
+
+def run_on_ray(config: SessionConfig, store: Store, run_id: str, *,
+               cancel: threading.Event | None = None, address: str | None = None,
+               num_gpus: float = 0, num_cpus: float = 1, panel: bool = True,
+               progress: Any = None) -> dict[str, Any]:
+    """Train the queued run `run_id` as a Ray task and stream its records into `store`; returns
+    the run summary, as `session.run_session` does (ConfigError raised once the run is marked
+    failed with it)."""
+    try:
+        check_config(config, num_gpus, num_cpus)
+        connect(address)
+    except ConfigError as e:
+        store.finish_run(run_id, "failed", error=str(e))
+        raise
+    s = _submit(config, run_id, _dense_ref(config, store), panel=panel, num_gpus=num_gpus,
+                num_cpus=num_cpus, cancel=cancel)
+    _pump([s], store, progress)
+    return _finish(s)
+
+
+def run_sweep_on_ray(configs: list[SessionConfig], store: Store, *, sweep_id: str | None = None,
+                     cancel: threading.Event | None = None, address: str | None = None,
+                     num_gpus: float = 0, num_cpus: float = 1) -> list[dict[str, Any]]:
+    """Queue the configs as one sweep, train each dense baseline they need once (a Ray task),
+    then every session at once as Ray tasks sharing it; returns the summaries in order."""
+    from .session import dense_config, dense_key
+
+    for config in configs:
+        check_config(config, num_gpus, num_cpus)
+    connect(address)
+    # The foreground's runs: no worker on this store may claim them while they wait for Ray.
+    run_ids = [store.create_run(c, sweep_id=sweep_id, worker=FOREGROUND) for c in configs]
+    # One dense-only task per baseline not cached yet, all at once; then the sessions.
+    needed = {dense_key(dense_config(c)): c for c in configs
+              if c.start == "dense" and _dense_ref(c, store) is None}
+    dense_streams = [_submit(c, None, None, panel=False, num_gpus=num_gpus, num_cpus=num_cpus,
+                             cancel=cancel) for c in needed.values()]
+    _pump(dense_streams, store)
+    failed = {key: s for key, s in zip(needed, dense_streams) if store.dense_lookup(key) is None}
+    streams: list[_Stream | None] = []
+    shared: dict[str, Any] = {}
+    for config, run_id in zip(configs, run_ids):
+        key = dense_key(dense_config(config)) if config.start == "dense" else None
+        if key in failed:
+            why = failed[key]
+            status = "interrupted" if why.cancelled else "failed"
+            error = (CANCELLED if why.cancelled
+                     else f"its dense baseline did not train: {why.reason}")
+            store.finish_run(run_id, status, error=error)
+            streams.append(None)
+            continue
+        if key is not None and key not in shared:
+            shared[key] = _dense_ref(config, store)
+        streams.append(_submit(config, run_id, shared.get(key), panel=False, num_gpus=num_gpus,
+                               num_cpus=num_cpus, cancel=cancel))
+    _pump([s for s in streams if s is not None], store)
+    out = []
+    for run_id, s in zip(run_ids, streams):
+        if s is None or s.summary is None:
+            row = store.run(run_id)
+            out.append({"run_id": run_id, "status": row["status"], "error": row["error"],
+                        "method": row["method"], "rate": row["rate"]})
+        else:
+            out.append(s.summary)
+    return out
