@@ -17,6 +17,7 @@ st.caption("Pick a model, dataset, method and rate, press Run and watch the sess
            "comes back.")
 form_col, view_col = st.columns([1, 2.4], gap="large")
 with form_col:
+    live.form_from_url(store, "live")
     config, errors = forms.session_form("live", defaults=DEFAULTS)
     if st.button("Run", type="primary", disabled=config is None, key="live.run",
                  icon=":material/play_arrow:", width="stretch"):
@@ -37,6 +38,7 @@ with view_col:
         st.info("No runs yet: press Run.")
     else:
         live.run_picker(runs, run_id)
+        live.rerun_controls(store.run(run_id), "live", runner.submit)
         live.live_view(store, runner, run_id)
 if run_id is not None:
     live.details_view(store, run_id)

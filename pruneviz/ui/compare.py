@@ -285,7 +285,7 @@ def grid_form(runner: Runner) -> None:
         rates = a.text_input("rates", ", ".join(f"{r:g}" for r in proposal.rates),
                              key="cmp.rates",
                              help="Fractions pruned, comma-separated; each in [0, 1), up to "
-                                  "0.99.")
+                                  "0.999.")
         seeds = b.text_input("seeds", ", ".join(map(str, proposal.seeds)), key="cmp.seeds",
                              help="Comma-separated; with several seeds the curves show the "
                                   "mean and a min/max band.")

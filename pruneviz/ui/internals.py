@@ -17,15 +17,19 @@ from ..store import ACTIVE, Store
 TABLE_ROWS = 2000            # newest rows of a generic method table
 
 
-def step_slider(steps: list[int], key: str, *, label: str = "Step") -> int:
+def step_slider(steps: list[int], key: str, *, label: str = "Step",
+                opening: int | None = None) -> int:
     """A select slider over `steps` that stays on the newest step while it was there (a live run
-    adds steps under it) and keeps an earlier step the user picked."""
+    adds steps under it) and keeps an earlier step the user picked; `opening` is where it
+    starts when first drawn (a finished run's most telling step), else the newest."""
     if len(steps) == 1:
         st.caption(f"{label}: {steps[0]} (the only one recorded so far)")
         return steps[0]
     newest = f"{key}.newest"
     current = st.session_state.get(key)
-    if current not in steps or current == st.session_state.get(newest):
+    if current is None and opening in steps:
+        st.session_state[key] = opening
+    elif current not in steps or current == st.session_state.get(newest):
         st.session_state[key] = steps[-1]
     st.session_state[newest] = steps[-1]
     return st.select_slider(label, steps, key=key,
@@ -47,7 +51,10 @@ def internals_view(store: Store, run: dict, key: str = "internals") -> None:
                 "pruning step)." if run["status"] in ACTIVE else
                 "This run recorded no internals (it ended before the method's first record).")
         return
-    step = step_slider(steps, f"{key}.step.{run_id}")
+    opening = None
+    if run["status"] not in ACTIVE and hasattr(module, "default_step"):
+        opening = module.default_step(frames)
+    step = step_slider(steps, f"{key}.step.{run_id}", opening=opening)
     panels = module.panels(frames, run, step)
     half: list[views.Panel] = []
     for panel in panels:

@@ -189,7 +189,7 @@ TOY = Toy(
                r"\text{soft} = \text{the rest}"),
     equation_note="",
     controls=(
-        Control("rate", "Filter prune rate P", 0.5, 0.1, 0.9, 0.05),
+        Control("rate", "Filter prune rate P", 0.5, 0.1, 0.99, 0.01),
         Control("epochs", "Pruning epochs E", 6, 2, 12),
         Control("hard", "Hard share of the weak set", 0.5, 0.0, 1.0, 0.05),
         Control("epoch", "Pruning epoch to look at", lambda v: min(1, v["epochs"] - 1), 0,
