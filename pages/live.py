@@ -22,11 +22,10 @@ with form_col:
     if st.button("Run", type="primary", disabled=config is None, key="live.run",
                  icon=":material/play_arrow:", width="stretch"):
         try:
-            run_id = runner.submit(config)
+            run_id = live.submit_once(config, runner.submit)
         except ConfigError as e:
             st.error(str(e), icon=":material/error:")
         else:       # the view below picks it up in this same run
-            live.show_run(run_id)
             state.select_runs([*state.selected_runs(), run_id])
 
 with view_col:

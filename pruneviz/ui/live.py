@@ -36,6 +36,8 @@ SCALAR_KEYS = ["loss", "train_accuracy", "test_accuracy", "test_loss", "sparsity
 RUN_PARAM = "run"            # ?run=<id> in the URL: a reload comes back to the same run
 _LAST_VIEWED = "live.last_run"
 PICKER = "live.show"
+_SUBMITTED = "live.submitted"    # (config JSON, run id, time) of this session's last Run
+SAME_CLICK_S = 10.0
 
 
 @dataclass
@@ -155,11 +157,32 @@ def run_picker(runs: pd.DataFrame, current: str | None, limit: int = 50) -> None
     recent = runs.head(limit)
     ids = list(recent.run_id) if current in set(recent.run_id) else [current, *recent.run_id]
     labels = dict(zip(runs.run_id, runs.label + " · " + runs.dataset + " · " + runs.model))
-    # One widget whose value follows the view (a key per shown run let the browser send the
-    # old widget's value back after Run, switching the view to the previous run).
-    st.session_state[PICKER] = current
-    st.selectbox("Show run", ids, format_func=labels.get, key=PICKER,
-                 on_change=lambda: show_run(st.session_state[PICKER]))
+    # A widget per shown run, and a pick honoured only from the picker of the run shown now:
+    # after Run the browser can send the old picker's value back (with a poll of the live
+    # view), which switched the view back to the previous run a second later.
+    key = f"{PICKER}.{current}"
+    st.selectbox("Show run", ids, index=ids.index(current), format_func=labels.get, key=key,
+                 on_change=_picked, args=(key, current))
+
+
+def _picked(key: str, drawn_for: str) -> None:
+    if st.session_state.get(_LAST_VIEWED) == drawn_for:
+        show_run(st.session_state[key])
+
+
+def submit_once(config: SessionConfig, submit: Callable[[SessionConfig], str]) -> str:
+    """Queue `config` for one Run click and show it. The same config again within
+    SAME_CLICK_S is the same click (a click right after editing a field reruns the page twice,
+    and a rerun cut short repeats the click), so it shows the run already queued."""
+    fingerprint, now = config.to_json(), time.time()
+    last = st.session_state.get(_SUBMITTED)
+    if last and last[0] == fingerprint and now - last[2] < SAME_CLICK_S:
+        run_id = last[1]
+    else:
+        run_id = submit(config)
+        st.session_state[_SUBMITTED] = (fingerprint, run_id, now)
+    show_run(run_id)
+    return run_id
 
 
 # -- the view ------------------------------------------------------------------------------------
