@@ -237,3 +237,59 @@ def test_a_zero_momentum_bar_is_labelled():
     after = momentum_figure(epochs, 2, "pgp").data[1]
     assert list(after.text) == ["0: reset", "0: reset"]
     assert np.all(np.asarray(after.y) == 0)
+
+
+def test_a_repeated_click_with_the_same_config_queues_one_run(live, tmp_path):
+    """A click repeated by a rerun (or a double click) is one run; the view shows it."""
+    store = Store(tmp_path / "runs")
+    at = live
+    at.number_input(key="live.epochs").set_value(1)
+    at.number_input(key="live.dense_epochs").set_value(1)
+    at.number_input(key="live.max_steps_per_epoch").set_value(2).run()
+    at.button(key="live.run").click().run()
+    at.button(key="live.run").click().run()
+    runs = store.runs().run_id.tolist()
+    try:
+        assert len(runs) == 1
+        assert at.query_params["run"] in (runs[0], [runs[0]])
+        at.number_input(key="live.seed").set_value(1).run()       # a new config is a new run
+        at.button(key="live.run").click().run()
+        assert len(store.runs()) == 2
+    finally:
+        runs = store.runs().run_id.tolist()
+        for r in runs:
+            store.request_cancel(r)
+        wait_done(store, runs)
+
+
+def _slider_app():
+    import streamlit as st
+
+    from pruneviz.ui.internals import step_slider
+
+    st.session_state["picked"] = step_slider(st.session_state["steps"], "s",
+                                             opening=st.session_state.get("opening"))
+
+
+def _steps(at, steps):
+    at.session_state["steps"] = steps
+    return at.run().session_state["picked"]
+
+
+def test_the_step_slider_follows_new_steps_until_moved_and_again_after_latest_step():
+    at = AppTest.from_function(_slider_app)
+    assert _steps(at, [0, 10, 20]) == 20
+    assert _steps(at, [0, 10, 20, 30]) == 30                 # a live run adds a step: follows
+    at.select_slider(key="s.at30").set_value(10).run()
+    assert at.session_state["picked"] == 10
+    assert _steps(at, [0, 10, 20, 30, 40]) == 10             # moved back: stays there
+    at.button(key="s.latest").click().run()
+    assert at.session_state["picked"] == 40
+    assert _steps(at, [0, 10, 20, 30, 40, 50]) == 50         # following again
+
+
+def test_a_finished_run_opens_the_step_slider_on_its_opening_step():
+    at = AppTest.from_function(_slider_app)
+    at.session_state["opening"] = 20
+    assert _steps(at, [0, 10, 20, 30]) == 20
+    assert not at.button(key="s.latest").disabled
