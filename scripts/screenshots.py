@@ -1,6 +1,7 @@
 """Screenshots of dashboard pages in headless Chromium, for the README and for looking at a
 change where a user sees it: `python scripts/screenshots.py --store DIR OUT.png=URL_PATH ...`
-(URL_PATH like `/live?run=ID` or `/learn_methods`; `#tab` after it clicks that tab first)."""
+(URL_PATH like `/?run=ID` (Live) or `/learn_methods`; `#tab` after it clicks that tab first;
+`!SECONDS` after it presses Run on the page and shoots that many seconds later, mid-run)."""
 
 from __future__ import annotations
 
@@ -55,12 +56,20 @@ def main() -> None:
             page = browser.new_page(viewport={"width": args.width, "height": args.height})
             for shot in args.shots:
                 out, _, target = shot.partition("=")
+                target, _, run_after = target.partition("!")
                 path, _, tab = target.partition("#")
                 page.goto(url + path)
                 page.wait_for_selector("h1", timeout=120_000)
                 if tab:
                     page.get_by_role("tab", name=tab).click()
-                page.wait_for_timeout(args.wait * 1000)
+                if run_after:
+                    run = page.get_by_role("button", name="Run", exact=True)
+                    run.wait_for(timeout=120_000)
+                    page.wait_for_timeout(3000)
+                    run.click()
+                    page.wait_for_timeout(float(run_after) * 1000)
+                else:
+                    page.wait_for_timeout(args.wait * 1000)
                 page.screenshot(path=out, full_page=args.full, timeout=120_000)
                 print(out)
             browser.close()

@@ -232,10 +232,10 @@ def test_log_axes_label_only_decades_when_they_span_decades():
 
 
 def test_a_zero_momentum_bar_is_labelled():
-    epochs = pd.DataFrame({"phase": ["prune"] * 2, "epoch": [0, 1],
-                           "momentum_before": [0.5, 0.4], "momentum_after": [0.0, 0.0]})
-    after = momentum_figure(epochs, 2, "pgp").data[1]
-    assert list(after.text) == ["0: reset", "0: reset"]
+    epochs = pd.DataFrame({"phase": ["prune"] * 3, "epoch": [0, 1, 2],
+                           "momentum_before": [0.5, 0.4, 0.0], "momentum_after": [0.0] * 3})
+    after = momentum_figure(epochs, 3, "pgp").data[1]
+    assert list(after.text) == ["0: reset", "0: reset", ""]     # epoch 2 had none to reset
     assert np.all(np.asarray(after.y) == 0)
 
 

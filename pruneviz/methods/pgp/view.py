@@ -290,10 +290,11 @@ def momentum_figure(epochs: pd.DataFrame, n_prune: int, method: str) -> go.Figur
     if d.empty:
         return waiting(WAIT)
     x = d.epoch.to_numpy()
-    after = numbers(d.momentum_after)
-    # A zero bar has no height: label it, so "reset to 0" reads as a value, not a gap.
-    zero = np.isfinite(after) & (after == 0)
-    traces = [dict(type="bar", x=x, y=numbers(d.momentum_before), name="before the reset",
+    before, after = numbers(d.momentum_before), numbers(d.momentum_after)
+    # A zero bar has no height: label it, so "reset to 0" reads as a value, not a gap (only
+    # where there was momentum to reset: the last epoch removes its weak filters instead).
+    zero = np.isfinite(after) & (after == 0) & (np.nan_to_num(before) > 0)
+    traces = [dict(type="bar", x=x, y=before, name="before the reset",
                    marker=dict(color=_rgba(ACHIEVED, 0.55))),
               dict(type="bar", x=x, y=after, name="after the reset",
                    marker=dict(color=method_color(method)),
