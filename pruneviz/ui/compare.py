@@ -256,8 +256,12 @@ def _any_curve(store: Store, runs: pd.DataFrame, x: str) -> None:
     preferred = [k for k in PREFERRED_CURVES if k in curves.index]
     default = preferred[0] if preferred else \
         (curves.sort_values(ascending=False, kind="stable").index[0] if len(curves) else keys[0])
-    if st.session_state.get("cmp.curve") not in keys:
+    # The default follows the selection until the user picks a curve (a default kept from an
+    # earlier selection showed target_sparsity where the new runs record density).
+    chosen = st.session_state.get("cmp.curve")
+    if chosen not in keys or chosen == st.session_state.get("cmp.curve_default"):
         st.session_state["cmp.curve"] = default
+    st.session_state["cmp.curve_default"] = default
     key = st.selectbox("Overlay another recorded curve", keys, key="cmp.curve",
                        help="Every scalar the selected runs recorded; runs without it are "
                             "left out of the chart.")
