@@ -293,3 +293,15 @@ def test_a_finished_run_opens_the_step_slider_on_its_opening_step():
     at.session_state["opening"] = 20
     assert _steps(at, [0, 10, 20, 30]) == 20
     assert not at.button(key="s.latest").disabled
+
+
+def test_the_compare_form_says_inline_when_the_dataset_files_are_missing(live, tmp_path):
+    at = live.switch_page("pages/compare.py").run()
+    at.multiselect(key="cmp.methods").set_value(["l1"])
+    at.selectbox(key="cmp.dataset").set_value("cifar10")
+    at.text_input(key="cmp.data_root").input(str(tmp_path / "empty"))
+    at.text_input(key="cmp.rates").input("0.999")
+    at.button[0].click().run()           # the form's submit button
+    assert not at.exception
+    assert "Tick **download**" in _errors(at)
+    assert Store(tmp_path / "runs").runs().empty

@@ -18,7 +18,7 @@ from ..plots import (
     seed_groups,
 )
 from ..store import ACTIVE, Store
-from .forms import dataclass_widgets
+from .forms import dataclass_widgets, problems
 from .state import POLL_SECONDS, list_runs, select_runs, selected_runs
 
 CURVE_POINTS = 400
@@ -313,6 +313,9 @@ def grid_form(runner: Runner) -> None:
             raise ConfigError("pick at least one method.")
         configs = grid(SessionConfig(**values, **more), methods,
                        _parse_list(rates, float, "rates"), _parse_list(seeds, int, "seeds"))
+        found = problems(configs[0])        # data and model are shared by the whole grid
+        if found:
+            raise ConfigError(" ".join(found))
         sweep_id, ids = runner.submit_grid(configs)
     except ConfigError as e:
         st.error(str(e), icon=":material/error:")
