@@ -20,7 +20,7 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium
 
 run: $(STAMP)
-	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1
+	$(VENV)/bin/streamlit run app.py
 
 test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -q

@@ -6,8 +6,8 @@
    the JSON streamlit sends (target <= 150 ms), side by side with a 1k-step run; and each
    method family's internals view (load + panels + JSON) on a real ResNet-20 run with 40
    epochs of per-filter/per-layer records (the records that grow with epochs, not steps).
-3. A sweep of 6 methods x 3 rates on digits through the runner, with the server's thread setting
-   (target <= 60 s on 2 cores).
+3. A sweep of 6 methods x 3 rates on digits through one worker process, with the thread setting
+   a dashboard gives its workers (target <= 60 s on 2 cores).
 4. The server's resident memory after 20 finished runs and during one live run (target <= 2.5 GB,
    growth <= 200 MB across the 20 runs).
 
@@ -32,12 +32,12 @@ import torch
 
 from pruneviz import views
 from pruneviz.config import SessionConfig
-from pruneviz.jobs import Runner, grid
 from pruneviz.methods import load_all
 from pruneviz.records import LayerRow, Row, Scalar
 from pruneviz.session import run_session
 from pruneviz.store import ACTIVE, Store
 from pruneviz.ui.live import fetch_live, live_figures
+from pruneviz.workers import grid, spawn_worker, stop_workers, submit_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -53,7 +53,7 @@ LOSS_POINTS = """() => {
 
 
 def server_threads() -> int:
-    """The torch threads the dashboard's runner uses on this CPU (pruneviz.ui.state._runner)."""
+    """The torch threads a dashboard's workers use on this CPU (workers.spawn_worker)."""
     return max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1))
 
 
@@ -143,13 +143,14 @@ def bench_sweep(rates=(0.5, 0.8, 0.9)) -> tuple[list[str], float, float, int]:
         t = time.perf_counter()
         run_session(SessionConfig(method="dense", epochs=1, device="cpu"), store)
         dense = time.perf_counter() - t
-        runner = Runner(store)
+        spawn_worker(store)
+        time.sleep(15)                    # warmed up, as a dashboard's worker is
         t = time.perf_counter()
-        _, ids = runner.submit_grid(grid(SessionConfig(device="cpu"), methods, list(rates), [0]))
+        _, ids = submit_grid(store, grid(SessionConfig(device="cpu"), methods, list(rates), [0]))
         while store.runs().query("run_id in @ids").status.isin(ACTIVE).any():
             time.sleep(0.1)
         wall = time.perf_counter() - t
-        runner.shutdown()
+        stop_workers(store)
         failed = int((store.runs().query("run_id in @ids").status != "completed").sum())
     return methods, wall, dense, failed
 
@@ -252,6 +253,7 @@ def bench_server(trials: int = 5, runs: int = 20) -> dict:
         finally:
             server.terminate()
             server.wait(timeout=60)
+            stop_workers(store)
     return out
 
 
@@ -259,7 +261,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-browser", action="store_true")
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, {os.cpu_count()} cores, runner threads {server_threads()}, "
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores, worker threads {server_threads()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     big, small = bench_redraw()
     print(f"[redraw] one live poll/redraw, 10k-step run: {big * 1e3:.0f} ms server time "
@@ -280,7 +282,8 @@ def main() -> None:
           f"cached): median {statistics.median(first):.2f} s over {len(first)} "
           f"({', '.join(f'{v:.2f}' for v in first)}; target <= 2); the server's very first "
           f"Run {s['first_ever']:.2f} s")
-    print(f"[memory] server RSS after warm-up {s['rss_before']:.0f} MB, after {s['finished']} "
+    print(f"[memory] server RSS (it trains nothing: workers do) after warm-up "
+          f"{s['rss_before']:.0f} MB, after {s['finished']} "
           f"finished runs {s['rss_after']:.0f} MB (growth "
           f"{s['rss_after'] - s['rss_before']:+.0f} MB over the last 20; target <= 200), "
           f"with one live run {s['rss_live']:.0f} MB (target <= 2560)")

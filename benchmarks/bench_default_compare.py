@@ -1,4 +1,4 @@
-"""The Compare form's default proposal (pruneviz.jobs.DEFAULT_COMPARISON), run as a first launch
+"""The Compare form's default proposal (pruneviz.workers.DEFAULT_COMPARISON), run as a first launch
 would: a fresh store (dense baselines included), one session at a time as the dashboard's single
 worker runs them, sweep runs without their latency panel. Prints the wall time against the 90 s
 target and, at the top rate, the spread of the methods' mean final accuracies against 3x their
@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 
 from pruneviz.config import parse_numbers, split_list
-from pruneviz.jobs import DEFAULT_COMPARISON, Proposal
 from pruneviz.session import run_session
 from pruneviz.store import Store
+from pruneviz.workers import DEFAULT_COMPARISON, Proposal
 
 WALL_TARGET_S = 90.0
 SPREAD_FACTOR = 3.0

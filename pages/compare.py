@@ -6,14 +6,14 @@ from pruneviz.ui import compare, state
 
 state.routed(__file__)
 
-store, runner = state.get_store(), state.get_runner()
+store, queue = state.get_store(), state.get_queue()
 st.title("Compare")
 compare.selection_from_url(store)
 selected = state.selected_runs()
 with st.expander("Launch a comparison: several methods x rates (x seeds) on the same dense "
                  "start, data order and budget", expanded=not selected,
                  icon=":material/rocket_launch:"):
-    compare.grid_form(runner)
+    compare.grid_form(queue)
 compare.sweep_progress(store)
 compare.sweep_picker(store)
 if selected:

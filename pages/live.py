@@ -10,7 +10,7 @@ state.routed(__file__)
 # gmp prunes gradually, so a first run shows sparsity climbing; 20 digits epochs are 440 steps.
 DEFAULTS = {"method": "gmp", "epochs": 20}
 
-store, runner = state.get_store(), state.get_runner()
+store, queue = state.get_store(), state.get_queue()
 st.title("Live session")
 st.caption("Pick a model, dataset, method and rate, press Run and watch the session train. "
            "Runs train in the background, one at a time: switch pages or reload and the view "
@@ -22,22 +22,23 @@ with form_col:
     if st.button("Run", type="primary", disabled=config is None, key="live.run",
                  icon=":material/play_arrow:", width="stretch"):
         try:
-            run_id = live.submit_once(config, runner.submit)
+            run_id = live.submit_once(config, queue.submit)
         except ConfigError as e:
             st.error(str(e), icon=":material/error:")
         else:       # the view below picks it up in this same run
+            live.watch_start()
             state.select_runs([*state.selected_runs(), run_id])
 
 with view_col:
     forms.schedule_preview(config)
     runs = state.list_runs(store)
     run_id = live.current_run(runs)
-    live.queue_panel(store, runner, run_id)
+    live.queue_panel(store, queue, run_id)
     if run_id is None:
         st.info("No runs yet: press Run.")
     else:
         live.run_picker(runs, run_id)
-        live.rerun_controls(store.run(run_id), "live", runner.submit)
-        live.live_view(store, runner, run_id)
+        live.rerun_controls(store.run(run_id), "live", queue.submit)
+        live.live_view(store, queue, run_id)
 if run_id is not None:
     live.details_view(store, run_id)

@@ -9,7 +9,7 @@ from pruneviz.ui import state
 
 state.routed(__file__)
 
-store, runner = state.get_store(), state.get_runner()
+store, queue = state.get_store(), state.get_queue()
 st.title("Runs")
 runs = state.list_runs(store)
 if runs.empty:
@@ -38,4 +38,4 @@ if not shown.empty:
     labels = dict(zip(shown.run_id, shown.label + " — " + shown.status))
     run_id = st.selectbox("Run card", list(shown.run_id), format_func=labels.get,
                           key="runs.card")
-    runs_ui.run_card(store, runner, run_id)
+    runs_ui.run_card(store, queue, run_id)

@@ -1,12 +1,14 @@
-"""Command line: python -m pruneviz {run,sweep,list,show,report,export,delete,methods,
-sensitivity} --help."""
+"""Command line: python -m pruneviz {run,sweep,worker,cancel,list,show,report,export,delete,
+doctor,methods,sensitivity} --help."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
 import secrets
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +21,7 @@ from .config import (
     parse_numbers,
     split_list,
 )
-from .store import Store, StoreError
+from .store import Store, StoreError, default_root, sqlite_error
 
 # SessionConfig fields exposed as flags; `params` comes from --param, `method`/`rate` are
 # listed first for readability.
@@ -126,29 +128,59 @@ def _print_summary(summary: dict[str, Any]) -> None:
             print(line)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from .session import run_session
+def _add_backend_flags(p: argparse.ArgumentParser, *, queue: bool = True) -> None:
+    p.add_argument("--backend", default="local",
+                   help="Where sessions train: local (this machine) or ray (a Ray cluster).")
+    p.add_argument("--ray-address", help="Ray cluster address for --backend ray (default "
+                                         "$PRUNEVIZ_RAY_ADDRESS, else a local Ray).")
+    if queue:
+        p.add_argument("--queue", action="store_true",
+                       help="Queue the run(s) for a worker (`python -m pruneviz worker`, or the "
+                            "dashboard's) and return at once; prints the run id(s).")
 
+
+def _backend(args: argparse.Namespace):  # -> workers.Train
+    from .workers import check_backend, load_backend
+
+    check_backend(args.backend)
+    if args.queue and args.backend != "local":
+        raise ConfigError("--queue hands runs to whichever worker claims them; start the "
+                          "worker with `--backend ray` instead of passing it here.")
+    return load_backend(args.backend, args.ray_address)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     config = _session_config(args)
+    train = _backend(args)
+    if args.backend == "local":
+        from .session import prepare
+
+        prepare(config)    # bad input (method, data folder, model) touches no store
     store = Store(args.store)
+    if args.queue:
+        from .workers import submit
+
+        run_id = submit(store, config)
+        print(json.dumps({"run_id": run_id, "status": "queued"}) if args.json else run_id)
+        return 0
     bar = _Bar(enabled=not args.json)
     try:
-        summary = run_session(config, store, progress=bar)
+        summary = train(config, store, progress=bar)
     finally:
         bar.close()
     if args.json:
         print(json.dumps(summary))
     else:
         _print_summary(summary)
-    if summary.get("config_error"):
+    if summary.get("config_error") or summary.get("storage_error"):
         print(f"pruneviz: error: {summary.get('error', '')}", file=sys.stderr)
         return 2
     return 0 if summary["status"] == "completed" else 1
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .jobs import grid
-    from .session import check, run_session
+    from .session import check, prepare
+    from .workers import grid, submit_grid
 
     methods = split_list(args.methods)
     rates = parse_numbers(args.rates, "--rates")
@@ -156,16 +188,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     configs = grid(_session_config(args), methods, rates, seeds)
     for config in configs:
         check(config)
+    train = _backend(args)
+    if configs and args.backend == "local":
+        prepare(configs[0])     # the data and model every run of the grid shares
     store = Store(args.store)
+    if args.queue:
+        sweep_id, run_ids = submit_grid(store, configs)
+        print(json.dumps({"sweep_id": sweep_id, "run_ids": run_ids}) if args.json
+              else "\n".join([sweep_id, *run_ids]))
+        return 0
     bar = _Bar(enabled=not args.json)
     summaries = []
-    # One sweep id for the grid, as the dashboard's Runner.submit_grid gives, so the Compare
-    # page can pick the sweep as a whole.
+    # One sweep id for the grid, as a queued sweep gets, so the Compare page can pick the
+    # sweep as a whole.
     sweep_id = "sweep-" + secrets.token_hex(3)
     try:
         for config in configs:
-            summaries.append(run_session(config, store, progress=bar, sweep_id=sweep_id,
-                                         panel=False))      # measured by report/export
+            summaries.append(train(config, store, progress=bar, sweep_id=sweep_id,
+                                   panel=False))      # measured by report/export
     finally:
         bar.close()
     if args.json:
@@ -184,8 +224,42 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if all(s["status"] == "completed" for s in summaries) else 1
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import signal
+
+    from .workers import Worker, warm_up
+
+    idle_exit = None if args.idle_exit is None else coerce(args.idle_exit, 0.0, "--idle-exit")
+    if idle_exit is not None and idle_exit < 0:
+        raise ConfigError(f"--idle-exit is a number of seconds (0 or more), got {idle_exit:g}.")
+    nice = coerce(args.nice, 0, "--nice") if args.nice is not None else 0
+    if not 0 <= nice <= 19:
+        raise ConfigError(f"--nice is a niceness from 0 to 19, got {nice}.")
+    worker = Worker(Store(args.store), args.backend, worker_id=args.worker_id,
+                    ray_address=args.ray_address)
+    os.nice(nice)
+    signal.signal(signal.SIGTERM, worker.on_sigterm)
+    signal.signal(signal.SIGINT, worker.on_sigterm)
+    print(f"worker {worker.id} (pid {os.getpid()}, backend {args.backend}) on "
+          f"{worker.store.root.resolve()}", flush=True)
+    warm_up()
+    trained = worker.serve(once=args.once, idle_exit=idle_exit)
+    print(f"worker {worker.id} stopped after {trained} run(s)", flush=True)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from .workers import GRACE_SECONDS, cancel
+
+    grace = GRACE_SECONDS if args.grace is None else coerce(args.grace, 0.0, "--grace")
+    store = Store(args.store)
+    cancel(store, args.run_id, grace=grace, wait=True)
+    print(f"{args.run_id} {store.run(args.run_id)['status']}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    df = Store(args.store).runs(include_dense=args.all)
+    df = Store(args.store, create=False).runs(include_dense=args.all)
     if args.json:
         print(df.to_json(orient="records"))
         return 0
@@ -199,7 +273,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    run = Store(args.store).run(args.run_id)
+    run = Store(args.store, create=False).run(args.run_id)
     if args.json:
         print(json.dumps({**{k: v for k, v in run.items() if k != "config"},
                           "config": run["config"].to_dict()}, default=str))
@@ -218,23 +292,47 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import format_panel, metrics_panel
 
-    panel = metrics_panel(Store(args.store), args.run_id, recompute=args.recompute)
+    panel = metrics_panel(Store(args.store, create=False), args.run_id,
+                          recompute=args.recompute)
+    if "error" in panel and not args.json:
+        print(f"pruneviz: error: {panel['error']}", file=sys.stderr)
+        return 2
     print(json.dumps(panel) if args.json else format_panel(panel))
-    return 1 if "error" in panel else 0
+    return 2 if "error" in panel else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import FORMATS, export_run
 
     formats = split_list(args.formats) if args.formats else FORMATS
-    for path in export_run(Store(args.store), args.run_id, args.out, formats):
+    for path in export_run(Store(args.store, create=False), args.run_id, args.out, formats):
         print(path)
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    Store(args.store).delete(args.run_id)
+    Store(args.store, create=False).delete(args.run_id)
     print(f"deleted {args.run_id}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import check_store, repair_store
+
+    root = args.store or default_root()
+    problems = check_store(root)
+    for line in problems:
+        print(f"problem: {line}")
+    if not problems:
+        print(f"{root}: the database passes SQLite's integrity check and every run folder has "
+              f"its row.")
+        return 0
+    if not args.repair:
+        print(f"run `python -m pruneviz doctor --store {root} --repair` to back up the database "
+              f"and rebuild it.")
+        return 1
+    for line in repair_store(root):
+        print(line)
     return 0
 
 
@@ -332,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="Train (or reuse) a dense baseline, prune, fine-tune.")
     _add_session_flags(p)
+    _add_backend_flags(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("sweep", help="Methods x rates x seeds on the same dense start and budget.")
@@ -339,7 +438,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rates", required=True, help="Comma-separated rates, e.g. 0.5,0.8,0.9.")
     p.add_argument("--seeds", default="0", help="Comma-separated seeds (default 0).")
     _add_session_flags(p, grid=True)
+    _add_backend_flags(p)
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("worker", help="Train queued runs (from the dashboard, `run --queue`, "
+                                      "`sweep --queue`) one at a time until stopped.")
+    p.add_argument("--store", help="Run store folder (default ./runs or $PRUNEVIZ_STORE).")
+    _add_backend_flags(p, queue=False)
+    p.add_argument("--once", action="store_true",
+                   help="Train at most one queued run, then exit (at once if none is queued).")
+    p.add_argument("--idle-exit", metavar="SECONDS",
+                   help="Exit after this many seconds with nothing queued (default: never).")
+    p.add_argument("--nice", metavar="N",
+                   help="Lower the worker's CPU priority by N (0-19; the dashboard starts its "
+                        "workers at 5 so pages stay quick while a run trains).")
+    p.add_argument("--worker-id", help=argparse.SUPPRESS)     # given by the dashboard's spawn
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("cancel", help="Cancel a queued or running run (kept as interrupted).")
+    p.add_argument("run_id")
+    p.add_argument("--grace", metavar="SECONDS",
+                   help="Seconds before an unresponsive process gets SIGTERM, then SIGKILL "
+                        "(default 10).")
+    p.add_argument("--store")
+    p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("list", help="List stored runs, newest first.")
     p.add_argument("--all", action="store_true", help="Include dense-baseline runs.")
@@ -377,6 +499,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store")
     p.set_defaults(func=cmd_delete)
 
+    p = sub.add_parser("doctor", help="Check the run store; --repair backs up a damaged "
+                                      "database and rebuilds it from what is readable and the "
+                                      "run folders.")
+    p.add_argument("--repair", action="store_true",
+                   help="Back up the database files into STORE/backup-TIME/, then rebuild.")
+    p.add_argument("--store")
+    p.set_defaults(func=cmd_doctor)
+
     p = sub.add_parser("sensitivity", help="Prune each layer alone at several rates on the "
                                            "dense baseline; suggest per-layer rates.")
     p.add_argument("--rates", default="0,0.25,0.5,0.75,0.9",
@@ -406,6 +536,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (ConfigError, StoreError) as e:
         print(f"pruneviz: error: {e}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as e:     # damage or a full disk found after the store opened
+        print(f"pruneviz: error: {sqlite_error(e, getattr(args, 'store', None) or default_root())}",
+              file=sys.stderr)
         return 2
 
 

@@ -5,13 +5,15 @@ The embedded default is scikit-learn's digits (ships in the wheel, loads offline
 scripts/build_cifar_embedded.py) is the embedded real-image set, with its own test split. MNIST,
 Fashion-MNIST, CIFAR-10/100 come through torchvision and download only when asked. Any
 ImageFolder directory (one subfolder per class) works as `folder:PATH`, with a seeded stratified
-held-out split. Augmentation (random crop with padding 4, horizontal flip) runs on whole batches.
+held-out split, or with its own train/ and val/ (or test/) subfolders as the split. Augmentation
+(random crop with padding 4, horizontal flip) runs on whole batches.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,8 @@ class DataBundle:
     test_y: torch.Tensor
     classes: list[str]
     augment: bool
+    # Files of an image folder that could not be used, as "PATH: why" (the run summary lists them).
+    skipped: list[str] = field(default_factory=list)
     mean: torch.Tensor = field(init=False)
     std: torch.Tensor = field(init=False)
 
@@ -178,34 +182,116 @@ def _torchvision(name: str, root: Path, download: bool) -> DataBundle:
                       augment=name.startswith("cifar"))
 
 
-def _folder(path: Path, image_size: int, holdout: float) -> DataBundle:
-    from torchvision.datasets import ImageFolder
-    from torchvision.transforms import v2
+# Per-image bound: a larger file is skipped before it is decoded (PIL's own decompression-bomb
+# guard only starts at 89 megapixels, and a 92-megapixel JPEG decodes to ~280 MB).
+MAX_IMAGE_PIXELS = 4096 * 4096
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# Held-out split folders, in order of preference (ImageNet / Imagenette layout).
+SPLIT_TRAIN, SPLIT_HELDOUT = "train", ("val", "test")
 
+
+def _class_dirs(root: Path) -> list[Path]:
+    """Class subfolders of `root`, sorted; symlinked folders are not followed (a link back up the
+    tree would list the same images again and again)."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()
+                  and not p.name.startswith("."))
+
+
+def _image_files(folder: Path, seen: set[tuple[int, int]]) -> list[Path]:
+    """Image files under `folder`, each physical file once (by device and inode, across `seen`);
+    symlinked subfolders are never entered."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if not name.lower().endswith(IMAGE_SUFFIXES):
+                continue
+            try:
+                st = p.stat()
+            except OSError:
+                continue                      # a dangling link
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def _read_image(p: Path, image_size: int) -> torch.Tensor:
+    """One image as uint8 C x H x W at image_size; raises OSError/ValueError for files PIL cannot
+    read and ValueError above MAX_IMAGE_PIXELS."""
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as TF
+
+    with Image.open(p) as im:
+        w, h = im.size
+        if w * h > MAX_IMAGE_PIXELS:
+            raise ValueError(f"{w} x {h} pixels is above the {MAX_IMAGE_PIXELS / 1e6:.1f}-"
+                             f"megapixel limit per image; downscale it")
+        im.draft("RGB", (image_size, image_size))     # JPEGs decode at a reduced scale
+        x = TF.pil_to_tensor(im.convert("RGB"))
+    return TF.resize(x, [image_size, image_size], antialias=True)
+
+
+def _read_split(root: Path, classes: list[str], image_size: int, seen: set[tuple[int, int]],
+                skipped: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    from PIL import Image
+
+    xs, ys = [], []
+    for label, cls in enumerate(classes):
+        folder = root / cls
+        if not folder.is_dir():
+            continue
+        for p in _image_files(folder, seen):
+            try:
+                xs.append(_read_image(p, image_size))
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+                skipped.append(f"{p}: {e}")
+                continue
+            ys.append(label)
+    if not xs:
+        return torch.zeros(0, 3, image_size, image_size, dtype=torch.uint8), torch.zeros(0).long()
+    return torch.stack(xs), torch.tensor(ys)
+
+
+def _folder(path: Path, image_size: int, holdout: float) -> DataBundle:
+    """An ImageFolder tree: PATH/<class>/*.jpg split by `holdout`, or PATH/train/<class> with
+    PATH/val/<class> (else PATH/test/<class>) as the held-out split."""
     if not path.is_dir():
         raise DataError(f"image folder {path} does not exist; give folder:PATH with one "
                         f"subfolder per class.")
-    tf = v2.Compose([v2.PILToTensor(), v2.Resize((image_size, image_size), antialias=True)])
-    try:
-        ds = ImageFolder(str(path), transform=tf, loader=_rgb)
-    except (FileNotFoundError, RuntimeError) as e:
-        raise DataError(f"{path} is not an image folder ({e}); put each class's images in a "
-                        f"subfolder named after the class.") from None
-    if len(ds.classes) < 2:
-        raise DataError(f"{path} has {len(ds.classes)} class folder(s); a classifier needs at "
-                        f"least 2 subfolders.")
-    xs, ys = zip(*(ds[i] for i in range(len(ds))))
-    x, y = torch.stack(xs), torch.tensor(ys)
-    tr, te = _split(y, holdout, seed=0)
-    return DataBundle(f"folder:{path}", x[tr], y[tr], x[te], y[te], classes=list(ds.classes),
-                      augment=False)
-
-
-def _rgb(p: str):
-    from PIL import Image
-
-    with Image.open(p) as im:
-        return im.convert("RGB")
+    heldout = next((path / s for s in SPLIT_HELDOUT if (path / s).is_dir()), None)
+    split = (path / SPLIT_TRAIN).is_dir() and heldout is not None
+    root = path / SPLIT_TRAIN if split else path
+    classes = [p.name for p in _class_dirs(root)]
+    if len(classes) < 2:
+        raise DataError(f"{root} has {len(classes)} class folder(s); a classifier needs at "
+                        f"least 2 subfolders, one per class, holding its images.")
+    seen: set[tuple[int, int]] = set()
+    skipped: list[str] = []
+    x, y = _read_split(root, classes, image_size, seen, skipped)
+    if split:
+        assert heldout is not None
+        extra = sorted({p.name for p in _class_dirs(heldout)} - set(classes))
+        if extra:
+            raise DataError(f"{heldout} has class folder(s) {', '.join(extra)} that {root} "
+                            f"lacks; the held-out classes must be training classes.")
+        # `seen` already holds the training files: a file linked into both splits stays in train.
+        test_x, test_y = _read_split(heldout, classes, image_size, seen, skipped)
+    if len(x) == 0:
+        raise DataError(f"no readable images under {root} (skipped {len(skipped)}"
+                        f"{': ' + skipped[0] if skipped else ''}); put .jpg or .png files in "
+                        f"one subfolder per class.")
+    if not split:
+        tr, te = _split(y, holdout, seed=0)
+        x, y, test_x, test_y = x[tr], y[tr], x[te], y[te]
+    if len(test_x) == 0:
+        raise DataError(f"no readable held-out images in {heldout or path}; add images or "
+                        f"raise --holdout.")
+    return DataBundle(f"folder:{path}", x, y, test_x, test_y, classes=classes, augment=False,
+                      skipped=skipped)
 
 
 @functools.lru_cache(maxsize=4)
@@ -258,9 +344,12 @@ def folder_problem(name: str) -> str | None:
     path = Path(name[len(FOLDER_PREFIX):]).expanduser()
     if not path.is_dir():
         return f"image folder {path} does not exist"
-    classes = [d for d in path.iterdir() if d.is_dir()]
+    # The layouts _folder reads: PATH/<class>, or PATH/train/<class> with PATH/val or test.
+    split = (path / SPLIT_TRAIN).is_dir() and any((path / s).is_dir() for s in SPLIT_HELDOUT)
+    root = path / SPLIT_TRAIN if split else path
+    classes = _class_dirs(root)
     if len(classes) < 2:
-        return (f"{path} has {len(classes)} class folder(s); a classifier needs at least 2 "
+        return (f"{root} has {len(classes)} class folder(s); a classifier needs at least 2 "
                 f"subfolders, one per class")
     return None
 

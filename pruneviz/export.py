@@ -21,6 +21,7 @@ when it exceeds 1) before it is kept.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import warnings
 from collections.abc import Iterable
@@ -124,7 +125,7 @@ def export_run(store: Store, run_id: str, out: str | Path,
     `formats` picks among FORMATS (default all). Model files need the run's final weights (a
     completed run); for other runs only the run card is written.
     """
-    from .report import load_run_models, metrics_panel
+    from .report import load_run_models
 
     formats = set(formats)
     unknown = formats - set(FORMATS)
@@ -133,52 +134,84 @@ def export_run(store: Store, run_id: str, out: str | Path,
                           f"{', '.join(FORMATS)}.")
     run = store.run(run_id)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing).")
     folder = store.run_dir(run_id, create=False)
+    # Model files only for completed runs: a run stopped while finishing (killed during its
+    # metrics panel, say) may have left final-looking weights that were never committed.
+    complete = run["status"] == "completed"
+    models = None
+    if complete and (folder / "weights.pt").exists() and \
+            formats & {"masks", "masked", "pt2", "onnx"}:
+        models = load_run_models(store, run_id)
+    created = not out.exists()
     written: list[Path] = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_files(store, run, folder, out, formats, models, complete, written)
+    except OSError as e:
+        # Every file goes to a temporary name first: remove what is half written (and the
+        # folder if this call made it and nothing else is in it).
+        for p in out.glob(".partial-*") if out.is_dir() else ():
+            p.unlink(missing_ok=True)
+        if created and out.is_dir() and not written:
+            shutil.rmtree(out, ignore_errors=True)
+        raise ConfigError(f"could not write the export into {out} ({e.strerror or e}); "
+                          f"choose a writable --out folder with free space (no partial file "
+                          f"was left there).") from None
+    return written
 
-    def put(name: str, text: str) -> None:
-        (out / name).write_text(text)
+
+def _write_files(store: Store, run: dict[str, Any], folder: Path, out: Path, formats: set[str],
+                 models: Any, complete: bool, written: list[Path]) -> None:
+    """export_run's files, each written under a temporary name and renamed into place."""
+    from .report import metrics_panel
+    from .safe_load import partial_name, save_tensors
+
+    run_id = run["run_id"]
+
+    def done(name: str) -> None:
+        os.replace(partial_name(out / name), out / name)
         written.append(out / name)
 
-    models = None
-    if (folder / "weights.pt").exists() and formats & {"masks", "masked", "pt2", "onnx"}:
-        models = load_run_models(store, run_id)
+    def put(name: str, text: str) -> None:
+        partial_name(out / name).write_text(text)
+        done(name)
+
     checks: dict[str, Any] = {}
-    if "weights" in formats:
+    if "weights" in formats and complete:
         for name in ("weights.pt", "kept_indices.pt"):
             if (folder / name).exists():
-                shutil.copy2(folder / name, out / name)
-                written.append(out / name)
+                shutil.copy2(folder / name, partial_name(out / name))
+                done(name)
     if models is not None:
         if "masks" in formats:
-            torch.save(models.masks, out / "masks.pt")
+            save_tensors(models.masks, out / "masks.pt")
             written.append(out / "masks.pt")
         if "masked" in formats:
-            torch.save(models.masked.state_dict(), out / "masked_state_dict.pt")
+            save_tensors(models.masked.state_dict(), out / "masked_state_dict.pt")
             written.append(out / "masked_state_dict.pt")
             checks["masked_positions_known"] = models.compaction["positions_known"]
         if "pt2" in formats:
             checks["pt2_max_abs_diff"] = export_compact_program(
-                models.compact, models.input_shape, out / "model_compact.pt2")
-            written.append(out / "model_compact.pt2")
+                models.compact, models.input_shape, partial_name(out / "model_compact.pt2"))
+            done("model_compact.pt2")
         if "onnx" in formats:
-            checks["onnx_max_abs_diff"] = export_onnx(models.compact, models.input_shape,
-                                                      out / "model_compact.onnx")
-            written.append(out / "model_compact.onnx")
+            checks["onnx_max_abs_diff"] = export_onnx(
+                models.compact, models.input_shape, partial_name(out / "model_compact.onnx"))
+            done("model_compact.onnx")
     if "card" in formats:
         meta = {k: run[k] for k in ("run_id", "name", "kind", "status", "error", "created",
                                     "started", "finished")}
         put("config.json", json.dumps({**meta, "config": run["config"].to_dict()}, indent=2))
         put("summary.json", json.dumps(run["summary"], indent=2))
-        panel = metrics_panel(store, run_id) if run["status"] == "completed" else {}
+        panel = metrics_panel(store, run_id) if complete else {}
         put("metrics.json", json.dumps({**panel, "exports": checks}, indent=2))
         for table in ("scalars", "layers", "filters"):
             put(f"{table}.csv", getattr(store, table)(run_id).to_csv(index=False))
         for table in store.tables(run_id):
             put(f"table_{table}.csv", store.rows(run_id, table).to_csv(index=False))
         put("LOAD.txt", LOAD_NOTES)
-    return written
 
 
 def load_run_card(folder: str | Path) -> dict[str, Any]:

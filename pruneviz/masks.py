@@ -35,7 +35,8 @@ class Layer:
         return isinstance(self.module, nn.Conv2d)
 
 
-def _is_shortcut(name: str) -> bool:
+def is_shortcut(name: str) -> bool:
+    """Whether a module name is a residual block's projection shortcut (downsample) conv."""
     return "downsample" in name or "shortcut" in name
 
 
@@ -78,7 +79,7 @@ def prunable_layers(model: nn.Module, *, convs: bool = True, linears: bool = Tru
         if isinstance(m, nn.Conv2d):
             if not convs or (name == first and not first_conv):
                 continue
-            if _is_shortcut(name) and not shortcuts:
+            if is_shortcut(name) and not shortcuts:
                 continue
             bn = bns.get(name)
             out.append(Layer(name, m, bn, all_modules[bn] if bn else None))

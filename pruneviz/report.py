@@ -28,6 +28,7 @@ import copy
 import gzip
 import io
 import json
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ from .metrics import (
     prunable_sparsity,
 )
 from .models import build_model
-from .safe_load import load_json, load_tensors
+from .safe_load import UnsafeFileError, load_json, load_tensors, partial_name
 from .store import Store
 from .surgery import compact, expand, expand_state_dict, shrink_to
 
@@ -130,11 +131,19 @@ def load_run_models(store: Store, run_id: str) -> RunModels:
     """The networks of a stored run (its final weights.pt, masks.pt and kept_indices.pt)."""
     run = store.run(run_id)
     folder = store.run_dir(run_id, create=False)
-    if not (folder / "weights.pt").exists():
+    if run["status"] != "completed" or not (folder / "weights.pt").exists():
         raise ConfigError(f"run {run_id} has no final weights (it ended {run['status']}); only "
                           f"completed runs can be compacted, measured and exported.")
     input_shape, num_classes = run_shapes(store, run)
-    return load_folder(folder, run["config"], input_shape, num_classes)
+    try:
+        return load_folder(folder, run["config"], input_shape, num_classes)
+    except ConfigError as e:
+        if isinstance(e, UnsafeFileError):
+            raise
+        raise ConfigError(f"a file of run {run_id} is damaged: {e} Its records, curves and run "
+                          f"card still work (`export --formats card`, the Runs and Compare "
+                          f"pages); its model files cannot be rebuilt: run the same config again "
+                          f"to get them.") from None
 
 
 def load_folder(folder: Path, config: SessionConfig, input_shape: tuple[int, ...],
@@ -364,6 +373,10 @@ def metrics_panel(store: Store, run_id: str, *, recompute: bool = False) -> dict
     # The run's summary is the truth for its warnings (a panel cached earlier may lack them).
     warned = {"warnings": list(run["summary"].get("warnings", []))}
     cached = store.run_dir(run_id, create=False) / PANEL_FILE
+    if run["status"] != "completed":
+        # A run stopped while finishing may hold final-looking files; never a panel for it.
+        return {"error": f"run {run_id} ended {run['status']}; only completed runs have a "
+                         f"metrics panel."}
     if not recompute:
         if cached.exists():
             return {**load_json(cached), **warned}
@@ -377,7 +390,11 @@ def metrics_panel(store: Store, run_id: str, *, recompute: bool = False) -> dict
         panel = build_panel(models, run["config"], run["summary"])
     except (RuntimeError, ValueError) as e:
         panel = {"error": f"{type(e).__name__}: {e}"}
-    cached.write_text(json.dumps(panel, indent=2))
+    try:     # a cache: a full disk or a read-only store costs a recompute next time, no more
+        partial_name(cached).write_text(json.dumps(panel, indent=2))
+        os.replace(partial_name(cached), cached)
+    except OSError:
+        partial_name(cached).unlink(missing_ok=True)
     return panel
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import re
 import zipfile
@@ -61,8 +62,31 @@ def load_tensors(path: str | Path, *, map_location: str | torch.device = "cpu") 
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         what = f"its pickle calls {found.group(1)}" if found else "it is not a plain-tensor file"
         raise _refuse(path, what) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        raise ConfigError(f"{path} is not a readable PyTorch tensor file ({e}).") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        # a truncated zip (a kill or a full disk during torch.save) raises OSError EINVAL
+        raise ConfigError(f"{path} is not a readable PyTorch tensor file (truncated or "
+                          f"damaged: {e}).") from None
+
+
+def partial_name(path: Path) -> Path:
+    """Where a file is written before it is renamed into place (same folder and suffix)."""
+    return path.with_name(f".partial-{path.name}")
+
+
+def save_tensors(obj: Any, path: str | Path) -> None:
+    """`torch.save` to a temporary name, then rename: a kill or a full disk leaves no truncated
+    file under the real name. Raises OSError (the partial file removed) when the write fails."""
+    path = Path(path)
+    tmp = partial_name(path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise
+        # torch's zip writer reports a full disk as a RuntimeError ("unexpected pos ...").
+        raise OSError(f"could not write {path} (disk full?): {e}") from None
 
 
 def load_json(path: str | Path) -> Any:

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -32,9 +33,9 @@ from .metrics import (
 )
 from .models import build_model, check_model_name
 from .records import Recorder
-from .safe_load import load_tensors
+from .safe_load import load_tensors, save_tensors
 from .schedules import lr_at
-from .store import Store
+from .store import FOREGROUND, Store, sqlite_error
 from .surgery import compact_size
 
 Progress = Callable[[int, int, str], None]   # (steps done, total steps, phase)
@@ -126,7 +127,14 @@ def dense_start(prep: Prepared, store: Store, progress: Progress | None,
     """Weights of the trained dense baseline (trained once through this loop, then cached)."""
     dense = dense_config(prep.config)
     key = dense_key(dense)
-    with _dense_lock:
+
+    def cancelled() -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled
+
+    # The thread lock orders sessions of one process, the file lock those of several (workers,
+    # CLI runs); whoever waited finds the baseline stored by the one that trained it.
+    with _dense_lock, store.file_lock(f"dense-{key}", cancelled):
         return _dense_start(prep, dense, key, store, progress, cancel)
 
 
@@ -171,8 +179,8 @@ def run_session(config: SessionConfig, store: Store, *, run_id: str | None = Non
         if run_id is not None:
             store.finish_run(run_id, "failed", error=str(e))
         raise
-    if run_id is None:
-        run_id = store.create_run(config, sweep_id=sweep_id)
+    if run_id is None:      # trained here: never a job for a worker to claim
+        run_id = store.create_run(config, sweep_id=sweep_id, worker=FOREGROUND)
     try:
         dense_run = None
         if config.start == "dense":
@@ -243,7 +251,10 @@ class Session:
             "run_id": run_id, "method": config.method, "model": config.model,
             "dataset": config.dataset, "rate": config.rate, "device": str(device),
             "dense_run": dense_run, "flops_dense": count_flops(model, data.input_shape),
-            "input_shape": list(data.input_shape), "num_classes": data.num_classes}
+            "input_shape": list(data.input_shape), "num_classes": data.num_classes,
+            "train_size": len(data.train_x), "test_size": len(data.test_x)}
+        if data.skipped:     # unreadable or oversized files of an image folder, named
+            self.summary.update(skipped_images=len(data.skipped), skipped_first=data.skipped[:5])
         self.t0 = self.last_flush = time.perf_counter()
 
     # -- pieces ------------------------------------------------------------------------------
@@ -359,20 +370,39 @@ class Session:
         if status == "completed" and self.phase == "session":
             summary.update(self.guards())
         summary["status"] = status
+        summary.update(self.store.trainer(self.run_id))    # backend, host, pid
         if error:
             summary["error"] = error
         if status == "completed":
             folder = self.store.run_dir(self.run_id)
-            _save_artifacts(ctx, folder)
-            if self.panel:
-                from .report import panel_for_folder
+            try:
+                _save_artifacts(ctx, folder)
+            except OSError as e:
+                status = summary["status"] = "failed"
+                error = summary["error"] = (
+                    f"could not save the final weights in {folder} ({e}); free some disk space "
+                    f"and run it again (its records are kept).")
+                summary["storage_error"] = True
+        if status == "completed" and self.panel:
+            from .report import panel_for_folder
 
-                summary["panel"] = panel_for_folder(folder, self.config, self.data.input_shape,
-                                                    self.data.num_classes, summary)
+            summary["panel"] = panel_for_folder(folder, self.config, self.data.input_shape,
+                                                self.data.num_classes, summary)
         try:
             self.store.write(self.run_id, self.rec.take(), step=ctx.step)
-        finally:
             self.store.finish_run(self.run_id, status, summary=summary, error=error)
+        except sqlite3.Error as e:
+            # The final commit failed (a full disk, say): end the run in the smallest write
+            # possible rather than leave it `running`; the summary is lost, the steps committed
+            # before are kept. If even that fails, the next open reaps it (its process is gone).
+            message = str(sqlite_error(e, self.store.root))
+            summary.update(status="failed", error=message, storage_error=True)
+            summary.pop("panel", None)
+            self.store.release_reserve()
+            try:
+                self.store.finish_run(self.run_id, "failed", error=message)
+            except sqlite3.Error:
+                pass
         return summary
 
     def guards(self) -> dict[str, Any]:
@@ -448,6 +478,12 @@ def _save_artifacts(ctx: Context, folder: Path) -> None:
     masks = {k: m.bool().cpu() for k, m in ctx.masks.items()}
     for layer in ctx.layers:
         masks.setdefault(layer.param, (layer.module.weight != 0).cpu())
-    torch.save({k: v.detach().cpu() for k, v in ctx.model.state_dict().items()},
-               folder / "weights.pt")
-    torch.save(masks, folder / "masks.pt")
+    try:
+        save_tensors({k: v.detach().cpu() for k, v in ctx.model.state_dict().items()},
+                     folder / "weights.pt")
+        save_tensors(masks, folder / "masks.pt")
+    except OSError:
+        # Half a pair would be read as final weights: remove both.
+        for name in ("weights.pt", "masks.pt"):
+            (folder / name).unlink(missing_ok=True)
+        raise

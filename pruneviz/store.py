@@ -3,15 +3,17 @@ large artifacts (weights, masks). Safe for one writer per run and many readers a
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,10 @@ ACTIVE = ("queued", "running")
 # A running session commits at least every step; one silent this long has lost its process even
 # if its pid was reused (after a reboot, say).
 STALE_SECONDS = 15 * 60
+# Workers beat from a thread of their own, whatever the step costs: one silent this long is gone
+# (on another host, where its pid cannot be checked, or hung on this one).
+WORKER_STALE_SECONDS = 30
+FOREGROUND = "foreground"    # runs.worker of a run trained by the process that created it
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -44,8 +50,11 @@ CREATE TABLE IF NOT EXISTS runs (
     created REAL, started REAL, finished REAL, heartbeat REAL,
     pid INTEGER, host TEXT,
     step INTEGER DEFAULT 0, total_steps INTEGER DEFAULT 0,
-    cancel INTEGER DEFAULT 0
+    cancel INTEGER DEFAULT 0,
+    worker TEXT, backend TEXT
 );
+CREATE TABLE IF NOT EXISTS workers (worker_id TEXT PRIMARY KEY, pid INTEGER, host TEXT,
+                                    backend TEXT, started REAL, heartbeat REAL, run_id TEXT);
 CREATE TABLE IF NOT EXISTS scalars (rid INTEGER, step INTEGER, epoch INTEGER, key TEXT, value REAL);
 CREATE INDEX IF NOT EXISTS scalars_idx ON scalars (rid, key, step);
 CREATE TABLE IF NOT EXISTS layers (rid INTEGER, step INTEGER, epoch INTEGER, layer TEXT, key TEXT,
@@ -59,7 +68,8 @@ CREATE INDEX IF NOT EXISTS rows_idx ON rows (rid, tbl, step);
 CREATE TABLE IF NOT EXISTS dense (key TEXT PRIMARY KEY, run_id TEXT, path TEXT, accuracy REAL);
 """
 # Columns added after the first release: a store made before them gains them on open.
-ADDED_COLUMNS = {"runs": {"notes": "TEXT NOT NULL DEFAULT ''",
+ADDED_COLUMNS = {"runs": {"worker": "TEXT", "backend": "TEXT",
+                          "notes": "TEXT NOT NULL DEFAULT ''",
                           "tags": "TEXT NOT NULL DEFAULT '[]'"}}
 MAX_TAG_CHARS, MAX_TAGS, MAX_NOTES_CHARS = 40, 20, 20_000
 RECORD_TABLES = ("scalars", "layers", "filters", "rows")
@@ -67,6 +77,32 @@ RECORD_TABLES = ("scalars", "layers", "filters", "rows")
 SUMMARY_COLUMNS = ("dense_accuracy", "pruned_accuracy", "final_accuracy", "sparsity",
                    "global_sparsity", "params_nonzero", "flops_dense", "flops_effective",
                    "wall_s", "warnings")
+
+
+# Run ids name folders under the store: letters, digits, '-' and '_' only, so no stored or typed id
+# can reach outside its own folder ('../x', '/abs', '.').
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+RUN_FILE = "run.json"     # the run's row, kept in its folder so `doctor` can rebuild the index
+# Space kept free in the store folder: when the disk fills up at a run's final commit, deleting it
+# lets the run still be marked ended instead of staying `running`.
+RESERVE, RESERVE_BYTES = ".reserve", 256 * 1024
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables, and give a store made by an older pruneviz the columns added since (its
+    rows get the defaults); two processes opening it at once may both try, the second finds it
+    done."""
+    conn.executescript(SCHEMA)
+    for table, columns in ADDED_COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns.items():
+            if name in have:
+                continue
+            try:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+            except sqlite3.OperationalError as e:
+                if "duplicate column" not in str(e):
+                    raise
 
 
 class StoreError(RuntimeError):
@@ -91,10 +127,48 @@ def parse_tags(text: str) -> list[str]:
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    # 40 random bits: a burst of 10,000 creates in one second collides with odds ~5e-5 (and a
+    # collision is retried, see create_run).
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(5)
 
 
-def _pid_alive(pid: int | None) -> bool:
+def check_run_id(run_id: str) -> str:
+    """`run_id` if it is a well-formed run id, else StoreError (it would name a path outside its
+    run's folder)."""
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise StoreError(f"{run_id!r} is not a run id (letters, digits, '-' and '_'); "
+                         f"`python -m pruneviz list` shows the runs.")
+    return run_id
+
+
+def run_folders(root: Path) -> list[Path]:
+    """Folders under `root` named like run ids (run folders, with or without a database row)."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()
+                  and RUN_ID.fullmatch(p.name))
+
+
+def damaged(root: Path, why: str) -> StoreError:
+    """The one message for a store whose database cannot be trusted: what and how to recover."""
+    why = " ".join(str(why).split())      # SQLite's report spans lines; the error is one
+    return StoreError(f"the run store {root} is damaged ({why}); nothing was written to it. "
+                      f"`python -m pruneviz doctor --store {root}` checks it and `--repair` backs "
+                      f"it up and rebuilds the index from the run folders.")
+
+
+def sqlite_error(e: sqlite3.Error, root: Path) -> StoreError:
+    """A StoreError saying what an SQLite failure means for the user (full disk, damage, lock)."""
+    text = str(e)
+    if "full" in text:
+        return StoreError(f"the disk holding the run store {root} is full ({text}); free some "
+                          f"space and try again (what was committed before is kept).")
+    if "locked" in text or "busy" in text:
+        return StoreError(f"the run store {root} is busy ({text}); try again in a moment.")
+    return damaged(root, text)
+
+
+def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
@@ -103,45 +177,68 @@ def _pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:        # a zombie (exited, not yet waited for by its parent) is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class Store:
     """Runs and records under `root` (default ./runs, or $PRUNEVIZ_STORE)."""
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, *, create: bool = True,
+                 check: bool = True) -> None:
+        """Open (and with `create`, make) the store; `check` runs SQLite's quick integrity check
+        first, so a damaged database is refused before anything is written to it."""
         self.root = Path(root) if root else default_root()
+        self.db_path = self.root / DB_NAME
+        self._local = threading.local()
+        exists = self.db_path.exists() and self.db_path.stat().st_size > 0
+        if not exists and check and run_folders(self.root):
+            # An empty index beside run folders is a lost database, not a new store: starting
+            # over would orphan every run folder.
+            raise damaged(self.root, f"{DB_NAME} is missing or empty but "
+                                     f"{len(run_folders(self.root))} run folders are beside it")
+        if not exists and not create:
+            raise StoreError(f"no run store at {self.root} (no {DB_NAME} there); check --store "
+                             f"or {ENV_VAR}, or start a run to create one.")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / ".write-test"
+            # A name of its own: processes opening one store at once (workers) must not
+            # remove each other's probe.
+            probe = self.root / f".write-test-{os.getpid()}-{secrets.token_hex(4)}"
             probe.write_text("ok")
             probe.unlink()
         except OSError as e:
             raise StoreError(f"cannot write to the store folder {self.root} ({e.strerror or e}); "
                              f"pass --store DIR or set {ENV_VAR} to a writable folder.") from None
-        self.db_path = self.root / DB_NAME
-        self._local = threading.local()
         try:
-            self._conn().executescript(SCHEMA)
-            self._add_columns()
+            if exists and check:
+                bad = self._conn().execute("PRAGMA quick_check(1)").fetchone()[0]
+                if bad != "ok":
+                    self.close()
+                    raise damaged(self.root, bad)
+            create_schema(self._conn())
+            self._keep_reserve()
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"{self.db_path} is not a readable pruneviz store ({e}); move it "
-                             f"aside or pass --store DIR to use another folder.") from None
+            self.close()
+            if "not a database" in str(e):
+                raise StoreError(f"{self.db_path} is not a readable pruneviz store ({e}); move "
+                                 f"it aside or pass --store DIR to use another folder.") from None
+            raise sqlite_error(e, self.root) from None
 
-    def _add_columns(self) -> None:
-        """Give a store made by an older pruneviz the columns added since (its rows get the
-        defaults); two processes opening it at once may both try, the second finds it done."""
-        conn = self._conn()
-        for table, columns in ADDED_COLUMNS.items():
-            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-            for name, decl in columns.items():
-                if name in have:
-                    continue
-                try:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
-                except sqlite3.OperationalError as e:
-                    if "duplicate column" not in str(e):
-                        raise
+    def _keep_reserve(self) -> None:
+        path = self.root / RESERVE
+        if path.exists():
+            return
+        try:
+            path.write_bytes(bytes(RESERVE_BYTES))
+        except OSError:
+            path.unlink(missing_ok=True)     # a disk already full: nothing to keep
+
+    def release_reserve(self) -> None:
+        """Free the reserved space (the disk is full and a run must still be marked ended)."""
+        (self.root / RESERVE).unlink(missing_ok=True)
 
     # -- connections ---------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -172,6 +269,7 @@ class Store:
             self._local.conn = None
 
     def _rid(self, run_id: str) -> int:
+        check_run_id(run_id)
         row = self._conn().execute("SELECT id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             raise StoreError(f"no run {run_id!r} in {self.root}; `python -m pruneviz list` shows "
@@ -180,18 +278,25 @@ class Store:
 
     # -- runs ----------------------------------------------------------------------------------
     def create_run(self, config: SessionConfig, *, kind: str = "session", status: str = "queued",
-                   sweep_id: str | None = None) -> str:
-        run_id = new_run_id()
-        now = time.time()
-        with self._tx() as c:
-            c.execute(
-                "INSERT INTO runs (run_id, name, kind, method, model, dataset, rate, seed, status, "
-                "config, sweep_id, created, heartbeat, pid, host) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, config.name, kind, config.method, config.model, config.dataset,
-                 config.rate, config.seed, status, config.to_json(), sweep_id, now, now,
-                 os.getpid(), socket.gethostname()))
-        return run_id
+                   sweep_id: str | None = None, worker: str | None = None) -> str:
+        """Insert a run; a queued session with no `worker` is a job any worker may claim."""
+        for attempt in range(5):      # ids carry 40 random bits; a collision draws again
+            run_id = new_run_id()
+            now = time.time()
+            try:
+                with self._tx() as c:
+                    c.execute(
+                        "INSERT INTO runs (run_id, name, kind, method, model, dataset, rate, "
+                        "seed, status, config, sweep_id, created, heartbeat, pid, host, worker) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (run_id, config.name, kind, config.method, config.model, config.dataset,
+                         config.rate, config.seed, status, config.to_json(), sweep_id, now, now,
+                         os.getpid(), socket.gethostname(), worker))
+                return run_id
+            except sqlite3.IntegrityError:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
 
     def start_run(self, run_id: str, total_steps: int) -> None:
         now = time.time()
@@ -201,13 +306,36 @@ class Store:
                       (now, now, os.getpid(), socket.gethostname(), total_steps, run_id))
 
     def finish_run(self, run_id: str, status: str, *, summary: dict | None = None,
-                   error: str | None = None) -> None:
+                   error: str | None = None, only_active: bool = False) -> bool:
+        """Set the run's final status; `only_active` leaves a run that has already ended as it
+        is (a reaper or a cancel racing the worker). True if the row changed."""
         assert status in STATUSES, status
+        active = " AND status IN ('queued','running')" if only_active else ""
         with self._tx() as c:
-            c.execute("UPDATE runs SET status=?, error=?, summary=COALESCE(?, summary), "
-                      "finished=? WHERE run_id=?",
-                      (status, error, json.dumps(summary) if summary is not None else None,
-                       time.time(), run_id))
+            cur = c.execute(f"UPDATE runs SET status=?, error=?, summary=COALESCE(?, summary), "
+                            f"finished=? WHERE run_id=?{active}",
+                            (status, error, json.dumps(summary) if summary is not None else None,
+                             time.time(), run_id))
+        self._save_run_file(run_id)
+        return cur.rowcount > 0
+
+    def _save_run_file(self, run_id: str) -> None:
+        """The run's row as JSON in its folder (written to a temporary name, then renamed), so
+        `python -m pruneviz doctor --repair` can rebuild the index if the database is lost.
+        Best effort: a full disk must not turn a finished run into a failed one."""
+        row = self._conn().execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
+        values = row.fetchone()
+        if values is None:
+            return
+        data = dict(zip([d[0] for d in row.description], values))
+        data.pop("id", None)
+        folder = self.run_dir(run_id)
+        tmp = folder / f".{RUN_FILE}.partial"
+        try:
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, folder / RUN_FILE)
+        except OSError:
+            tmp.unlink(missing_ok=True)
 
     def write(self, run_id: str, records: Iterable[Record], *, step: int | None = None) -> None:
         """Append records (one transaction) and refresh the run's heartbeat and progress."""
@@ -232,23 +360,120 @@ class Store:
             c.execute("UPDATE runs SET heartbeat=?, step=COALESCE(?, step) WHERE id=?",
                       (time.time(), step, rid))
 
-    def _reap(self) -> None:
-        """Mark runs whose owning process on this host is gone as interrupted."""
-        host = socket.gethostname()
-        rows = self._conn().execute(
-            "SELECT run_id, pid, status, heartbeat FROM runs WHERE status IN ('queued','running') "
-            "AND host=?", (host,)).fetchall()
-        stale = time.time() - STALE_SECONDS
-        dead = [run_id for run_id, pid, status, beat in rows
-                if not _pid_alive(pid) or (status == "running" and (beat or 0) < stale)]
+    def reap(self) -> None:
+        """Mark runs whose training process is gone (killed, crashed, hung) as interrupted and
+        forget dead workers; every step a run committed is kept. Unclaimed queued runs wait."""
+        host, now = socket.gethostname(), time.time()
+        conn = self._conn()
+        dead_workers = {w for w, pid, w_host, beat in conn.execute(
+                            "SELECT worker_id, pid, host, heartbeat FROM workers")
+                        if (w_host == host and not pid_alive(pid))
+                        or (beat or 0) < now - WORKER_STALE_SECONDS}
+        live_workers = {r[0] for r in conn.execute("SELECT worker_id FROM workers")} - dead_workers
+        rows = conn.execute(
+            "SELECT run_id, pid, host, status, heartbeat, worker FROM runs WHERE status IN "
+            "('queued','running') AND NOT (status='queued' AND kind='session' AND worker IS NULL)"
+        ).fetchall()
+        dead = []
+        for run_id, pid, run_host, status, beat, worker in rows:
+            if worker in live_workers:
+                continue
+            if worker in dead_workers or (run_host == host and not pid_alive(pid)) or (
+                    status == "running" and (beat or 0) < now - STALE_SECONDS):
+                dead.append(run_id)
         for run_id in dead:
             self.finish_run(run_id, "interrupted",
                             error="the process running it stopped (killed or crashed); "
-                                  "every step it committed is kept.")
+                                  "every step it committed is kept.", only_active=True)
+        if dead_workers:
+            with self._tx() as c:
+                c.executemany("DELETE FROM workers WHERE worker_id=?", [(w,) for w in dead_workers])
+
+    # -- the queue -----------------------------------------------------------------------------
+    def claim(self, worker_id: str, backend: str = "local") -> dict[str, Any] | None:
+        """Take the oldest unclaimed queued session for `worker_id`, atomically (one writer at a
+        time: no run is claimed twice across processes); None when the queue is empty."""
+        with self._tx() as c:
+            row = c.execute("SELECT run_id, config, sweep_id FROM runs WHERE status='queued' AND "
+                            "kind='session' AND worker IS NULL AND cancel=0 ORDER BY id LIMIT 1"
+                            ).fetchone()
+            if row is None:
+                return None
+            c.execute("UPDATE runs SET worker=?, backend=?, pid=?, host=?, heartbeat=? "
+                      "WHERE run_id=?", (worker_id, backend, os.getpid(), socket.gethostname(),
+                                         time.time(), row[0]))
+            c.execute("UPDATE workers SET run_id=? WHERE worker_id=?", (row[0], worker_id))
+        return {"run_id": row[0], "config": SessionConfig.from_dict(json.loads(row[1])),
+                "sweep_id": row[2]}
+
+    def register_worker(self, worker_id: str, pid: int, backend: str,
+                        host: str | None = None) -> None:
+        """Add (or refresh) a worker's row; a dashboard adds the row of a worker it spawns at
+        once, so a second dashboard counting workers sees it before it has started."""
+        now = time.time()
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO workers VALUES (?,?,?,?,?,?,NULL)",
+                      (worker_id, pid, host or socket.gethostname(), backend, now, now))
+
+    def beat(self, worker_id: str) -> tuple[str | None, bool]:
+        """A worker's heartbeat: its run (if any) and whether that run's cancel was asked."""
+        with self._tx() as c:
+            c.execute("UPDATE workers SET heartbeat=? WHERE worker_id=?", (time.time(), worker_id))
+            row = c.execute("SELECT w.run_id, r.cancel FROM workers w LEFT JOIN runs r "
+                            "ON r.run_id = w.run_id WHERE w.worker_id=?", (worker_id,)).fetchone()
+        if row is None:
+            return None, False
+        return row[0], bool(row[1])
+
+    def release(self, worker_id: str) -> None:
+        """The worker is idle again (its run has ended)."""
+        with self._tx() as c:
+            c.execute("UPDATE workers SET run_id=NULL WHERE worker_id=?", (worker_id,))
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM workers WHERE worker_id=?", (worker_id,))
+
+    def workers(self) -> pd.DataFrame:
+        """Live workers (dead ones reaped first): worker_id, pid, host, backend, started,
+        heartbeat, run_id (None when idle)."""
+        self.reap()
+        return pd.read_sql_query("SELECT * FROM workers ORDER BY started", self._conn())
+
+    def queued_count(self) -> int:
+        """Queued sessions no worker has claimed yet."""
+        return self._conn().execute(
+            "SELECT COUNT(*) FROM runs WHERE status='queued' AND kind='session' AND "
+            "worker IS NULL AND cancel=0").fetchone()[0]
+
+    def trainer(self, run_id: str) -> dict[str, Any]:
+        """backend, host and pid of the process training the run (for its summary)."""
+        row = self._conn().execute("SELECT backend, host, pid FROM runs WHERE run_id=?",
+                                   (run_id,)).fetchone()
+        backend, host, pid = row if row else (None, None, None)
+        return {"backend": backend or "local", "host": host, "pid": pid}
+
+    @contextmanager
+    def file_lock(self, name: str, cancel: Callable[[], bool] | None = None) -> Iterator[None]:
+        """Hold `<store>/<name>.lock` (fcntl.flock) across processes; waits, polling `cancel`
+        (which raises to stop waiting). The kernel drops it if the holder dies."""
+        with open(self.root / f"{name}.lock", "a+") as f:
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if cancel is not None:
+                        cancel()
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def runs(self, *, include_dense: bool = False) -> pd.DataFrame:
         """One row per run, newest first, with the run's config fields and summary numbers."""
-        self._reap()
+        self.reap()
         where = "" if include_dense else "WHERE kind = 'session'"
         df = pd.read_sql_query(
             f"SELECT run_id, name, kind, method, model, dataset, rate, seed, status, error, "
@@ -263,7 +488,8 @@ class Store:
 
     def run(self, run_id: str) -> dict[str, Any]:
         """The run's row as a dict, with `config` (SessionConfig) and `summary` (dict) parsed."""
-        self._reap()
+        check_run_id(run_id)
+        self.reap()
         cur = self._conn().execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
         row = cur.fetchone()
         if row is None:
@@ -295,24 +521,40 @@ class Store:
                 c.execute("UPDATE runs SET tags=? WHERE id=?", (json.dumps(tags), rid))
 
     def delete(self, run_id: str) -> None:
+        """Remove a finished run's records and folder; a queued or running run is refused."""
+        status = self.run(run_id)["status"]     # reaps a run whose process is gone first
+        if status in ACTIVE:
+            raise StoreError(f"run {run_id} is {status}; cancel it first (the dashboard's Cancel "
+                             f"button), then delete it.")
         rid = self._rid(run_id)
         with self._tx() as c:
             for table in RECORD_TABLES:
                 c.execute(f"DELETE FROM {table} WHERE rid=?", (rid,))
             c.execute("DELETE FROM dense WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM runs WHERE id=?", (rid,))
-        shutil.rmtree(self.run_dir(run_id, create=False), ignore_errors=True)
+        folder = self.run_dir(run_id, create=False)
+        if folder.is_symlink():
+            folder.unlink()      # a link is removed, never what it points at
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def request_cancel(self, run_id: str) -> None:
+        """Ask the run to stop: its worker stops within a step; a run no worker has claimed yet
+        ends interrupted at once (behind a long queue it would show queued for minutes)."""
+        rid = self._rid(run_id)
         with self._tx() as c:
-            c.execute("UPDATE runs SET cancel=1 WHERE id=?", (self._rid(run_id),))
+            c.execute("UPDATE runs SET cancel=1 WHERE id=?", (rid,))
+            c.execute("UPDATE runs SET status='interrupted', error='cancelled before it started', "
+                      "finished=? WHERE id=? AND status='queued' AND worker IS NULL",
+                      (time.time(), rid))
 
     def cancel_requested(self, run_id: str) -> bool:
         row = self._conn().execute("SELECT cancel FROM runs WHERE run_id=?", (run_id,)).fetchone()
         return bool(row and row[0])
 
     def run_dir(self, run_id: str, *, create: bool = True) -> Path:
-        path = self.root / run_id
+        """The run's folder, `root/run_id`; StoreError for an id that is not a run id."""
+        path = self.root / check_run_id(run_id)
         if create:
             path.mkdir(parents=True, exist_ok=True)
         return path

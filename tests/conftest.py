@@ -34,3 +34,12 @@ def fast_config():
     def make(**kw):
         return SessionConfig(**{**FAST, **kw})
     return make
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_worker_outlives_its_module():
+    """Dashboards under test start worker processes (detached, as for users): end them."""
+    yield
+    from pruneviz.workers import stop_spawned
+
+    stop_spawned()

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from pruneviz.config import SessionConfig, param
 from pruneviz.methods import REGISTRY, Method
 from pruneviz.store import ACTIVE, Store  # noqa: F401 (ACTIVE: used in a query string)
+from pruneviz.workers import stop_workers
 from tests.helpers import wait_done as _wait_done
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,15 +27,11 @@ TIMEOUT = 60
 
 @pytest.fixture(scope="module")
 def ui_root(tmp_path_factory):
-    """One store for this module's UI runs, so the dense baseline trains once; runs a failed
-    test left behind are cancelled, so no worker thread trains while the interpreter exits."""
+    """One store for this module's UI runs, so the dense baseline trains once; the worker
+    processes the dashboard started on it are stopped at the end."""
     root = tmp_path_factory.mktemp("ui") / "runs"
     yield root
-    store = Store(root)
-    active = store.runs().query("status in @ACTIVE").run_id.tolist()
-    for run_id in active:
-        store.request_cancel(run_id)
-    _wait_done(store, active, timeout=120)
+    stop_workers(Store(root))
 
 
 @pytest.fixture
@@ -208,7 +206,9 @@ def _compared(at):
     return tables[0].run_id.tolist() if tables else []
 
 
-def test_cancel_from_the_live_page_keeps_the_run_interrupted(app, ui_root):
+def _long_run_training(app, ui_root):
+    """Press Run on a 500-epoch session and wait until it has recorded steps; returns the
+    page, the store and the run id."""
     at = _fast_live_form(app, epochs=500)
     at.button(key="live.run").click().run()
     store = Store(ui_root)
@@ -216,11 +216,33 @@ def test_cancel_from_the_live_page_keeps_the_run_interrupted(app, ui_root):
     deadline = time.time() + 120
     while not (store.run(run_id)["step"] or 0) >= 2 and time.time() < deadline:
         time.sleep(0.05)      # training, with steps recorded (running comes before step 0)
+    return at, store, run_id
+
+
+def test_cancel_from_the_live_page_keeps_the_run_interrupted(app, ui_root):
+    at, store, run_id = _long_run_training(app, ui_root)
     at.run()
     at.button(key="live.cancel").click().run()
     run = _wait_done(store, [run_id], timeout=60).loc[run_id]
     assert run.status == "interrupted"
     assert 2 <= run.step < run.total_steps
+
+
+def test_a_restarted_dashboard_reattaches_to_the_run_its_worker_trains(app, ui_root):
+    _, store, run_id = _long_run_training(app, ui_root)
+    pool = set(store.workers().worker_id)
+    st.cache_resource.clear()                    # the server restarted: nothing cached
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not fresh.exception
+    assert fresh.query_params["run"] in (run_id, [run_id])      # the running run is shown
+    assert "**running**" in " ".join(m.value for m in fresh.markdown)
+    assert fresh.button(key="live.cancel").disabled is False
+    assert set(store.workers().worker_id) == pool         # the same worker, no second pool
+    step = store.run(run_id)["step"]
+    time.sleep(1.5)
+    assert store.run(run_id)["step"] > step               # still training through it all
+    fresh.button(key="live.cancel").click().run()
+    assert _wait_done(store, [run_id], timeout=60).loc[run_id].status == "interrupted"
 
 
 def test_compare_form_queues_the_grid(app, ui_root):
@@ -264,7 +286,7 @@ def test_compare_form_rejects_bad_rates_inline(app, ui_root):
 
 def test_runs_page_renames_deletes_after_confirming_and_shows_errors(app, ui_root):
     store = Store(ui_root)
-    failed = store.create_run(SessionConfig(method="l1", name="broken"))
+    failed = store.create_run(SessionConfig(method="l1", name="broken"), status="failed")
     store.finish_run(failed, "failed", error="RuntimeError: out of memory")
     at = _page(app, "pages/runs.py")
     at.selectbox(key="runs.card").set_value(failed).run()

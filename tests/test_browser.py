@@ -14,6 +14,7 @@ import pytest
 
 from pruneviz.config import SessionConfig
 from pruneviz.store import Store
+from pruneviz.workers import stop_workers
 from tests.helpers import recorded_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,15 +54,15 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path):
-    """`streamlit run app.py` on a free port with its own store; yields the URL."""
+    """`streamlit run app.py` on a free port with its own store (and the workers it starts);
+    yields the URL."""
     port = _free_port()
     env = {**os.environ, "PRUNEVIZ_STORE": str(tmp_path / "runs"), "PYTHONPATH": str(ROOT)}
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=log,
-        stderr=subprocess.STDOUT)
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+         str(port), "--server.headless", "true"], cwd=ROOT, env=env, stdout=log,
+        stderr=subprocess.STDOUT)         # the address comes from .streamlit/config.toml
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 30
@@ -78,6 +79,24 @@ def server(tmp_path):
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
+        stop_workers(Store(tmp_path / "runs"))      # detached: they outlive the server
+
+
+def _listening(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net/tcp{,6} write them) listening on `port`."""
+    out = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hexport = local.partition(":")
+            if state == "0A" and int(hexport, 16) == port:          # 0A: LISTEN
+                out.add(address)
+    return out
+
+
+def test_the_server_listens_on_localhost_only(server):
+    port = int(server.rsplit(":", 1)[1])
+    assert _listening(port) == {"0100007F"}       # 127.0.0.1, and no IPv6 wildcard
 
 
 def _set_number(page, label: str, value: int) -> None:
@@ -168,3 +187,36 @@ def test_compare_in_a_real_browser_averages_distinct_seeds_only(server, tmp_path
         overlay = _drawn(page, "Overlay: lr")           # opens on a curve, not an empty chart
         assert sum(t["points"] for t in overlay) >= 2 * 10, overlay
         browser.close()
+
+
+@pytest.mark.browser
+def test_markdown_in_user_text_fetches_nothing_in_a_real_browser(server, tmp_path):
+    """A Markdown image in a run name, a folder: path and an error is shown as text; the browser
+    never requests its URL (Runs, Live and Compare pages and the sidebar)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from pruneviz.config import SessionConfig
+    from pruneviz.store import Store
+
+    evil = "![x](http://evil.example/x.png)"
+    store = Store(tmp_path / "runs")
+    run_id = store.create_run(SessionConfig(name=f"mine {evil}", dataset=f"folder:/tmp/{evil}"))
+    store.finish_run(run_id, "failed", error=f"image folder /tmp/{evil} does not exist")
+    fetched: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.on("request", lambda r: fetched.append(r.url) if "evil" in r.url else None)
+        page.route("**/*evil*", lambda route: route.abort())
+        page.goto(f"{server}/?run={run_id}")
+        expect(page.get_by_text(f"mine {evil}").first).to_be_visible(timeout=120_000)
+        for name in ("Runs", "Compare"):
+            page.get_by_role("link", name=name).click()
+            expect(page.get_by_role("heading", name=name)).to_be_visible(timeout=30_000)
+            if name == "Runs":
+                expect(page.get_by_text(f"/tmp/{evil} does not exist").first).to_be_visible(
+                    timeout=30_000)
+            page.wait_for_timeout(1500)
+        assert page.locator("img[src*='evil']").count() == 0
+        browser.close()
+    assert fetched == []

@@ -85,3 +85,126 @@ def test_folder_errors(tmp_path):
     (tmp_path / "only").mkdir()
     with pytest.raises(DataError):
         load_dataset(f"folder:{tmp_path}")
+
+
+# -- bad files and folders ----------------------------------------------------------------------
+def _png_folder(root, classes=("cats", "dogs", "owls"), n=6, size=(12, 12)):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in classes:
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(
+                root / cls / f"{i}.png")
+
+
+def _bomb_png(path, width=30_000, height=30_000):
+    """A valid PNG header claiming width x height pixels (PIL refuses it at open as a bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def test_unreadable_images_are_skipped_and_named(tmp_path):
+    _png_folder(tmp_path)
+    (tmp_path / "cats" / "notes.jpg").write_text("this is text, not a JPEG")
+    (tmp_path / "dogs" / "empty.jpg").write_bytes(b"")
+    _bomb_png(tmp_path / "owls" / "bomb.png")
+    b = load_dataset(f"folder:{tmp_path}", image_size=8, holdout=0.5)
+    assert len(b.train_x) + len(b.test_x) == 18            # every good image, no bad one
+    named = "\n".join(b.skipped)
+    assert len(b.skipped) == 3
+    for bad in ("notes.jpg", "empty.jpg", "bomb.png"):
+        assert bad in named
+
+
+def test_images_above_the_pixel_bound_are_skipped_before_decoding(tmp_path, monkeypatch):
+    import pruneviz.data as data
+
+    _png_folder(tmp_path, n=4)
+    _png_folder(tmp_path / "big", classes=("cats",), n=1, size=(40, 40))
+    (tmp_path / "big" / "cats" / "0.png").rename(tmp_path / "cats" / "big.png")
+    (tmp_path / "big" / "cats").rmdir()
+    (tmp_path / "big").rmdir()
+    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 20 * 20)
+    b = load_dataset(f"folder:{tmp_path}", image_size=9, holdout=0.5)
+    assert len(b.train_x) + len(b.test_x) == 12
+    assert len(b.skipped) == 1 and "big.png" in b.skipped[0] and "megapixel" in b.skipped[0]
+
+
+def test_a_folder_of_only_bad_files_is_one_clear_error(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        (tmp_path / cls / "x.jpg").write_bytes(b"")
+    with pytest.raises(DataError, match="no readable images"):
+        load_dataset(f"folder:{tmp_path}", image_size=10)
+
+
+def test_symlink_loops_are_not_followed_and_nothing_leaks_into_the_held_out_split(tmp_path):
+    _png_folder(tmp_path)
+    for cls in ("cats", "dogs", "owls"):
+        (tmp_path / cls / "loop").symlink_to(tmp_path / cls, target_is_directory=True)
+        (tmp_path / cls / "again.png").symlink_to(tmp_path / cls / "0.png")
+    b = load_dataset(f"folder:{tmp_path}", image_size=11, holdout=0.5)
+    assert len(b.train_x) + len(b.test_x) == 18
+    train = {bytes(x.flatten().tolist()) for x in b.train_x}
+    assert not any(bytes(x.flatten().tolist()) in train for x in b.test_x)
+
+
+# -- train/ and val/ or test/ folders -----------------------------------------------------------
+CIFAR_SUBSET = "/work/shared/data/cifar10-subset"
+
+
+def _cifar_sample(root, per_class_train=3, per_class_test=2, heldout="test"):
+    """A few real CIFAR-10 JPEGs per class copied into root/train and root/<heldout>."""
+    import shutil
+    from pathlib import Path
+
+    src = Path(CIFAR_SUBSET)
+    for split, dst, n in (("train", "train", per_class_train), ("test", heldout, per_class_test)):
+        for cls in sorted(p.name for p in (src / split).iterdir()):
+            (root / dst / cls).mkdir(parents=True)
+            for f in sorted((src / split / cls).glob("*.jpg"))[:n]:
+                shutil.copy(f, root / dst / cls / f.name)
+
+
+@pytest.mark.parametrize("heldout", ["test", "val"])
+def test_train_and_held_out_folders_are_the_split(tmp_path, heldout):
+    from PIL import Image
+
+    _cifar_sample(tmp_path, heldout=heldout)
+    b = load_dataset(f"folder:{tmp_path}", image_size=32, holdout=0.5)
+    assert b.classes == sorted(p.name for p in (tmp_path / "train").iterdir())
+    assert len(b.classes) == 10 and b.input_shape == (3, 32, 32)
+    assert len(b.train_x) == 30 and len(b.test_x) == 20          # --holdout does not apply
+    assert torch.bincount(b.test_y).tolist() == [2] * 10
+    # the held-out images are the held-out folder's files, decoded as PIL decodes them
+    first = sorted((tmp_path / heldout / b.classes[0]).glob("*.jpg"))[0]
+    expected = torch.from_numpy(np.array(Image.open(first).convert("RGB"))).permute(2, 0, 1)
+    assert torch.equal(b.test_x[0], expected)
+
+
+def test_held_out_class_missing_from_train_is_a_clear_error(tmp_path):
+    _png_folder(tmp_path / "train", classes=("a", "b"), n=2)
+    _png_folder(tmp_path / "test", classes=("a", "zebra"), n=1)
+    with pytest.raises(DataError, match="zebra"):
+        load_dataset(f"folder:{tmp_path}", image_size=12)
+
+
+def test_session_summary_carries_train_and_test_sizes(tmp_path, fast_config):
+    from pruneviz.session import run_session
+    from pruneviz.store import Store
+
+    _cifar_sample(tmp_path / "data", per_class_train=4, per_class_test=1)
+    config = fast_config(dataset=f"folder:{tmp_path / 'data'}", image_size=8, method="l1",
+                         rate=0.5, dense_epochs=1, epochs=1, batch_size=20)
+    summary = run_session(config, Store(tmp_path / "runs"), panel=False)
+    assert summary["status"] == "completed"
+    assert summary["train_size"] == 40 and summary["test_size"] == 10

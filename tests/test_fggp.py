@@ -94,6 +94,21 @@ def test_pruned_set_is_smallest_w_among_the_rho_smallest_g():
     assert step["jaccard"] == 0.0          # plain magnitude would prune 3 and 1 (|w| .05, .1)
 
 
+@pytest.mark.parametrize("weights,expected", [("pre", {2, 5}), ("post", {4, 7})])
+def test_the_magnitude_cut_ranks_the_weights_of_the_selected_moment(weights, expected):
+    method = FGGP(FGGPParams(weights=weights))
+    ctx = handmade_ctx(method)
+    ctx.step = 0                                   # a pruning step
+    method.before_training(ctx)
+    method.after_backward(ctx)                     # before the optimizer step
+    with torch.no_grad():                          # the step moves weights 2 and 5 up
+        ctx.model[0].weight[0, 2] = 0.99
+        ctx.model[0].weight[1, 2] = 0.95
+    masks = method.choose(ctx, 2)
+    # candidates 0, 2, 4, 5, 7; before the step |w| = .9 .5 .7 .3 .8, after .9 .99 .7 .95 .8
+    assert newly_pruned(ctx, masks) == expected
+
+
 def test_already_pruned_weights_are_not_candidates():
     method = FGGP()
     ctx = handmade_ctx(method, pruned=[0])       # smallest |g| and, now, |w| = 0

@@ -305,3 +305,11 @@ def test_the_compare_form_says_inline_when_the_dataset_files_are_missing(live, t
     assert not at.exception
     assert "Tick **download**" in _errors(at)
     assert Store(tmp_path / "runs").runs().empty
+
+
+def test_a_train_val_folder_is_checked_in_its_train_split(tmp_path):
+    for split in ("train", "val"):
+        (tmp_path / split / "a").mkdir(parents=True)
+    assert "train has 1 class folder" in folder_problem(f"folder:{tmp_path}")
+    (tmp_path / "train" / "b").mkdir()
+    assert folder_problem(f"folder:{tmp_path}") is None

@@ -13,7 +13,9 @@ from pruneviz.config import SessionConfig
 from pruneviz.data import DataBundle
 from pruneviz.masks import Layer, apply_masks, filter_param_masks
 from pruneviz.methods import get_method, make_params
+from pruneviz.methods.base import apply_preset
 from pruneviz.methods.pgp import (
+    ACTIVE,
     KEPT_FILE,
     PGP,
     PSFP,
@@ -22,6 +24,7 @@ from pruneviz.methods.pgp import (
     PSFPParams,
     criterion_pass,
     hybrid_split,
+    lead_conv,
     pruning_epochs,
     soft_reset,
     spearman,
@@ -289,6 +292,44 @@ def test_final_filter_counts_equal_the_target(method, shared_store, fast_config)
     pruned = sum((n - target[name]) * per[name] for name, n in n0.items())
     assert s["sparsity"] == pytest.approx(pruned / sum(n * per[name] for name, n in n0.items()))
     assert s["flops_compact"] < s["flops_dense"]
+
+
+def _weak_in_groups(store, group_score):
+    """One pruning epoch of PGP on a ResNet-20 with crafted scores: in every residual group the
+    lead conv ranks channel i at i, each other member at 2 (N - i), so the sum ranks them the
+    other way. Returns {lead: the set of channels pruned (hard or soft)} per residual group."""
+    session = _session(store, "pgp", "resnet20", (3, 16, 16), prune_epochs=3,
+                       group_score=group_score)
+    ctx, method = session.ctx, session.method
+    groups = [g for g in method.groups if len(g) > 1]
+    scores = {}
+    for group in method.groups:
+        n = method.n0[group[0]]
+        for m in group:
+            scores[m] = (torch.arange(n, dtype=torch.float) if m == lead_conv(group)
+                         else 2.0 * (n - torch.arange(n, dtype=torch.float)))
+    method._scores = lambda ctx: scores
+    method._prune(ctx, 0)
+    return {lead_conv(g): set((method.status[lead_conv(g)] != ACTIVE).nonzero().flatten()
+                              .tolist()) for g in groups}
+
+
+def test_pgp_residual_groups_lead_or_sum_picks_the_shared_channels(store):
+    lead, summed = _weak_in_groups(store, "lead"), _weak_in_groups(store, "sum")
+    assert sorted(lead) == ["conv1", "layer2.0.shortcut.0", "layer3.0.shortcut.0"]
+    for name, weak in lead.items():
+        n = len(weak)
+        assert n > 0
+        assert weak == set(range(n))                 # the lead conv's lowest scores
+        n0 = 16 if name == "conv1" else 32 if name.startswith("layer2") else 64
+        assert summed[name] == set(range(n0 - n, n0))   # the sum's lowest: the other end
+
+
+def test_pgp_paper_preset_follows_the_authors_optimizer_and_groups():
+    for method in ("pgp", "psfp"):
+        config = apply_preset(SessionConfig(method=method), "paper")
+        assert config.weight_decay == 0.0 and config.momentum == 0.9 and not config.nesterov
+    assert apply_preset(SessionConfig(method="pgp"), "paper").params["group_score"] == "lead"
 
 
 def test_hybrid_split_hard_half_of_the_weakest_then_all_at_the_last_epoch():

@@ -13,11 +13,13 @@ from torch.nn.utils import prune
 from pruneviz.config import ConfigError, SessionConfig, parse_layer_rates
 from pruneviz.data import load_dataset
 from pruneviz.masks import n_prune
-from pruneviz.methods import Context, make_params
+from pruneviz.methods import Context, apply_preset, make_params
 from pruneviz.methods.slr import ADMM, SLR, project, step_alpha
+from pruneviz.methods.slr.math import lagrangian
 from pruneviz.metrics import evaluate
 from pruneviz.models import build_model
 from pruneviz.records import Recorder
+from pruneviz.schedules import lr_at
 from pruneviz.session import make_optimizer, run_session
 
 
@@ -133,6 +135,72 @@ def test_multiplier_updates_follow_the_equations_when_the_conditions_hold():
         torch.testing.assert_close(got, want)
     for got, want in zip(method.Z_prev, Z):
         torch.testing.assert_close(got, want)
+
+
+def with_multipliers(method, scale=0.01):
+    """Random nonzero multipliers, so that Z = Pi(W + U) moves away from Z_prev."""
+    g = torch.Generator().manual_seed(7)
+    method.U = [torch.randn(u.shape, generator=g) * scale for u in method.U]
+    method._refresh_target()
+    W = [w.detach() for w in method.W]
+    Z_new = [project(w + u, p)[0] for w, u, p in zip(W, method.U, method.rates)]
+    assert any(not torch.equal(a, b) for a, b in zip(Z_new, method.Z_prev))
+    drop = (lagrangian(0.0, W, method.Z_prev, method.U, method.rho)
+            - lagrangian(0.0, W, Z_new, method.U, method.rho))
+    assert drop > 0                 # the exact projection lowers the penalty
+    return W, drop
+
+
+def test_condition_2_fails_when_the_z_step_does_not_make_up_for_a_rejected_w_step():
+    method, ctx = prepared_slr()
+    with_multipliers(method)
+    method.ce_prev = 0.0            # the last accepted iterate had CE 0: condition 1 fails
+    info = {"ce": 2.0}
+    method.update(ctx, info)
+    assert info["cond1"] is False and info["cond2"] is False
+    assert info["cond2_L_prev"] == pytest.approx(
+        lagrangian(0.0, method.W_prev, method.Z_prev, method.U, method.rho))
+    assert info["alpha2"] is None and method.k == 2 and method.passed == [0, 0]
+
+
+def test_condition_2_passes_when_the_z_step_makes_up_for_a_rejected_w_step():
+    method, ctx = prepared_slr()
+    W, drop = with_multipliers(method)
+    method.ce_prev = 2.0 - drop / 2   # the W-step raised L by drop / 2; Pi lowers it by drop
+    info = {"ce": 2.0}
+    method.update(ctx, info)
+    assert info["cond1"] is False and info["cond2"] is True
+    assert info["alpha2"] is not None and method.k == 3
+
+
+@pytest.mark.parametrize("ce_last,passes", [(0.0, False), (5.0, True)])
+def test_authors_condition_2_puts_the_previous_epochs_ce_on_the_z_prev_side(ce_last, passes):
+    method, ctx = prepared_slr(cond2="authors")
+    W, drop = with_multipliers(method)
+    assert drop < 2.0               # so the CE terms decide
+    method.ce_prev = 100.0          # condition 1 holds, as it must not matter here
+    method.ce_last = ce_last        # 0 before the first update, as in slr/admm.py
+    info = {"ce": 2.0}
+    method.update(ctx, info)
+    assert info["cond1"] is True and info["cond2"] is passes
+    if not passes:                  # nothing moved after condition 1: its U and Z_prev hold
+        assert info["cond2_L_prev"] == pytest.approx(
+            lagrangian(ce_last, W, method.Z_prev, method.U, method.rho), rel=1e-6)
+    assert method.ce_last == 2.0    # the next check compares with this epoch's CE
+
+
+def test_slr_paper_preset_keeps_the_authors_nearly_constant_learning_rate():
+    # The authors step CosineAnnealingLR(T_max = epochs x batches, eta_min = 4e-8) once per
+    # epoch, before it: epoch e (1-based) trains at eta_min + (lr - eta_min)(1 + cos(pi e /
+    # (E B))) / 2.
+    for method in ("slr", "admm"):
+        config = apply_preset(SessionConfig(method=method, epochs=30), "paper")
+        lr0, B, E = config.lr, 391, config.epochs      # CIFAR-10 at batch 128
+        for t in range(0, E * B, 97):
+            e = t // B + 1
+            theirs = 4e-8 + (lr0 - 4e-8) * (1 + math.cos(math.pi * e / (E * B))) / 2
+            ours = lr_at(t, E * B, lr0, config.lr_schedule, config.lr_milestones)
+            assert ours == pytest.approx(theirs, rel=1e-3), (method, t)
 
 
 def test_stored_previous_iterates_are_copies_that_do_not_train():

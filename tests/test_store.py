@@ -101,10 +101,10 @@ def test_reader_sees_writes_while_a_writer_holds_the_file(store):
 
 
 def test_delete_removes_records_and_folder(store):
-    run_id = store.create_run(SessionConfig())
+    run_id = store.create_run(SessionConfig(), status="completed")
     store.write(run_id, [Scalar(0, 0, "loss", 1.0)])
     (store.run_dir(run_id) / "weights.pt").write_bytes(b"x")
-    keep = store.create_run(SessionConfig())
+    keep = store.create_run(SessionConfig(), status="completed")
     store.write(keep, [Scalar(0, 0, "loss", 1.0)])
     store.delete(run_id)
     assert not store.run_dir(run_id, create=False).exists()

@@ -6,7 +6,6 @@ import pandas as pd
 import streamlit as st
 
 from ..config import ConfigError, SessionConfig, parse_numbers
-from ..jobs import DEFAULT_COMPARISON, Runner, grid
 from ..methods import load_all
 from ..plots import (
     X_AXES,
@@ -18,8 +17,10 @@ from ..plots import (
     seed_groups,
 )
 from ..store import ACTIVE, Store
+from ..workers import DEFAULT_COMPARISON, Queue, grid
 from .forms import dataclass_widgets, problems
 from .state import POLL_SECONDS, list_runs, select_runs, selected_runs
+from .text import plain
 
 CURVE_POINTS = 400
 REDRAW_SECONDS = 2.0     # the comparison redraws while any of its runs trains
@@ -277,7 +278,7 @@ def _parse_list(text: str, kind: type, name: str) -> list:
     return values
 
 
-def grid_form(runner: Runner) -> None:
+def grid_form(queue: Queue) -> None:
     """One form: several methods x rates (x seeds) on the same dense start, data and budget."""
     names = sorted(load_all())
     with st.form("cmp.grid"):
@@ -306,19 +307,21 @@ def grid_form(runner: Runner) -> None:
         submitted = st.form_submit_button("Launch comparison", type="primary")
     if not submitted:
         return
+    found = errors + more_errors        # the form's own messages: Markdown, user text escaped
     try:
-        if errors or more_errors:
-            raise ConfigError(" ".join(errors + more_errors))
         if not methods:
             raise ConfigError("pick at least one method.")
-        configs = grid(SessionConfig(**values, **more), methods,
-                       _parse_list(rates, float, "rates"), _parse_list(seeds, int, "seeds"))
-        found = problems(configs[0])        # data and model are shared by the whole grid
-        if found:
-            raise ConfigError(" ".join(found))
-        sweep_id, ids = runner.submit_grid(configs)
+        if not found:
+            configs = grid(SessionConfig(**values, **more), methods,
+                           _parse_list(rates, float, "rates"), _parse_list(seeds, int, "seeds"))
+            found = problems(configs[0])        # data and model are shared by the whole grid
+        if not found:
+            sweep_id, ids = queue.submit_grid(configs)
     except ConfigError as e:
-        st.error(str(e), icon=":material/error:")
+        found = [plain(e)]
+    if found:
+        for message in found:
+            st.error(message, icon=":material/error:")
         return
     st.session_state[_LAUNCHED] = sweep_id
     select_runs(ids)
@@ -340,7 +343,7 @@ def _sweep_body(store: Store, sweep_id: str) -> None:
     running = runs[runs.status == "running"]
     text = f"Sweep `{sweep_id}`: {finished}/{len(runs)} runs finished"
     if len(running):
-        text += f" · training {running.label.iloc[0]}"
+        text += f" · training {plain(running.label.iloc[0])}"
     st.progress(finished / max(len(runs), 1), text=text)
     if finished == len(runs):
         st.session_state.pop(_LAUNCHED, None)

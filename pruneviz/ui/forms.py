@@ -20,6 +20,7 @@ from ..methods import apply_preset, get_method, load_all, make_params
 from ..models import MODELS, layer_names
 from ..plots import schedule_figure
 from ..session import check
+from .text import plain
 
 MAIN_FIELDS = ("model", "dataset", "rate", "epochs", "seed")
 SKIP = {"method", "params"}          # drawn by the form itself
@@ -125,7 +126,7 @@ def dataclass_widgets(cls: type, prefix: str, names: Iterable[str],
         try:
             values[name] = _parse(raw, _default(f), label_of(name))
         except ConfigError as e:
-            errors.append(f"**{label_of(name)}**{where}: {e}")
+            errors.append(f"**{label_of(name)}**{where}: {plain(e)}")
             continue
         problem = check_range(f, values[name], where)
         if problem:
@@ -269,11 +270,12 @@ def session_form(prefix: str, *, main: Iterable[str] = MAIN_FIELDS,
                                    **({"method": cls.name} if cls is not None else {}))
             check(config)
         except ConfigError as e:
-            errors.append(str(e))
+            errors.append(plain(e))
             config = None
     if config is not None:
         errors += problems(config)
         config = None if errors else config
+    # Markdown that names the form's controls in bold; user text in it is escaped (plain).
     for message in errors:
         st.error(message, icon=":material/error:")
     return config, errors
@@ -286,13 +288,13 @@ def problems(config: SessionConfig) -> list[str]:
     name = config.dataset
     where = missing_files(name, config.data_root)
     if where is not None and not config.download:
-        out.append(f"**dataset** {name}: its files are not in {where}. Tick **download** under "
-                   f"*{TRAINING}* to fetch it (needs network), or set **data root** there to "
-                   f"the folder that holds it.")
+        out.append(f"**dataset** {plain(name)}: its files are not in {plain(where)}. Tick "
+                   f"**download** under *{TRAINING}* to fetch it (needs network), or set **data "
+                   f"root** there to the folder that holds it.")
     problem = folder_problem(name)
     if problem:
-        out.append(f"**dataset** {name}: {problem}. Type folder:PATH into the dataset box, "
-                   f"PATH holding one subfolder of images per class.")
+        out.append(f"**dataset** {plain(name)}: {plain(problem)}. Type folder:PATH into the "
+                   f"dataset box, PATH holding one subfolder of images per class.")
     rates = config.params.get("layer_rates")
     if rates:
         try:
@@ -302,8 +304,8 @@ def problems(config: SessionConfig) -> list[str]:
         unknown = [n for n in parse_layer_rates(rates) if valid is not None and n not in valid]
         if unknown:
             out.append(f"**layer rates** (under *{config.method} parameters*) names "
-                       f"{', '.join(unknown)}, which {config.model} does not have; its layers "
-                       f"are: {', '.join(valid)}.")
+                       f"{plain(', '.join(unknown))}, which {config.model} does not have; its "
+                       f"layers are: {plain(', '.join(valid))}.")
     return out
 
 
@@ -315,7 +317,7 @@ def schedule_preview(config: SessionConfig | None) -> None:
     try:
         preview = cls.preview(config, make_params(cls, config.params))
     except ConfigError as e:
-        st.error(str(e))
+        st.error(plain(e))
         return
     # Named as the form's, so it is not read as the schedule of the run shown beside it.
     st.plotly_chart(schedule_figure(preview, f"Schedule of the form: {cls.name} at rate "

@@ -15,7 +15,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ..config import ConfigError, SessionConfig, parse_numbers
-from ..jobs import Runner
 from ..plots import (
     layer_bars,
     layer_heatmap,
@@ -25,15 +24,19 @@ from ..plots import (
 )
 from ..store import ACTIVE, Store
 from ..views import method_params
+from ..workers import Queue
 from . import forms
 from .internals import internals_view
 from .panel import metrics_panel_view
 from .state import POLL_SECONDS, list_runs, select_runs, selected_runs
+from .text import plain
 
 MAX_POINTS = 400             # per curve: more than a half-width chart has pixels for
 SCALAR_KEYS = ["loss", "train_accuracy", "test_accuracy", "test_loss", "sparsity",
                "target_sparsity", "dense_accuracy", "pruned_accuracy", "ce"]
 RUN_PARAM = "run"            # ?run=<id> in the URL: a reload comes back to the same run
+FIRST_POLL_SECONDS = 0.25    # right after Run, until the first records are drawn
+_FAST_UNTIL = "live.fast_until"
 _LAST_VIEWED = "live.last_run"
 PICKER = "live.show"
 _SUBMITTED = "live.submitted"    # (config JSON, run id, time) of this session's last Run
@@ -150,6 +153,12 @@ def show_run(run_id: str) -> None:
         st.query_params[RUN_PARAM] = run_id
 
 
+def watch_start() -> None:
+    """A run was just started here: poll fast until its first records are drawn, so the first
+    chart shows at once; then at the slower POLL_SECONDS, which leaves the CPU to training."""
+    st.session_state[_FAST_UNTIL] = time.time() + 20
+
+
 def run_picker(runs: pd.DataFrame, current: str | None, limit: int = 50) -> None:
     """Select box of recent runs; picking one shows it (and puts it in the URL)."""
     if current is None:
@@ -186,12 +195,13 @@ def submit_once(config: SessionConfig, submit: Callable[[SessionConfig], str]) -
 
 
 # -- the view ------------------------------------------------------------------------------------
-def live_view(store: Store, runner: Runner, run_id: str) -> None:
+def live_view(store: Store, queue: Queue, run_id: str) -> None:
     """Progress and the common charts; polls while the run is queued or running and redraws
     once more when it ends."""
     polling = store.run(run_id)["status"] in ACTIVE
-    st.fragment(_live_body, run_every=POLL_SECONDS if polling else None)(
-        store, runner, run_id, polling)
+    fast = polling and _FAST_UNTIL in st.session_state
+    every = (FIRST_POLL_SECONDS if fast else POLL_SECONDS) if polling else None
+    st.fragment(_live_body, run_every=every)(store, queue, run_id, polling, fast)
 
 
 def details_view(store: Store, run_id: str) -> None:
@@ -211,27 +221,34 @@ def _details_body(store: Store, run_id: str) -> None:
 
 def _status_line(run: dict) -> str:
     c = run["config"]
-    return (f"`{run['run_id']}` · {c.method} at rate {c.rate:g} · {c.model} on {c.dataset} · "
-            f"{c.epochs} epochs · seed {c.seed} · **{run['status']}**")
+    return (f"`{run['run_id']}` · {c.method} at rate {c.rate:g} · {plain(c.model)} on "
+            f"{plain(c.dataset)} · {c.epochs} epochs · seed {c.seed} · **{run['status']}**")
 
 
-def _live_body(store: Store, runner: Runner, run_id: str, polling: bool) -> None:
+def _live_body(store: Store, queue: Queue, run_id: str, polling: bool, fast: bool) -> None:
     data = fetch_live(store, run_id)
     run = data.run
     active = run["status"] in ACTIVE
     if polling and not active:
         st.rerun()                      # the run ended: redraw the page without polling
+    if fast:
+        until = st.session_state.get(_FAST_UNTIL, 0.0)
+        if until < 0 or time.time() > until:
+            st.session_state.pop(_FAST_UNTIL, None)
+            st.rerun()                  # first records drawn (or waited long enough): slow down
+        if not data.scalars.empty:
+            st.session_state[_FAST_UNTIL] = -1.0       # drawn below; slow down next poll
     head, button = st.columns([5, 1], vertical_alignment="bottom")
-    head.subheader(run_label(run))
+    head.subheader(plain(run_label(run)))
     head.markdown(_status_line(run))
-    button.button("Cancel", key="live.cancel", disabled=not active, on_click=runner.cancel,
+    button.button("Cancel", key="live.cancel", disabled=not active, on_click=queue.cancel,
                   args=(run_id,), icon=":material/stop_circle:",
                   help="Stop after the current step; the run is kept as interrupted.")
     st.progress(*_progress_of(store, run))
     if run["error"]:
-        (st.warning if run["status"] == "interrupted" else st.error)(run["error"])
+        (st.warning if run["status"] == "interrupted" else st.error)(plain(run["error"]))
     for warning in (run["summary"] or {}).get("warnings", []):
-        st.warning(warning, icon=":material/warning:")
+        st.warning(plain(warning), icon=":material/warning:")
     if data.scalars.empty:
         if active:
             st.info("Waiting for the first records…")
@@ -300,34 +317,36 @@ def _history(store: Store, run_id: str) -> None:
         st.dataframe(latest.rename("value at or before this step").to_frame(), height=250)
 
 
-def queue_panel(store: Store, runner: Runner, shown: str | None) -> None:
+def queue_panel(store: Store, queue: Queue, shown: str | None) -> None:
     """Queued and running runs other than the shown one, each with View and Cancel; polls
     while anything is active."""
     runs = list_runs(store)
     busy = bool(runs.status.isin(ACTIVE).any())
     st.fragment(_queue_body, run_every=POLL_SECONDS if busy else None)(
-        store, runner, shown, busy)
+        store, queue, shown, busy)
 
 
-def _queue_body(store: Store, runner: Runner, shown: str | None, polling: bool) -> None:
+def _queue_body(store: Store, queue: Queue, shown: str | None, polling: bool) -> None:
     runs = list_runs(store)
-    queue = runs[runs.status.isin(ACTIVE)].iloc[::-1]
-    if polling and queue.empty:
+    # Not named `queue`: that is the Queue whose cancel the buttons below call.
+    active = runs[runs.status.isin(ACTIVE)].iloc[::-1]
+    if polling and active.empty:
         st.rerun()
-    others = queue[queue.run_id != shown]
+    others = active[active.run_id != shown]
     if others.empty:
         return
-    with st.expander(f"Queue: {len(queue)} run(s) queued or running, one trains at a time",
+    with st.expander(f"Queue: {len(active)} run(s) queued or running, one trains at a time",
                      icon=":material/pending:"):
         for _, r in others.head(8).iterrows():
             label, view, cancel = st.columns([6, 1, 1], vertical_alignment="center")
-            label.markdown(f"{r.label} · {r.model} on {r.dataset} · *{r.status}*")
+            label.markdown(f"{plain(r.label)} · {plain(r.model)} on {plain(r.dataset)} · "
+                           f"*{r.status}*")
             if view.button("", key=f"queue.view.{r.run_id}", icon=":material/visibility:",
                            help="Show this run"):
                 show_run(r.run_id)
                 st.rerun()
             cancel.button("", key=f"queue.cancel.{r.run_id}", icon=":material/close:",
-                          help="Cancel this run", on_click=runner.cancel, args=(r.run_id,))
+                          help="Cancel this run", on_click=queue.cancel, args=(r.run_id,))
         if len(others) > 8:
             st.caption(f"… and {len(others) - 8} more")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ..report import metrics_panel, panel_frame
+from .text import plain
 
 
 def _ratio(a: float, b: float) -> str:
@@ -24,7 +25,7 @@ def metrics_panel_view(store, run_id: str, key: str) -> None:
     for warning in panel.get("warnings", []):
         st.warning(warning, icon=":material/warning:")
     if "error" in panel:
-        st.warning(f"No metrics panel for this run: {panel['error']}")
+        st.warning(f"No metrics panel for this run: {plain(panel['error'])}")
         return
     p = panel
     cols = st.columns(4)

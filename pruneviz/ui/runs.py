@@ -13,10 +13,11 @@ import streamlit as st
 
 from ..config import ConfigError
 from ..export import export_run
-from ..jobs import Runner
 from ..store import ACTIVE, Store, parse_tags
+from ..workers import Queue
 from .panel import metrics_panel_view
 from .state import select_runs, selected_runs
+from .text import plain
 
 LIST_COLUMNS = ["label", "tags", "status", "method", "model", "dataset", "rate", "seed",
                 "final_accuracy", "sparsity", "flops_effective", "wall_s", "notes", "run_id",
@@ -97,15 +98,15 @@ def _notes_form(store: Store, run_id: str, run: dict) -> None:
         st.caption(":material/check: Notes and tags saved.")
 
 
-def run_card(store: Store, runner: Runner, run_id: str) -> None:
+def run_card(store: Store, queue: Queue, run_id: str) -> None:
     run = store.run(run_id)
     config, summary, status = run["config"], run["summary"], run["status"]
-    st.subheader(run["name"] or f"{config.method} at rate {config.rate:g}")
-    st.markdown(f"`{run_id}` · {config.model} on {config.dataset} · {config.epochs} epochs · "
-                f"seed {config.seed} · **{status}**")
+    st.subheader(plain(run["name"] or f"{config.method} at rate {config.rate:g}"))
+    st.markdown(f"`{run_id}` · {plain(config.model)} on {plain(config.dataset)} · "
+                f"{config.epochs} epochs · seed {config.seed} · **{status}**")
     if run["error"]:
         (st.warning if status == "interrupted" else st.error)(
-            f"This run ended {status}: {run['error']}")
+            f"This run ended {status}: {plain(run['error'])}")
     cols = st.columns(4)
     for col, key, label in zip(cols, ("dense_accuracy", "final_accuracy", "sparsity",
                                       "flops_effective"),
@@ -129,7 +130,7 @@ def run_card(store: Store, runner: Runner, run_id: str) -> None:
              on_click=lambda: select_runs([*selected_runs(), run_id]))
     active = status in ACTIVE
     if active:
-        c.button("Cancel run", key=f"runs.cancel.{run_id}", on_click=runner.cancel,
+        c.button("Cancel run", key=f"runs.cancel.{run_id}", on_click=queue.cancel,
                  args=(run_id,))
     elif c.button("Delete…", key=f"runs.delete.{run_id}"):
         st.session_state[_CONFIRM] = run_id

@@ -1,24 +1,23 @@
-"""The server's shared store and background runner, and the selection shared by all pages."""
+"""The server's shared store and run queue, and the selection shared by all pages."""
 
 from __future__ import annotations
 
-import atexit
 import os
-import threading
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 import torch
 
-from ..data import load_dataset
-from ..jobs import Runner
-from ..metrics import count_flops
-from ..models import build_model
+from ..config import ConfigError
 from ..plots import run_label
 from ..store import ACTIVE, Store, StoreError, default_root
+from ..workers import Queue, wanted_workers
+from .text import plain
 
-POLL_SECONDS = 0.5           # live views redraw twice a second (a redraw costs ~20-80 ms)
+# Live views redraw once a second: twice a second, the server's redraws and the browser's chart
+# renders took 1.2 of 2 cores from the run being watched (it trained 1.4x slower).
+POLL_SECONDS = 1.0
 SELECTED = "selected_runs"   # key of the sidebar's picker
 _SELECTION = "_selection"    # the selection itself: widget state is dropped on runs that do not
                              # draw the widget, plain session state is not
@@ -58,30 +57,6 @@ def _store(root: str) -> Store:
     return Store(root)
 
 
-@st.cache_resource(show_spinner=False)
-def _runner(root: str, workers: int) -> Runner:
-    # On CPU keep a core for the server: on 2 cores two intra-op threads fight the page
-    # redraws (and each other under load) and steps get several times slower.
-    if not torch.cuda.is_available():
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), (os.cpu_count() or 2) - 1)))
-    warm = threading.Thread(target=_warm_up, daemon=True, name="pruneviz-warmup")
-    warm.start()
-    # A daemon thread killed inside a torch op at exit aborts the process ("terminate called
-    # without an active exception"): a server stopped in its first seconds waits for it.
-    atexit.register(warm.join, 60)
-    return Runner(_store(root), workers=workers)
-
-
-def _warm_up() -> None:
-    """Do the one-time work of a first session in the background at server start, so the
-    first Run is as quick as later ones: load the embedded dataset (held in memory) and
-    import what building an optimizer and counting FLOPs pull in (torch._dynamo: seconds)."""
-    data = load_dataset()
-    model = build_model("tiny_cnn", data.input_shape, data.num_classes)
-    torch.optim.SGD(model.parameters(), lr=0.1)
-    count_flops(model, data.input_shape)
-
-
 def store_root() -> str:
     return str(default_root().expanduser().resolve())
 
@@ -91,25 +66,36 @@ def get_store() -> Store:
     try:
         return _store(store_root())
     except StoreError as e:
-        st.error(str(e))
+        st.error(plain(e))
         st.stop()
 
 
 def workers() -> int:
     """Runs trained at once: $PRUNEVIZ_WORKERS, default 1 (queued runs train one at a time; on
     a 2-core CPU two at once only make each slower). Bad values stop the page with the fix."""
-    raw = os.environ.get("PRUNEVIZ_WORKERS", "1")
-    if not raw.isdigit() or not 1 <= int(raw) <= 16:
-        st.error(f"PRUNEVIZ_WORKERS is the number of runs trained at once, a whole number from 1 "
-                 f"to 16; got {raw!r}. Unset it to train one at a time.")
+    try:
+        return wanted_workers()
+    except ConfigError as e:
+        st.error(str(e))
         st.stop()
-    return int(raw)
 
 
-def get_runner() -> Runner:
-    """The server's background runner: `workers()` threads (one by default)."""
+@st.cache_resource(show_spinner=False)
+def _queue(root: str, wanted: int) -> Queue:
+    return Queue(_store(root), wanted)
+
+
+def get_queue() -> Queue:
+    """The store's queue, with its workers started (one kept warm, up to `workers()`): the
+    server submits and cancels, worker processes train."""
     get_store()
-    return _runner(store_root(), workers())
+    queue = _queue(store_root(), workers())
+    try:
+        queue.ensure()
+    except OSError as e:
+        st.error(f"could not start a worker process ({e}); start one yourself with `python -m "
+                 f"pruneviz worker --store {store_root()}`.")
+    return queue
 
 
 def device_label() -> str:

@@ -7,7 +7,8 @@ NeurIPS 2021, arXiv 2106.10404.
 Both subclass GMP (gmp.py) and replace only `choose`. FGGP, one pruning step of N weights,
 `already` pruned: to_prune = floor(N (1 - d(t))) - already; the candidates are the
 floor(rho * remain) active weights with the smallest |g| (rho fixed, 0.5); prune the to_prune
-smallest |w| among them; no regrowth, and to_prune > floor(rho * remain) is a ConfigError.
+smallest |w| among them (|w| before the optimizer step by default, as the authors; `weights`);
+no regrowth, and to_prune > floor(rho * remain) is a ConfigError.
 GraNet: prune the to_prune + to_add smallest |w|, regrow the to_add inactive weights with the
 largest |g|, to_add = floor((remain - to_prune) c(t)), c(t) = c_f + (c_i - c_f)(1 + cos(pi t /
 T_end)) / 2. Records: records.py. Criterion toggles, defaults and fidelity choices:
@@ -62,6 +63,10 @@ class FGGPParams(GMPParams):
                            choices=CRITERIA)
     scatter: int = param(200, "Weights sampled per pruning step for the (|g|, |w|, outcome) "
                               "scatter; 0 records none.", min=0, max=400)
+    weights: str = param("pre", "Which |w| a pruning step ranks: pre = the weights the "
+                                "minibatch's gradient was taken at, before the optimizer step "
+                                "(the authors' code); post = after the step.",
+                         choices=("pre", "post"))
 
 
 @dataclass(frozen=True)
@@ -86,11 +91,13 @@ class Flat:
     shapes: list[torch.Size]
 
     @classmethod
-    def of(cls, ctx: Context) -> Flat:
+    def of(cls, ctx: Context, weights: list[torch.Tensor] | None = None) -> Flat:
+        """From the layers' weights (or `weights`, one per layer), gradients and masks."""
         ws, gs = [], []
-        for layer in ctx.layers:
-            weight = layer.module.weight
-            grad = weight.grad if weight.grad is not None else torch.zeros_like(weight)
+        for i, layer in enumerate(ctx.layers):
+            weight = layer.module.weight if weights is None else weights[i]
+            grad = layer.module.weight.grad
+            grad = grad if grad is not None else torch.zeros_like(weight)
             ws.append(weight.detach().abs().flatten())
             gs.append(grad.detach().abs().flatten())
         names = [layer.param for layer in ctx.layers]
@@ -173,8 +180,14 @@ class FGGP(SelectionRecords, GMP):
 
     def before_training(self, ctx: Context) -> None:
         super().before_training(ctx)
+        self.pre_step: list[torch.Tensor] | None = None
         if self.p.criterion == "gradient_first":
             self.check_plan(ctx)
+
+    def after_backward(self, ctx: Context) -> None:
+        # weights=pre: keep the weights this step's gradient belongs to, for the ranking.
+        if self.p.weights == "pre" and self.is_pruning_step(ctx):
+            self.pre_step = [l.module.weight.detach().clone() for l in ctx.layers]
 
     def check_plan(self, ctx: Context) -> None:
         """Fail before training if some pruning step would need more than the candidate set
@@ -190,9 +203,11 @@ class FGGP(SelectionRecords, GMP):
             already += to_prune
 
     def choose(self, ctx: Context, to_prune: int) -> Masks:
+        pre, self.pre_step = getattr(self, "pre_step", None), None
         if to_prune == 0:
             return ctx.masks
-        f = Flat.of(ctx)
+        # Without a snapshot (choose called outside a step) the weights have not moved yet.
+        f = Flat.of(ctx, pre if self.p.weights == "pre" else None)
         candidates, fields = None, {}
         w, g = f.w, f.g
         protect = f.protected(self.floor(ctx))

@@ -11,6 +11,11 @@ every prunable conv get m = 0 and are multiplied (with their BN gamma, beta) by 
 step grad W_i *= m_i + (1 - m_i)(1 - lambda_e)[u_i < 0.5]. SFP: r_e = r, alpha_e = 0, no
 gradient mask; ASFP: the asymptotic r_e with SFP's hard zero. Records: records.py.
 Defaults, timing and fidelity choices: docs/methods.md, "PGMPF, SFP, ASFP".
+
+The final mask is held by the session (conv weights and BN gamma, beta), so pruned channels
+stay exactly zero to the end. The authors' code masks only the conv weights' gradients: the BN
+beta of a pruned channel, zeroed at each epoch's end, trains again within the next epoch, the
+last included (the channel outputs the constant ReLU(beta)).
 """
 
 from __future__ import annotations

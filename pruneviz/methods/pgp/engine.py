@@ -6,12 +6,14 @@ Kang, Fu, Yang, arXiv 1808.07471.
 
 Implements, after each of the first E epochs (the pruning epochs): the score s_i = ||sum_b
 grad_b W_i||_1 (pgp, an extra pass), sum_b ||grad_b W_i||_1 (rpgp, while training) or ||W_i||_2
-(psfp), summed over a residual group; the target count n(e) = N0 exp(-lambda (e + 1)), lambda =
--ln(1 - P) / E (PSFP: N0 r(e + 1), ASFP's asymptotic rate); the weak set, the current - ceil(n(e))
-lowest scores, split by math.hybrid_split into hard (removed by pruneviz.surgery) and soft
-(zeroed, its first moment zeroed; PSFP keeps the momentum), all hard at the last pruning
-epoch; then fine-tuning. Records: records.py. Defaults, the reference counts and fidelity
-choices: docs/methods.md, "PGP, RPGP, PSFP".
+(psfp), for a residual group the members' sum or its lead conv's (group_score); the target
+count n(e) = N0 exp(-lambda (e + 1)), lambda = -ln(1 - P) / E (PSFP: N0 r(e + 1), ASFP's
+asymptotic rate); the weak set, the current - ceil(n(e)) lowest scores, split by
+math.hybrid_split into hard (removed by pruneviz.surgery) and soft (zeroed, its first moment
+zeroed; PSFP keeps the momentum), all hard at the last pruning epoch; then fine-tuning. Behind
+a BatchNorm a soft-reset filter gets exactly zero gradient (weights, gamma and beta, in the
+authors' code too), so it cannot regrow and goes at a later epoch. Records: records.py.
+Defaults, the reference counts and fidelity choices: docs/methods.md, "PGP, RPGP, PSFP".
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ from ...metrics import count_flops, param_counts
 from ...schedules import asymptotic_keep_rate, exponential_count
 from ...surgery import channel_groups, remove_filters
 from ..base import Context, Method, register
-from .math import criterion_pass, hybrid_split, pruning_epochs, soft_reset, spearman, whole
+from .math import (
+    criterion_pass,
+    group_scores,
+    hybrid_split,
+    pruning_epochs,
+    soft_reset,
+    spearman,
+    whole,
+)
 from .records import ACTIVE, EPOCHS, HARD, KEPT_FILE, LAYERS, SOFT
 
 FIRST_MOMENTS = ("momentum_buffer", "exp_avg")    # SGD and Adam first-moment state
@@ -52,12 +62,17 @@ class Params:
     prune_epochs: int = param(0, "Pruning epochs E as a count (capped at the session's epochs); "
                                  "0 uses prune_fraction.", min=0, max=1000)
     hard_fraction: float = param(0.5, "Share of each epoch's weak filters removed physically "
-                                      "(the weakest); the rest are reset to zero and may regrow. "
-                                      "The last pruning epoch removes every weak filter.",
+                                      "(the weakest); the rest are reset to zero (behind a "
+                                      "BatchNorm they get no gradient and cannot regrow). The "
+                                      "last pruning epoch removes every weak filter.",
                                  min=0.0, max=1.0, step=0.05)
     zero_momentum: bool = param(True, "Zero the optimizer momentum of reset filters (PGP's "
                                       "momentum adaptation); off, stale momentum pushes them "
                                       "back as in PSFP.")
+    group_score: str = param("sum", "Who picks a residual group's shared channels: sum = the "
+                                    "sum of its convs' scores; lead = the group's lead conv "
+                                    "alone (the stem, or the stage's projection shortcut), as "
+                                    "the authors' code does.", choices=("sum", "lead"))
 
 
 @dataclass(frozen=True)
@@ -221,7 +236,7 @@ class Progressive(Method):
             present = self.layer[lead].module.out_channels
             target = self.keep_target(n0, e, self.E, ctx.config.rate, self.p)
             n_keep = whole(target)
-            score = sum(scores[m].detach().float() for m in group)
+            score = group_scores(scores, group, getattr(self.p, "group_score", "sum"))
             l2 = sum(filter_norms(self.layer[m].module.weight).float() for m in group)
             hard, soft = hybrid_split(score, present - n_keep, hard_fraction, last)
             if not self.physical and last:           # PSFP: zeroed and masked for good
@@ -333,12 +348,13 @@ class PGP(Progressive):
                "removed physically, the rest reset with their momentum; exponential schedule.")
     Params = Params
     presets = {
-        # authors' main(): 5 pruning epochs, then final_fn=[20, 0.01]; SGD lr 0.01, momentum
-        # 0.9 (no Nesterov), batch 64, P = 0.5, hard/soft split 0.5; weight decay kept.
+        # authors' main(): 5 pruning epochs, then final_fn=[20, 0.01]; SGD(lr 0.01, momentum
+        # 0.9), no Nesterov and no weight decay in any optimizer they build; batch 64, P = 0.5,
+        # hard/soft split 0.5; a residual group's lead conv picks its channels.
         "paper": {"rate": 0.5, "epochs": 25, "prune_epochs": 5, "hard_fraction": 0.5,
-                  "zero_momentum": True, "optimizer": "sgd", "lr": 0.01,
-                  "lr_schedule": "constant", "momentum": 0.9, "nesterov": False,
-                  "batch_size": 64},
+                  "zero_momentum": True, "group_score": "lead", "optimizer": "sgd",
+                  "lr": 0.01, "lr_schedule": "constant", "momentum": 0.9, "nesterov": False,
+                  "weight_decay": 0.0, "batch_size": 64},
         "interactive": {"rate": 0.5, "epochs": 8, "prune_epochs": 0, "prune_fraction": 0.75,
                         "hard_fraction": 0.5, "zero_momentum": True},
     }
@@ -364,7 +380,7 @@ class PSFP(Progressive):
         # the PGP paper's comparison protocol (same budget as its PGP runs)
         "paper": {"rate": 0.5, "epochs": 25, "prune_epochs": 5, "d": 0.125, "optimizer": "sgd",
                   "lr": 0.01, "lr_schedule": "constant", "momentum": 0.9, "nesterov": False,
-                  "batch_size": 64},
+                  "weight_decay": 0.0, "batch_size": 64},
         "interactive": {"rate": 0.5, "epochs": 8, "prune_epochs": 0, "prune_fraction": 0.75,
                         "d": 0.125},
     }

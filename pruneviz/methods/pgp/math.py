@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...masks import Layer
+from ...masks import Layer, is_shortcut
 
 
 def pruning_epochs(epochs: int, fraction: float, count: int = 0) -> int:
@@ -34,6 +34,20 @@ def hybrid_split(score: torch.Tensor, n_weak: int, hard_fraction: float,
     weak = torch.argsort(score, stable=True)[:max(0, n_weak)]
     n_hard = len(weak) if last else math.floor(len(weak) * hard_fraction)
     return weak[:n_hard], weak[n_hard:]
+
+
+def lead_conv(group: list[str]) -> str:
+    """The conv that leads a residual group (the authors' choice of who picks its channels):
+    the projection shortcut where there is one, else the first in module order (the stem)."""
+    return next((name for name in group if is_shortcut(name)), group[0])
+
+
+def group_scores(scores: dict[str, torch.Tensor], group: list[str], how: str) -> torch.Tensor:
+    """One score per shared channel of a group: the lead conv's (`lead`) or the members' sum
+    (`sum`)."""
+    if how == "lead":
+        return scores[lead_conv(group)].detach().float()
+    return sum(scores[m].detach().float() for m in group)
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float | None:

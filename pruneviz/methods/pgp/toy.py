@@ -177,8 +177,10 @@ TOY = Toy(
           "form the weak set. The weaker half of it is **removed** physically (conv, "
           "BatchNorm and the next layer's input channels), the other half is **soft-reset**: "
           "set to zero, left in place, with its momentum zeroed so stale momentum does not "
-          "push it back (PGP's fix over PSFP). The last pruning epoch removes every weak "
-          "filter."),
+          "push it back (PGP's fix over PSFP). It competes again at the next epoch, but "
+          "behind a BatchNorm it **cannot regrow**: its weights, γ and β get exactly zero "
+          "gradient (in the authors' code too), so it scores 0 and is removed later. The "
+          "last pruning epoch removes every weak filter."),
     citation=("Nguyen-Meidine, Granger, Kiran, Pedersoli, Blais-Morin, Progressive Gradient "
               "Pruning, ICPR 2020, arXiv 1906.08746 (docs/methods.md, PGP)."),
     equations=(r"s_i = \Big\lVert \sum_b \nabla_b W_i \Big\rVert_1",

@@ -89,7 +89,9 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
               + ("L2 norm" if psfp else "score (how much the filter changed in the epoch)")
               + " relative to the group's largest, weakest on the left: red bars left of the "
               "hard cut are removed, orange ones between the hard and weak cuts are reset to "
-              "zero and may regrow, blue ones are kept.", wide=True),
+              "zero, blue ones are kept. A reset filter competes again, but behind a BatchNorm "
+              "it cannot regrow: its weights, γ and β get exactly zero gradient (in the "
+              "authors' code too), so it scores 0 and goes at a later epoch.", wide=True),
         Panel("pgp.counts", counts_figure(layers, cls, params, config, n_prune),
               "Filters of all convs after each pruning epoch: kept (active), reset to zero "
               "(soft) and removed for good; the line is the schedule's target of filters to "

@@ -6,12 +6,20 @@ Using Surrogate Lagrangian Relaxation", IJCAI 2021, pp. 2497-2504, arXiv 2012.10
 Implements min_W f(W) s.t. card(W_l) <= l_l, relaxed: every step loss = CE(W) + sum_l (rho/2)
 ||W_l - Z_l + U_l||^2 (its gradient added in after_backward, exact, by one foreach op); once
 per penalty epoch condition 1 L(W, Z_prev) < L(W_prev, Z_prev) (forced at k = 1) gates
-Lambda += s_k (W - Z_prev), then Z = Pi(W + U), then condition 2 L(W, Z) < L(W, Z_prev) gates
-Lambda += s_k (W - Z), with s_k = alpha_k s_{k-1} ||W_prev - Z_prev|| / ||W - Z||, alpha_k = 1 -
-1 / (M k^(1 - 1/k^r)) (math.py); then hard prune W = Pi(W) and masked retraining. ADMM: every
-admm_every epochs Z = Pi(W + U), U += W - Z. Records: records.py. Defaults, the order of the
-updates and fidelity choices (copies of W_prev, Z_prev; the first update): docs/methods.md,
-"SLR, ADMM".
+Lambda += s_k (W - Z_prev), then Z = Pi(W + U), then condition 2 L(W, Z) < L(W_prev, Z_prev)
+gates Lambda += s_k (W - Z), with s_k = alpha_k s_{k-1} ||W_prev - Z_prev|| / ||W - Z||,
+alpha_k = 1 - 1 / (M k^(1 - 1/k^r)) (math.py); then hard prune W = Pi(W) and masked
+retraining. ADMM: every admm_every epochs Z = Pi(W + U), U += W - Z. Records: records.py.
+Defaults, the order of the updates and fidelity choices (copies of W_prev, Z_prev; the first
+update; condition 2): docs/methods.md, "SLR, ADMM".
+
+Condition 2 as the paper writes it, L(W, Z) < L(W, Z_prev) with one CE, cannot fail: Z = Pi(W +
+U) minimises the penalty exactly. We follow the intent of surrogate Lagrangian relaxation (the
+new iterate must beat the last one that earned a multiplier update, under the current
+multipliers, as condition 1 asks of the W-step) and compare with L(W_prev, Z_prev) at CE_prev:
+after an accepted W-step that is the paper's check, and when condition 1 failed it asks
+whether the Z-step made up for the W-step, which it may not. `cond2=authors` reproduces the
+authors' Lagrangian2: L(W, Z_prev) with the previous epoch's CE (0 at the first check).
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from ...masks import Layer, n_prune, prunable_layers
 from ..base import Context, Method, register
 from .math import kept_min, lagrangian, multiplier_step, project, sq_norms
 from .records import EPOCHS, HIST, LAYERS
+
+COND2 = ("accepted", "authors")
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,12 @@ class Params(CommonParams):
     alias_prev: bool = param(False, "Ablation: reproduce the authors' code, where W_prev is a "
                                     "reference to the live weights (condition 1 then only "
                                     "compares epoch CE and its norm ratio is 1).")
+    cond2: str = param("accepted", "Condition 2's right side: accepted = L(W_prev, Z_prev), the "
+                                   "last iterate that earned a multiplier update, with its own "
+                                   "CE (can fail when condition 1 failed); authors = the "
+                                   "authors' Lagrangian2, L(W, Z_prev) with the previous "
+                                   "epoch's CE (0 at the first check).",
+                       choices=COND2)
 
 
 @dataclass(frozen=True)
@@ -71,8 +87,10 @@ class ADMMParams(CommonParams):
                             min=1, max=1000)
 
 
+# The authors' main.py steps CosineAnnealingLR(T_max = epochs x batches) once per epoch, so
+# their LR ends at cos(pi / batches) of its start (> 0.9999 of it): constant, as here.
 _PAPER_OPT = dict(lr=0.01, momentum=0.5, nesterov=True, weight_decay=5e-4, batch_size=128,
-                  optimizer="sgd")
+                  optimizer="sgd", lr_schedule="constant")
 
 
 def retrain_epochs(epochs: int, wanted: int) -> int:
@@ -175,6 +193,7 @@ class SLR(Method):
             self.W_prev = self._w() if self.p.alias_prev else [w.clone() for w in self._w()]
             self.Z_prev = [z.clone() for z in self.Z]
             self.ce_prev: float | None = None
+            self.ce_last = 0.0        # the previous check's epoch CE (the authors' ce_prev)
             self.passed = [0, 0]
         ctx.summary["retrain_epochs"] = self.retrain
         masks = self._prune_masks()
@@ -240,18 +259,33 @@ class SLR(Method):
             self.passed[0] += ok1
         # b. Z-subproblem.
         z_change = self._project_z(W)
-        # c. condition 2: L(W, Z) < L(W, Z_prev).
-        L2, L2_prev = self._lagrangian(ce, W, self.Z), self._lagrangian(ce, W, self.Z_prev)
-        ok2 = L2 < L2_prev
-        info.update(cond2=ok2, cond2_L=L2, cond2_L_prev=L2_prev)
+        # c. condition 2: L(W, Z) < its right side (docs/methods.md, SLR: "accepted" compares
+        # with the last accepted iterate; "authors" is their Lagrangian2).
+        L2 = self._lagrangian(ce, W, self.Z)
+        L2_prev = self._cond2_right(W)
+        ok2 = L2_prev is not None and L2 < L2_prev
+        info.update(cond2=None if L2_prev is None else ok2, cond2_L=L2, cond2_L_prev=L2_prev)
         if ok2 or self.k == 1:
             info["alpha2"] = self._multiplier_step(W, self.Z, ce)
             self.passed[1] += ok2
         if self.p.alias_prev:
             self.ce_prev = ce          # the authors' main.py: the previous epoch's mean CE
+        self.ce_last = ce
         info.update(self._state_info())
         self._refresh_target()
         return z_change
+
+    def _cond2_right(self, W: list[torch.Tensor]) -> float | None:
+        """Condition 2's right side under the current multipliers. accepted: L(W_prev, Z_prev)
+        with CE_prev, which after an accepted W-step is L(W, Z_old) (so Pi, the exact minimiser,
+        passes unless Z did not move) and otherwise the last accepted iterate (fails when the
+        Z-step does not make up for a W-step that raised L). authors: L(W, Z_prev) with the
+        previous check's epoch CE, 0 at the first (their Lagrangian2 in slr/admm.py)."""
+        if self.p.cond2 == "authors":
+            return self._lagrangian(self.ce_last, W, self.Z_prev)
+        if self.ce_prev is None:       # alias_prev before its first CE: nothing accepted yet
+            return None
+        return self._lagrangian(self.ce_prev, self.W_prev, self.Z_prev)
 
     def _multiplier_step(self, W: list[torch.Tensor], Z_res: list[torch.Tensor],
                          ce: float) -> float:

@@ -32,9 +32,10 @@ EPOCHS = Table("slr_epochs", {
     "cond1_forced": "SLR: condition 1 was forced (k = 1)",
     "cond1_L": "SLR: L(W, Z_prev)",
     "cond1_L_prev": "SLR: L(W_prev, Z_prev)",
-    "cond2": "SLR: L(W, Z) < L(W, Z_prev)",
+    "cond2": "SLR: L(W, Z) < cond2_L_prev (None if there was nothing to compare with)",
     "cond2_L": "SLR: L(W, Z)",
-    "cond2_L_prev": "SLR: L(W, Z_prev)",
+    "cond2_L_prev": "SLR: L(W_prev, Z_prev) (cond2=accepted) or L(W, Z_prev) with the previous "
+                    "epoch's CE (cond2=authors)",
 })
 LAYERS = Table("slr_layers", {
     **_MOMENT,

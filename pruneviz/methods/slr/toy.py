@@ -96,7 +96,9 @@ def relax(problem: LeastSquares, rate: float, surrogate: bool = True, iterations
         if ok1 or k == 1:
             alpha = update(Z_prev, f)
         Z = project(W + U, rate)[0]
-        ok2 = lagrangian(f, [W], [Z], [U], rho) < lagrangian(f, [W], [Z_prev], [U], rho)
+        # condition 2 against the last accepted iterate, as the engine's default cond2
+        ok2 = f_prev is not None and (lagrangian(f, [W], [Z], [U], rho)
+                                      < lagrangian(f_prev, [W_prev], [Z_prev], [U], rho))
         if ok2 or k == 1:
             alpha = update(Z, f)
         rows.append(row(i, alpha=alpha, cond1=None if L1_prev is None else ok1, cond2=ok2))

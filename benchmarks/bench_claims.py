@@ -1,0 +1,242 @@
+"""The papers' qualitative claims checked at small scale (issue 17, item 6).
+
+Each claim runs the method and its baseline from the same dense start (one per seed, cached in
+the store), at one scaled-down regime, for every seed and dataset, and prints mean +- std per
+arm, the mean of the paired differences (method - baseline) with its spread, and `holds` or
+`fails` (`holds` when the mean difference is > 0 for a strict claim, >= 0 otherwise):
+
+    slr     SLR hard-pruned > ADMM hard-pruned at equal epochs (rate 0.9, no retraining)
+    pgmpf   PGMPF >= SFP at an equal filter rate (0.4, from the dense start)
+    fggp90  FGGP >= GMP at 90 %;  fggp95  the same at 95 %
+    pgp     PGP >= PSFP at equal FLOPs (filter rate 0.5; both compacted FLOPs are printed)
+
+Datasets: `subset` is the real-image CIFAR-10 sample (--subset, ResNet-20 at 16 px; its own
+test/ split once pruneviz.data reads train/ + test/ trees, else train/ with a 20 % holdout);
+any other name is a pruneviz dataset (the embedded cifar10_small and digits by default) trained
+with tiny_cnn, the Compare form's model; NAME=MODEL picks another. Modes: default (3 seeds,
+~30 min on 2 cores), --quick (a few minutes), --tiny (seconds, for CI; the numbers mean
+nothing). Regimes and findings: docs/methods.md, "Claims checked".
+
+    python benchmarks/bench_claims.py [--quick | --tiny] [--seeds 3]
+        [--datasets subset cifar10_small digits] [--subset ../shared/data/cifar10-subset]
+        [--only slr pgp] [--set NAME=VALUE ...] [--store DIR] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pruneviz import data as pruneviz_data
+from pruneviz.config import SessionConfig
+from pruneviz.methods import get_method
+from pruneviz.session import run_session
+from pruneviz.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The session fields of the scaled-down regimes (epochs come from the mode).
+SLR_OPT = dict(lr=0.01, momentum=0.5, nesterov=True, weight_decay=5e-4,
+               lr_schedule="constant")                     # SLR's paper preset
+PGP_OPT = dict(lr=0.01, momentum=0.9, nesterov=False, weight_decay=0.0,
+               lr_schedule="constant")                     # PGP's paper preset
+FINETUNE = dict(lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                lr_schedule="cosine")                      # the interactive presets'
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    text: str
+    method: str
+    baseline: str
+    rate: float
+    metric: str = "final_accuracy"
+    strict: bool = False
+    session: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)          # the method's
+    base_params: dict[str, Any] = field(default_factory=dict)     # the baseline's
+
+
+CLAIMS = [
+    Claim("slr", "SLR hard-pruned > ADMM hard-pruned at equal epochs", "slr", "admm", 0.9,
+          metric="hard_prune_accuracy", strict=True, session=SLR_OPT,
+          params=dict(rho=0.1, s0=0.01, M=300.0, r=0.1), base_params=dict(rho=0.1,
+                                                                        retrain_epochs=0)),
+    Claim("pgmpf", "PGMPF >= SFP at an equal filter rate", "pgmpf", "sfp", 0.4,
+          session=FINETUNE),
+    Claim("fggp90", "FGGP >= GMP at 90%", "fggp", "gmp", 0.9,
+          session=dict(FINETUNE, label_smoothing=0.1)),
+    Claim("fggp95", "FGGP >= GMP at 95%", "fggp", "gmp", 0.95,
+          session=dict(FINETUNE, label_smoothing=0.1)),
+    Claim("pgp", "PGP >= PSFP at equal FLOPs", "pgp", "psfp", 0.5, session=PGP_OPT,
+          params=dict(prune_fraction=0.25, group_score="lead"),
+          base_params=dict(prune_fraction=0.25)),
+]
+
+# Budgets per mode: (seeds, epochs, dense epochs, steps per epoch cap, held-out cap), per kind
+# of dataset ("subset": ResNet-20 on real images; "small": an embedded set).
+MODES = {
+    "full": dict(seeds=3, subset=(8, 15, 50, 0), small=(10, 0, 0, 0)),
+    "quick": dict(seeds=3, subset=(4, 6, 20, 0), small=(6, 0, 0, 0)),
+    "tiny": dict(seeds=1, subset=(1, 1, 20, 64), small=(1, 1, 10, 64)),
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    label: str
+    dataset: str
+    model: str
+    fields: dict[str, Any]
+
+
+def subset_dataset(root: Path) -> str:
+    """folder: spec for the real-image subset: the whole tree where pruneviz.data uses train/ +
+    test/ as the split, else train/ alone (split by --holdout)."""
+    if hasattr(pruneviz_data, "SPLIT_TRAIN"):
+        return f"folder:{root}"
+    return f"folder:{root / 'train'}"
+
+
+def datasets(names: list[str], subset: Path, mode: str) -> list[Dataset]:
+    out = []
+    for spec in names:
+        name, _, model = spec.partition("=")
+        epochs, dense, cap, limit = MODES[mode]["subset" if name == "subset" else "small"]
+        budget = dict(epochs=epochs, dense_epochs=dense, max_steps_per_epoch=cap,
+                      eval_limit=limit)
+        if name == "subset":
+            out.append(Dataset("subset", subset_dataset(subset), model or "resnet20",
+                               dict(budget, image_size=16, batch_size=128, holdout=0.2)))
+        else:
+            out.append(Dataset(name, name, model or "tiny_cnn", dict(budget, batch_size=64)))
+    return out
+
+
+def overrides(pairs: list[str]) -> dict[str, Any]:
+    """--set NAME=VALUE pairs; VALUE as JSON where it parses (numbers, true), else a string."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"bench_claims: error: --set takes NAME=VALUE, got {pair!r}")
+        try:
+            out[name] = json.loads(value)
+        except ValueError:
+            out[name] = value
+    return out
+
+
+def run_arm(store: Store, ds: Dataset, claim: Claim, method: str, params: dict[str, Any],
+            seed: int, extra: dict[str, Any]) -> dict[str, Any]:
+    """One session; `extra` overrides session fields, and the method's own parameters where it
+    has them (so --set s0=0.1 reaches SLR and not ADMM)."""
+    session = {f.name for f in dataclasses.fields(SessionConfig)}
+    own = {f.name for f in dataclasses.fields(get_method(method).Params)}
+    fields = {**claim.session, **ds.fields, **{k: v for k, v in extra.items() if k in session}}
+    params = {**params, **{k: v for k, v in extra.items() if k in own}}
+    config = SessionConfig(method=method, rate=claim.rate, dataset=ds.dataset, model=ds.model,
+                           seed=seed, start="dense", device="cpu", **fields, params=params)
+    started = time.perf_counter()
+    s = run_session(config, store, panel=False)
+    if s.get("status") != "completed":
+        raise RuntimeError(f"{method} on {ds.label} seed {seed} ended {s.get('status')}: "
+                           f"{s.get('error', '')}")
+    flops = (s["flops_compact"] / s["flops_dense"]
+             if s.get("flops_compact") and s.get("flops_dense") else None)
+    return dict(value=s[claim.metric], dense=s.get("dense_accuracy"), flops=flops,
+                seconds=time.perf_counter() - started)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def check(store: Store, ds: Dataset, claim: Claim, seeds: list[int],
+          extra: dict[str, Any]) -> dict[str, Any]:
+    """Both arms over the seeds; the verdict from the mean paired difference."""
+    arms: dict[str, list[dict[str, Any]]] = {claim.method: [], claim.baseline: []}
+    for seed in seeds:
+        arms[claim.method].append(run_arm(store, ds, claim, claim.method, claim.params, seed,
+                                          extra))
+        arms[claim.baseline].append(run_arm(store, ds, claim, claim.baseline,
+                                            claim.base_params, seed, extra))
+    a = [r["value"] for r in arms[claim.method]]
+    b = [r["value"] for r in arms[claim.baseline]]
+    diff, diff_std = mean_std([x - y for x, y in zip(a, b)])
+    holds = diff > 0 if claim.strict else diff >= 0
+    return dict(dataset=ds.label, claim=claim.key, text=claim.text, metric=claim.metric,
+                holds=holds, diff=diff, diff_std=diff_std, arms=arms,
+                dense=mean_std([r["dense"] for r in arms[claim.method]])[0])
+
+
+def report(result: dict[str, Any]) -> list[str]:
+    lines = []
+    for method, runs in result["arms"].items():
+        m, s = mean_std([r["value"] for r in runs])
+        flops = [r["flops"] for r in runs if r["flops"] is not None]
+        extra = f", compact FLOPs {statistics.fmean(flops):.3f} of dense" if flops else ""
+        seconds = sum(r["seconds"] for r in runs)
+        lines.append(f"    {method:6s} {result['metric']} {m:.4f} +- {s:.4f} over "
+                     f"{len(runs)} seeds{extra} ({seconds:.0f} s)")
+    verdict = "holds" if result["holds"] else "fails"
+    lines.append(f"[claim] {result['dataset']} {result['claim']}: {result['text']}: {verdict} "
+                 f"(difference {result['diff']:+.4f} +- {result['diff_std']:.4f}, dense "
+                 f"{result['dense']:.4f})")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_true", help="a few minutes")
+    group.add_argument("--tiny", action="store_true", help="seconds, for CI")
+    ap.add_argument("--seeds", type=int, default=0, help="seeds per arm (0 = the mode's)")
+    ap.add_argument("--datasets", nargs="+", default=["subset", "cifar10_small", "digits"],
+                    help="subset, or pruneviz dataset names; NAME=MODEL picks the model")
+    ap.add_argument("--subset", type=Path, default=ROOT / "../shared/data/cifar10-subset",
+                    help="the real-image subset's folder (train/ and test/)")
+    ap.add_argument("--only", nargs="+", choices=[c.key for c in CLAIMS],
+                    help="check only these claims")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a session field, or a parameter of the arms that have it "
+                         "(diagnostics: --only slr --set rho=1 --set s0=0.1)")
+    ap.add_argument("--store", type=Path, help="store to keep the runs (and dense starts) in")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    args = ap.parse_args(argv)
+    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    seeds = list(range(args.seeds or MODES[mode]["seeds"]))
+    claims = [c for c in CLAIMS if not args.only or c.key in args.only]
+    extra = overrides(args.set)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; mode {mode}, "
+          f"seeds {seeds}")
+    results = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(args.store or tmp)
+        for ds in datasets(args.datasets, args.subset.resolve(), mode):
+            print(f"== {ds.label}: {ds.dataset}, {ds.model}, {ds.fields}"
+                  + (f", overrides {extra}" if extra else ""))
+            for claim in claims:
+                result = check(store, ds, claim, seeds, extra)
+                results.append(result)
+                print("\n".join(report(result)), flush=True)
+    held = sum(r["holds"] for r in results)
+    print(f"{held} of {len(results)} claims hold ({time.perf_counter() - started:.0f} s)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()
