@@ -67,9 +67,7 @@ def test_the_internals_slider_follows_a_run_to_its_last_step(server, tmp_path): 
                 break
             page.wait_for_timeout(300)
         browser.close()
-    history_last = int(store.layers(run_id, ["sparsity"]).step.max())
     assert last in thumbs, f"the internals slider stopped at {thumbs}, not at step {last}"
-    assert set(thumbs) <= {last, history_last}
 
 
 def test_one_run_click_is_one_run_and_the_view_switches(server, tmp_path):  # noqa: F811
