@@ -83,7 +83,6 @@ def test_an_out_of_range_parameter_is_an_inline_error_that_disables_run(live):
 
 
 def test_a_missing_dataset_is_an_inline_error_that_disables_run(live, tmp_path):
-    """folder:PATH is typed into the box, which AppTest cannot do: tests/test_browser.py."""
     at = live
     at.text_input(key="live.data_root").input(str(tmp_path / "empty")).run()
     at.selectbox(key="live.dataset").set_value("cifar10").run()
@@ -313,3 +312,16 @@ def test_a_train_val_folder_is_checked_in_its_train_split(tmp_path):
     assert "train has 1 class folder" in folder_problem(f"folder:{tmp_path}")
     (tmp_path / "train" / "b").mkdir()
     assert folder_problem(f"folder:{tmp_path}") is None
+
+
+def test_a_folder_that_does_not_exist_is_an_inline_error_that_disables_run(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    # As typed into the box (AppTest cannot type a new option into a box it has drawn).
+    at.session_state["live.dataset"] = "folder:/nonexistent"
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="live.dataset").value == "folder:/nonexistent"
+    assert "image folder /nonexistent does not exist" in _errors(at)
+    assert at.button(key="live.run").disabled

@@ -71,7 +71,11 @@ def field_widget(f: dataclasses.Field, key: str, default: Any) -> Any:
         value = st.checkbox(label, **kw)
     elif "choices" in meta or f.name in _OPTIONS:
         options = list(meta.get("choices") or _OPTIONS[f.name])
-        # Datasets also take folder:PATH, typed into the box.
+        # Datasets also take folder:PATH, typed into the box; one typed before (or loaded from
+        # a run) is listed, so the box shows it as its value.
+        typed = st.session_state.get(key)
+        if f.name == "dataset" and isinstance(typed, str) and typed not in options:
+            options.append(typed)
         value = st.selectbox(label, options, accept_new_options=f.name == "dataset", **kw)
     elif isinstance(default, int):
         value = st.number_input(label, step=1, **kw)
