@@ -30,7 +30,7 @@ with controls:
         "wherever they are.\n\n"
         "**Structured** (filter) pruning removes whole filters: the output channels with the "
         "smallest L2 norm, together with their BatchNorm γ and β.")
-    rate = st.slider("Prune rate p", 0.1, 0.9, 0.5, 0.05, key="learn.basics.rate",
+    rate = st.slider("Prune rate p", 0.1, 0.99, 0.5, 0.01, key="learn.basics.rate",
                      help="Fraction of the layer's weights (unstructured) or filters "
                           "(structured) to prune.")
     spread = st.slider("Filter strength spread", 0.0, 2.0, 0.8, 0.1, key="learn.basics.spread",
@@ -85,7 +85,7 @@ with controls:
         "small weights lose more.\n\n"
         "In a network initialised (and usually trained) with He init, weights scale like "
         "$1/\\sqrt{\\text{fan-in}}$: wide layers hold the small weights.")
-    g_rate = st.slider("Prune rate p", 0.1, 0.95, 0.7, 0.05, key="learn.basics.g_rate")
+    g_rate = st.slider("Prune rate p", 0.1, 0.99, 0.7, 0.01, key="learn.basics.g_rate")
     init = st.radio("Weight scales", ["He init: std = √(2 / fan-in)", "equal std"],
                     key="learn.basics.init", horizontal=True)
     layer = st.selectbox("Rescale one layer", list(learn.TOY_LAYERS), index=3,

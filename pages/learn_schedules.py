@@ -24,7 +24,7 @@ st.markdown(
 
 controls, figure = st.columns([1, 2.8], gap="large")
 with controls:
-    rate = st.slider("Final sparsity (prune rate)", 0.05, 0.95, 0.6, 0.05,
+    rate = st.slider("Final sparsity (prune rate)", 0.05, 0.99, 0.6, 0.01,
                      key="learn.schedules.rate")
     epochs = st.slider("Epochs E", 2, 200, 20, key="learn.schedules.epochs")
     d = st.slider("D (asymptotic): 3/4 of the pruning by D·E", 0.02, 1.0, 0.125, 0.005,

@@ -25,7 +25,7 @@ controls, table = st.columns([1, 2.8], gap="large")
 with controls:
     channels = st.select_slider("Conv width (channels in = out)", [16, 32, 64, 128], 64,
                                 key="learn.speed.channels")
-    rate = st.slider("Prune rate", 0.1, 0.9, 0.5, 0.1, key="learn.speed.rate")
+    rate = st.slider("Prune rate", 0.1, 0.99, 0.5, 0.01, key="learn.speed.rate")
 with table:
     flops = learn.sparsity_flops(channels, 16, rate)
     st.dataframe(flops, hide_index=True, key="learn.speed.flops", column_config={

@@ -17,15 +17,15 @@ st.caption("Pick a model, dataset, method and rate, press Run and watch the sess
            "comes back.")
 form_col, view_col = st.columns([1, 2.4], gap="large")
 with form_col:
+    live.form_from_url(store, "live")
     config, errors = forms.session_form("live", defaults=DEFAULTS)
     if st.button("Run", type="primary", disabled=config is None, key="live.run",
                  icon=":material/play_arrow:", width="stretch"):
         try:
-            run_id = queue.submit(config)
+            run_id = live.submit_once(config, queue.submit)
         except ConfigError as e:
             st.error(str(e), icon=":material/error:")
         else:       # the view below picks it up in this same run
-            live.show_run(run_id)
             live.watch_start()
             state.select_runs([*state.selected_runs(), run_id])
 
@@ -38,6 +38,7 @@ with view_col:
         st.info("No runs yet: press Run.")
     else:
         live.run_picker(runs, run_id)
+        live.rerun_controls(store.run(run_id), "live", queue.submit)
         live.live_view(store, queue, run_id)
 if run_id is not None:
     live.details_view(store, run_id)

@@ -26,7 +26,7 @@ class SessionConfig:
 
     method: str = param("l1", "Registered pruning method (`python -m pruneviz methods`).")
     rate: float = param(0.8, "Target fraction pruned: of weights (unstructured) or of filters per "
-                             "prunable layer (filter methods).", min=0.0, max=0.99, step=0.05)
+                             "prunable layer (filter methods).", min=0.0, max=0.999)
     model: str = param("tiny_cnn", "Model factory name.")
     dataset: str = param("digits", "digits or cifar10_small (embedded), mnist, fashion_mnist, "
                                    "cifar10, cifar100, or folder:PATH for an ImageFolder "

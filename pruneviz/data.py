@@ -310,6 +310,50 @@ def _load(name: str, root: str, download: bool, holdout: float, image_size: int)
                     f"folder:PATH for your own images.")
 
 
+INPUT_SHAPES = {"digits": (1, 8, 8), EMBEDDED_CIFAR: (3, 16, 16), "mnist": (1, 28, 28),
+                "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
+
+
+def input_shape(name: str, image_size: int = 32) -> tuple[int, int, int]:
+    """(C, H, W) of a dataset's images without loading it (folders: RGB at image_size)."""
+    return INPUT_SHAPES.get(name, (3, image_size, image_size))
+
+
+def missing_files(name: str, root: str) -> Path | None:
+    """The folder a torchvision dataset's files belong in when one of them is missing under
+    `root` (a stat per file, nothing read); None when all are there or `name` is not one."""
+    if name not in TORCHVISION_SETS:
+        return None
+    import torchvision.datasets as tvd
+
+    cls_name, folder = TORCHVISION_SETS[name]
+    cls, base = getattr(tvd, cls_name), Path(root).expanduser()
+    if hasattr(cls, "resources"):           # MNIST and Fashion-MNIST: <root>/<Class>/raw
+        where = base / cls_name / "raw"
+        files = [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
+    else:                                   # CIFAR-10/100: <root>/<base_folder>
+        where = base / folder
+        files = [f for f, _ in (*cls.train_list, *cls.test_list)]
+    return None if all((where / f).is_file() for f in files) else where
+
+
+def folder_problem(name: str) -> str | None:
+    """What is wrong with a folder:PATH dataset, from a directory listing (no image read)."""
+    if not name.startswith(FOLDER_PREFIX):
+        return None
+    path = Path(name[len(FOLDER_PREFIX):]).expanduser()
+    if not path.is_dir():
+        return f"image folder {path} does not exist"
+    # The layouts _folder reads: PATH/<class>, or PATH/train/<class> with PATH/val or test.
+    split = (path / SPLIT_TRAIN).is_dir() and any((path / s).is_dir() for s in SPLIT_HELDOUT)
+    root = path / SPLIT_TRAIN if split else path
+    classes = _class_dirs(root)
+    if len(classes) < 2:
+        return (f"{root} has {len(classes)} class folder(s); a classifier needs at least 2 "
+                f"subfolders, one per class")
+    return None
+
+
 def check_dataset_name(name: str) -> None:
     if name not in DATASETS and not name.startswith(FOLDER_PREFIX):
         raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)} or "

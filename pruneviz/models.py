@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import partial
 
@@ -188,3 +189,13 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, 
             raise ConfigError(f"pretrained weights exist only for {', '.join(TORCHVISION)}.")
         return _torchvision(name, c, h, num_classes, pretrained=True)
     return MODELS[name](c, h, num_classes)
+
+
+@functools.lru_cache(maxsize=64)
+def layer_names(name: str, input_shape: tuple[int, int, int], num_classes: int = 10
+                ) -> tuple[str, ...]:
+    """Names of the model's conv and linear layers, from a model built on the meta device (no
+    memory, no weights initialised: cheap enough to check a form on every redraw)."""
+    with torch.device("meta"):
+        model = build_model(name, input_shape, num_classes)
+    return tuple(n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)))

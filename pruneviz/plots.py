@@ -96,6 +96,16 @@ def _axis(title: str | None = None, **kw) -> dict:
 _NONE = pd.DataFrame({"step": [], "value": []})
 
 
+def log_axis(values) -> dict:
+    """A log axis that labels only powers of ten, with no minor tick labels, when the values
+    span decades (plotly otherwise labels 2..9 of every decade); 3 significant digits else."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v) and v.max() / v.min() > 20:
+        return dict(type="log", dtick=1, minor=dict(showgrid=False, ticks=""))
+    return dict(type="log", tickformat=".3g", minor=dict(showgrid=False, ticks=""))
+
+
 def by_key(scalars: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The long scalar table split per key, each sorted by step (one pass, not one per key)."""
     return {k: g.sort_values("step") for k, g in scalars.groupby("key", sort=False)}
@@ -137,16 +147,22 @@ def training_figure(scalars: pd.DataFrame) -> go.Figure:
     loss, test_loss = k.get("loss", _NONE), k.get("test_loss", _NONE)
     train_acc, test_acc = k.get("train_accuracy", _NONE), k.get("test_accuracy", _NONE)
     right = dict(xaxis="x2", yaxis="y2")
+    ce = k.get("ce", _NONE)     # recorded only by methods that add a penalty to the loss
     traces = [
         _line(loss.step, loss.value, "train loss", _rgba(ACHIEVED, 0.25), width=1,
               showlegend=False),
-        _line(loss.step, smooth(loss.value), "train loss (smoothed)", ACHIEVED),
+        _line(loss.step, smooth(loss.value),
+              "train loss: CE + penalty (smoothed)" if len(ce) else "train loss (smoothed)",
+              ACHIEVED),
         _line(test_loss.step, test_loss.value, "held-out loss", "#ff7f0e", mode="lines+markers"),
         _line(train_acc.step, smooth(train_acc.value), "train accuracy", _rgba(ACHIEVED, 0.5),
               width=1.5, **right),
         _line(test_acc.step, test_acc.value, "held-out accuracy", "#2ca02c", width=2.5,
               mode="lines+markers", **right),
     ]
+    if len(ce):
+        traces.append(_line(ce.step, smooth(ce.value), "train CE alone (smoothed)", "#9467bd",
+                            dash="dot"))
     for key, label, color in (("dense_accuracy", "dense", "#7f7f7f"),
                               ("pruned_accuracy", "just pruned", TARGET)):
         point = k.get(key, _NONE)
@@ -164,12 +180,20 @@ def training_figure(scalars: pd.DataFrame) -> go.Figure:
     return _figure(traces, layout, height=360)
 
 
-def sparsity_figure(scalars: pd.DataFrame) -> go.Figure:
-    """Target (the method's schedule) vs achieved sparsity of the prunable weights."""
+def sparsity_figure(scalars: pd.DataFrame, zeros: str = "hard",
+                    pulled: tuple[float, float] | None = None) -> go.Figure:
+    """Target (the method's schedule) vs achieved sparsity (exact zeros) of the prunable
+    weights; `zeros` is the method's Method.zeros, `pulled` (rate, last step) the sparsity a
+    deferred method's penalty pulls the weights towards until its hard prune."""
     k = by_key(scalars)
     target, achieved = k.get("target_sparsity", _NONE), k.get("sparsity", _NONE)
-    traces = [_line(target.step, target.value, "target", TARGET, dash="dash"),
-              _line(achieved.step, achieved.value, "achieved", ACHIEVED, width=2.5)]
+    name = "target (soft: masked, still trainable)" if zeros == "soft" else "target"
+    traces = [_line(target.step, target.value, name, TARGET, dash="dash"),
+              _line(achieved.step, achieved.value, "achieved (exact zeros)", ACHIEVED,
+                    width=2.5)]
+    if pulled is not None:
+        traces.append(_line([0, pulled[1]], [pulled[0]] * 2, "sparse copy Z (penalty pulls W "
+                            "to it)", "#9467bd", dash="dot"))
     return _figure(traces, dict(xaxis=_axis("step"), yaxis=_axis("sparsity", range=UNIT_RANGE)),
                    height=330, title="Target vs achieved sparsity")
 

@@ -12,7 +12,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .learn import SCHEDULES, OneLayer
-from .plots import method_color
+from .plots import log_axis, method_color
 
 SCHEDULE_COLORS = dict(zip(SCHEDULES, ("#7f7f7f", method_color("gmp"), method_color("pgmpf"),
                                        method_color("pgp"))))
@@ -94,7 +94,7 @@ def weight_cuts(weights: dict[str, torch.Tensor], df: pd.DataFrame) -> go.Figure
     cut = df[df.scheme == "global"].cut.max()
     fig.add_scatter(x=list(weights), y=[cut] * len(weights), mode="lines", name="global cut",
                     line=dict(color=SCHEME_COLORS["global"], dash="dash", width=3))
-    fig.update_yaxes(type="log", title_text="|w| (log scale)")
+    fig.update_yaxes(title_text="|w| (log scale)", **log_axis(df.cut))
     return _layout(fig, "Where each scheme cuts: weights below the line go")
 
 

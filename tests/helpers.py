@@ -2,6 +2,7 @@
 
 import dataclasses
 import threading
+import time
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from pruneviz.methods import apply_preset, family_module, load_all
 from pruneviz.models import build_model
 from pruneviz.records import FilterRow, LayerRow, Row, Scalar, Table
 from pruneviz.session import run_session
+from pruneviz.store import ACTIVE
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> None:
@@ -159,3 +161,14 @@ def recorded_run(store, config, *, steps: int = 10, accuracy: float = 0.8,
         "final_accuracy": accuracy, "dense_accuracy": dense_accuracy, "sparsity": config.rate,
         "flops_effective": 1e6 * (1 - config.rate), "wall_s": 1.0})
     return run_id
+
+
+def wait_done(store, run_ids, timeout: float = 180.0) -> pd.DataFrame:
+    """The rows of `run_ids` once none of them is queued or running (fails after `timeout`)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        runs = store.runs()
+        if not runs[runs.run_id.isin(run_ids)].status.isin(ACTIVE).any():
+            return runs.set_index("run_id").loc[run_ids]
+        time.sleep(0.2)
+    raise AssertionError(f"runs still active after {timeout} s")

@@ -12,8 +12,9 @@ from streamlit.testing.v1 import AppTest
 
 from pruneviz.config import SessionConfig, param
 from pruneviz.methods import REGISTRY, Method
-from pruneviz.store import ACTIVE, Store
+from pruneviz.store import ACTIVE, Store  # noqa: F401 (ACTIVE: used in a query string)
 from pruneviz.workers import stop_workers
+from tests.helpers import wait_done as _wait_done
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {"pages/live.py": "Live session", "pages/compare.py": "Compare", "pages/runs.py": "Runs",
@@ -50,16 +51,6 @@ def _fast_live_form(at, epochs=2):
     return at.run()
 
 
-def _wait_done(store, run_ids, timeout=180.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        runs = store.runs()
-        if not runs[runs.run_id.isin(run_ids)].status.isin(ACTIVE).any():
-            return runs.set_index("run_id").loc[run_ids]
-        time.sleep(0.2)
-    raise AssertionError(f"runs still active after {timeout} s")
-
-
 def _errors(at):
     return [e.value for e in at.error]
 
@@ -94,7 +85,7 @@ def test_rates_suggested_on_inspect_prefill_the_live_form(app):
     at = _page(app, "pages/live.py")
     assert not at.exception
     assert at.selectbox(key="live.method").value == "slr"
-    assert at.slider(key="live.rate").value == pytest.approx(0.7)
+    assert at.number_input(key="live.rate").value == pytest.approx(0.7)
     assert at.text_input(key="live.slr.layer_rates").value == "conv2=0.3, fc1=0.9"
     assert any("Per-layer rates from Inspect" in i.value for i in at.info)
     assert "prefill" not in at.session_state          # taken once
@@ -118,7 +109,7 @@ def test_a_bad_worker_count_is_one_inline_error(ui_root, monkeypatch, value):
 
 def test_live_page_has_the_form_preview_and_run_button(app):
     assert app.selectbox(key="live.method").value == "gmp"
-    assert app.slider(key="live.rate").value == pytest.approx(0.8)
+    assert app.number_input(key="live.rate").value == pytest.approx(0.8)
     assert app.button(key="live.run").disabled is False
     assert any(c.proto.spec for c in app.get("plotly_chart"))        # the schedule preview
     assert "gmp parameters" in [e.label for e in app.expander]

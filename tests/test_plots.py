@@ -264,7 +264,7 @@ def test_training_and_sparsity_figures_draw_the_recorded_curves():
     names = {t.name: t for t in plots.training_figure(scalars).data}
     assert list(names["train loss"].y) == [1 / (s + 1) for s in range(10)]
     sparsity = {t.name: t for t in plots.sparsity_figure(scalars).data}
-    assert list(sparsity["achieved"].y) == [s / 20 for s in range(10)]
+    assert list(sparsity["achieved (exact zeros)"].y) == [s / 20 for s in range(10)]
     assert list(sparsity["target"].y) == [s / 18 for s in range(10)]
 
 

@@ -94,6 +94,10 @@ class Method:
     # The fix the guards suggest when the final mask changed in the session's last epoch.
     recovery_hint: ClassVar[str] = ("give the session more epochs, or use the method's "
                                     "interactive preset, which leaves epochs to recover.")
+    # How its pruning shows in the weights, for the charts of achieved sparsity (exact zeros):
+    # "hard" zeros as it goes; "soft" keeps pruned weights trainable (shrunk or zeroed, free
+    # to regrow) until the mask is final; "deferred" zeroes nothing until one hard prune.
+    zeros: ClassVar[str] = "hard"
 
     def __init__(self, params: Any = None) -> None:
         self.p = params if params is not None else self.Params()

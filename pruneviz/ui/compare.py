@@ -18,7 +18,7 @@ from ..plots import (
 )
 from ..store import ACTIVE, Store
 from ..workers import DEFAULT_COMPARISON, Queue, grid
-from .forms import dataclass_widgets
+from .forms import dataclass_widgets, problems
 from .state import POLL_SECONDS, list_runs, select_runs, selected_runs
 from .text import plain
 
@@ -36,7 +36,6 @@ SWEEP_OUTPUTS = ["final_accuracy", "accuracy_drop", "sparsity", "flops_effective
 METRICS = {"final_accuracy": "final accuracy", "accuracy_drop": "accuracy drop vs dense"}
 FORMATS = {"png": "PNG", "svg": "SVG"}
 _LAUNCHED = "cmp.launched"
-_CURVE_PICKED = "cmp.curve_picked"   # the user chose the overlay; stop following the default
 _URL = "cmp.url"                # the ?runs= value this session last read or wrote
 _UNKNOWN = "cmp.unknown"        # ids a link named that the store does not hold
 
@@ -258,12 +257,13 @@ def _any_curve(store: Store, runs: pd.DataFrame, x: str) -> None:
     preferred = [k for k in PREFERRED_CURVES if k in curves.index]
     default = preferred[0] if preferred else \
         (curves.sort_values(ascending=False, kind="stable").index[0] if len(curves) else keys[0])
-    # Follow the default until the user picks a curve: one opened before the runs recorded
-    # their preferred curve (gmp's density after its first pruning step) would stay on lr.
-    if st.session_state.get("cmp.curve") not in keys or not st.session_state.get(_CURVE_PICKED):
+    # The default follows the selection until the user picks a curve (a default kept from an
+    # earlier selection showed target_sparsity where the new runs record density).
+    chosen = st.session_state.get("cmp.curve")
+    if chosen not in keys or chosen == st.session_state.get("cmp.curve_default"):
         st.session_state["cmp.curve"] = default
+    st.session_state["cmp.curve_default"] = default
     key = st.selectbox("Overlay another recorded curve", keys, key="cmp.curve",
-                       on_change=lambda: st.session_state.update({_CURVE_PICKED: True}),
                        help="Every scalar the selected runs recorded; runs without it are "
                             "left out of the chart.")
     scalars = store.scalars(list(runs.run_id), [key], max_points=CURVE_POINTS)
@@ -290,7 +290,7 @@ def grid_form(queue: Queue) -> None:
         rates = a.text_input("rates", ", ".join(f"{r:g}" for r in proposal.rates),
                              key="cmp.rates",
                              help="Fractions pruned, comma-separated; each in [0, 1), up to "
-                                  "0.99.")
+                                  "0.999.")
         seeds = b.text_input("seeds", ", ".join(map(str, proposal.seeds)), key="cmp.seeds",
                              help="Comma-separated; with several seeds the curves show the "
                                   "mean and a min/max band.")
@@ -307,16 +307,21 @@ def grid_form(queue: Queue) -> None:
         submitted = st.form_submit_button("Launch comparison", type="primary")
     if not submitted:
         return
+    found = errors + more_errors        # the form's own messages: Markdown, user text escaped
     try:
-        if errors or more_errors:
-            raise ConfigError(" ".join(errors + more_errors))
         if not methods:
             raise ConfigError("pick at least one method.")
-        configs = grid(SessionConfig(**values, **more), methods,
-                       _parse_list(rates, float, "rates"), _parse_list(seeds, int, "seeds"))
-        sweep_id, ids = queue.submit_grid(configs)
+        if not found:
+            configs = grid(SessionConfig(**values, **more), methods,
+                           _parse_list(rates, float, "rates"), _parse_list(seeds, int, "seeds"))
+            found = problems(configs[0])        # data and model are shared by the whole grid
+        if not found:
+            sweep_id, ids = queue.submit_grid(configs)
     except ConfigError as e:
-        st.error(plain(e), icon=":material/error:")
+        found = [plain(e)]
+    if found:
+        for message in found:
+            st.error(message, icon=":material/error:")
         return
     st.session_state[_LAUNCHED] = sweep_id
     select_runs(ids)

@@ -14,10 +14,10 @@ from typing import Any
 
 import streamlit as st
 
-from ..config import ConfigError, SessionConfig, coerce
-from ..data import DATASETS
+from ..config import ConfigError, SessionConfig, coerce, parse_layer_rates
+from ..data import DATASETS, folder_problem, input_shape, missing_files
 from ..methods import apply_preset, get_method, load_all, make_params
-from ..models import MODELS
+from ..models import MODELS, layer_names
 from ..plots import schedule_figure
 from ..session import check
 from .text import plain
@@ -25,8 +25,9 @@ from .text import plain
 MAIN_FIELDS = ("model", "dataset", "rate", "epochs", "seed")
 SKIP = {"method", "params"}          # drawn by the form itself
 NO_PRESET = "(defaults)"
-_MEMORY = "_form_memory"             # survives page switches (widget state does not)
+MEMORY = "_form_memory"             # survives page switches (widget state does not)
 _OPTIONS = {"model": tuple(MODELS), "dataset": DATASETS}
+TRAINING = "Training and data"       # the expander of the less common session fields
 PREFILL = "prefill"                  # set by Inspect: {"layer_rates": "a=0.3, b=0.7", "rate": 0.5}
 
 
@@ -57,32 +58,55 @@ def _parse(value: Any, default: Any, name: str) -> Any:
 
 def field_widget(f: dataclasses.Field, key: str, default: Any) -> Any:
     """Draw one widget for a dataclass field; returns the widget's value."""
-    memory = st.session_state.setdefault(_MEMORY, {})
+    memory = st.session_state.setdefault(MEMORY, {})
     if key not in st.session_state:
         st.session_state[key] = memory.get(key, _shown(default))
-    meta, label = f.metadata, f.name.replace("_", " ")
+    meta, label = f.metadata, label_of(f.name)
     kw = dict(key=key, help=meta.get("help"))
     lo, hi = meta.get("min"), meta.get("max")
+    # Number boxes take any number and the form says inline what is out of range (check_range):
+    # with min/max the browser silently clamps what was typed, and a value loaded from a run
+    # or a preset outside them would raise instead of drawing the form.
     if isinstance(default, bool):
         value = st.checkbox(label, **kw)
     elif "choices" in meta or f.name in _OPTIONS:
         options = list(meta.get("choices") or _OPTIONS[f.name])
-        # Datasets also take folder:PATH, typed into the box.
+        # Datasets also take folder:PATH, typed into the box; one typed before (or loaded from
+        # a run) is listed, so the box shows it as its value.
+        typed = st.session_state.get(key)
+        if f.name == "dataset" and isinstance(typed, str) and typed not in options:
+            options.append(typed)
         value = st.selectbox(label, options, accept_new_options=f.name == "dataset", **kw)
     elif isinstance(default, int):
-        value = st.number_input(label, min_value=None if lo is None else int(lo),
-                                max_value=None if hi is None else int(hi), step=1, **kw)
+        value = st.number_input(label, step=1, **kw)
     elif isinstance(default, float) and None not in (lo, hi) and "step" in meta:
         value = st.slider(label, float(lo), float(hi), step=float(meta["step"]), **kw)
     elif isinstance(default, float):
-        value = st.number_input(label, min_value=None if lo is None else float(lo),
-                                max_value=None if hi is None else float(hi),
-                                step=float(meta.get("step") or _step(default)), format="%g",
-                                **kw)
+        value = st.number_input(label, step=float(meta.get("step") or _step(default)),
+                                format="%g", **kw)
     else:
         value = st.text_input(label, **kw)
     memory[key] = value
     return value
+
+
+def label_of(name: str) -> str:
+    """A field's widget label (messages name the control by it)."""
+    return name.replace("_", " ")
+
+
+def check_range(f: dataclasses.Field, value: Any, where: str = "") -> str | None:
+    """Inline message when a number is outside its field's declared [min, max]."""
+    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value):
+        return f"**{label_of(f.name)}**{where} must be a finite number; got {value}."
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        span = (f"between {lo:g} and {hi:g}" if None not in (lo, hi) else
+                f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
+        return f"**{label_of(f.name)}**{where} must be {span}; got {value:g}."
+    return None
 
 
 def _step(default: float) -> float:
@@ -93,18 +117,24 @@ def _step(default: float) -> float:
 
 
 def dataclass_widgets(cls: type, prefix: str, names: Iterable[str],
-                      defaults: dict[str, Any] | None = None) -> tuple[dict, list[str]]:
+                      defaults: dict[str, Any] | None = None, where: str = ""
+                      ) -> tuple[dict, list[str]]:
     """Widgets for `names` of dataclass `cls` (initial values from `defaults`, else the field
-    defaults); returns parsed values and parse errors."""
+    defaults); returns parsed values and the errors of values that do not parse or are out of
+    range (`where` says which part of the form, e.g. " (gmp parameters)")."""
     fields, values, errors = _fields(cls), {}, []
     for name in names:
         f = fields[name]
         default = (defaults or {}).get(name, _default(f))
         raw = field_widget(f, f"{prefix}.{name}", default)
         try:
-            values[name] = _parse(raw, _default(f), name.replace("_", " "))
+            values[name] = _parse(raw, _default(f), label_of(name))
         except ConfigError as e:
-            errors.append(str(e))
+            errors.append(f"**{label_of(name)}**{where}: {plain(e)}")
+            continue
+        problem = check_range(f, values[name], where)
+        if problem:
+            errors.append(problem)
     return values, errors
 
 
@@ -124,11 +154,46 @@ def _apply_preset(prefix: str) -> None:
     except ConfigError as e:
         st.session_state[f"{prefix}.preset_error"] = str(e)
         return
-    memory = st.session_state.setdefault(_MEMORY, {})
+    memory = st.session_state.setdefault(MEMORY, {})
     for name, value in get_method(method).presets[preset].items():
         key = f"{prefix}.{name}" if name in _fields(SessionConfig) else f"{prefix}.{method}.{name}"
         value = getattr(config, name) if name in _fields(SessionConfig) else config.params[name]
         st.session_state[key] = memory[key] = _shown(value)
+
+
+def _method_changed(prefix: str) -> None:
+    # A preset names one method's settings: another method starts from its own defaults.
+    st.session_state[f"{prefix}.preset"] = NO_PRESET
+    st.session_state.pop(f"{prefix}.preset_error", None)
+
+
+def load_config(prefix: str, config: SessionConfig) -> None:
+    """Fill the form with a run's config (Edit and re-run): its method and every parameter of
+    it, every session field but the name, the preset back to "(defaults)". Call it from a
+    widget callback (or before the form is drawn)."""
+    cls = get_method(config.method)
+    try:
+        params = make_params(cls, dict(config.params))
+    except ConfigError:        # an old run's parameters this build no longer takes
+        params = cls.Params()
+    values: dict[str, Any] = {_method_key(prefix): cls.name, f"{prefix}.preset": NO_PRESET}
+    for name, f in _fields(SessionConfig).items():
+        if name not in SKIP | {"name"}:
+            values[f"{prefix}.{name}"] = _widget_value(f, getattr(config, name))
+    for name, f in _fields(cls.Params).items():
+        values[f"{prefix}.{cls.name}.{name}"] = _widget_value(f, getattr(params, name))
+    memory = st.session_state.setdefault(MEMORY, {})
+    for key, value in values.items():
+        st.session_state[key] = memory[key] = value
+    st.session_state.pop(f"{prefix}.preset_error", None)
+
+
+def _widget_value(f: dataclasses.Field, value: Any) -> Any:
+    """`value` as the field's widget holds it: float fields as floats (a JSON config may hold
+    1 for 1.0, and a float number box rejects an int)."""
+    if isinstance(_default(f), float) and not isinstance(value, bool):
+        return float(value)
+    return _shown(value)
 
 
 def method_picker(prefix: str, default: str = "gmp") -> type:
@@ -136,10 +201,10 @@ def method_picker(prefix: str, default: str = "gmp") -> type:
     registry = load_all()
     names = sorted(registry)
     key = _method_key(prefix)
-    memory = st.session_state.setdefault(_MEMORY, {})
+    memory = st.session_state.setdefault(MEMORY, {})
     if key not in st.session_state:
         st.session_state[key] = memory.get(key, default if default in names else names[0])
-    name = st.selectbox("method", names, key=key,
+    name = st.selectbox("method", names, key=key, on_change=_method_changed, args=(prefix,),
                         help=_fields(SessionConfig)["method"].metadata["help"])
     memory[key] = name
     cls = registry[name]
@@ -163,7 +228,7 @@ def take_prefill(prefix: str) -> None:
     """Per-layer rates suggested on the Inspect page: write them, the global rate and a method
     that takes per-layer rates into the form (before its widgets are drawn), once."""
     fill = st.session_state.pop(PREFILL, None)
-    memory = st.session_state.setdefault(_MEMORY, {})
+    memory = st.session_state.setdefault(MEMORY, {})
     if fill:
         method = memory.get(_method_key(prefix))
         methods = per_layer_methods()
@@ -191,13 +256,16 @@ def session_form(prefix: str, *, main: Iterable[str] = MAIN_FIELDS,
     values, errors = dataclass_widgets(SessionConfig, prefix, main, defaults)
     params: dict[str, Any] = {}
     if cls is not None and dataclasses.fields(cls.Params):
-        with st.expander(f"{cls.name} parameters"):
+        section = f"{cls.name} parameters"
+        with st.expander(section):
             params, perr = dataclass_widgets(cls.Params, f"{prefix}.{cls.name}",
-                                             [f.name for f in dataclasses.fields(cls.Params)])
+                                             [f.name for f in dataclasses.fields(cls.Params)],
+                                             where=f" (under *{section}*)")
             errors += perr
     rest = [f.name for f in dataclasses.fields(SessionConfig) if f.name not in hide | set(main)]
-    with st.expander("Training and data"):
-        more, merr = dataclass_widgets(SessionConfig, prefix, rest, defaults)
+    with st.expander(TRAINING):
+        more, merr = dataclass_widgets(SessionConfig, prefix, rest, defaults,
+                                       where=f" (under *{TRAINING}*)")
         errors += merr
     config = None
     if not errors:
@@ -206,11 +274,43 @@ def session_form(prefix: str, *, main: Iterable[str] = MAIN_FIELDS,
                                    **({"method": cls.name} if cls is not None else {}))
             check(config)
         except ConfigError as e:
-            errors.append(str(e))
+            errors.append(plain(e))
             config = None
+    if config is not None:
+        errors += problems(config)
+        config = None if errors else config
+    # Markdown that names the form's controls in bold; user text in it is escaped (plain).
     for message in errors:
-        st.error(plain(message), icon=":material/error:")
+        st.error(message, icon=":material/error:")
     return config, errors
+
+
+def problems(config: SessionConfig) -> list[str]:
+    """What would make a valid-looking config fail after Run, found cheaply (a stat per data
+    file, a model built on the meta device), in words that name the form's controls."""
+    out = []
+    name = config.dataset
+    where = missing_files(name, config.data_root)
+    if where is not None and not config.download:
+        out.append(f"**dataset** {plain(name)}: its files are not in {plain(where)}. Tick "
+                   f"**download** under *{TRAINING}* to fetch it (needs network), or set **data "
+                   f"root** there to the folder that holds it.")
+    problem = folder_problem(name)
+    if problem:
+        out.append(f"**dataset** {plain(name)}: {plain(problem)}. Type folder:PATH into the "
+                   f"dataset box, PATH holding one subfolder of images per class.")
+    rates = config.params.get("layer_rates")
+    if rates:
+        try:
+            valid = layer_names(config.model, input_shape(name, config.image_size))
+        except Exception:      # a model that cannot be built at this size says so after Run
+            valid = None
+        unknown = [n for n in parse_layer_rates(rates) if valid is not None and n not in valid]
+        if unknown:
+            out.append(f"**layer rates** (under *{config.method} parameters*) names "
+                       f"{plain(', '.join(unknown))}, which {config.model} does not have; its "
+                       f"layers are: {plain(', '.join(valid))}.")
+    return out
 
 
 def schedule_preview(config: SessionConfig | None) -> None:
@@ -223,5 +323,7 @@ def schedule_preview(config: SessionConfig | None) -> None:
     except ConfigError as e:
         st.error(plain(e))
         return
-    st.plotly_chart(schedule_figure(preview, f"{cls.name} schedule at rate {config.rate:g}"),
+    # Named as the form's, so it is not read as the schedule of the run shown beside it.
+    st.plotly_chart(schedule_figure(preview, f"Schedule of the form: {cls.name} at rate "
+                                             f"{config.rate:g}, {config.epochs} epochs"),
                     key="schedule_preview")

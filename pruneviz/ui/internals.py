@@ -17,20 +17,39 @@ from ..store import ACTIVE, Store
 TABLE_ROWS = 2000            # newest rows of a generic method table
 
 
-def step_slider(steps: list[int], key: str, *, label: str = "Step") -> int:
-    """A select slider over `steps` that stays on the newest step while it was there (a live run
-    adds steps under it) and keeps an earlier step the user picked."""
+def step_slider(steps: list[int], key: str, *, label: str = "Step",
+                opening: int | None = None) -> int:
+    """A select slider over `steps` that follows the newest step (a live run adds steps under
+    it, and it lands on the last one when the run ends) until the user moves it; a moved
+    slider stays where it was put until "Latest step" is pressed. `opening` is where a view
+    opens when it is not following (a finished run's most telling step)."""
     if len(steps) == 1:
         st.caption(f"{label}: {steps[0]} (the only one recorded so far)")
         return steps[0]
-    newest = f"{key}.newest"
-    current = st.session_state.get(key)
-    if current not in steps or current == st.session_state.get(newest):
-        st.session_state[key] = steps[-1]
-    st.session_state[newest] = steps[-1]
-    return st.select_slider(label, steps, key=key,
-                            help="Drag back to see the method's state at an earlier step; at "
-                                 "the right end it follows a live run.")
+    # Following is decided here, never from the widget's value sent back by the browser: a poll
+    # cut short by the next one leaves the browser holding an older step, which read as "the
+    # user picked it" and froze the slider mid-run. So a following slider gets a new widget key
+    # whenever the newest step changes (a fresh widget starts at the value given here).
+    state = st.session_state.setdefault(f"{key}.state", {
+        "follow": opening not in steps, "picked": opening, "pins": 0})
+    follow = state["follow"] or state["picked"] not in steps
+    widget = f"{key}.at{steps[-1]}" if follow else f"{key}.pin{state['pins']}"
+    value = steps[-1] if follow else state["picked"]
+
+    def moved() -> None:
+        picked = st.session_state[widget]
+        if state["follow"] or state["picked"] not in steps:
+            state["pins"] += 1            # a new pinned widget: no stale value from an old pin
+        state.update(picked=picked, follow=picked == steps[-1])
+
+    slider, latest = st.columns([12, 2], vertical_alignment="bottom")
+    step = slider.select_slider(label, steps, value=value, key=widget, on_change=moved,
+                                help="Drag back to see the method's state at an earlier step; "
+                                     "it then stays there until you press Latest step.")
+    latest.button("Latest step", key=f"{key}.latest", icon=":material/skip_next:",
+                  disabled=follow, on_click=state.update, kwargs={"follow": True},
+                  help="Follow the newest recorded step again (a live run's, as it trains).")
+    return step
 
 
 def internals_view(store: Store, run: dict, key: str = "internals") -> None:
@@ -47,7 +66,10 @@ def internals_view(store: Store, run: dict, key: str = "internals") -> None:
                 "pruning step)." if run["status"] in ACTIVE else
                 "This run recorded no internals (it ended before the method's first record).")
         return
-    step = step_slider(steps, f"{key}.step.{run_id}")
+    opening = None
+    if run["status"] not in ACTIVE and hasattr(module, "default_step"):
+        opening = module.default_step(frames)
+    step = step_slider(steps, f"{key}.step.{run_id}", opening=opening)
     panels = module.panels(frames, run, step)
     half: list[views.Panel] = []
     for panel in panels:

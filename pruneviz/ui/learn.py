@@ -28,9 +28,11 @@ def toy_tab(toy: Toy, family: str) -> None:
         for c in toy.controls:
             values[c.name] = _widget(c, values, f"learn.{family}.{c.name}")
     drawn = toy.draw(values)
-    if drawn.metrics:
-        for col, (label, value, help_) in zip(controls.columns(len(drawn.metrics)),
-                                              drawn.metrics):
+    # Two metrics a row: three side by side in the narrow controls column cut their labels
+    # and values off ("0…").
+    for i in range(0, len(drawn.metrics), 2):
+        row = drawn.metrics[i:i + 2]
+        for col, (label, value, help_) in zip(controls.columns(2), row):
             col.metric(label, value, help=help_)
     figures = list(drawn.figures)
     for col, (key, fig) in zip((left, right), figures[:2]):

@@ -7,12 +7,14 @@ so a run started from the CLI, a reloaded page and a finished run are all drawn 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from ..config import ConfigError, SessionConfig, parse_numbers
 from ..plots import (
     layer_bars,
     layer_heatmap,
@@ -21,20 +23,24 @@ from ..plots import (
     training_figure,
 )
 from ..store import ACTIVE, Store
+from ..views import method_params
 from ..workers import Queue
+from . import forms
 from .internals import internals_view
 from .panel import metrics_panel_view
-from .state import POLL_SECONDS, list_runs
+from .state import POLL_SECONDS, list_runs, select_runs, selected_runs
 from .text import plain
 
 MAX_POINTS = 400             # per curve: more than a half-width chart has pixels for
 SCALAR_KEYS = ["loss", "train_accuracy", "test_accuracy", "test_loss", "sparsity",
-               "target_sparsity", "dense_accuracy", "pruned_accuracy"]
+               "target_sparsity", "dense_accuracy", "pruned_accuracy", "ce"]
 RUN_PARAM = "run"            # ?run=<id> in the URL: a reload comes back to the same run
 FIRST_POLL_SECONDS = 0.25    # right after Run, until the first records are drawn
 _FAST_UNTIL = "live.fast_until"
 _LAST_VIEWED = "live.last_run"
 PICKER = "live.show"
+_SUBMITTED = "live.submitted"    # (config JSON, run id, time) of this session's last Run
+SAME_CLICK_S = 10.0
 
 
 @dataclass
@@ -53,8 +59,36 @@ def fetch_live(store: Store, run_id: str, max_points: int = MAX_POINTS) -> LiveD
 
 
 def live_figures(data: LiveData) -> dict[str, go.Figure]:
-    return {"training": training_figure(data.scalars), "sparsity": sparsity_figure(data.scalars),
+    cls, params = method_params(data.run)
+    zeros, pulled = getattr(cls, "zeros", "hard"), None
+    if zeros == "deferred":
+        config, total = data.run["config"], data.run.get("total_steps") or 0
+        final = cls.mask_final(config, params)
+        pulled = (config.rate, total * (final or config.epochs) / config.epochs)
+    return {"training": training_figure(data.scalars),
+            "sparsity": sparsity_figure(data.scalars, zeros, pulled),
             "layers": layer_heatmap(data.layers)}
+
+
+def zeros_note(run: dict) -> str | None:
+    """Why achieved sparsity (and the per-layer heatmap) can stay at 0 for most of a run of a
+    soft or deferred method, with the step its zeros come at."""
+    cls, params = method_params(run)
+    zeros = getattr(cls, "zeros", "hard")
+    if zeros == "hard":
+        return None
+    config, total = run["config"], run.get("total_steps") or 0
+    final = cls.mask_final(config, params)
+    when = ("at the end of the run" if final is None or final >= config.epochs else
+            f"at epoch {final:g} (step {int(total * final / config.epochs)})")
+    if zeros == "soft":
+        return (f"**Soft pruning:** {cls.name} keeps pruned filters in the network, shrunk and "
+                f"still trainable, so they are not exact zeros: achieved sparsity and the "
+                f"per-layer heatmap stay near 0 until the mask is final, {when}. The dashed "
+                f"target is the share of weights the mask in force prunes.")
+    return (f"**Deferred pruning:** {cls.name} zeroes nothing while its penalty pulls the "
+            f"weights towards a sparse copy Z (dotted, at rate {config.rate:g}); the hard "
+            f"prune comes {when}, where achieved sparsity and the heatmap jump.")
 
 
 def _eta(seconds: float) -> str:
@@ -132,11 +166,32 @@ def run_picker(runs: pd.DataFrame, current: str | None, limit: int = 50) -> None
     recent = runs.head(limit)
     ids = list(recent.run_id) if current in set(recent.run_id) else [current, *recent.run_id]
     labels = dict(zip(runs.run_id, runs.label + " · " + runs.dataset + " · " + runs.model))
-    # One widget whose value follows the view (a key per shown run let the browser send the
-    # old widget's value back after Run, switching the view to the previous run).
-    st.session_state[PICKER] = current
-    st.selectbox("Show run", ids, format_func=labels.get, key=PICKER,
-                 on_change=lambda: show_run(st.session_state[PICKER]))
+    # A widget per shown run, and a pick honoured only from the picker of the run shown now:
+    # after Run the browser can send the old picker's value back (with a poll of the live
+    # view), which switched the view back to the previous run a second later.
+    key = f"{PICKER}.{current}"
+    st.selectbox("Show run", ids, index=ids.index(current), format_func=labels.get, key=key,
+                 on_change=_picked, args=(key, current))
+
+
+def _picked(key: str, drawn_for: str) -> None:
+    if st.session_state.get(_LAST_VIEWED) == drawn_for:
+        show_run(st.session_state[key])
+
+
+def submit_once(config: SessionConfig, submit: Callable[[SessionConfig], str]) -> str:
+    """Queue `config` for one Run click and show it. The same config again within
+    SAME_CLICK_S is the same click (a click right after editing a field reruns the page twice,
+    and a rerun cut short repeats the click), so it shows the run already queued."""
+    fingerprint, now = config.to_json(), time.time()
+    last = st.session_state.get(_SUBMITTED)
+    if last and last[0] == fingerprint and now - last[2] < SAME_CLICK_S:
+        run_id = last[1]
+    else:
+        run_id = submit(config)
+        st.session_state[_SUBMITTED] = (fingerprint, run_id, now)
+    show_run(run_id)
+    return run_id
 
 
 # -- the view ------------------------------------------------------------------------------------
@@ -195,7 +250,10 @@ def _live_body(store: Store, queue: Queue, run_id: str, polling: bool, fast: boo
     for warning in (run["summary"] or {}).get("warnings", []):
         st.warning(plain(warning), icon=":material/warning:")
     if data.scalars.empty:
-        st.info("Waiting for the first records…")
+        if active:
+            st.info("Waiting for the first records…")
+        else:       # it ended before its first step (the error above says why)
+            st.info(f"This run recorded nothing: it {run['status']} before its first step.")
         return
     _metrics(data.scalars, run)
     figs = live_figures(data)
@@ -203,6 +261,9 @@ def _live_body(store: Store, queue: Queue, run_id: str, polling: bool, fast: boo
     left, right = st.columns(2)
     left.plotly_chart(figs["sparsity"], key="live.sparsity")
     right.plotly_chart(figs["layers"], key="live.layers")
+    note = zeros_note(run)
+    if note:
+        st.caption(note)
 
 
 def _progress_of(store: Store, run: dict) -> tuple[float, str]:
@@ -267,13 +328,14 @@ def queue_panel(store: Store, queue: Queue, shown: str | None) -> None:
 
 def _queue_body(store: Store, queue: Queue, shown: str | None, polling: bool) -> None:
     runs = list_runs(store)
-    queue = runs[runs.status.isin(ACTIVE)].iloc[::-1]
-    if polling and queue.empty:
+    # Not named `queue`: that is the Queue whose cancel the buttons below call.
+    active = runs[runs.status.isin(ACTIVE)].iloc[::-1]
+    if polling and active.empty:
         st.rerun()
-    others = queue[queue.run_id != shown]
+    others = active[active.run_id != shown]
     if others.empty:
         return
-    with st.expander(f"Queue: {len(queue)} run(s) queued or running, one trains at a time",
+    with st.expander(f"Queue: {len(active)} run(s) queued or running, one trains at a time",
                      icon=":material/pending:"):
         for _, r in others.head(8).iterrows():
             label, view, cancel = st.columns([6, 1, 1], vertical_alignment="center")
@@ -287,3 +349,60 @@ def _queue_body(store: Store, queue: Queue, shown: str | None, polling: bool) ->
                           help="Cancel this run", on_click=queue.cancel, args=(r.run_id,))
         if len(others) > 8:
             st.caption(f"… and {len(others) - 8} more")
+
+
+# -- the form follows the run shown ----------------------------------------------------------
+def form_from_url(store: Store, prefix: str) -> None:
+    """A new browser session opened on ?run=ID: start the form from that run's config (before
+    the form is drawn), so the form and the run beside it agree."""
+    run_id = st.query_params.get(RUN_PARAM)
+    if not run_id or st.session_state.get(f"{prefix}.from_url") or \
+            f"{prefix}.method" in st.session_state.get(forms.MEMORY, {}):
+        return
+    st.session_state[f"{prefix}.from_url"] = True
+    try:
+        run = store.run(run_id)
+    except Exception:          # an unknown id: the view below says which runs exist
+        return
+    forms.load_config(prefix, run["config"])
+
+
+def rerun_controls(run: dict, prefix: str, submit: Callable[[SessionConfig], str]) -> None:
+    """Edit and re-run (load the shown run's config into the form) and Run again with more
+    seeds (the same config once per listed seed, queued at once)."""
+    config = run["config"]
+    edit, seeds, run_col = st.columns([2, 2, 1.3], vertical_alignment="bottom")
+    edit.button("Edit and re-run", key=f"{prefix}.edit", icon=":material/edit:",
+                on_click=forms.load_config, args=(prefix, config), width="stretch",
+                help="Load this run's method, parameters and settings into the form.")
+    key = f"{prefix}.more_seeds"
+    text = seeds.text_input("More seeds", placeholder=f"e.g. {config.seed + 1}, "
+                            f"{config.seed + 2}", key=key,
+                            help="Seeds to run this exact config with, comma-separated.")
+    parsed, problem = _seed_list(text, config.seed)
+    if problem:
+        seeds.error(problem, icon=":material/error:")
+    if run_col.button("Run seeds", key=f"{prefix}.run_seeds", icon=":material/replay:",
+                  disabled=not parsed, width="stretch"):
+        try:
+            ids = [submit(config.replace(seed=s)) for s in parsed]
+        except ConfigError as e:
+            st.error(str(e), icon=":material/error:")
+            return
+        select_runs([*selected_runs(), run["run_id"], *ids])
+        show_run(ids[0])
+        st.rerun()
+
+
+def _seed_list(text: str, own: int) -> tuple[list[int], str | None]:
+    """The seeds typed (the run's own seed dropped: it exists) or the message saying why not."""
+    if not text.strip():
+        return [], None
+    try:
+        seeds = parse_numbers(text, "More seeds", int)
+    except ConfigError:
+        return [], f"**More seeds** takes whole numbers separated by commas; got {text!r}."
+    bad = [s for s in seeds if s < 0]
+    if bad:
+        return [], f"**More seeds**: seeds are 0 or more; got {bad[0]}."
+    return [s for s in dict.fromkeys(seeds) if s != own], None

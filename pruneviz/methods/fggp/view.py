@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ...plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, method_color
+from ...plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, log_axis, method_color
 from ...schedules import cubic_density
 from ...views import (
     Panel,
@@ -69,6 +69,18 @@ def load(store, run_id: str) -> dict[str, pd.DataFrame]:
 def steps(frames: dict[str, pd.DataFrame]) -> list[int]:
     """The pruning steps."""
     return distinct_steps(frames["prune"], frames["selection"])
+
+
+def default_step(frames: dict[str, pd.DataFrame]) -> int | None:
+    """Where a finished run's view opens: the last pruning step that cut at least a quarter as
+    many weights as the largest one (the cubic schedule's last steps cut a handful, and a
+    scatter of one cut weight shows no selection)."""
+    cuts = frames["prune"]
+    if cuts.empty or "pruned" not in cuts:
+        return None
+    pruned = numbers(cuts.pruned)
+    ok = np.isfinite(pruned) & (pruned >= 0.25 * np.nanmax(pruned, initial=0)) & (pruned > 0)
+    return int(cuts.step.to_numpy()[ok][-1]) if ok.any() else None
 
 
 def panels(frames: dict[str, pd.DataFrame], run: dict, step: int | None = None) -> list[Panel]:
@@ -163,9 +175,10 @@ def scatter_figure(frames: dict[str, pd.DataFrame], step: int, method: str) -> g
                             dash="dash"))
     title = (f"Step {sel_step}: {int(row.pruned)} cut of {int(row.remain)}"
              + (f", {int(row.restored)} regrown" if row.restored else ""))
-    layout = dict(xaxis=_axis("|g|, gradient of the step's minibatch (log)", type="log",
-                              range=[math.log10(glo), math.log10(ghi)]),
-                  yaxis=_axis("|w| (log)", type="log", range=[math.log10(wlo), math.log10(whi)]),
+    layout = dict(xaxis=_axis("|g|, gradient of the step's minibatch (log)",
+                              **log_axis([glo, ghi]), range=[math.log10(glo), math.log10(ghi)]),
+                  yaxis=_axis("|w| (log)", **log_axis([wlo, whi]),
+                              range=[math.log10(wlo), math.log10(whi)]),
                   showlegend=True)
     return _figure(traces, layout, height=420, title=title)
 

@@ -135,6 +135,7 @@ INTERACTIVE = dict(start="dense", epochs=10, lr=0.01, lr_schedule="cosine", rate
 @register
 class PGMPF(Method):
     name = "pgmpf"
+    zeros = "soft"
     summary = ("Soft filter pruning with an asymptotic rate, a decaying weight mask and a "
                "prior gradient mask with channel dropout (AAAI-22).")
     kind = "filter"

@@ -86,15 +86,18 @@ def pgmpf_curves(df: pd.DataFrame, epochs: int, dense: bool, inspect: int | None
                         line=dict(color=color, width=2.5,
                                   dash="dot" if series == "1 - lambda_e" else "solid"),
                         marker=dict(size=4))
-    marks = [(0.8 * epochs, "0.8 E: α = 0" + (", λ = 1" if dense else ""), "dash", "right"),
-             (0.9 * epochs, "0.9 E: r_e = r" + ("" if dense else ", λ = 1"), "dot", "left")]
+    # Both late marks are labelled leftwards, one above the other: a label anchored at 0.9 E
+    # and running right is cut off at the figure's edge.
+    marks = [(0.8 * epochs, "0.8 E: α = 0" + (", λ = 1" if dense else ""), "dash", "right", 0),
+             (0.9 * epochs, "0.9 E: r_e = r" + ("" if dense else ", λ = 1"), "dot", "right",
+              16)]
     if inspect is not None:
-        marks.append((inspect - 1, f"mask of epoch {inspect}", "solid", "left"))
-    for x, text, dash, side in marks:
+        marks.append((inspect - 1, f"mask of epoch {inspect}", "solid", "left", 0))
+    for x, text, dash, side, lift in marks:
         fig.add_vline(x=x, line=dict(color="#888", dash=dash, width=1.5))
-        fig.add_annotation(x=x, y=1.0, yref="paper", yanchor="bottom", text=text,
+        fig.add_annotation(x=x, y=1.0, yref="paper", yanchor="bottom", text=text, yshift=lift,
                            showarrow=False, xanchor=side, font=dict(size=12, color="#555"))
-    fig.update_xaxes(title_text="epoch e (value computed at its end, used in e + 1)")
+    fig.update_xaxes(title_text="epoch e (computed at its end, used in e + 1)")
     fig.update_yaxes(range=[-0.03, 1.05])
     return _layout(fig, "PGMPF's three schedules", height=400, top=70)
 
@@ -112,8 +115,10 @@ def gradient_factor_heatmap(gm: GradientMask) -> go.Figure:
         hovertemplate="%{y}, step %{x}: x%{z:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="filter (by L2 norm)")
     fig.update_xaxes(showgrid=False, title_text="step of the epoch")
-    return _layout(fig, f"Gradient factor during epoch {gm.epoch} (λ = {gm.lam:.3f}, "
-                        f"pruned filters get {1 - gm.lam:.3f} or 0)", height=80 + 18 * len(labels))
+    # Two title lines: one line of this length is cut off in a half-width column.
+    return _layout(fig, f"Gradient factor, epoch {gm.epoch}<br><sup>λ = {gm.lam:.3f}: pruned "
+                        f"filters get {1 - gm.lam:.3f} or 0</sup>", height=100 + 18 * len(labels),
+                   top=64)
 
 
 def factor_means_figure(df: pd.DataFrame) -> go.Figure:
@@ -160,15 +165,16 @@ TOY = Toy(
           "$\\alpha_e = 0$ zeroes them for good."),
     citation=("Cai, An, Yang, Yan, Xu, Prior Gradient Mask Guided Pruning-aware Fine-tuning, "
               "AAAI-22, DOI 10.1609/aaai.v36i1.19888 (docs/methods.md, PGMPF)."),
-    equations=(r"\lambda_e = 1 - \left(1 - \tfrac{e + 1}{E}\right)^3,\qquad "
+    # One short equation per line: a column a third of the page wide cuts off longer ones.
+    equations=(r"\lambda_e = 1 - \left(1 - \tfrac{e + 1}{E}\right)^3",
                r"\alpha_e = \alpha_0\, e^{-a e}",
-               r"\nabla W_i \leftarrow \nabla W_i \cdot \big(m_i + (1 - m_i)(1 - \lambda_e)"
-               r"\,\mathbb{1}[u_i < 0.5]\big)"),
+               r"\nabla W_i \leftarrow \nabla W_i \cdot g_i",
+               r"g_i = m_i + (1 - m_i)(1 - \lambda_e)\,\mathbb{1}[u_i < 0.5]"),
     equation_note=("with $u_i \\sim U(0, 1)$ drawn per filter at every step: a pruned filter "
                    "gets on average $(1 - \\lambda_e)/2$ of its gradient."),
     controls=(
         Control("epochs", "Epochs E", 20, 4, 100),
-        Control("rate", "Filter prune rate", 0.4, 0.1, 0.9, 0.05),
+        Control("rate", "Filter prune rate", 0.4, 0.1, 0.99, 0.01),
         Control("start", "Start", None, kind="radio",
                 options=("fine-tune a trained model", "from scratch"),
                 help="Fine-tuning: λ = 1 and α = 0 from 0.8 E, σ = 1e-5; from scratch: λ = 1 "

@@ -187,11 +187,11 @@ TOY = Toy(
                r"n(e) = N_0\, e^{-\lambda(e + 1)},\quad \lambda = \frac{-\ln(1 - P)}{E}",
                r"\text{weak} = \text{the } (\text{current} - \lceil n(e) \rceil) "
                r"\text{ lowest } s_i",
-               r"\text{hard} = \text{the weakest } \lfloor |\text{weak}| / 2 \rfloor,\quad "
-               r"\text{soft} = \text{the rest}"),
+               r"\text{hard} = \text{the weakest } \lfloor |\text{weak}| / 2 \rfloor",
+               r"\text{soft} = \text{the rest of weak}"),
     equation_note="",
     controls=(
-        Control("rate", "Filter prune rate P", 0.5, 0.1, 0.9, 0.05),
+        Control("rate", "Filter prune rate P", 0.5, 0.1, 0.99, 0.01),
         Control("epochs", "Pruning epochs E", 6, 2, 12),
         Control("hard", "Hard share of the weak set", 0.5, 0.0, 1.0, 0.05),
         Control("epoch", "Pruning epoch to look at", lambda v: min(1, v["epochs"] - 1), 0,

@@ -292,10 +292,17 @@ def momentum_figure(epochs: pd.DataFrame, n_prune: int, method: str) -> go.Figur
     if d.empty:
         return waiting(WAIT)
     x = d.epoch.to_numpy()
-    traces = [dict(type="bar", x=x, y=numbers(d.momentum_before), name="before the reset",
+    before, after = numbers(d.momentum_before), numbers(d.momentum_after)
+    # A zero bar has no height: label it, so "reset to 0" reads as a value, not a gap (only
+    # where there was momentum to reset: the last epoch removes its weak filters instead).
+    zero = np.isfinite(after) & (after == 0) & (np.nan_to_num(before) > 0)
+    traces = [dict(type="bar", x=x, y=before, name="before the reset",
                    marker=dict(color=_rgba(ACHIEVED, 0.55))),
-              dict(type="bar", x=x, y=numbers(d.momentum_after), name="after the reset",
-                   marker=dict(color=method_color(method)))]
+              dict(type="bar", x=x, y=after, name="after the reset",
+                   marker=dict(color=method_color(method)),
+                   text=np.where(zero, "0: reset", ""), textposition="outside",
+                   textangle=-90, textfont=dict(color=method_color(method), size=11),
+                   cliponaxis=False)]
     layout = dict(barmode="group", showlegend=True,
                   xaxis=_axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
                               dtick=1 if n_prune <= 20 else None),

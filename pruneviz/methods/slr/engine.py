@@ -101,6 +101,7 @@ def retrain_epochs(epochs: int, wanted: int) -> int:
 @register
 class SLR(Method):
     name = "slr"
+    zeros = "deferred"
     summary = ("Surrogate Lagrangian relaxation: penalty pulls W to its sparse projection Z, "
                "multipliers updated under surrogate conditions; hard prune, no retraining.")
     Params = Params

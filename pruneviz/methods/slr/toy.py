@@ -125,7 +125,7 @@ def slr_residual_figure(df: pd.DataFrame) -> go.Figure:
     for method, d in df.groupby("method", sort=False):
         fig.add_scatter(x=d.iteration, y=d.residual, name=method.upper(), mode="lines+markers",
                         line=dict(color=method_color(method), width=2.5))
-    fig.update_xaxes(title_text="iteration (one epoch of the W-subproblem, then the update)")
+    fig.update_xaxes(title_text="iteration (W-subproblem epoch + update)")
     fig.update_yaxes(type="log", dtick=1, title_text="||W − Z|| (log scale)")
     return _layout(fig, "Primal residual ||W − Z||", height=360)
 
@@ -184,15 +184,17 @@ TOY = Toy(
     citation=("Gurevin, Bragin, Ding, Zhou, Pepin, Li, Miao, Enabling Retrain-free Deep "
               "Neural Network Pruning Using Surrogate Lagrangian Relaxation, IJCAI 2021, "
               "pp. 2497-2504, arXiv 2012.10079 (docs/methods.md, SLR)."),
-    equations=(r"\min_W f(W) + \tfrac{\rho}{2}\lVert W - Z + U \rVert^2,\qquad "
+    # One short equation per line: a column a third of the page wide cuts off longer ones.
+    equations=(r"\min_W f(W) + \tfrac{\rho}{2}\lVert W - Z + U \rVert^2",
                r"Z = \Pi(W + U)",
                r"s_k = \alpha_k\, s_{k-1} \frac{\lVert W_{prev} - Z_{prev} \rVert}"
-               r"{\lVert W - Z \rVert},\quad \Lambda \mathrel{+}= s_k (W - Z)",
+               r"{\lVert W - Z \rVert}",
+               r"\Lambda \mathrel{+}= s_k (W - Z)",
                r"\alpha_k = 1 - \frac{1}{M\, k^{\,1 - 1/k^{r}}}\quad(M = 300,\ r = 0.1)",
-               r"\text{ADMM: } Z = \Pi(W + U),\quad U \mathrel{+}= W - Z"),
+               r"\text{ADMM: } Z = \Pi(W + U),\ U \mathrel{+}= W - Z"),
     equation_note="",
     controls=(
-        Control("rate", "Prune rate", 0.75, 0.3, 0.95, 0.05),
+        Control("rate", "Prune rate", 0.75, 0.3, 0.99, 0.01),
         Control("rho", "ρ (penalty)", 1.0, kind="select", options=(0.1, 0.3, 1.0, 3.0, 10.0)),
         Control("s0", "s₀ (first multiplier step)", 0.1, kind="select",
                 options=(0.01, 0.03, 0.1, 0.3, 1.0)),

@@ -21,7 +21,17 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ...plots import _FALLBACK, ACHIEVED, DASHES, TARGET, _axis, _figure, _line, method_color
+from ...plots import (
+    _FALLBACK,
+    ACHIEVED,
+    DASHES,
+    TARGET,
+    _axis,
+    _figure,
+    _line,
+    log_axis,
+    method_color,
+)
 from ...views import (
     Panel,
     at,
@@ -112,10 +122,30 @@ def panels(frames: dict[str, pd.DataFrame], run: dict, step: int | None = None) 
               "‖Λ‖."),
         Panel("slr.loss", loss_figure(one, step, xr),
               "Per-epoch means of the cross-entropy and of the penalty (ρ/2)‖W − Z + U‖² (log "
-              "scale): the penalty is what the weights pay for being away from Z; far below "
-              "the CE it barely steers training."),
+              "scale): the penalty is what the weights pay for being away from Z. "
+              + penalty_reading(frames["epochs"], step)),
     ]
     return out
+
+
+def penalty_reading(epochs: pd.DataFrame, step: int) -> str:
+    """One sentence on the size of the penalty against the CE, from the run's own last epoch
+    record at or before `step`."""
+    e = upto(epochs, step)
+    ce, penalty = numbers(e.ce), numbers(e.penalty)
+    ok = np.isfinite(ce) & np.isfinite(penalty) & (ce > 0)
+    if not ok.any():
+        return "No epoch has recorded both yet."
+    i = np.flatnonzero(ok)[-1]
+    ratio, at_step = penalty[i] / ce[i], int(e.step.iloc[i])
+    if ratio >= 2:
+        how = "it dominates the loss, so training mostly moves W towards Z"
+    elif ratio > 0.5:
+        how = "the two pull about equally"
+    else:
+        how = "it steers training only gently"
+    return (f"At step {at_step} the penalty is {ratio:.2g}× the CE ({penalty[i]:.3g} vs "
+            f"{ce[i]:.3g}): {how}.")
 
 
 # -- several runs ------------------------------------------------------------------------------
@@ -224,10 +254,8 @@ def loss_figure(runs: list[RunFrames], step: int, xr: list[float] | None = None)
     if not traces:
         return waiting()
     values = np.concatenate([t["y"] for t in traces])
-    # Only powers of ten as labels when the curves span decades (else plotly labels 2..9 too).
-    decades = dict(dtick=1) if values.max() / values.min() > 20 else {}
     return _figure(traces, dict(xaxis=_axis("step", range=xr),
-                                yaxis=_axis("epoch mean (log scale)", type="log", **decades),
+                                yaxis=_axis("epoch mean (log scale)", **log_axis(values)),
                                 shapes=[marker(step)], showlegend=True),
                    title="Cross-entropy vs penalty")
 
@@ -308,7 +336,8 @@ def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
         yaxis2=_axis("L drop, %", domain=[0.42, 0.74], anchor="x", zeroline=True,
                      zerolinecolor="#888", zerolinewidth=1),
         yaxis3=_axis("s_k", domain=[0.0, 0.34], anchor="x", rangemode="tozero"),
-        yaxis4=_axis("α_k", overlaying="y3", side="right", anchor="x", showgrid=False),
+        yaxis4=_axis("α_k", overlaying="y3", side="right", anchor="x", showgrid=False,
+                     tickformat=".3g"),
         shapes=[marker(step)], showlegend=True)
     return _figure(traces, layout, height=460, title="Surrogate conditions and step size")
 
