@@ -1,5 +1,7 @@
 """Datasets: the embedded digits, seeded splits, augmentation, folders, offline errors."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -159,15 +161,17 @@ def test_symlink_loops_are_not_followed_and_nothing_leaks_into_the_held_out_spli
 
 
 # -- train/ and val/ or test/ folders -----------------------------------------------------------
-CIFAR_SUBSET = "/work/shared/data/cifar10-subset"
+# The team's shared folder beside the checkout (CI lays a copy there too).
+CIFAR_SUBSET = Path(__file__).resolve().parents[2] / "shared/data/cifar10-subset"
+needs_subset = pytest.mark.skipif(not CIFAR_SUBSET.is_dir(),
+                                  reason="no CIFAR-10 JPEG subset in ../shared")
 
 
 def _cifar_sample(root, per_class_train=3, per_class_test=2, heldout="test"):
     """A few real CIFAR-10 JPEGs per class copied into root/train and root/<heldout>."""
     import shutil
-    from pathlib import Path
 
-    src = Path(CIFAR_SUBSET)
+    src = CIFAR_SUBSET
     for split, dst, n in (("train", "train", per_class_train), ("test", heldout, per_class_test)):
         for cls in sorted(p.name for p in (src / split).iterdir()):
             (root / dst / cls).mkdir(parents=True)
@@ -175,6 +179,7 @@ def _cifar_sample(root, per_class_train=3, per_class_test=2, heldout="test"):
                 shutil.copy(f, root / dst / cls / f.name)
 
 
+@needs_subset
 @pytest.mark.parametrize("heldout", ["test", "val"])
 def test_train_and_held_out_folders_are_the_split(tmp_path, heldout):
     from PIL import Image
@@ -198,6 +203,7 @@ def test_held_out_class_missing_from_train_is_a_clear_error(tmp_path):
         load_dataset(f"folder:{tmp_path}", image_size=12)
 
 
+@needs_subset
 def test_session_summary_carries_train_and_test_sizes(tmp_path, fast_config):
     from pruneviz.session import run_session
     from pruneviz.store import Store
