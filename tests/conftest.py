@@ -36,6 +36,19 @@ def fast_config():
     return make
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _default_store_is_temporary(tmp_path_factory):
+    """A dashboard or CLI under test that is given no store uses a temporary one, never the
+    checkout's ./runs, and every worker started on it ends with the session."""
+    root = tmp_path_factory.mktemp("default-store") / "runs"
+    os.environ["PRUNEVIZ_STORE"] = str(root)
+    yield
+    from pruneviz.workers import stop_workers
+
+    if (root / "pruneviz.sqlite").exists():
+        stop_workers(Store(root))
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _no_worker_outlives_its_module():
     """Dashboards under test start worker processes (detached, as for users): end them."""
