@@ -38,8 +38,7 @@ from .masks import (
 from .methods import families
 from .methods.pgmpf import PGMPF
 from .methods.pgmpf import Params as PGMPFParams
-from .metrics import NOISY, count_flops, effective_flops, measure_latency
-from .report import cpu_vector_block
+from .metrics import NOISY, count_flops, cpu_vector_block, effective_flops, measure_latency
 from .schedules import cubic_density, exponential_count
 from .surgery import compact
 

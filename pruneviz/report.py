@@ -45,6 +45,7 @@ from .methods.pgp.records import KEPT_FILE
 from .metrics import (
     NOISY,
     count_flops,
+    cpu_vector_block,
     effective_flops,
     measure_latency,
     param_counts,
@@ -262,13 +263,6 @@ def build_panel(models: RunModels, config: SessionConfig, summary: dict[str, Any
     panel["warnings"] = list(summary.get("warnings", []))
     panel["panel_s"] = round(time.perf_counter() - started, 3)
     return panel
-
-
-def cpu_vector_block() -> tuple[str, int | None]:
-    """This CPU's vector ISA as PyTorch sees it, and the channel block its oneDNN convolution
-    kernels pad to (16 floats for AVX-512, 8 for AVX2; None when unknown)."""
-    capability = torch.backends.cpu.get_cpu_capability()
-    return capability, {"AVX512": 16, "AVX2": 8}.get(capability)
 
 
 def _pct(x: float) -> str:
