@@ -43,3 +43,19 @@ def lr_at(step: int, total_steps: int, base_lr: float, kind: str,
     if kind == "step":
         return base_lr * gamma ** sum(frac >= m for m in milestones)
     return base_lr
+
+
+ROUND_MODES = ("down", "nearest")
+
+
+def round_kept(kept: int, n: int, block: int, mode: str = "down") -> int:
+    """Filters a layer of `n` keeps once the schedule's `kept` is rounded to a multiple of
+    `block` (round_to): `down` prunes a little more, `nearest` takes the closer multiple (a tie
+    goes down); never fewer than `block`. Unchanged when block <= 1, when the schedule prunes
+    nothing (kept >= n) and for a layer narrower than one block (no multiple fits)."""
+    if block <= 1 or kept >= n or n < block:
+        return kept
+    base = kept // block * block
+    if mode == "nearest" and 2 * (kept - base) > block and base + block <= n:
+        return base + block
+    return max(block, base)
