@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.utils.prune as tprune
 
+from pruneviz import learn
 from pruneviz.__main__ import main
 from pruneviz.config import ConfigError, SessionConfig
 from pruneviz.masks import n_prune
@@ -24,20 +25,21 @@ from pruneviz.schedules import round_kept
 from pruneviz.session import run_session
 from pruneviz.store import Store
 from pruneviz.ui import forms
+from tests.test_learn import _chart, _page, _values
 
 N = 8                     # tiny_cnn's convs have 16, 32 and 64 filters
 RATE = 0.45               # kept counts 9, 18, 36 on tiny_cnn: none a multiple of 8
 
 
 def _oracle(kept: int, n: int, block: int, mode: str) -> int:
-    """round_kept by enumeration: among the multiples of block in [block, n], the largest at
-    most `kept` (down) or the closest, ties down (nearest)."""
-    if block <= 1 or kept >= n or n < block:
+    """round_kept by enumeration: of the counts 1..n the kernels split evenly (m a multiple of
+    block, or block a multiple of m), the largest at most `kept` (down; 1 if none) or the
+    closest, ties down (nearest)."""
+    if block <= 1 or kept >= n:
         return kept
-    options = [m for m in range(block, n + 1, block)]
-    below = [m for m in options if m <= kept] or [block]
+    options = [m for m in range(1, n + 1) if m % block == 0 or block % m == 0]
     if mode == "down":
-        return max(below)
+        return max([m for m in options if m <= kept], default=1)
     return min(options, key=lambda m: (abs(m - kept), m))
 
 
@@ -47,10 +49,10 @@ def test_round_kept_matches_an_enumeration_of_the_multiples(mode):
         for kept in range(0, n + 1):
             got = round_kept(kept, n, block, mode)
             assert got == _oracle(kept, n, block, mode), (kept, n, block, mode)
-            if block > 1 and kept < n and n >= block:
-                assert got % block == 0 and block <= got <= n
+            if block > 1 and kept < n:
+                assert (got % block == 0 or block % got == 0) and 1 <= got <= n
                 if mode == "down":
-                    assert got <= max(kept, block)     # never prunes less than asked
+                    assert got <= max(kept, 1)     # never prunes less than asked, never empty
 
 
 def test_round_to_one_leaves_every_count_alone():
@@ -85,7 +87,7 @@ def test_soft_filter_methods_keep_multiples_of_n_chosen_by_l2(method, shared_sto
         if kept == len(d):
             continue
         pruning_steps += 1
-        assert kept % N == 0, (step, layer, kept)
+        assert kept % N == 0 or N % kept == 0, (step, layer, kept)
         # the criterion's choice: the kept filters are the top-k by L2 norm for the rounded k
         assert d.l2_norm[d["mask"] == 1].min() >= d.l2_norm[d["mask"] == 0].max()
     assert pruning_steps >= 2
@@ -98,7 +100,7 @@ def test_progressive_methods_keep_multiples_of_n_chosen_by_their_score(method, s
     s = _session(shared_store, fast_config, method, prune_epochs=2)
     run_id = s["run_id"]
     rows = shared_store.rows(run_id, LAYERS.name)
-    assert len(rows) and (rows.target_count % N == 0).all()
+    assert len(rows) and ((rows.target_count % N == 0) | (N % rows.target_count == 0)).all()
     assert (rows.target_count <= rows.unrounded).all()          # down prunes more, not less
     assert (rows.active == rows.target_count).all()
     f = shared_store.filters(run_id, ["pgp_score", "pgp_status"])
@@ -120,7 +122,7 @@ def test_progressive_methods_keep_multiples_of_n_chosen_by_their_score(method, s
 def test_l2_filter_keeps_a_multiple_of_n_of_the_largest_filters(shared_store, fast_config):
     s = _session(shared_store, fast_config, "l2_filter")
     kept = shared_store.layers(s["run_id"], ["filters_kept"])
-    assert len(kept) and (kept.value % N == 0).all()
+    assert len(kept) and ((kept.value % N == 0) | (N % kept.value == 0)).all()
     sizes = [16, 32, 64]
     asked = [n - n_prune(n, RATE) for n in sizes]
     assert sorted(kept.value.astype(int)) == [round_kept(k, n, N) for k, n in zip(asked, sizes)]
@@ -250,3 +252,26 @@ def test_without_rounding_the_preview_is_unchanged():
         assert not preview.series.str.contains("rounded").any()
         assert isinstance(preview, pd.DataFrame)
 
+
+
+# -- the Learn page --------------------------------------------------------------------------------
+def test_the_learn_toy_rounds_as_the_methods_do_and_counts_flops_per_filter():
+    df = learn.round_to_speed(channels=64, rate=0.4, block=16, budget_s=0.3)
+    asked = 64 - n_prune(64, 0.4)
+    assert df.filters.tolist() == [64, asked, round_kept(asked, 64, 16)] == [64, 38, 32]
+    # a conv's FLOPs are proportional to its filters
+    assert df["FLOPs relative"].tolist() == pytest.approx([1.0, 38 / 64, 32 / 64])
+    assert df.relative.iloc[0] == 1.0 and (df.relative > 0).all()
+    assert df["time per FLOP"].tolist() == pytest.approx((df.relative / df["FLOPs relative"])
+                                                         .tolist())
+
+
+def test_the_speed_page_measures_round_to_on_request():
+    at = _page("learn_speed")
+    at.slider(key="learn.speed.budget").set_value(0.5).run()
+    at.select_slider(key="learn.speed.round_to").set_value(8).run()
+    at.button(key="learn.speed.round_measure").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    bars = _chart(at, "learn.speed.round_fig")
+    assert [t["name"] for t in bars] == ["FLOPs", "time (measured)"]
+    assert "(round_to=8)" in " ".join(_values(bars[0]["x"]))

@@ -3,10 +3,10 @@ block the device's convolution kernels compute in (oneDNN: 16 floats per AVX-512
 AVX2 one; GPU kernels tile output channels by 8), so that the speed the FLOPs promise is there.
 
 A conv with 10 filters runs the loop of one with 16: the padding is computed and thrown away.
-The schedules round the count they ask for (schedules.round_kept) before the method's own
-criterion picks which filters go, so the rounding changes how many, never which. `down`
-(the default) prunes a little more than asked, never less; `nearest` keeps closer to the asked
-rate and may prune less. docs/methods.md, "round_to".
+The schedules round the count they ask for (schedules.round_kept; below one block, to a divisor
+of N) before the method's own criterion picks which filters go, so the rounding changes how
+many, never which. `down` (the default) prunes a little more than asked, never less; `nearest`
+keeps closer to the asked rate and may prune less. docs/methods.md, "round_to".
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ def parse(value: Any) -> int | None:
 
 
 def round_to_field() -> str:
-    return param("1", "Round every layer's kept filter count to a multiple of this (the "
-                      "kernels' channel block: 10 filters cost what 16 do); auto = this "
-                      "device's block (16 on AVX-512, 8 on AVX2 and CUDA); 1 = no rounding.",
-                 check=parse)
+    return param("1", "Round every layer's kept filter count to a multiple of this, or below "
+                      "it to a divisor of it (the kernels' channel block: 10 filters cost what "
+                      "16 do); auto = this device's block (16 on AVX-512, 8 on AVX2 and CUDA); "
+                      "1 = no rounding.", check=parse)
 
 
 def round_mode_field() -> str:
@@ -78,7 +78,7 @@ def check_widths(value: Any, widths: dict[str, int]) -> None:
     if n > widths[name]:
         raise ConfigError(f"round_to={n} is more than the {widths[name]} filters of {name}, so "
                           f"it can keep no multiple of {n}; use round_to={widths[name]} or less, "
-                          f"or auto (layers narrower than its block keep the method's count).")
+                          f"or auto (a layer narrower than its block keeps a divisor of it).")
 
 
 def round_to_problem(config: SessionConfig) -> str | None:
