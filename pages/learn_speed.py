@@ -94,3 +94,31 @@ st.caption("Latency: pruneviz.metrics.measure_latency (warm-up, models interleav
            "vs compact model the same way and explains the gap in notes. Survey of sparse "
            "kernels and their break-even sparsity: Hoefler et al., Sparsity in Deep Learning, "
            "JMLR 2021, arXiv 2102.00554.")
+
+st.divider()
+st.header("4. Round the kept filters to the block")
+st.markdown(
+    "The filter methods take **round_to** (`--param round_to=16`, or `auto` for this device's "
+    "block): each layer keeps a multiple of it (below one block, a divisor of it), rounded "
+    "down so it never prunes less than asked, and the method's own criterion still picks which "
+    "filters go. Here one conv is pruned at the rate of part 1 with and without rounding and "
+    "timed on this machine: the padded count costs what the full block does, the rounded one "
+    "gets the speed its FLOPs promise.")
+left, right = st.columns([1, 2.8], gap="large")
+with left:
+    round_to = st.select_slider("round_to", [4, 8, 16, 32], block or 16,
+                                key="learn.speed.round_to")
+    if st.button("Measure rounding", key="learn.speed.round_measure",
+                 icon=":material/timer:"):
+        with st.spinner("Timing..."):
+            st.session_state["learn.speed.round_result"] = learn.round_to_speed(
+                channels=channels, rate=rate, block=round_to, budget_s=budget)
+with right:
+    rounded = st.session_state.get("learn.speed.round_result")
+    if rounded is None:
+        st.info("Press Measure rounding to time a pruned conv with and without round_to here.")
+    else:
+        st.plotly_chart(plots.round_to_figure(rounded), key="learn.speed.round_fig")
+        st.dataframe(rounded, hide_index=True, key="learn.speed.table.round")
+        st.caption("time per FLOP is time relative over FLOPs relative: 1 means the pruned conv "
+                   "is as fast as its FLOPs say; above 1, padding to the block eats the saving.")

@@ -39,7 +39,7 @@ from .methods import families
 from .methods.pgmpf import PGMPF
 from .methods.pgmpf import Params as PGMPFParams
 from .metrics import NOISY, count_flops, cpu_vector_block, effective_flops, measure_latency
-from .schedules import cubic_density, exponential_count
+from .schedules import cubic_density, exponential_count, round_kept
 from .surgery import compact
 
 # -- a family's toy: what methods/<family>/toy.py exports as TOY ------------------------------
@@ -351,3 +351,26 @@ def _tiny_cnn(width: int) -> nn.Module:
                          nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width),
                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(2 * width, 10))
+
+
+def round_to_speed(channels: int = 64, size: int = 16, rate: float = 0.4, block: int = 16,
+                   batch: int = 8, budget_s: float = 1.5) -> pd.DataFrame:
+    """A conv of `channels` filters pruned at `rate` (torch's count, as l2_filter) and the same
+    with its kept count rounded as round_to=`block` rounds it (schedules.round_kept), timed
+    against the dense conv like measure_speed (interleaved, medians of paired ratios): filters,
+    FLOPs and time relative to dense, and time per FLOP relative to dense (1 = the FLOPs'
+    promise kept)."""
+    asked = channels - n_prune(channels, rate)
+    kept = {"dense": channels, f"{asked} kept (as asked)": asked,
+            f"{round_kept(asked, channels, block)} kept (round_to={block})":
+                round_kept(asked, channels, block)}
+    torch.manual_seed(0)
+    convs = {name: nn.Conv2d(channels, k, 3, padding=1) for name, k in kept.items()}
+    shape = (channels, size, size)
+    res = _timed(convs, shape, batch, budget_s * 0.8, time.perf_counter() + budget_s)
+    df = pd.DataFrame(_rows(res, "dense")).rename(columns={"name": "conv"})
+    df.insert(1, "filters", list(kept.values()))
+    df["FLOPs relative"] = [count_flops(convs[k], shape) / count_flops(convs["dense"], shape)
+                            for k in kept]
+    df["time per FLOP"] = df.relative / df["FLOPs relative"]
+    return df
