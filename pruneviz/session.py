@@ -9,7 +9,8 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,14 +165,17 @@ def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: Store,
     return load_tensors(path), run_id
 
 
-def run_session(config: SessionConfig, store: Store, *, run_id: str | None = None,
-                progress: Progress | None = None, cancel: threading.Event | None = None,
-                sweep_id: str | None = None, panel: bool = True) -> dict[str, Any]:
-    """Validate, get the dense start, train with the method's hooks; return the run summary.
+@contextmanager
+def trained(config: SessionConfig, store: Store, *, run_id: str | None = None,
+            progress: Progress | None = None, cancel: threading.Event | None = None,
+            sweep_id: str | None = None) -> Iterator[dict[str, Any]]:
+    """Validate, get the dense start, train with the method's hooks and save; yields the run
+    summary before the run's end is committed, then commits it.
 
+    Whoever runs the session adds to the summary in the block (the metrics panel): a process
+    stopped there leaves the run unfinished (reaped as interrupted), never completed without it.
     Bad input raises ConfigError before anything is stored (unless `run_id` names a queued run,
-    which is then marked failed with the message). `panel=False` leaves the metrics panel (its
-    latency timings cost about a second) to be measured when first asked for: sweeps do that.
+    which is then marked failed with the message).
     """
     try:
         prep = prepare(config)
@@ -181,20 +185,37 @@ def run_session(config: SessionConfig, store: Store, *, run_id: str | None = Non
         raise
     if run_id is None:      # trained here: never a job for a worker to claim
         run_id = store.create_run(config, sweep_id=sweep_id, worker=FOREGROUND)
+    dense_run, cancelled = None, False
     try:
-        dense_run = None
         if config.start == "dense":
             state, dense_run = dense_start(prep, store, progress, cancel)
             prep.model.load_state_dict(state)
     except Cancelled:
-        store.finish_run(run_id, "interrupted", error="cancelled while training the dense "
-                                                      "baseline")
-        return {"run_id": run_id, "status": "interrupted"}
+        cancelled = True
     except Exception as e:
         store.finish_run(run_id, "failed", error=f"{type(e).__name__}: {e}")
         raise
-    return train(prep, store, run_id, progress=progress, cancel=cancel, dense_run=dense_run,
-                 panel=panel)
+    if cancelled:
+        store.finish_run(run_id, "interrupted", error="cancelled while training the dense "
+                                                      "baseline")
+        yield {"run_id": run_id, "status": "interrupted"}
+        return
+    session = Session(prep, store, run_id, progress=progress, cancel=cancel,
+                      dense_run=dense_run)
+    summary = session.close(*session.loop())
+    yield summary
+    session.end(summary)
+
+
+def run_session(config: SessionConfig, store: Store, *, run_id: str | None = None,
+                progress: Progress | None = None, cancel: threading.Event | None = None,
+                sweep_id: str | None = None) -> dict[str, Any]:
+    """Train the session (see `trained`); returns the run summary once the run has ended in the
+    store."""
+    with trained(config, store, run_id=run_id, progress=progress, cancel=cancel,
+                 sweep_id=sweep_id) as summary:
+        pass
+    return summary
 
 
 def make_optimizer(model: nn.Module, config: SessionConfig) -> torch.optim.Optimizer:
@@ -208,11 +229,11 @@ def make_optimizer(model: nn.Module, config: SessionConfig) -> torch.optim.Optim
 
 def train(prep: Prepared, store: Store, run_id: str, *, progress: Progress | None = None,
           cancel: threading.Event | None = None, phase: str = "session",
-          dense_run: str | None = None, panel: bool = True) -> dict[str, Any]:
+          dense_run: str | None = None) -> dict[str, Any]:
     """Run the whole session; returns its summary (status completed, interrupted, diverged or
     failed)."""
     return Session(prep, store, run_id, progress=progress, cancel=cancel, phase=phase,
-                   dense_run=dense_run, panel=panel).run()
+                   dense_run=dense_run).run()
 
 
 class Session:
@@ -221,10 +242,8 @@ class Session:
 
     def __init__(self, prep: Prepared, store: Store, run_id: str, *,
                  progress: Progress | None = None, cancel: threading.Event | None = None,
-                 phase: str = "session", dense_run: str | None = None,
-                 panel: bool = True) -> None:
+                 phase: str = "session", dense_run: str | None = None) -> None:
         config, data, device = prep.config, prep.data, prep.device
-        self.panel = panel and phase == "session"     # dense baselines are not pruned
         self.config, self.method, self.data, self.store, self.run_id = (
             config, prep.method, data, store, run_id)
         self.progress, self.cancel, self.phase = progress, cancel, phase
@@ -359,6 +378,10 @@ class Session:
 
     def finish(self, status: str, error: str | None) -> dict[str, Any]:
         """Final metrics, artifacts, and the run's status in the store."""
+        return self.end(self.close(status, error))
+
+    def close(self, status: str, error: str | None) -> dict[str, Any]:
+        """Final metrics and artifacts: the run's summary, not yet committed to the store."""
         ctx, summary = self.ctx, self.summary
         summary.update(_final_metrics(ctx, self.data.input_shape, status == "completed",
                                       self.dense_shapes, self.params_dense))
@@ -378,26 +401,25 @@ class Session:
             try:
                 _save_artifacts(ctx, folder)
             except OSError as e:
-                status = summary["status"] = "failed"
-                error = summary["error"] = (
+                summary["status"] = "failed"
+                summary["error"] = (
                     f"could not save the final weights in {folder} ({e}); free some disk space "
                     f"and run it again (its records are kept).")
                 summary["storage_error"] = True
-        if status == "completed" and self.panel:
-            from .report import panel_for_folder
+        return summary
 
-            summary["panel"] = panel_for_folder(folder, self.config, self.data.input_shape,
-                                                self.data.num_classes, summary)
+    def end(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """Commit the last records and the run's status and summary; returns the summary."""
         try:
-            self.store.write(self.run_id, self.rec.take(), step=ctx.step)
-            self.store.finish_run(self.run_id, status, summary=summary, error=error)
+            self.store.write(self.run_id, self.rec.take(), step=self.ctx.step)
+            self.store.finish_run(self.run_id, summary["status"], summary=summary,
+                                  error=summary.get("error"))
         except sqlite3.Error as e:
             # The final commit failed (a full disk, say): end the run in the smallest write
             # possible rather than leave it `running`; the summary is lost, the steps committed
             # before are kept. If even that fails, the next open reaps it (its process is gone).
             message = str(sqlite_error(e, self.store.root))
             summary.update(status="failed", error=message, storage_error=True)
-            summary.pop("panel", None)
             self.store.release_reserve()
             try:
                 self.store.finish_run(self.run_id, "failed", error=message)
@@ -424,6 +446,11 @@ class Session:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        """Train, save and commit; returns the run summary."""
+        return self.finish(*self.loop())
+
+    def loop(self) -> tuple[str, str | None]:
+        """Every epoch's steps with the method's hooks; returns the run's status and error."""
         ctx, config = self.ctx, self.config
         status, error = "completed", None
         try:
@@ -453,7 +480,7 @@ class Session:
                 self.summary["config_error"] = True
             else:
                 status, error = "failed", f"{type(e).__name__}: {e}"
-        return self.finish(status, error)
+        return status, error
 
 
 def _final_metrics(ctx: Context, input_shape: tuple[int, ...], evaluate_final: bool,

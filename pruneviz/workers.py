@@ -43,10 +43,31 @@ _SPAWNED: list[subprocess.Popen] = []     # the workers this process started
 
 
 # -- backends ------------------------------------------------------------------------------------
+def run_measured(config: SessionConfig, store: Store, **kw: Any) -> dict[str, Any]:
+    """`session.run_session`, with the metrics panel of a completed run in its summary; measured
+    before the run is marked completed, so a run stopped while measuring never shows completed
+    without its panel (the Ray task measures through this too, on its node)."""
+    from . import report
+    from .session import trained
+
+    with trained(config, store, **kw) as summary:
+        if summary["status"] == "completed":
+            summary["panel"] = report.panel_for_folder(
+                store.run_dir(summary["run_id"]), config, tuple(summary["input_shape"]),
+                summary["num_classes"], summary)
+    if summary["status"] != "completed":      # its end could not be committed
+        summary.pop("panel", None)
+    return summary
+
+
 def _local() -> Train:
     from .session import run_session
 
-    return run_session
+    def train(config: SessionConfig, store: Store, *, panel: bool = True,
+              **kw: Any) -> dict[str, Any]:
+        return (run_measured if panel else run_session)(config, store, **kw)
+
+    return train
 
 
 def _ray(**options: Any) -> Train:
@@ -68,7 +89,8 @@ def _ray(**options: Any) -> Train:
 
 
 # Name -> loader of the function that trains one claimed run with the run_session contract
-# (config, store, run_id=, cancel=) -> summary; loaded lazily so `local` never imports Ray.
+# (config, store, run_id=, cancel=, progress=) -> summary, plus `panel=False` for a sweep's runs
+# (they measure their panel when first asked); loaded lazily so `local` never imports Ray.
 BACKENDS: dict[str, Callable[..., Train]] = {"local": _local, "ray": _ray}
 
 

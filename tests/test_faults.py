@@ -386,7 +386,7 @@ def test_a_full_disk_at_the_final_commit_ends_the_run_failed_not_running(store, 
                                                                           monkeypatch):
     from pruneviz.session import run_session
 
-    run_session(fast_config(method="random"), store, panel=False)     # the dense baseline
+    run_session(fast_config(method="random"), store)     # the dense baseline
     real = Store.finish_run
     calls = []
 
@@ -397,7 +397,7 @@ def test_a_full_disk_at_the_final_commit_ends_the_run_failed_not_running(store, 
         return real(self, run_id, status, **kw)
 
     monkeypatch.setattr(Store, "finish_run", full_once)
-    summary = run_session(fast_config(method="l1"), store, panel=False)
+    summary = run_session(fast_config(method="l1"), store)
     assert summary["status"] == "failed" and "full" in summary["error"]
     run = store.run(summary["run_id"])
     assert run["status"] == "failed" and "full" in run["error"]
@@ -431,18 +431,18 @@ def test_a_really_full_disk_at_the_end_of_a_run_ends_it_failed(tmp_path, fast_co
 
     with _tmpfs(tmp_path / "disk", "4m") as disk:
         store = Store(disk / "runs")
-        run_session(fast_config(method="random"), store, panel=False)     # the dense baseline
-        finish = Session.finish
+        run_session(fast_config(method="random"), store)     # the dense baseline
+        close = Session.close
 
-        def fill_then_finish(self, status, error):
+        def fill_then_close(self, status, error):
             with open(disk / "filler", "wb", buffering=0) as f:
                 with contextlib.suppress(OSError):
                     while True:
                         f.write(bytes(4096))
-            return finish(self, status, error)
+            return close(self, status, error)
 
-        monkeypatch.setattr(Session, "finish", fill_then_finish)
-        summary = run_session(fast_config(method="l1"), store, panel=False)
+        monkeypatch.setattr(Session, "close", fill_then_close)
+        summary = run_session(fast_config(method="l1"), store)
         assert summary["status"] == "failed" and summary["storage_error"]
         run = store.run(summary["run_id"])          # this process is alive: no reaping
         assert run["status"] == "failed" and "full" in run["error"]
