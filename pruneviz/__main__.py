@@ -145,10 +145,10 @@ def _add_backend_flags(p: argparse.ArgumentParser, *, queue: bool = True) -> Non
 
 def _backend(args: argparse.Namespace, configs: list[SessionConfig]
              ) -> tuple[Any, dict[str, Any]]:
-    """The function that trains a run on the asked-for backend (workers.Train) and, for Ray,
+    """The function that trains a run on the asked-for backend (backends.Train) and, for Ray,
     its task options; bad input (and an unreachable cluster) errors here, before anything is
     stored."""
-    from .workers import check_backend, load_backend
+    from .backends import check_backend, load_backend
 
     check_backend(args.backend)
     if getattr(args, "queue", False) and args.backend != "local":

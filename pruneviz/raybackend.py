@@ -200,7 +200,7 @@ def _session_task(config_dict: dict, run_id: str | None, dense: tuple | None, pa
     import torch
 
     from . import session
-    from .workers import load_backend
+    from .backends import load_backend
 
     # Ray sizes OMP_NUM_THREADS to the task's CPUs, but torch may already run in this reused
     # worker; a thread count the task was not given would also change float reductions.

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pruneviz.__main__ import main
+from pruneviz.backends import run_measured
 from pruneviz.config import SessionConfig
 from pruneviz.export import export_run, load_run_card
 from pruneviz.masks import apply_masks, filter_param_masks, prunable_layers
@@ -19,7 +20,6 @@ from pruneviz.models import build_model
 from pruneviz.report import format_panel, load_run_models, metrics_panel, models_from_state
 from pruneviz.safe_load import UnsafeFileError, check_program, load_program, load_tensors
 from pruneviz.surgery import channel_groups, compact, remove_filters
-from pruneviz.workers import run_measured
 from tests.helpers import randomize_bn
 
 SHAPES = {"tiny_cnn": (1, 8, 8), "vgg11": (3, 16, 16), "resnet20": (3, 16, 16)}
