@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pruneviz import session
+from pruneviz import loop
 from pruneviz.config import SessionConfig
 from pruneviz.methods import apply_preset, family_module, load_all
 from pruneviz.models import build_model
@@ -87,7 +87,7 @@ def check_session_contract(name: str, store, fast_config, monkeypatch) -> None:
     and every method table it wrote is declared in its family's records.py with those
     columns."""
     held = {}
-    save = session._save_artifacts
+    save = loop._save_artifacts
 
     def capture(ctx, folder):
         dense = build_model(ctx.config.model, ctx.data.input_shape, ctx.data.num_classes)
@@ -99,7 +99,7 @@ def check_session_contract(name: str, store, fast_config, monkeypatch) -> None:
                             if l.module.weight.shape != shapes[l.param]})
         save(ctx, folder)
 
-    monkeypatch.setattr(session, "_save_artifacts", capture)
+    monkeypatch.setattr(loop, "_save_artifacts", capture)
     s = run_session(fast_config(method=name, rate=CONTRACT_RATE, epochs=4), store)
     assert s["status"] == "completed", s.get("error")
     run_id = s["run_id"]

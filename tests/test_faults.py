@@ -427,7 +427,8 @@ def test_a_full_disk_saving_the_final_weights_leaves_no_truncated_file(store, fa
 
 
 def test_a_really_full_disk_at_the_end_of_a_run_ends_it_failed(tmp_path, fast_config, monkeypatch):
-    from pruneviz.session import Session, run_session
+    from pruneviz.loop import Session
+    from pruneviz.session import run_session
 
     with _tmpfs(tmp_path / "disk", "4m") as disk:
         store = Store(disk / "runs")
@@ -455,7 +456,7 @@ def test_a_really_full_disk_at_the_end_of_a_run_ends_it_failed(tmp_path, fast_co
 KILLER = """
 import os, signal, sys
 import pruneviz.report as report
-import pruneviz.session as session
+import pruneviz.loop as loop
 from pruneviz.__main__ import main
 
 def die(*a, **k):
@@ -465,12 +466,12 @@ phase = sys.argv[1]
 if phase == "panel":
     report.panel_for_folder = die
 else:
-    end_epoch = session.Session.end_epoch
+    end_epoch = loop.Session.end_epoch
     def killing_end_epoch(self):
         end_epoch(self)
         if self.phase == phase and self.ctx.epoch == 1:
             die()
-    session.Session.end_epoch = killing_end_epoch
+    loop.Session.end_epoch = killing_end_epoch
 sys.exit(main(sys.argv[2:]))
 """
 
