@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from .config import ConfigError, SessionConfig
-from .records import FilterRow, LayerRow, Record, Row, Scalar
+from ..config import ConfigError, SessionConfig
+from ..records import FilterRow, LayerRow, Record, Row, Scalar
 
 ENV_VAR = "PRUNEVIZ_STORE"
 DB_NAME = "pruneviz.sqlite"
