@@ -22,7 +22,8 @@ import torch
 from pruneviz.__main__ import main
 from pruneviz.config import SessionConfig
 from pruneviz.records import Scalar
-from pruneviz.store import DB_NAME, RUN_FILE, Store, StoreError, new_run_id
+from pruneviz.store import Store, StoreError
+from pruneviz.store.db import DB_NAME, RUN_FILE, new_run_id
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--dense-epochs", "3", "--epochs", "2", "--device", "cpu"]
@@ -203,7 +204,7 @@ def test_a_burst_of_ids_does_not_collide():
 
 
 def test_a_colliding_id_is_retried(store, monkeypatch):
-    import pruneviz.store as store_module
+    import pruneviz.store.db as store_module
 
     first = store.create_run(SessionConfig())
     tail = first.rsplit("-", 1)[1]
