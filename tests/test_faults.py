@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 from pruneviz.config import SessionConfig
 from pruneviz.records import Scalar
 from pruneviz.store import Store, StoreError
@@ -458,7 +458,7 @@ KILLER = """
 import os, signal, sys
 import pruneviz.report as report
 import pruneviz.loop as loop
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 
 def die(*a, **k):
     os.kill(os.getpid(), signal.SIGKILL)

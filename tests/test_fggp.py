@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 from pruneviz.config import ConfigError, SessionConfig
 from pruneviz.loop import train
 from pruneviz.masks import prunable_layers

@@ -8,7 +8,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 from pruneviz.config import SessionConfig
 from pruneviz.guards import LayerHealth, output_constant, run_warnings
 from pruneviz.methods import apply_preset, load_all, make_params

@@ -9,7 +9,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from pruneviz import inspect as ins
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 from pruneviz.config import ConfigError, format_layer_rates, parse_layer_rates
 from pruneviz.data import DataBundle
 from pruneviz.metrics import evaluate

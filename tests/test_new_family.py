@@ -12,7 +12,7 @@ import pytest
 
 import pruneviz.methods as methods
 from pruneviz import learn, views
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 from pruneviz.methods import base
 from tests.helpers import check_declarations, check_session_contract, declared_tables
 

@@ -10,8 +10,8 @@ import onnxruntime
 import pytest
 import torch
 
-from pruneviz.__main__ import main
 from pruneviz.backends import run_measured
+from pruneviz.cli import main
 from pruneviz.config import SessionConfig
 from pruneviz.export import export_run, load_run_card
 from pruneviz.masks import apply_masks, filter_param_masks, prunable_layers

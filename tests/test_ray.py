@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import ray
 
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 from pruneviz.config import ConfigError, SessionConfig
 from pruneviz.raybackend import CANCELLED, run_on_ray, run_sweep_on_ray
 from pruneviz.session import run_session
