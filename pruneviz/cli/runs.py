@@ -121,7 +121,7 @@ SENSITIVITY_FIELDS = ("model", "dataset", "seed", "dense_epochs", "max_steps_per
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
-    from ..inspect import (
+    from ..sensitivity import (
         KINDS,
         check_rates,
         check_target,
