@@ -1,9 +1,11 @@
 """Helpers several test modules share (import as `from tests.helpers import ...`)."""
 
+import base64
 import dataclasses
 import threading
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -172,3 +174,14 @@ def wait_done(store, run_ids, timeout: float = 180.0) -> pd.DataFrame:
             return runs.set_index("run_id").loc[run_ids]
         time.sleep(0.2)
     raise AssertionError(f"runs still active after {timeout} s")
+
+
+def decode_plotly(obj):
+    """plotly's JSON with its base64 typed arrays ({"dtype", "bdata"}) back as lists."""
+    if isinstance(obj, dict):
+        if "bdata" in obj and "dtype" in obj:
+            return np.frombuffer(base64.b64decode(obj["bdata"]), obj["dtype"]).tolist()
+        return {k: decode_plotly(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [decode_plotly(v) for v in obj]
+    return obj
