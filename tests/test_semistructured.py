@@ -110,3 +110,37 @@ def test_a_run_without_a_pattern_has_no_2_4_section():
                         latency_budget_s=0.01, batches=(1,), devices=["cpu"])
     assert "semi_structured" not in panel
     assert not any("2:4" in n for n in panel["notes"])
+
+
+# -- the Learn page's 2:4 section -------------------------------------------------------------
+def test_the_two_four_toy_zeroes_half_of_every_group_of_four_and_times_it_on_cpu():
+    from pruneviz import learn
+    from pruneviz.masks import nm_counts
+
+    layers = learn.two_four_linear(64)
+    masked = layers["2:4 zeros, dense kernel"].weight
+    assert (nm_counts(masked, 4) == 2).all()
+    result = learn.measure_two_four(features=64, batch=8, budget_s=0.2)
+    assert list(result["cpu"].layer) == ["dense", "2:4 zeros, dense kernel"]
+    assert result["cpu"].relative.iloc[0] == 1.0 and result["cpu"].relative.iloc[1] > 0
+    assert result["kernel"] is None and result["reason"].startswith(NO_KERNELS)
+
+
+def test_the_learn_page_times_2_4_on_request_and_says_there_are_no_kernels_on_cpu():
+    import json
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    page = Path(__file__).resolve().parents[1] / "pages" / "learn_speed.py"
+    at = AppTest.from_file(str(page), default_timeout=120).run()
+    assert not at.exception and ".  " in at.code[0].value          # the pattern, dots pruned
+    at.select_slider(key="learn.speed.nm.features").set_value(256).run()
+    at.slider(key="learn.speed.nm.budget").set_value(0.5).run()
+    at.button(key="learn.speed.nm.measure").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith("learn.speed.nm.cpu")]
+    assert len(charts) == 1
+    bars = json.loads(charts[0].proto.spec)["data"][0]
+    assert len(bars["x"]) == 2
+    assert any(NO_KERNELS in i.value for i in at.info)
