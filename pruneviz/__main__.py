@@ -18,6 +18,8 @@ from .config import (
     SessionConfig,
     coerce,
     format_layer_rates,
+    nm_rate,
+    parse_nm,
     parse_numbers,
     split_list,
 )
@@ -80,7 +82,11 @@ def _session_config(args: argparse.Namespace, **fixed: Any) -> SessionConfig:
     if args.preset:
         config = apply_preset(config, args.preset)
         config = config.replace(**values)     # explicit flags win over the preset
-    return config.replace(params={**config.params, **params})
+    params = {**config.params, **params}
+    pattern = parse_nm(params.get("nm", ""))
+    # An N:M pattern fixes the rate: a rate not given follows it (one that disagrees is an error).
+    rate = {"rate": nm_rate(pattern)} if pattern and "rate" not in values else {}
+    return config.replace(params=params, **rate)
 
 
 class _Bar:
