@@ -94,3 +94,50 @@ st.caption("Latency: pruneviz.metrics.measure_latency (warm-up, models interleav
            "vs compact model the same way and explains the gap in notes. Survey of sparse "
            "kernels and their break-even sparsity: Hoefler et al., Sparsity in Deep Learning, "
            "JMLR 2021, arXiv 2102.00554.")
+
+st.divider()
+st.header("2:4 sparsity: zeros in a pattern a kernel can skip")
+st.markdown(
+    "NVIDIA GPUs from Ampere on (compute capability 8.0+) have *sparse tensor cores*: when every "
+    "group of 4 consecutive weights along a layer's input holds at most 2 nonzeros, they store "
+    "only those 2 plus their positions and do half the multiplies. `--param nm=2:4` prunes to "
+    "exactly that pattern (l1, random, gmp, fggp, granet, slr, admm), each method choosing the 2 "
+    "it keeps per group. Half the weights of a layer with the pattern, each row of groups "
+    "separated by bars:")
+st.code(learn.two_four_pattern(), language=None)
+st.markdown(
+    "The pattern alone buys nothing: a dense kernel multiplies the zeros like any weight. Only "
+    "the 2:4 kernels (PyTorch's `torch.sparse.to_sparse_semi_structured`, half precision, "
+    "Linear layers) turn it into speed, and only on such a GPU. Time both here:")
+left, right = st.columns([1, 2.8], gap="large")
+with left:
+    features = st.select_slider("Linear width (in = out)", [256, 512, 1024, 2048], 1024,
+                                key="learn.speed.nm.features")
+    nm_budget = st.slider("Time budget (seconds)", 0.5, 6.0, 2.0, 0.5,
+                          key="learn.speed.nm.budget")
+    if st.button("Time 2:4", key="learn.speed.nm.measure", icon=":material/timer:"):
+        with st.spinner("Timing..."):
+            st.session_state["learn.speed.nm.result"] = learn.measure_two_four(
+                features=features, budget_s=nm_budget)
+with right:
+    nm_result = st.session_state.get("learn.speed.nm.result")
+    if nm_result is None:
+        st.info("Press Time 2:4 to time a dense and a 2:4 layer on this machine.")
+    else:
+        st.caption(f"A {nm_result['features']} x {nm_result['features']} Linear at batch "
+                   f"{nm_result['batch']}, measured in {nm_result['seconds']:.1f} s with "
+                   f"{nm_result['threads']} torch thread(s); ratios are medians of pairs timed "
+                   f"back to back.")
+        if nm_result["noisy"] or nm_result["min_reps"] < 5:
+            st.warning("The machine looks busy; time again, or with a larger budget, to be "
+                       "sure.", icon=":material/warning:")
+        a, b = st.columns(2)
+        a.plotly_chart(plots.timing_bars(nm_result["cpu"], "layer",
+                                         "CPU, fp32: half the weights zero"),
+                       key="learn.speed.nm.cpu")
+        if nm_result["kernel"] is not None:
+            b.plotly_chart(plots.timing_bars(nm_result["kernel"], "layer",
+                                             "GPU, fp16: the 2:4 kernels"),
+                           key="learn.speed.nm.kernel")
+        else:
+            b.info(nm_result["reason"], icon=":material/memory:")

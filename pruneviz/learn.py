@@ -34,6 +34,7 @@ from .masks import (
     global_magnitude,
     layerwise_magnitude,
     n_prune,
+    nm_mask,
 )
 from .methods import families
 from .methods.pgmpf import PGMPF
@@ -41,6 +42,7 @@ from .methods.pgmpf import Params as PGMPFParams
 from .metrics import NOISY, count_flops, effective_flops, measure_latency
 from .report import cpu_vector_block
 from .schedules import cubic_density, exponential_count
+from .semistructured import kernel_support, measure
 from .surgery import compact
 
 # -- a family's toy: what methods/<family>/toy.py exports as TOY ------------------------------
@@ -352,3 +354,57 @@ def _tiny_cnn(width: int) -> nn.Module:
                          nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width),
                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(2 * width, 10))
+
+
+# -- 2:4 semi-structured sparsity ---------------------------------------------------------------
+def two_four_pattern(rows: int = 4, cols: int = 16, seed: int = 0) -> str:
+    """A small random weight matrix after 2:4 magnitude pruning (masks.nm_mask), as text: kept
+    weights printed, pruned ones as dots, groups of 4 separated by bars."""
+    w = torch.randn(rows, cols, generator=torch.Generator().manual_seed(seed))
+    keep = nm_mask(w.abs(), 2, 4)
+    lines = []
+    for r in range(rows):
+        cells = [f"{w[r, c].item():+.2f}" if keep[r, c] else "  .  " for c in range(cols)]
+        lines.append(" | ".join(" ".join(cells[g:g + 4]) for g in range(0, cols, 4)))
+    return "\n".join(lines)
+
+
+def two_four_linear(features: int, seed: int = 0) -> dict[str, nn.Module]:
+    """A Linear features -> features two ways: dense, and its 2:4 twin (the 2 largest |w| of
+    every 4 along the input kept by masks.nm_mask: half the weights zero, same shape)."""
+    torch.manual_seed(seed)
+    dense = nn.Linear(features, features)
+    masked = nn.Linear(features, features)
+    masked.load_state_dict(dense.state_dict())
+    with torch.no_grad():
+        masked.weight.mul_(nm_mask(dense.weight.abs(), 2, 4))
+    return {"dense": dense, "2:4 zeros, dense kernel": masked}
+
+
+def measure_two_four(features: int = 1024, batch: int = 256, budget_s: float = 2.0
+                     ) -> dict[str, Any]:
+    """Dense vs 2:4-zeroed Linear on this machine's CPU (metrics.measure_latency, interleaved,
+    within about `budget_s`), and where CUDA has 2:4 kernels the zeroed layer dense in fp16 vs
+    on the kernels (semistructured.measure); `kernel` is None elsewhere and `reason` says why."""
+    t0 = time.perf_counter()
+    layers = two_four_linear(features)
+    share = budget_s / 2
+    res = _timed(layers, (features,), batch, share * 0.8, t0 + share)
+    cpu = pd.DataFrame(_rows(res, "dense")).rename(columns={"name": "layer"})
+    backend, reason = kernel_support()
+    kernel = None
+    if backend is not None:
+        out = measure(layers["2:4 zeros, dense kernel"], (features,), (batch,),
+                      budget_s=share * 0.8, backend=backend)
+        if out["rows"]:
+            r = out["rows"][0]
+            kernel = pd.DataFrame({"layer": ["dense fp16", f"2:4 kernels ({backend})"],
+                                   "ms": [r["dense_ms"], r["sparse_ms"]],
+                                   "relative": [1.0, 1.0 / r["speedup"]],
+                                   "reps": [r["reps"]] * 2, "spread": [0.0, 0.0]})
+        else:
+            reason = out.get("error") or "; ".join(out["skipped"].values())
+    return {"cpu": cpu, "kernel": kernel, "reason": reason, "features": features,
+            "batch": batch, "threads": torch.get_num_threads(),
+            "seconds": time.perf_counter() - t0, "noisy": bool((cpu.spread > NOISY).any()),
+            "min_reps": int(cpu.reps.min())}

@@ -225,8 +225,15 @@ def _pump(streams: list[_Stream], store: Store, progress: Any = None) -> None:
                     _replay(s, ray.get(ref), store, progress)
             except StopIteration:
                 s.done = True
-            except Exception as e:  # noqa: BLE001 - any way a task ends early is stored
-                ray.cancel(s.gen)     # no-op for an ended task; stops one the pump gave up on
+            except ray.exceptions.RayError as e:
+                # The task itself ended (raised, was killed or cancelled): nothing to stop. A
+                # ray.cancel here races the task's completion reply and aborts this whole
+                # process in Ray 2.60's core worker (RAY_CHECK "Tried to complete task that was
+                # not pending", ray-project/ray#54846).
+                _fail(s, store, e)
+                s.done = True
+            except Exception as e:  # noqa: BLE001 - the pump failed to store a message
+                ray.cancel(s.gen)     # stop the task this pump gives up on
                 _fail(s, store, e)
                 s.done = True
         for s in active:

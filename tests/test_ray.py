@@ -156,6 +156,21 @@ def test_a_task_that_raises_fails_its_run_with_the_message(cluster, tmp_path):
     assert "no readable images" in row["error"] and "x.png" in row["error"]
 
 
+def test_a_task_that_ended_is_never_cancelled(cluster, tmp_path, monkeypatch):
+    # ray.cancel on a task whose error was just streamed races its completion reply, and Ray
+    # 2.60 aborts the calling process on that race (ray-project/ray#54846): it ended a CI run.
+    cancelled = []
+    monkeypatch.setattr(ray, "cancel", lambda ref, **k: cancelled.append(ref))
+    folder = tmp_path / "images" / "a"
+    folder.mkdir(parents=True)
+    (folder / "x.png").write_bytes(b"not an image")
+    store = Store(tmp_path / "runs")
+    config = SessionConfig(dataset=f"folder:{folder.parent}", **FAST)
+    with pytest.raises(ConfigError):
+        run_on_ray(config, store, store.create_run(config))
+    assert cancelled == []
+
+
 def test_bad_input_found_on_the_node_raises_config_error(cluster, tmp_path):
     store = Store(tmp_path / "runs")
     config = SessionConfig(**{**FAST, "device": "cuda"})     # no CUDA on this node

@@ -8,7 +8,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from ..config import ConfigError, SessionConfig, coerce
+from ..config import ConfigError, SessionConfig, coerce, nm_rate, parse_nm
 
 # SessionConfig fields exposed as flags; `params` comes from --param, `method`/`rate` are
 # listed first for readability.
@@ -67,7 +67,11 @@ def session_config(args: argparse.Namespace, **fixed: Any) -> SessionConfig:
     if args.preset:
         config = apply_preset(config, args.preset)
         config = config.replace(**values)     # explicit flags win over the preset
-    return config.replace(params={**config.params, **params})
+    params = {**config.params, **params}
+    pattern = parse_nm(params.get("nm", ""))
+    # An N:M pattern fixes the rate: a rate not given follows it (one that disagrees is an error).
+    rate = {"rate": nm_rate(pattern)} if pattern and "rate" not in values else {}
+    return config.replace(params=params, **rate)
 
 
 class Bar:
