@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 from pruneviz.config import ConfigError, SessionConfig, parse_nm
 from pruneviz.masks import nm_counts, nm_fits, nm_mask, nm_prune, nm_pruned
 from pruneviz.methods import Context, get_method, make_params

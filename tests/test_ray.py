@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import ray
 
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 from pruneviz.config import ConfigError, SessionConfig
 from pruneviz.raybackend import CANCELLED, run_on_ray, run_sweep_on_ray
 from pruneviz.session import run_session
@@ -87,7 +87,7 @@ def test_sweep_records_equal_the_local_backend(cluster, tmp_path):
     configs = [SessionConfig(method=m, rate=r, **FAST) for m in ("l1", "gmp")
                for r in (0.5, 0.8)]
     local, remote = Store(tmp_path / "local"), Store(tmp_path / "ray")
-    local_ids = [run_session(c, local, panel=False)["run_id"] for c in configs]
+    local_ids = [run_session(c, local)["run_id"] for c in configs]
     summaries = run_sweep_on_ray(configs, remote, sweep_id="sweep-ray")
     assert [s["status"] for s in summaries] == ["completed"] * 4
     pairs = list(zip(local_ids, [s["run_id"] for s in summaries]))
