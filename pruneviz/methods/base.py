@@ -1,6 +1,6 @@
 """The method contract: hooks the session calls at fixed points of every step, and the registry.
 
-Where each hook runs in the session's step (see pruneviz/session.py):
+Where each hook runs in the session's step (see pruneviz/loop.py):
 
     before_training(ctx)        once, after the dense start is evaluated: build masks, state
     for each step:
