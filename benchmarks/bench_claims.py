@@ -148,7 +148,7 @@ def run_arm(store: Store, ds: Dataset, claim: Claim, method: str, params: dict[s
     config = SessionConfig(method=method, rate=claim.rate, dataset=ds.dataset, model=ds.model,
                            seed=seed, start="dense", device="cpu", **fields, params=params)
     started = time.perf_counter()
-    s = run_session(config, store, panel=False)
+    s = run_session(config, store)
     if s.get("status") != "completed":
         raise RuntimeError(f"{method} on {ds.label} seed {seed} ended {s.get('status')}: "
                            f"{s.get('error', '')}")

@@ -25,8 +25,9 @@ import torch.nn.functional as F
 
 from pruneviz.config import SessionConfig
 from pruneviz.data import DataBundle
+from pruneviz.loop import Prepared, Session
+from pruneviz.methods import get_method, make_params
 from pruneviz.models import build_model
-from pruneviz.session import Prepared, Session, get_method, make_params
 from pruneviz.store import Store
 
 

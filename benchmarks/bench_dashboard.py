@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import plotly.io as pio
@@ -170,10 +171,39 @@ def _set_number(page, label: str, value: int) -> None:
     page.wait_for_timeout(500)
 
 
-def _wait_idle(store: Store, timeout: float = 1800) -> None:
+@contextmanager
+def server(store_root: str, app_root: Path = ROOT, extra: tuple[str, ...] = ()):
+    """`streamlit run app.py` from `app_root` (its .streamlit/config.toml applies) on a free
+    local port, once it answers its health check; yields (url, process)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PRUNEVIZ_STORE": store_root, "PYTHONPATH": str(app_root)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py",
+                             "--server.address", "127.0.0.1", "--server.port", str(port),
+                             "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                             *extra],
+                            cwd=app_root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def wait_idle(store: Store, timeout: float = 1800) -> None:
+    """Until no run of the store is queued or running (or `timeout` seconds)."""
     deadline = time.time() + timeout
     while store.runs().status.isin(ACTIVE).any() and time.time() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def bench_server(trials: int = 5, runs: int = 20) -> dict:
@@ -184,24 +214,8 @@ def bench_server(trials: int = 5, runs: int = 20) -> dict:
         store = Store(tmp)
         torch.set_num_threads(server_threads())
         run_session(SessionConfig(method="dense", epochs=1, device="cpu"), store)  # cache dense
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = {**os.environ, "PRUNEVIZ_STORE": tmp, "PYTHONPATH": str(ROOT)}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-             "--server.address", "127.0.0.1", "--server.port", str(port),
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(300):
-                try:
-                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.2)
-            with sync_playwright() as p:
+            with server(tmp) as (url, proc), sync_playwright() as p:
                 browser = p.chromium.launch(executable_path="/usr/bin/chromium",
                                             args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1400, "height": 1600})
@@ -210,7 +224,7 @@ def bench_server(trials: int = 5, runs: int = 20) -> dict:
                 run.wait_for(timeout=300_000)
                 latencies = []
                 for _ in range(trials + 1):      # the first is the server's first session
-                    _wait_idle(store)
+                    wait_idle(store)
                     page.wait_for_timeout(1500)
                     old_url = page.evaluate(HREF)
                     t = time.perf_counter()
@@ -230,29 +244,27 @@ def bench_server(trials: int = 5, runs: int = 20) -> dict:
                         page.wait_for_timeout(20)
                     page.locator("button", has_text="Cancel").first.click()
                 out["first_chart"], out["first_ever"] = latencies[1:], latencies[0]
-                _wait_idle(store)
+                wait_idle(store)
                 _set_number(page, "epochs", 2)
-                _wait_idle(store)
-                out["rss_before"] = _rss_mb(server.pid)
+                wait_idle(store)
+                out["rss_before"] = _rss_mb(proc.pid)
                 for _ in range(runs):
                     run.click()
                     page.wait_for_timeout(300)
-                _wait_idle(store)
+                wait_idle(store)
                 page.wait_for_timeout(3000)
                 out["finished"] = int((store.runs().status == "completed").sum())
-                out["rss_after"] = _rss_mb(server.pid)
+                out["rss_after"] = _rss_mb(proc.pid)
                 _set_number(page, "epochs", 500)
                 run.click()
                 deadline = time.time() + 300
                 while page.evaluate(LOSS_POINTS) < 50 and time.time() < deadline:
                     page.wait_for_timeout(500)
-                out["rss_live"] = _rss_mb(server.pid)
+                out["rss_live"] = _rss_mb(proc.pid)
                 page.locator("button", has_text="Cancel").first.click()
-                _wait_idle(store)
+                wait_idle(store)
                 browser.close()
         finally:
-            server.terminate()
-            server.wait(timeout=60)
             stop_workers(store)
     return out
 

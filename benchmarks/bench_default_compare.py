@@ -34,7 +34,7 @@ def run_proposal(proposal: Proposal) -> tuple[pd.DataFrame, float]:
         store = Store(tmp)
         started = time.perf_counter()
         for config in proposal.configs():
-            s = run_session(config, store, panel=False)
+            s = run_session(config, store)
             rows.append(dict(method=config.method, rate=config.rate, seed=config.seed,
                              status=s["status"], dense=s.get("dense_accuracy"),
                              final=s.get("final_accuracy"), wall_s=s.get("wall_s"),

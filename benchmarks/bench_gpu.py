@@ -6,9 +6,13 @@
    the session step of each method vs the plain step.
 3. Worker start-up: `python -m pruneviz worker --once` on an empty store where that command
    exists, else the import time of pruneviz.session in a fresh interpreter.
+4. 2:4 kernels (issue 16): fp16 Linear layers of transformer-MLP shapes, and pruneviz's `mlp`
+   model at CIFAR size, dense vs the same 2:4-masked weights on torch's semi-structured kernels
+   (pruneviz.semistructured.measure: outputs checked, then interleaved medians), where the GPU
+   has them (compute capability 8.0+).
 
 Without CUDA it still runs (so CI keeps it working): the step times on CPU at a small batch,
-the sync counts skipped, each skip printed.
+the sync counts and the 2:4 section skipped, each skip printed.
 
     python benchmarks/bench_gpu.py [--steps 20] [--quick]
 """
@@ -24,11 +28,17 @@ import time
 import warnings
 
 import torch
+import torch.nn as nn
 from bench_core import bench_session, step_times
 
+from pruneviz.masks import nm_mask
 from pruneviz.methods import load_all
+from pruneviz.models import build_model
+from pruneviz.semistructured import kernel_support, measure
 
 RATE = 0.8
+# (out, in) of Linear layers as in a transformer MLP (BERT-base, a 4k-wide model), at 2048 tokens
+TWO_FOUR_SHAPES = ((3072, 768), (768, 3072), (4096, 4096), (11008, 4096))
 
 
 def step_section(methods: list[str], device: str, steps: int, batch: int) -> None:
@@ -86,6 +96,38 @@ def startup_section(repeats: int) -> None:
     print(f"[startup] {what}: median {statistics.median(times):.2f} s of {repeats}")
 
 
+def _two_four(model: nn.Module) -> nn.Module:
+    """`model` with every Linear weight masked to 2:4 by magnitude (groups along the input)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Linear) and m.in_features % 4 == 0:
+                m.weight.mul_(nm_mask(m.weight.abs(), 2, 4))
+    return model
+
+
+def two_four_section(quick: bool) -> None:
+    backend, reason = kernel_support()
+    if backend is None:
+        print(f"[2:4] skipped: {reason}")
+        return
+    print(f"[2:4] {reason}: fp16, dense vs the same 2:4 weights on the kernels, outputs checked, "
+          f"median of interleaved runs (speed-up = median of paired ratios)")
+    print(f"{'what':<24} {'batch':>6} {'dense ms':>9} {'2:4 ms':>8} {'speedup':>8}")
+    torch.manual_seed(0)
+    cases = [(f"linear {o}x{i}", _two_four(nn.Linear(i, o)), (i,), (2048,))
+             for o, i in TWO_FOUR_SHAPES[:1 if quick else None]]
+    cases.append(("mlp model, 3x32x32", _two_four(build_model("mlp", (3, 32, 32), 10)),
+                  (3, 32, 32), (1, 256)))
+    for what, model, shape, batches in cases:
+        res = measure(model, shape, batches, budget_s=0.2 if quick else 1.0, backend=backend)
+        if "error" in res or not res["rows"]:
+            why = res.get("error") or "; ".join(f"{k}: {v}" for k, v in res["skipped"].items())
+            print(f"{what:<24} not timed: {why}")
+        for r in res["rows"]:
+            print(f"{what:<24} {r['batch']:6d} {r['dense_ms']:9.3f} {r['sparse_ms']:8.3f} "
+                  f"{r['speedup']:7.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20, help="Timed steps per method (default 20).")
@@ -104,6 +146,7 @@ def main() -> None:
               "CPU at batch 8, a check that the script runs, not a measurement")
         step_section(methods, "cpu", 2, 8)
         print("[syncs] skipped: host syncs are counted on CUDA only")
+    two_four_section(args.quick)
     startup_section(1 if args.quick else 5)
 
 

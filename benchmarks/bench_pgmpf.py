@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from bench_core import step_ratio  # this folder is sys.path[0] when run as a script
 
 from pruneviz.config import SessionConfig
+from pruneviz.loop import Session
 from pruneviz.methods import apply_preset
-from pruneviz.session import Session, run_session
+from pruneviz.session import run_session
 from pruneviz.store import Store
 
 

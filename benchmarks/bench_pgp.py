@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from bench_core import synthetic_cifar
 
 from pruneviz.config import SessionConfig
-from pruneviz.methods import apply_preset
+from pruneviz.loop import Prepared, Session
+from pruneviz.methods import apply_preset, get_method, make_params
 from pruneviz.models import build_model
-from pruneviz.session import Prepared, Session, get_method, make_params, run_session
+from pruneviz.session import run_session
 from pruneviz.store import Store
 
 

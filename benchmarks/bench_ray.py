@@ -61,7 +61,7 @@ class FirstRecords:
 def fresh_store(tmp: str, name: str, base: SessionConfig) -> Store:
     """A store with the sweep's dense baseline already trained (not part of any timing)."""
     store = Store(os.path.join(tmp, name))
-    run_session(base.replace(method="dense", epochs=1), store, panel=False)
+    run_session(base.replace(method="dense", epochs=1), store)
     return store
 
 
@@ -95,7 +95,7 @@ def main() -> None:
             if cluster_cpus:
                 summaries = run_sweep_on_ray(configs, store, num_cpus=1)
             else:
-                summaries = [run_session(c, store, panel=False) for c in configs]
+                summaries = [run_session(c, store) for c in configs]
             walls[name] = time.perf_counter() - t
             seen = watch.close()
             bad = [s["run_id"] for s in summaries if s["status"] != "completed"]

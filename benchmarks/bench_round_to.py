@@ -51,7 +51,7 @@ SPEED = dict(dataset="cifar10_small", start="scratch", epochs=1, batch_size=64, 
 
 def pruned(store: Store, **fields) -> tuple[nn.Module, dict]:
     """The compact network and summary of a session of `fields`."""
-    s = run_session(SessionConfig(**fields), store, panel=False)
+    s = run_session(SessionConfig(**fields), store)
     assert s["status"] == "completed", s.get("error")
     return load_run_models(store, s["run_id"]).compact.eval(), s
 

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from bench_core import step_ratio, synthetic_cifar
 
 from pruneviz.config import SessionConfig
+from pruneviz.loop import Prepared, Session
 from pruneviz.methods import apply_preset, get_method
 from pruneviz.models import build_model
-from pruneviz.session import Prepared, Session, run_session
+from pruneviz.session import run_session
 from pruneviz.store import Store
 
 

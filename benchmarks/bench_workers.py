@@ -16,21 +16,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
-from bench_dashboard import CHROMIUM_ARGS, LOSS_POINTS
+from bench_dashboard import CHROMIUM_ARGS, LOSS_POINTS, server, wait_idle
 
 from pruneviz.config import SessionConfig
 from pruneviz.session import run_session
-from pruneviz.store import ACTIVE, Store
+from pruneviz.store import Store
 from pruneviz.workers import stop_workers, submit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,38 +36,6 @@ HISTORY_TITLE = """() => {
   }
   return '';
 }"""
-
-
-@contextmanager
-def server(store_root: str, app_root: Path = ROOT, extra: tuple[str, ...] = ()):
-    """`streamlit run app.py` from `app_root` (its .streamlit/config.toml applies); yields
-    (url, process)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PRUNEVIZ_STORE": store_root, "PYTHONPATH": str(app_root)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py",
-                             "--server.port", str(port), "--server.headless", "true", *extra],
-                            cwd=app_root, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        yield url, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-
-
-def _wait_idle(store: Store, timeout: float = 1800) -> None:
-    deadline = time.time() + timeout
-    while store.runs().status.isin(ACTIVE).any() and time.time() < deadline:
-        time.sleep(0.2)
 
 
 def _wait_worker(store: Store, timeout: float = 120) -> None:
@@ -118,14 +82,14 @@ def bench_watched(trials: int, samples: int) -> dict:
                 run.click()
                 page.wait_for_timeout(500)
                 run_id = next(iter(set(store.runs().run_id) - before))
-                _wait_idle(store)
+                wait_idle(store)
                 out["watched"].append(_run_wall(store, run_id))
                 config = store.run(run_id)["config"]
                 # unwatched: the same config, no page open anywhere
                 page.goto("about:blank")
                 page.wait_for_timeout(1000)
                 run_id = submit(store, config)
-                _wait_idle(store)
+                wait_idle(store)
                 out["unwatched"].append(_run_wall(store, run_id))
                 print(f"  watched {out['watched'][-1]:.2f} s, unwatched "
                       f"{out['unwatched'][-1]:.2f} s", file=sys.stderr, flush=True)
@@ -166,7 +130,7 @@ def bench_watched(trials: int, samples: int) -> dict:
                 out["slider"].append(time.perf_counter() - t)
                 page.wait_for_timeout(300)
             page.locator("button", has_text="Cancel").first.click()
-            _wait_idle(store)
+            wait_idle(store)
             browser.close()
         stop_workers(store)
     return out

@@ -6,6 +6,7 @@ import torch
 
 from pruneviz import inspect as ins
 from pruneviz import plots_inspect as plots
+from pruneviz import sensitivity as sens
 from pruneviz.config import ConfigError, format_layer_rates, parse_numbers
 from pruneviz.store import Store, StoreError
 from pruneviz.ui import state
@@ -54,9 +55,9 @@ def contributions(root: str, run_id: str, layer: str, method: str, n: int):
 @st.cache_data(max_entries=16, show_spinner="Pruning each layer alone...")
 def scan(root: str, run_id: str, kind: str, rates: tuple, all_layers: bool, limit: int):
     rm = models(root, run_id)
-    x, y = ins.heldout_batch(rm.data, limit, DEVICE)
-    return (ins.sensitivity_scan(rm.dense, x, y, rates=rates, kind=kind, all_layers=all_layers),
-            ins.evaluate_batch(rm.dense, x, y)[0])
+    x, y = sens.heldout_batch(rm.data, limit, DEVICE)
+    return (sens.sensitivity_scan(rm.dense, x, y, rates=rates, kind=kind, all_layers=all_layers),
+            sens.evaluate_batch(rm.dense, x, y)[0])
 
 
 def attribution_tab(root: str, run_id: str, rm: ins.RunModels) -> None:
@@ -108,7 +109,7 @@ def layer_tab(root: str, run_id: str, rm: ins.RunModels) -> None:
 def sensitivity_tab(root: str, run_id: str, rm: ins.RunModels) -> None:
     with st.form("scan_form"):
         c1, c2, c3 = st.columns(3)
-        kind = c1.radio("Criterion", ins.KINDS, horizontal=True, key="scan_kind",
+        kind = c1.radio("Criterion", sens.KINDS, horizontal=True, key="scan_kind",
                         help="unstructured: smallest |w| of the layer; filter: smallest-L2 "
                              "filters with their BatchNorm gamma and beta.")
         rates_text = c2.text_input("Rates", "0, 0.25, 0.5, 0.75, 0.9", key="scan_rates")
@@ -118,7 +119,7 @@ def sensitivity_tab(root: str, run_id: str, rm: ins.RunModels) -> None:
         submitted = st.form_submit_button("Scan the dense start")
     if submitted:
         try:
-            rates = tuple(ins.check_rates(parse_numbers(rates_text, "Rates")))
+            rates = tuple(sens.check_rates(parse_numbers(rates_text, "Rates")))
         except ValueError as e:
             st.error(str(e) if isinstance(e, ConfigError) else
                      f"Rates are comma-separated numbers, got {rates_text!r}.")
@@ -140,7 +141,7 @@ def sensitivity_tab(root: str, run_id: str, rm: ins.RunModels) -> None:
                              0.05, key="suggest_target",
                              help="The suggested rates average to it, weighted by layer size.")
     if st.button("Suggest per-layer rates", key="suggest"):
-        rates = ins.suggest_rates(result, target, max_rate=max_rate)
+        rates = sens.suggest_rates(result, target, max_rate=max_rate)
         text = format_layer_rates(rates)
         # Read by the Live session form to pre-fill its per-layer rates and global rate.
         st.session_state["prefill"] = {"layer_rates": text, "rate": target}

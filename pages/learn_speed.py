@@ -1,10 +1,10 @@
 """Learn, why sparsity is not speed: FLOPs a dense kernel runs on zeros, then timings measured on
-this machine on request (metrics.measure_latency, hard time cap). Widgets -> pruneviz.learn ->
-pruneviz.plots_learn."""
+this machine on request (metrics.measure_latency, hard time cap). Widgets ->
+pruneviz.learn_speed -> pruneviz.plots_learn."""
 
 import streamlit as st
 
-from pruneviz import learn
+from pruneviz import learn_speed
 from pruneviz import plots_learn as plots
 from pruneviz.ui.state import routed
 
@@ -27,7 +27,7 @@ with controls:
                                 key="learn.speed.channels")
     rate = st.slider("Prune rate", 0.1, 0.99, 0.5, 0.01, key="learn.speed.rate")
 with table:
-    flops = learn.sparsity_flops(channels, 16, rate)
+    flops = learn_speed.sparsity_flops(channels, 16, rate)
     st.dataframe(flops, hide_index=True, key="learn.speed.flops", column_config={
         c: st.column_config.NumberColumn(format="localized") for c in flops.columns[1:]})
     st.markdown(
@@ -52,7 +52,7 @@ st.markdown(
 
 st.divider()
 st.subheader("Measure it on this machine")
-capability, block = learn.cpu_vector_block()
+capability, block = learn_speed.cpu_vector_block()
 st.markdown(
     f"This CPU reports **{capability}** to PyTorch"
     + (f" (convolution blocks of {block} channels)." if block else ".")
@@ -63,7 +63,7 @@ st.markdown(
 budget = st.slider("Time budget (seconds)", 0.5, 6.0, 2.0, 0.5, key="learn.speed.budget")
 if st.button("Measure", type="primary", key="learn.speed.measure", icon=":material/timer:"):
     with st.spinner("Timing..."):
-        st.session_state["learn.speed.result"] = learn.measure_speed(
+        st.session_state["learn.speed.result"] = learn_speed.measure_speed(
             channels=channels, rate=rate, budget_s=budget)
 result = st.session_state.get("learn.speed.result")
 if result is None:
@@ -111,7 +111,7 @@ with left:
     if st.button("Measure rounding", key="learn.speed.round_measure",
                  icon=":material/timer:"):
         with st.spinner("Timing..."):
-            st.session_state["learn.speed.round_result"] = learn.round_to_speed(
+            st.session_state["learn.speed.round_result"] = learn_speed.round_to_speed(
                 channels=channels, rate=rate, block=round_to, budget_s=budget)
 with right:
     rounded = st.session_state.get("learn.speed.round_result")
@@ -122,3 +122,50 @@ with right:
         st.dataframe(rounded, hide_index=True, key="learn.speed.table.round")
         st.caption("time per FLOP is time relative over FLOPs relative: 1 means the pruned conv "
                    "is as fast as its FLOPs say; above 1, padding to the block eats the saving.")
+
+st.divider()
+st.header("2:4 sparsity: zeros in a pattern a kernel can skip")
+st.markdown(
+    "NVIDIA GPUs from Ampere on (compute capability 8.0+) have *sparse tensor cores*: when every "
+    "group of 4 consecutive weights along a layer's input holds at most 2 nonzeros, they store "
+    "only those 2 plus their positions and do half the multiplies. `--param nm=2:4` prunes to "
+    "exactly that pattern (l1, random, gmp, fggp, granet, slr, admm), each method choosing the 2 "
+    "it keeps per group. Half the weights of a layer with the pattern, each row of groups "
+    "separated by bars:")
+st.code(learn_speed.two_four_pattern(), language=None)
+st.markdown(
+    "The pattern alone buys nothing: a dense kernel multiplies the zeros like any weight. Only "
+    "the 2:4 kernels (PyTorch's `torch.sparse.to_sparse_semi_structured`, half precision, "
+    "Linear layers) turn it into speed, and only on such a GPU. Time both here:")
+left, right = st.columns([1, 2.8], gap="large")
+with left:
+    features = st.select_slider("Linear width (in = out)", [256, 512, 1024, 2048], 1024,
+                                key="learn.speed.nm.features")
+    nm_budget = st.slider("Time budget (seconds)", 0.5, 6.0, 2.0, 0.5,
+                          key="learn.speed.nm.budget")
+    if st.button("Time 2:4", key="learn.speed.nm.measure", icon=":material/timer:"):
+        with st.spinner("Timing..."):
+            st.session_state["learn.speed.nm.result"] = learn_speed.measure_two_four(
+                features=features, budget_s=nm_budget)
+with right:
+    nm_result = st.session_state.get("learn.speed.nm.result")
+    if nm_result is None:
+        st.info("Press Time 2:4 to time a dense and a 2:4 layer on this machine.")
+    else:
+        st.caption(f"A {nm_result['features']} x {nm_result['features']} Linear at batch "
+                   f"{nm_result['batch']}, measured in {nm_result['seconds']:.1f} s with "
+                   f"{nm_result['threads']} torch thread(s); ratios are medians of pairs timed "
+                   f"back to back.")
+        if nm_result["noisy"] or nm_result["min_reps"] < 5:
+            st.warning("The machine looks busy; time again, or with a larger budget, to be "
+                       "sure.", icon=":material/warning:")
+        a, b = st.columns(2)
+        a.plotly_chart(plots.timing_bars(nm_result["cpu"], "layer",
+                                         "CPU, fp32: half the weights zero"),
+                       key="learn.speed.nm.cpu")
+        if nm_result["kernel"] is not None:
+            b.plotly_chart(plots.timing_bars(nm_result["kernel"], "layer",
+                                             "GPU, fp16: the 2:4 kernels"),
+                           key="learn.speed.nm.kernel")
+        else:
+            b.info(nm_result["reason"], icon=":material/memory:")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from pruneviz.config import ConfigError
-from pruneviz.ui import forms, live, state
+from pruneviz.ui import forms, live, live_pick, state
 
 state.routed(__file__)
 
@@ -17,12 +17,12 @@ st.caption("Pick a model, dataset, method and rate, press Run and watch the sess
            "comes back.")
 form_col, view_col = st.columns([1, 2.4], gap="large")
 with form_col:
-    live.form_from_url(store, "live")
+    live_pick.form_from_url(store, "live")
     config, errors = forms.session_form("live", defaults=DEFAULTS)
     if st.button("Run", type="primary", disabled=config is None, key="live.run",
                  icon=":material/play_arrow:", width="stretch"):
         try:
-            run_id = live.submit_once(config, queue.submit)
+            run_id = live_pick.submit_once(config, queue.submit)
         except ConfigError as e:
             st.error(str(e), icon=":material/error:")
         else:       # the view below picks it up in this same run
@@ -32,13 +32,13 @@ with form_col:
 with view_col:
     forms.schedule_preview(config)
     runs = state.list_runs(store)
-    run_id = live.current_run(runs)
+    run_id = live_pick.current_run(runs)
     live.queue_panel(store, queue, run_id)
     if run_id is None:
         st.info("No runs yet: press Run.")
     else:
-        live.run_picker(runs, run_id)
-        live.rerun_controls(store.run(run_id), "live", queue.submit)
+        live_pick.run_picker(runs, run_id)
+        live_pick.rerun_controls(store.run(run_id), "live", queue.submit)
         live.live_view(store, queue, run_id)
 if run_id is not None:
     live.details_view(store, run_id)

@@ -80,6 +80,10 @@ class SessionConfig:
                               f"{self.rate}; for example --rate 0.8 prunes 80%.")
         if any(not 0.0 < m < 1.0 for m in self.lr_milestones):
             raise ConfigError("lr_milestones are fractions of the epochs, each in (0, 1).")
+        if self.params.get("nm"):
+            from .methods.base import check_pattern  # lazy: the registry imports this module
+
+            check_pattern(self)
 
     def replace(self, **changes: Any) -> SessionConfig:
         return dataclasses.replace(self, **changes)
@@ -188,3 +192,28 @@ def parse_layer_rates(text: str) -> dict[str, float]:
             raise ConfigError(f"layer_rates names {name!r} twice; give each layer once.")
         out[name] = rate
     return out
+
+
+NM_FORMAT = "N:M with whole numbers 0 < N < M, for example 2:4 (keep 2 of every 4 weights)"
+NM_RATE_TOLERANCE = 5e-4    # a typed rate of 0.667 agrees with 1:3's 0.6666...
+
+
+def parse_nm(text: object) -> tuple[int, int] | None:
+    """An N:M pattern ("2:4") as (N, M); None for an empty one; ConfigError if malformed."""
+    text = str(text).strip()
+    if not text:
+        return None
+    n, _, m = text.partition(":")
+    try:
+        pattern = int(n), int(m)
+    except ValueError:
+        raise ConfigError(f"nm takes {NM_FORMAT}; got {text!r}.") from None
+    if not 0 < pattern[0] < pattern[1]:
+        raise ConfigError(f"nm takes {NM_FORMAT}; got {text!r}: N must be at least 1 (0 would "
+                          f"empty every layer) and below M (N = M would prune nothing).")
+    return pattern
+
+
+def nm_rate(pattern: tuple[int, int]) -> float:
+    """The fraction an N:M pattern prunes from every layer it applies to: 1 - N/M."""
+    return 1.0 - pattern[0] / pattern[1]

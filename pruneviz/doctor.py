@@ -9,7 +9,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from .store import DB_NAME, RUN_FILE, RUN_ID, Store, StoreError, create_schema, run_folders
+from .store import Store, StoreError
+from .store.db import DB_NAME, RUN_FILE, RUN_ID, create_schema, run_folders
 
 TABLES = ("runs", "scalars", "layers", "filters", "rows", "dense")
 CHUNK = 2000     # rows read per query while salvaging: a damaged page costs one chunk, not all

@@ -207,3 +207,61 @@ def filter_param_masks(layer: Layer, fmask: torch.Tensor) -> Masks:
         out[f"{layer.bn_name}.weight"] = fmask.clone()
         out[f"{layer.bn_name}.bias"] = fmask.clone()
     return out
+
+
+# -- N:M semi-structured sparsity ---------------------------------------------------------------
+# A group is M consecutive weights along the input (reduction) dimension. Linear [out, in]: along
+# in. Conv [out, in, kh, kw]: along in at each kernel position, i.e. in the channels-last GEMM
+# order [out, kh, kw, in] that NVIDIA's 2:4 kernels (and its ASP library) use, not PyTorch's
+# (in, kh, kw) flattening, whose groups would straddle input channels.
+def nm_fits(shape: torch.Size | tuple[int, ...], m: int) -> bool:
+    """Whether a weight of `shape` splits into groups of `m` along its input dimension."""
+    return len(shape) >= 2 and shape[1] % m == 0
+
+
+def nm_groups(t: torch.Tensor, m: int) -> torch.Tensor:
+    """A weight-shaped tensor as rows of its N:M groups: (number of groups, m)."""
+    if t.dim() == 4:
+        t = t.permute(0, 2, 3, 1)
+    return t.reshape(-1, m)
+
+
+def nm_ungroup(groups: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """The inverse of nm_groups: rows of groups back to a weight of `shape`."""
+    if len(shape) == 4:
+        out, cin, kh, kw = shape
+        return groups.reshape(out, kh, kw, cin).permute(0, 3, 1, 2).contiguous()
+    return groups.reshape(shape)
+
+
+def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """0/1 mask shaped like `scores` keeping the `n` largest of every group of `m` (ties: lower
+    index first, as keep_top)."""
+    groups = nm_groups(scores, m)
+    keep = torch.zeros_like(groups)
+    keep.scatter_(1, torch.argsort(groups, dim=1, descending=True, stable=True)[:, :n], 1.0)
+    return nm_ungroup(keep, scores.shape)
+
+
+def nm_counts(mask: torch.Tensor, m: int) -> torch.Tensor:
+    """Nonzeros in every group of `m` of a weight-shaped tensor."""
+    return (nm_groups(mask, m) != 0).sum(1)
+
+
+def nm_pruned(numel: int, density: float, n: int, m: int) -> int:
+    """Weights a gradual schedule at `density` prunes from a layer of `numel` under N:M:
+    floor(numel (1 - density)), capped at the pattern's share numel (M - N) / M."""
+    return min(math.floor(numel * (1.0 - density) + 1e-9), numel // m * (m - n))
+
+
+def nm_prune(scores: torch.Tensor, mask: torch.Tensor, n: int, m: int, k: int) -> torch.Tensor:
+    """`mask` with its `k` lowest-score active entries pruned, never one of its group's `n`
+    highest-scoring active ones (so every group keeps at least `n`); fewer if fewer are free."""
+    active = mask > 0
+    top = nm_mask(torch.where(active, scores, -torch.inf), n, m).bool()
+    free = (active & ~top).flatten().nonzero().squeeze(1)
+    out = mask.flatten().clone()
+    k = min(k, free.numel())
+    if k > 0:
+        out[free[torch.topk(scores.flatten()[free], k, largest=False, sorted=False).indices]] = 0
+    return out.view_as(mask)

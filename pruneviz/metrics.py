@@ -153,8 +153,8 @@ def _sync(device: torch.device) -> None:
 @torch.inference_mode()
 def measure_latency(models: dict[str, nn.Module], input_shape: tuple[int, ...], batch: int, *,
                     device: torch.device | str = "cpu", budget_s: float = 0.5, warmup: int = 2,
-                    min_reps: int = 3, max_reps: int = 100, deadline: float | None = None
-                    ) -> dict[str, dict[str, Any]]:
+                    min_reps: int = 3, max_reps: int = 100, deadline: float | None = None,
+                    dtype: torch.dtype = torch.float32) -> dict[str, dict[str, Any]]:
     """Median wall seconds of one eval-mode forward pass of a `batch` of random inputs, for
     each model.
 
@@ -162,11 +162,12 @@ def measure_latency(models: dict[str, nn.Module], input_shape: tuple[int, ...], 
     load spike on a shared machine hits all of them alike; after `warmup` untimed rounds,
     repetitions continue until `budget_s` has passed (at least `min_reps`, at most `max_reps`;
     past `deadline`, a time.perf_counter() value, no new repetition starts after the first).
+    The inputs are of `dtype` (float16 for half-precision models).
     Returns, per model, the median and the interquartile range in seconds, the repetitions
     timed, and the times themselves (in repetition order, so ratios can be taken pair by pair).
     """
     device = torch.device(device)
-    x = torch.randn(batch, *input_shape, device=device)
+    x = torch.randn(batch, *input_shape, device=device, dtype=dtype)
     modes = {k: m.training for k, m in models.items()}
     for m in models.values():
         m.eval()

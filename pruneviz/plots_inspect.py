@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .inspect import Comparison, layer_sensitivity
+from .inspect import Comparison
+from .sensitivity import layer_sensitivity
 
 STATUS_COLORS = {"kept": "#1f77b4", "partly pruned": "#9467bd", "pruned": "#d62728"}
 

@@ -1,36 +1,29 @@
 """The Ray backend: sessions run as Ray tasks; their records stream back to one pump that writes
 them into the store, so a Ray run reads exactly like a local one.
 
-A task runs the one `Session` loop (through `session.run_session`) against a `_Sink`: an object
-shaped like the parts of `Store` a session calls, that turns each call into a message the task
-yields (a Ray streaming generator). The pump in the submitting process replays the messages, in
-order, against the real store; runs the task creates (a dense baseline) get real run ids there.
-Artifact files (weights, masks) travel as bytes when their run finishes. Ray is imported only
-here and only when used; the engine knows nothing of it.
+A task (raytask.py) runs the one `Session` loop, as a local worker runs it, against a `_Sink`:
+an object shaped like the parts of `Store` a session calls, that turns each call into a message
+the task yields (a Ray streaming generator). The pump in the submitting process replays the
+messages, in order, against the real store; runs the task creates (a dense baseline) get real run
+ids there. Artifact files (weights, masks) travel as bytes when their run finishes. Ray is
+imported only here and in raytask.py, and only when used; the engine knows nothing of it.
 """
 
 from __future__ import annotations
 
 import os
-import queue
-import shutil
 import socket
-import tempfile
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, SessionConfig
+from .raytask import remote_task
 from .store import FOREGROUND, Store
 
 ENV_ADDRESS = "PRUNEVIZ_RAY_ADDRESS"
 POLL_SECONDS = 0.2        # how often the pump looks at cancel flags while no message arrives
 CANCELLED = "cancelled by the user"
-LOCAL_PREFIX = "task:"    # ids of runs a task created, until the pump gives them real ones
 
 
 # -- connecting ----------------------------------------------------------------------------------
@@ -111,150 +104,6 @@ def check_config(config: SessionConfig, num_gpus: float, num_cpus: float) -> Non
         raise ConfigError("--device cuda on Ray needs a GPU for the task: pass --num-gpus 1 "
                           "(or a fraction such as 0.5).")
     check(config.replace(device="cpu"))
-
-
-# -- the task side -------------------------------------------------------------------------------
-class _Sink:
-    """Store-shaped: every call a session makes becomes a message; artifacts live in a temp
-    folder until their run finishes, then travel as bytes."""
-
-    def __init__(self, folder: Path, dense: tuple[str, str, bytes, float] | None) -> None:
-        self.folder, self.count = folder, 0
-        self.outbox: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
-        self.dense: dict[str, tuple[str, Path, float]] = {}
-        if dense is not None:
-            key, run_id, weights, accuracy = dense
-            path = self.run_dir(run_id) / "weights.pt"
-            path.write_bytes(weights)
-            self.dense[key] = (run_id, path, accuracy)
-
-    def create_run(self, config: SessionConfig, *, kind: str = "session",
-                   status: str = "queued", sweep_id: str | None = None,
-                   worker: str | None = None) -> str:
-        self.count += 1
-        run_id = f"{LOCAL_PREFIX}{self.count}"
-        self.outbox.put(("create", run_id, config.to_dict(), kind, status, sweep_id))
-        return run_id
-
-    def start_run(self, run_id: str, total_steps: int) -> None:
-        self.outbox.put(("start", run_id, total_steps))
-
-    def write(self, run_id: str, records: list, *, step: int | None = None) -> None:
-        self.outbox.put(("write", run_id, list(records), step))
-
-    def finish_run(self, run_id: str, status: str, *, summary: dict | None = None,
-                   error: str | None = None) -> None:
-        folder = self.run_dir(run_id, create=False)
-        files = {str(p.relative_to(folder)): p.read_bytes()
-                 for p in sorted(folder.rglob("*")) if p.is_file()} if folder.exists() else {}
-        self.outbox.put(("finish", run_id, status, summary, error, files))
-
-    def cancel_requested(self, run_id: str) -> bool:
-        return False     # the pump cancels through ray.cancel
-
-    @property
-    def root(self) -> Path:
-        return self.folder
-
-    def trainer(self, run_id: str) -> dict[str, Any]:
-        return {"backend": "ray", "host": socket.gethostname(), "pid": os.getpid()}
-
-    @contextmanager
-    def file_lock(self, name: str, cancel: Any = None) -> Iterator[None]:
-        yield            # one task, one sink: the pump trains each dense baseline once
-
-    def release_reserve(self) -> None:
-        pass             # the task writes no database
-
-    def run_dir(self, run_id: str, *, create: bool = True) -> Path:
-        path = self.folder / run_id.replace(":", "-")
-        if create:
-            path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def dense_lookup(self, key: str) -> tuple[str, Path, float] | None:
-        return self.dense.get(key)
-
-    def dense_save(self, key: str, run_id: str, path: Path, accuracy: float) -> None:
-        self.dense[key] = (run_id, path, accuracy)
-        self.outbox.put(("dense", key, run_id, path.name, accuracy))
-
-
-def _task_device(config: SessionConfig) -> SessionConfig:
-    """The GPU Ray gave the task, or the CPU when it gave none: Ray no longer hides GPUs from
-    tasks that asked for none, so `auto` would otherwise grab one it was not given."""
-    import ray
-
-    if config.device == "auto" and not ray.get_gpu_ids():
-        return config.replace(device="cpu")
-    return config
-
-
-def _session_task(config_dict: dict, run_id: str | None, dense: tuple | None, panel: bool,
-                  num_cpus: float) -> Iterator[tuple]:
-    """The Ray task body: train one session (or, with run_id None, only the dense baseline)
-    and yield the sink's messages as they come."""
-    import ray
-
-    yield ("hello", socket.gethostname(), os.getpid(), time.time(), ray.get_gpu_ids())
-    import torch
-
-    from . import session
-
-    # Ray sizes OMP_NUM_THREADS to the task's CPUs, but torch may already run in this reused
-    # worker; a thread count the task was not given would also change float reductions.
-    torch.set_num_threads(max(1, int(num_cpus)))
-    config = _task_device(SessionConfig.from_dict(config_dict))
-    folder = Path(tempfile.mkdtemp(prefix="pruneviz-ray-"))
-    sink = _Sink(folder, dense)
-    stop = threading.Event()
-    error: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            if run_id is None:
-                session.dense_start(session.prepare(config), sink, None, stop)
-            else:
-                session.run_session(config, sink, run_id=run_id, cancel=stop,
-                                    panel=panel)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the task's own thread below
-            error.append(e)
-        finally:
-            sink.outbox.put(None)     # the end: after every message the session sent
-
-    # The session runs beside the generator, so records leave while it trains.
-    thread = threading.Thread(target=work, name="pruneviz-session", daemon=True)
-    thread.start()
-    try:
-        while True:
-            try:
-                # a timeout, so ray.cancel's KeyboardInterrupt lands while nothing arrives
-                msg = sink.outbox.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if msg is None:
-                break
-            yield msg
-        if error:
-            raise error[0]
-    finally:
-        # ray.cancel lands here as KeyboardInterrupt: stop the session too, within a step, so
-        # this worker (Ray reuses it) does not go on training for nobody.
-        stop.set()
-        thread.join(timeout=60)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-_remote: Any = None
-
-
-def _task() -> Any:
-    global _remote
-    if _remote is None:
-        import ray
-
-        _remote = ray.remote(num_returns="streaming", max_retries=0)(_session_task)
-    return _remote
 
 
 # -- the pump ------------------------------------------------------------------------------------
@@ -376,8 +225,15 @@ def _pump(streams: list[_Stream], store: Store, progress: Any = None) -> None:
                     _replay(s, ray.get(ref), store, progress)
             except StopIteration:
                 s.done = True
-            except Exception as e:  # noqa: BLE001 - any way a task ends early is stored
-                ray.cancel(s.gen)     # no-op for an ended task; stops one the pump gave up on
+            except ray.exceptions.RayError as e:
+                # The task itself ended (raised, was killed or cancelled): nothing to stop. A
+                # ray.cancel here races the task's completion reply and aborts this whole
+                # process in Ray 2.60's core worker (RAY_CHECK "Tried to complete task that was
+                # not pending", ray-project/ray#54846).
+                _fail(s, store, e)
+                s.done = True
+            except Exception as e:  # noqa: BLE001 - the pump failed to store a message
+                ray.cancel(s.gen)     # stop the task this pump gives up on
                 _fail(s, store, e)
                 s.done = True
         for s in active:
@@ -393,7 +249,7 @@ def _pump(streams: list[_Stream], store: Store, progress: Any = None) -> None:
 
 def _submit(config: SessionConfig, run_id: str | None, dense: Any, *, panel: bool,
             num_gpus: float, num_cpus: float, cancel: threading.Event | None) -> _Stream:
-    gen = _task().options(num_gpus=num_gpus, num_cpus=num_cpus, max_retries=0,
+    gen = remote_task().options(num_gpus=num_gpus, num_cpus=num_cpus, max_retries=0,
                           name=f"pruneviz {run_id or 'dense'}").remote(
         config.to_dict(), run_id, dense, panel, num_cpus)
     return _Stream(gen, run_id, cancel)

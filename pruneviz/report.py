@@ -14,6 +14,10 @@ run's folder for runs that lack one):
   compact, and saved file size (torch.save of the state_dict; dense also gzipped);
 - inference latency dense vs compact, measured on CPU (and CUDA when present) at batch 1 and 64:
   warm-up, models interleaved, median of repetitions, torch threads stated;
+- for an N:M run (`nm`), the 2:4 kernels: on a CUDA GPU that has them (compute capability 8.0+)
+  the Linear layers whose weights are 2:4 run as torch semi-structured tensors, timed against
+  the dense fp16 model the same way (semistructured.py; convolutions stay dense); elsewhere the
+  panel says there are no 2:4 kernels and the zeros only compress;
 - plain-language notes where the numbers diverge.
 
 "dense" here is the run's own network in its original architecture (pruned weights held as
@@ -35,11 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 import torch.nn as nn
 
-from .config import ConfigError, SessionConfig
+from .config import ConfigError, SessionConfig, parse_nm
 from .masks import Layer, prunable_layers
 from .methods.pgp.records import KEPT_FILE
 from .metrics import (
@@ -52,16 +55,22 @@ from .metrics import (
     prunable_sparsity,
 )
 from .models import build_model
+from .panel_text import ATOL, format_panel, format_warnings, latency_frame, notes, panel_frame
 from .safe_load import UnsafeFileError, load_json, load_tensors, partial_name
+from .semistructured import is_two_four, kernel_support, measure
 from .store import Store
 from .surgery import compact, expand, expand_state_dict, shrink_to
 
+# The panel's words live in panel_text.py; its names stay importable from here.
+__all__ = ["ATOL", "LATENCY_BATCHES", "PANEL_FILE", "RunModels", "build_panel", "cpu_vector_block",
+           "format_panel", "format_warnings", "latency_frame", "load_folder", "load_run_models",
+           "metrics_panel", "models_from_state", "notes", "panel_for_folder", "panel_frame",
+           "read_run_files", "run_shapes"]
 PANEL_FILE = "panel.json"
 LATENCY_BATCHES = (1, 64)
 # Seconds of timed repetitions per (device, batch) cell, after one warm-up round: the panel of
 # the default digits run costs about a second in all; big models get at least 3 repetitions.
 LATENCY_BUDGET_S = 0.25
-ATOL = 1e-5
 LATENCY_CAP = 4  # a latency cell starts no repetition after 4x its budget
 
 
@@ -259,93 +268,30 @@ def build_panel(models: RunModels, config: SessionConfig, summary: dict[str, Any
     if devices is None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     panel["latency"] = _latency(models, latency_budget_s, batches, devices)
+    pattern = parse_nm(config.params.get("nm", ""))
+    if pattern is not None:
+        panel.update(nm=f"{pattern[0]}:{pattern[1]}",
+                     nm_dense_layers=summary.get("nm_dense_layers"),
+                     semi_structured=_semi_structured(models, latency_budget_s, batches, devices))
     panel["notes"] = notes(panel)
     panel["warnings"] = list(summary.get("warnings", []))
     panel["panel_s"] = round(time.perf_counter() - started, 3)
     return panel
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
+def _semi_structured(models: RunModels, budget_s: float, batches: tuple[int, ...],
+                     devices: list[str]) -> dict[str, Any]:
+    """The masked model on 2:4 sparse kernels vs dense fp16, on CUDA where the GPU has them
+    (semistructured.measure); elsewhere why not, and which Linear layers are 2:4."""
+    backend, reason = kernel_support()
+    if backend is None or "cuda" not in devices:
+        linears = [n for n, m in models.masked.named_modules()
+                   if isinstance(m, nn.Linear) and is_two_four(m.weight)]
+        return {"backend": None, "reason": reason, "two_four_linears": linears}
+    return {"reason": reason, **measure(models.masked, models.input_shape, batches,
+                                        budget_s=budget_s, backend=backend)}
 
 
-def notes(p: dict[str, Any]) -> list[str]:
-    """Plain-language lines for where the panel's numbers diverge."""
-    out = []
-    flops_gain = p["flops_dense"] / max(p["flops_compact"], 1)
-    if p["sparsity"] >= 0.05 and flops_gain < 1.05:
-        out.append(
-            f"{_pct(p['sparsity'])} of the prunable weights are zero, but scattered: no whole "
-            f"filter can be removed, so the compact model is the dense one. Dense kernels "
-            f"multiply a zero as fast as any other number, so latency and the saved file stay "
-            f"as they were; only compression ({_pct(p['bytes_dense_gzip'] / p['bytes_dense'])} "
-            f"of the file gzipped) or sparse kernels (at best "
-            f"{_pct(p['flops_effective'] / p['flops_dense'])} of the FLOPs touch a nonzero "
-            f"weight) can use these zeros.")
-    if p["filters_coupled"]:
-        out.append(
-            f"{p['filters_coupled']} filters are zero but coupled, not removable: a residual "
-            f"addition sums each of them with a channel that is alive in another conv of its "
-            f"group, so removing them would change the network; they still cost FLOPs and "
-            f"time. Pruning the same channels in every conv of a residual stage makes them "
-            f"removable.")
-    constant = p["filters_zero"] - p["filters_dead"]
-    if constant > 0:
-        out.append(
-            f"{constant} filters have zero weights but a nonzero BatchNorm gamma or beta: each "
-            f"outputs a constant rather than zero, so it cannot be removed exactly (methods that "
-            f"zero gamma and beta with the filter avoid this).")
-    if p["kind"] == "filter" and abs(p["filter_sparsity"] - p["target"]) > 0.05:
-        out.append(
-            f"{_pct(p['filter_sparsity'])} of the prunable filters are zero against a nominal "
-            f"{_pct(p['target'])}.")
-    per_image = {(r["device"], r["batch"]): r["compact_ms"] / r["batch"] for r in p["latency"]}
-    for row in p["latency"]:
-        where = f"at batch {row['batch']} on {row['device'].upper()}"
-        gain = row["speedup"]
-        # launch-bound: a bigger batch of the same device does each image far faster
-        bigger = [v for (dev, b), v in per_image.items()
-                  if dev == row["device"] and b > row["batch"]]
-        amortized = (row["compact_ms"] / row["batch"]) / min(bigger) if bigger else 1.0
-        if flops_gain >= 1.05:
-            ratio = gain / flops_gain
-            if ratio < 0.8:
-                if amortized > 2:
-                    out.append(
-                        f"{where}, {flops_gain:.2f}x fewer FLOPs gave {gain:.2f}x the speed: "
-                        f"the forward pass is launch-bound (per image it takes {amortized:.0f}x "
-                        f"longer than in a bigger batch: fixed costs per layer, such as "
-                        f"dispatch, kernel launch and memory allocation, dominate), so "
-                        f"shrinking the arithmetic barely shows.")
-                else:
-                    line = (f"{where}, {flops_gain:.2f}x fewer FLOPs gave {gain:.2f}x the "
-                            f"speed: BatchNorm, ReLU, additions and memory traffic shrink less "
-                            f"than the conv arithmetic")
-                    if row["device"] == "cpu" and p.get("convs_unaligned"):
-                        block = p["vector_block"]
-                        line += (f"; and this CPU's convolution kernels ({p['cpu_capability']}) "
-                                 f"work in blocks of {block} channels, so the "
-                                 f"{p['convs_unaligned']} of {p['convs']} compact convs whose "
-                                 f"filter counts are not multiples of {block} run as if padded "
-                                 f"to the next multiple (10 filters cost what 16 do)")
-                    out.append(line + ".")
-            elif ratio > 1.25:
-                out.append(
-                    f"{where}, the compact model is faster ({gain:.2f}x) than its FLOPs predict "
-                    f"({flops_gain:.2f}x): a smaller working set fits the caches better.")
-        elif abs(gain - 1) > 0.1:
-            out.append(
-                f"{where}, dense and compact are the same network; their {_pct(abs(gain - 1))} "
-                f"difference in latency is measurement noise.")
-    if any(row["spread"] > NOISY for row in p["latency"]):
-        out.append("Timings were noisy (interquartile range over 25% of the median): the machine "
-                   "was busy. Compare the ratios, measured interleaved, not absolute times.")
-    few = min((row["reps"] for row in p["latency"]), default=5)
-    if few < 5:
-        out.append(f"Only {few} repetition(s) fit the panel's time cap for some cells: those "
-                   f"latencies are rough; `python -m pruneviz report RUN_ID --recompute` on a "
-                   f"quiet machine measures again.")
-    return out
 
 
 def panel_for_folder(folder: Path, config: SessionConfig, input_shape: tuple[int, ...],
@@ -390,85 +336,3 @@ def metrics_panel(store: Store, run_id: str, *, recompute: bool = False) -> dict
     except OSError:
         partial_name(cached).unlink(missing_ok=True)
     return panel
-
-
-def latency_frame(panel: dict[str, Any]) -> pd.DataFrame:
-    """The panel's latency measurements: one row per (device, batch)."""
-    return pd.DataFrame(panel.get("latency", []),
-                        columns=["device", "batch", "threads", "dense_ms", "compact_ms",
-                                 "speedup", "reps", "spread"])
-
-
-def panel_frame(panel: dict[str, Any]) -> pd.DataFrame:
-    """The panel as rows of (metric, dense, compact, note) for a table."""
-    if "error" in panel:
-        return pd.DataFrame({"metric": ["error"], "dense": [panel["error"]], "compact": [None],
-                             "note": [None]})
-    p = panel
-    rows = [
-        ("target", p["target"], None, f"fraction of the {p['target_of']}"),
-        ("sparsity", p["sparsity"], None, "zeros over the prunable weights"),
-        ("global sparsity", p["global_sparsity"], None, "zeros over all parameters"),
-        ("filter sparsity", p["filter_sparsity"], None, "zero filters over the prunable convs"),
-        ("parameters", p["params_dense"], p["params_compact"],
-         f"{p['params_nonzero']} nonzero in the dense network"),
-        ("FLOPs", p["flops_dense"], p["flops_compact"],
-         f"{p['flops_effective']} touch a nonzero weight"),
-        ("filters", p["filters"], p["filters"] - p["filters_removed"],
-         f"{p['filters_zero']} zero, {p['filters_coupled']} zero but coupled (not removable)"),
-        ("file bytes", p["bytes_dense"], p["bytes_compact"],
-         f"{p['bytes_dense_gzip']} dense gzipped"),
-    ]
-    for r in p["latency"]:
-        threads = f", {r['threads']} threads" if r["threads"] else ""
-        rows.append((f"latency ms {r['device']} batch {r['batch']}", r["dense_ms"],
-                     r["compact_ms"], f"{r['speedup']:.2f}x, median of {r['reps']}{threads}"))
-    return pd.DataFrame(rows, columns=["metric", "dense", "compact", "note"])
-
-
-def _si(n: float, unit: str) -> str:
-    for prefix, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= div:
-            return f"{n / div:.2f} {prefix}{unit}"
-    return f"{n:.0f} {unit}"
-
-
-def format_panel(panel: dict[str, Any]) -> str:
-    """The panel as text lines for the CLI (its warnings first)."""
-    warned = format_warnings(panel.get("warnings", []))
-    if "error" in panel:
-        return "\n".join([*warned, f"metrics panel: not available ({panel['error']})"])
-    p = panel
-    ratio = lambda a, b: f"{a / b:.2f}x" if b else "n/a"  # noqa: E731
-    lines = [
-        *warned,
-        f"metrics panel ({p['method']} {p['target']:g}, {p['model']} on {p['dataset']}):",
-        f"  target          {p['target']:.2f} of the {p['target_of']}",
-        f"  achieved        sparsity {p['sparsity']:.4f} of the prunable weights, "
-        f"{p['global_sparsity']:.4f} of all parameters; {p['params_nonzero']:,} nonzero",
-        f"  filters         {p['filters_zero']} of {p['filters']} zero, {p['filters_removed']} "
-        f"removed, {p['filters_coupled']} zero but coupled (not removable)",
-        f"  parameters      {p['params_dense']:,} dense -> {p['params_compact']:,} compact "
-        f"({ratio(p['params_dense'], p['params_compact'])} smaller)",
-        f"  FLOPs           {_si(p['flops_dense'], 'FLOPs')} dense -> "
-        f"{_si(p['flops_compact'], 'FLOPs')} compact "
-        f"({ratio(p['flops_dense'], p['flops_compact'])} fewer); "
-        f"{_si(p['flops_effective'], 'FLOPs')} touch nonzero weights",
-        f"  file size       {_si(p['bytes_dense'], 'B')} dense ({_si(p['bytes_dense_gzip'], 'B')} "
-        f"gzipped) -> {_si(p['bytes_compact'], 'B')} compact",
-    ]
-    for r in p["latency"]:
-        threads = f", {r['threads']} threads" if r["threads"] else ""
-        lines.append(f"  latency {r['device']} b{r['batch']:<3} {r['dense_ms']:.3f} ms dense, "
-                     f"{r['compact_ms']:.3f} ms compact ({r['speedup']:.2f}x; median of "
-                     f"{r['reps']}{threads})")
-    tol = ATOL * p.get("output_scale", 1.0)
-    lines.append(f"  compact check   max |masked - compact| = {p['max_abs_diff']:.2g} "
-                 f"(<= {tol:.2g}, eval mode)")
-    lines += [f"  note: {n}" for n in p["notes"]]
-    return "\n".join(lines)
-
-
-def format_warnings(warnings: list[str]) -> list[str]:
-    """A run's guard warnings as CLI lines (none: no lines)."""
-    return [f"WARNING: {w}" for w in warnings]

@@ -18,13 +18,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backends import check_backend, load_backend
 from .config import ConfigError, SessionConfig
-from .store import ACTIVE, FOREGROUND, Store, pid_alive
+from .store import ACTIVE, Store, pid_alive
 
 HEARTBEAT_SECONDS = 0.5      # also how soon a cancel reaches a busy worker
 POLL_SECONDS = 0.2           # an idle worker looks for a job this often (one indexed query)
@@ -38,50 +38,7 @@ WORKERS_ENV = "PRUNEVIZ_WORKERS"
 MAX_WORKERS = 16
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
-Train = Callable[..., dict[str, Any]]
 _SPAWNED: list[subprocess.Popen] = []     # the workers this process started
-
-
-# -- backends ------------------------------------------------------------------------------------
-def _local() -> Train:
-    from .session import run_session
-
-    return run_session
-
-
-def _ray(**options: Any) -> Train:
-    """run_on_ray with the task options (address, num_gpus, num_cpus) bound; a run trained in
-    the foreground (no run id yet) is created as the foreground's, so no worker claims it."""
-    try:
-        from .raybackend import run_on_ray
-    except ImportError as e:
-        raise ConfigError(f"--backend ray is not available here ({e}); install Ray "
-                          f"(pip install -r requirements.txt) or use --backend local.") from None
-
-    def train(config: SessionConfig, store: Store, *, run_id: str | None = None,
-              cancel: threading.Event | None = None, **kw: Any) -> dict[str, Any]:
-        if run_id is None:
-            run_id = store.create_run(config, worker=FOREGROUND)
-        return run_on_ray(config, store, run_id, cancel=cancel, **options, **kw)
-
-    return train
-
-
-# Name -> loader of the function that trains one claimed run with the run_session contract
-# (config, store, run_id=, cancel=) -> summary; loaded lazily so `local` never imports Ray.
-BACKENDS: dict[str, Callable[..., Train]] = {"local": _local, "ray": _ray}
-
-
-def check_backend(name: str) -> str:
-    """The backend's name, or ConfigError naming the ones there are."""
-    if name not in BACKENDS:
-        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {name!r}.")
-    return name
-
-
-def load_backend(name: str, **options: Any) -> Train:
-    """The backend's train function; `options` are Ray's task options (ray only)."""
-    return BACKENDS[check_backend(name)](**options)
 
 
 # -- submitting ----------------------------------------------------------------------------------

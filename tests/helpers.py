@@ -1,15 +1,17 @@
 """Helpers several test modules share (import as `from tests.helpers import ...`)."""
 
+import base64
 import dataclasses
 import threading
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
 
-from pruneviz import session
+from pruneviz import loop
 from pruneviz.config import SessionConfig
 from pruneviz.methods import apply_preset, family_module, load_all
 from pruneviz.models import build_model
@@ -87,7 +89,7 @@ def check_session_contract(name: str, store, fast_config, monkeypatch) -> None:
     and every method table it wrote is declared in its family's records.py with those
     columns."""
     held = {}
-    save = session._save_artifacts
+    save = loop._save_artifacts
 
     def capture(ctx, folder):
         dense = build_model(ctx.config.model, ctx.data.input_shape, ctx.data.num_classes)
@@ -99,7 +101,7 @@ def check_session_contract(name: str, store, fast_config, monkeypatch) -> None:
                             if l.module.weight.shape != shapes[l.param]})
         save(ctx, folder)
 
-    monkeypatch.setattr(session, "_save_artifacts", capture)
+    monkeypatch.setattr(loop, "_save_artifacts", capture)
     s = run_session(fast_config(method=name, rate=CONTRACT_RATE, epochs=4), store)
     assert s["status"] == "completed", s.get("error")
     run_id = s["run_id"]
@@ -172,3 +174,14 @@ def wait_done(store, run_ids, timeout: float = 180.0) -> pd.DataFrame:
             return runs.set_index("run_id").loc[run_ids]
         time.sleep(0.2)
     raise AssertionError(f"runs still active after {timeout} s")
+
+
+def decode_plotly(obj):
+    """plotly's JSON with its base64 typed arrays ({"dtype", "bdata"}) back as lists."""
+    if isinstance(obj, dict):
+        if "bdata" in obj and "dtype" in obj:
+            return np.frombuffer(base64.b64decode(obj["bdata"]), obj["dtype"]).tolist()
+        return {k: decode_plotly(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [decode_plotly(v) for v in obj]
+    return obj

@@ -21,4 +21,5 @@ def test_bench_gpu_quick_runs_on_cpu_and_says_what_it_skipped():
     assert set(rows) == set(load_all())                  # every method, a ratio each
     assert all(float(r) > 0 for r in rows.values())
     assert "no CUDA" in out and "[syncs] skipped" in out
+    assert "[2:4] skipped: no 2:4 kernels here; the zeros only compress" in out
     assert re.search(r"^\[startup\] .*: median [\d.]+ s of 1$", out, re.M)

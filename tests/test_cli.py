@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 from pruneviz.store import Store
 
 FAST = ["--dense-epochs", "3", "--epochs", "2", "--device", "cpu"]

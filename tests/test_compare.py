@@ -2,12 +2,10 @@
 groups, the overlay's default curve, x axes, the table and its CSV, chart downloads, shareable
 links, notes and tags."""
 
-import base64
 import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -15,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from pruneviz.config import SessionConfig
 from pruneviz.records import Scalar
 from pruneviz.store import Store
-from tests.helpers import recorded_run
+from tests.helpers import decode_plotly, recorded_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,22 +34,11 @@ def _open(page: str, runs: str | None = None) -> AppTest:
     return at
 
 
-def _decode(obj):
-    """plotly's JSON with its base64 typed arrays ({"dtype", "bdata"}) back as lists."""
-    if isinstance(obj, dict):
-        if "bdata" in obj and "dtype" in obj:
-            return np.frombuffer(base64.b64decode(obj["bdata"]), obj["dtype"]).tolist()
-        return {k: _decode(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_decode(v) for v in obj]
-    return obj
-
-
 def _charts(at) -> dict[str, dict]:
     """The page's plotly figures by title, with the chart's config."""
     out = {}
     for chart in at.get("plotly_chart"):
-        spec = _decode(json.loads(chart.proto.spec))
+        spec = decode_plotly(json.loads(chart.proto.spec))
         title = spec["layout"].get("title", {}).get("text", "")
         out[title] = {**spec, "config": json.loads(chart.proto.config or "{}")}
     return out

@@ -211,6 +211,6 @@ def test_session_summary_carries_train_and_test_sizes(tmp_path, fast_config):
     _cifar_sample(tmp_path / "data", per_class_train=4, per_class_test=1)
     config = fast_config(dataset=f"folder:{tmp_path / 'data'}", image_size=8, method="l1",
                          rate=0.5, dense_epochs=1, epochs=1, batch_size=20)
-    summary = run_session(config, Store(tmp_path / "runs"), panel=False)
+    summary = run_session(config, Store(tmp_path / "runs"))
     assert summary["status"] == "completed"
     assert summary["train_size"] == 40 and summary["test_size"] == 10

@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 from pruneviz.config import SessionConfig
 from pruneviz.records import Scalar
-from pruneviz.store import DB_NAME, RUN_FILE, Store, StoreError, new_run_id
+from pruneviz.store import Store, StoreError
+from pruneviz.store.db import DB_NAME, RUN_FILE, new_run_id
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--dense-epochs", "3", "--epochs", "2", "--device", "cpu"]
@@ -203,7 +204,7 @@ def test_a_burst_of_ids_does_not_collide():
 
 
 def test_a_colliding_id_is_retried(store, monkeypatch):
-    import pruneviz.store as store_module
+    import pruneviz.store.db as store_module
 
     first = store.create_run(SessionConfig())
     tail = first.rsplit("-", 1)[1]
@@ -386,7 +387,7 @@ def test_a_full_disk_at_the_final_commit_ends_the_run_failed_not_running(store, 
                                                                           monkeypatch):
     from pruneviz.session import run_session
 
-    run_session(fast_config(method="random"), store, panel=False)     # the dense baseline
+    run_session(fast_config(method="random"), store)     # the dense baseline
     real = Store.finish_run
     calls = []
 
@@ -397,7 +398,7 @@ def test_a_full_disk_at_the_final_commit_ends_the_run_failed_not_running(store, 
         return real(self, run_id, status, **kw)
 
     monkeypatch.setattr(Store, "finish_run", full_once)
-    summary = run_session(fast_config(method="l1"), store, panel=False)
+    summary = run_session(fast_config(method="l1"), store)
     assert summary["status"] == "failed" and "full" in summary["error"]
     run = store.run(summary["run_id"])
     assert run["status"] == "failed" and "full" in run["error"]
@@ -427,22 +428,23 @@ def test_a_full_disk_saving_the_final_weights_leaves_no_truncated_file(store, fa
 
 
 def test_a_really_full_disk_at_the_end_of_a_run_ends_it_failed(tmp_path, fast_config, monkeypatch):
-    from pruneviz.session import Session, run_session
+    from pruneviz.loop import Session
+    from pruneviz.session import run_session
 
     with _tmpfs(tmp_path / "disk", "4m") as disk:
         store = Store(disk / "runs")
-        run_session(fast_config(method="random"), store, panel=False)     # the dense baseline
-        finish = Session.finish
+        run_session(fast_config(method="random"), store)     # the dense baseline
+        close = Session.close
 
-        def fill_then_finish(self, status, error):
+        def fill_then_close(self, status, error):
             with open(disk / "filler", "wb", buffering=0) as f:
                 with contextlib.suppress(OSError):
                     while True:
                         f.write(bytes(4096))
-            return finish(self, status, error)
+            return close(self, status, error)
 
-        monkeypatch.setattr(Session, "finish", fill_then_finish)
-        summary = run_session(fast_config(method="l1"), store, panel=False)
+        monkeypatch.setattr(Session, "close", fill_then_close)
+        summary = run_session(fast_config(method="l1"), store)
         assert summary["status"] == "failed" and summary["storage_error"]
         run = store.run(summary["run_id"])          # this process is alive: no reaping
         assert run["status"] == "failed" and "full" in run["error"]
@@ -455,8 +457,8 @@ def test_a_really_full_disk_at_the_end_of_a_run_ends_it_failed(tmp_path, fast_co
 KILLER = """
 import os, signal, sys
 import pruneviz.report as report
-import pruneviz.session as session
-from pruneviz.__main__ import main
+import pruneviz.loop as loop
+from pruneviz.cli import main
 
 def die(*a, **k):
     os.kill(os.getpid(), signal.SIGKILL)
@@ -465,12 +467,12 @@ phase = sys.argv[1]
 if phase == "panel":
     report.panel_for_folder = die
 else:
-    end_epoch = session.Session.end_epoch
+    end_epoch = loop.Session.end_epoch
     def killing_end_epoch(self):
         end_epoch(self)
         if self.phase == phase and self.ctx.epoch == 1:
             die()
-    session.Session.end_epoch = killing_end_epoch
+    loop.Session.end_epoch = killing_end_epoch
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 from pruneviz.config import ConfigError, SessionConfig
+from pruneviz.loop import train
 from pruneviz.masks import prunable_layers
 from pruneviz.methods import Context
 from pruneviz.methods.fggp import (
@@ -23,7 +24,7 @@ from pruneviz.methods.fggp import (
 )
 from pruneviz.models import build_model
 from pruneviz.records import Recorder, Row
-from pruneviz.session import dense_start, prepare, run_session, train
+from pruneviz.session import dense_start, prepare, run_session
 
 FAST = dict(dense_epochs=3, epochs=2, device="cpu")   # as fast_config: the same dense start
 

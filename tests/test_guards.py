@@ -8,7 +8,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 from pruneviz.config import SessionConfig
 from pruneviz.guards import LayerHealth, output_constant, run_warnings
 from pruneviz.methods import apply_preset, load_all, make_params
@@ -31,8 +31,7 @@ def guard_store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def global_098(guard_store):
     """global_l1 at 0.98 on digits: the one ranking leaves conv3 almost empty."""
-    return run_session(SessionConfig(method="global_l1", rate=0.98, **FAST), guard_store,
-                       panel=False)
+    return run_session(SessionConfig(method="global_l1", rate=0.98, **FAST), guard_store)
 
 
 def _layer_density(store, run_id):
@@ -49,8 +48,7 @@ def test_a_global_098_run_that_empties_conv3_warns(global_098, guard_store):
 
 def test_the_layer_floor_keeps_every_layer_and_silences_the_warning(guard_store):
     s = run_session(SessionConfig(method="global_l1", rate=0.98,
-                                  params={"max_layer_sparsity": 0.99}, **FAST), guard_store,
-                    panel=False)
+                                  params={"max_layer_sparsity": 0.99}, **FAST), guard_store)
     assert s["sparsity"] == pytest.approx(0.98, abs=1e-3)
     assert min(_layer_density(guard_store, s["run_id"]).values()) >= 0.0099
     assert not [w for w in s["warnings"] if w.startswith(COLLAPSE)]
@@ -58,7 +56,7 @@ def test_the_layer_floor_keeps_every_layer_and_silences_the_warning(guard_store)
 
 def _gradual(store, method, **params):
     s = run_session(SessionConfig(method=method, rate=0.98, max_steps_per_epoch=8,
-                                  params=params, **FAST), store, panel=False)
+                                  params=params, **FAST), store)
     assert s["status"] == "completed", s.get("error")
     assert s["sparsity"] == pytest.approx(0.98, abs=1e-3)
     return min(_layer_density(store, s["run_id"]).values())
@@ -75,15 +73,14 @@ def test_gradual_global_rankings_honour_the_floor(guard_store, method):
 
 def test_gmp_layer_scope_prunes_every_layer_to_the_rate(guard_store):
     s = run_session(SessionConfig(method="gmp", rate=0.9, max_steps_per_epoch=6,
-                                  params={"scope": "layer"}, **FAST), guard_store, panel=False)
+                                  params={"scope": "layer"}, **FAST), guard_store)
     for density in _layer_density(guard_store, s["run_id"]).values():
         assert density == pytest.approx(0.1, abs=2e-3)
 
 
 def test_a_floor_below_the_rate_is_a_config_error(guard_store):
     s = run_session(SessionConfig(method="global_l1", rate=0.95,
-                                  params={"max_layer_sparsity": 0.9}, **FAST), guard_store,
-                    panel=False)
+                                  params={"max_layer_sparsity": 0.9}, **FAST), guard_store)
     assert s["status"] == "failed" and "max_layer_sparsity" in s["error"]
 
 
@@ -125,8 +122,7 @@ def test_each_guard_names_its_cause_and_fix():
 def test_recovery_is_counted_from_the_step_of_the_last_mask_change(guard_store):
     """GMP over 4 epochs of 8 steps: T_end = floor(0.8 x 32) = 25, so 6 steps recover."""
     s = run_session(SessionConfig(method="gmp", rate=0.5, dense_epochs=3, epochs=4,
-                                  max_steps_per_epoch=8, device="cpu"), guard_store,
-                    panel=False)
+                                  max_steps_per_epoch=8, device="cpu"), guard_store)
     assert s["recovery_epochs"] == pytest.approx(6 / 8)
     assert not [w for w in s["warnings"] if "last epoch" in w]
 
@@ -171,7 +167,7 @@ def test_interactive_presets_leave_epochs_to_recover(guard_store, method):
     preview = cls.preview(config, make_params(cls, config.params))
     band = preview[preview.series == RECOVERY].epoch
     assert band.max() == config.epochs and band.min() <= config.epochs - 1
-    s = run_session(config, guard_store, panel=False)
+    s = run_session(config, guard_store)
     assert s["status"] == "completed"
     assert s["recovery_epochs"] >= 1
     assert not [w for w in s["warnings"] if "last epoch" in w]
@@ -183,7 +179,7 @@ def test_pgmpf_with_the_papers_timing_warns_that_nothing_recovers(guard_store):
     config = apply_preset(SessionConfig(method="pgmpf", dense_epochs=3, device="cpu",
                                         max_steps_per_epoch=4), "interactive")
     config = config.replace(rate=0.5, params={**config.params, "recovery": 0.0})
-    s = run_session(config, guard_store, panel=False)
+    s = run_session(config, guard_store)
     assert s["recovery_epochs"] == 0
     assert any("last epoch" in w and "recovery=0.2" in w for w in s["warnings"])
 
@@ -216,7 +212,7 @@ def test_a_rate_of_099_runs_from_the_cli(guard_store, capsys):
 
 def test_slr_without_retraining_says_its_final_accuracy_is_the_retrain_free_one(guard_store):
     s = run_session(SessionConfig(method="slr", rate=0.5, max_steps_per_epoch=4, **FAST),
-                    guard_store, panel=False)
+                    guard_store)
     assert s["recovery_epochs"] == 0
     (late,) = [w for w in s["warnings"] if "last epoch" in w]
     assert "retrain_epochs=2" in late and "retrain-free" in late

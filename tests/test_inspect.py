@@ -9,7 +9,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from pruneviz import inspect as ins
-from pruneviz.__main__ import main
+from pruneviz import sensitivity as sens
+from pruneviz.cli import main
 from pruneviz.config import ConfigError, format_layer_rates, parse_layer_rates
 from pruneviz.data import DataBundle
 from pruneviz.metrics import evaluate
@@ -39,7 +40,7 @@ def rm(run_store):
 
 @pytest.fixture(scope="module")
 def batch(rm):
-    return ins.heldout_batch(rm.data, limit=0)
+    return sens.heldout_batch(rm.data, limit=0)
 
 
 # -- attributions --------------------------------------------------------------------------------
@@ -123,11 +124,11 @@ def test_layer_view_has_one_row_per_filter_with_the_runs_filter_mask(rm, method)
 
 
 # -- sensitivity ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ins.KINDS)
+@pytest.mark.parametrize("kind", sens.KINDS)
 def test_scan_at_rate_zero_equals_the_dense_accuracy_and_leaves_the_model(rm, batch, kind):
     x, y = batch
     before = {k: v.clone() for k, v in rm.dense.state_dict().items()}
-    scan = ins.sensitivity_scan(rm.dense, x, y, rates=[0.0, 0.5, 0.9], kind=kind,
+    scan = sens.sensitivity_scan(rm.dense, x, y, rates=[0.0, 0.5, 0.9], kind=kind,
                                 all_layers=True)
     dense = evaluate(rm.dense, rm.data, torch.device("cpu"))
     at0 = scan[scan.rate == 0.0]
@@ -139,15 +140,15 @@ def test_scan_at_rate_zero_equals_the_dense_accuracy_and_leaves_the_model(rm, ba
         assert torch.equal(v, before[k]), k
 
 
-@pytest.mark.parametrize("kind", ins.KINDS)
+@pytest.mark.parametrize("kind", sens.KINDS)
 def test_pruning_a_layer_hard_costs_accuracy_on_average(rm, batch, kind):
     x, y = batch
-    scan = ins.sensitivity_scan(rm.dense, x, y, rates=[0.0, 0.9], kind=kind, all_layers=True)
+    scan = sens.sensitivity_scan(rm.dense, x, y, rates=[0.0, 0.9], kind=kind, all_layers=True)
     mean = scan.groupby("rate").accuracy.mean()
     assert mean[0.9] < mean[0.0] - 0.1
 
 
-@pytest.mark.parametrize("kind", ins.KINDS)
+@pytest.mark.parametrize("kind", sens.KINDS)
 def test_scan_masks_are_the_engines_magnitude_masks(kind):
     from pruneviz.masks import (
         filter_mask,
@@ -166,7 +167,7 @@ def test_scan_masks_are_the_engines_magnitude_masks(kind):
         layer.module.weight[1] = layer.module.weight[0]
     w = layer.module.weight.detach()
     rates = [0.0, 0.1, 0.33, 0.5, 0.9]
-    for rate, masks, removed in ins.scan_masks(layer, kind, rates):
+    for rate, masks, removed in sens.scan_masks(layer, kind, rates):
         if kind == "filter":
             n = n_prune(w.shape[0], rate)
             want = filter_param_masks(layer, filter_mask(filter_norms(w), n))
@@ -180,7 +181,7 @@ def test_scan_masks_are_the_engines_magnitude_masks(kind):
 
 def test_scan_pruned_params_follow_the_rounding_rule(rm, batch):
     x, y = batch
-    scan = ins.sensitivity_scan(rm.dense, x, y, rates=[0.5], kind="filter")
+    scan = sens.sensitivity_scan(rm.dense, x, y, rates=[0.5], kind="filter")
     conv2 = scan.set_index("layer").loc["conv2"]
     assert conv2.params == 32 * 16 * 9 and conv2.pruned_params == 16 * 16 * 9
 
@@ -198,8 +199,8 @@ def _toy_scan(drops, sizes):
 @pytest.mark.parametrize("target", [0.0, 0.3, 0.7, 0.9, 0.95])
 def test_suggested_rates_average_to_the_target_weighted_by_layer_size(target):
     scan = _toy_scan({"a": 0.6, "b": 0.05, "c": 0.3, "d": 0.0}, [100, 5000, 2000, 50])
-    rates = ins.suggest_rates(scan, target, max_rate=0.95)
-    assert ins.weighted_mean_rate(rates, scan) == pytest.approx(target, abs=1e-9)
+    rates = sens.suggest_rates(scan, target, max_rate=0.95)
+    assert sens.weighted_mean_rate(rates, scan) == pytest.approx(target, abs=1e-9)
     assert all(0.0 <= r <= 0.95 for r in rates.values())
     # the more sensitive layer is never pruned more
     assert rates["a"] <= rates["c"] <= rates["b"] <= rates["d"]
@@ -207,15 +208,15 @@ def test_suggested_rates_average_to_the_target_weighted_by_layer_size(target):
 
 def test_suggested_rates_on_a_real_scan_hit_the_target(rm, batch):
     x, y = batch
-    scan = ins.sensitivity_scan(rm.dense, x, y, rates=[0.0, 0.5, 0.9], kind="filter")
-    rates = ins.suggest_rates(scan, 0.6)
-    assert ins.weighted_mean_rate(rates, scan) == pytest.approx(0.6, abs=1e-9)
+    scan = sens.sensitivity_scan(rm.dense, x, y, rates=[0.0, 0.5, 0.9], kind="filter")
+    rates = sens.suggest_rates(scan, 0.6)
+    assert sens.weighted_mean_rate(rates, scan) == pytest.approx(0.6, abs=1e-9)
     assert set(rates) == set(scan.layer)
 
 
 def test_an_unreachable_target_is_refused():
     with pytest.raises(ConfigError, match="max_rate"):
-        ins.suggest_rates(_toy_scan({"a": 0.1}, [10]), 0.97, max_rate=0.95)
+        sens.suggest_rates(_toy_scan({"a": 0.1}, [10]), 0.97, max_rate=0.95)
 
 
 def test_layer_rates_string_round_trips_and_rejects_garbage():
@@ -248,8 +249,8 @@ def test_every_model_family_can_be_inspected(name, shape):
     layer = ins.inspectable_layers(model)[-1]
     contrib = ins.layer_contributions(model, layer, x, y, {}, "gradient_x_activation")
     assert len(contrib) == 4 and (contrib.status == "kept").all()
-    layers = ins.scan_layers(model)[:3]        # the first few keep VGG/ResNet-18 fast
-    scan = ins.sensitivity_scan(model, *ins.heldout_batch(data), rates=[0.0, 0.5], layers=layers)
+    layers = sens.scan_layers(model)[:3]        # the first few keep VGG/ResNet-18 fast
+    scan = sens.sensitivity_scan(model, *sens.heldout_batch(data), rates=[0.0, 0.5], layers=layers)
     assert len(scan) == 2 * len(layers) and scan.accuracy.between(0, 1).all()
 
 
@@ -314,7 +315,7 @@ def test_cli_scans_and_suggests(tmp_path, capsys):
     assert set(scan.layer) == {"conv2", "conv3"} and sorted(scan.rate.unique()) == [0, 0.5, 0.9]
     assert (scan[scan.rate == 0].accuracy == out["dense_accuracy"]).all()
     rates = parse_layer_rates(out["layer_rates"])
-    assert ins.weighted_mean_rate(rates, scan) == pytest.approx(0.7, abs=1e-3)
+    assert sens.weighted_mean_rate(rates, scan) == pytest.approx(0.7, abs=1e-3)
 
 
 BAD = [

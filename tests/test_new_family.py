@@ -1,20 +1,32 @@
 """A new method family is one folder: a throwaway family written to a temporary directory and put
-on pruneviz.methods' search path is listed by the CLI and in the registry the dashboard's method
-picker reads, drawn by the internals view and the Learn page, and honours the contract tests'
+on pruneviz.methods' search path is listed by the CLI, offered by the dashboard's rendered method
+picker, drawn by the rendered internals view and Learn page, and honours the contract tests'
 checks, with no edit anywhere else."""
 
 import importlib
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 import pruneviz.methods as methods
 from pruneviz import learn, views
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 from pruneviz.methods import base
-from tests.helpers import check_declarations, check_session_contract, declared_tables
+from pruneviz.session import run_session
+from pruneviz.store import Store
+from pruneviz.workers import stop_workers
+from tests.helpers import (
+    check_declarations,
+    check_session_contract,
+    declared_tables,
+    decode_plotly,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FAMILY = "throwaway"
 NAME = "throwaway_l1"
@@ -141,3 +153,38 @@ def test_the_new_family_passes_the_contract_checks_and_its_view_draws_its_run(
     panels = view.panels(frames, shared_store.run(run_id), view.steps(frames)[-1])
     assert len(frames["cuts"]) == 1                       # one row, written before training
     assert panels[0].figure.data[0].y[0] == frames["cuts"].layers[0] > 0
+
+
+@pytest.fixture
+def dashboard(family, tmp_path, monkeypatch, fast_config):
+    """The dashboard (AppTest) on a store whose one run is a finished run of the throwaway
+    method; the workers the dashboard starts on it are stopped after."""
+    store = Store(tmp_path / "runs")
+    summary = run_session(fast_config(method=NAME, rate=0.5, epochs=1, start="scratch"), store)
+    assert summary["status"] == "completed", summary.get("error")
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(store.root))
+    yield AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run(), store, summary
+    stop_workers(store)
+
+
+def test_the_live_pages_picker_offers_the_new_method_and_its_internals_view_draws_its_run(
+        dashboard):
+    app, store, summary = dashboard
+    at = app.switch_page("pages/live.py").run()
+    assert not at.exception
+    assert NAME in at.selectbox(key="live.method").options
+    assert at.selectbox(key=f"live.show.{summary['run_id']}").value == summary["run_id"]
+    assert f"#### Throwaway cuts ({NAME})" in [m.value for m in at.markdown]
+    chart = next(c for c in at.get("plotly_chart") if c.key == "live.internals.throwaway.cuts")
+    bars = decode_plotly(json.loads(chart.proto.spec))["data"][0]
+    cuts = store.rows(summary["run_id"], "throwaway_cuts")
+    assert bars["type"] == "bar" and bars["y"] == cuts.layers.tolist() and bars["y"][0] > 0
+
+
+def test_the_learn_page_renders_a_tab_with_the_new_familys_toy(dashboard):
+    app, _, _ = dashboard
+    at = app.switch_page("pages/learn_methods.py").run()
+    assert not at.exception
+    assert "Throwaway" in [t.label for t in at.tabs]
+    charts = {c.key: decode_plotly(json.loads(c.proto.spec)) for c in at.get("plotly_chart")}
+    assert charts[f"learn.{FAMILY}.bars"]["data"][0]["y"] == [0.5]     # the toy's rate control

@@ -10,7 +10,8 @@ import onnxruntime
 import pytest
 import torch
 
-from pruneviz.__main__ import main
+from pruneviz.backends import run_measured
+from pruneviz.cli import main
 from pruneviz.config import SessionConfig
 from pruneviz.export import export_run, load_run_card
 from pruneviz.masks import apply_masks, filter_param_masks, prunable_layers
@@ -18,7 +19,6 @@ from pruneviz.metrics import count_flops, flops_by_module
 from pruneviz.models import build_model
 from pruneviz.report import format_panel, load_run_models, metrics_panel, models_from_state
 from pruneviz.safe_load import UnsafeFileError, check_program, load_program, load_tensors
-from pruneviz.session import run_session
 from pruneviz.surgery import channel_groups, compact, remove_filters
 from tests.helpers import randomize_bn
 
@@ -126,7 +126,7 @@ FAST = dict(dense_epochs=3, epochs=2, device="cpu")     # as conftest's fast_con
 
 @pytest.fixture(scope="module")
 def filter_run(shared_store):
-    summary = run_session(SessionConfig(method="l2_filter", rate=0.5, **FAST), shared_store)
+    summary = run_measured(SessionConfig(method="l2_filter", rate=0.5, **FAST), shared_store)
     assert summary["status"] == "completed"
     return shared_store, summary
 
@@ -172,7 +172,7 @@ def test_panel_fields_are_present_and_consistent(filter_run):
 
 
 def test_unstructured_run_says_its_zeros_do_not_shrink_the_model(shared_store, fast_config):
-    summary = run_session(fast_config(method="l1", rate=0.8), shared_store)
+    summary = run_measured(fast_config(method="l1", rate=0.8), shared_store)
     panel = summary["panel"]
     assert panel["params_compact"] == panel["params_dense"]
     assert panel["flops_compact"] == panel["flops_dense"]

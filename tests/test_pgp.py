@@ -11,6 +11,7 @@ from scipy.stats import spearmanr
 
 from pruneviz.config import SessionConfig
 from pruneviz.data import DataBundle
+from pruneviz.loop import Prepared, Session
 from pruneviz.masks import Layer, apply_masks, filter_param_masks
 from pruneviz.methods import get_method, make_params
 from pruneviz.methods.base import apply_preset
@@ -32,7 +33,7 @@ from pruneviz.methods.pgp import (
 )
 from pruneviz.models import build_model
 from pruneviz.schedules import exponential_count
-from pruneviz.session import Prepared, Session, run_session
+from pruneviz.session import run_session
 from pruneviz.surgery import expand
 from tests.helpers import randomize_bn
 

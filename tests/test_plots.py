@@ -8,7 +8,7 @@ import zipfile
 import pandas as pd
 import pytest
 
-from pruneviz import plots
+from pruneviz import plots, plots_compare
 from pruneviz.config import SessionConfig
 from pruneviz.records import LayerRow, Scalar
 from pruneviz.session import run_session
@@ -45,7 +45,7 @@ def test_pareto_front_is_exactly_the_non_dominated_points(maximize_x, maximize_y
     rng = random.Random(0)
     points = list({(round(rng.random(), 2), round(rng.random(), 2)) for _ in range(60)})
     df = pd.DataFrame(points, columns=["x", "y"])
-    front = plots.pareto_front(df, "x", "y", maximize_x=maximize_x, maximize_y=maximize_y)
+    front = plots_compare.pareto_front(df, "x", "y", maximize_x=maximize_x, maximize_y=maximize_y)
     sign = 1 if maximize_y else -1
     flipped = [(x, sign * y) for x, y in points]
     expected = {(x, sign * y) for x, y in flipped if not _dominated((x, y), flipped, maximize_x)}
@@ -63,9 +63,9 @@ def _summaries():
 @pytest.mark.parametrize("maximize_x", [True, False])
 def test_pareto_figure_draws_the_front_as_a_step_line_through_its_points(maximize_x):
     runs = _summaries()
-    fig = plots.pareto_figure(runs, "sparsity", maximize_x=maximize_x, title="t")
+    fig = plots_compare.pareto_figure(runs, "sparsity", maximize_x=maximize_x, title="t")
     front = next(t for t in fig.data if t.name == "Pareto front")
-    expected = plots.pareto_front(runs, "sparsity", "final_accuracy", maximize_x=maximize_x)
+    expected = plots_compare.pareto_front(runs, "sparsity", "final_accuracy", maximize_x=maximize_x)
     ringed = [x for x, size in zip(front.x, front.marker.size) if size > 0]
     assert ringed == list(expected.sparsity) and len(ringed) >= 1
     assert "lines" in front.mode and front.line.width > 0
@@ -76,7 +76,7 @@ def test_pareto_figure_draws_the_front_as_a_step_line_through_its_points(maximiz
 
 
 def test_pareto_figure_keeps_runs_at_the_same_point_visible():
-    fig = plots.pareto_figure(_summaries(), "sparsity", maximize_x=True, title="t")
+    fig = plots_compare.pareto_figure(_summaries(), "sparsity", maximize_x=True, title="t")
     at = {t.name: (list(t.marker.size), list(t.text)) for t in fig.data
           if t.mode == "markers"}
     l1_sizes, l1_text = at["l1"]
@@ -89,7 +89,7 @@ def test_pareto_figure_keeps_runs_at_the_same_point_visible():
 def test_pareto_figure_gives_each_model_and_dataset_its_own_front():
     runs = pd.concat([_summaries(), _summaries().assign(run_id=list("efgh"), pair="m2/d2",
                                                         final_accuracy=0.2)])
-    fig = plots.pareto_figure(runs, "sparsity", maximize_x=True, title="t", front_by="pair")
+    fig = plots_compare.pareto_figure(runs, "sparsity", maximize_x=True, title="t", front_by="pair")
     fronts = [t.name for t in fig.data if t.name.startswith("Pareto front")]
     assert fronts == ["Pareto front · m/d", "Pareto front · m2/d2"]
 
@@ -99,9 +99,9 @@ def test_parallel_coordinates_show_the_varying_inputs_then_every_output():
                                flops_effective=[1e6, 2e6, 3e6, 4e6], **{"params.end": "x"},
                                **{"params.d": [0.1, None, None, 0.2]},
                                **{"params.every": ["a", "a", "b", "b"]})
-    fig = plots.parallel_figure(runs, ["method", "rate", "seed", "epochs", "params.end",
-                                       "params.d", "params.every"],
-                                ["final_accuracy", "sparsity"])
+    fig = plots_compare.parallel_figure(runs, ["method", "rate", "seed", "epochs", "params.end",
+                                               "params.d", "params.every"],
+                                        ["final_accuracy", "sparsity"])
     dims = fig.data[0].dimensions
     assert [d.label for d in dims] == ["method", "epochs", "params.every", "final accuracy",
                                        "sparsity"]
@@ -161,21 +161,21 @@ def test_every_method_colour_is_clearly_distinct_in_normal_vision():
 def test_config_diff_keeps_only_fields_that_differ_and_flattens_params():
     a = SessionConfig(method="gmp", rate=0.8, params={"end": 0.5}).to_dict()
     b = SessionConfig(method="gmp", rate=0.9, params={"end": 0.7}).to_dict()
-    diff = plots.config_diff({"a": a, "b": b})
+    diff = plots_compare.config_diff({"a": a, "b": b})
     assert list(diff.columns) == ["rate", "params.end"]
     assert diff.loc["b", "params.end"] == 0.7
 
 
 def test_seed_groups_join_runs_that_differ_only_by_seed():
     base = SessionConfig(method="l1", rate=0.5)
-    groups = plots.seed_groups({"a": base.to_dict(), "b": base.replace(seed=1).to_dict(),
+    groups = plots_compare.seed_groups({"a": base.to_dict(), "b": base.replace(seed=1).to_dict(),
                                 "c": base.replace(rate=0.9).to_dict()})
     assert groups["a"] == groups["b"] != groups["c"]
 
 
 def test_seed_groups_never_join_two_runs_of_the_same_seed():
     base = SessionConfig(method="l1", rate=0.5)
-    groups = plots.seed_groups({"a": base.to_dict(), "b": base.to_dict(),
+    groups = plots_compare.seed_groups({"a": base.to_dict(), "b": base.to_dict(),
                                 "c": base.replace(seed=1).to_dict(),
                                 "d": base.replace(seed=1, name="again").to_dict()})
     assert groups["a"] == groups["c"]
@@ -184,7 +184,7 @@ def test_seed_groups_never_join_two_runs_of_the_same_seed():
 
 def test_seed_groups_keep_models_and_datasets_apart():
     base = SessionConfig(method="l1", rate=0.5)
-    groups = plots.seed_groups({"a": base.to_dict(),
+    groups = plots_compare.seed_groups({"a": base.to_dict(),
                                 "b": base.replace(seed=1, model="lenet5").to_dict(),
                                 "c": base.replace(seed=2, dataset="folder:/x").to_dict()})
     assert len(set(groups.values())) == 3
@@ -214,7 +214,7 @@ def _lengths(steps=(30, 220, 440), epochs=(1, 2, 4)):
 
 def test_fraction_of_training_overlays_runs_of_different_lengths_from_0_to_1():
     scalars, runs = _lengths()
-    fig = plots.curves_figure(scalars, runs, "loss", title="t", x="fraction")
+    fig = plots_compare.curves_figure(scalars, runs, "loss", title="t", x="fraction")
     for trace in fig.data:
         n = int(trace.name[1:])
         assert trace.x[0] == pytest.approx(1 / n) and trace.x[-1] == pytest.approx(1.0)
@@ -223,21 +223,21 @@ def test_fraction_of_training_overlays_runs_of_different_lengths_from_0_to_1():
 
 def test_epoch_axis_ends_each_run_at_its_epoch_count():
     scalars, runs = _lengths()
-    fig = plots.curves_figure(scalars, runs, "loss", title="t", x="epoch")
+    fig = plots_compare.curves_figure(scalars, runs, "loss", title="t", x="epoch")
     assert {t.name: t.x[-1] for t in fig.data} == {"r30": 1.0, "r220": 2.0, "r440": 4.0}
-    steps = plots.curves_figure(scalars, runs, "loss", title="t")
+    steps = plots_compare.curves_figure(scalars, runs, "loss", title="t")
     assert {t.name: t.x[-1] for t in steps.data} == {"r30": 29, "r220": 219, "r440": 439}
 
 
 def test_an_unknown_x_axis_is_a_clear_error():
     scalars, runs = _lengths()
     with pytest.raises(ValueError, match="x axis is one of step, epoch, fraction"):
-        plots.training_x(scalars, runs, "minutes")
+        plots_compare.training_x(scalars, runs, "minutes")
 
 
 def test_seed_group_draws_mean_line_and_min_max_band():
     scalars, runs = _curves()
-    fig = plots.curves_figure(scalars, runs, "loss", title="loss")
+    fig = plots_compare.curves_figure(scalars, runs, "loss", title="loss")
     band = [t for t in fig.data if t.fill == "tonexty"]
     assert len(band) == 1
     mean = next(t for t in fig.data if t.name and "mean of 2 seeds" in t.name)
@@ -374,18 +374,20 @@ def test_every_figure_passes_plotlys_validation():
     figures = [plots.schedule_figure(preview), plots.training_figure(live),
                plots.sparsity_figure(live), plots.layer_heatmap(layers),
                plots.layer_bars(layers[layers.step == 0]), plots.table_figure(rows, "t"),
-               plots.curves_figure(scalars, runs, "loss", title="loss", smoothed=True,
-                                   y_range=(0, 5)),
-               plots.pareto_figure(summary, "sparsity", maximize_x=True, title="p"),
-               plots.pareto_figure(summary, "flops_effective", maximize_x=False, title="f"),
-               plots.layer_profile_figure(layers, runs), plots.training_figure(live.iloc[:0]),
-               plots.pareto_figure(summary.assign(pair=["p", "q", "q"]), "sparsity",
-                                   maximize_x=True, maximize_y=False, title="p",
-                                   front_by="pair"),
-               plots.curves_figure(scalars, runs, "loss", title="f", x="fraction"),
-               plots.parallel_figure(summary.assign(epochs=[1, 2, 2]),
-                                     ["method", "rate", "epochs"],
-                                     ["final_accuracy", "flops_effective"]),
+               plots_compare.curves_figure(scalars, runs, "loss", title="loss", smoothed=True,
+                                           y_range=(0, 5)),
+               plots_compare.pareto_figure(summary, "sparsity", maximize_x=True, title="p"),
+               plots_compare.pareto_figure(summary, "flops_effective", maximize_x=False,
+                                           title="f"),
+               plots_compare.layer_profile_figure(layers, runs),
+               plots.training_figure(live.iloc[:0]),
+               plots_compare.pareto_figure(summary.assign(pair=["p", "q", "q"]), "sparsity",
+                                           maximize_x=True, maximize_y=False, title="p",
+                                           front_by="pair"),
+               plots_compare.curves_figure(scalars, runs, "loss", title="f", x="fraction"),
+               plots_compare.parallel_figure(summary.assign(epochs=[1, 2, 2]),
+                                             ["method", "rate", "epochs"],
+                                             ["final_accuracy", "flops_effective"]),
                plots.layer_heatmap(layers.iloc[:0])]
     for fig in figures:
         go.Figure(fig.to_dict())        # raises on any property plotly does not know
@@ -396,6 +398,6 @@ def test_layer_profile_averages_seeds_and_takes_each_runs_last_step():
     layers = pd.DataFrame([{"run_id": r, "step": s, "epoch": 0, "layer": "conv2",
                             "key": "sparsity", "value": v * s / 10}
                            for r, v in (("a", 0.4), ("b", 0.6), ("c", 0.9)) for s in (0, 10)])
-    fig = plots.layer_profile_figure(layers, runs)
+    fig = plots_compare.layer_profile_figure(layers, runs)
     bars = {t.name: list(t.y) for t in fig.data}
     assert bars == {"l1 0.5 (mean of 2 seeds)": [pytest.approx(0.5)], "c": [pytest.approx(0.9)]}

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import ray
 
-from pruneviz.__main__ import main
+from pruneviz.cli import main
 from pruneviz.config import ConfigError, SessionConfig
 from pruneviz.raybackend import CANCELLED, run_on_ray, run_sweep_on_ray
 from pruneviz.session import run_session
@@ -87,7 +87,7 @@ def test_sweep_records_equal_the_local_backend(cluster, tmp_path):
     configs = [SessionConfig(method=m, rate=r, **FAST) for m in ("l1", "gmp")
                for r in (0.5, 0.8)]
     local, remote = Store(tmp_path / "local"), Store(tmp_path / "ray")
-    local_ids = [run_session(c, local, panel=False)["run_id"] for c in configs]
+    local_ids = [run_session(c, local)["run_id"] for c in configs]
     summaries = run_sweep_on_ray(configs, remote, sweep_id="sweep-ray")
     assert [s["status"] for s in summaries] == ["completed"] * 4
     pairs = list(zip(local_ids, [s["run_id"] for s in summaries]))
@@ -154,6 +154,21 @@ def test_a_task_that_raises_fails_its_run_with_the_message(cluster, tmp_path):
     row = store.run(run_id)
     assert row["status"] == "failed"
     assert "no readable images" in row["error"] and "x.png" in row["error"]
+
+
+def test_a_task_that_ended_is_never_cancelled(cluster, tmp_path, monkeypatch):
+    # ray.cancel on a task whose error was just streamed races its completion reply, and Ray
+    # 2.60 aborts the calling process on that race (ray-project/ray#54846): it ended a CI run.
+    cancelled = []
+    monkeypatch.setattr(ray, "cancel", lambda ref, **k: cancelled.append(ref))
+    folder = tmp_path / "images" / "a"
+    folder.mkdir(parents=True)
+    (folder / "x.png").write_bytes(b"not an image")
+    store = Store(tmp_path / "runs")
+    config = SessionConfig(dataset=f"folder:{folder.parent}", **FAST)
+    with pytest.raises(ConfigError):
+        run_on_ray(config, store, store.create_run(config))
+    assert cancelled == []
 
 
 def test_bad_input_found_on_the_node_raises_config_error(cluster, tmp_path):

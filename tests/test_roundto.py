@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.utils.prune as tprune
 
-from pruneviz import learn
-from pruneviz.__main__ import main
+from pruneviz import learn_speed
+from pruneviz.cli import main
 from pruneviz.config import ConfigError, SessionConfig
 from pruneviz.masks import n_prune
 from pruneviz.methods import get_method, make_params
@@ -256,7 +256,7 @@ def test_without_rounding_the_preview_is_unchanged():
 
 # -- the Learn page --------------------------------------------------------------------------------
 def test_the_learn_toy_rounds_as_the_methods_do_and_counts_flops_per_filter():
-    df = learn.round_to_speed(channels=64, rate=0.4, block=16, budget_s=0.3)
+    df = learn_speed.round_to_speed(channels=64, rate=0.4, block=16, budget_s=0.3)
     asked = 64 - n_prune(64, 0.4)
     assert df.filters.tolist() == [64, asked, round_kept(asked, 64, 16)] == [64, 38, 32]
     # a conv's FLOPs are proportional to its filters

@@ -12,6 +12,7 @@ from torch.nn.utils import prune
 
 from pruneviz.config import ConfigError, SessionConfig, parse_layer_rates
 from pruneviz.data import load_dataset
+from pruneviz.loop import make_optimizer
 from pruneviz.masks import n_prune
 from pruneviz.methods import Context, apply_preset, make_params
 from pruneviz.methods.slr import ADMM, SLR, project, step_alpha
@@ -20,7 +21,7 @@ from pruneviz.metrics import evaluate
 from pruneviz.models import build_model
 from pruneviz.records import Recorder
 from pruneviz.schedules import lr_at
-from pruneviz.session import make_optimizer, run_session
+from pruneviz.session import run_session
 
 
 def make_ctx(method, rate=0.8, epochs=4, evaluate_fn=None):

@@ -12,7 +12,8 @@ import pytest
 
 from pruneviz.config import ConfigError, SessionConfig
 from pruneviz.records import FilterRow, LayerRow, Row, Scalar
-from pruneviz.store import DB_NAME, SCHEMA, Store, StoreError, parse_tags
+from pruneviz.store import Store, StoreError, parse_tags
+from pruneviz.store.db import DB_NAME, SCHEMA
 
 
 def test_round_trip_of_every_record_kind(store):

@@ -264,6 +264,6 @@ def test_a_bad_worker_count_names_the_variable_and_the_range(raw):
 
 def test_a_run_id_drawn_twice_is_drawn_again(store, monkeypatch):
     ids = iter(["20260101-000000-aaaa", "20260101-000000-aaaa", "20260101-000000-bbbb"])
-    monkeypatch.setattr("pruneviz.store.new_run_id", lambda: next(ids))
+    monkeypatch.setattr("pruneviz.store.runs.new_run_id", lambda: next(ids))
     first, second = store.create_run(SessionConfig()), store.create_run(SessionConfig())
     assert (first, second) == ("20260101-000000-aaaa", "20260101-000000-bbbb")

@@ -1,6 +1,6 @@
 """The method contract: hooks the session calls at fixed points of every step, and the registry.
 
-Where each hook runs in the session's step (see pruneviz/session.py):
+Where each hook runs in the session's step (see pruneviz/loop.py):
 
     before_training(ctx)        once, after the dense start is evaluated: build masks, state
     for each step:
@@ -25,8 +25,18 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..config import ConfigError, SessionConfig, check_fields, coerce
-from ..masks import Layer, Masks, prunable_layers
+from ..config import (
+    NM_FORMAT,
+    NM_RATE_TOLERANCE,
+    ConfigError,
+    SessionConfig,
+    check_fields,
+    coerce,
+    nm_rate,
+    param,
+    parse_nm,
+)
+from ..masks import Layer, Masks, nm_fits, prunable_layers
 from ..records import Recorder
 
 if TYPE_CHECKING:
@@ -114,6 +124,40 @@ class Method:
         if self.kind == "filter" and not any(isinstance(m, nn.Conv2d) for m in model.modules()):
             raise ConfigError(f"{self.name} prunes conv filters, but this model has no "
                               f"convolutions; pick a conv model or an unstructured method.")
+        if self.pattern is not None and not self.select_layers(model):
+            n, m = self.pattern
+            raise ConfigError(f"nm={n}:{m}: no layer {self.name} prunes on this model has an "
+                              f"input dimension that is a multiple of {m}, so nothing could be "
+                              f"pruned; pick a pattern with a smaller M or another model.")
+
+    @property
+    def pattern(self) -> tuple[int, int] | None:
+        """The N:M pattern of the `nm` parameter (None: no pattern, or the method takes none)."""
+        return parse_nm(getattr(self.p, "nm", ""))
+
+    def patterned(self, layers: list[Layer]) -> list[Layer]:
+        """`layers` less those the N:M pattern cannot group (input dimension not a multiple of
+        M), which stay dense and are named in `left_dense`; all of them without a pattern."""
+        self.left_dense: list[str] = []
+        if self.pattern is None:
+            return layers
+        m = self.pattern[1]
+        kept = [l for l in layers if nm_fits(l.module.weight.shape, m)]
+        self.left_dense = [f"{l.name} ({l.module.weight.shape[1]} input "
+                           f"{'channels' if l.is_conv else 'features'})"
+                           for l in layers if l not in kept]
+        return kept
+
+    def pattern_summary(self) -> dict[str, Any]:
+        """The run summary's account of the N:M pattern (nothing without one)."""
+        if self.pattern is None:
+            return {}
+        n, m = self.pattern
+        out: dict[str, Any] = {"nm": f"{n}:{m}"}
+        if getattr(self, "left_dense", None):
+            out["nm_dense_layers"] = (f"{', '.join(self.left_dense)}: left dense, the input "
+                                      f"dimension is not a multiple of {m}")
+        return out
 
     def target(self, ctx: Context) -> float | None:
         """Sparsity of the prunable weights the schedule asks for at ctx.step (None: no target)."""
@@ -183,6 +227,8 @@ def make_params(method: type[Method], values: dict[str, Any]) -> Any:
     """Build and validate a method's Params from names to values (strings are parsed)."""
     fields = {f.name: f for f in dataclasses.fields(method.Params)}
     unknown = set(values) - set(fields)
+    if "nm" in unknown:
+        raise ConfigError(no_pattern(method))
     if unknown:
         known = ", ".join(fields) or "none"
         raise ConfigError(f"{method.name} has no parameter {', '.join(sorted(unknown))}; "
@@ -194,6 +240,7 @@ def make_params(method: type[Method], values: dict[str, Any]) -> Any:
         parsed[k] = coerce(v, default, k) if isinstance(v, str) else v
     params = method.Params(**parsed)
     check_fields(params)
+    parse_nm(getattr(params, "nm", ""))
     return params
 
 
@@ -208,3 +255,53 @@ def apply_preset(config: SessionConfig, preset: str) -> SessionConfig:
     session = {k: v for k, v in values.items() if k in session_fields}
     params = {**config.params, **{k: v for k, v in values.items() if k not in session_fields}}
     return config.replace(**session, params=params)
+
+
+# -- N:M patterns -----------------------------------------------------------------------------
+def nm_field() -> str:
+    """The `nm` parameter of the methods that can prune to an N:M pattern."""
+    return param("", f"N:M semi-structured sparsity: {NM_FORMAT}, in every group of M "
+                     f"consecutive weights along the input dimension; the rate is then 1 - N/M. "
+                     f"Empty = no pattern. Layers whose input dimension is not a multiple of M "
+                     f"stay dense.")
+
+
+def pattern_methods() -> list[str]:
+    """The registered methods that take an `nm` pattern."""
+    from . import load_all
+
+    return sorted(n for n, cls in load_all().items()
+                  if "nm" in {f.name for f in dataclasses.fields(cls.Params)})
+
+
+def no_pattern(method: type[Method]) -> str:
+    """Why `method` takes no N:M pattern, and which methods do."""
+    if method.kind == "filter":
+        why = (f"{method.name} removes whole filters, and an N:M pattern is made of single "
+               f"weights")
+    elif method.name == "global_l1":
+        why = ("global_l1 ranks all layers together, while an N:M pattern prunes every layer "
+               "by the same 1 - N/M (l1 is its one-shot N:M twin)")
+    elif method.name == "dense":
+        why = "dense prunes nothing"
+    else:
+        why = f"{method.name} has no N:M mode"
+    return (f"nm (an N:M pattern) does not apply to {method.name}: {why}. Methods that take it: "
+            f"{', '.join(pattern_methods())}.")
+
+
+def check_pattern(config: SessionConfig) -> None:
+    """ConfigError unless config's `nm` is well formed, its method takes one and the rate agrees
+    with it (1 - N/M: the rate follows the pattern)."""
+    method = get_method(config.method)
+    if "nm" not in {f.name for f in dataclasses.fields(method.Params)}:
+        raise ConfigError(no_pattern(method))
+    pattern = parse_nm(config.params["nm"])
+    if pattern is None:
+        return
+    rate = nm_rate(pattern)
+    if abs(config.rate - rate) > NM_RATE_TOLERANCE:
+        n, m = pattern
+        raise ConfigError(f"nm={n}:{m} keeps {n} of every {m} weights, so it prunes {rate:.4g} of "
+                          f"every layer, but the rate is {config.rate:g}: leave the rate out (it "
+                          f"follows the pattern) or set it to {rate:.4g}.")

@@ -3,6 +3,8 @@
 - dense: no pruning; the control every comparison needs (also trains the dense baselines).
 - random: each layer loses the same fraction of weights, chosen uniformly at random.
 - l1: each layer loses its smallest-|w| fraction (torch.nn.utils.prune.l1_unstructured).
+  Both take an N:M pattern (`nm`): every group of M weights along the input dimension keeps
+  its N largest |w| (random: N chosen at random).
 - global_l1: one |w| ranking across layers (torch.nn.utils.prune.global_unstructured).
 - l2_filter: each conv loses the fraction of filters with the smallest L2 norm
   (torch.nn.utils.prune.ln_structured(n=2, dim=0)), with their BatchNorm gamma and beta; the
@@ -34,9 +36,10 @@ from ..masks import (
     layer_floor,
     layerwise_magnitude,
     n_prune,
+    nm_mask,
     prunable_layers,
 )
-from .base import Context, Method, register
+from .base import Context, Method, nm_field, register
 from .roundto import RoundTo, preview_rows, round_mode_field, round_to_field
 
 
@@ -64,6 +67,11 @@ def max_layer_sparsity_field() -> float:
 
 
 @dataclass(frozen=True)
+class LayerParams(Params):
+    nm: str = nm_field()
+
+
+@dataclass(frozen=True)
 class GlobalParams(Params):
     max_layer_sparsity: float = max_layer_sparsity_field()
 
@@ -71,11 +79,11 @@ class GlobalParams(Params):
 class OneShot(Method):
     """Prune to the target before training; the mask then stays fixed while fine-tuning."""
 
-    Params = Params
+    Params = LayerParams
 
     def select_layers(self, model: nn.Module) -> list[Layer]:
-        return prunable_layers(model, first_conv=self.p.first_conv,
-                               last_linear=self.p.last_linear)
+        return self.patterned(prunable_layers(model, first_conv=self.p.first_conv,
+                                              last_linear=self.p.last_linear))
 
     def masks(self, ctx: Context) -> Masks:
         raise NotImplementedError
@@ -88,6 +96,7 @@ class OneShot(Method):
         return 0.0
 
     def before_training(self, ctx: Context) -> None:
+        ctx.summary.update(self.pattern_summary())
         ctx.masks = self.masks(ctx)
         apply_masks(ctx.model, ctx.masks)
         ctx.mark_pruned()
@@ -103,7 +112,8 @@ class Random(OneShot):
         for layer in ctx.layers:
             w = layer.module.weight
             scores = torch.rand(w.shape, generator=ctx.gen, device=ctx.gen.device).to(w.device)
-            out[layer.param] = keep_top(scores, w.numel() - n_prune(w.numel(), ctx.config.rate))
+            out[layer.param] = (keep_top(scores, w.numel() - n_prune(w.numel(), ctx.config.rate))
+                                if self.pattern is None else nm_mask(scores, *self.pattern))
         return out
 
 
@@ -113,8 +123,10 @@ class L1(OneShot):
     summary = "Layer-wise unstructured magnitude pruning, one-shot, then fine-tune."
 
     def masks(self, ctx: Context) -> Masks:
-        return layerwise_magnitude({l.param: l.module.weight.detach() for l in ctx.layers},
-                                   ctx.config.rate)
+        weights = {l.param: l.module.weight.detach() for l in ctx.layers}
+        if self.pattern is not None:
+            return {k: nm_mask(w.abs(), *self.pattern) for k, w in weights.items()}
+        return layerwise_magnitude(weights, ctx.config.rate)
 
 
 @register

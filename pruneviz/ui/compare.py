@@ -7,7 +7,7 @@ import streamlit as st
 
 from ..config import ConfigError, SessionConfig, parse_numbers
 from ..methods import load_all
-from ..plots import (
+from ..plots_compare import (
     X_AXES,
     config_diff,
     curves_figure,

@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from ..config import ConfigError, SessionConfig, coerce, parse_layer_rates
+from ..config import ConfigError, SessionConfig, coerce, nm_rate, parse_layer_rates, parse_nm
 from ..data import DATASETS, folder_problem, input_shape, missing_files
 from ..methods import apply_preset, get_method, load_all, make_params
 from ..methods.roundto import round_to_problem
@@ -57,13 +57,14 @@ def _parse(value: Any, default: Any, name: str) -> Any:
     return value
 
 
-def field_widget(f: dataclasses.Field, key: str, default: Any) -> Any:
-    """Draw one widget for a dataclass field; returns the widget's value."""
+def field_widget(f: dataclasses.Field, key: str, default: Any, fixed: str | None = None) -> Any:
+    """Draw one widget for a dataclass field (`fixed`: disabled, this saying why); returns the
+    widget's value."""
     memory = st.session_state.setdefault(MEMORY, {})
     if key not in st.session_state:
         st.session_state[key] = memory.get(key, _shown(default))
     meta, label = f.metadata, label_of(f.name)
-    kw = dict(key=key, help=meta.get("help"))
+    kw = dict(key=key, help=fixed or meta.get("help"), disabled=fixed is not None)
     lo, hi = meta.get("min"), meta.get("max")
     # Number boxes take any number and the form says inline what is out of range (check_range):
     # with min/max the browser silently clamps what was typed, and a value loaded from a run
@@ -124,16 +125,17 @@ def _step(default: float) -> float:
 
 
 def dataclass_widgets(cls: type, prefix: str, names: Iterable[str],
-                      defaults: dict[str, Any] | None = None, where: str = ""
-                      ) -> tuple[dict, list[str]]:
+                      defaults: dict[str, Any] | None = None, where: str = "",
+                      fixed: dict[str, str] | None = None) -> tuple[dict, list[str]]:
     """Widgets for `names` of dataclass `cls` (initial values from `defaults`, else the field
-    defaults); returns parsed values and the errors of values that do not parse or are out of
-    range (`where` says which part of the form, e.g. " (gmp parameters)")."""
+    defaults; those in `fixed` disabled, its value saying why); returns parsed values and the
+    errors of values that do not parse or are out of range (`where` says which part of the
+    form, e.g. " (gmp parameters)")."""
     fields, values, errors = _fields(cls), {}, []
     for name in names:
         f = fields[name]
         default = (defaults or {}).get(name, _default(f))
-        raw = field_widget(f, f"{prefix}.{name}", default)
+        raw = field_widget(f, f"{prefix}.{name}", default, (fixed or {}).get(name))
         try:
             values[name] = _parse(raw, _default(f), label_of(name))
         except ConfigError as e:
@@ -260,15 +262,20 @@ def session_form(prefix: str, *, main: Iterable[str] = MAIN_FIELDS,
     main, hide = list(main), set(hide) | SKIP
     take_prefill(prefix)
     cls = method_picker(prefix, (defaults or {}).get("method", "gmp")) if method else None
-    values, errors = dataclass_widgets(SessionConfig, prefix, main, defaults)
+    section = f"{cls.name} parameters" if cls is not None else ""
+    values, errors = dataclass_widgets(SessionConfig, prefix, main, defaults,
+                                       fixed=_pattern_fixes(prefix, cls, section))
     params: dict[str, Any] = {}
     if cls is not None and dataclasses.fields(cls.Params):
-        section = f"{cls.name} parameters"
         with st.expander(section):
             params, perr = dataclass_widgets(cls.Params, f"{prefix}.{cls.name}",
                                              [f.name for f in dataclasses.fields(cls.Params)],
                                              where=f" (under *{section}*)")
             errors += perr
+        try:
+            parse_nm(params.get("nm", ""))
+        except ConfigError as e:
+            errors.append(f"**nm** (under *{section}*): {plain(e)}")
     rest = [f.name for f in dataclasses.fields(SessionConfig) if f.name not in hide | set(main)]
     with st.expander(TRAINING):
         more, merr = dataclass_widgets(SessionConfig, prefix, rest, defaults,
@@ -290,6 +297,25 @@ def session_form(prefix: str, *, main: Iterable[str] = MAIN_FIELDS,
     for message in errors:
         st.error(message, icon=":material/error:")
     return config, errors
+
+
+def _pattern_fixes(prefix: str, cls: type | None, section: str) -> dict[str, str]:
+    """An N:M pattern typed under the method's parameters fixes the rate at 1 - N/M: the rate
+    box is set to it and disabled, saying why ({} without a valid pattern)."""
+    if cls is None or "nm" not in _fields(cls.Params):
+        return {}
+    try:
+        pattern = parse_nm(st.session_state.get(f"{prefix}.{cls.name}.nm", ""))
+    except ConfigError:
+        return {}      # said inline under the parameters
+    if pattern is None:
+        return {}
+    key, rate = f"{prefix}.rate", nm_rate(pattern)
+    st.session_state[key] = st.session_state.setdefault(MEMORY, {})[key] = rate
+    n, m = pattern
+    return {"rate": f"Fixed at 1 - {n}/{m} = {rate:.4g} by nm={n}:{m} (under *{section}*): the "
+                    f"pattern keeps {n} of every {m} weights in each pruned layer. Clear nm to "
+                    f"set the rate."}
 
 
 def problems(config: SessionConfig) -> list[str]:

@@ -11,7 +11,9 @@ smallest |w| among them (|w| before the optimizer step by default, as the author
 no regrowth, and to_prune > floor(rho * remain) is a ConfigError.
 GraNet: prune the to_prune + to_add smallest |w|, regrow the to_add inactive weights with the
 largest |g|, to_add = floor((remain - to_prune) c(t)), c(t) = c_f + (c_i - c_f)(1 + cos(pi t /
-T_end)) / 2. Records: records.py. Criterion toggles, defaults and fidelity choices:
+T_end)) / 2. With an N:M pattern (`nm`) both work layer by layer as GMP does: FGGP's score
+(candidates first, each by |w|) or GraNet's cut and regrowth pick which weights go, never below
+N of a group of M. Records: records.py. Criterion toggles, defaults and fidelity choices:
 docs/methods.md, "FGGP, GMP, GraNet".
 """
 
@@ -24,7 +26,7 @@ import pandas as pd
 import torch
 
 from ...config import ConfigError, SessionConfig, param
-from ...masks import Masks
+from ...masks import Masks, nm_prune, nm_pruned
 from ..base import Context, register
 from .gmp import GMP
 from .gmp import Params as GMPParams
@@ -110,12 +112,20 @@ class Flat:
         return None if floor is None else torch.cat([floor[n].flatten() for n in self.names])
 
     def masks(self, keep: torch.Tensor) -> Masks:
+        return {k: v.to(self.w.dtype) for k, v in self.split(keep).items()}
+
+    def split(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A vector in this order as one weight-shaped view per layer."""
         out, i = {}, 0
         for name, shape in zip(self.names, self.shapes):
             n = math.prod(shape)
-            out[name] = keep[i:i + n].view(shape).to(self.w.dtype)
+            out[name] = vector[i:i + n].view(shape)
             i += n
         return out
+
+    def keep(self, masks: Masks) -> torch.Tensor:
+        """Per-layer masks as one bool vector in this order."""
+        return torch.cat([masks[n].flatten() for n in self.names]) > 0
 
 
 # -- the methods ---------------------------------------------------------------------------------
@@ -204,10 +214,12 @@ class FGGP(SelectionRecords, GMP):
 
     def choose(self, ctx: Context, to_prune: int) -> Masks:
         pre, self.pre_step = getattr(self, "pre_step", None), None
-        if to_prune == 0:
+        if to_prune == 0 and self.pattern is None:
             return ctx.masks
         # Without a snapshot (choose called outside a step) the weights have not moved yet.
         f = Flat.of(ctx, pre if self.p.weights == "pre" else None)
+        if self.pattern is not None:
+            return self.choose_nm(ctx, f)
         candidates, fields = None, {}
         w, g = f.w, f.g
         protect = f.protected(self.floor(ctx))
@@ -238,6 +250,33 @@ class FGGP(SelectionRecords, GMP):
                               criterion=self.p.criterion, **fields)
         return f.masks(keep)
 
+    def choose_nm(self, ctx: Context, f: Flat) -> Masks:
+        """The N:M step: the criterion's score (gradient_first: the rho candidates first, each
+        by |w|; gw: |g*w|; rank_sum) prunes layer by layer (GMP.choose_layerwise)."""
+        idx = f.active.nonzero().squeeze(1)
+        candidates, fields = None, {}
+        if self.p.criterion == "gradient_first":
+            candidates = smallest(f.g, idx, math.floor(self.p.rho * idx.numel()))
+            # non-candidates rank after every candidate, among themselves by |w|
+            score = f.w + (f.w.max() + 1.0)
+            score[candidates] = f.w[candidates]
+            fields["grad_cut"] = f.g[candidates].max().item() if candidates.numel() else None
+        elif self.p.criterion == "gw":
+            score = f.w * f.g
+        else:
+            score = torch.zeros_like(f.w)
+            score[idx] = (ranks(f.w[idx]) + ranks(f.g[idx])).to(score.dtype)
+        masks = self.choose_layerwise(ctx, f.split(score))
+        if masks is ctx.masks:
+            return masks
+        keep = f.keep(masks)
+        cut = (f.active & ~keep).nonzero().squeeze(1)
+        if self.p.criterion != "gradient_first":
+            fields["score_cut"] = score[cut].max().item() if cut.numel() else None
+        self.record_selection(ctx, f, keep, cut.numel(), cut, candidates,
+                              criterion=self.p.criterion, **fields)
+        return masks
+
 
 @register
 class GraNet(SelectionRecords, GMP):
@@ -264,6 +303,8 @@ class GraNet(SelectionRecords, GMP):
 
     def choose(self, ctx: Context, to_prune: int) -> Masks:
         f = Flat.of(ctx)
+        if self.pattern is not None:
+            return self.choose_nm(ctx, f)
         idx = f.active.nonzero().squeeze(1)
         c = self.regrow_fraction(ctx)
         to_add = math.floor((idx.numel() - to_prune) * c)
@@ -285,6 +326,36 @@ class GraNet(SelectionRecords, GMP):
             self.reset_state(ctx, f, keep & ~f.active)
         self.record_selection(ctx, f, keep, to_prune, cut, **fields)
         return f.masks(keep)
+
+    def choose_nm(self, ctx: Context, f: Flat) -> Masks:
+        """The N:M step, layer by layer: cut the layer's increment plus to_add smallest |w| that
+        are not among their group's N largest (masks.nm_prune), then regrow the to_add dead
+        weights with the largest |g|. to_add is capped by what the pattern leaves free, so at
+        T_end, where every group must hold exactly N, nothing regrows."""
+        n, m = self.pattern
+        density, c = self.density(ctx, ctx.step), self.regrow_fraction(ctx)
+        w, g, before = f.split(f.w), f.split(f.g), f.split(f.active)
+        keep, pruned_total, cut_total = {}, 0, []
+        for name in f.names:
+            mask, remain = ctx.masks[name], int(before[name].sum())
+            to_prune = max(0, nm_pruned(mask.numel(), density, n, m) - (mask.numel() - remain))
+            free = remain - mask.numel() // m * n
+            to_add = max(0, min(math.floor((remain - to_prune) * c), free - to_prune))
+            new = nm_prune(w[name], mask, n, m, to_prune + to_add).flatten()
+            cut_total.append(before[name].flatten() & (new == 0))
+            if to_add:
+                dead = (new == 0).nonzero().squeeze(1)
+                new[dead[torch.topk(g[name].flatten()[dead], to_add, sorted=False).indices]] = 1.0
+            keep[name] = new.view_as(mask)
+            pruned_total += to_prune
+        keep_v = f.keep(keep)
+        if torch.equal(keep_v, f.active):
+            return ctx.masks
+        cut = torch.cat(cut_total).nonzero().squeeze(1)
+        self.reset_state(ctx, f, keep_v & ~f.active)
+        self.record_selection(ctx, f, keep_v, pruned_total, cut, regrow_fraction=c,
+                              criterion="granet")
+        return keep
 
     @staticmethod
     @torch.no_grad()

@@ -4,7 +4,9 @@ Zhu & Gupta, "To prune, or not to prune", ICLR-W 2018, arXiv 1710.01878. Impleme
 d(t) = d_f + (d_i - d_f)(1 - t / T_end)^3, T_end = floor(end * T); every dT steps while t <=
 T_end, after optimizer.step(), the floor(N (1 - d(t))) - already smallest |w| among the active
 prunable weights are pruned, ranked across layers; nothing regrows. A sparse start
-(`init_density` < 1) is a random Erdos-Renyi-Kernel mask. Records: records.py. Defaults:
+(`init_density` < 1) is a random Erdos-Renyi-Kernel mask. With an N:M pattern (`nm`) every layer
+is pruned to floor(n_l (1 - d(t))) on its own, never below N of any group of M, so each group
+goes from M kept to exactly N at T_end (d(T_end) = N/M). Records: records.py. Defaults:
 docs/methods.md, "FGGP, GMP, GraNet".
 """
 
@@ -25,11 +27,13 @@ from ...masks import (
     check_floor,
     erk_densities,
     layer_floor,
+    nm_prune,
+    nm_pruned,
     ones_like_layers,
     prunable_layers,
 )
 from ...schedules import cubic_density
-from ..base import Context, Method, register
+from ..base import Context, Method, nm_field, register
 from ..oneshot import max_layer_sparsity_field
 from .math import prune_every, prune_smallest, t_end
 from .records import PRUNE_STEPS
@@ -47,6 +51,13 @@ class Params:
                                      "sparse start from a random ERK mask at this density "
                                      "(FGGP's sparse start uses 0.5).", min=0.01, max=1.0)
     max_layer_sparsity: float = max_layer_sparsity_field()
+    nm: str = nm_field()
+
+    def __post_init__(self) -> None:
+        if self.nm and self.init_density < 1.0:
+            raise ConfigError(f"nm={self.nm} starts from the dense weights and thins every group "
+                              f"to N; a sparse start (init_density={self.init_density:g}) has no "
+                              f"N:M groups to thin: set init_density=1 or leave nm empty.")
 
 
 @dataclass(frozen=True)
@@ -65,12 +76,13 @@ class GMP(Method):
     Params = GMPParams
 
     def select_layers(self, model: nn.Module) -> list[Layer]:
-        return prunable_layers(model, first_conv=self.p.first_conv,
-                               last_linear=self.p.last_linear)
+        return self.patterned(prunable_layers(model, first_conv=self.p.first_conv,
+                                              last_linear=self.p.last_linear))
 
     def density(self, ctx: Context, t: int) -> float:
-        return cubic_density(t, t_end(ctx.total_steps, self.p.end), self.p.init_density,
-                             1.0 - ctx.config.rate)
+        # with a pattern its own N/M, exact, rather than 1 - rate (which agrees within 5e-4)
+        final = 1.0 - ctx.config.rate if self.pattern is None else self.pattern[0] / self.pattern[1]
+        return cubic_density(t, t_end(ctx.total_steps, self.p.end), self.p.init_density, final)
 
     def target(self, ctx: Context) -> float:
         return 1.0 - self.density(ctx, ctx.step)
@@ -92,6 +104,7 @@ class GMP(Method):
 
     def before_training(self, ctx: Context) -> None:
         d_init, d_final = self.p.init_density, 1.0 - ctx.config.rate
+        ctx.summary.update(self.pattern_summary())
         if self.floored():
             check_floor([l.module.weight.numel() for l in ctx.layers], ctx.config.rate,
                         self.p.max_layer_sparsity, self.name)
@@ -117,7 +130,7 @@ class GMP(Method):
         Called at every pruning step, also when `to_prune` is 0 (regrowing methods act then);
         returning `ctx.masks` itself means nothing changed."""
         scores = {l.param: l.module.weight.detach().abs() for l in ctx.layers}
-        if getattr(self.p, "scope", "global") == "layer":
+        if getattr(self.p, "scope", "global") == "layer" or self.pattern is not None:
             return self.choose_layerwise(ctx, scores)
         if to_prune == 0:
             return ctx.masks
@@ -127,19 +140,25 @@ class GMP(Method):
         return prune_smallest(scores, ctx.masks, to_prune)
 
     def choose_layerwise(self, ctx: Context, scores: dict[str, torch.Tensor]) -> Masks:
-        """Zhu & Gupta's form: every layer pruned to floor(n_l (1 - d(t))) by its own |w|."""
+        """Zhu & Gupta's form: every layer pruned to floor(n_l (1 - d(t))) by its own `scores`
+        (lowest first); with an N:M pattern never below N of any group (masks.nm_prune)."""
         density = self.density(ctx, ctx.step)
         out, changed = {}, False
         for name, score in scores.items():
             mask = ctx.masks[name]
-            k = max(0, math.floor(mask.numel() * (1.0 - density))
-                    - (mask.numel() - int(mask.sum().item())))
-            out[name] = prune_smallest({name: score}, {name: mask}, k)[name] if k else mask
+            pruned = mask.numel() - int(mask.sum().item())
+            if self.pattern is not None:
+                k = nm_pruned(mask.numel(), density, *self.pattern) - pruned
+                out[name] = nm_prune(score, mask, *self.pattern, k) if k > 0 else mask
+            else:
+                k = math.floor(mask.numel() * (1.0 - density)) - pruned
+                out[name] = prune_smallest({name: score}, {name: mask}, k)[name] if k > 0 else mask
             changed = changed or k > 0
         return out if changed else ctx.masks
 
     def floored(self) -> bool:
-        return self.p.max_layer_sparsity < 1.0 and getattr(self.p, "scope", "global") == "global"
+        return (self.p.max_layer_sparsity < 1.0 and getattr(self.p, "scope", "global") == "global"
+                and self.pattern is None)
 
     def floor(self, ctx: Context) -> dict[str, torch.Tensor] | None:
         """The active weights the per-layer floor protects from this step's cut (None: no

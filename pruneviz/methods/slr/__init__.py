@@ -1,6 +1,7 @@
 """SLR and ADMM: surrogate Lagrangian relaxation and its ADMM baseline."""
 
-from .engine import ADMM, SLR
+from .admm import ADMM
+from .engine import SLR
 from .math import multiplier_step, project, step_alpha
 
 __all__ = ["ADMM", "SLR", "multiplier_step", "project", "step_alpha"]

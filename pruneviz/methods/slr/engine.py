@@ -9,7 +9,8 @@ per penalty epoch condition 1 L(W, Z_prev) < L(W_prev, Z_prev) (forced at k = 1)
 Lambda += s_k (W - Z_prev), then Z = Pi(W + U), then condition 2 L(W, Z) < L(W_prev, Z_prev)
 gates Lambda += s_k (W - Z), with s_k = alpha_k s_{k-1} ||W_prev - Z_prev|| / ||W - Z||,
 alpha_k = 1 - 1 / (M k^(1 - 1/k^r)) (math.py); then hard prune W = Pi(W) and masked
-retraining. ADMM: every admm_every epochs Z = Pi(W + U), U += W - Z. Records: records.py.
+retraining. ADMM (admm.py): every admm_every epochs Z = Pi(W + U), U += W - Z. With an N:M
+pattern (`nm`) Pi keeps the N largest |.| of every group of M instead. Records: records.py.
 Defaults, the order of the updates and fidelity choices (copies of W_prev, Z_prev; the first
 update; condition 2): docs/methods.md, "SLR, ADMM".
 
@@ -32,10 +33,10 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ...config import ConfigError, SessionConfig, param, parse_layer_rates
+from ...config import ConfigError, SessionConfig, nm_rate, param, parse_layer_rates
 from ...masks import Layer, n_prune, prunable_layers
-from ..base import Context, Method, register
-from .math import kept_min, lagrangian, multiplier_step, project, sq_norms
+from ..base import Context, Method, nm_field, register
+from .math import kept_min, lagrangian, multiplier_step, project, project_nm, sq_norms
 from .records import EPOCHS, HIST, LAYERS
 
 COND2 = ("accepted", "authors")
@@ -55,9 +56,13 @@ class CommonParams:
     last_linear: bool = param(False, "Also prune the classifier layer at --rate.")
     hist_bins: int = param(40, "Bins of the per-layer weight histograms recorded every epoch.",
                            min=4, max=200)
+    nm: str = nm_field()
 
     def __post_init__(self) -> None:
         parse_layer_rates(self.layer_rates)
+        if self.nm and self.layer_rates:
+            raise ConfigError(f"nm={self.nm} prunes every layer by the same 1 - N/M, so it cannot "
+                              f"follow layer_rates too; clear one of them.")
 
 
 @dataclass(frozen=True)
@@ -76,15 +81,6 @@ class Params(CommonParams):
                                    "authors' Lagrangian2, L(W, Z_prev) with the previous "
                                    "epoch's CE (0 at the first check).",
                        choices=COND2)
-
-
-@dataclass(frozen=True)
-class ADMMParams(CommonParams):
-    retrain_epochs: int = param(2, "Final epochs of the session spent in masked retraining "
-                                   "after the hard prune (capped at epochs - 1, so at least "
-                                   "one epoch trains with the penalty).", min=0, max=1000)
-    admm_every: int = param(1, "Epochs between ADMM updates Z = Pi(W + U), U += W - Z.",
-                            min=1, max=1000)
 
 
 # The authors' main.py steps CosineAnnealingLR(T_max = epochs x batches) once per epoch, so
@@ -131,7 +127,7 @@ class SLR(Method):
     def select_layers(self, model: nn.Module) -> list[Layer]:
         names = self._rates(model, 0.0)       # which layers only; rates are set per session
         candidates = prunable_layers(model, first_conv=True, last_linear=True, shortcuts=True)
-        return [l for l in candidates if l.name in names]
+        return self.patterned([l for l in candidates if l.name in names])
 
     def check(self, model: nn.Module) -> None:
         super().check(model)
@@ -171,14 +167,16 @@ class SLR(Method):
         self.hard = False     # True once hard-pruned: no penalty, masks hold
 
     def before_training(self, ctx: Context) -> None:
-        rates = self._rates(ctx.model, ctx.config.rate)
+        pattern = self.pattern
+        rates = self._rates(ctx.model, ctx.config.rate if pattern is None else nm_rate(pattern))
         self.rates = [rates[l.name] for l in ctx.layers]
+        ctx.summary.update(self.pattern_summary())
         self.W = [l.module.weight for l in ctx.layers]
         self.rho = self.p.rho
         self.hard = False
         self.retrain = retrain_epochs(ctx.epochs, self.p.retrain_epochs)
         self.last_penalty_epoch = ctx.epochs - self.retrain - 1        # 0-based
-        self.Z = [project(w, p)[0] for w, p in zip(self.W, self.rates)]
+        self.Z = [self._project(w, p)[0] for w, p in zip(self.W, self.rates)]
         self.z_threshold = [kept_min(w, z != 0) for w, z in zip(self.W, self.Z)]
         self.U = [torch.zeros_like(z) for z in self.Z]
         self._refresh_target()
@@ -303,7 +301,7 @@ class SLR(Method):
         """Z = Pi(W + U); returns per-layer ||Z_new - Z_old|| and support flips."""
         old, self.Z, self.z_threshold = self.Z, [], []
         for w, u, p in zip(W, self.U, self.rates):
-            z, mask = project(w + u, p)
+            z, mask = self._project(w + u, p)
             self.Z.append(z)
             self.z_threshold.append(kept_min(w + u, mask))
         change = sq_norms(torch._foreach_sub(self.Z, old)).sqrt().tolist()
@@ -323,7 +321,11 @@ class SLR(Method):
         return [w.detach() for w in self.W]
 
     def _prune_masks(self) -> list[torch.Tensor]:
-        return [project(w, p)[1] for w, p in zip(self.W, self.rates)]
+        return [self._project(w, p)[1] for w, p in zip(self.W, self.rates)]
+
+    def _project(self, t: torch.Tensor, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pi onto the layer's sparse set: top-(1 - rate) |t|, or the N:M pattern's top N."""
+        return project(t, rate) if self.pattern is None else project_nm(t, *self.pattern)
 
     # -- hard prune and probes -----------------------------------------------------------------
     @torch.no_grad()
@@ -396,27 +398,3 @@ class SLR(Method):
         for layer, values, hist in zip(ctx.layers, stats["layers"], stats["hists"]):
             LAYERS.write(rec, epochs_done=done, layer=layer.name, **values)
             HIST.write(rec, epochs_done=done, layer=layer.name, **hist)
-
-
-@register
-class ADMM(SLR):
-    name = "admm"
-    summary = ("ADMM pruning: the same penalty toward a sparse Z, dual update U += W - Z every "
-               "few epochs; hard prune, then masked retraining.")
-    Params = ADMMParams
-    presets = {
-        "paper": dict(rho=0.1, **_PAPER_OPT),
-        "interactive": dict(epochs=10, rho=1.0, lr=0.01, momentum=0.9, nesterov=True,
-                            weight_decay=5e-4),
-    }
-    surrogate = False
-
-    def update(self, ctx: Context, info: dict[str, Any]) -> tuple[list, list] | None:
-        """Every admm_every epochs: Z = Pi(W + U), U += W - Z (scaled dual ascent)."""
-        if (ctx.epoch + 1) % self.p.admm_every:
-            return None
-        W = self._w()
-        z_change = self._project_z(W)
-        torch._foreach_add_(self.U, torch._foreach_sub(W, self.Z))
-        self._refresh_target()
-        return z_change

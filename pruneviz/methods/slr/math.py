@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ...masks import keep_top, n_prune
+from ...masks import keep_top, n_prune, nm_mask
 
 
 def step_alpha(k: int, M: float, r: float) -> float:
@@ -17,6 +17,13 @@ def step_alpha(k: int, M: float, r: float) -> float:
 def project(t: torch.Tensor, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Pi: (t with all but its top-(1 - rate) magnitudes zeroed, the 0/1 keep mask)."""
     mask = keep_top(t.detach().abs(), t.numel() - n_prune(t.numel(), rate))
+    return t.detach() * mask, mask
+
+
+def project_nm(t: torch.Tensor, n: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pi onto the N:M set: (t with all but the n largest |t| of every group of m zeroed, the
+    0/1 keep mask); the exact Euclidean projection, as the groups are disjoint."""
+    mask = nm_mask(t.detach().abs(), n, m)
     return t.detach() * mask, mask
 
 

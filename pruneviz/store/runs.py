@@ -1,0 +1,325 @@
+"""The Store: opening the database, runs from created to ended (rows, folders, notes, tags) and
+the cached dense baselines; its records and its queue are mixed in from their own modules.
+Safe for one writer per run and many readers at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import ConfigError, SessionConfig
+from .db import (
+    ACTIVE,
+    DB_NAME,
+    ENV_VAR,
+    RECORD_TABLES,
+    RESERVE,
+    RESERVE_BYTES,
+    RUN_FILE,
+    STATUSES,
+    StoreError,
+    check_run_id,
+    create_schema,
+    damaged,
+    default_root,
+    new_run_id,
+    run_folders,
+    sqlite_error,
+)
+from .queue import QueueMixin
+from .records import RecordsMixin
+
+MAX_TAG_CHARS, MAX_TAGS, MAX_NOTES_CHARS = 40, 20, 20_000
+# Summary numbers runs() lists as columns (the dashboard's compare views plot them).
+SUMMARY_COLUMNS = ("dense_accuracy", "pruned_accuracy", "final_accuracy", "sparsity",
+                   "global_sparsity", "params_nonzero", "flops_dense", "flops_effective",
+                   "wall_s", "warnings")
+
+
+
+def parse_tags(text: str) -> list[str]:
+    """Comma-separated tags -> the list stored (trimmed, blanks and repeats dropped); bad input
+    raises ConfigError saying which tag and the limit."""
+    tags = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    long = [t for t in tags if len(t) > MAX_TAG_CHARS]
+    if long:
+        raise ConfigError(f"tags are at most {MAX_TAG_CHARS} characters each; {long[0][:60]!r} "
+                          f"has {len(long[0])}. Shorten it or split it at a comma.")
+    if len(tags) > MAX_TAGS:
+        raise ConfigError(f"a run takes at most {MAX_TAGS} tags; got {len(tags)}.")
+    return tags
+
+
+
+
+class Store(RecordsMixin, QueueMixin):
+    """Runs and records under `root` (default ./runs, or $PRUNEVIZ_STORE)."""
+
+    def __init__(self, root: str | Path | None = None, *, create: bool = True,
+                 check: bool = True) -> None:
+        """Open (and with `create`, make) the store; `check` runs SQLite's quick integrity check
+        first, so a damaged database is refused before anything is written to it."""
+        self.root = Path(root) if root else default_root()
+        self.db_path = self.root / DB_NAME
+        self._local = threading.local()
+        exists = self.db_path.exists() and self.db_path.stat().st_size > 0
+        if not exists and check and run_folders(self.root):
+            # An empty index beside run folders is a lost database, not a new store: starting
+            # over would orphan every run folder.
+            raise damaged(self.root, f"{DB_NAME} is missing or empty but "
+                                     f"{len(run_folders(self.root))} run folders are beside it")
+        if not exists and not create:
+            raise StoreError(f"no run store at {self.root} (no {DB_NAME} there); check --store "
+                             f"or {ENV_VAR}, or start a run to create one.")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            # A name of its own: processes opening one store at once (workers) must not
+            # remove each other's probe.
+            probe = self.root / f".write-test-{os.getpid()}-{secrets.token_hex(4)}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            raise StoreError(f"cannot write to the store folder {self.root} ({e.strerror or e}); "
+                             f"pass --store DIR or set {ENV_VAR} to a writable folder.") from None
+        try:
+            if exists and check:
+                bad = self._conn().execute("PRAGMA quick_check(1)").fetchone()[0]
+                if bad != "ok":
+                    self.close()
+                    raise damaged(self.root, bad)
+            create_schema(self._conn())
+            self._keep_reserve()
+        except sqlite3.DatabaseError as e:
+            self.close()
+            if "not a database" in str(e):
+                raise StoreError(f"{self.db_path} is not a readable pruneviz store ({e}); move "
+                                 f"it aside or pass --store DIR to use another folder.") from None
+            raise sqlite_error(e, self.root) from None
+
+    def _keep_reserve(self) -> None:
+        path = self.root / RESERVE
+        if path.exists():
+            return
+        try:
+            path.write_bytes(bytes(RESERVE_BYTES))
+        except OSError:
+            path.unlink(missing_ok=True)     # a disk already full: nothing to keep
+
+    def release_reserve(self) -> None:
+        """Free the reserved space (the disk is full and a run must still be marked ended)."""
+        (self.root / RESERVE).unlink(missing_ok=True)
+
+    # -- connections ---------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        c = self._conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _rid(self, run_id: str) -> int:
+        check_run_id(run_id)
+        row = self._conn().execute("SELECT id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run_id!r} in {self.root}; `python -m pruneviz list` shows "
+                             f"the runs there.")
+        return row[0]
+
+    # -- runs ----------------------------------------------------------------------------------
+    def create_run(self, config: SessionConfig, *, kind: str = "session", status: str = "queued",
+                   sweep_id: str | None = None, worker: str | None = None) -> str:
+        """Insert a run; a queued session with no `worker` is a job any worker may claim."""
+        for attempt in range(5):      # ids carry 40 random bits; a collision draws again
+            run_id = new_run_id()
+            now = time.time()
+            try:
+                with self._tx() as c:
+                    c.execute(
+                        "INSERT INTO runs (run_id, name, kind, method, model, dataset, rate, "
+                        "seed, status, config, sweep_id, created, heartbeat, pid, host, worker) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (run_id, config.name, kind, config.method, config.model, config.dataset,
+                         config.rate, config.seed, status, config.to_json(), sweep_id, now, now,
+                         os.getpid(), socket.gethostname(), worker))
+                return run_id
+            except sqlite3.IntegrityError:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def start_run(self, run_id: str, total_steps: int) -> None:
+        now = time.time()
+        with self._tx() as c:
+            c.execute("UPDATE runs SET status='running', started=?, heartbeat=?, pid=?, host=?, "
+                      "total_steps=? WHERE run_id=?",
+                      (now, now, os.getpid(), socket.gethostname(), total_steps, run_id))
+
+    def finish_run(self, run_id: str, status: str, *, summary: dict | None = None,
+                   error: str | None = None, only_active: bool = False) -> bool:
+        """Set the run's final status; `only_active` leaves a run that has already ended as it
+        is (a reaper or a cancel racing the worker). True if the row changed."""
+        assert status in STATUSES, status
+        active = " AND status IN ('queued','running')" if only_active else ""
+        with self._tx() as c:
+            cur = c.execute(f"UPDATE runs SET status=?, error=?, summary=COALESCE(?, summary), "
+                            f"finished=? WHERE run_id=?{active}",
+                            (status, error, json.dumps(summary) if summary is not None else None,
+                             time.time(), run_id))
+        self._save_run_file(run_id)
+        return cur.rowcount > 0
+
+    def _save_run_file(self, run_id: str) -> None:
+        """The run's row as JSON in its folder (written to a temporary name, then renamed), so
+        `python -m pruneviz doctor --repair` can rebuild the index if the database is lost.
+        Best effort: a full disk must not turn a finished run into a failed one."""
+        row = self._conn().execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
+        values = row.fetchone()
+        if values is None:
+            return
+        data = dict(zip([d[0] for d in row.description], values))
+        data.pop("id", None)
+        folder = self.run_dir(run_id)
+        tmp = folder / f".{RUN_FILE}.partial"
+        try:
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, folder / RUN_FILE)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+
+    def runs(self, *, include_dense: bool = False) -> pd.DataFrame:
+        """One row per run, newest first, with the run's config fields and summary numbers."""
+        self.reap()
+        where = "" if include_dense else "WHERE kind = 'session'"
+        df = pd.read_sql_query(
+            f"SELECT run_id, name, kind, method, model, dataset, rate, seed, status, error, "
+            f"sweep_id, created, started, finished, step, total_steps, notes, tags, summary "
+            f"FROM runs {where} ORDER BY id DESC", self._conn())
+        df["tags"] = [json.loads(t) for t in df.tags]
+        # pandas 3 reads a text column with NULLs as str dtype with NaN for the missing values
+        summaries = [json.loads(s) if isinstance(s, str) and s else {} for s in df.pop("summary")]
+        for key in SUMMARY_COLUMNS:
+            df[key] = [s.get(key) for s in summaries]
+        return df
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """The run's row as a dict, with `config` (SessionConfig) and `summary` (dict) parsed."""
+        check_run_id(run_id)
+        self.reap()
+        cur = self._conn().execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
+        row = cur.fetchone()
+        if row is None:
+            self._rid(run_id)  # raises the standard message
+        out = dict(zip([d[0] for d in cur.description], row))
+        out["config"] = SessionConfig.from_dict(json.loads(out["config"]))
+        out["summary"] = json.loads(out["summary"]) if out["summary"] else {}
+        out["tags"] = json.loads(out["tags"])
+        return out
+
+    def rename(self, run_id: str, name: str) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE runs SET name=? WHERE id=?", (name, self._rid(run_id)))
+
+    def annotate(self, run_id: str, *, notes: str | None = None,
+                 tags: list[str] | None = None) -> None:
+        """Set a run's notes and/or tags (each left as is when None); too long raises
+        ConfigError and stores nothing."""
+        if notes is not None and len(notes) > MAX_NOTES_CHARS:
+            raise ConfigError(f"notes are at most {MAX_NOTES_CHARS:,} characters; these have "
+                              f"{len(notes):,}.")
+        if tags is not None:
+            tags = parse_tags(",".join(tags))
+        rid = self._rid(run_id)
+        with self._tx() as c:
+            if notes is not None:
+                c.execute("UPDATE runs SET notes=? WHERE id=?", (notes, rid))
+            if tags is not None:
+                c.execute("UPDATE runs SET tags=? WHERE id=?", (json.dumps(tags), rid))
+
+    def delete(self, run_id: str) -> None:
+        """Remove a finished run's records and folder; a queued or running run is refused."""
+        status = self.run(run_id)["status"]     # reaps a run whose process is gone first
+        if status in ACTIVE:
+            raise StoreError(f"run {run_id} is {status}; cancel it first (the dashboard's Cancel "
+                             f"button), then delete it.")
+        rid = self._rid(run_id)
+        with self._tx() as c:
+            for table in RECORD_TABLES:
+                c.execute(f"DELETE FROM {table} WHERE rid=?", (rid,))
+            c.execute("DELETE FROM dense WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM runs WHERE id=?", (rid,))
+        folder = self.run_dir(run_id, create=False)
+        if folder.is_symlink():
+            folder.unlink()      # a link is removed, never what it points at
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def request_cancel(self, run_id: str) -> None:
+        """Ask the run to stop: its worker stops within a step; a run no worker has claimed yet
+        ends interrupted at once (behind a long queue it would show queued for minutes)."""
+        rid = self._rid(run_id)
+        with self._tx() as c:
+            c.execute("UPDATE runs SET cancel=1 WHERE id=?", (rid,))
+            c.execute("UPDATE runs SET status='interrupted', error='cancelled before it started', "
+                      "finished=? WHERE id=? AND status='queued' AND worker IS NULL",
+                      (time.time(), rid))
+
+    def cancel_requested(self, run_id: str) -> bool:
+        row = self._conn().execute("SELECT cancel FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def run_dir(self, run_id: str, *, create: bool = True) -> Path:
+        """The run's folder, `root/run_id`; StoreError for an id that is not a run id."""
+        path = self.root / check_run_id(run_id)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.glob(DB_NAME + "*"))
+
+    # -- dense baselines -----------------------------------------------------------------------
+    def dense_lookup(self, key: str) -> tuple[str, Path, float] | None:
+        row = self._conn().execute("SELECT run_id, path, accuracy FROM dense WHERE key=?",
+                                   (key,)).fetchone()
+        if row is None or not Path(row[1]).exists():
+            return None
+        return row[0], Path(row[1]), row[2]
+
+    def dense_save(self, key: str, run_id: str, path: Path, accuracy: float) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO dense VALUES (?,?,?,?)",
+                      (key, run_id, str(path), accuracy))
