@@ -31,9 +31,8 @@ import torch
 import torch.nn as nn
 
 from pruneviz.masks import apply_masks, filter_param_masks, prunable_layers
-from pruneviz.metrics import count_flops, flops_by_module, measure_latency
+from pruneviz.metrics import count_flops, cpu_vector_block, flops_by_module, measure_latency
 from pruneviz.models import build_model
-from pruneviz.report import cpu_vector_block
 from pruneviz.surgery import compact
 
 SHAPE = (3, 32, 32)

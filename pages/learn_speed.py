@@ -1,10 +1,10 @@
 """Learn, why sparsity is not speed: FLOPs a dense kernel runs on zeros, then timings measured on
-this machine on request (metrics.measure_latency, hard time cap). Widgets -> pruneviz.learn ->
-pruneviz.plots_learn."""
+this machine on request (metrics.measure_latency, hard time cap). Widgets ->
+pruneviz.learn_speed -> pruneviz.plots_learn."""
 
 import streamlit as st
 
-from pruneviz import learn
+from pruneviz import learn_speed
 from pruneviz import plots_learn as plots
 from pruneviz.ui.state import routed
 
@@ -27,7 +27,7 @@ with controls:
                                 key="learn.speed.channels")
     rate = st.slider("Prune rate", 0.1, 0.99, 0.5, 0.01, key="learn.speed.rate")
 with table:
-    flops = learn.sparsity_flops(channels, 16, rate)
+    flops = learn_speed.sparsity_flops(channels, 16, rate)
     st.dataframe(flops, hide_index=True, key="learn.speed.flops", column_config={
         c: st.column_config.NumberColumn(format="localized") for c in flops.columns[1:]})
     st.markdown(
@@ -52,7 +52,7 @@ st.markdown(
 
 st.divider()
 st.subheader("Measure it on this machine")
-capability, block = learn.cpu_vector_block()
+capability, block = learn_speed.cpu_vector_block()
 st.markdown(
     f"This CPU reports **{capability}** to PyTorch"
     + (f" (convolution blocks of {block} channels)." if block else ".")
@@ -63,7 +63,7 @@ st.markdown(
 budget = st.slider("Time budget (seconds)", 0.5, 6.0, 2.0, 0.5, key="learn.speed.budget")
 if st.button("Measure", type="primary", key="learn.speed.measure", icon=":material/timer:"):
     with st.spinner("Timing..."):
-        st.session_state["learn.speed.result"] = learn.measure_speed(
+        st.session_state["learn.speed.result"] = learn_speed.measure_speed(
             channels=channels, rate=rate, budget_s=budget)
 result = st.session_state.get("learn.speed.result")
 if result is None:
@@ -96,6 +96,34 @@ st.caption("Latency: pruneviz.metrics.measure_latency (warm-up, models interleav
            "JMLR 2021, arXiv 2102.00554.")
 
 st.divider()
+st.header("4. Round the kept filters to the block")
+st.markdown(
+    "The filter methods take **round_to** (`--param round_to=16`, or `auto` for this device's "
+    "block): each layer keeps a multiple of it (below one block, a divisor of it), rounded "
+    "down so it never prunes less than asked, and the method's own criterion still picks which "
+    "filters go. Here one conv is pruned at the rate of part 1 with and without rounding and "
+    "timed on this machine: the padded count costs what the full block does, the rounded one "
+    "gets the speed its FLOPs promise.")
+left, right = st.columns([1, 2.8], gap="large")
+with left:
+    round_to = st.select_slider("round_to", [4, 8, 16, 32], block or 16,
+                                key="learn.speed.round_to")
+    if st.button("Measure rounding", key="learn.speed.round_measure",
+                 icon=":material/timer:"):
+        with st.spinner("Timing..."):
+            st.session_state["learn.speed.round_result"] = learn_speed.round_to_speed(
+                channels=channels, rate=rate, block=round_to, budget_s=budget)
+with right:
+    rounded = st.session_state.get("learn.speed.round_result")
+    if rounded is None:
+        st.info("Press Measure rounding to time a pruned conv with and without round_to here.")
+    else:
+        st.plotly_chart(plots.round_to_figure(rounded), key="learn.speed.round_fig")
+        st.dataframe(rounded, hide_index=True, key="learn.speed.table.round")
+        st.caption("time per FLOP is time relative over FLOPs relative: 1 means the pruned conv "
+                   "is as fast as its FLOPs say; above 1, padding to the block eats the saving.")
+
+st.divider()
 st.header("2:4 sparsity: zeros in a pattern a kernel can skip")
 st.markdown(
     "NVIDIA GPUs from Ampere on (compute capability 8.0+) have *sparse tensor cores*: when every "
@@ -104,7 +132,7 @@ st.markdown(
     "exactly that pattern (l1, random, gmp, fggp, granet, slr, admm), each method choosing the 2 "
     "it keeps per group. Half the weights of a layer with the pattern, each row of groups "
     "separated by bars:")
-st.code(learn.two_four_pattern(), language=None)
+st.code(learn_speed.two_four_pattern(), language=None)
 st.markdown(
     "The pattern alone buys nothing: a dense kernel multiplies the zeros like any weight. Only "
     "the 2:4 kernels (PyTorch's `torch.sparse.to_sparse_semi_structured`, half precision, "
@@ -117,7 +145,7 @@ with left:
                           key="learn.speed.nm.budget")
     if st.button("Time 2:4", key="learn.speed.nm.measure", icon=":material/timer:"):
         with st.spinner("Timing..."):
-            st.session_state["learn.speed.nm.result"] = learn.measure_two_four(
+            st.session_state["learn.speed.nm.result"] = learn_speed.measure_two_four(
                 features=features, budget_s=nm_budget)
 with right:
     nm_result = st.session_state.get("learn.speed.nm.result")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,9 +15,12 @@ class ConfigError(ValueError):
 
 
 def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-          choices: tuple | None = None, step: float | None = None) -> Any:
-    """A dataclass field carrying its help text and widget range (read by the CLI and the forms)."""
-    meta = {"help": help, "min": min, "max": max, "choices": choices, "step": step}
+          choices: tuple | None = None, step: float | None = None,
+          check: Callable[[Any], None] | None = None) -> Any:
+    """A dataclass field carrying its help text and widget range (read by the CLI and the forms);
+    `check` raises ConfigError for a value no range can describe (check_fields calls it)."""
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "step": step,
+            "check": check}
     return field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
 
 
@@ -142,6 +146,8 @@ def check_fields(obj: Any) -> None:
         if ("min" in meta and value < meta["min"]) or ("max" in meta and value > meta["max"]):
             raise ConfigError(f"{f.name} must be in [{meta.get('min')}, {meta.get('max')}], "
                               f"got {value!r}.")
+        if "check" in meta:
+            meta["check"](value)
 
 
 def split_list(text: str) -> list[str]:

@@ -46,6 +46,13 @@ def flops_by_module(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str,
 
 NOISY = 0.25     # interquartile range over this fraction of the median: the machine was busy
 
+def cpu_vector_block() -> tuple[str, int | None]:
+    """This CPU's vector ISA as PyTorch sees it, and the channel block its oneDNN convolution
+    kernels pad to (16 floats for AVX-512, 8 for AVX2; None when unknown)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    return capability, {"AVX512": 16, "AVX2": 8}.get(capability)
+
+
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """FLOPs of one forward pass of one input."""
     return flops_by_module(model, input_shape)[""]

@@ -158,3 +158,14 @@ def launch_figure(df: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(title_text="µs per image", rangemode="tozero")
     return _layout(fig, "Time per image: small batches pay fixed costs", barmode="group",
                    height=340)
+
+
+def round_to_figure(df: pd.DataFrame) -> go.Figure:
+    """FLOPs and measured time relative to dense, side by side per conv (learn.round_to_speed)."""
+    fig = go.Figure()
+    for col, name, color in (("FLOPs relative", "FLOPs", "#7f7f7f"),
+                             ("relative", "time (measured)", method_color("l2_filter"))):
+        fig.add_bar(x=df.conv, y=df[col], name=name, marker_color=color,
+                    text=[f"{v:.2f}" for v in df[col]], textposition="outside")
+    fig.update_yaxes(title_text="relative to dense", rangemode="tozero")
+    return _layout(fig, "FLOPs promised vs time measured", barmode="group", height=340)

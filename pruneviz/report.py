@@ -48,6 +48,7 @@ from .methods.pgp.records import KEPT_FILE
 from .metrics import (
     NOISY,
     count_flops,
+    cpu_vector_block,
     effective_flops,
     measure_latency,
     param_counts,
@@ -291,11 +292,6 @@ def _semi_structured(models: RunModels, budget_s: float, batches: tuple[int, ...
                                         budget_s=budget_s, backend=backend)}
 
 
-def cpu_vector_block() -> tuple[str, int | None]:
-    """This CPU's vector ISA as PyTorch sees it, and the channel block its oneDNN convolution
-    kernels pad to (16 floats for AVX-512, 8 for AVX2; None when unknown)."""
-    capability = torch.backends.cpu.get_cpu_capability()
-    return capability, {"AVX512": 16, "AVX2": 8}.get(capability)
 
 
 def panel_for_folder(folder: Path, config: SessionConfig, input_shape: tuple[int, ...],

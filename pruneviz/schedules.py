@@ -43,3 +43,21 @@ def lr_at(step: int, total_steps: int, base_lr: float, kind: str,
     if kind == "step":
         return base_lr * gamma ** sum(frac >= m for m in milestones)
     return base_lr
+
+
+ROUND_MODES = ("down", "nearest")
+
+
+def round_kept(kept: int, n: int, block: int, mode: str = "down") -> int:
+    """Filters a layer of `n` keeps once the schedule's `kept` is rounded to a count the kernels
+    split evenly (round_to): a multiple of `block`, or below one block a divisor of it (8, 4, 2
+    or 1 for 16), so a narrow layer is still pruned as asked and never emptied. `down` prunes a
+    little more, never less; `nearest` takes the closest count (a tie goes down). Unchanged
+    when block <= 1 or the schedule prunes nothing (kept >= n)."""
+    if block <= 1 or kept >= n:
+        return kept
+    grid = [d for d in range(1, min(block, n + 1)) if block % d == 0]
+    grid += range(block, n + 1, block)
+    if mode == "nearest":
+        return min(grid, key=lambda g: (abs(g - kept), g))
+    return max([g for g in grid if g <= kept] or grid[:1])

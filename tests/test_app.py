@@ -121,8 +121,10 @@ def test_method_form_is_generated_from_params(app):
         else app.slider(key="live.gmp.end")
     assert end.value == pytest.approx(0.8)
     assert app.checkbox(key="live.gmp.last_linear").value is True
+    app.selectbox(key="live.method").set_value("dense").run()       # no parameters: no section
+    assert not app.exception and "dense parameters" not in [e.label for e in app.expander]
     app.selectbox(key="live.method").set_value("l2_filter").run()
-    assert not app.exception and "l2_filter parameters" not in [e.label for e in app.expander]
+    assert app.text_input(key="live.l2_filter.round_to").value == "1"
 
 
 @dataclass(frozen=True)

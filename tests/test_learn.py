@@ -11,7 +11,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from pruneviz import learn
+from pruneviz import learn, learn_speed
 from pruneviz.masks import filter_norms, layerwise_magnitude, n_prune
 from pruneviz.methods.fggp import toy as fggp_toy
 from pruneviz.methods.pgmpf import toy as pgmpf_toy
@@ -210,7 +210,7 @@ def test_slr_step_factors_are_the_engines_alpha_k_and_z_is_sparse():
 
 # -- why sparsity is not speed ------------------------------------------------------------------
 def test_unstructured_zeros_keep_the_dense_flops_and_removed_filters_do_not():
-    df = learn.sparsity_flops(32, 8, 0.5).set_index("conv")
+    df = learn_speed.sparsity_flops(32, 8, 0.5).set_index("conv")
     dense, zeros, small = df.iloc[0], df.iloc[1], df.iloc[2]
     assert zeros["FLOPs a dense kernel runs"] == dense["FLOPs a dense kernel runs"]
     assert zeros["nonzero weights"] == dense["weights"] // 2
@@ -292,7 +292,7 @@ def test_speed_page_shows_flops_and_measures_on_request():
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("plotly_chart")) == 3
     channels = _chart(at, "learn.speed.channels_fig")[0]
-    assert _values(channels["x"]) == list(learn.SWEEP)
+    assert _values(channels["x"]) == list(learn_speed.SWEEP)
     assert all(v > 0 for v in _values(channels["y"]))
     zeros = _chart(at, "learn.speed.zeros")[0]          # paired ratios to dense: dense is 1
     assert _values(zeros["y"])[0] == 1.0 and len(_values(zeros["y"])) == 3

@@ -114,13 +114,13 @@ def test_a_run_without_a_pattern_has_no_2_4_section():
 
 # -- the Learn page's 2:4 section -------------------------------------------------------------
 def test_the_two_four_toy_zeroes_half_of_every_group_of_four_and_times_it_on_cpu():
-    from pruneviz import learn
+    from pruneviz import learn_speed
     from pruneviz.masks import nm_counts
 
-    layers = learn.two_four_linear(64)
+    layers = learn_speed.two_four_linear(64)
     masked = layers["2:4 zeros, dense kernel"].weight
     assert (nm_counts(masked, 4) == 2).all()
-    result = learn.measure_two_four(features=64, batch=8, budget_s=0.2)
+    result = learn_speed.measure_two_four(features=64, batch=8, budget_s=0.2)
     assert list(result["cpu"].layer) == ["dense", "2:4 zeros, dense kernel"]
     assert result["cpu"].relative.iloc[0] == 1.0 and result["cpu"].relative.iloc[1] > 0
     assert result["kernel"] is None and result["reason"].startswith(NO_KERNELS)

@@ -98,7 +98,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
     out = []
     for name in sorted(registry):
         cls = registry[name]
-        params = [{"name": f.name, "default": f.default, **f.metadata}
+        params = [{"name": f.name, "default": f.default,
+                   **{k: v for k, v in f.metadata.items() if k != "check"}}   # a function
                   for f in dataclasses.fields(cls.Params)]
         out.append({"name": name, "kind": cls.kind, "summary": cls.summary, "params": params,
                     "presets": list(cls.presets)})

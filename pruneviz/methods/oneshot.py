@@ -7,7 +7,8 @@
   its N largest |w| (random: N chosen at random).
 - global_l1: one |w| ranking across layers (torch.nn.utils.prune.global_unstructured).
 - l2_filter: each conv loses the fraction of filters with the smallest L2 norm
-  (torch.nn.utils.prune.ln_structured(n=2, dim=0)), with their BatchNorm gamma and beta.
+  (torch.nn.utils.prune.ln_structured(n=2, dim=0)), with their BatchNorm gamma and beta; the
+  kept count rounded to a multiple of round_to (methods/roundto.py).
 
 Counts follow torch.nn.utils.prune: round(rate * n) units pruned.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import torch
 import torch.nn as nn
 
@@ -37,7 +39,8 @@ from ..masks import (
     nm_mask,
     prunable_layers,
 )
-from .base import Context, Method, NoParams, nm_field, register
+from .base import Context, Method, nm_field, register
+from .roundto import RoundTo, preview_rows, round_mode_field, round_to_field
 
 
 @register
@@ -142,20 +145,42 @@ class GlobalL1(OneShot):
         return global_magnitude(scores, ctx.config.rate)
 
 
+@dataclass(frozen=True)
+class FilterParams:
+    round_to: str = round_to_field()
+    round_mode: str = round_mode_field()
+
+
 @register
-class L2Filter(OneShot):
+class L2Filter(RoundTo, OneShot):
     name = "l2_filter"
     summary = "Per-layer filter pruning by L2 norm (with BN gamma/beta), one-shot, then fine-tune."
     kind = "filter"
-    Params = NoParams
+    Params = FilterParams
 
     def select_layers(self, model: nn.Module) -> list[Layer]:
         return Method.select_layers(self, model)
 
+    @classmethod
+    def schedule(cls, config: SessionConfig, params: Any) -> Any:
+        """The target, and the model's pruned filters once rounded (round_to)."""
+        df = super().schedule(config, params)
+        plan = [(x, lambda n: n - n_prune(n, config.rate)) for x in (0.0, float(config.epochs))]
+        rows = preview_rows(cls, config, params, plan, sparsity=True)
+        return pd.concat([df, pd.DataFrame(rows, columns=df.columns)], ignore_index=True) \
+            if rows else df
+
     def masks(self, ctx: Context) -> Masks:
+        self.resolve_round_to(ctx)
         out: Masks = {}
+        pruned = total = 0
         for layer in ctx.layers:
             w = layer.module.weight
-            fmask = filter_mask(filter_norms(w), n_prune(w.shape[0], ctx.config.rate))
+            n = w.shape[0]
+            kept = self.rounded(n - n_prune(n, ctx.config.rate), n)
+            fmask = filter_mask(filter_norms(w), n - kept)
             out.update(filter_param_masks(layer, fmask))
+            ctx.record.layer(layer.name, "filters_kept", kept)    # the rounded count
+            pruned, total = pruned + n - kept, total + n
+        self.achieved(ctx, pruned, total)
         return out

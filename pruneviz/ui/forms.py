@@ -17,6 +17,7 @@ import streamlit as st
 from ..config import ConfigError, SessionConfig, coerce, nm_rate, parse_layer_rates, parse_nm
 from ..data import DATASETS, folder_problem, input_shape, missing_files
 from ..methods import apply_preset, get_method, load_all, make_params
+from ..methods.roundto import round_to_problem
 from ..models import MODELS, layer_names
 from ..plots import schedule_figure
 from ..session import check
@@ -97,7 +98,13 @@ def label_of(name: str) -> str:
 
 
 def check_range(f: dataclasses.Field, value: Any, where: str = "") -> str | None:
-    """Inline message when a number is outside its field's declared [min, max]."""
+    """Inline message when a number is outside its field's declared [min, max], or a value its
+    field's own check rejects."""
+    if "check" in f.metadata:
+        try:
+            f.metadata["check"](value)
+        except ConfigError as e:
+            return f"**{label_of(f.name)}**{where}: {plain(e)}"
     lo, hi = f.metadata.get("min"), f.metadata.get("max")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -325,6 +332,9 @@ def problems(config: SessionConfig) -> list[str]:
     if problem:
         out.append(f"**dataset** {plain(name)}: {plain(problem)}. Type folder:PATH into the "
                    f"dataset box, PATH holding one subfolder of images per class.")
+    problem = round_to_problem(config)
+    if problem:
+        out.append(f"**round to** (under *{config.method} parameters*): {plain(problem)}")
     rates = config.params.get("layer_rates")
     if rates:
         try:

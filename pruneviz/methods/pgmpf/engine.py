@@ -30,6 +30,7 @@ import torch
 from ...config import SessionConfig, param
 from ...masks import Layer, Masks, apply_masks, filter_mask, filter_norms, filter_param_masks
 from ..base import Context, Method, register
+from ..roundto import RoundTo, preview_rows, round_mode_field, round_to_field
 from .math import (
     EpochValues,
     Knobs,
@@ -41,8 +42,6 @@ from .math import (
 from .records import MASK_UPDATES
 
 GRAD_SAMPLES = 200       # at most about this many sampled gradient-norm steps per run
-
-
 
 
 # -- parameters ------------------------------------------------------------------------------
@@ -104,6 +103,8 @@ class Params:
     decay_bn: bool = _bn_field()
     shock_eval: bool = _shock_field()
     recovery: float = _recovery_field()
+    round_to: str = round_to_field()
+    round_mode: str = round_mode_field()
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ class ASFPParams:
     decay_bn: bool = _bn_field()
     shock_eval: bool = _shock_field()
     recovery: float = _recovery_field()
+    round_to: str = round_to_field()
+    round_mode: str = round_mode_field()
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ class SFPParams:
     decay_bn: bool = _bn_field()
     shock_eval: bool = _shock_field()
     recovery: float = _recovery_field()
+    round_to: str = round_to_field()
+    round_mode: str = round_mode_field()
 
 
 CIFAR_RECIPE = dict(start="scratch", epochs=200, lr=0.1, lr_schedule="step",
@@ -133,7 +138,7 @@ INTERACTIVE = dict(start="dense", epochs=10, lr=0.01, lr_schedule="cosine", rate
 
 # -- the method --------------------------------------------------------------------------------
 @register
-class PGMPF(Method):
+class PGMPF(RoundTo, Method):
     name = "pgmpf"
     zeros = "soft"
     summary = ("Soft filter pruning with an asymptotic rate, a decaying weight mask and a "
@@ -173,11 +178,14 @@ class PGMPF(Method):
 
     @classmethod
     def schedule(cls, config: SessionConfig, params: Params) -> pd.DataFrame:
-        """r_e, lambda_e and alpha_e against the epoch e whose end computes them."""
-        rows = []
+        """r_e, lambda_e and alpha_e against the epoch e whose end computes them, and the
+        model's kept filters once rounded (round_to)."""
+        rows, plan = [], []
         for e in range(config.epochs):
             v = cls.values(config, params, e)
             rows += [(e, "keep rate r_e", v.keep), (e, "lambda_e", v.lam), (e, "alpha_e", v.alpha)]
+            plan.append((e, lambda n, r=v.keep: n - n_pruned_filters(n, r)))
+        rows += preview_rows(cls, config, params, plan, sparsity=False)
         return pd.DataFrame(rows, columns=["epoch", "series", "value"])
 
     @classmethod
@@ -191,9 +199,12 @@ class PGMPF(Method):
     def target(self, ctx: Context) -> float:
         """Fraction of prunable weights in the filters the mask in force prunes."""
         total = sum(l.module.weight.numel() for l in ctx.layers)
-        pruned = sum(n_pruned_filters(l.module.weight.shape[0], self.keep)
+        pruned = sum(self.n_pruned(l.module.weight.shape[0], self.keep)
                      * l.module.weight[0].numel() for l in ctx.layers)
         return pruned / total if total else 0.0
+
+    def n_pruned(self, n: int, keep: float) -> int:
+        return n_pruned_filters(n, keep, self.block, self.p.round_mode)
 
     # -- hooks -------------------------------------------------------------------------------
     def before_training(self, ctx: Context) -> None:
@@ -202,8 +213,11 @@ class PGMPF(Method):
                        for l in ctx.layers]
         self._params = [l.module.weight for l in ctx.layers]
         self._sizes = [m.numel() for m in self.fmasks]
+        self.resolve_round_to(ctx)
         ctx.summary.update(filters_total=sum(self._sizes), filters_pruned=0,
-                           filter_count_rule="floor(N (1 - r)) per layer")
+                           filter_count_rule="floor(N (1 - r)) per layer" + (
+                               f", kept rounded {self.p.round_mode} to a multiple of "
+                               f"{self.block}" if self.block > 1 else ""))
 
     @torch.no_grad()
     def after_backward(self, ctx: Context) -> None:
@@ -245,7 +259,7 @@ class PGMPF(Method):
         if self.final:                    # frozen: the held mask keeps pruned filters at zero
             new = old
         else:
-            new = [filter_mask(s, n_pruned_filters(s.numel(), v.keep)) for s in scores]
+            new = [filter_mask(s, self.n_pruned(s.numel(), v.keep)) for s in scores]
         n_pruned = sum(int((m == 0).sum().item()) for m in new)
         flips = [int((a != b).sum().item()) for a, b in zip(old, new)]
         for layer, s, m, a, f in zip(ctx.layers, scores, new, old, flips):
@@ -276,8 +290,10 @@ class PGMPF(Method):
             self._factor = gradient_factor(self._kept, self._pruned, v.lam)
         MASK_UPDATES.write(rec, r=v.keep, **{"lambda": v.lam}, alpha=v.alpha,
                            alpha_applied=v.applied, pruned=n_pruned, flips=sum(flips),
-                           final=final_now or self.final)
+                           final=final_now or self.final,
+                           kept_share=1.0 - n_pruned / sum(self._sizes))
         ctx.summary["filters_pruned"] = n_pruned
+        self.achieved(ctx, n_pruned, sum(self._sizes))
         if final_now:
             held: Masks = {}
             for layer, m in zip(ctx.layers, new):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...schedules import asymptotic_keep_rate
+from ...schedules import asymptotic_keep_rate, round_kept
 
 DROP_PROB = 0.5          # channel-wise dropout of the suppressed gradient (the authors' value)
 
@@ -40,9 +40,11 @@ def gradient_factor(kept: torch.Tensor, pruned: torch.Tensor, lam: float,
     return torch.addcmul(kept, pruned, (u < DROP_PROB).to(u.dtype), value=1.0 - lam)
 
 
-def n_pruned_filters(n: int, keep: float) -> int:
-    """floor(N (1 - r)), with 1e-9 of slack for float error in products that are integers."""
-    return max(0, min(n, math.floor(n * (1.0 - keep) + 1e-9)))
+def n_pruned_filters(n: int, keep: float, block: int = 1, mode: str = "down") -> int:
+    """floor(N (1 - r)), with 1e-9 of slack for float error in products that are integers; the
+    kept rest rounded to a multiple of `block` (round_to, schedules.round_kept)."""
+    pruned = max(0, min(n, math.floor(n * (1.0 - keep) + 1e-9)))
+    return n - round_kept(n - pruned, n, block, mode)
 
 
 @dataclass(frozen=True)

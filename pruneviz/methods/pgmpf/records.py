@@ -40,9 +40,14 @@ MASK_UPDATES = Table("mask_updates", {
     "pruned": "filters with mask 0, all layers",
     "flips": "filters whose mask changed, all layers",
     "final": "the final mask is held from this epoch on",
+    "kept_share": "filters kept, all layers, as a share: r_e after whole filters and round_to",
 })
 SUMMARY = {
     "filters_total": "filters in the prunable convs",
     "filters_pruned": "filters with mask 0 at the end",
     "filter_count_rule": "how many filters a layer of N loses: floor(N (1 - r))",
+    "round_to": "the block kept counts were rounded to (auto resolved on the run's device)",
+    "round_to_asked": "round_to as given (auto or a number)",
+    "round_mode": "down or nearest",
+    "filter_rate_achieved": "filters pruned at the end as a share of all (rounding moves it)",
 }

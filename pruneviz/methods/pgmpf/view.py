@@ -49,6 +49,7 @@ SCALARS = (*GRADS, *SHOCK, "dense_accuracy")
 KEPT_SCALE = [[0, "#d6e6f5"], [1, "#08306b"]]       # light = small norm, dark = large
 PRUNED_SCALE = [[0, "#fcc5b0"], [1, "#67000d"]]
 REVIVED = "#2ca02c"
+ROUNDED = "#9467bd"         # the kept share once counts are rounded (round_to)
 MAX_EPOCH_COLUMNS = 80      # the one-layer history thins longer runs to this many epochs
 WAIT = "waiting for the first epoch: the mask is computed at the end of each epoch"
 
@@ -85,6 +86,7 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
     total = int(run.get("total_steps") or 0)
     gradient_mask = bool(knobs.gradient_mask) if knobs is not None else method == "pgmpf"
     soft = "SFP" if method == "sfp" else "ASFP" if method == "asfp" else None
+    rounded = str(getattr(params, "round_to", "1")) != "1"
     return [
         Panel("pgmpf.norms", norms_figure(frames["filters"], frames["order"], step),
               "Each row is a conv layer and each cell one of its filters at the chosen epoch: "
@@ -100,10 +102,14 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
         Panel("pgmpf.flips", flips_figure(frames["layers"], updates, step, config.epochs),
               "Bars count the filters whose mask changed at each epoch's end (newly pruned or "
               "revived); the line is how many filters are pruned in all."),
-        Panel("pgmpf.schedules", schedule_figure(updates, planned, knobs, epoch, config.epochs),
+        Panel("pgmpf.schedules", schedule_figure(updates, planned, knobs, epoch, config.epochs,
+                                                 rounded),
               "The keep rate r_e (share of filters kept), the gradient suppression lambda_e and "
               "the weight-decay factor alpha_e as recorded at each epoch's end (dashed: the "
-              "plan), with the epochs from which they reach their final values."),
+              "plan), with the epochs from which they reach their final values."
+              + (" The share of filters actually kept, each layer's count rounded to a "
+                 "multiple of round_to, sits at or below r_e (rounding down prunes a little "
+                 "more)." if rounded else "")),
         Panel("pgmpf.grads", grads_figure(frames["scalars"], step, total, gradient_mask),
               ("Gradient norm of the pruned and kept filters before and after the prior "
                "gradient mask: the mask shrinks the pruned filters' gradient (by 1 - lambda_e, "
@@ -257,9 +263,10 @@ SERIES = (("r", "keep rate r_e", "keep rate r_e", ACHIEVED),
 
 
 def schedule_figure(updates: pd.DataFrame, planned: pd.DataFrame | None, knobs: Any,
-                    epoch: int | None, epochs: int) -> go.Figure:
+                    epoch: int | None, epochs: int, rounded: bool = False) -> go.Figure:
     """Recorded r_e, lambda_e, alpha_e per epoch over the planned schedule (dashed), with the
-    thresholds as vertical markers and the slider's epoch as a solid one."""
+    thresholds as vertical markers and the slider's epoch as a solid one; `rounded`: also the
+    share of filters kept once counts are rounded (round_to), planned and recorded."""
     use = {"r"}
     if knobs is None or knobs.gradient_mask:
         use.add("lambda")
@@ -275,6 +282,15 @@ def schedule_figure(updates: pd.DataFrame, planned: pd.DataFrame | None, knobs: 
                                 dash="dash", legendgroup="planned",
                                 showlegend=col == "r", hoverinfo="skip"))
         traces.append(_line(updates.epoch, numbers(updates[col]), label, color, width=2.5,
+                            mode="lines+markers", marker=dict(size=6)))
+    if rounded:
+        if planned is not None:
+            p = planned[planned.series.str.startswith("kept filters, rounded")]
+            traces.append(_line(p.epoch, p.value, "planned", _rgba(ROUNDED, 0.45), width=1.5,
+                                dash="dash", legendgroup="planned", showlegend=False,
+                                hoverinfo="skip"))
+        traces.append(_line(updates.epoch, numbers(updates.kept_share),
+                            "kept share (counts rounded to round_to)", ROUNDED, width=2.5,
                             mode="lines+markers", marker=dict(size=6)))
     if knobs is not None:
         at: dict[float, list[str]] = {}

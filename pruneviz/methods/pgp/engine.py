@@ -40,10 +40,12 @@ from ...metrics import count_flops, param_counts
 from ...schedules import asymptotic_keep_rate, exponential_count
 from ...surgery import channel_groups, remove_filters
 from ..base import Context, Method, register
+from ..roundto import RoundTo, preview_block, preview_rows, round_mode_field, round_to_field
 from .math import (
     criterion_pass,
     group_scores,
     hybrid_split,
+    preview_removal,
     pruning_epochs,
     soft_reset,
     spearman,
@@ -73,6 +75,8 @@ class Params:
                                     "sum of its convs' scores; lead = the group's lead conv "
                                     "alone (the stem, or the stage's projection shortcut), as "
                                     "the authors' code does.", choices=("sum", "lead"))
+    round_to: str = round_to_field()
+    round_mode: str = round_mode_field()
 
 
 @dataclass(frozen=True)
@@ -85,9 +89,11 @@ class PSFPParams:
                                  "0 uses prune_fraction.", min=0, max=1000)
     d: float = param(0.125, "ASFP's D: 3/4 of the pruning is reached after D x E epochs.",
                      min=0.01, max=1.0)
+    round_to: str = round_to_field()
+    round_mode: str = round_mode_field()
 
 
-class Progressive(Method):
+class Progressive(RoundTo, Method):
     """The shared code path: score, weak set, hybrid split, reset, surgery, records."""
 
     kind = "filter"
@@ -108,22 +114,21 @@ class Progressive(Method):
 
     @classmethod
     def schedule(cls, config: SessionConfig, params: Any) -> pd.DataFrame:
+        """Target sparsity per pruning epoch, what a 64-filter conv has removed (PGP, RPGP)
+        and the model's pruned filters once rounded (round_to), held through fine-tuning."""
         epochs = cls.n_pruning_epochs(config.epochs, params)
-        n0, current = 64, 64
-        hard = getattr(params, "hard_fraction", 0.0) if cls.physical else 0.0
-        rows = [(0.0, "target sparsity", 0.0)]
+        plan = [(e + 1.0, lambda n, e=e: whole(cls.keep_target(n, e, epochs, config.rate,
+                                                                params))) for e in range(epochs)]
+        rows = [(0.0, "target sparsity", 0.0)] + [
+            (x, "target sparsity", 1.0 - cls.keep_target(64, e, epochs, config.rate, params) / 64)
+            for e, (x, _) in enumerate(plan)]
         if cls.physical:
-            rows.append((0.0, "removed (64-filter conv)", 0.0))
-        for e in range(epochs):
-            keep = cls.keep_target(n0, e, epochs, config.rate, params)
-            rows.append((e + 1.0, "target sparsity", 1.0 - keep / n0))
-            if cls.physical:
-                weak = max(0, current - whole(keep))
-                current -= weak if e == epochs - 1 else math.floor(weak * hard)
-                rows.append((e + 1.0, "removed (64-filter conv)", 1.0 - current / n0))
-        if config.epochs > epochs:
-            rows += [(float(config.epochs), series, value)
-                     for (_, series, value) in rows[-(2 if cls.physical else 1):]]
+            rows += preview_removal(64, [count(64) for _, count in plan], params.hard_fraction,
+                                    preview_block(config, params), params.round_mode)
+        rows += preview_rows(cls, config, params, [(0.0, lambda n: n), *plan], sparsity=True)
+        if config.epochs > epochs:       # each series holds its last value to the end
+            last = {series: value for _, series, value in rows}
+            rows += [(float(config.epochs), series, value) for series, value in last.items()]
         return pd.DataFrame(rows, columns=["epoch", "series", "value"])
 
     @classmethod
@@ -137,8 +142,8 @@ class Progressive(Method):
         pruned = total = 0
         for layer in ctx.layers:
             n0, per = self.n0[layer.name], self.per_filter[layer.name]
-            keep = n0 if done == 0 else whole(self.keep_target(n0, done - 1, self.E,
-                                                              ctx.config.rate, self.p))
+            keep = n0 if done == 0 else self.rounded(
+                whole(self.keep_target(n0, done - 1, self.E, ctx.config.rate, self.p)), n0)
             pruned += (n0 - keep) * per
             total += n0 * per
         return pruned / total if total else 0.0
@@ -170,6 +175,7 @@ class Progressive(Method):
         self.flops = count_flops(model, ctx.data.input_shape)
         self.params = param_counts(model)[0]
         ctx.summary.update(prune_epochs=self.E, filters_dense=sum(self.n0.values()))
+        self.resolve_round_to(ctx)
         self._save_kept(ctx)
         self.t_epoch = time.perf_counter()
 
@@ -235,7 +241,7 @@ class Progressive(Method):
             n0, lead = self.n0[group[0]], group[0]
             present = self.layer[lead].module.out_channels
             target = self.keep_target(n0, e, self.E, ctx.config.rate, self.p)
-            n_keep = whole(target)
+            n_keep = self.rounded(whole(target), n0)
             score = group_scores(scores, group, getattr(self.p, "group_score", "sum"))
             l2 = sum(filter_norms(self.layer[m].module.weight).float() for m in group)
             hard, soft = hybrid_split(score, present - n_keep, hard_fraction, last)
@@ -255,6 +261,7 @@ class Progressive(Method):
                 mom_after += after ** 2
                 layer_rows.append(dict(
                     layer=m, group=lead, target=target, target_count=n_keep,
+                    unrounded=whole(target),
                     before=present, soft=int((status == SOFT).sum()),
                     removed=int((status == HARD).sum()),
                     hard_now=int((status == HARD).sum()) - hard_before, spearman=rho,
@@ -339,6 +346,7 @@ class Progressive(Method):
         ctx.mark_pruned()
         final = sum(int((s != HARD).sum()) for s in self.status.values())
         ctx.summary["filters_final"] = final
+        self.achieved(ctx, sum(self.n0.values()) - final, sum(self.n0.values()))
 
 
 @register

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...masks import Layer, is_shortcut
+from ...schedules import round_kept
 
 
 def pruning_epochs(epochs: int, fraction: float, count: int = 0) -> int:
@@ -24,6 +25,20 @@ def pruning_epochs(epochs: int, fraction: float, count: int = 0) -> int:
 def whole(n: float) -> int:
     """Whole filters kept for a float target: ceil, ignoring float noise; at least one."""
     return max(1, math.ceil(n - 1e-9))
+
+
+def preview_removal(n0: int, kept: list[int], hard_fraction: float, block: int, mode: str
+                    ) -> list[tuple[float, str, float]]:
+    """Schedule-preview rows: the share of an n0-filter conv removed after each pruning epoch
+    when the schedule keeps `kept` (rounded to `block`, round_to), PGP removing the weakest
+    hard_fraction of the weak set, all of it at the last epoch."""
+    series = f"removed ({n0}-filter conv)"
+    rows, current = [(0.0, series, 0.0)], n0
+    for e, k in enumerate(kept):
+        weak = max(0, current - round_kept(k, n0, block, mode))
+        current -= weak if e == len(kept) - 1 else math.floor(weak * hard_fraction)
+        rows.append((e + 1.0, series, 1.0 - current / n0))
+    return rows
 
 
 def hybrid_split(score: torch.Tensor, n_weak: int, hard_fraction: float,

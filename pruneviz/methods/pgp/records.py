@@ -19,7 +19,8 @@ LAYERS = Table("pgp_layers", {
     "layer": "the conv",
     "group": "its residual group (the group's first conv)",
     "target": "n(e), float",
-    "target_count": "whole filters kept",
+    "target_count": "whole filters kept (rounded to round_to)",
+    "unrounded": "whole filters kept before rounding to round_to",
     "before": "filters present before this epoch's pruning",
     "active": "present and not reset now",
     "soft": "reset now",
@@ -50,4 +51,8 @@ SUMMARY = {
     "prune_epochs": "pruning epochs E",
     "filters_dense": "filters of the pruned convs at the start",
     "filters_final": "filters left",
+    "round_to": "the block kept counts were rounded to (auto resolved on the run's device)",
+    "round_to_asked": "round_to as given (auto or a number)",
+    "round_mode": "down or nearest",
+    "filter_rate_achieved": "filters pruned at the end as a share of all (rounding moves it)",
 }

@@ -95,7 +95,10 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
         Panel("pgp.counts", counts_figure(layers, cls, params, config, n_prune),
               "Filters of all convs after each pruning epoch: kept (active), reset to zero "
               "(soft) and removed for good; the line is the schedule's target of filters to "
-              "keep, dashed where it is still ahead."),
+              "keep, dashed where it is still ahead"
+              + ("; dotted, the counts kept once each is rounded to a multiple of round_to "
+                 "(the active filters follow it)." if str(getattr(params, "round_to", "1"))
+                 != "1" else ".")),
     ]
     if not psfp:
         out.append(Panel("pgp.spearman", spearman_figure(layers, n_prune),
@@ -255,6 +258,10 @@ def counts_figure(layers: pd.DataFrame, cls: Any, params: Any, config: Any, n_pr
                             dash="dash", width=1.5, hoverinfo="skip"))
     traces.append(_line(x, per.target.to_numpy(), "target n(e)", "#222", mode="lines+markers",
                         width=2))
+    if str(getattr(params, "round_to", "1")) != "1":
+        kept = layers.groupby("epoch").target_count.sum()
+        traces.append(_line(kept.index.to_numpy(), kept.to_numpy(), "kept, rounded to round_to",
+                            "#9467bd", mode="lines+markers", width=2, dash="dot"))
     layout = dict(barmode="stack", showlegend=True,
                   xaxis=_axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
                               dtick=1 if n_prune <= 20 else None),
