@@ -140,14 +140,15 @@ class QueueMixin:
         """Hold `<store>/<name>.lock` (fcntl.flock) across processes; waits, polling `cancel`
         (which raises to stop waiting). The kernel drops it if the holder dies."""
         with open(self.root / f"{name}.lock", "a+") as f:
-            while True:
+            while cancel is not None:
                 try:
                     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if cancel is not None:
-                        cancel()
+                    cancel()
                     time.sleep(0.1)
+            else:
+                fcntl.flock(f, fcntl.LOCK_EX)     # nothing to poll: wait in the kernel
             try:
                 yield
             finally:

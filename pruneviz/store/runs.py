@@ -94,13 +94,18 @@ class Store(RecordsMixin, QueueMixin):
             raise StoreError(f"cannot write to the store folder {self.root} ({e.strerror or e}); "
                              f"pass --store DIR or set {ENV_VAR} to a writable folder.") from None
         try:
-            if exists and check:
-                bad = self._conn().execute("PRAGMA quick_check(1)").fetchone()[0]
-                if bad != "ok":
-                    self.close()
-                    raise damaged(self.root, bad)
-            create_schema(self._conn())
-            self._keep_reserve()
+            # One opener at a time: SQLite answers "database is locked" at once, without
+            # waiting out busy_timeout, to a connection that switches a fresh file to WAL or
+            # creates the schema while another does (2 of 24 processes opening one new store).
+            with self.file_lock("open"):
+                if exists and check:
+                    bad = self._conn().execute("PRAGMA quick_check(1)").fetchone()[0]
+                    if bad != "ok":
+                        self.close()
+                        raise damaged(self.root, bad)
+                self._conn().execute("PRAGMA journal_mode = WAL")     # kept in the file
+                create_schema(self._conn())
+                self._keep_reserve()
         except sqlite3.DatabaseError as e:
             self.close()
             if "not a database" in str(e):
@@ -127,7 +132,6 @@ class Store(RecordsMixin, QueueMixin):
         if conn is None:
             conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
             conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             self._local.conn = conn
         return conn
