@@ -49,9 +49,11 @@ def _default_store_is_temporary(tmp_path_factory):
         stop_workers(Store(root))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _no_worker_outlives_its_module():
-    """Dashboards under test start worker processes (detached, as for users): end them."""
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test():
+    """Dashboards under test start worker processes (detached, as for users): end them with the
+    test. Kept to the module, each page test's worker idled on (about 750 MB each) until the
+    module ended: 20 of them at once in test_live_form."""
     yield
     from pruneviz.workers import stop_spawned
 
