@@ -10,6 +10,18 @@ from pruneviz.ui.state import routed
 
 routed(__file__)
 
+
+def warn_if_busy(result: dict) -> None:
+    """Say so when a measurement's timings spread widely or too few repetitions fit."""
+    if result["noisy"] or result["min_reps"] < 5:
+        why = ("some timings spread over more than a quarter of their median"
+               if result["noisy"] else
+               f"only {result['min_reps']} repetitions fit the budget")
+        st.warning(f"The machine looks busy: {why}. The ratios resist that better than the "
+                   f"times; measure again, or with a larger budget, to be sure.",
+                   icon=":material/warning:")
+
+
 st.set_page_config(layout="wide")
 st.title("Why sparsity is not speed")
 st.caption("FLOPs are counted by torch.utils.flop_counter; times are measured here, on request, "
@@ -73,13 +85,7 @@ else:
                f"{result['threads']} torch thread(s), batch 8 for the convs. Models were timed "
                f"back to back in every repetition; the ratios are medians of those pairs, so a "
                f"load spike hits both sides alike.")
-    if result["noisy"] or result["min_reps"] < 5:
-        why = ("some timings spread over more than a quarter of their median"
-               if result["noisy"] else
-               f"only {result['min_reps']} repetitions fit the budget")
-        st.warning(f"The machine looks busy: {why}. The ratios resist that better than the "
-                   f"times; measure again, or with a larger budget, to be sure.",
-                   icon=":material/warning:")
+    warn_if_busy(result)
     a, b, c = st.columns(3)
     a.plotly_chart(plots.timing_bars(result["zeros"], "conv", "Same shape, zeros or not"),
                    key="learn.speed.zeros")
@@ -124,7 +130,7 @@ with right:
                    "is as fast as its FLOPs say; above 1, padding to the block eats the saving.")
 
 st.divider()
-st.header("2:4 sparsity: zeros in a pattern a kernel can skip")
+st.header("5. 2:4 sparsity: zeros in a pattern a kernel can skip")
 st.markdown(
     "NVIDIA GPUs from Ampere on (compute capability 8.0+) have *sparse tensor cores*: when every "
     "group of 4 consecutive weights along a layer's input holds at most 2 nonzeros, they store "
@@ -156,9 +162,7 @@ with right:
                    f"{nm_result['batch']}, measured in {nm_result['seconds']:.1f} s with "
                    f"{nm_result['threads']} torch thread(s); ratios are medians of pairs timed "
                    f"back to back.")
-        if nm_result["noisy"] or nm_result["min_reps"] < 5:
-            st.warning("The machine looks busy; time again, or with a larger budget, to be "
-                       "sure.", icon=":material/warning:")
+        warn_if_busy(nm_result)
         a, b = st.columns(2)
         a.plotly_chart(plots.timing_bars(nm_result["cpu"], "layer",
                                          "CPU, fp32: half the weights zero"),
