@@ -107,18 +107,22 @@ st.markdown(
     "The filter methods take **round_to** (`--param round_to=16`, or `auto` for this device's "
     "block): each layer keeps a multiple of it (below one block, a divisor of it), rounded "
     "down so it never prunes less than asked, and the method's own criterion still picks which "
-    "filters go. Here one conv is pruned at the rate of part 1 with and without rounding and "
+    "filters go. Here the conv of part 1 is pruned at the rate below with and without rounding and "
     "timed on this machine: the padded count costs what the full block does, the rounded one "
     "gets the speed its FLOPs promise.")
 left, right = st.columns([1, 2.8], gap="large")
 with left:
+    round_rate = st.slider("Prune rate", 0.05, 0.95, 0.4, 0.01, key="learn.speed.round_rate",
+                           help="Of the part 1 conv's filters. At width 64 the default leaves 38, "
+                                "which no kernel block divides; 0.5 leaves 32, already "
+                                "aligned, and rounding changes nothing.")
     round_to = st.select_slider("round_to", [4, 8, 16, 32], block or 16,
                                 key="learn.speed.round_to")
     if st.button("Measure rounding", key="learn.speed.round_measure",
                  icon=":material/timer:"):
         with st.spinner("Timing..."):
             st.session_state["learn.speed.round_result"] = learn_speed.round_to_speed(
-                channels=channels, rate=rate, block=round_to, budget_s=budget)
+                channels=channels, rate=round_rate, block=round_to, budget_s=budget)
 with right:
     rounded = st.session_state.get("learn.speed.round_result")
     if rounded is None:
