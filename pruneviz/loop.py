@@ -34,7 +34,7 @@ from .records import Recorder
 from .safe_load import save_tensors
 from .schedules import lr_at
 from .store import Store, sqlite_error
-from .surgery import compact_size
+from .surgery import compact_size, filter_count
 
 Progress = Callable[[int, int, str], None]   # (steps done, total steps, phase)
 FLUSH_SECONDS = 0.5
@@ -103,6 +103,7 @@ class Session:
         # prunable weight shapes at the dense start: physically removed weights count as pruned
         self.dense_shapes = {l.name: l.module.weight.shape for l in ctx.layers}
         self.params_dense = param_counts(model)[0]
+        self.filters_dense = filter_count(model)
         self.layer_every = max(1, self.total // 100)
         self.zeros: list[torch.Tensor] = []        # where the prunable weights are exactly 0
         self.last_change: int | None = None        # step the zero pattern last changed at
@@ -230,7 +231,10 @@ class Session:
         summary["steps"] = ctx.step + 1 if self.total else 0
         summary.update(ctx.summary)
         if status == "completed" and ctx.pruned and self.method.kind == "filter":
-            summary.update(compact_size(ctx.model, self.data.input_shape))   # dead filters removed
+            size = compact_size(ctx.model, self.data.input_shape)
+            if "filters_compact" in size:     # against the dense start: PGP shrinks as it trains
+                size["filters_removed"] = self.filters_dense - size["filters_compact"]
+            summary.update(size)
         if status == "completed" and self.phase == "session":
             summary.update(self.guards())
         summary["status"] = status

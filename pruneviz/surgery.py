@@ -229,7 +229,7 @@ def compact(model: nn.Module, input_shape: tuple[int, ...], *, atol: float = 1e-
         for name in group:
             if dead[name] - common:
                 coupled[name] = len(dead[name] - common)
-    filters_before = _filter_count(small)
+    filters_before = filter_count(small)
     remove_filters(small, example[:1], remove)
     ref = model.training
     model.eval()
@@ -245,12 +245,13 @@ def compact(model: nn.Module, input_shape: tuple[int, ...], *, atol: float = 1e-
     return small, {"filters": filters_before,
                    "filters_zero": sum(len(v) for v in zero.values()),
                    "filters_dead": sum(len(v) for v in dead.values()),
-                   "filters_removed": filters_before - _filter_count(small),
+                   "filters_removed": filters_before - filter_count(small),
                    "filters_coupled": sum(coupled.values()), "coupled": coupled,
                    "max_abs_diff": diff, "output_scale": scale}
 
 
-def _filter_count(model: nn.Module) -> int:
+def filter_count(model: nn.Module) -> int:
+    """Filters (conv output channels) of a model."""
     return sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
@@ -332,4 +333,4 @@ def compact_size(model: torch.nn.Module, input_shape: tuple[int, ...]) -> dict[s
         return {"compact_error": f"{type(e).__name__}: {e}"}
     return {"flops_compact": count_flops(small, input_shape),
             "params_compact": sum(p.numel() for p in small.parameters()),
-            "filters_removed": report["filters_removed"]}
+            "filters_removed": report["filters_removed"], "filters_compact": filter_count(small)}

@@ -285,6 +285,8 @@ def test_final_filter_counts_equal_the_target(method, shared_store, fast_config)
         assert alive == target[name]
         assert w.shape[0] == (target[name] if method == "pgp" else n)
     assert s["filters_final"] == sum(target.values())
+    # counted against the dense start, also for pgp, whose model is already small at the end
+    assert s["filters_removed"] == sum(n0.values()) - sum(target.values())
     layers = shared_store.rows(s["run_id"], "pgp_layers")
     last = layers[layers.epoch == layers.epoch.max()].set_index("layer")
     for name, n in n0.items():
