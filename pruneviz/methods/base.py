@@ -240,7 +240,6 @@ def make_params(method: type[Method], values: dict[str, Any]) -> Any:
         parsed[k] = coerce(v, default, k) if isinstance(v, str) else v
     params = method.Params(**parsed)
     check_fields(params)
-    parse_nm(getattr(params, "nm", ""))
     return params
 
 
@@ -263,7 +262,7 @@ def nm_field() -> str:
     return param("", f"N:M semi-structured sparsity: {NM_FORMAT}, in every group of M "
                      f"consecutive weights along the input dimension; the rate is then 1 - N/M. "
                      f"Empty = no pattern. Layers whose input dimension is not a multiple of M "
-                     f"stay dense.")
+                     f"stay dense.", check=parse_nm)
 
 
 def pattern_methods() -> list[str]:

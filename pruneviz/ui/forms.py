@@ -272,10 +272,6 @@ def session_form(prefix: str, *, main: Iterable[str] = MAIN_FIELDS,
                                              [f.name for f in dataclasses.fields(cls.Params)],
                                              where=f" (under *{section}*)")
             errors += perr
-        try:
-            parse_nm(params.get("nm", ""))
-        except ConfigError as e:
-            errors.append(f"**nm** (under *{section}*): {plain(e)}")
     rest = [f.name for f in dataclasses.fields(SessionConfig) if f.name not in hide | set(main)]
     with st.expander(TRAINING):
         more, merr = dataclass_widgets(SessionConfig, prefix, rest, defaults,
