@@ -265,12 +265,16 @@ def nm_field() -> str:
                      f"stay dense.", check=parse_nm)
 
 
+def takes_pattern(method: type[Method]) -> bool:
+    """Whether `method` has the `nm` parameter."""
+    return any(f.name == "nm" for f in dataclasses.fields(method.Params))
+
+
 def pattern_methods() -> list[str]:
     """The registered methods that take an `nm` pattern."""
     from . import load_all
 
-    return sorted(n for n, cls in load_all().items()
-                  if "nm" in {f.name for f in dataclasses.fields(cls.Params)})
+    return sorted(n for n, cls in load_all().items() if takes_pattern(cls))
 
 
 def no_pattern(method: type[Method]) -> str:
@@ -293,7 +297,7 @@ def check_pattern(config: SessionConfig) -> None:
     """ConfigError unless config's `nm` is well formed, its method takes one and the rate agrees
     with it (1 - N/M: the rate follows the pattern)."""
     method = get_method(config.method)
-    if "nm" not in {f.name for f in dataclasses.fields(method.Params)}:
+    if not takes_pattern(method):
         raise ConfigError(no_pattern(method))
     pattern = parse_nm(config.params["nm"])
     if pattern is None:

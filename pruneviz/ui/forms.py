@@ -17,6 +17,7 @@ import streamlit as st
 from ..config import ConfigError, SessionConfig, coerce, nm_rate, parse_layer_rates, parse_nm
 from ..data import DATASETS, folder_problem, input_shape, missing_files
 from ..methods import apply_preset, get_method, load_all, make_params
+from ..methods.base import takes_pattern
 from ..methods.roundto import round_to_problem
 from ..models import MODELS, layer_names
 from ..plots import schedule_figure
@@ -298,7 +299,7 @@ def session_form(prefix: str, *, main: Iterable[str] = MAIN_FIELDS,
 def _pattern_fixes(prefix: str, cls: type | None, section: str) -> dict[str, str]:
     """An N:M pattern typed under the method's parameters fixes the rate at 1 - N/M: the rate
     box is set to it and disabled, saying why ({} without a valid pattern)."""
-    if cls is None or "nm" not in _fields(cls.Params):
+    if cls is None or not takes_pattern(cls):
         return {}
     try:
         pattern = parse_nm(st.session_state.get(f"{prefix}.{cls.name}.nm", ""))
