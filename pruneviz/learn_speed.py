@@ -8,7 +8,6 @@ No streamlit here: pages/learn_speed.py draws what these return with pruneviz/pl
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any
 
@@ -17,7 +16,14 @@ import torch
 import torch.nn as nn
 
 from .masks import apply_masks, filter_mask, filter_norms, layerwise_magnitude, n_prune, nm_mask
-from .metrics import NOISY, count_flops, cpu_vector_block, effective_flops, measure_latency
+from .metrics import (
+    NOISY,
+    count_flops,
+    cpu_vector_block,
+    effective_flops,
+    measure_latency,
+    paired_ratio,
+)
 from .schedules import round_kept
 from .semistructured import kernel_support, measure
 
@@ -72,7 +78,7 @@ def _rows(res: dict[str, dict[str, Any]], ref: str) -> list[dict[str, Any]]:
     to back, so a load spike hits both alike), repetitions and spread (IQR / median)."""
     base = res[ref]["times"]
     return [{"name": k, "ms": v["median_s"] * 1e3,
-             "relative": statistics.median(t / b for t, b in zip(v["times"], base)),
+             "relative": paired_ratio(v["times"], base),
              "reps": v["reps"], "spread": v["iqr_s"] / v["median_s"]} for k, v in res.items()]
 
 

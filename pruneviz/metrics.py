@@ -150,6 +150,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def paired_ratio(times: Iterable[float], ref: Iterable[float]) -> float:
+    """Median of per-repetition ratios times / ref of two models measure_latency timed back to
+    back: a load spike hits both sides of a pair alike, so this resists drift better than a
+    ratio of medians."""
+    return statistics.median(t / r for t, r in zip(times, ref))
+
+
 @torch.inference_mode()
 def measure_latency(models: dict[str, nn.Module], input_shape: tuple[int, ...], batch: int, *,
                     device: torch.device | str = "cpu", budget_s: float = 0.5, warmup: int = 2,

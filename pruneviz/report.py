@@ -33,7 +33,6 @@ import gzip
 import io
 import json
 import os
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ from .metrics import (
     cpu_vector_block,
     effective_flops,
     measure_latency,
+    paired_ratio,
     param_counts,
     prunable_sparsity,
 )
@@ -210,8 +210,7 @@ def _latency(models: RunModels, budget_s: float, batches: tuple[int, ...],
                 "device": device, "batch": batch,
                 "threads": torch.get_num_threads() if device == "cpu" else None,
                 "dense_ms": d["median_s"] * 1e3, "compact_ms": c["median_s"] * 1e3,
-                # pairs were timed back to back: the median of their ratios resists load drift
-                "speedup": statistics.median(a / b for a, b in zip(d["times"], c["times"])),
+                "speedup": paired_ratio(d["times"], c["times"]),
                 "reps": d["reps"], "spread": spread})
     return rows
 

@@ -14,7 +14,6 @@ nonzeros in every group of 4 along the input dimension: the compressed format st
 from __future__ import annotations
 
 import copy
-import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from .masks import nm_counts, nm_fits
-from .metrics import measure_latency
+from .metrics import measure_latency, paired_ratio
 
 NO_KERNELS = "no 2:4 kernels here; the zeros only compress"
 MIN_CAPABILITY = (8, 0)
@@ -135,6 +134,6 @@ def measure(model: nn.Module, input_shape: tuple[int, ...], batches: tuple[int, 
         d, s = t["dense"], t["2:4"]
         out["rows"].append({
             "batch": b, "dense_ms": d["median_s"] * 1e3, "sparse_ms": s["median_s"] * 1e3,
-            "speedup": statistics.median(a / c for a, c in zip(d["times"], s["times"])),
+            "speedup": paired_ratio(d["times"], s["times"]),
             "reps": d["reps"]})
     return out
