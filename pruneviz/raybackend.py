@@ -11,18 +11,22 @@ imported only here and in raytask.py, and only when used; the engine knows nothi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ConfigError, SessionConfig
-from .raytask import remote_task
+from .raytask import forget_stop, remote_task, request_stop
 from .store import FOREGROUND, Store
 
 ENV_ADDRESS = "PRUNEVIZ_RAY_ADDRESS"
 POLL_SECONDS = 0.2        # how often the pump looks at cancel flags while no message arrives
+STOP_GRACE_SECONDS = 30.0  # a running task asked to stop that has not ended by then: ray.cancel
 CANCELLED = "cancelled by the user"
 
 
@@ -113,6 +117,7 @@ class _Stream:
 
     gen: Any
     run_id: str | None                  # the session's run (None: a dense-only task)
+    stop_key: str                       # raytask.request_stop(stop_key) ends the task
     cancel: threading.Event | None = None
     ids: dict[str, str] = field(default_factory=dict)
     open: list[str] = field(default_factory=list)      # runs begun, not yet finished
@@ -121,6 +126,8 @@ class _Stream:
     error: BaseException | None = None   # a ConfigError the task raised, re-raised for callers
     reason: str | None = None            # why the stream ended early
     cancelled: bool = False
+    stop_asked: float | None = None     # monotonic time the task was asked to stop
+    forced: bool = False                # ... and, past the grace, cancelled through Ray
     done: bool = False
     total: int = 0
     phase: str = "session"
@@ -172,9 +179,9 @@ def _replay(s: _Stream, msg: tuple, store: Store, progress: Any) -> None:
         store.dense_save(key, run_id, store.run_dir(run_id) / name, accuracy)
 
 
-def _fail(s: _Stream, store: Store, e: BaseException) -> None:
-    """The stream ended early: every run it had open (and its session, if still queued) ends
-    with the reason; every record it streamed stays."""
+def _fail(s: _Stream, store: Store, e: BaseException | None) -> None:
+    """The stream ended early (`e`: why, None when it just ended): every run it had open (and
+    its session, if still queued) ends with the reason; every record it streamed stays."""
     ray = _ray()
     cause = getattr(e, "cause", None) if isinstance(e, ray.exceptions.RayTaskError) else None
     if s.cancelled or isinstance(e, ray.exceptions.TaskCancelledError):
@@ -184,6 +191,8 @@ def _fail(s: _Stream, store: Store, e: BaseException) -> None:
         s.error = cause
     elif cause is not None:
         status, error = "failed", f"{type(cause).__name__}: {cause}"
+    elif e is None:
+        status, error = "failed", "the Ray task ended without finishing its run"
     else:
         status, error = "failed", (f"the Ray task stopped before it finished ({type(e).__name__}:"
                                    f" {str(e).splitlines()[0] if str(e) else 'no detail'}); a "
@@ -203,56 +212,87 @@ def _fail(s: _Stream, store: Store, e: BaseException) -> None:
         if run_id == s.run_id:
             s.summary = summary
     s.open.clear()
+    if s.run_id is not None and s.summary is None:     # it had ended already (a queued run
+        row = store.run(s.run_id)                       # no worker claimed ends at its cancel)
+        s.summary = {"run_id": s.run_id, "status": row["status"], "error": row["error"]}
 
 
 def _pump(streams: list[_Stream], store: Store, progress: Any = None) -> None:
     """Write every stream's messages into the store as they arrive, until all have ended;
-    cancel a task (ray.cancel) once its event or its run's store flag is set."""
+    stop a task once its event or its run's store flag is set (`_stop`)."""
     ray = _ray()
     active = list(streams)
-    while active:
-        ready, _ = ray.wait([s.gen for s in active], num_returns=1, timeout=POLL_SECONDS)
-        for s in active:
-            if not any(g is s.gen for g in ready):
-                continue
-            try:
-                # Drain what is ready without blocking (_next_sync with timeout 0 is the one
-                # call that does; next() would wait for the task's next message).
-                while True:
-                    ref = s.gen._next_sync(timeout_s=0)
-                    if ref.is_nil():
-                        break
-                    _replay(s, ray.get(ref), store, progress)
-            except StopIteration:
-                s.done = True
-            except ray.exceptions.RayError as e:
-                # The task itself ended (raised, was killed or cancelled): nothing to stop. A
-                # ray.cancel here races the task's completion reply and aborts this whole
-                # process in Ray 2.60's core worker (RAY_CHECK "Tried to complete task that was
-                # not pending", ray-project/ray#54846).
-                _fail(s, store, e)
-                s.done = True
-            except Exception as e:  # noqa: BLE001 - the pump failed to store a message
-                ray.cancel(s.gen)     # stop the task this pump gives up on
-                _fail(s, store, e)
-                s.done = True
-        for s in active:
-            if s.done or s.cancelled:
-                continue
-            runs = [s.run_id] if s.run_id else []
-            if (s.cancel is not None and s.cancel.is_set()) or any(
-                    store.cancel_requested(r) for r in runs + s.open):
-                s.cancelled = True
-                ray.cancel(s.gen)
-        active = [s for s in active if not s.done]
+    try:
+        while active:
+            ready, _ = ray.wait([s.gen for s in active], num_returns=1, timeout=POLL_SECONDS)
+            for s in active:
+                if any(g is s.gen for g in ready):
+                    _drain(s, store, progress)
+            for s in active:
+                if not s.done:
+                    _stop(s, store)
+            active = [s for s in active if not s.done]
+    finally:
+        for s in streams:
+            if s.stop_asked is not None:
+                with contextlib.suppress(Exception):     # Ray gone: so is its key
+                    forget_stop(s.stop_key)
+
+
+def _drain(s: _Stream, store: Store, progress: Any) -> None:
+    """Replay what the stream has ready, without blocking (_next_sync with timeout 0 is the one
+    call that does; next() would wait for the task's next message)."""
+    ray = _ray()
+    try:
+        while True:
+            ref = s.gen._next_sync(timeout_s=0)
+            if ref.is_nil():
+                return
+            _replay(s, ray.get(ref), store, progress)
+    except StopIteration:
+        s.done = True
+        if s.open or (s.run_id is not None and s.summary is None):
+            _fail(s, store, None)      # e.g. cancelled before it started: the stream just ends
+    except ray.exceptions.RayError as e:
+        # The task itself ended (raised, was killed or cancelled): nothing to stop. A ray.cancel
+        # here races the task's completion reply and aborts this whole process in Ray 2.60's
+        # core worker (RAY_CHECK "Tried to complete task that was not pending", ray#54846).
+        _fail(s, store, e)
+        s.done = True
+    except Exception as e:  # noqa: BLE001 - the pump failed to store a message
+        ray.cancel(s.gen)     # stop the task this pump gives up on
+        _fail(s, store, e)
+        s.done = True
+
+
+def _stop(s: _Stream, store: Store) -> None:
+    """Once the user cancels: a running task is asked to stop itself (it ends its session within
+    a step and its stream ends as a finished task's does); one still waiting for a node, or one
+    that has not stopped after STOP_GRACE_SECONDS, is cancelled through Ray."""
+    if not s.cancelled:
+        runs = [s.run_id] if s.run_id else []
+        if not ((s.cancel is not None and s.cancel.is_set())
+                or any(store.cancel_requested(r) for r in runs + s.open)):
+            return
+        s.cancelled = True
+        if not s.where:           # no "hello" yet: not running, so it cannot be completing
+            _ray().cancel(s.gen)
+            return
+        request_stop(s.stop_key)
+        s.stop_asked = time.monotonic()
+    elif (s.stop_asked is not None and not s.forced
+          and time.monotonic() - s.stop_asked > STOP_GRACE_SECONDS):
+        s.forced = True
+        _ray().cancel(s.gen)
 
 
 def _submit(config: SessionConfig, run_id: str | None, dense: Any, *, panel: bool,
             num_gpus: float, num_cpus: float, cancel: threading.Event | None) -> _Stream:
+    stop_key = uuid.uuid4().hex
     gen = remote_task().options(num_gpus=num_gpus, num_cpus=num_cpus, max_retries=0,
                           name=f"pruneviz {run_id or 'dense'}").remote(
-        config.to_dict(), run_id, dense, panel, num_cpus)
-    return _Stream(gen, run_id, cancel)
+        config.to_dict(), run_id, dense, panel, num_cpus, stop_key)
+    return _Stream(gen, run_id, stop_key, cancel)
 
 
 def _dense_ref(config: SessionConfig, store: Store) -> Any:

@@ -19,6 +19,33 @@ from typing import Any
 from .config import SessionConfig
 
 LOCAL_PREFIX = "task:"    # ids of runs a task created, until the pump gives them real ones
+STOP_NAMESPACE = "pruneviz-stop"
+STOP_POLL_SECONDS = 0.25  # how often a task looks for its stop request
+
+
+# -- the cooperative stop ------------------------------------------------------------------------
+# A running task is stopped by a key in the cluster's own key-value store (the GCS, which driver
+# and every node already talk to), which the task polls and answers by ending its session within
+# a step: its generator then ends as a finished task does. Not ray.cancel: in Ray 2.60 a cancel
+# that races the task's completion reply aborts the whole submitting process (RAY_CHECK "Tried to
+# complete task that was not pending", ray-project/ray#54846), and the submitting process can be
+# the dashboard's server. Ray has no public key-value API; its own libraries use this one.
+def _kv() -> Any:
+    from ray.experimental import internal_kv
+
+    return internal_kv
+
+
+def request_stop(key: str) -> None:
+    _kv()._internal_kv_put(key, b"1", namespace=STOP_NAMESPACE)
+
+
+def stop_requested(key: str) -> bool:
+    return bool(_kv()._internal_kv_exists(key, namespace=STOP_NAMESPACE))
+
+
+def forget_stop(key: str) -> None:
+    _kv()._internal_kv_del(key, namespace=STOP_NAMESPACE)
 
 
 class _Sink:
@@ -98,9 +125,10 @@ def _task_device(config: SessionConfig) -> SessionConfig:
 
 
 def _session_task(config_dict: dict, run_id: str | None, dense: tuple | None, panel: bool,
-                  num_cpus: float) -> Iterator[tuple]:
+                  num_cpus: float, stop_key: str) -> Iterator[tuple]:
     """The Ray task body: train one session (or, with run_id None, only the dense baseline)
-    and yield the sink's messages as they come."""
+    and yield the sink's messages as they come; `request_stop(stop_key)` ends it within a
+    step, its runs interrupted."""
     import ray
 
     yield ("hello", socket.gethostname(), os.getpid(), time.time(), ray.get_gpu_ids())
@@ -132,10 +160,16 @@ def _session_task(config_dict: dict, run_id: str | None, dense: tuple | None, pa
     # The session runs beside the generator, so records leave while it trains.
     thread = threading.Thread(target=work, name="pruneviz-session", daemon=True)
     thread.start()
+    look = 0.0
     try:
         while True:
+            if not stop.is_set() and time.monotonic() >= look:
+                look = time.monotonic() + STOP_POLL_SECONDS
+                if stop_requested(stop_key):
+                    stop.set()      # the session ends its runs interrupted, then sends the end
             try:
-                # a timeout, so ray.cancel's KeyboardInterrupt lands while nothing arrives
+                # a timeout, so the stop key is read and ray.cancel's KeyboardInterrupt (the
+                # pump's fallback) lands while nothing arrives
                 msg = sink.outbox.get(timeout=0.1)
             except queue.Empty:
                 continue

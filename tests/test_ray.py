@@ -126,9 +126,17 @@ def _long_run(store: Store) -> tuple[str, threading.Thread, dict]:
     return run_id, thread, result
 
 
-def test_cancel_a_running_ray_task(cluster, tmp_path):
+def _record_cancels(monkeypatch) -> list:
+    """ray.cancel still works; the list gets every task it was called on."""
+    calls, real = [], ray.cancel
+    monkeypatch.setattr(ray, "cancel", lambda ref, **k: (calls.append(ref), real(ref, **k)))
+    return calls
+
+
+def test_cancel_a_running_ray_task(cluster, tmp_path, monkeypatch):
     store = Store(tmp_path / "runs")
     run_id, thread, result = _long_run(store)
+    cancels = _record_cancels(monkeypatch)
     store.request_cancel(run_id)
     thread.join(60)
     assert not thread.is_alive()
@@ -137,6 +145,27 @@ def test_cancel_a_running_ray_task(cluster, tmp_path):
     kept = store.scalars(run_id, ["loss"])
     assert len(kept) >= 5 and kept.step.max() < row["total_steps"] - 1
     assert _cpus_free(2), "the cancelled task still holds its CPU"
+    # The task stopped itself: a ray.cancel can race a task's completion reply, and Ray 2.60
+    # aborts the submitting process (here the dashboard's) on that race.
+    assert cancels == []
+
+
+def test_cancel_a_task_still_waiting_for_a_node(cluster, tmp_path, monkeypatch):
+    store = Store(tmp_path / "runs")
+    config = SessionConfig(**FAST)
+    run_id = store.create_run(config)
+    cancels = _record_cancels(monkeypatch)
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(
+        run_on_ray(config, store, run_id, num_cpus=3)))    # the cluster has 2: it never starts
+    thread.start()
+    time.sleep(1)
+    store.request_cancel(run_id)
+    thread.join(30)
+    assert not thread.is_alive() and len(cancels) == 1      # nothing running to ask
+    row = store.run(run_id)
+    assert result["status"] == row["status"] == "interrupted"
+    assert row["error"] == "cancelled before it started" and row["step"] == 0
 
 
 def test_a_task_that_raises_fails_its_run_with_the_message(cluster, tmp_path):
