@@ -57,7 +57,8 @@ class SessionConfig:
     label_smoothing: float = param(0.0, "Cross-entropy label smoothing.", min=0.0, max=0.5)
     max_steps_per_epoch: int = param(0, "Cap on steps per epoch (0 = the whole training set).",
                                      min=0, max=10**6)
-    eval_limit: int = param(0, "Cap on held-out images per evaluation (0 = all).", min=0,
+    eval_limit: int = param(0, "Cap on held-out images per evaluation (0 = all), taken from "
+                            "every class in turn.", min=0,
                             max=10**7)
     device: str = param("auto", "auto picks CUDA when present, else CPU.",
                         choices=("auto", "cpu", "cuda"))

@@ -94,10 +94,29 @@ class DataBundle:
 
     def test_batches(self, device: torch.device, batch_size: int = 500,
                      limit: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = min(len(self.test_x), limit) if limit else len(self.test_x)
-        for i in range(0, n, batch_size):
-            j = min(i + batch_size, n)
-            yield (self.normalize(self.test_x[i:j].to(device)), self.test_y[i:j].to(device))
+        """The held-out set in batches; with a `limit` below its size, the first `limit` of
+        `classes_in_turn` (held-out sets are stored class by class: their first images would
+        all be of the first classes). The same images for every run of the data."""
+        if not limit or limit >= len(self.test_x):
+            for i in range(0, len(self.test_x), batch_size):
+                yield (self.normalize(self.test_x[i:i + batch_size].to(device)),
+                       self.test_y[i:i + batch_size].to(device))
+            return
+        take = classes_in_turn(self.test_y)[:limit]
+        for i in range(0, limit, batch_size):
+            idx = take[i:i + batch_size]
+            yield self.normalize(self.test_x[idx].to(device)), self.test_y[idx].to(device)
+
+
+def classes_in_turn(y: torch.Tensor) -> torch.Tensor:
+    """Indices of `y` taking the classes in turn (each class's first item, then each one's
+    second, ...; within a class in stored order): every prefix is as close to class-balanced as
+    the counts allow."""
+    by_class = torch.argsort(y, stable=True)
+    ys = y[by_class]
+    counts = torch.bincount(ys)
+    rank = torch.arange(len(y)) - (torch.cumsum(counts, 0) - counts)[ys]    # place in its class
+    return by_class[torch.argsort(rank * len(counts) + ys, stable=True)]
 
 
 def crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:

@@ -214,3 +214,46 @@ def test_session_summary_carries_train_and_test_sizes(tmp_path, fast_config):
     summary = run_session(config, Store(tmp_path / "runs"))
     assert summary["status"] == "completed"
     assert summary["train_size"] == 40 and summary["test_size"] == 10
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_classes_in_turn_every_prefix_is_as_balanced_as_the_counts_allow(seed):
+    from pruneviz.data import classes_in_turn
+
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 7, (300,), generator=g)
+    y = y[torch.randperm(300, generator=g)] if seed % 2 else y.sort().values  # stored by class
+    order = classes_in_turn(y)
+    assert sorted(order.tolist()) == list(range(300))           # a permutation
+    total = torch.bincount(y, minlength=7)
+    for n in range(1, 301):
+        got = torch.bincount(y[order[:n]], minlength=7)
+        # oracle: taking one per class per round, a class is short only once it is exhausted
+        short = got < got.max() - 1
+        assert (got[short] == total[short]).all(), (n, got.tolist(), total.tolist())
+    for c in range(7):                                          # within a class: stored order
+        mine = order[y[order] == c]
+        assert torch.equal(mine, mine.sort().values)
+
+
+def test_an_eval_limit_measures_every_class_not_the_first_ones():
+    from pruneviz.metrics import evaluate
+
+    from pruneviz.data import DataBundle
+
+    digits = load_dataset("digits", holdout=0.2)
+    by_class = digits.test_y.argsort(stable=True)     # as image folders store it
+    d = DataBundle("sorted", digits.train_x, digits.train_y, digits.test_x[by_class],
+                   digits.test_y[by_class], digits.classes, False)
+
+    class Always(torch.nn.Module):            # predicts class 0 for every image
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), 10) * 9.
+
+    seen = torch.cat([y for _, y in d.test_batches(torch.device("cpu"), batch_size=7,
+                                                   limit=50)])
+    assert torch.equal(torch.bincount(seen, minlength=10), torch.full((10,), 5))
+    acc = evaluate(Always(), d, torch.device("cpu"), limit=50)["accuracy"]
+    assert acc == pytest.approx(0.1)                    # 1.0 when the cap took class 0 alone
+    full = evaluate(Always(), d, torch.device("cpu"), limit=0)["accuracy"]
+    assert full == pytest.approx((d.test_y == 0).float().mean().item())
