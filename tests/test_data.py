@@ -237,9 +237,8 @@ def test_classes_in_turn_every_prefix_is_as_balanced_as_the_counts_allow(seed):
 
 
 def test_an_eval_limit_measures_every_class_not_the_first_ones():
-    from pruneviz.metrics import evaluate
-
     from pruneviz.data import DataBundle
+    from pruneviz.metrics import evaluate
 
     digits = load_dataset("digits", holdout=0.2)
     by_class = digits.test_y.argsort(stable=True)     # as image folders store it
