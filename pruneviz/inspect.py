@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ConfigError, SessionConfig
-from .data import DataBundle, load_dataset
+from .data import DataBundle, classes_in_turn, load_dataset
 from .masks import (
     Masks,
     filter_norms,
@@ -105,16 +105,8 @@ def load_run(store: Store, run_id: str, device: str | torch.device = "cpu") -> R
 def held_out_images(data: DataBundle, n: int, device: str | torch.device = "cpu"
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` held-out images, normalized, cycling through the classes (first image of each)."""
-    x_all, y_all = data.test_x, data.test_y
-    firsts = [torch.nonzero(y_all == c).flatten() for c in range(data.num_classes)]
-    order, k = [], 0
-    while len(order) < min(n, len(y_all)):
-        for idx in firsts:
-            if k < len(idx) and len(order) < n:
-                order.append(int(idx[k]))
-        k += 1
-    idx = torch.tensor(order, dtype=torch.long)
-    return data.normalize(x_all[idx].to(device)), y_all[idx].to(device)
+    idx = classes_in_turn(data.test_y)[:n]
+    return data.normalize(data.test_x[idx].to(device)), data.test_y[idx].to(device)
 
 
 def denormalize(data: DataBundle, x: torch.Tensor) -> torch.Tensor:

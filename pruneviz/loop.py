@@ -114,6 +114,8 @@ class Session:
             "dense_run": dense_run, "flops_dense": count_flops(model, data.input_shape),
             "input_shape": list(data.input_shape), "num_classes": data.num_classes,
             "train_size": len(data.train_x), "test_size": len(data.test_x)}
+        if 0 < config.eval_limit < len(data.test_x):    # each evaluation sees this many
+            self.summary["eval_size"] = config.eval_limit
         if data.skipped:     # unreadable or oversized files of an image folder, named
             self.summary.update(skipped_images=len(data.skipped), skipped_first=data.skipped[:5])
         self.t0 = self.last_flush = time.perf_counter()

@@ -256,3 +256,13 @@ def test_an_eval_limit_measures_every_class_not_the_first_ones():
     assert acc == pytest.approx(0.1)                    # 1.0 when the cap took class 0 alone
     full = evaluate(Always(), d, torch.device("cpu"), limit=0)["accuracy"]
     assert full == pytest.approx((d.test_y == 0).float().mean().item())
+
+
+def test_the_summary_says_how_many_held_out_images_each_evaluation_sees(tmp_path, fast_config):
+    from pruneviz.session import run_session
+    from pruneviz.store import Store
+
+    store = Store(tmp_path / "runs")
+    capped = run_session(fast_config(eval_limit=50), store)
+    assert capped["eval_size"] == 50 and capped["test_size"] > 50
+    assert "eval_size" not in run_session(fast_config(eval_limit=10**6), store)
