@@ -140,6 +140,22 @@ def test_edit_and_rerun_loads_the_shown_runs_config_into_the_form(live, tmp_path
     assert at.radio(key="live.preset").value == forms.NO_PRESET
 
 
+def test_a_capped_evaluation_says_so_beside_the_accuracy(tmp_path, monkeypatch):
+    store = Store(tmp_path / "runs")
+    capped = recorded_run(store, SessionConfig(eval_limit=50))
+    full = recorded_run(store, SessionConfig())
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(tmp_path / "runs"))
+    helps = {}
+    for run_id in (capped, full):         # a fresh session on each run's link
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+        at.query_params["run"] = run_id
+        at.run()
+        helps[run_id] = next(m.help for m in at.metric if m.label == "Held-out accuracy")
+    assert "at most 50 held-out images, every class in turn" in helps[capped]
+    assert "eval limit" in helps[capped]                 # the control's own label
+    assert not helps[full]
+
+
 def test_a_fresh_session_on_a_run_url_starts_the_form_from_that_run(tmp_path, monkeypatch):
     store = Store(tmp_path / "runs")
     run_id = recorded_run(store, SessionConfig(method="slr", rate=0.95, epochs=3))

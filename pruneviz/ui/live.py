@@ -23,6 +23,7 @@ from ..plots import (
 from ..store import ACTIVE, Store
 from ..views import method_params
 from ..workers import Queue
+from .forms import TRAINING, label_of
 from .internals import internals_view
 from .live_pick import show_run
 from .panel import metrics_panel_view
@@ -217,9 +218,12 @@ def _metrics(scalars: pd.DataFrame, run: dict) -> None:
     sparsity, target = _last(scalars, "sparsity"), _last(scalars, "target_sparsity")
     cols = st.columns(4)
     cols[0].metric("Dense accuracy", "—" if dense is None else f"{dense:.3f}", border=True)
+    limit = run["config"].eval_limit
     cols[1].metric("Held-out accuracy", "—" if test is None else f"{test:.3f}",
                    None if test is None or dense is None else f"{test - dense:+.3f} vs dense",
-                   border=True)
+                   border=True, help=None if not limit else
+                   f"Measured on at most {limit} held-out images, every class in turn "
+                   f"({label_of('eval_limit')}, under {TRAINING}; 0 = all).")
     cols[2].metric("Sparsity", "—" if sparsity is None else f"{sparsity:.3f}",
                    None if target is None else f"target {target:.3f}", delta_color="off",
                    delta_arrow="off", border=True)
