@@ -207,6 +207,7 @@ def wait_idle(store: Store, timeout: float = 1800) -> None:
 
 
 def bench_server(trials: int = 5, runs: int = 20) -> dict:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     out: dict = {}
@@ -242,7 +243,13 @@ def bench_server(trials: int = 5, runs: int = 20) -> dict:
                                 latencies.append(time.perf_counter() - t)
                                 break
                         page.wait_for_timeout(20)
-                    page.locator("button", has_text="Cancel").first.click()
+                    # The default run may be over by now (2-3 s on a warm worker): then its
+                    # Cancel is disabled and there is nothing to stop.
+                    cancel = page.locator("button", has_text="Cancel").first
+                    try:
+                        cancel.click(timeout=3000)
+                    except PlaywrightTimeout:
+                        assert not cancel.is_enabled(), "Cancel is enabled but cannot be clicked"
                 out["first_chart"], out["first_ever"] = latencies[1:], latencies[0]
                 wait_idle(store)
                 _set_number(page, "epochs", 2)

@@ -22,7 +22,7 @@ with form_col:
     if st.button("Run", type="primary", disabled=config is None, key="live.run",
                  icon=":material/play_arrow:", width="stretch"):
         try:
-            run_id = live_pick.submit_once(config, queue.submit)
+            run_id = live_pick.submit_once(config, queue.submit, store)
         except ConfigError as e:
             st.error(str(e), icon=":material/error:")
         else:       # the view below picks it up in this same run

@@ -221,6 +221,30 @@ def _long_run_training(app, ui_root):
     return at, store, run_id
 
 
+def _shown(at) -> str:
+    run = at.query_params["run"]
+    return run[0] if isinstance(run, list) else run
+
+
+def test_run_again_once_the_run_ended_queues_a_new_run(app, ui_root):
+    store = Store(ui_root)
+    before = set(store.runs().run_id)
+    at = _fast_live_form(app, epochs=300)
+    at.button(key="live.run").click().run()
+    time.sleep(2.5)                          # past the double-click window: it still trains
+    at.button(key="live.run").click().run()
+    first = set(store.runs().run_id) - before
+    assert len(first) == 1, "a second click of the same config while it trains queued another"
+    (run_id,) = first
+    store.request_cancel(run_id)
+    assert _wait_done(store, [run_id], timeout=60).loc[run_id].status == "interrupted"
+    at.button(key="live.run").click().run()  # it ended: Run means run it again
+    again = set(store.runs().run_id) - before - first
+    assert len(again) == 1 and _shown(at) in again
+    store.request_cancel(_shown(at))
+    _wait_done(store, list(again), timeout=60)
+
+
 def test_cancel_from_the_live_page_keeps_the_run_interrupted(app, ui_root):
     at, store, run_id = _long_run_training(app, ui_root)
     at.run()

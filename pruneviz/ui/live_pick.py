@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from ..config import ConfigError, SessionConfig, parse_numbers
-from ..store import Store
+from ..store import ACTIVE, Store, StoreError
 from . import forms
 from .state import select_runs, selected_runs
 
@@ -19,7 +19,7 @@ RUN_PARAM = "run"            # ?run=<id> in the URL: a reload comes back to the 
 _LAST_VIEWED = "live.last_run"
 PICKER = "live.show"
 _SUBMITTED = "live.submitted"    # (config JSON, run id, time) of this session's last Run
-SAME_CLICK_S = 10.0
+SAME_CLICK_S = 2.0         # a repeated click this soon is the same click, even of a run that ended
 
 
 def current_run(runs: pd.DataFrame) -> str | None:
@@ -69,19 +69,29 @@ def _picked(key: str, drawn_for: str) -> None:
         show_run(st.session_state[key])
 
 
-def submit_once(config: SessionConfig, submit: Callable[[SessionConfig], str]) -> str:
-    """Queue `config` for one Run click and show it. The same config again within
-    SAME_CLICK_S is the same click (a click right after editing a field reruns the page twice,
-    and a rerun cut short repeats the click), so it shows the run already queued."""
+def submit_once(config: SessionConfig, submit: Callable[[SessionConfig], str],
+                store: Store) -> str:
+    """Queue `config` for one Run click and show it. The same config again while the run it
+    queued is still queued or running, or within SAME_CLICK_S whatever its state, is the same
+    click (a click right after editing a field reruns the page twice, and a rerun cut short
+    repeats the click), so it shows that run; once it has ended, Run queues a new one."""
     fingerprint, now = config.to_json(), time.time()
     last = st.session_state.get(_SUBMITTED)
-    if last and last[0] == fingerprint and now - last[2] < SAME_CLICK_S:
+    if last and last[0] == fingerprint and (
+            now - last[2] < SAME_CLICK_S or _active(store, last[1])):
         run_id = last[1]
     else:
         run_id = submit(config)
         st.session_state[_SUBMITTED] = (fingerprint, run_id, now)
     show_run(run_id)
     return run_id
+
+
+def _active(store: Store, run_id: str) -> bool:
+    try:
+        return store.run(run_id)["status"] in ACTIVE
+    except StoreError:          # deleted since
+        return False
 
 
 def form_from_url(store: Store, prefix: str) -> None:
