@@ -255,9 +255,11 @@ def bench_server(trials: int = 5, runs: int = 20) -> dict:
                 _set_number(page, "epochs", 2)
                 wait_idle(store)
                 out["rss_before"] = _rss_mb(proc.pid)
-                for _ in range(runs):
+                for _ in range(runs):     # one click, one run: the next once it has ended
                     run.click()
                     page.wait_for_timeout(300)
+                    wait_idle(store)
+                    page.wait_for_timeout(2100)      # past the double-click window
                 wait_idle(store)
                 page.wait_for_timeout(3000)
                 out["finished"] = int((store.runs().status == "completed").sum())
