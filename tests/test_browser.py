@@ -108,6 +108,22 @@ def _set_number(page, label: str, value: int) -> None:
     page.wait_for_timeout(400)
 
 
+def _settle(page, seconds: float = 60) -> None:
+    """Until the app has shown no running script for half a second: a click that lands while
+    the reruns of the edits before it still redraw the form can be lost on a loaded machine
+    (CI lost the Run click of the slider test that way once: "No runs yet" for 180 s).
+    The race of a click right after an edit is test_browser_live's one-run-click test."""
+    deadline, idle_since = time.time() + seconds, None
+    while time.time() < deadline:
+        if page.locator("[data-testid=stStatusWidgetRunningIcon]").count():
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.time()
+        elif time.time() - idle_since >= 0.5:
+            return
+        page.wait_for_timeout(50)
+
+
 @pytest.mark.browser
 def test_a_live_run_in_a_real_browser(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
@@ -121,6 +137,7 @@ def test_a_live_run_in_a_real_browser(server, tmp_path):
         _set_number(page, "epochs", 300)               # long enough to watch; cancelled below
         page.get_by_text("Training and data").first.click()
         _set_number(page, "dense epochs", 3)
+        _settle(page)
         run_button.click()
 
         seen: list[int] = []

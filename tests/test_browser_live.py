@@ -11,7 +11,7 @@ import pytest
 from pruneviz.methods.fggp import view as fggp_view
 from pruneviz.store import ACTIVE, Store
 from tests.helpers import wait_done
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, server  # noqa: F401 (fixture)
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, _settle, server  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.browser
 THUMBS = """() => Array.from(document.querySelectorAll('[data-testid=stSliderThumbValue]'))
@@ -54,8 +54,11 @@ def test_the_internals_slider_follows_a_run_to_its_last_step(server, tmp_path): 
         browser, page = _open(p, server, height=4200)     # tall: the internals are drawn too
         run = _run_button(page)
         page.get_by_label("epochs", exact=True).fill("6")
+        page.get_by_label("epochs", exact=True).press("Enter")
         page.get_by_text("Training and data").first.click()
         page.get_by_label("dense epochs", exact=True).fill("3")
+        page.get_by_label("dense epochs", exact=True).press("Enter")
+        _settle(page)
         run.click()
         expect(page.get_by_text("Completed after")).to_be_visible(timeout=180_000)
         run_id = _shown_run(page)
@@ -80,7 +83,10 @@ def test_one_run_click_is_one_run_and_the_view_switches(server, tmp_path):  # no
         run = _run_button(page)
         page.get_by_text("Training and data").first.click()
         page.get_by_label("dense epochs", exact=True).fill("2")
+        page.get_by_label("dense epochs", exact=True).press("Enter")
         page.get_by_label("epochs", exact=True).fill("300")      # trains while we click
+        page.get_by_label("epochs", exact=True).press("Enter")
+        _settle(page)
         run.click()
         expect(page.get_by_text(re.compile(r"^Step \d+/"))).to_be_visible(timeout=120_000)
         before = _shown_run(page)
