@@ -65,8 +65,6 @@ def sparsity_flops(channels: int = 64, size: int = 16, rate: float = 0.5) -> pd.
 SWEEP = (8, 12, 16, 17, 24, 32, 33, 40, 48, 49, 56, 64)
 
 
-
-
 def _timed(models: dict[str, nn.Module], shape: tuple[int, ...], batch: int, budget_s: float,
            deadline: float) -> dict[str, dict[str, Any]]:
     return measure_latency(models, shape, batch, budget_s=budget_s, warmup=2, min_reps=5,
@@ -139,9 +137,9 @@ def round_to_speed(channels: int = 64, size: int = 16, rate: float = 0.4, block:
     FLOPs and time relative to dense, and time per FLOP relative to dense (1 = the FLOPs'
     promise kept)."""
     asked = channels - n_prune(channels, rate)
+    rounded = round_kept(asked, channels, block)
     kept = {"dense": channels, f"{asked} kept (as asked)": asked,
-            f"{round_kept(asked, channels, block)} kept (round_to={block})":
-                round_kept(asked, channels, block)}
+            f"{rounded} kept (round_to={block})": rounded}
     torch.manual_seed(0)
     convs = {name: nn.Conv2d(channels, k, 3, padding=1) for name, k in kept.items()}
     shape = (channels, size, size)

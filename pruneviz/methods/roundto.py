@@ -42,6 +42,12 @@ def parse(value: Any) -> int | None:
     return n
 
 
+def asks_rounding(params: Any) -> bool:
+    """Whether a method's params ask for round_to (a number other than 1, or auto): the
+    internals views draw the rounded counts then."""
+    return str(getattr(params, "round_to", "1")).strip() != "1"
+
+
 def round_to_field() -> str:
     return param("1", "Round every layer's kept filter count to a multiple of this, or below "
                       "it to a divisor of it (the kernels' channel block: 10 filters cost what "

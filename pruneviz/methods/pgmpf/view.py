@@ -42,6 +42,7 @@ from ...views import (
     vline,
     waiting,
 )
+from ..roundto import asks_rounding
 from .records import GRADS, MASK_UPDATES, SHOCK
 
 TITLE = "Gradient-mask evolution"      # the heading the dashboard gives this view
@@ -86,7 +87,7 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
     total = int(run.get("total_steps") or 0)
     gradient_mask = bool(knobs.gradient_mask) if knobs is not None else method == "pgmpf"
     soft = "SFP" if method == "sfp" else "ASFP" if method == "asfp" else None
-    rounded = str(getattr(params, "round_to", "1")) != "1"
+    rounded = asks_rounding(params)
     return [
         Panel("pgmpf.norms", norms_figure(frames["filters"], frames["order"], step),
               "Each row is a conv layer and each cell one of its filters at the chosen epoch: "

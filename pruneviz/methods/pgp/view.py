@@ -42,6 +42,7 @@ from ...views import (
     vline,
     waiting,
 )
+from ..roundto import asks_rounding
 from .records import ACTIVE, EPOCHS, HARD, LAYERS, SOFT
 
 TITLE = "Filter-change scores"      # the heading the dashboard gives this view
@@ -97,8 +98,7 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
               "(soft) and removed for good; the line is the schedule's target of filters to "
               "keep, dashed where it is still ahead"
               + ("; dotted, the counts kept once each is rounded to a multiple of round_to "
-                 "(the active filters follow it)." if str(getattr(params, "round_to", "1"))
-                 != "1" else ".")),
+                 "(the active filters follow it)." if asks_rounding(params) else ".")),
     ]
     if not psfp:
         out.append(Panel("pgp.spearman", spearman_figure(layers, n_prune),
@@ -258,7 +258,7 @@ def counts_figure(layers: pd.DataFrame, cls: Any, params: Any, config: Any, n_pr
                             dash="dash", width=1.5, hoverinfo="skip"))
     traces.append(_line(x, per.target.to_numpy(), "target n(e)", "#222", mode="lines+markers",
                         width=2))
-    if str(getattr(params, "round_to", "1")) != "1":
+    if asks_rounding(params):
         kept = layers.groupby("epoch").target_count.sum()
         traces.append(_line(kept.index.to_numpy(), kept.to_numpy(), "kept, rounded to round_to",
                             "#9467bd", mode="lines+markers", width=2, dash="dot"))
