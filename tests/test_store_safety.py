@@ -6,6 +6,7 @@ Each case: one clear `pruneviz: error:` line (exit 2) or the right result, nothi
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -131,3 +132,92 @@ def test_a_failed_export_keeps_the_earlier_export_beside_it_whole(finished, tmp_
                  "card,pt2"]) == 2
     _one_error(capsys.readouterr().err, "No space left")
     assert _files(out) == earlier and not list(out.glob(".partial-*"))
+
+
+# -- item 4: dense baselines found inside the store, wherever it is ------------------------------
+def _dense_rows(root):
+    conn = sqlite3.connect(root / DB_NAME)
+    try:
+        return conn.execute("SELECT key, run_id, path FROM dense").fetchall()
+    finally:
+        conn.close()
+
+
+def _set_dense_path(root, path):
+    conn = sqlite3.connect(root / DB_NAME)
+    conn.execute("UPDATE dense SET path=?", (str(path),))
+    conn.commit()
+    conn.close()
+
+
+def _fake_dense(store):
+    """A dense run with a weights file and its cached row; returns (key, run_id, file)."""
+    from pruneviz.config import SessionConfig
+
+    run_id = store.create_run(SessionConfig(), kind="dense", status="completed")
+    weights = store.run_dir(run_id) / "weights.pt"
+    weights.write_bytes(b"this store's weights")
+    store.dense_save("k" * 16, run_id, weights, 0.9)
+    return "k" * 16, run_id, weights
+
+
+def test_dense_paths_are_stored_relative_to_the_store(tmp_path):
+    store = Store(tmp_path / "runs")
+    key, run_id, _ = _fake_dense(store)
+    assert _dense_rows(store.root) == [(key, run_id, f"{run_id}/weights.pt")]
+
+
+def test_a_store_opened_from_another_directory_finds_its_dense_baseline(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    key, run_id, _ = _fake_dense(Store("runs"))
+    monkeypatch.chdir(tmp_path)
+    hit = Store("a/runs").dense_lookup(key)
+    assert hit is not None and hit[0] == run_id
+    assert hit[1] == (tmp_path / "a" / "runs" / run_id / "weights.pt").resolve()
+
+
+@pytest.mark.parametrize("row", ["relative", "absolute (before this fix)", "cwd (before this fix)"])
+def test_a_copied_store_reads_its_own_dense_weights(tmp_path, row):
+    original = Store(tmp_path / "original")
+    key, run_id, weights = _fake_dense(original)
+    original.close()
+    if row.startswith("absolute"):
+        _set_dense_path(original.root, weights.resolve())
+    elif row.startswith("cwd"):
+        _set_dense_path(original.root, Path("original") / run_id / "weights.pt")
+    shutil.copytree(original.root, tmp_path / "copy")
+    weights.write_bytes(b"changed in the original after the copy")
+    hit = Store(tmp_path / "copy").dense_lookup(key)
+    assert hit is not None and hit[1].read_bytes() == b"this store's weights"
+    assert hit[1].is_relative_to((tmp_path / "copy").resolve())
+    assert _dense_rows(tmp_path / "copy")[0][2] == f"{run_id}/weights.pt"     # converted
+
+
+@pytest.mark.parametrize("tampered", ["../victim/weights.pt", "ABSOLUTE"])
+def test_a_dense_path_outside_the_store_is_never_loaded(tmp_path, tampered, caplog):
+    store = Store(tmp_path / "runs")
+    key, _, weights = _fake_dense(store)
+    weights.unlink()          # only the outside file exists: the old code loaded it
+    victim = tmp_path / "victim" / "weights.pt"
+    victim.parent.mkdir()
+    victim.write_bytes(b"not this store's")
+    _set_dense_path(store.root, victim if tampered == "ABSOLUTE" else tampered)
+    assert store.dense_lookup(key) is None
+    assert "outside" in caplog.text and "not read" in caplog.text
+
+
+def test_a_moved_store_reuses_its_dense_baseline_instead_of_retraining(finished, tmp_path,
+                                                                       capsys):
+    """End to end, with a row as the old code wrote it (the path the first process saw): the
+    store is moved and the original's files are gone; the next run trains no second baseline."""
+    root, _ = _copy(finished, tmp_path / "before")
+    [(key, dense_run, _)] = _dense_rows(root)
+    _set_dense_path(root, (root / dense_run / "weights.pt").resolve())
+    moved = tmp_path / "after"
+    shutil.move(root, moved)
+    assert main(["run", "--store", str(moved), "--json", "--method", "random", *FAST]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["dense_run"] == dense_run
+    runs = Store(moved).runs(include_dense=True)
+    assert (runs.kind == "dense").sum() == 1
