@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,258 @@ def test_a_moved_store_reuses_its_dense_baseline_instead_of_retraining(finished,
     assert summary["dense_run"] == dense_run
     runs = Store(moved).runs(include_dense=True)
     assert (runs.kind == "dense").sum() == 1
+
+
+# -- items 2 and 7: doctor --repair ---------------------------------------------------------------
+def _lose_index(root):
+    """The database emptied (lost), as `doctor` finds it; SQLite's scratch files gone too."""
+    (root / DB_NAME).write_bytes(b"")
+    for suffix in ("-wal", "-shm"):
+        (root / (DB_NAME + suffix)).unlink(missing_ok=True)
+
+
+def _orphan(store):
+    """A finished run whose row is gone from the database (its folder and run.json kept): a
+    problem `doctor` finds and `--repair` would fix."""
+    from pruneviz.config import SessionConfig
+
+    run_id = store.create_run(SessionConfig(), status="queued")
+    store.finish_run(run_id, "completed", summary={})
+    conn = sqlite3.connect(store.root / DB_NAME)
+    conn.execute("DELETE FROM runs WHERE run_id=?", (run_id,))
+    conn.commit()
+    conn.close()
+    return run_id
+
+
+def _dense_folder(root):
+    conn = sqlite3.connect(root / DB_NAME)
+    try:
+        return conn.execute("SELECT run_id FROM runs WHERE kind='dense'").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _edit_run_file(folder, edit):
+    data = json.loads((folder / "run.json").read_text())
+    (folder / "run.json").write_text(json.dumps(edit(data)))
+
+
+def _backups(root):
+    return sorted(p.name for p in Path(root).glob("backup.*"))
+
+
+def test_repair_refuses_while_a_worker_trains_in_the_store(store, fast_config, tmp_path, capsys):
+    """The issue's case: the database moved aside under a training worker lost its run from the
+    index. Now nothing is touched, and the message names the run, the worker and the fix."""
+    from pruneviz import workers
+
+    orphan = _orphan(store)
+    run_id = workers.submit(store, fast_config(epochs=500))
+    log = open(tmp_path / "worker.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "pruneviz", "worker", "--store",
+                             str(store.root)], cwd=ROOT, env=ENV, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 300
+        while (store.run(run_id)["step"] or 0) < 3:
+            assert time.time() < deadline and proc.poll() is None, \
+                (tmp_path / "worker.log").read_text()[-2000:]
+            time.sleep(0.1)
+        inode = (store.root / DB_NAME).stat().st_ino
+        capsys.readouterr()
+        assert main(["doctor", "--store", str(store.root), "--repair"]) == 2
+        line = _one_error(capsys.readouterr().err, run_id, "running", "worker",
+                          f"python -m pruneviz cancel {run_id}", "changed nothing")
+        assert str(proc.pid) in line
+        assert (store.root / DB_NAME).stat().st_ino == inode and not _backups(store.root)
+        step = store.run(run_id)["step"]
+        deadline = time.time() + 120
+        while store.run(run_id)["step"] <= step:        # it trains on, into the same index
+            assert time.time() < deadline
+            time.sleep(0.1)
+        workers.cancel(store, run_id)
+        deadline = time.time() + 120
+        while store.run(run_id)["status"] != "interrupted":     # ended in the index, kept
+            assert time.time() < deadline
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+    assert orphan not in set(store.runs().run_id)      # still only found, not repaired
+
+
+def test_repair_refuses_a_running_run_of_a_live_process(store, capsys):
+    from pruneviz.config import SessionConfig
+
+    _orphan(store)
+    run_id = store.create_run(SessionConfig(), worker="foreground")
+    store.start_run(run_id, 10)                 # this process: alive, so really running
+    before = _files(store.root)
+    assert main(["doctor", "--store", str(store.root), "--repair"]) == 2
+    _one_error(capsys.readouterr().err, run_id, "running", "cancel")
+    assert _files(store.root) == before and not _backups(store.root)
+
+
+def test_repair_refuses_while_another_process_has_the_store_open(store, capsys):
+    """A dashboard or a script with the database open would go on with the old file."""
+    _orphan(store)
+    store.close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time\n"
+         f"c = sqlite3.connect({str(store.root / DB_NAME)!r})\n"
+         "c.execute('SELECT count(*) FROM runs').fetchone()\n"
+         "print('ready', flush=True)\n"
+         "time.sleep(120)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        before = _files(store.root)
+        assert main(["doctor", "--store", str(store.root), "--repair"]) == 2
+        _one_error(capsys.readouterr().err, f"pid {holder.pid}", "in use")
+        assert _files(store.root) == before and not _backups(store.root)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_two_repairs_never_overlap(store, capsys, monkeypatch):
+    import pruneviz.doctor as doctor
+
+    _orphan(store)
+    store.close()
+    monkeypatch.setattr(doctor, "LOCK_WAIT_S", 0.3)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time\n"
+         f"f = open({str(store.root / 'open.lock')!r}, 'a+')\n"
+         "fcntl.flock(f, fcntl.LOCK_EX)\n"
+         "print('ready', flush=True)\n"
+         "time.sleep(120)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        before = _files(store.root)
+        assert main(["doctor", "--store", str(store.root), "--repair"]) == 2
+        _one_error(capsys.readouterr().err, "open.lock", "changed nothing")
+        assert _files(store.root) == before and not _backups(store.root)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_store_opened_during_a_repair_waits_for_the_rebuilt_index(finished, tmp_path,
+                                                                    monkeypatch):
+    """New processes (a worker starting, a run, a dashboard) stay out while the index is
+    rebuilt, then open the new one, never the old file or half of the new."""
+    import threading
+
+    import pruneviz.doctor as doctor
+
+    root, run_id = _copy(finished, tmp_path / "runs")
+    store = Store(root)
+    orphan = _orphan(store)
+    store.close()
+    rebuild = doctor._rebuild
+    seen, opened = [], threading.Event()
+
+    def open_store():
+        seen.append(set(Store(root).runs().run_id))
+        opened.set()
+
+    def slow_rebuild(where):
+        threading.Thread(target=open_store, daemon=True).start()
+        assert not opened.wait(1.0)             # held off while the repair works
+        return rebuild(where)
+
+    monkeypatch.setattr(doctor, "_rebuild", slow_rebuild)
+    assert main(["doctor", "--store", str(root), "--repair"]) == 0
+    assert opened.wait(30) and seen == [{run_id, orphan}]
+
+
+@pytest.mark.parametrize("bad", ["a list", "a string", "dense config", "no status",
+                                 "a number as name", "a list as summary"])
+def test_repair_skips_and_names_an_unusable_run_json(finished, tmp_path, capsys, bad):
+    """A bad run.json used to raise after the database was moved aside (the store then read
+    'no runs yet' beside its run folders, and each retry added a backup)."""
+    root, run_id = _copy(finished, tmp_path / "runs")
+    folder = root / (_dense_folder(root) if bad == "dense config" else run_id)
+    other = {_dense_folder(root), run_id} - {folder.name}
+    edits = {"a list": lambda d: [1, 2], "a string": lambda d: "run",
+             "dense config": lambda d: {**d, "config": "{not json"},
+             "no status": lambda d: {k: v for k, v in d.items() if k != "status"},
+             "a number as name": lambda d: {**d, "name": 5},
+             "a list as summary": lambda d: {**d, "summary": "[1]"}}
+    _edit_run_file(folder, edits[bad])
+    _lose_index(root)
+    assert main(["doctor", "--store", str(root), "--repair"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" in out and folder.name in out
+    assert set(Store(root).runs(include_dense=True).run_id) == other
+    assert len(_backups(root)) == 1
+
+
+def test_repair_never_leaves_an_empty_index_beside_run_folders(finished, tmp_path, capsys):
+    root, run_id = _copy(finished, tmp_path / "runs")
+    for folder in (root / run_id, root / _dense_folder(root)):
+        (folder / "run.json").write_text("[]")
+    _lose_index(root)
+    before = _files(root)
+    for _ in range(2):                   # a retry adds no backup either
+        assert main(["doctor", "--store", str(root), "--repair"]) == 2
+        _one_error(capsys.readouterr().err, "nothing to rebuild", run_id, "changed nothing")
+        assert _files(root) == before and not _backups(root)
+
+
+def test_unknown_keys_in_run_json_are_ignored_and_named(finished, tmp_path, capsys):
+    """Keys were pasted into the SQL text: an extra key failed the rebuild after the database
+    had been moved aside."""
+    root, run_id = _copy(finished, tmp_path / "runs")
+    evil = 'x) VALUES (1); DROP TABLE scalars; --'
+    _edit_run_file(root / run_id, lambda d: {**d, "surprise": 1, evil: 2})
+    _lose_index(root)
+    assert main(["doctor", "--store", str(root), "--repair"]) == 0
+    out = capsys.readouterr().out
+    assert "unknown keys" in out and "surprise" in out and evil in out
+    store = Store(root)
+    assert store.run(run_id)["status"] == "completed"
+    assert store.scalars(run_id).empty                  # the table is there (and empty)
+
+
+def test_a_column_the_schema_lacks_in_the_old_database_is_left_behind(finished, tmp_path,
+                                                                      capsys):
+    root, run_id = _copy(finished, tmp_path / "runs")
+    conn = sqlite3.connect(root / DB_NAME)
+    conn.execute('ALTER TABLE runs ADD COLUMN "surprise" TEXT')
+    conn.commit()
+    conn.close()
+    _orphan(Store(root))
+    assert main(["doctor", "--store", str(root), "--repair"]) == 0
+    store = Store(root)
+    assert store.run(run_id)["status"] == "completed"
+    assert len(store.scalars(run_id)) > 0               # the records came through
+
+
+def test_a_read_only_store_is_one_error(finished, tmp_path, capsys):
+    with _tmpfs(tmp_path / "disk", "4m") as disk:
+        root, _ = _copy(finished, disk / "runs")
+        _lose_index(root)
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        assert main(["doctor", "--store", str(root)]) == 1
+        capsys.readouterr()
+        assert main(["doctor", "--store", str(root), "--repair"]) == 2
+        _one_error(capsys.readouterr().err, "cannot be written", "copy the store")
+
+
+def test_a_full_disk_during_the_repair_changes_nothing(finished, tmp_path, capsys, monkeypatch):
+    import pruneviz.doctor as doctor
+
+    root, _ = _copy(finished, tmp_path / "runs")
+    _lose_index(root)
+    before = _files(root)
+
+    def full(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(doctor.shutil, "copy2", full)
+    assert main(["doctor", "--store", str(root), "--repair"]) == 2
+    _one_error(capsys.readouterr().err, "No space left", "changed nothing")
+    assert _files(root) == before and not _backups(root)

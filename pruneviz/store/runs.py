@@ -26,6 +26,7 @@ from .db import (
     ACTIVE,
     DB_NAME,
     ENV_VAR,
+    OPEN_LOCK,
     RECORD_TABLES,
     RESERVE,
     RESERVE_BYTES,
@@ -101,7 +102,7 @@ class Store(RecordsMixin, QueueMixin):
             # One opener at a time: SQLite answers "database is locked" at once, without
             # waiting out busy_timeout, to a connection that switches a fresh file to WAL or
             # creates the schema while another does (2 of 24 processes opening one new store).
-            with self.file_lock("open"):
+            with self.file_lock(OPEN_LOCK):
                 if exists and check:
                     bad = self._conn().execute("PRAGMA quick_check(1)").fetchone()[0]
                     if bad != "ok":
