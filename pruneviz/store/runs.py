@@ -4,7 +4,9 @@ Safe for one writer per run and many readers at once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -24,6 +26,7 @@ from .db import (
     ACTIVE,
     DB_NAME,
     ENV_VAR,
+    OPEN_LOCK,
     RECORD_TABLES,
     RESERVE,
     RESERVE_BYTES,
@@ -40,6 +43,8 @@ from .db import (
 )
 from .queue import QueueMixin
 from .records import RecordsMixin
+
+log = logging.getLogger(__name__)
 
 MAX_TAG_CHARS, MAX_TAGS, MAX_NOTES_CHARS = 40, 20, 20_000
 # Summary numbers runs() lists as columns (the dashboard's compare views plot them).
@@ -97,7 +102,7 @@ class Store(RecordsMixin, QueueMixin):
             # One opener at a time: SQLite answers "database is locked" at once, without
             # waiting out busy_timeout, to a connection that switches a fresh file to WAL or
             # creates the schema while another does (2 of 24 processes opening one new store).
-            with self.file_lock("open"):
+            with self.file_lock(OPEN_LOCK):
                 if exists and check:
                     bad = self._conn().execute("PRAGMA quick_check(1)").fetchone()[0]
                     if bad != "ok":
@@ -315,15 +320,66 @@ class Store(RecordsMixin, QueueMixin):
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.glob(DB_NAME + "*"))
 
+    # -- stored paths ----------------------------------------------------------------------------
+    def relative_path(self, path: str | Path) -> str:
+        """`path`, a file under this store, as the database stores it: relative to the store's
+        root ('/'-separated), so a store opened from another directory, moved or copied finds
+        its own files. StoreError for a path outside the store."""
+        root = self.root.resolve()
+        full = Path(path).resolve()
+        if not full.is_relative_to(root):
+            raise StoreError(f"{path} is not inside the run store {self.root}; only the store's "
+                             f"own files are referenced from its database.")
+        return full.relative_to(root).as_posix()
+
+    def stored_file(self, text: str, run_id: str) -> Path | None:
+        """The file a stored path names, inside this store, or None when it is missing or would
+        lie outside the store (a tampered row: never read, a warning names it).
+
+        Rows written before paths were relative hold the path as their writer saw it (absolute,
+        or relative to its working directory): such a path is read as the same file name in
+        its run's folder of this store, never as the file it named elsewhere (a copied store
+        would otherwise read the original's weights)."""
+        root = self.root.resolve()
+        given = Path(text)
+        candidates = [given if given.is_absolute() else root / given]
+        if given.parent.name == run_id and check_run_id(run_id) and \
+                given.name not in ("", ".", ".."):
+            candidates.append(root / run_id / given.name)
+        inside = [c.resolve() for c in candidates if c.resolve().is_relative_to(root)]
+        if not inside:
+            log.warning("pruneviz: warning: the store %s refers to %s, which is outside it; "
+                        "not read (treated as missing).", self.root, text)
+            return None
+        return next((c for c in inside if c.is_file()), None)
+
     # -- dense baselines -----------------------------------------------------------------------
     def dense_lookup(self, key: str) -> tuple[str, Path, float] | None:
+        """The cached dense baseline of `key`: its run, weights file (inside this store) and
+        accuracy; None when there is none, its file is gone or its path leads outside."""
         row = self._conn().execute("SELECT run_id, path, accuracy FROM dense WHERE key=?",
                                    (key,)).fetchone()
-        if row is None or not Path(row[1]).exists():
+        if row is None:
             return None
-        return row[0], Path(row[1]), row[2]
+        try:
+            path = self.stored_file(row[1], row[0])
+        except StoreError:          # a row whose run id is not one: never a path
+            log.warning("pruneviz: warning: the store %s holds a dense baseline with the "
+                        "invalid run id %r; not read (treated as missing).", self.root, row[0])
+            return None
+        if path is None:
+            return None
+        relative = self.relative_path(path)
+        if relative != row[1]:
+            # An older row (an absolute or working-directory path): stored relative from now
+            # on. Best effort: a store that is busy or read-only still reads the file found.
+            with contextlib.suppress(sqlite3.Error):
+                with self._tx() as c:
+                    c.execute("UPDATE dense SET path=? WHERE key=? AND path=?",
+                              (relative, key, row[1]))
+        return row[0], path, row[2]
 
     def dense_save(self, key: str, run_id: str, path: Path, accuracy: float) -> None:
         with self._tx() as c:
             c.execute("INSERT OR REPLACE INTO dense VALUES (?,?,?,?)",
-                      (key, run_id, str(path), accuracy))
+                      (key, run_id, self.relative_path(path), accuracy))
