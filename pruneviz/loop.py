@@ -21,7 +21,7 @@ from .config import ConfigError, SessionConfig
 from .data import DataBundle
 from .guards import layer_health, output_constant, run_warnings
 from .masks import apply_masks
-from .methods import Context, Method
+from .methods import Context, Method, family_module
 from .metrics import (
     count_flops,
     effective_flops,
@@ -30,7 +30,7 @@ from .metrics import (
     param_counts,
     prunable_sparsity,
 )
-from .records import Recorder
+from .records import Recorder, Summary
 from .safe_load import save_tensors
 from .schedules import lr_at
 from .store import Store, sqlite_error
@@ -92,13 +92,15 @@ class Session:
         model.train()
         self.spe = data.steps_per_epoch(config.batch_size, config.max_steps_per_epoch)
         self.total = self.spe * config.epochs
-        self.rec = Recorder()
+        owner = type(prep.method).__module__
+        family_module(type(prep.method), "records")      # its declared keys, before any write
+        self.rec = Recorder(owner)
         self.ctx = ctx = Context(
             model=model, optimizer=make_optimizer(model, config), config=config, data=data,
             device=device, steps_per_epoch=self.spe, record=self.rec,
             gen=torch.Generator(device=device).manual_seed(config.seed + 1),
             evaluate=lambda: evaluate(ctx.model, data, device, config.eval_limit),
-            run_dir=store.run_dir(run_id))
+            run_dir=store.run_dir(run_id), summary=Summary(owner))
         ctx.layers = self.method.select_layers(model)
         # prunable weight shapes at the dense start: physically removed weights count as pruned
         self.dense_shapes = {l.name: l.module.weight.shape for l in ctx.layers}

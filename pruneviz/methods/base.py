@@ -10,7 +10,8 @@ Where each hook runs in the session's step (see pruneviz/loop.py):
     end_of_epoch(ctx)           after the epoch's last step, before the epoch's evaluation
 
 Methods keep no step or epoch counters: `ctx.step`, `ctx.epoch` and friends are the truth.
-Internals go to the store through `ctx.record` (scalars, layers, filters, method tables).
+Internals go to the store through `ctx.record` (scalars, layers, filters, method tables), every
+key declared in the family's records.py; `ctx.summary` never takes a key the session writes.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from ..config import (
     parse_nm,
 )
 from ..masks import Layer, Masks, nm_fits, prunable_layers
-from ..records import Recorder
+from ..records import Recorder, Summary, declare
 
 if TYPE_CHECKING:
     from ..data import DataBundle
@@ -63,7 +64,7 @@ class Context:
     loss: torch.Tensor | None = None
     layers: list[Layer] = field(default_factory=list)   # the method's prunable layers
     masks: Masks = field(default_factory=dict)           # re-applied after every optimizer step
-    summary: dict[str, Any] = field(default_factory=dict)  # extra numbers for the run summary
+    summary: dict[str, Any] = field(default_factory=Summary)  # the run summary's extras
     pruned: bool = False                         # set by mark_pruned(); read by the session
     run_dir: Path | None = None                  # the run's artifact folder (None outside a run)
 
@@ -204,6 +205,10 @@ class Method:
 
 
 RECOVERY = "recovery (final mask held)"
+SUMMARY = declare("summary", {                 # pattern_summary's keys, any method with `nm`
+    "nm": "the N:M pattern pruned to",
+    "nm_dense_layers": "the layers left dense, and why (input dimension not a multiple of M)",
+})
 REGISTRY: dict[str, type[Method]] = {}
 
 
