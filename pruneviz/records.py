@@ -196,13 +196,15 @@ Record = Scalar | LayerRow | FilterRow | Row
 
 class Recorder:
     """Collects records stamped with the session's current step and epoch until flushed; every
-    key must be declared (check_key)."""
+    key must be declared (check_key), and one step's rows of a table come from one hook."""
 
     def __init__(self, owner: str | None = None) -> None:
         self.step = 0
         self.epoch = 0
         self.pending: list[Record] = []
         self.owner = owner              # the writing method's module, named in key errors
+        self.hook = ""                  # the hook running now (set by the loop)
+        self.table_hook: dict[str, tuple[int, str]] = {}   # table -> (step, hook) of its rows
 
     def scalar(self, key: str, value: float) -> None:
         check_key("scalar", key, self.owner)
@@ -224,6 +226,14 @@ class Recorder:
                             for i, v in enumerate(values))
 
     def row(self, table: str, **data: Any) -> None:
+        step, hook = self.table_hook.get(table, (None, self.hook))
+        if step == self.step and hook != self.hook:
+            # views.method_rows reads a table incrementally by step: rows of one step written
+            # by two hooks may be committed apart, and the later ones would never be read.
+            raise RuleBroken(f"table {table}: step {self.step}'s rows come from {hook} and "
+                             f"{self.hook}; write one step's rows of a table from one hook "
+                             f"(methods/base.py, rule 4).")
+        self.table_hook[table] = (self.step, self.hook)
         self.pending.append(Row(self.step, self.epoch, table, data))
 
     def take(self) -> list[Record]:
@@ -247,7 +257,7 @@ class Summary(dict):
         if SESSION in _DECLARED["summary"].get(key, {}):
             raise RuleBroken(f"summary key {key!r} is the session's own; a method's summary "
                              f"key would overwrite it: name it otherwise and declare it in "
-                             f"{where_to_declare(self.owner)} (methods/base.py).")
+                             f"{where_to_declare(self.owner)} (methods/base.py, rule 2).")
         check_key("summary", key, self.owner)
         super().__setitem__(key, value)
 
