@@ -34,7 +34,7 @@ from .metrics import (
 from .records import Recorder, Summary
 from .safe_load import save_tensors
 from .schedules import lr_at
-from .store import Store, sqlite_error
+from .store import RunSink, sqlite_error
 from .surgery import compact_size, filter_count
 
 Progress = Callable[[int, int, str], None]   # (steps done, total steps, phase)
@@ -69,7 +69,7 @@ def make_optimizer(model: nn.Module, config: SessionConfig) -> torch.optim.Optim
                            weight_decay=config.weight_decay)
 
 
-def train(prep: Prepared, store: Store, run_id: str, *, progress: Progress | None = None,
+def train(prep: Prepared, store: RunSink, run_id: str, *, progress: Progress | None = None,
           cancel: threading.Event | None = None, phase: str = "session",
           dense_run: str | None = None) -> dict[str, Any]:
     """Run the whole session; returns its summary (status completed, interrupted, diverged or
@@ -82,7 +82,7 @@ class Session:
     """One run of the loop. `run()` drives it; `begin`, `step`, `end_epoch` and `finish` are
     the pieces, public so benchmarks time exactly the step the loop runs."""
 
-    def __init__(self, prep: Prepared, store: Store, run_id: str, *,
+    def __init__(self, prep: Prepared, store: RunSink, run_id: str, *,
                  progress: Progress | None = None, cancel: threading.Event | None = None,
                  phase: str = "session", dense_run: str | None = None) -> None:
         config, data, device = prep.config, prep.data, prep.device

@@ -49,8 +49,8 @@ def forget_stop(key: str) -> None:
 
 
 class _Sink:
-    """Store-shaped: every call a session makes becomes a message; artifacts live in a temp
-    folder until their run finishes, then travel as bytes."""
+    """A RunSink (store/sink.py): every call a session makes becomes a message; artifacts live
+    in a temp folder until their run finishes, then travel as bytes."""
 
     def __init__(self, folder: Path, dense: tuple[str, str, bytes, float] | None) -> None:
         self.folder, self.count = folder, 0

@@ -19,7 +19,7 @@ from .loop import Cancelled, Prepared, Progress, Session, train
 from .methods import Method, get_method, make_params
 from .models import build_model, check_model_name
 from .safe_load import load_tensors
-from .store import FOREGROUND, Store
+from .store import FOREGROUND, RunSink
 
 # Dense baselines share one recipe per dataset so every method of a comparison starts from the
 # same weights; only the epochs (and data options) are the user's.
@@ -83,7 +83,7 @@ def dense_key(dense: SessionConfig) -> str:
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def dense_start(prep: Prepared, store: Store, progress: Progress | None,
+def dense_start(prep: Prepared, store: RunSink, progress: Progress | None,
                 cancel: threading.Event | None) -> tuple[dict[str, torch.Tensor], str]:
     """Weights of the trained dense baseline (trained once through this loop, then cached)."""
     dense = dense_config(prep.config)
@@ -99,7 +99,7 @@ def dense_start(prep: Prepared, store: Store, progress: Progress | None,
         return _dense_start(prep, dense, key, store, progress, cancel)
 
 
-def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: Store,
+def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: RunSink,
                  progress: Progress | None, cancel: threading.Event | None
                  ) -> tuple[dict[str, torch.Tensor], str]:
     hit = store.dense_lookup(key)
@@ -126,7 +126,7 @@ def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: Store,
 
 
 @contextmanager
-def trained(config: SessionConfig, store: Store, *, run_id: str | None = None,
+def trained(config: SessionConfig, store: RunSink, *, run_id: str | None = None,
             progress: Progress | None = None, cancel: threading.Event | None = None,
             sweep_id: str | None = None) -> Iterator[dict[str, Any]]:
     """Validate, get the dense start, train with the method's hooks and save; yields the run
@@ -167,7 +167,7 @@ def trained(config: SessionConfig, store: Store, *, run_id: str | None = None,
     session.end(summary)
 
 
-def run_session(config: SessionConfig, store: Store, *, run_id: str | None = None,
+def run_session(config: SessionConfig, store: RunSink, *, run_id: str | None = None,
                 progress: Progress | None = None, cancel: threading.Event | None = None,
                 sweep_id: str | None = None) -> dict[str, Any]:
     """Train the session (see `trained`); returns the run summary once the run has ended in the
