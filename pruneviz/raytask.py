@@ -135,7 +135,7 @@ def _session_task(config_dict: dict, run_id: str | None, dense: tuple | None, pa
     import torch
 
     from . import session
-    from .backends import load_backend
+    from .local import train_local
 
     # Ray sizes OMP_NUM_THREADS to the task's CPUs, but torch may already run in this reused
     # worker; a thread count the task was not given would also change float reductions.
@@ -151,7 +151,7 @@ def _session_task(config_dict: dict, run_id: str | None, dense: tuple | None, pa
             if run_id is None:
                 session.dense_start(session.prepare(config), sink, None, stop)
             else:      # as a local worker runs it, its panel measured on this node
-                load_backend("local")(config, sink, run_id=run_id, cancel=stop, panel=panel)
+                train_local(config, sink, run_id=run_id, cancel=stop, panel=panel)
         except BaseException as e:  # noqa: BLE001 - re-raised in the task's own thread below
             error.append(e)
         finally:

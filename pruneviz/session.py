@@ -17,6 +17,7 @@ from .config import ConfigError, SessionConfig
 from .data import load_dataset
 from .loop import Cancelled, Prepared, Progress, Session, train
 from .methods import Method, get_method, make_params
+from .methods.base import check_pattern
 from .models import build_model, check_model_name
 from .safe_load import load_tensors
 from .store import FOREGROUND, RunSink
@@ -45,6 +46,8 @@ def check(config: SessionConfig) -> tuple[type[Method], Any]:
     """Cheap validation of names and method parameters (no data loaded)."""
     from .data import check_dataset_name
 
+    if config.params.get("nm"):     # the N:M pattern against the method and the rate first
+        check_pattern(config)
     method_cls = get_method(config.method)
     params = make_params(method_cls, config.params)
     check_model_name(config.model)

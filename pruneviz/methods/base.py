@@ -52,6 +52,7 @@ from ..config import (
 )
 from ..masks import Layer, Masks, nm_fits, prunable_layers
 from ..records import Recorder, RuleBroken, Summary, declare
+from ..schedules import RECOVERY
 
 if TYPE_CHECKING:
     from ..data import DataBundle
@@ -256,7 +257,6 @@ def check_layers(ctx: Context) -> None:
                              f"ctx.layers in the same hook (methods/base.py, rule 7).")
 
 
-RECOVERY = "recovery (final mask held)"
 SUMMARY = declare("summary", {                 # pattern_summary's keys, any method with `nm`
     "nm": "the N:M pattern pruned to",
     "nm_dense_layers": "the layers left dense, and why (input dimension not a multiple of M)",
