@@ -131,17 +131,20 @@ def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: RunSink,
 @contextmanager
 def trained(config: SessionConfig, store: RunSink, *, run_id: str | None = None,
             progress: Progress | None = None, cancel: threading.Event | None = None,
-            sweep_id: str | None = None) -> Iterator[dict[str, Any]]:
+            sweep_id: str | None = None, prepared: Prepared | None = None
+            ) -> Iterator[dict[str, Any]]:
     """Validate, get the dense start, train with the method's hooks and save; yields the run
     summary before the run's end is committed, then commits it.
 
     Whoever runs the session adds to the summary in the block (the metrics panel): a process
     stopped there leaves the run unfinished (reaped as interrupted), never completed without it.
     Bad input raises ConfigError before anything is stored (unless `run_id` names a queued run,
-    which is then marked failed with the message).
+    which is then marked failed with the message). `prepared`: `prepare(config)`'s result, when
+    the caller prepared it already (the CLI does, before it opens the store).
     """
     try:
-        prep = prepare(config)
+        prep = prepared if prepared is not None and prepared.config == config \
+            else prepare(config)
     except ConfigError as e:
         if run_id is not None:
             store.finish_run(run_id, "failed", error=str(e))
