@@ -63,6 +63,12 @@ def test_masks_changed_sees_every_edit():
     seen = masks_signature(masks)
     assert masks_changed(seen, dict(masks))                             # replaced
     assert masks_changed(None, masks)
+    with torch.inference_mode():                 # masks made in inference mode are seen too
+        made = {"a": torch.ones(3)}
+    seen = masks_signature(made)
+    assert not masks_changed(seen, made)
+    made["a"] = torch.zeros(3)
+    assert masks_changed(seen, made)
 
 
 def test_one_steps_rows_of_a_table_come_from_one_hook(fast_config, store):

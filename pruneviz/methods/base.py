@@ -221,7 +221,13 @@ class Method:
 def masks_signature(masks: Masks) -> tuple:
     """`masks` and each mask with its version counter, as masks_changed compares them (the
     tensors are held, so no id is reused while the session looks)."""
-    return masks, tuple((k, m, m._version) for k, m in masks.items())
+    return masks, tuple((k, m, _version(m)) for k, m in masks.items())
+
+
+def _version(mask: torch.Tensor) -> int:
+    """torch's count of in-place edits of `mask` (-1 for an inference tensor, which keeps none
+    and which no edit outside inference mode may change)."""
+    return -1 if mask.is_inference() else mask._version
 
 
 def masks_changed(seen: tuple | None, masks: Masks) -> bool:
@@ -229,7 +235,7 @@ def masks_changed(seen: tuple | None, masks: Masks) -> bool:
     edited in place since masks_signature took `seen` (rule 4)."""
     if seen is None or seen[0] is not masks or len(seen[1]) != len(masks):
         return True
-    return any(k != k2 or m is not m2 or m._version != v
+    return any(k != k2 or m is not m2 or _version(m) != v
                for (k, m), (k2, m2, v) in zip(masks.items(), seen[1]))
 
 
