@@ -81,10 +81,6 @@ class SessionConfig:
                               f"{self.rate}; for example --rate 0.8 prunes 80%.")
         if any(not 0.0 < m < 1.0 for m in self.lr_milestones):
             raise ConfigError("lr_milestones are fractions of the epochs, each in (0, 1).")
-        if self.params.get("nm"):
-            from .methods.base import check_pattern  # lazy: the registry imports this module
-
-            check_pattern(self)
 
     def replace(self, **changes: Any) -> SessionConfig:
         return dataclasses.replace(self, **changes)

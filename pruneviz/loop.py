@@ -21,7 +21,8 @@ from .config import ConfigError, SessionConfig
 from .data import DataBundle
 from .guards import layer_health, output_constant, run_warnings
 from .masks import apply_masks
-from .methods import Context, Method
+from .methods import Context, Method, family_module
+from .methods.base import check_layers, check_penalty, masks_changed, masks_signature
 from .metrics import (
     count_flops,
     effective_flops,
@@ -30,10 +31,10 @@ from .metrics import (
     param_counts,
     prunable_sparsity,
 )
-from .records import Recorder
+from .records import Recorder, Summary
 from .safe_load import save_tensors
 from .schedules import lr_at
-from .store import Store, sqlite_error
+from .store import RunSink, sqlite_error
 from .surgery import compact_size, filter_count
 
 Progress = Callable[[int, int, str], None]   # (steps done, total steps, phase)
@@ -68,7 +69,7 @@ def make_optimizer(model: nn.Module, config: SessionConfig) -> torch.optim.Optim
                            weight_decay=config.weight_decay)
 
 
-def train(prep: Prepared, store: Store, run_id: str, *, progress: Progress | None = None,
+def train(prep: Prepared, store: RunSink, run_id: str, *, progress: Progress | None = None,
           cancel: threading.Event | None = None, phase: str = "session",
           dense_run: str | None = None) -> dict[str, Any]:
     """Run the whole session; returns its summary (status completed, interrupted, diverged or
@@ -81,7 +82,7 @@ class Session:
     """One run of the loop. `run()` drives it; `begin`, `step`, `end_epoch` and `finish` are
     the pieces, public so benchmarks time exactly the step the loop runs."""
 
-    def __init__(self, prep: Prepared, store: Store, run_id: str, *,
+    def __init__(self, prep: Prepared, store: RunSink, run_id: str, *,
                  progress: Progress | None = None, cancel: threading.Event | None = None,
                  phase: str = "session", dense_run: str | None = None) -> None:
         config, data, device = prep.config, prep.data, prep.device
@@ -92,13 +93,15 @@ class Session:
         model.train()
         self.spe = data.steps_per_epoch(config.batch_size, config.max_steps_per_epoch)
         self.total = self.spe * config.epochs
-        self.rec = Recorder()
+        owner = type(prep.method).__module__
+        family_module(type(prep.method), "records")      # its declared keys, before any write
+        self.rec = Recorder(owner)
         self.ctx = ctx = Context(
             model=model, optimizer=make_optimizer(model, config), config=config, data=data,
             device=device, steps_per_epoch=self.spe, record=self.rec,
             gen=torch.Generator(device=device).manual_seed(config.seed + 1),
             evaluate=lambda: evaluate(ctx.model, data, device, config.eval_limit),
-            run_dir=store.run_dir(run_id))
+            run_dir=store.run_dir(run_id), summary=Summary(owner))
         ctx.layers = self.method.select_layers(model)
         # prunable weight shapes at the dense start: physically removed weights count as pruned
         self.dense_shapes = {l.name: l.module.weight.shape for l in ctx.layers}
@@ -107,7 +110,7 @@ class Session:
         self.layer_every = max(1, self.total // 100)
         self.zeros: list[torch.Tensor] = []        # where the prunable weights are exactly 0
         self.last_change: int | None = None        # step the zero pattern last changed at
-        self.masks_seen: Any = None                # the ctx.masks object last looked at
+        self.masks_seen: Any = None                # masks_signature of ctx.masks at the last look
         self.summary: dict[str, Any] = {
             "run_id": run_id, "method": config.method, "model": config.model,
             "dataset": config.dataset, "rate": config.rate, "device": str(device),
@@ -149,9 +152,9 @@ class Session:
     def track_zeros(self, step: int) -> None:
         """Note the step if the prunable weights' zero pattern changed since the last look (a
         mask applied, moved or physically cut): the guards' "no recovery" check reads it. The
-        session looks after before_training (step -1), after every step that replaced
-        ctx.masks (gradual methods) and at every epoch's end (its last step)."""
-        self.masks_seen = self.ctx.masks
+        session looks after before_training (step -1), after every step that replaced or
+        edited ctx.masks (gradual methods) and at every epoch's end (its last step)."""
+        self.masks_seen = masks_signature(self.ctx.masks)
         zeros = [l.module.weight.detach() == 0 for l in self.ctx.layers]
         if not self.zeros:          # the first look, after before_training: pruned already?
             changed = any(bool(z.any()) for z in zeros)
@@ -170,8 +173,10 @@ class Session:
         self.store.start_run(self.run_id, self.total)
         if self.config.start == "dense" and self.phase == "session":
             self.summary["dense_accuracy"] = self.evaluate("dense")["accuracy"]
+        self.rec.hook = "before_training"
         self.method.before_training(self.ctx)
         self.dense_shapes.update({l.name: l.module.weight.shape for l in self.ctx.layers})
+        check_layers(self.ctx)
         self.track_zeros(-1)
         self.check_pruned()
         self.snapshot()
@@ -187,7 +192,9 @@ class Session:
             group["lr"] = lr
         logits = ctx.model(x)
         ce = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        rec.hook = "loss_penalty"
         penalty = method.loss_penalty(ctx)
+        check_penalty(method, penalty)
         loss = ce if penalty is None else ce + penalty
         ctx.x, ctx.y, ctx.loss = x, y, loss
         ctx.optimizer.zero_grad(set_to_none=True)
@@ -196,11 +203,13 @@ class Session:
         if not math.isfinite(loss_value):
             raise Diverged(f"the loss became {loss_value} at step {ctx.step}; lower the "
                            f"learning rate or the method's penalty.")
+        rec.hook = "after_backward"
         method.after_backward(ctx)
         ctx.optimizer.step()
         apply_masks(ctx.model, ctx.masks)
+        rec.hook = "after_step"
         method.after_step(ctx)
-        if ctx.masks is not self.masks_seen:
+        if masks_changed(self.masks_seen, ctx.masks):     # replaced or edited in place
             self.track_zeros(ctx.step)
         now = time.perf_counter()
         rec.scalars({"loss": loss_value, "lr": lr, "step_time": now - started,
@@ -213,7 +222,9 @@ class Session:
         self.check_pruned()
 
     def end_epoch(self) -> None:
+        self.rec.hook = "end_of_epoch"
         self.method.end_of_epoch(self.ctx)
+        check_layers(self.ctx)
         self.track_zeros((self.ctx.epoch + 1) * self.spe - 1)
         self.check_pruned()
         self.evaluate("test")

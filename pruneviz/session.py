@@ -17,9 +17,10 @@ from .config import ConfigError, SessionConfig
 from .data import load_dataset
 from .loop import Cancelled, Prepared, Progress, Session, train
 from .methods import Method, get_method, make_params
+from .methods.base import check_pattern
 from .models import build_model, check_model_name
 from .safe_load import load_tensors
-from .store import FOREGROUND, Store
+from .store import FOREGROUND, RunSink
 
 # Dense baselines share one recipe per dataset so every method of a comparison starts from the
 # same weights; only the epochs (and data options) are the user's.
@@ -45,6 +46,8 @@ def check(config: SessionConfig) -> tuple[type[Method], Any]:
     """Cheap validation of names and method parameters (no data loaded)."""
     from .data import check_dataset_name
 
+    if config.params.get("nm"):     # the N:M pattern against the method and the rate first
+        check_pattern(config)
     method_cls = get_method(config.method)
     params = make_params(method_cls, config.params)
     check_model_name(config.model)
@@ -83,7 +86,7 @@ def dense_key(dense: SessionConfig) -> str:
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def dense_start(prep: Prepared, store: Store, progress: Progress | None,
+def dense_start(prep: Prepared, store: RunSink, progress: Progress | None,
                 cancel: threading.Event | None) -> tuple[dict[str, torch.Tensor], str]:
     """Weights of the trained dense baseline (trained once through this loop, then cached)."""
     dense = dense_config(prep.config)
@@ -99,7 +102,7 @@ def dense_start(prep: Prepared, store: Store, progress: Progress | None,
         return _dense_start(prep, dense, key, store, progress, cancel)
 
 
-def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: Store,
+def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: RunSink,
                  progress: Progress | None, cancel: threading.Event | None
                  ) -> tuple[dict[str, torch.Tensor], str]:
     hit = store.dense_lookup(key)
@@ -126,19 +129,22 @@ def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: Store,
 
 
 @contextmanager
-def trained(config: SessionConfig, store: Store, *, run_id: str | None = None,
+def trained(config: SessionConfig, store: RunSink, *, run_id: str | None = None,
             progress: Progress | None = None, cancel: threading.Event | None = None,
-            sweep_id: str | None = None) -> Iterator[dict[str, Any]]:
+            sweep_id: str | None = None, prepared: Prepared | None = None
+            ) -> Iterator[dict[str, Any]]:
     """Validate, get the dense start, train with the method's hooks and save; yields the run
     summary before the run's end is committed, then commits it.
 
     Whoever runs the session adds to the summary in the block (the metrics panel): a process
     stopped there leaves the run unfinished (reaped as interrupted), never completed without it.
     Bad input raises ConfigError before anything is stored (unless `run_id` names a queued run,
-    which is then marked failed with the message).
+    which is then marked failed with the message). `prepared`: `prepare(config)`'s result, when
+    the caller prepared it already (the CLI does, before it opens the store).
     """
     try:
-        prep = prepare(config)
+        prep = prepared if prepared is not None and prepared.config == config \
+            else prepare(config)
     except ConfigError as e:
         if run_id is not None:
             store.finish_run(run_id, "failed", error=str(e))
@@ -167,7 +173,7 @@ def trained(config: SessionConfig, store: Store, *, run_id: str | None = None,
     session.end(summary)
 
 
-def run_session(config: SessionConfig, store: Store, *, run_id: str | None = None,
+def run_session(config: SessionConfig, store: RunSink, *, run_id: str | None = None,
                 progress: Progress | None = None, cancel: threading.Event | None = None,
                 sweep_id: str | None = None) -> dict[str, Any]:
     """Train the session (see `trained`); returns the run summary once the run has ended in the

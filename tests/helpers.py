@@ -15,7 +15,7 @@ from pruneviz import loop
 from pruneviz.config import SessionConfig
 from pruneviz.methods import apply_preset, family_module, load_all
 from pruneviz.models import build_model
-from pruneviz.records import FilterRow, LayerRow, Row, Scalar, Table
+from pruneviz.records import FilterRow, LayerRow, Row, Scalar, Table, declared
 from pruneviz.session import run_session
 from pruneviz.store import ACTIVE
 
@@ -86,8 +86,8 @@ def check_session_contract(name: str, store, fast_config, monkeypatch) -> None:
     recorded, the target sparsity reached, the masks it holds at the end (ctx.masks, before the
     saved file fills in masks derived from the weights) cover every prunable layer it did not
     shrink physically, fit their weights' shapes and the weights they prune are exactly zero,
-    and every method table it wrote is declared in its family's records.py with those
-    columns."""
+    every method table it wrote is declared in its family's records.py with those columns, and
+    every scalar, layer, filter and summary key it wrote is declared."""
     held = {}
     save = loop._save_artifacts
 
@@ -120,6 +120,18 @@ def check_session_contract(name: str, store, fast_config, monkeypatch) -> None:
         assert table in declared, f"{name} writes table {table}, which no records.py declares"
         columns = set(store.rows(run_id, table).columns) - {"run_id", "step", "epoch"}
         assert columns <= set(declared[table].columns), (table, columns)
+    assert_keys_declared(store, run_id, s)
+
+
+def assert_keys_declared(store, run_id: str, summary: dict) -> None:
+    """Every scalar, layer, filter and summary key the run wrote is declared in a records.py
+    (pruneviz/records.py for the session's, the family's for a method's)."""
+    for kind, frame in (("scalar", store.scalars(run_id)), ("layer", store.layers(run_id)),
+                        ("filter", store.filters(run_id))):
+        undeclared = set(frame.key) - declared(kind)
+        assert not undeclared, f"{run_id} wrote undeclared {kind} keys {sorted(undeclared)}"
+    undeclared = set(summary) - declared("summary")
+    assert not undeclared, f"{run_id}'s summary has undeclared keys {sorted(undeclared)}"
 
 
 def declared_tables(cls) -> dict:

@@ -16,10 +16,12 @@ from .options import Bar, backend_train, print_summary, session_config
 def cmd_run(args: argparse.Namespace) -> int:
     config = session_config(args)
     train, _ = backend_train(args, [config])
+    extra = {}
     if args.backend == "local":
         from ..session import prepare
 
-        prepare(config)    # bad input (method, data folder, model) touches no store
+        # bad input (method, data folder, model) touches no store; the run then uses it
+        extra["prepared"] = prepare(config)
     store = Store(args.store)
     if args.queue:
         from ..workers import submit
@@ -29,7 +31,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     bar = Bar(enabled=not args.json)
     try:
-        summary = train(config, store, progress=bar)
+        summary = train(config, store, progress=bar, **extra)
     finally:
         bar.close()
     if args.json:

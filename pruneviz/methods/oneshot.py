@@ -39,8 +39,13 @@ from ..masks import (
     nm_mask,
     prunable_layers,
 )
+from ..records import declare
 from .base import Context, Method, nm_field, register
 from .roundto import RoundTo, preview_rows, round_mode_field, round_to_field
+
+LAYERS = declare("layer", {
+    "filters_kept": "filters the one-shot filter prune keeps in the layer (after round_to)",
+})
 
 
 @register
