@@ -84,7 +84,7 @@ def _warnings(value: object) -> list[str]:
 
 def warnings_note(runs: pd.DataFrame) -> str | None:
     """One message listing the compared runs' warnings (None when no run has any)."""
-    lines = [f"**{label}**: {w}" for label, ws in zip(runs.label, runs.warnings)
+    lines = [f"**{plain(label)}**: {plain(w)}" for label, ws in zip(runs.label, runs.warnings)
              for w in _warnings(ws)]
     if not lines:
         return None
@@ -117,7 +117,9 @@ def selection_from_url(store: Store) -> None:
         st.rerun()        # the sidebar, drawn before this page, shows the new selection
     unknown = st.session_state.pop(_UNKNOWN, None)
     if unknown:
-        shown = ", ".join(f"`{r.replace('`', '')[:40]}`" for r in unknown[:10])
+        # Escaped, not a code span: a newline in the link's text would end the span and let
+        # the rest render as Markdown (an image fetched from any URL).
+        shown = ", ".join(plain(" ".join(r.split())[:40]) for r in unknown[:10])
         st.warning(f"The link names {len(unknown)} run(s) this store does not hold (deleted, "
                    f"or from another store); they are left out: {shown}",
                    icon=":material/link_off:")
@@ -151,7 +153,7 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
     pairs = runs.pair.value_counts(sort=False)
     if len(pairs) > 1:
         st.warning(f"These runs train {len(pairs)} different models or datasets ("
-                   + ", ".join(f"{p}: {n} run(s)" for p, n in pairs.items())
+                   + ", ".join(f"{plain(p)}: {n} run(s)" for p, n in pairs.items())
                    + "). Legends name each run's model/dataset, the per-layer chart is drawn "
                      "per model and each pair gets its own Pareto front; accuracies across "
                      "datasets do not compare.", icon=":material/warning:")
@@ -213,10 +215,14 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
 def diff_view(diff: pd.DataFrame) -> pd.DataFrame:
     """The config diff as shown: its longer side down the page (more differing fields than
     runs, as with several methods' parameters, gives a field per row and a run per column),
-    every value as text, a missing one as a dash."""
+    every value as text, a missing one as a dash. st.table renders its cells, index and header
+    as Markdown, and run names and folder: paths are user text: each is escaped (plain)."""
     if diff.shape[1] > diff.shape[0]:
         diff = diff.T
-    return diff.map(lambda v: "—" if v is None or v != v else str(v))
+    shown = diff.map(lambda v: "—" if v is None or v != v else plain(v))
+    shown.index = [plain(i) for i in shown.index]
+    shown.columns = [plain(c) for c in shown.columns]
+    return shown
 
 
 def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> None:
