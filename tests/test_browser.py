@@ -245,8 +245,9 @@ def test_markdown_in_user_text_fetches_nothing_in_a_real_browser(server, tmp_pat
 def test_a_shared_compare_link_to_hostile_names_fetches_nothing_in_a_real_browser(server,
                                                                                  tmp_path):
     """Compare opened from a ?runs= link to runs whose names, folder: paths and warnings hold
-    Markdown images and links (the mixed-datasets warning, the warnings note, the config diff
-    table): the browser requests no attacker URL and shows the text as typed."""
+    Markdown images and links and a styled HTML span (the mixed-datasets warning, the warnings
+    note, the config diff table, the charts' legends and hover text): the browser requests no
+    attacker URL and shows the text as typed."""
     from playwright.sync_api import expect, sync_playwright
 
     from tests.test_compare_hostile import IMAGE, LINK, hostile_runs
@@ -273,5 +274,7 @@ def test_a_shared_compare_link_to_hostile_names_fetches_nothing_in_a_real_browse
         # autolinked, showing its address: a click, never a fetch).
         assert main.locator("img[src*='127.0.0.2']").count() == 0
         assert main.locator("a", has_text="link").count() == 0
+        # plotly's HTML subset: the span is a legend's text, not a styled element
+        assert main.locator(".legendtext", has_text='<span style="background-image').count()
         browser.close()
     assert fetched == []

@@ -20,7 +20,7 @@ from ..store import ACTIVE, Store
 from ..workers import DEFAULT_COMPARISON, Queue, grid
 from .forms import dataclass_widgets, problems
 from .state import POLL_SECONDS, list_runs, select_runs, selected_runs
-from .text import plain
+from .text import chart_text, plain
 
 CURVE_POINTS = 400
 REDRAW_SECONDS = 2.0     # the comparison redraws while any of its runs trains
@@ -184,6 +184,8 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
                      "(30 and 440 steps both end at 1).")
     c.radio("Chart downloads (camera icon on each chart)", list(FORMATS),
             format_func=FORMATS.get, horizontal=True, key="cmp.format")
+    # From here runs feed plotly only: user text in them is escaped for its HTML subset.
+    runs, sweep = _charted(runs), _charted(d["sweep"])
     c1, c2 = st.columns(2)
     _chart(c1, curves_figure(scalars, runs, "loss", title="Training loss (smoothed)",
                              smoothed=True, x=x), "cmp.loss")
@@ -199,7 +201,7 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
             (f" · {model}" if len(models) > 1 else "")
         _chart(cell, layer_profile_figure(layers[layers.run_id.isin(sub.run_id)], sub,
                                           title=title), f"cmp.layers.{model}")
-    _trade_offs(runs, d["sweep"], mixed=len(pairs) > 1)
+    _trade_offs(runs, sweep, mixed=len(pairs) > 1)
     _any_curve(store, runs, x)
     st.markdown("#### Config fields that differ")
     if d["config"].empty or len(runs) < 2:
@@ -210,6 +212,12 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
         # A static table: its cells wrap, so a long value or many runs grow it downwards
         # instead of off the right edge (a scrolling grid hides the columns past it).
         st.table(diff_view(d["config"]))
+
+
+def _charted(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every text cell escaped for plotly (chart_text): run names, folder: paths
+    and model specs reach legends, hover text, titles and tick labels."""
+    return frame.map(lambda v: chart_text(v) if isinstance(v, str) else v)
 
 
 def diff_view(diff: pd.DataFrame) -> pd.DataFrame:
