@@ -300,7 +300,10 @@ class Session:
             final_accuracy=summary.get("final_accuracy"), num_classes=self.data.num_classes,
             epochs=config.epochs, recovery_epochs=recovery,
             recovery_hint=self.method.recovery_hint)
-        return {"recovery_epochs": recovery, "warnings": warnings}
+        # The data's own caveats (a held-out split missing a class) first: they qualify every
+        # number the run reports.
+        data_warnings = getattr(self.data, "warnings", [])     # a bundle may carry none
+        return {"recovery_epochs": recovery, "warnings": [*data_warnings, *warnings]}
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

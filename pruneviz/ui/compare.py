@@ -20,7 +20,7 @@ from ..store import ACTIVE, Store
 from ..workers import DEFAULT_COMPARISON, Queue, grid
 from .forms import dataclass_widgets, problems
 from .state import POLL_SECONDS, list_runs, select_runs, selected_runs
-from .text import plain
+from .text import chart_text, plain
 
 CURVE_POINTS = 400
 REDRAW_SECONDS = 2.0     # the comparison redraws while any of its runs trains
@@ -84,7 +84,7 @@ def _warnings(value: object) -> list[str]:
 
 def warnings_note(runs: pd.DataFrame) -> str | None:
     """One message listing the compared runs' warnings (None when no run has any)."""
-    lines = [f"**{label}**: {w}" for label, ws in zip(runs.label, runs.warnings)
+    lines = [f"**{plain(label)}**: {plain(w)}" for label, ws in zip(runs.label, runs.warnings)
              for w in _warnings(ws)]
     if not lines:
         return None
@@ -117,7 +117,9 @@ def selection_from_url(store: Store) -> None:
         st.rerun()        # the sidebar, drawn before this page, shows the new selection
     unknown = st.session_state.pop(_UNKNOWN, None)
     if unknown:
-        shown = ", ".join(f"`{r.replace('`', '')[:40]}`" for r in unknown[:10])
+        # Escaped, not a code span: a newline in the link's text would end the span and let
+        # the rest render as Markdown (an image fetched from any URL).
+        shown = ", ".join(plain(" ".join(r.split())[:40]) for r in unknown[:10])
         st.warning(f"The link names {len(unknown)} run(s) this store does not hold (deleted, "
                    f"or from another store); they are left out: {shown}",
                    icon=":material/link_off:")
@@ -151,7 +153,7 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
     pairs = runs.pair.value_counts(sort=False)
     if len(pairs) > 1:
         st.warning(f"These runs train {len(pairs)} different models or datasets ("
-                   + ", ".join(f"{p}: {n} run(s)" for p, n in pairs.items())
+                   + ", ".join(f"{plain(p)}: {n} run(s)" for p, n in pairs.items())
                    + "). Legends name each run's model/dataset, the per-layer chart is drawn "
                      "per model and each pair gets its own Pareto front; accuracies across "
                      "datasets do not compare.", icon=":material/warning:")
@@ -182,6 +184,8 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
                      "(30 and 440 steps both end at 1).")
     c.radio("Chart downloads (camera icon on each chart)", list(FORMATS),
             format_func=FORMATS.get, horizontal=True, key="cmp.format")
+    # From here runs feed plotly only: user text in them is escaped for its HTML subset.
+    runs, sweep = _charted(runs), _charted(d["sweep"])
     c1, c2 = st.columns(2)
     _chart(c1, curves_figure(scalars, runs, "loss", title="Training loss (smoothed)",
                              smoothed=True, x=x), "cmp.loss")
@@ -197,7 +201,7 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
             (f" · {model}" if len(models) > 1 else "")
         _chart(cell, layer_profile_figure(layers[layers.run_id.isin(sub.run_id)], sub,
                                           title=title), f"cmp.layers.{model}")
-    _trade_offs(runs, d["sweep"], mixed=len(pairs) > 1)
+    _trade_offs(runs, sweep, mixed=len(pairs) > 1)
     _any_curve(store, runs, x)
     st.markdown("#### Config fields that differ")
     if d["config"].empty or len(runs) < 2:
@@ -210,13 +214,23 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
         st.table(diff_view(d["config"]))
 
 
+def _charted(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every text cell escaped for plotly (chart_text): run names, folder: paths
+    and model specs reach legends, hover text, titles and tick labels."""
+    return frame.map(lambda v: chart_text(v) if isinstance(v, str) else v)
+
+
 def diff_view(diff: pd.DataFrame) -> pd.DataFrame:
     """The config diff as shown: its longer side down the page (more differing fields than
     runs, as with several methods' parameters, gives a field per row and a run per column),
-    every value as text, a missing one as a dash."""
+    every value as text, a missing one as a dash. st.table renders its cells, index and header
+    as Markdown, and run names and folder: paths are user text: each is escaped (plain)."""
     if diff.shape[1] > diff.shape[0]:
         diff = diff.T
-    return diff.map(lambda v: "—" if v is None or v != v else str(v))
+    shown = diff.map(lambda v: "—" if v is None or v != v else plain(v))
+    shown.index = [plain(i) for i in shown.index]
+    shown.columns = [plain(c) for c in shown.columns]
+    return shown
 
 
 def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> None:

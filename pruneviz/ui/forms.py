@@ -327,8 +327,8 @@ def problems(config: SessionConfig) -> list[str]:
                    f"root** there to the folder that holds it.")
     problem = folder_problem(name)
     if problem:
-        out.append(f"**dataset** {plain(name)}: {plain(problem)}. Type folder:PATH into the "
-                   f"dataset box, PATH holding one subfolder of images per class.")
+        # The message loading the folder would raise: it names its own fix.
+        out.append(f"**dataset** {plain(name)}: {plain(problem)}")
     problem = round_to_problem(config)
     if problem:
         out.append(f"**round to** (under *{config.method} parameters*): {plain(problem)}")
