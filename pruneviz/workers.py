@@ -8,6 +8,7 @@ OS processes: a dashboard restart finds them (and the queue) where they were.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import itertools
 import os
@@ -18,12 +19,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .backends import check_backend, load_backend
-from .config import ConfigError, SessionConfig
+from .config import NM_RATE_TOLERANCE, ConfigError, SessionConfig, nm_rate, parse_nm
 from .store import ACTIVE, Store, pid_alive
 
 HEARTBEAT_SECONDS = 0.5      # also how soon a cancel reaches a busy worker
@@ -60,11 +62,69 @@ def submit_grid(store: Store, configs: list[SessionConfig]) -> tuple[str, list[s
     return sweep_id, [store.create_run(c, status="queued", sweep_id=sweep_id) for c in configs]
 
 
-def grid(base: SessionConfig, methods: list[str], rates: list[float],
-         seeds: list[int]) -> list[SessionConfig]:
-    """Methods x rates x seeds on one base config: same data, dense start and budget for all."""
-    return [base.replace(method=m, rate=r, seed=s, params={} if m != base.method else base.params)
+def grid(base: SessionConfig, methods: list[str], rates: list[float], seeds: list[int],
+         scoped: Mapping[str, Mapping[str, Any]] | None = None) -> list[SessionConfig]:
+    """Methods x rates x seeds on one base config: same data, dense start and budget for all.
+    `base.params` go to every listed method (each must have them, see method_params) and
+    `scoped` adds parameters for one method; ConfigError before any config is made."""
+    per_method = method_params(methods, base.params, scoped or {})
+    for m, r in itertools.product(methods, rates):
+        _check_grid_pattern(m, per_method[m], r)
+    return [base.replace(method=m, rate=r, seed=s, params=per_method[m])
             for s, m, r in itertools.product(seeds, methods, rates)]
+
+
+def method_params(methods: list[str], shared: Mapping[str, Any],
+                  scoped: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each listed method's parameters for a grid: every `shared` one (a sweep's `--param`),
+    which every listed method must have, plus its own `scoped` ones (`--param-for`). A value
+    given to only some methods is refused rather than dropped for the others, so a sweep never
+    silently trains something other than what was asked; values are checked as `run` checks
+    them (make_params)."""
+    from .methods import get_method, make_params
+
+    classes = {m: get_method(m) for m in methods}
+    names = {m: {f.name for f in dataclasses.fields(cls.Params)} for m, cls in classes.items()}
+    listed = ", ".join(methods)
+    for key, value in shared.items():
+        have = [m for m in methods if key in names[m]]
+        lack = [m for m in methods if key not in names[m]]
+        if not have:
+            raise ConfigError(f"--param {key}={value}: none of the listed methods ({listed}) has "
+                              f"a parameter {key!r}; `python -m pruneviz methods` lists each "
+                              f"method's parameters.")
+        if lack:
+            raise ConfigError(
+                f"--param {key}={value}: only some of the listed methods have {key!r} "
+                f"({', '.join(have)} {'has' if len(have) == 1 else 'have'} it, "
+                f"{', '.join(lack)} {'does' if len(lack) == 1 else 'do'} not); give it to those "
+                f"that have it with --param-for METHOD:{key}={value} (e.g. --param-for "
+                f"{have[0]}:{key}={value}), or drop {', '.join(lack)} from --methods.")
+    for m in scoped:
+        if m not in classes:
+            raise ConfigError(f"--param-for {m}:...: {m!r} is not one of --methods ({listed}); "
+                              f"add it to --methods or drop that --param-for.")
+    out = {}
+    for m, cls in classes.items():
+        values = {**shared, **scoped.get(m, {})}
+        make_params(cls, values)      # unknown names and bad values: the errors `run` gives
+        out[m] = values
+    return out
+
+
+def _check_grid_pattern(method: str, params: Mapping[str, Any], rate: float) -> None:
+    """An N:M pattern fixes its method's rate (1 - N/M); a grid rate that disagrees is refused
+    here in the sweep's terms (the config's own error says to leave out --rate, which a sweep
+    does not have)."""
+    pattern = parse_nm(params.get("nm", ""))
+    if pattern is None:
+        return
+    fixed = nm_rate(pattern)
+    if abs(rate - fixed) > NM_RATE_TOLERANCE:
+        n, m = pattern
+        raise ConfigError(f"{method} with nm={n}:{m} prunes {fixed:.4g} of every layer "
+                          f"(1 - N/M), so it cannot train at rate {rate:g} from --rates; sweep it "
+                          f"with --rates {fixed:.4g}, or leave nm out.")
 
 
 @dataclass(frozen=True)

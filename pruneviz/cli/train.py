@@ -10,7 +10,7 @@ import sys
 
 from ..config import ConfigError, coerce, parse_numbers, split_list
 from ..store import Store
-from .options import Bar, backend_train, print_summary, session_config
+from .options import Bar, backend_train, parse_scoped_params, print_summary, session_config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -49,7 +49,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     methods = split_list(args.methods)
     rates = parse_numbers(args.rates, "--rates")
     seeds = parse_numbers(args.seeds, "--seeds", int)
-    configs = grid(session_config(args), methods, rates, seeds)
+    configs = grid(session_config(args), methods, rates, seeds,
+                   parse_scoped_params(args.param_for))
     for config in configs:
         check(config)
     train, ray_options = backend_train(args, configs)
