@@ -149,19 +149,22 @@ DEFAULT_COMPARISON = Proposal(methods=("random", "l1", "global_l1", "gmp"), rate
 
 
 def cancel(store: Store, run_id: str, *, grace: float = GRACE_SECONDS,
-           wait: bool = False) -> None:
+           wait: bool = False) -> bool:
     """Stop a run: the store flag (a queued run ends at once, a running one within a step);
     a process on this host that has not stopped after `grace` seconds gets SIGTERM, then
-    SIGKILL. In the background unless `wait`."""
-    store.request_cancel(run_id)
+    SIGKILL. In the background unless `wait`. False (and nothing written) if the run had
+    already finished."""
+    if not store.request_cancel(run_id):
+        return False
     run = store.run(run_id)
     if run["status"] not in ACTIVE or run["host"] != socket.gethostname() or not run["worker"]:
-        return
+        return True
     escalate = threading.Thread(target=_escalate, args=(store, run_id, run["pid"], grace),
                                 daemon=True, name=f"pruneviz-cancel-{run_id}")
     escalate.start()
     if wait:
         escalate.join()
+    return True
 
 
 def _stopped(store: Store, run_id: str, pid: int, seconds: float) -> bool:
@@ -315,6 +318,10 @@ class Worker:
         self.cancel = threading.Event()     # the current run's; set by a cancel or SIGTERM
         self.stopping = threading.Event()
         self.current: str | None = None
+        # Why the worker stopped on its own (a signal, its store deleted); None for a user's
+        # cancel, whose run says "cancelled by the user".
+        self.stop_reason: str | None = None
+        self.lost: str | None = None        # why its store is gone, once the heartbeat sees it
         store.register_worker(self.id, os.getpid(), backend)
         self._beat = threading.Thread(target=self._heartbeat, daemon=True,
                                       name="pruneviz-heartbeat")
@@ -323,6 +330,15 @@ class Worker:
     def _heartbeat(self) -> None:
         """Beat and pass cancels on, from its own thread: a long step never looks like death."""
         while not self.stopping.wait(HEARTBEAT_SECONDS):
+            lost = self.store.lost()
+            if lost is not None:
+                # An open connection writes on into a deleted database, unseen: stop the run
+                # and leave rather than train into nothing (and recreate its folders).
+                self.lost = lost
+                print(f"{time.strftime('%H:%M:%S')} the run store {self.store.root} is gone "
+                      f"({lost}); stopping", flush=True)
+                self.stop(f"its worker stopped: the run store was deleted ({lost})")
+                return
             try:
                 run_id, cancelled = self.store.beat(self.id)
             except Exception as e:  # noqa: BLE001 - a busy store: the next beat tries again
@@ -331,8 +347,16 @@ class Worker:
             if cancelled and run_id is not None and run_id == self.current:
                 self.cancel.set()
 
-    def on_sigterm(self, *_: Any) -> None:
-        """Stop after the current run, which is cancelled (kept interrupted)."""
+    def on_sigterm(self, signum: int = signal.SIGTERM, *_: Any) -> None:
+        """Stop after the current run, which is stopped (kept interrupted) and says which signal
+        stopped it: a user's cancel and a signal are different stories for whoever reads it."""
+        name = signal.Signals(signum).name
+        self.stop(f"stopped by {name} sent to its worker (pid {os.getpid()}), not by a cancel; "
+                  f"every step it committed is kept.")
+
+    def stop(self, reason: str) -> None:
+        """Stop after the current run, which ends interrupted with `reason` as its error."""
+        self.stop_reason = self.stop_reason or reason
         self.stopping.set()
         self.cancel.set()
 
@@ -372,7 +396,9 @@ class Worker:
         self.current = run_id
         print(f"{time.strftime('%H:%M:%S')} training {run_id}", flush=True)
         try:
-            if self.store.cancel_requested(run_id) or self.stopping.is_set():
+            if job["config"] is None:       # a row this version cannot read fails alone
+                self.store.finish_run(run_id, "failed", error=job["error"])
+            elif self.store.cancel_requested(run_id) or self.stopping.is_set():
                 self.store.finish_run(run_id, "interrupted", error="cancelled before it started")
             else:
                 self.train(job["config"], self.store, run_id=run_id, cancel=self.cancel,
@@ -381,12 +407,24 @@ class Worker:
             self.store.finish_run(run_id, "failed", error=f"{type(e).__name__}: {e}",
                                   only_active=True)
         finally:
+            self._name_the_stop(run_id)
             self.current = None
             self.store.release(self.id)
-            print(f"{time.strftime('%H:%M:%S')} {run_id} {self.store.run(run_id)['status']}",
+            print(f"{time.strftime('%H:%M:%S')} {run_id} {self.store.status(run_id)}",
                   flush=True)
             gc.collect()
             _empty_cuda_cache()
+
+
+    def _name_the_stop(self, run_id: str) -> None:
+        """A run interrupted because the worker itself was stopped (not by a user's cancel)
+        says so: the session only knows its cancel event was set."""
+        if (self.stop_reason is None or self.store.cancel_requested(run_id)
+                or self.store.status(run_id) != "interrupted"):
+            return
+        summary = self.store.run(run_id)["summary"]
+        self.store.finish_run(run_id, "interrupted", error=self.stop_reason,
+                              summary={**summary, "error": self.stop_reason} if summary else None)
 
 
 def _empty_cuda_cache() -> None:

@@ -88,6 +88,8 @@ class QueueMixin:
         """Mark runs whose training process is gone (killed, crashed) as interrupted and forget
         dead workers (worker_gone); every step a run committed is kept. Unclaimed queued runs
         wait, and so do the runs of stopped processes."""
+        if getattr(self, "read_only", False):   # a reader that may not write: show what is stored
+            return
         host, now = socket.gethostname(), time.time()
         conn = self._conn()
         dead_workers = {w for w, pid, w_host, started, beat in conn.execute(
@@ -117,7 +119,9 @@ class QueueMixin:
 
     def claim(self, worker_id: str, backend: str = "local") -> dict[str, Any] | None:
         """Take the oldest unclaimed queued session for `worker_id`, atomically (one writer at a
-        time: no run is claimed twice across processes); None when the queue is empty."""
+        time: no run is claimed twice across processes); None when the queue is empty. A row
+        whose config this version cannot read (queued by another version) comes back with
+        `config` None and `error` saying why, for the worker to fail that run and go on."""
         with self._tx() as c:
             row = c.execute("SELECT run_id, config, sweep_id FROM runs WHERE status='queued' AND "
                             "kind='session' AND worker IS NULL AND cancel=0 ORDER BY id LIMIT 1"
@@ -128,8 +132,15 @@ class QueueMixin:
                       "WHERE run_id=?", (worker_id, backend, os.getpid(), socket.gethostname(),
                                          time.time(), row[0]))
             c.execute("UPDATE workers SET run_id=? WHERE worker_id=?", (row[0], worker_id))
-        return {"run_id": row[0], "config": SessionConfig.from_dict(json.loads(row[1])),
-                "sweep_id": row[2]}
+        job: dict[str, Any] = {"run_id": row[0], "config": None, "sweep_id": row[2]}
+        try:
+            job["config"] = SessionConfig.from_dict(json.loads(row[1]))
+        except Exception as e:  # noqa: BLE001 - whatever another version stored; said in the run
+            job["error"] = (f"this version of pruneviz cannot read the run's stored config "
+                            f"({type(e).__name__}: {' '.join(str(e).split())[:300]}); it was "
+                            f"likely queued by another version: queue it again with this one, "
+                            f"or train it with the version that queued it.")
+        return job
 
     def register_worker(self, worker_id: str, pid: int, backend: str,
                         host: str | None = None) -> None:
