@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, SessionConfig
+from .config import ConfigError, SessionConfig, check_name
 from .data import load_dataset
 from .loop import Cancelled, Prepared, Progress, Session, train
 from .methods import Method, get_method, make_params
@@ -50,6 +50,7 @@ def check(config: SessionConfig) -> tuple[type[Method], Any]:
         check_pattern(config)
     method_cls = get_method(config.method)
     params = make_params(method_cls, config.params)
+    check_name(config.name)
     check_model_name(config.model)
     check_dataset_name(config.dataset)
     resolve_device(config.device)
