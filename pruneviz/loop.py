@@ -186,7 +186,10 @@ class Session:
         for group in ctx.optimizer.param_groups:
             group["lr"] = lr
         logits = ctx.model(x)
-        ce = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        target = y
+        if logits.dim() == 3:       # a language model: every position predicts the next token
+            logits, target = logits.flatten(0, 1), y.flatten()
+        ce = F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
         penalty = method.loss_penalty(ctx)
         loss = ce if penalty is None else ce + penalty
         ctx.x, ctx.y, ctx.loss = x, y, loss
@@ -205,7 +208,7 @@ class Session:
         now = time.perf_counter()
         rec.scalars({"loss": loss_value, "lr": lr, "step_time": now - started,
                      "wall_time": now - self.t0,
-                     "train_accuracy": (logits.argmax(1) == y).float().mean().item()})
+                     "train_accuracy": (logits.argmax(1) == target).float().mean().item()})
         if penalty is not None:
             rec.scalar("ce", ce.item())
         if ctx.step % self.layer_every == 0:

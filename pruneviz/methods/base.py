@@ -121,6 +121,12 @@ class Method:
 
     def check(self, model: nn.Module) -> None:
         """Raise ConfigError if this method cannot run on `model`."""
+        if self.kind == "filter" and getattr(model, "modality", None) is not None:
+            # transformers.py's models: their units are heads and MLP neurons, not conv filters
+            raise ConfigError(f"{self.name} prunes conv filters, and this model is a "
+                              f"transformer (its structures are attention heads and MLP "
+                              f"neurons, which the filter methods do not prune yet); pick an "
+                              f"unstructured method (l1, gmp, ...) or a conv model.")
         if self.kind == "filter" and not any(isinstance(m, nn.Conv2d) for m in model.modules()):
             raise ConfigError(f"{self.name} prunes conv filters, but this model has no "
                               f"convolutions; pick a conv model or an unstructured method.")
