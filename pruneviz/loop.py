@@ -164,12 +164,12 @@ class Session:
 
     def check_pruned(self) -> None:
         if self.ctx.pruned and "pruned_accuracy" not in self.summary:
-            self.summary["pruned_accuracy"] = self.evaluate("pruned")["accuracy"]
+            self.summary.update(_quality("pruned", self.evaluate("pruned")))
 
     def begin(self) -> None:
         self.store.start_run(self.run_id, self.total)
         if self.config.start == "dense" and self.phase == "session":
-            self.summary["dense_accuracy"] = self.evaluate("dense")["accuracy"]
+            self.summary.update(_quality("dense", self.evaluate("dense")))
         self.method.before_training(self.ctx)
         self.dense_shapes.update({l.name: l.module.weight.shape for l in self.ctx.layers})
         self.track_zeros(-1)
@@ -290,6 +290,8 @@ class Session:
             params=dataclasses.asdict(self.method.p), layers=health,
             cut=output_constant(ctx.model, x), dense_accuracy=summary.get("dense_accuracy"),
             final_accuracy=summary.get("final_accuracy"), num_classes=self.data.num_classes,
+            dense_perplexity=summary.get("dense_perplexity"),
+            final_perplexity=summary.get("final_perplexity"),
             epochs=config.epochs, recovery_epochs=recovery,
             recovery_hint=self.method.recovery_hint)
         return {"recovery_epochs": recovery, "warnings": warnings}
@@ -333,12 +335,20 @@ class Session:
         return status, error
 
 
+def _quality(phase: str, result: dict[str, float]) -> dict[str, float]:
+    """`<phase>_accuracy`, and for a language model `<phase>_perplexity`, for the summary."""
+    out = {f"{phase}_accuracy": result["accuracy"]}
+    if "perplexity" in result:
+        out[f"{phase}_perplexity"] = result["perplexity"]
+    return out
+
+
 def _final_metrics(ctx: Context, input_shape: tuple[int, ...], evaluate_final: bool,
                    dense_shapes: dict[str, torch.Size], params_dense: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if evaluate_final:
         result = ctx.evaluate()
-        out["final_accuracy"] = result["accuracy"]
+        out.update(_quality("final", result))
         if "top5" in result:
             out["final_top5"] = result["top5"]
     total, nonzero = param_counts(ctx.model)

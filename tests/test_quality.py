@@ -1,0 +1,83 @@
+"""Perplexity beside accuracy: a language model's runs record held-out loss, perplexity and
+next-token accuracy, and every reader of a quality measure knows which way is better."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from pruneviz.config import SessionConfig
+from pruneviz.guards import run_warnings
+from pruneviz.plots_compare import pareto_front
+from pruneviz.quality import ACCURACY, COMPARE_METRICS, PERPLEXITY, quality_for, quality_of
+from pruneviz.session import run_session
+
+LM = dict(model="gpt_tiny", dataset="pydoc", dense_epochs=1, epochs=2, max_steps_per_epoch=2,
+          batch_size=8, eval_limit=8, device="cpu")
+
+
+def test_directions_and_drops():
+    assert ACCURACY.drop(0.9, 0.8) == pytest.approx(0.1)
+    assert PERPLEXITY.drop(3.0, 5.0) == pytest.approx(2.0)
+    assert PERPLEXITY.better(3.0, 5.0) and ACCURACY.better(0.9, 0.8)
+    assert ACCURACY.drop(None, 0.5) is None and PERPLEXITY.drop(3.0, math.nan) is None
+    assert quality_for("pydoc") is PERPLEXITY and quality_for("text:/x") is PERPLEXITY
+    assert quality_for("digits") is ACCURACY
+    assert quality_of({"final_perplexity": 4.0, "dataset": "?"}) is PERPLEXITY
+    assert not COMPARE_METRICS["final_perplexity"][1] and COMPARE_METRICS["final_accuracy"][1]
+
+
+def _warn(**kw):
+    base = dict(method="gmp", kind="unstructured", rate=0.5, params={}, layers=[], cut=False,
+                dense_accuracy=0.55, final_accuracy=0.01, num_classes=256, epochs=8,
+                recovery_epochs=2.0, recovery_hint="")
+    return run_warnings(**{**base, **kw})
+
+
+def test_perplexity_far_above_dense_warns_and_near_it_does_not():
+    far = _warn(dense_perplexity=3.0, final_perplexity=7.0)
+    assert len(far) == 1 and "perplexity 7.00" in far[0] and "2.3x" in far[0]
+    assert _warn(dense_perplexity=3.0, final_perplexity=4.0) == []
+    # an image run is judged by accuracy as before
+    assert any("points below" in w for w in _warn(dense_accuracy=0.9, final_accuracy=0.5,
+                                                  num_classes=10))
+
+
+def test_the_pareto_front_of_perplexity_keeps_the_lowest():
+    df = pd.DataFrame({"sparsity": [0.5, 0.5, 0.8], "final_perplexity": [3.0, 4.0, 5.0]})
+    front = pareto_front(df, "sparsity", "final_perplexity", maximize_x=True,
+                         maximize_y=COMPARE_METRICS["final_perplexity"][1])
+    assert front.final_perplexity.tolist() == [3.0, 5.0]
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    from pruneviz.store import Store
+
+    store = Store(tmp_path_factory.mktemp("lm") / "runs")
+    return store, run_session(SessionConfig(method="gmp", rate=0.5, **LM), store)
+
+
+def test_a_language_model_run_records_perplexity_beside_accuracy(lm_run):
+    store, s = lm_run
+    assert s["status"] == "completed", s.get("error")
+    dense_loss = store.scalars(s["run_id"], ["dense_loss"]).value.iloc[-1]
+    assert s["dense_perplexity"] == pytest.approx(math.exp(dense_loss), rel=1e-6)
+    assert s["final_perplexity"] > 1.0
+    assert 0.0 <= s["dense_accuracy"] <= 1.0 and 0.0 <= s["final_accuracy"] <= 1.0
+    curves = store.scalars(s["run_id"], ["test_loss", "test_perplexity", "test_accuracy"])
+    per = curves.pivot_table(index="step", columns="key", values="value")
+    assert len(per) == LM["epochs"]
+    assert (per.test_perplexity - per.test_loss.map(math.exp)).abs().max() < 1e-6 * per.max().max()
+    runs = store.runs()
+    assert runs.final_perplexity.iloc[0] == pytest.approx(s["final_perplexity"])
+
+
+def test_compare_reports_the_perplexity_rise_for_language_model_runs(lm_run):
+    from pruneviz.ui.compare import compare_data, compare_table
+
+    store, s = lm_run
+    runs = compare_data(store, [s["run_id"]])["runs"]
+    assert runs.perplexity_rise.iloc[0] == pytest.approx(s["final_perplexity"]
+                                                         - s["dense_perplexity"])
+    assert "final_perplexity" in compare_table(runs).columns
