@@ -213,3 +213,21 @@ def test_language_model_loss_is_the_mean_next_token_cross_entropy():
                                       rel=1e-5)
     assert r["perplexity"] == pytest.approx(math.exp(r["loss"]), rel=1e-6)
     assert r["accuracy"] == pytest.approx((logits.argmax(-1) == y).float().mean().item())
+
+
+@pytest.mark.parametrize("model,dataset,method,word", [
+    ("gpt_tiny", "digits", "l1", "**model** / **dataset**"),
+    ("tiny_cnn", "pydoc", "l1", "**model** / **dataset**"),
+    ("gpt_tiny", "pydoc", "pgmpf", "**method** pgmpf"),
+    ("gpt_tiny", "text:/no/such/file.txt", "l1", "text:PATH")])
+def test_the_form_says_inline_what_does_not_fit(model, dataset, method, word):
+    from pruneviz.ui.forms import problems
+
+    found = problems(SessionConfig(model=model, dataset=dataset, method=method))
+    assert len(found) == 1 and word in found[0]
+
+
+def test_a_text_run_has_no_form_problem():
+    from pruneviz.ui.forms import problems
+
+    assert problems(SessionConfig(model="gpt_tiny", dataset="pydoc", method="gmp")) == []
