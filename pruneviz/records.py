@@ -28,7 +28,10 @@ SCALAR_KEYS = {
     "target_sparsity": "sparsity the method's schedule asks for at this step",
     "test_accuracy": "top-1 accuracy on the held-out set (per epoch)",
     "test_top5": "top-5 accuracy on the held-out set (per epoch, > 5 classes)",
-    "test_loss": "cross-entropy on the held-out set (per epoch)",
+    "test_loss": "cross-entropy on the held-out set (per epoch; a language model's: per token)",
+    "test_perplexity": "language models: exp(test_loss), the held-out perplexity (per epoch)",
+    "dense_perplexity": "language models: held-out perplexity of the dense start (once)",
+    "pruned_perplexity": "language models: held-out perplexity once the final mask is reached",
 }
 LAYER_KEYS = {
     "sparsity": "fraction of zero weights in the layer",

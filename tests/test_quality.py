@@ -5,6 +5,7 @@ import math
 
 import pandas as pd
 import pytest
+import torch
 
 from pruneviz.config import SessionConfig
 from pruneviz.guards import run_warnings
@@ -81,3 +82,37 @@ def test_compare_reports_the_perplexity_rise_for_language_model_runs(lm_run):
     assert runs.perplexity_rise.iloc[0] == pytest.approx(s["final_perplexity"]
                                                          - s["dense_perplexity"])
     assert "final_perplexity" in compare_table(runs).columns
+
+
+def test_inspect_shows_attention_maps_and_both_models_continue_a_prompt(lm_run):
+    from pruneviz import inspect as ins
+
+    store, s = lm_run
+    rm = ins.load_run(store, s["run_id"])
+    assert ins.is_transformer(rm.dense)
+    x = ins.held_out_input(rm.data, 0)
+    maps = ins.attention_maps(rm.pruned, x)
+    assert len(maps) == 4 and maps[0].shape == (4, 64, 64)
+    for m in maps:        # rows are distributions over the past only (causal)
+        torch.testing.assert_close(m.sum(-1), torch.ones(4, 64))
+        assert torch.all(m.triu(1) == 0)
+    a = ins.continue_text(rm.dense, "The for statement", 20)
+    assert a == ins.continue_text(rm.dense, "The for statement", 20)      # greedy
+    assert len(a.encode("utf-8", errors="replace")) >= 1
+
+
+def test_the_inspect_page_draws_a_language_models_view(lm_run, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    store, s = lm_run
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(store.root))
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120).run()
+    at = at.switch_page("pages/inspect.py").run()
+    assert not at.exception and not at.error
+    assert at.text_area(key="lm_prompt").value
+    assert len(at.code) == 2                         # dense and pruned continuations
+    at.text_area(key="lm_prompt").set_value("  ").run()
+    assert any("**Prompt** is empty" in e.value for e in at.error)
