@@ -285,3 +285,81 @@ def remove_neurons(mlp: MLP, keep: list[int]) -> None:
     idx = torch.tensor(keep, dtype=torch.long)
     mlp.c_fc = _slice_linear(mlp.c_fc, idx, None)
     mlp.c_proj = _slice_linear(mlp.c_proj, None, idx)
+
+
+def _head_v_rows(attn: SelfAttention, h: int) -> torch.Tensor:
+    return head_rows(attn, h)[2 * attn.head_dim:]
+
+
+@torch.no_grad()
+def dead_heads(attn: SelfAttention) -> list[int]:
+    """Heads whose output is exactly zero: v rows (and bias) all zero, or c_proj columns all
+    zero. Removing them leaves the block's function unchanged."""
+    out = []
+    for h in range(attn.n_head):
+        v = _head_v_rows(attn, h)
+        v_zero = not attn.c_attn.weight[v].any() and (
+            attn.c_attn.bias is None or not attn.c_attn.bias[v].any())
+        if v_zero or not attn.c_proj.weight[:, head_cols(attn, h)].any():
+            out.append(h)
+    return out
+
+
+@torch.no_grad()
+def dead_neurons(mlp: MLP) -> list[int]:
+    """Hidden neurons with no effect: c_fc row and bias zero (GELU(0) = 0) or c_proj column
+    zero."""
+    row = mlp.c_fc.weight.any(1)
+    if mlp.c_fc.bias is not None:
+        row = row | (mlp.c_fc.bias != 0)
+    return torch.nonzero(~row | ~mlp.c_proj.weight.any(0)).flatten().tolist()
+
+
+def remove_dead_structures(model: nn.Module) -> dict[str, int]:
+    """Physically remove every dead head and neuron (one of each block stays: a block never
+    becomes empty); returns the counts removed."""
+    heads = neurons = 0
+    for block in model.blocks:
+        dh = dead_heads(block.attn)[:block.attn.n_head - 1]
+        if dh:
+            remove_heads(block.attn, [h for h in range(block.attn.n_head) if h not in dh])
+        dn = dead_neurons(block.mlp)[:block.mlp.c_fc.out_features - 1]
+        if dn:
+            remove_neurons(block.mlp, [j for j in range(block.mlp.c_fc.out_features)
+                                       if j not in set(dn)])
+        heads, neurons = heads + len(dh), neurons + len(dn)
+    return {"heads_removed": heads, "neurons_removed": neurons}
+
+
+@torch.no_grad()
+def structure_scores(model: nn.Module) -> list[tuple[str, str, torch.Tensor]]:
+    """(module name, "head" or "neuron", L2 norm of each structure over all its weights and
+    biases but the shared output bias), per block: the filter methods' score, extended."""
+    out = []
+    for i, block in enumerate(model.blocks):
+        attn, mlp = block.attn, block.mlp
+        sq = attn.c_attn.weight.square().sum(1)
+        if attn.c_attn.bias is not None:
+            sq = sq + attn.c_attn.bias.square()
+        proj = attn.c_proj.weight.square().sum(0)
+        heads = torch.stack([sq[head_rows(attn, h)].sum() + proj[head_cols(attn, h)].sum()
+                             for h in range(attn.n_head)]).sqrt()
+        n = mlp.c_fc.weight.square().sum(1) + mlp.c_proj.weight.square().sum(0)
+        if mlp.c_fc.bias is not None:
+            n = n + mlp.c_fc.bias.square()
+        out += [(f"blocks.{i}.attn", "head", heads), (f"blocks.{i}.mlp", "neuron", n.sqrt())]
+    return out
+
+
+def structure_param_masks(model: nn.Module, name: str, kind: str, keep: torch.Tensor
+                          ) -> dict[str, torch.Tensor]:
+    """Masks keyed by parameter name that zero the structures whose `keep` entry is 0."""
+    module = model.get_submodule(name)
+    if kind == "head":
+        return {f"{name}.{k}": m.to(keep.device) for k, m in head_mask(module, keep).items()}
+    w1, w2 = module.c_fc.weight, module.c_proj.weight
+    out = {f"{name}.c_fc.weight": keep[:, None].expand_as(w1).clone(),
+           f"{name}.c_proj.weight": keep[None, :].expand_as(w2).clone()}
+    if module.c_fc.bias is not None:
+        out[f"{name}.c_fc.bias"] = keep.clone()
+    return out

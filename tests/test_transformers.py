@@ -231,3 +231,34 @@ def test_a_text_run_has_no_form_problem():
     from pruneviz.ui.forms import problems
 
     assert problems(SessionConfig(model="gpt_tiny", dataset="pydoc", method="gmp")) == []
+
+
+def test_a_structures_score_is_the_l2_norm_over_all_its_weights():
+    from pruneviz.transformers import structure_scores
+
+    model = _random_gpt()
+    scores = {(n, k): s for n, k, s in structure_scores(model)}
+    attn, mlp = model.blocks[1].attn, model.blocks[1].mlp
+    h = 2
+    parts = [attn.c_attn.weight[head_rows(attn, h)], attn.c_attn.bias[head_rows(attn, h)],
+             attn.c_proj.weight[:, head_cols(attn, h)]]
+    expect = torch.cat([p.flatten() for p in parts]).norm()
+    assert scores[("blocks.1.attn", "head")][h].item() == pytest.approx(expect.item(), rel=1e-5)
+    j = 7
+    expect = torch.cat([mlp.c_fc.weight[j], mlp.c_fc.bias[j:j + 1], mlp.c_proj.weight[:, j]]).norm()
+    assert scores[("blocks.1.mlp", "neuron")][j].item() == pytest.approx(expect.item(), rel=1e-5)
+
+
+def test_compact_removes_the_masked_heads_and_neurons_and_keeps_the_outputs():
+    from pruneviz.masks import apply_masks, filter_mask
+    from pruneviz.surgery import compact
+    from pruneviz.transformers import structure_param_masks, structure_scores
+
+    model = _random_gpt()
+    for name, kind, s in structure_scores(model):
+        apply_masks(model, structure_param_masks(model, name, kind, filter_mask(s, s.numel() // 2)))
+    small, report = compact(model, (16,))      # raises if the outputs differ
+    assert (report["heads_removed"], report["neurons_removed"]) == (2 * 2, 2 * 128)
+    assert [b.attn.n_head for b in small.blocks] == [2, 2]
+    x = torch.randint(0, 256, (2, 16))
+    torch.testing.assert_close(small(x), model(x), atol=1e-5, rtol=1e-5)

@@ -347,10 +347,11 @@ def problems(config: SessionConfig) -> list[str]:
     except ConfigError as e:
         out.append(f"**model** / **dataset**: {plain(e)}")
     if (model_modality(config.model) == "text" or config.model in TRANSFORMERS) and (
-            config.method in load_all() and load_all()[config.method].kind == "filter"):
+            config.method in load_all() and load_all()[config.method].kind == "filter"
+            and not load_all()[config.method].structures):
         out.append(f"**method** {config.method} prunes conv filters; {config.model} is a "
-                   f"transformer, whose heads and neurons it does not prune yet: pick an "
-                   f"unstructured method.")
+                   f"transformer, whose heads and neurons it does not prune yet: pick "
+                   f"l2_filter or an unstructured method.")
     problem = round_to_problem(config)
     if problem:
         out.append(f"**round to** (under *{config.method} parameters*): {plain(problem)}")
