@@ -116,3 +116,27 @@ def test_the_inspect_page_draws_a_language_models_view(lm_run, monkeypatch):
     assert len(at.code) == 2                         # dense and pruned continuations
     at.text_area(key="lm_prompt").set_value("  ").run()
     assert any("**Prompt** is empty" in e.value for e in at.error)
+
+
+def test_the_head_grid_and_neuron_counts_show_what_l2_filter_pruned(lm_run):
+    from pruneviz.plots_transformers import (
+        head_grid_figure,
+        neuron_counts_figure,
+        structure_rows,
+    )
+
+    store, _ = lm_run
+    s = run_session(SessionConfig(method="l2_filter", rate=0.5, **LM), store)
+    assert s["status"] == "completed", s.get("error")
+    assert (s["heads_removed"], s["neurons_removed"]) == (8, 4 * 128)
+    filters = store.filters(s["run_id"], ["l2_norm", "mask"])
+    heads = structure_rows(filters, "attn")
+    assert len(heads) == 16 and (heads.groupby("block")["mask"].sum() == 2).all()
+    # the pruned heads are each block's lowest-norm ones
+    for _, b in heads.groupby("block"):
+        assert b[b["mask"] == 0].l2_norm.max() <= b[b["mask"] == 1].l2_norm.min()
+    grid = head_grid_figure(filters).data[0]
+    assert len(grid.z) == 4 and len(grid.z[0]) == 4
+    assert sum(row.count("pruned") for row in grid.text) == 8
+    kept, pruned = neuron_counts_figure(filters).data
+    assert list(kept.y) == [128] * 4 and list(pruned.y) == [128] * 4
