@@ -140,3 +140,19 @@ def test_the_head_grid_and_neuron_counts_show_what_l2_filter_pruned(lm_run):
     assert sum(row.count("pruned") for row in grid.text) == 8
     kept, pruned = neuron_counts_figure(filters).data
     assert list(kept.y) == [128] * 4 and list(pruned.y) == [128] * 4
+
+
+def test_a_2_4_pattern_prunes_every_linear_of_the_blocks(lm_run):
+    from pruneviz.masks import nm_counts
+    from pruneviz.safe_load import load_tensors
+
+    store, _ = lm_run
+    s = run_session(SessionConfig(method="l1", rate=0.5, params={"nm": "2:4"}, **LM), store)
+    assert s["status"] == "completed", s.get("error")
+    weights = load_tensors(store.run_dir(s["run_id"]) / "weights.pt")
+    names = [k for k in weights if k.startswith("blocks.") and k.endswith("weight")
+             and weights[k].dim() == 2]
+    assert len(names) == 16
+    for k in names:
+        assert (nm_counts(weights[k], 4) <= 2).all(), k
+    assert torch.count_nonzero(weights["lm_head.weight"]) == weights["lm_head.weight"].numel()
