@@ -156,3 +156,12 @@ def test_a_2_4_pattern_prunes_every_linear_of_the_blocks(lm_run):
     for k in names:
         assert (nm_counts(weights[k], 4) <= 2).all(), k
     assert torch.count_nonzero(weights["lm_head.weight"]) == weights["lm_head.weight"].numel()
+
+
+def test_cli_list_shows_perplexity_for_language_model_runs(lm_run, capsys):
+    from pruneviz.cli.main import main
+
+    store, s = lm_run
+    assert main(["list", "--store", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "final_perplexity" in out and f"{s['final_perplexity']:.4f}" in out
