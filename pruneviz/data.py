@@ -6,8 +6,9 @@ scripts/build_cifar_embedded.py) is the embedded real-image set, with its own te
 Fashion-MNIST, CIFAR-10/100 come through torchvision and download only when asked. Any
 ImageFolder directory (one subfolder per class) works as `folder:PATH`, with a seeded stratified
 held-out split, or with its own train/ and val/ (valid/, validation/ or test/) subfolders as the
-split. Augmentation
-(random crop with padding 4, horizontal flip) runs on whole batches.
+split. Augmentation (random crop with padding 4, horizontal flip) runs on whole batches. Text
+(`pydoc`, `text:PATH`) lives in text.py and comes back as a TextBundle with the same batching
+methods.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import ConfigError
+from .text import CONTEXT, TEXT_DATASETS, TEXT_PREFIX, TextBundle, is_text, load_text
 
 TORCHVISION_SETS = {
     "mnist": ("MNIST", "MNIST"),
@@ -31,7 +33,7 @@ TORCHVISION_SETS = {
     "cifar100": ("CIFAR100", "cifar-100-python"),
 }
 EMBEDDED_CIFAR = "cifar10_small"
-DATASETS = ("digits", EMBEDDED_CIFAR, *TORCHVISION_SETS)
+DATASETS = ("digits", EMBEDDED_CIFAR, *TORCHVISION_SETS, *TEXT_DATASETS)
 FOLDER_PREFIX = "folder:"
 
 
@@ -416,8 +418,11 @@ INPUT_SHAPES = {"digits": (1, 8, 8), EMBEDDED_CIFAR: (3, 16, 16), "mnist": (1, 2
                 "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 
 
-def input_shape(name: str, image_size: int = 32) -> tuple[int, int, int]:
-    """(C, H, W) of a dataset's images without loading it (folders: RGB at image_size)."""
+def input_shape(name: str, image_size: int = 32) -> tuple[int, ...]:
+    """(C, H, W) of a dataset's images without loading it (folders: RGB at image_size); text:
+    (context,)."""
+    if is_text(name):
+        return (CONTEXT,)
     return INPUT_SHAPES.get(name, (3, image_size, image_size))
 
 
@@ -460,15 +465,27 @@ def folder_problem(name: str) -> str | None:
 
 
 def check_dataset_name(name: str) -> None:
-    if name not in DATASETS and not name.startswith(FOLDER_PREFIX):
-        raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)} or "
-                        f"folder:PATH for your own images.")
+    if name not in DATASETS and not name.startswith((FOLDER_PREFIX, TEXT_PREFIX)):
+        raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}, "
+                        f"folder:PATH for your own images or text:PATH for your own text.")
+
+
+def dataset_modality(name: str) -> str:
+    """"text" (token ids, a language model's data) or "image"."""
+    return "text" if is_text(name) else "image"
+
+
+_load_text = functools.lru_cache(maxsize=4)(load_text)
 
 
 def load_dataset(name: str = "digits", root: str = "./data", *, download: bool = False,
-                 augment: str = "auto", holdout: float = 0.2, image_size: int = 32) -> DataBundle:
-    """Load (and cache in memory) a dataset; `augment` is auto, on or off."""
+                 augment: str = "auto", holdout: float = 0.2, image_size: int = 32,
+                 seed: int = 0) -> DataBundle | TextBundle:
+    """Load (and cache in memory) a dataset; `augment` is auto, on or off. `seed` splits text
+    into training and held-out topics or files (image splits do not depend on it)."""
     check_dataset_name(name)
+    if is_text(name):
+        return _load_text(name, holdout, seed)
     base = _load(name, str(root), download, holdout, image_size)
     want = base.augment if augment == "auto" else augment == "on"
     if want == base.augment:

@@ -167,12 +167,12 @@ class Session:
 
     def check_pruned(self) -> None:
         if self.ctx.pruned and "pruned_accuracy" not in self.summary:
-            self.summary["pruned_accuracy"] = self.evaluate("pruned")["accuracy"]
+            self.summary.update(_quality("pruned", self.evaluate("pruned")))
 
     def begin(self) -> None:
         self.store.start_run(self.run_id, self.total)
         if self.config.start == "dense" and self.phase == "session":
-            self.summary["dense_accuracy"] = self.evaluate("dense")["accuracy"]
+            self.summary.update(_quality("dense", self.evaluate("dense")))
         self.rec.hook = "before_training"
         self.method.before_training(self.ctx)
         self.dense_shapes.update({l.name: l.module.weight.shape for l in self.ctx.layers})
@@ -191,7 +191,10 @@ class Session:
         for group in ctx.optimizer.param_groups:
             group["lr"] = lr
         logits = ctx.model(x)
-        ce = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        target = y
+        if logits.dim() == 3:       # a language model: every position predicts the next token
+            logits, target = logits.flatten(0, 1), y.flatten()
+        ce = F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
         rec.hook = "loss_penalty"
         penalty = method.loss_penalty(ctx)
         check_penalty(method, penalty)
@@ -214,7 +217,7 @@ class Session:
         now = time.perf_counter()
         rec.scalars({"loss": loss_value, "lr": lr, "step_time": now - started,
                      "wall_time": now - self.t0,
-                     "train_accuracy": (logits.argmax(1) == y).float().mean().item()})
+                     "train_accuracy": (logits.argmax(1) == target).float().mean().item()})
         if penalty is not None:
             rec.scalar("ce", ce.item())
         if ctx.step % self.layer_every == 0:
@@ -298,6 +301,8 @@ class Session:
             params=dataclasses.asdict(self.method.p), layers=health,
             cut=output_constant(ctx.model, x), dense_accuracy=summary.get("dense_accuracy"),
             final_accuracy=summary.get("final_accuracy"), num_classes=self.data.num_classes,
+            dense_perplexity=summary.get("dense_perplexity"),
+            final_perplexity=summary.get("final_perplexity"),
             epochs=config.epochs, recovery_epochs=recovery,
             recovery_hint=self.method.recovery_hint)
         # The data's own caveats (a held-out split missing a class) first: they qualify every
@@ -344,12 +349,20 @@ class Session:
         return status, error
 
 
+def _quality(phase: str, result: dict[str, float]) -> dict[str, float]:
+    """`<phase>_accuracy`, and for a language model `<phase>_perplexity`, for the summary."""
+    out = {f"{phase}_accuracy": result["accuracy"]}
+    if "perplexity" in result:
+        out[f"{phase}_perplexity"] = result["perplexity"]
+    return out
+
+
 def _final_metrics(ctx: Context, input_shape: tuple[int, ...], evaluate_final: bool,
                    dense_shapes: dict[str, torch.Size], params_dense: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if evaluate_final:
         result = ctx.evaluate()
-        out["final_accuracy"] = result["accuracy"]
+        out.update(_quality("final", result))
         if "top5" in result:
             out["final_top5"] = result["top5"]
     total, nonzero = param_counts(ctx.model)

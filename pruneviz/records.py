@@ -104,13 +104,16 @@ SCALARS = declare("scalar", {
     "target_sparsity": "sparsity the method's schedule asks for at this step",
     "test_accuracy": "top-1 accuracy on the held-out set (per epoch)",
     "test_top5": "top-5 accuracy on the held-out set (per epoch, > 5 classes)",
-    "test_loss": "cross-entropy on the held-out set (per epoch)",
+    "test_loss": "cross-entropy on the held-out set (per epoch; a language model's: per token)",
+    "test_perplexity": "language models: exp(test_loss), the held-out perplexity (per epoch)",
     "dense_accuracy": "held-out top-1 accuracy of the dense start, before any hook (step 0)",
     "dense_top5": "held-out top-5 accuracy of the dense start (> 5 classes)",
     "dense_loss": "held-out cross-entropy of the dense start",
     "pruned_accuracy": "held-out top-1 accuracy when the final mask was first reached",
     "pruned_top5": "held-out top-5 accuracy then (> 5 classes)",
     "pruned_loss": "held-out cross-entropy then",
+    "dense_perplexity": "language models: held-out perplexity of the dense start (once)",
+    "pruned_perplexity": "language models: held-out perplexity once the final mask is reached",
 })
 LAYERS = declare("layer", {
     "sparsity": "fraction of zero weights in the layer",
@@ -132,6 +135,12 @@ SUMMARY = declare("summary", {
     "pruned_accuracy": "held-out top-1 accuracy when the final mask was first reached",
     "final_accuracy": "held-out top-1 accuracy at the end",
     "final_top5": "held-out top-5 accuracy at the end (> 5 classes)",
+    "dense_perplexity": "language models: held-out perplexity of the dense start",
+    "pruned_perplexity": "language models: held-out perplexity when the final mask was first "
+                         "reached",
+    "final_perplexity": "language models: held-out perplexity at the end",
+    "heads_removed": "transformers: attention heads removed when the model was compacted",
+    "neurons_removed": "transformers: MLP hidden neurons removed when the model was compacted",
     "sparsity": "fraction of zeros over the prunable weights at the end",
     "global_sparsity": "fraction of zeros over all parameters at the end, against the dense "
                        "parameter count",

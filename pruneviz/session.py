@@ -21,15 +21,19 @@ from .methods.base import check_pattern
 from .models import build_model, check_model_name
 from .safe_load import load_tensors
 from .store import FOREGROUND, RunSink
+from .text import is_text
 
 # Dense baselines share one recipe per dataset so every method of a comparison starts from the
 # same weights; only the epochs (and data options) are the user's.
 DENSE_EPOCHS = {"digits": 20, "cifar10_small": 10, "mnist": 3, "fashion_mnist": 5, "cifar10": 30,
-                "cifar100": 30}
+                "cifar100": 30, "pydoc": 8}
 DENSE_RECIPE = dict(method="dense", rate=0.0, start="scratch", optimizer="sgd", lr=0.05,
                     momentum=0.9, nesterov=True, weight_decay=5e-4, lr_schedule="cosine",
                     label_smoothing=0.0, params={}, name="")
 DENSE_RECIPE_VERSION = 1
+# Transformers barely move under SGD at the CNN recipe's rate in a few hundred steps; Adam at
+# nanoGPT's small-model rate trains them (CNN baselines keep the recipe above, unchanged).
+TRANSFORMER_RECIPE = dict(optimizer="adam", lr=3e-3, weight_decay=0.0)
 _dense_lock = threading.Lock()   # one dense baseline trains at a time, so a sweep trains it once
 
 
@@ -53,8 +57,22 @@ def check(config: SessionConfig) -> tuple[type[Method], Any]:
     check_name(config.name)
     check_model_name(config.model)
     check_dataset_name(config.dataset)
+    check_modality(config.model, config.dataset)
     resolve_device(config.device)
     return method_cls, params
+
+
+def check_modality(model: str, dataset: str) -> None:
+    """ConfigError when a language model meets images or an image model meets text."""
+    from .data import dataset_modality
+    from .models import model_modality
+
+    have, want = dataset_modality(dataset), model_modality(model)
+    if have != want:
+        fix = ("a text dataset (pydoc or text:PATH)" if want == "text"
+               else "an image dataset (digits, cifar10_small, ...)")
+        raise ConfigError(f"model {model} takes {want}s but dataset {dataset} is {have}; pick "
+                          f"{fix} for it, or a model for {have}s.")
 
 
 def prepare(config: SessionConfig) -> Prepared:
@@ -62,7 +80,7 @@ def prepare(config: SessionConfig) -> Prepared:
     method_cls, params = check(config)
     data = load_dataset(config.dataset, config.data_root, download=config.download,
                         augment=config.augment, holdout=config.holdout,
-                        image_size=config.image_size)
+                        image_size=config.image_size, seed=config.seed)
     torch.manual_seed(config.seed)
     model = build_model(config.model, data.input_shape, data.num_classes,
                         pretrained=config.pretrained)
@@ -74,8 +92,11 @@ def prepare(config: SessionConfig) -> Prepared:
 def dense_config(config: SessionConfig) -> SessionConfig:
     """The dense baseline's own config: the shared recipe on the session's data and model."""
     epochs = config.dense_epochs or DENSE_EPOCHS.get(config.dataset, 20)
-    batch = 64 if config.dataset == "digits" else 128
-    return config.replace(**DENSE_RECIPE, epochs=epochs, dense_epochs=epochs, batch_size=batch)
+    from .transformers import TRANSFORMERS
+
+    batch = 64 if config.dataset == "digits" else 32 if is_text(config.dataset) else 128
+    recipe = {**DENSE_RECIPE, **(TRANSFORMER_RECIPE if config.model in TRANSFORMERS else {})}
+    return config.replace(**recipe, epochs=epochs, dense_epochs=epochs, batch_size=batch)
 
 
 def dense_key(dense: SessionConfig) -> str:

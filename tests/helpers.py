@@ -197,3 +197,66 @@ def decode_plotly(obj):
     if isinstance(obj, list):
         return [decode_plotly(v) for v in obj]
     return obj
+
+
+# The transformers' contract: each on its own data, a budget of a few steps.
+TRANSFORMER_DATA = {"gpt_tiny": "pydoc", "vit_tiny": "digits"}
+TINY = dict(dense_epochs=1, epochs=3, max_steps_per_epoch=3, batch_size=16, eval_limit=16,
+            device="cpu")
+
+
+def held_hidden(model: str) -> int:
+    """MLP hidden width of a transformer's blocks."""
+    return {"gpt_tiny": 256, "vit_tiny": 128}[model]
+
+
+def check_transformer_contract(name: str, model: str, store) -> None:
+    """`name` completes a short session on `model` with every step recorded, prunes only the
+    linear layers of the blocks to its target (embeddings, norms, the patch embedding and the
+    head stay dense), and its held masks' weights are exactly zero; a filter method refuses the
+    model with one clear ConfigError (heads and neurons are not its structures yet)."""
+    from pruneviz.config import ConfigError
+
+    config = SessionConfig(method=name, rate=CONTRACT_RATE, model=model,
+                           dataset=TRANSFORMER_DATA[model], **TINY)
+    cls = load_all()[name]
+    if cls.kind == "filter" and not cls.structures:
+        with pytest.raises(ConfigError, match="transformer"):
+            run_session(config, store)
+        return
+    held = {}
+    save = loop._save_artifacts
+
+    def capture(ctx, folder):
+        held.update(masks=dict(ctx.masks), layers=[l.param for l in ctx.layers],
+                    weights={k: v.detach().clone() for k, v in ctx.model.state_dict().items()})
+        save(ctx, folder)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(loop, "_save_artifacts", capture)
+    try:
+        s = run_session(config, store)
+    finally:
+        mp.undo()
+    assert s["status"] == "completed", s.get("error")
+    assert store.scalars(s["run_id"], ["loss"]).step.tolist() == list(range(s["steps"]))
+    target = 0.0 if name == "dense" else CONTRACT_RATE
+    assert s["sparsity"] == pytest.approx(target, abs=0.05)
+    # the classifier / LM head only where the method's own last_linear asks for it (GMP's
+    # family defaults to it, as on the CNNs)
+    head = {"gpt_tiny": "lm_head.weight", "vit_tiny": "head.weight"}[model]
+    blocks = [p for p in held["layers"] if p != head]
+    assert all(p.startswith("blocks.") and p.endswith(("c_attn.weight", "c_proj.weight",
+                                                       "c_fc.weight")) for p in blocks)
+    assert len(blocks) == 4 * 4
+    assert (head in held["layers"]) == bool(getattr(load_all()[name].Params(), "last_linear",
+                                                    False))
+    for key, w in held["weights"].items():
+        if key.endswith("weight") and key not in held["layers"] and w.dim() >= 2:
+            assert torch.count_nonzero(w) == w.numel(), f"{name} pruned {key}"
+    for key, mask in held["masks"].items():
+        assert torch.all(held["weights"][key][mask == 0] == 0), key
+    if model == "gpt_tiny":
+        assert s["final_perplexity"] > 1.0
+    if cls.structures:      # half the heads and neurons of every block, physically removed
+        assert (s["heads_removed"], s["neurons_removed"]) == (4 * 2, 4 * held_hidden(model) // 2)

@@ -23,6 +23,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     cols = ["run_id", "name", "method", "model", "dataset", "rate", "seed", "status",
             "dense_accuracy", "final_accuracy", "sparsity"]
+    if df.final_perplexity.notna().any():      # language-model runs: their quality measure
+        cols[-1:-1] = ["dense_perplexity", "final_perplexity"]
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 

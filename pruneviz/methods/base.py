@@ -123,6 +123,8 @@ class Method:
     # "hard" zeros as it goes; "soft" keeps pruned weights trainable (shrunk or zeroed, free
     # to regrow) until the mask is final; "deferred" zeroes nothing until one hard prune.
     zeros: ClassVar[str] = "hard"
+    # A filter method that also prunes transformers' structures (attention heads, MLP neurons).
+    structures: ClassVar[bool] = False
 
     def __init__(self, params: Any = None) -> None:
         self.p = params if params is not None else self.Params()
@@ -136,7 +138,15 @@ class Method:
 
     def check(self, model: nn.Module) -> None:
         """Raise ConfigError if this method cannot run on `model`."""
-        if self.kind == "filter" and not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        if (self.kind == "filter" and not self.structures
+                and getattr(model, "modality", None) is not None):
+            # transformers.py's models: their units are heads and MLP neurons, not conv filters
+            raise ConfigError(f"{self.name} prunes conv filters, and this model is a "
+                              f"transformer (its structures are attention heads and MLP "
+                              f"neurons, which {self.name} does not prune yet); pick l2_filter or "
+                              f"an unstructured method (l1, gmp, ...), or a conv model.")
+        if (self.kind == "filter" and getattr(model, "modality", None) is None
+                and not any(isinstance(m, nn.Conv2d) for m in model.modules())):
             raise ConfigError(f"{self.name} prunes conv filters, but this model has no "
                               f"convolutions; pick a conv model or an unstructured method.")
         if self.pattern is not None and not self.select_layers(model):

@@ -51,7 +51,7 @@ MAX_TAG_CHARS, MAX_TAGS, MAX_NOTES_CHARS = 40, 20, 20_000
 # Summary numbers runs() lists as columns (the dashboard's compare views plot them).
 SUMMARY_COLUMNS = ("dense_accuracy", "pruned_accuracy", "final_accuracy", "sparsity",
                    "global_sparsity", "params_nonzero", "flops_dense", "flops_effective",
-                   "wall_s", "warnings")
+                   "wall_s", "warnings", "dense_perplexity", "final_perplexity")
 
 
 

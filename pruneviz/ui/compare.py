@@ -16,6 +16,7 @@ from ..plots_compare import (
     pareto_figure,
     seed_groups,
 )
+from ..quality import ACCURACY, COMPARE_METRICS, PERPLEXITY
 from ..store import ACTIVE, Store
 from ..workers import DEFAULT_COMPARISON, Queue, grid
 from .forms import dataclass_widgets, problems
@@ -28,12 +29,13 @@ SHOWN_CURVES = {"loss", "test_accuracy", "sparsity"}      # drawn above in any c
 PREFERRED_CURVES = ("hard_prune_now_accuracy", "primal_residual", "density", "r_e")
 GRID_FIELDS = ("model", "dataset", "epochs")
 TABLE_COLUMNS = ["label", "status", "method", "model", "dataset", "rate", "seed", "epochs",
-                 "final_accuracy", "accuracy_drop", "sparsity", "flops_effective", "warnings",
-                 "tags", "notes", "wall_s", "run_id"]
+                 "final_accuracy", "accuracy_drop", "final_perplexity", "perplexity_rise",
+                 "sparsity", "flops_effective", "warnings", "tags", "notes", "wall_s", "run_id"]
 WARNINGS_SHOWN = 8       # warning sentences listed above the table; the column holds them all
 SWEEP_INPUTS = ["method", "rate", "seed", "epochs"]
 SWEEP_OUTPUTS = ["final_accuracy", "accuracy_drop", "sparsity", "flops_effective"]
-METRICS = {"final_accuracy": "final accuracy", "accuracy_drop": "accuracy drop vs dense"}
+METRICS = {k: label for k, (label, _) in COMPARE_METRICS.items()}
+PERPLEXITY_COLUMNS = ("final_perplexity", "perplexity_rise")    # language-model runs only
 FORMATS = {"png": "PNG", "svg": "SVG"}
 _LAUNCHED = "cmp.launched"
 _URL = "cmp.url"                # the ?runs= value this session last read or wrote
@@ -48,8 +50,8 @@ def compare_data(store: Store, run_ids: list[str]) -> dict[str, pd.DataFrame]:
     runs = runs.reset_index()
     configs = {r: store.run(r)["config"].to_dict() for r in runs.run_id}
     runs["epochs"] = [configs[r]["epochs"] for r in runs.run_id]
-    runs["accuracy_drop"] = (pd.to_numeric(runs.dense_accuracy, errors="coerce")
-                             - pd.to_numeric(runs.final_accuracy, errors="coerce"))
+    runs["accuracy_drop"] = _drop(runs, ACCURACY)
+    runs["perplexity_rise"] = _drop(runs, PERPLEXITY)
     # Only completed runs are averaged: a failed, cancelled or still-training run's curve
     # stops early and would bend the mean and band where it ends.
     done = runs.run_id[runs.status == "completed"]
@@ -69,9 +71,18 @@ def compare_data(store: Store, run_ids: list[str]) -> dict[str, pd.DataFrame]:
             "sweep": sweep if len(sweep) > 1 else pd.DataFrame(index=list(done))}
 
 
+def _drop(runs: pd.DataFrame, quality) -> pd.Series:
+    """Per run, how much worse its final quality is than its dense start's (positive: worse)."""
+    dense = pd.to_numeric(runs[f"dense_{quality.key}"], errors="coerce")
+    final = pd.to_numeric(runs[f"final_{quality.key}"], errors="coerce")
+    return dense - final if quality.higher_is_better else final - dense
+
+
 def compare_table(runs: pd.DataFrame) -> pd.DataFrame:
     """The compare table as shown and downloaded: one row per run, tags joined by commas."""
-    table = runs[TABLE_COLUMNS].copy()
+    columns = [c for c in TABLE_COLUMNS if c not in PERPLEXITY_COLUMNS
+               or pd.to_numeric(runs[c], errors="coerce").notna().any()]
+    table = runs[columns].copy()
     table["tags"] = [", ".join(t) for t in table.tags]
     table["warnings"] = [" | ".join(_warnings(w)) for w in table.warnings]
     return table
@@ -237,9 +248,13 @@ def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> None:
     """Pareto charts of a chosen metric against sparsity and FLOPs, and the parallel
     coordinates of the finished runs' parameters and outcomes."""
     done = runs[runs.status == "completed"]
-    metric = st.radio("Trade-off metric", list(METRICS), format_func=METRICS.get,
+    # Perplexity is offered once a language-model run is in the selection (they record
+    # next-token accuracy too); fronts are per model/dataset pair when the selection mixes them.
+    shown = [m for m in METRICS if m not in PERPLEXITY_COLUMNS
+             or pd.to_numeric(done.get(m), errors="coerce").notna().any()]
+    metric = st.radio("Trade-off metric", shown, format_func=METRICS.get,
                       horizontal=True, key="cmp.metric")
-    up = metric != "accuracy_drop"
+    up = COMPARE_METRICS[metric][1]
     left, right = st.columns(2)
     front_by = "pair" if mixed else None
     _chart(left, pareto_figure(done, "sparsity", maximize_x=True, y=metric, maximize_y=up,
