@@ -1,0 +1,179 @@
+"""Calibration for the llm family: the samples, the order layers are pruned in, the forward
+passes that collect each layer's input statistics, and the gates of head importance.
+
+Sequential, as the authors' default (sparsegpt opt.py lines 82-126, wanda lib/prune.py lines
+137-207): layers are pruned group by group, a group being one block of `model.blocks` (every
+layer of a block is scored from the inputs collected before the block is pruned) or one layer
+outside blocks; each group's inputs come from a forward pass through the model whose earlier
+groups are already pruned. Where the authors cache each block's input and run the block alone,
+we run the model from its input and stop it (an exception from the hook) once the group's last
+layer has seen its input: the same inputs, no assumption on how blocks are chained.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ...config import ConfigError
+from ...data import DataBundle
+from ...masks import Layer
+from .math import InputStats, input_rows, weight_matrix
+
+CHUNK = 32       # calibration samples per forward pass
+
+
+class _Stop(Exception):
+    """Raised by a hook once every layer of the group has seen its input."""
+
+
+def calibration(data: DataBundle, n: int, seed: int, device: torch.device
+                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`n` training examples drawn with the session's seed (the same for every method of a
+    comparison), prepared as the training batches are (no augmentation), in chunks."""
+    total = len(data.train_x)
+    if n > total:
+        raise ConfigError(f"calib_samples={n} is more than the {total} training examples of "
+                          f"{data.name}; set calib_samples to at most {total}.")
+    idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
+    x, y = data.train_x[idx], data.train_y[idx]
+    if x.dtype == torch.uint8 or x.is_floating_point():     # images; token ids pass as they are
+        x = data.normalize(x.float().div(255) if x.dtype == torch.uint8 else x)
+    return [(x[i:i + CHUNK].to(device), y[i:i + CHUNK].to(device)) for i in range(0, n, CHUNK)]
+
+
+def task_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a classifier (N, C) or of a language model's (N, T, V) next tokens."""
+    if logits.dim() == 3 and y.dim() == 2:
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten())
+    return F.cross_entropy(logits, y)
+
+
+def groups(model: nn.Module, layers: list[Layer]) -> list[tuple[str, list[Layer]]]:
+    """(name, layers) in pruning order: one group per block of `model.blocks` (nanoGPT's
+    layout), one per layer elsewhere; ordered by the first layer of each in module order."""
+    blocks = getattr(model, "blocks", None)
+    prefixes: list[str] = []
+    if isinstance(blocks, (nn.ModuleList, nn.Sequential)):
+        base = next(n for n, m in model.named_modules() if m is blocks)
+        prefixes = [f"{base}.{i}" for i in range(len(blocks))]
+    out: dict[str, list[Layer]] = {}
+    for layer in layers:
+        key = next((p for p in prefixes if layer.name.startswith(p + ".")), layer.name)
+        out.setdefault(key, []).append(layer)
+    return list(out.items())
+
+
+@torch.no_grad()
+def collect(model: nn.Module, group: list[Layer], batches: list[tuple[torch.Tensor, torch.Tensor]],
+            hessian: bool) -> dict[str, InputStats]:
+    """Each layer of `group`'s input statistics over the calibration batches, in eval mode."""
+    stats = {l.name: InputStats(weight_matrix(l.module.weight).shape[1], hessian,
+                                l.module.weight.device) for l in group}
+    seen: set[str] = set()
+
+    def hook(name: str):
+        def record(module: nn.Module, args: tuple, _out: torch.Tensor) -> None:
+            x = args[0]
+            stats[name].add(input_rows(module, x), x.shape[0])
+            seen.add(name)
+            if len(seen) == len(stats):
+                raise _Stop
+        return record
+
+    handles = [l.module.register_forward_hook(hook(l.name)) for l in group]
+    was = model.training
+    model.eval()
+    try:
+        for x, _ in batches:
+            seen.clear()
+            try:
+                model(x)
+            except _Stop:
+                pass
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return stats
+
+
+# -- head importance's gates -------------------------------------------------------------------
+def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Modules with nanoGPT's attention layout: int n_head and head_dim, c_attn (rows [q|k|v],
+    head h = rows h*head_dim:(h+1)*head_dim of each) and c_proj (head h = those input
+    columns)."""
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(getattr(m, "n_head", None), int) and isinstance(
+                getattr(m, "c_attn", None), nn.Linear) and isinstance(
+                getattr(m, "c_proj", None), nn.Linear)]
+
+
+class Gates:
+    """A gate xi (ones, requires grad) per head of each attention module, applied as a forward
+    pre-hook on its c_proj that multiplies head h's input slice by xi_h (no model change); for a
+    model without attention, a gate per output unit of each layer (forward hook on its
+    output)."""
+
+    def __init__(self, units: list[tuple[str, nn.Module, int]], heads: bool) -> None:
+        self.units, self.heads = units, heads
+        self.xi = [torch.ones(n, requires_grad=True, device=_device(m)) for _, m, n in units]
+
+    def __enter__(self) -> Gates:
+        self.handles = []
+        for (_, module, _n), xi in zip(self.units, self.xi):
+            if self.heads:
+                self.handles.append(module.c_proj.register_forward_pre_hook(_head_gate(xi)))
+            else:
+                self.handles.append(module.register_forward_hook(_unit_gate(xi)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _head_gate(xi: torch.Tensor):
+    def gate(_module: nn.Module, args: tuple) -> tuple:
+        x = args[0]
+        shape = x.shape
+        return (x.view(*shape[:-1], xi.numel(), -1).mul(xi.view(-1, 1)).view(shape),
+                *args[1:])
+    return gate
+
+
+def _unit_gate(xi: torch.Tensor):
+    def gate(_module: nn.Module, _args: tuple, out: torch.Tensor) -> torch.Tensor:
+        return out * (xi.view(1, -1, 1, 1) if out.dim() == 4 else xi)
+    return gate
+
+
+def importance(model: nn.Module, gates: Gates,
+               batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """Per gated module, mean over the calibration batches of |dL/d xi| (Michel et al.: I_h =
+    E |dL/d xi_h|; each batch's gradient, as the Transformers bertology script accumulates it),
+    with the model in eval mode and its parameters' gradients off."""
+    was = model.training
+    model.eval()
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    total = [torch.zeros_like(xi) for xi in gates.xi]
+    try:
+        with torch.enable_grad(), gates:
+            for x, y in batches:
+                grads = torch.autograd.grad(task_loss(model(x), y), gates.xi, allow_unused=True)
+                for t, g in zip(total, grads):
+                    if g is not None:
+                        t += g.abs()
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was)
+    return [t / max(len(batches), 1) for t in total]
+
