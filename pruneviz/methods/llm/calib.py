@@ -12,6 +12,9 @@ layer has seen its input: the same inputs, no assumption on how blocks are chain
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -19,7 +22,7 @@ import torch.nn.functional as F
 from ...config import ConfigError
 from ...data import DataBundle
 from ...masks import Layer
-from .math import InputStats, input_rows, weight_matrix
+from .math import InputStats, input_rows, matrix_weight, weight_matrix
 
 CHUNK = 32       # calibration samples per forward pass
 
@@ -97,6 +100,43 @@ def collect(model: nn.Module, group: list[Layer], batches: list[tuple[torch.Tens
             h.remove()
         model.train(was)
     return stats
+
+
+@dataclass
+class Pruned:
+    """One layer as the sequential prune left it."""
+
+    group: str
+    layer: Layer
+    w: torch.Tensor               # its weight matrix before pruning (weight_matrix order)
+    stats: InputStats             # its calibration inputs
+    keep: torch.Tensor            # keep mask, matrix order
+    mask: torch.Tensor            # keep mask, weight shape
+    extra: dict[str, float]       # what the scorer adds to llm_layers
+
+
+Scorer = Callable[[torch.Tensor, InputStats],
+                  tuple[torch.Tensor | None, torch.Tensor, dict[str, float]]]
+
+
+def sequential(model: nn.Module, layers: list[Layer],
+               batches: list[tuple[torch.Tensor, torch.Tensor]], hessian: bool,
+               score: Scorer) -> Iterator[Pruned]:
+    """Prune `layers` group by group: collect a group's inputs (through the model as pruned
+    so far), then for each of its layers take `score(w, stats)` -> (updated matrix or None,
+    keep mask, extra), write the update and zero the pruned weights, and yield what was done."""
+    for name, group in groups(model, layers):
+        stats = collect(model, group, batches, hessian)
+        for layer in group:
+            weight = layer.module.weight
+            w = weight_matrix(weight.detach()).float()
+            new, keep, extra = score(w, stats[layer.name])
+            with torch.no_grad():
+                if new is not None:
+                    weight.copy_(matrix_weight(new, weight.shape).to(weight.dtype))
+                mask = matrix_weight(keep, weight.shape).to(weight.dtype)
+                weight.mul_(mask)
+            yield Pruned(name, layer, w, stats[layer.name], keep, mask, extra)
 
 
 # -- head importance's gates -------------------------------------------------------------------

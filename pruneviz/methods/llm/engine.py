@@ -33,20 +33,18 @@ import torch.nn as nn
 from ...config import ConfigError, SessionConfig, param
 from ...masks import Layer, Masks, apply_masks, filter_param_masks, n_prune, prunable_layers
 from ..base import Context, Method, nm_field, register
-from .calib import Gates, attention_modules, calibration, collect, groups, importance
+from .calib import Gates, Pruned, attention_modules, calibration, importance, sequential
 from .math import (
     BLOCKSIZE,
     PERCDAMP,
     InputStats,
     least_important,
-    matrix_weight,
     normalize_importance,
     prune_mask,
     reconstruction_error,
     round_counts,
     sparsegpt,
     wanda_scores,
-    weight_matrix,
 )
 from .records import CHANNELS, HEAD_ROUNDS, HEAD_SCORES, LAYER_STATS, OUTCOMES, POINTS
 
@@ -140,33 +138,24 @@ class Calibrated(RetrainFree, Method):
     def mask_final(cls, config: SessionConfig, params: Any) -> float | None:
         return 0.0
 
-    def prune(self, w: torch.Tensor, stats: InputStats, rate: float
+    def prune(self, w: torch.Tensor, stats: InputStats
               ) -> tuple[torch.Tensor | None, torch.Tensor, dict[str, float]]:
-        """(the updated weight matrix or None, the keep mask, extra llm_layers fields)."""
+        """(the updated weight matrix or None, the keep mask, extra llm_layers fields) at the
+        session's rate (self.rate, set before the prune)."""
         raise NotImplementedError
 
     def before_training(self, ctx: Context) -> None:
         started = time.perf_counter()
         ctx.summary.update(self.pattern_summary())
         batches = calibration(ctx.data, self.p.calib_samples, ctx.config.seed, ctx.device)
-        rate = ctx.config.rate
+        self.rate = ctx.config.rate
         masks: Masks = {}
-        order = 0
-        for name, group in groups(ctx.model, ctx.layers):
-            stats = collect(ctx.model, group, batches, self.hessian)
-            for layer in group:
-                weight = layer.module.weight
-                w = weight_matrix(weight.detach()).float()
-                new, keep, extra = self.prune(w, stats[layer.name], rate)
-                with torch.no_grad():
-                    if new is not None:
-                        weight.copy_(matrix_weight(new, weight.shape).to(weight.dtype))
-                    masks[layer.param] = matrix_weight(keep, weight.shape).to(weight.dtype)
-                    weight.mul_(masks[layer.param])
-                if order == 0:
-                    ctx.record.scalar("calib_tokens", stats[layer.name].tokens)
-                self.record_layer(ctx, layer, name, order, w, stats[layer.name], keep, extra)
-                order += 1
+        for order, done in enumerate(sequential(ctx.model, ctx.layers, batches, self.hessian,
+                                                self.prune)):
+            masks[done.layer.param] = done.mask
+            if order == 0:
+                ctx.record.scalar("calib_tokens", done.stats.tokens)
+            self.record_layer(ctx, done, order)
         ctx.masks = masks
         apply_masks(ctx.model, masks)
         seconds = time.perf_counter() - started
@@ -175,18 +164,18 @@ class Calibrated(RetrainFree, Method):
         ctx.mark_pruned()
         self.freeze(ctx)
 
-    def record_layer(self, ctx: Context, layer: Layer, group: str, order: int, w: torch.Tensor,
-                     stats: InputStats, keep: torch.Tensor, extra: dict[str, float]) -> None:
+    def record_layer(self, ctx: Context, done: Pruned, order: int) -> None:
         """llm_layers, llm_channels, llm_points and the layer's outlier ratio."""
+        layer, w, stats, keep = done.layer, done.w, done.stats, done.keep
         norms = stats.norms
         magnitude = prune_mask(w.abs(), ctx.config.rate, self.pattern) == 0
         wanda = prune_mask(wanda_scores(w, norms), ctx.config.rate, self.pattern) == 0
         saved, lost = magnitude & ~wanda, wanda & ~magnitude
         LAYER_STATS.write(
-            ctx.record, layer=layer.name, order=order, group=group, rows=w.shape[0],
+            ctx.record, layer=layer.name, order=order, group=done.group, rows=w.shape[0],
             columns=w.shape[1], tokens=stats.tokens, sparsity=float((keep == 0).float().mean()),
             disagree=float((saved | lost).float().mean()),
-            dead_inputs=int((stats.sq_norms == 0).sum()), **extra)
+            dead_inputs=int((stats.sq_norms == 0).sum()), **done.extra)
         median = float(norms.median())
         if median > 0:
             ctx.record.layer(layer.name, "input_norm_max_ratio", float(norms.max()) / median)
@@ -220,8 +209,8 @@ class MagnitudeRow(Calibrated):
     summary = ("One-shot per-output-row magnitude (Wanda's groups, score |W|): the comparison "
                "the Wanda paper draws.")
 
-    def prune(self, w, stats, rate):
-        return None, prune_mask(w.abs(), rate, self.pattern), {}
+    def prune(self, w, stats):
+        return None, prune_mask(w.abs(), self.rate, self.pattern), {}
 
 
 @register
@@ -230,8 +219,8 @@ class Wanda(Calibrated):
     summary = ("Wanda: one-shot, prune the lowest |W| * ||X_j|| in each output row (input "
                "norms from calibration), no weight update.")
 
-    def prune(self, w, stats, rate):
-        return None, prune_mask(wanda_scores(w, stats.norms), rate, self.pattern), {}
+    def prune(self, w, stats):
+        return None, prune_mask(wanda_scores(w, stats.norms), self.rate, self.pattern), {}
 
 
 @register
@@ -242,7 +231,8 @@ class SparseGPT(Calibrated):
     Params = SparseGPTParams
     hessian = True
 
-    def prune(self, w, stats, rate):
+    def prune(self, w, stats):
+        rate = self.rate
         new, keep, losses = sparsegpt(w, stats.H, rate, self.pattern, self.p.blocksize,
                                       self.p.percdamp)
         magnitude = prune_mask(w.abs(), rate, self.pattern)
