@@ -271,3 +271,37 @@ def test_the_layers_are_every_hidden_linear_and_conv_but_not_grouped_convs():
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=8), nn.Conv2d(8, 4, 1),
                         nn.Flatten(), nn.LazyLinear(10))
     assert [l.name for l in engine._layers(net)] == ["2"]
+
+
+# -- the internals view on real runs ------------------------------------------------------------
+def test_the_view_draws_sparsegpts_errors_and_wandas_outliers(test_models, shared_store,
+                                                              fast_config):
+    from pruneviz import views
+
+    for method, last in (("sparsegpt", "llm.errors"), ("wanda", "llm.disagree")):
+        s = _run(shared_store, fast_config, method=method, params={"retrain_free": True})
+        view = views.view(method)
+        frames = view.load(shared_store, s["run_id"])
+        assert view.steps(frames) == [0]
+        panels = view.panels(frames, shared_store.run(s["run_id"]), 0)
+        assert [p.key for p in panels] == ["llm.scatter", "llm.profile", "llm.norms", last]
+        scatter = panels[0].figure
+        assert sum(len(t.x) for t in scatter.data) == 300       # the sampled points
+        if method == "sparsegpt":
+            bars = panels[3].figure.data
+            assert [b.name for b in bars] == [name for _, name, _ in view.ERRORS]
+            assert len(bars[0].x) == 9
+
+
+def test_the_view_draws_the_head_grid_per_round_and_the_quality(test_models, shared_store,
+                                                                fast_config):
+    from pruneviz import views
+
+    s = _run(shared_store, fast_config, method="head_importance", params={"rounds": 2})
+    view = views.view("head_importance")
+    frames = view.load(shared_store, s["run_id"])
+    heads, quality = view.panels(frames, shared_store.run(s["run_id"]), 0)
+    grid = heads.figure.data[0]
+    assert list(grid.y) == [f"round {r} · blocks.{i}.attn" for r in (1, 2) for i in (0, 1)]
+    assert sum(t == "✕" for row in grid.text for t in row) == 4
+    assert list(quality.figure.data[0].x) == [0.0, 0.25, 0.5]

@@ -201,11 +201,11 @@ def heads_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
         return waiting(WAIT, 360)
     hs = hs.assign(row=[f"round {int(r)} · {layer}" for r, layer in zip(hs["round"], hs.layer)])
     rows = list(pd.unique(hs.row))
-    heads = int(numbers(hs.head).max()) + 1
+    heads = int(numbers(hs["head"]).max()) + 1
     z = np.full((len(rows), heads), np.nan)
     text = np.full((len(rows), heads), "", dtype=object)
     index = {r: i for i, r in enumerate(rows)}
-    for r, h, imp, status in zip(hs.row, numbers(hs.head), numbers(hs.importance), hs.status):
+    for r, h, imp, status in zip(hs.row, numbers(hs["head"]), numbers(hs.importance), hs.status):
         i, j = index[r], int(h)
         if status != "gone":
             z[i, j] = imp
