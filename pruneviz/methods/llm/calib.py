@@ -5,14 +5,15 @@ Sequential, as the authors' default (sparsegpt opt.py lines 82-126, wanda lib/pr
 137-207): layers are pruned group by group, a group being one block of `model.blocks` (every
 layer of a block is scored from the inputs collected before the block is pruned) or one layer
 outside blocks; each group's inputs come from a forward pass through the model whose earlier
-groups are already pruned. Where the authors cache each block's input and run the block alone,
-we run the model from its input and stop it (an exception from the hook) once the group's last
-layer has seen its input: the same inputs, no assumption on how blocks are chained.
+groups are already pruned. Where the authors cache each block's input and run the block alone
+(once to collect, once more pruned to feed the next), we run the model once on all calibration
+samples and do both inside a forward pre-hook on each block (sequential()): the same inputs and
+the same two passes per block, with no assumption on how blocks are chained or called.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -24,11 +25,11 @@ from ...data import DataBundle
 from ...masks import Layer
 from .math import InputStats, input_rows, matrix_weight, weight_matrix
 
-CHUNK = 32       # calibration samples per forward pass
+CHUNK = 32       # samples per batch (head importance's gradients; the prune takes all at once)
 
 
 class _Stop(Exception):
-    """Raised by a hook once every layer of the group has seen its input."""
+    """Raised once the last group has run: the rest of the model is not needed."""
 
 
 def calibration(data: DataBundle, n: int, seed: int, device: torch.device
@@ -68,40 +69,6 @@ def groups(model: nn.Module, layers: list[Layer]) -> list[tuple[str, list[Layer]
     return list(out.items())
 
 
-@torch.no_grad()
-def collect(model: nn.Module, group: list[Layer], batches: list[tuple[torch.Tensor, torch.Tensor]],
-            hessian: bool) -> dict[str, InputStats]:
-    """Each layer of `group`'s input statistics over the calibration batches, in eval mode."""
-    stats = {l.name: InputStats(weight_matrix(l.module.weight).shape[1], hessian,
-                                l.module.weight.device) for l in group}
-    seen: set[str] = set()
-
-    def hook(name: str):
-        def record(module: nn.Module, args: tuple, _out: torch.Tensor) -> None:
-            x = args[0]
-            stats[name].add(input_rows(module, x), x.shape[0])
-            seen.add(name)
-            if len(seen) == len(stats):
-                raise _Stop
-        return record
-
-    handles = [l.module.register_forward_hook(hook(l.name)) for l in group]
-    was = model.training
-    model.eval()
-    try:
-        for x, _ in batches:
-            seen.clear()
-            try:
-                model(x)
-            except _Stop:
-                pass
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
-    return stats
-
-
 @dataclass
 class Pruned:
     """One layer as the sequential prune left it."""
@@ -119,24 +86,88 @@ Scorer = Callable[[torch.Tensor, InputStats],
                   tuple[torch.Tensor | None, torch.Tensor, dict[str, float]]]
 
 
+def _stats_of(layer: Layer, hessian: bool) -> InputStats:
+    return InputStats(weight_matrix(layer.module.weight).shape[1], hessian,
+                      layer.module.weight.device)
+
+
+@torch.no_grad()
 def sequential(model: nn.Module, layers: list[Layer],
                batches: list[tuple[torch.Tensor, torch.Tensor]], hessian: bool,
-               score: Scorer) -> Iterator[Pruned]:
-    """Prune `layers` group by group: collect a group's inputs (through the model as pruned
-    so far), then for each of its layers take `score(w, stats)` -> (updated matrix or None,
-    keep mask, extra), write the update and zero the pruned weights, and yield what was done."""
-    for name, group in groups(model, layers):
-        stats = collect(model, group, batches, hessian)
+               score: Scorer) -> list[Pruned]:
+    """Prune `layers` group by group in one forward pass of every calibration sample at once.
+
+    A forward pre-hook on each group's module (the block, or the lone layer) takes the group's
+    input as the model, pruned so far, delivers it; runs the block once more on it with hooks
+    that collect each layer's input statistics (a lone layer's input is its own); then for each
+    layer takes `score(w, stats)` -> (updated matrix or None, keep mask, extra), writes the
+    update and zeroes the pruned weights; and lets the block's real forward run pruned, so
+    later groups see pruned outputs. Two passes per block, as the authors' collect and
+    recompute loops; the model after the last group is not run."""
+    found = groups(model, layers)
+    modules = dict(model.named_modules())
+    x = torch.cat([b[0] for b in batches])
+    out: list[Pruned] = []
+    inside = False          # the inner collecting pass is running
+
+    def prune(name: str, group: list[Layer], stats: dict[str, InputStats]) -> None:
         for layer in group:
             weight = layer.module.weight
             w = weight_matrix(weight.detach()).float()
             new, keep, extra = score(w, stats[layer.name])
-            with torch.no_grad():
-                if new is not None:
-                    weight.copy_(matrix_weight(new, weight.shape).to(weight.dtype))
-                mask = matrix_weight(keep, weight.shape).to(weight.dtype)
-                weight.mul_(mask)
-            yield Pruned(name, layer, w, stats[layer.name], keep, mask, extra)
+            if new is not None:
+                weight.copy_(matrix_weight(new, weight.shape).to(weight.dtype))
+            mask = matrix_weight(keep, weight.shape).to(weight.dtype)
+            weight.mul_(mask)
+            out.append(Pruned(name, layer, w, stats[layer.name], keep, mask, extra))
+
+    def pre_hook(name: str, group: list[Layer]):
+        done = False
+
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            nonlocal done, inside
+            if done:        # the inner pass below, or a module called twice: pruned once
+                return
+            done = True
+            stats = {l.name: _stats_of(l, hessian) for l in group}
+            if len(group) == 1 and group[0].module is module:
+                stats[group[0].name].add(input_rows(module, args[0]), args[0].shape[0])
+            else:
+                inner = [l.module.register_forward_hook(
+                    lambda m, a, o, s=stats[l.name]: s.add(input_rows(m, a[0]), a[0].shape[0]))
+                    for l in group]
+                inside = True
+                try:
+                    module(*args, **kwargs)
+                finally:
+                    inside = False
+                    for h in inner:
+                        h.remove()
+            prune(name, group, stats)
+        return hook
+
+    def stop(*_: object) -> None:
+        if not inside:
+            raise _Stop
+
+    owners = [modules[name] if name in modules and not (len(group) == 1 and name ==
+                                                        group[0].name) else group[0].module
+              for name, group in found]
+    handles = [m.register_forward_pre_hook(pre_hook(name, group), with_kwargs=True)
+               for m, (name, group) in zip(owners, found)]
+    if owners:
+        handles.append(owners[-1].register_forward_hook(stop))
+    was = model.training
+    model.eval()
+    try:
+        model(x)
+    except _Stop:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return out
 
 
 # -- head importance's gates -------------------------------------------------------------------
