@@ -295,13 +295,13 @@ class HeadImportance(RetrainFree, Method):
         label = "head" if heads else "unit"
         self.round_row(ctx, 0, 0, total, label)
         for r in range(rounds):
-            scores = [normalize_importance(s) for s in
+            scores = [normalize_importance(s).cpu() for s in
                       importance(ctx.model, Gates(units, heads), batches)]
             if heads:
                 cut = least_important(torch.cat(scores), torch.cat(active), plan[0][r])
                 cut_per = list(torch.split(cut, [n for _, _, n in units]))
             else:
-                cut_per = [least_important(s.cpu(), a, plan[i][r])
+                cut_per = [least_important(s, a, plan[i][r])
                            for i, (s, a) in enumerate(zip(scores, active))]
             for i, (name, _, _) in enumerate(units):
                 status = ["removed" if c else "active" if a else "gone"
@@ -309,7 +309,7 @@ class HeadImportance(RetrainFree, Method):
                 for h, (imp, st) in enumerate(zip(scores[i].tolist(), status)):
                     HEAD_SCORES.write(ctx.record, round=r + 1, layer=name, head=h,
                                       importance=imp, status=st)
-                active[i] = active[i] & ~cut_per[i].cpu()
+                active[i] = active[i] & ~cut_per[i]
             ctx.masks = self.masks(ctx, units, active, heads)
             apply_masks(ctx.model, ctx.masks)
             removed = total - sum(int(a.sum()) for a in active)
