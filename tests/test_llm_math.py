@@ -244,8 +244,9 @@ def test_hessian_is_sparsegpts_running_average():
     theirs = AuthorsSparseGPT(layer)
     for b in batches:
         theirs.add_batch(b, None)
-    torch.testing.assert_close(ours.H, theirs.H, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(torch.diag(ours.H), 2 * ours.sq_norms, rtol=1e-5, atol=1e-5)
+    # to float32 rounding: ours scales the sum once (addmm), theirs each batch's inputs
+    torch.testing.assert_close(ours.H, theirs.H, rtol=1e-4, atol=1e-6 * float(theirs.H.max()))
+    torch.testing.assert_close(torch.diag(ours.H), 2 * ours.sq_norms)
 
 
 def test_damping_dead_inputs_and_the_upper_cholesky_factor_of_the_inverse():
