@@ -287,6 +287,9 @@ def test_the_view_draws_sparsegpts_errors_and_wandas_outliers(test_models, share
         assert [p.key for p in panels] == ["llm.scatter", "llm.profile", "llm.norms", last]
         scatter = panels[0].figure
         assert sum(len(t.x) for t in scatter.data) == 300       # the sampled points
+        points = shared_store.rows(s["run_id"], "llm_points")
+        assert (points.w > 0).all()         # |W| before the prune: no weight of it was zero
+        assert set(points.outcome) >= {"kept by both", "cut by both"}
         if method == "sparsegpt":
             bars = panels[3].figure.data
             assert [b.name for b in bars] == [name for _, name, _ in view.ERRORS]

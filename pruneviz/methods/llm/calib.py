@@ -113,7 +113,8 @@ def sequential(model: nn.Module, layers: list[Layer],
     def prune(name: str, group: list[Layer], stats: dict[str, InputStats]) -> None:
         for layer in group:
             weight = layer.module.weight
-            w = weight_matrix(weight.detach()).float()
+            # a copy: a Linear's matrix is its weight, which the prune below changes in place
+            w = weight_matrix(weight.detach()).float().clone()
             new, keep, extra = score(w, stats[layer.name])
             if new is not None:
                 weight.copy_(matrix_weight(new, weight.shape).to(weight.dtype))
