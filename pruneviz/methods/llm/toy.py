@@ -69,10 +69,10 @@ def matrix_figure(p: Parting, channel: int) -> go.Figure:
         hovertemplate="row %{y}, input %{x}: |W| %{text}, %{customdata}<extra></extra>"))
     fig.add_vrect(x0=channel - 0.5, x1=channel + 0.5, line=dict(color="#CC79A7", width=3))
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="output row")
-    fig.update_xaxes(showgrid=False, title_text="input channel (the scaled one framed)",
-                     tickvals=list(range(COLS)),
-                     ticktext=[f"{j}<br>{v:.1f}" for j, v in enumerate(p.norms.tolist())])
-    return _layout(fig, "|W| per weight; below each input its ||X_j||", height=420)
+    fig.update_xaxes(showgrid=False, title_text="input channel's ||X_j|| (the scaled one framed)",
+                     tickvals=list(range(COLS)), tickangle=0, tickfont=dict(size=10),
+                     ticktext=[f"{v:.0f}" if v >= 10 else f"{v:.1f}" for v in p.norms.tolist()])
+    return _layout(fig, "|W| of each weight, by outcome", height=420)
 
 
 def error_figure(p: Parting) -> go.Figure:
@@ -95,12 +95,12 @@ def draw(v: dict[str, Any]) -> Drawn:
     parted = int((p.outcome >= 2).sum())
     return Drawn(
         figures=[("matrix", matrix_figure(p, channel)), ("errors", error_figure(p))],
-        metrics=[("choices part", parted,
+        metrics=[("parted", parted,
                   "Weights one of magnitude and Wanda cuts and the other keeps."),
-                 ("kept on the scaled channel (Wanda)",
+                 ("Wanda keeps, framed",
                   int(((p.outcome[:, channel] == 0) | (p.outcome[:, channel] == 2)).sum()),
                   "Of the framed column's weights, those Wanda keeps."),
-                 ("error SparseGPT's update removes",
+                 ("update removes",
                   f"{1 - p.errors['err_sparsegpt'] / max(p.errors['err_mask'], 1e-12):.0%}",
                   "Of the error its mask alone leaves.")],
         notes=[("caption", "Turn the scale up: the framed input channel grows loud, so its "

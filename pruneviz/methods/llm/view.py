@@ -82,7 +82,7 @@ def panels(frames: dict[str, pd.DataFrame], run: dict, step: int | None = None) 
     else:
         out.append(Panel("llm.disagree", disagree_figure(frames, step, method),
                          "Per layer, the fraction of weights on which magnitude (per row) and "
-                         "Wanda disagree, beside the layer's outlier ratio."))
+                         "Wanda disagree: the more outlier input channels, the more."))
     return out
 
 
@@ -232,7 +232,8 @@ def quality_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
                     hovertemplate="round %{customdata:.0f}: accuracy %{y:.4f}<extra></extra>"),
               _line(frac, numbers(q.loss), "held-out loss", TARGET, mode="lines+markers",
                     yaxis="y2", dash="dash")]
-    return _figure(traces, dict(xaxis=_axis("fraction of heads removed"),
+    unit = str(q.unit.dropna().iloc[-1]) if q.unit.notna().any() else "head"
+    return _figure(traces, dict(xaxis=_axis(f"fraction of {unit}s removed"),
                                 yaxis=_axis("accuracy"),
                                 yaxis2=_axis("loss", overlaying="y", side="right",
                                              showgrid=False), showlegend=True),
