@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -51,10 +52,14 @@ def bench_session(method: str = "l1", rate: float = 0.8, *,
     config = SessionConfig(method=method, rate=rate, model="resnet20", batch_size=batch,
                            epochs=1000, device=device, start="scratch", params=params or {})
     cls = get_method(method)
+    params = dict(params or {})
+    if "calib_samples" in {f.name for f in dataclasses.fields(cls.Params)}:
+        # one-shot methods that calibrate (llm family) draw at most the synthetic set's size
+        params.setdefault("calib_samples", min(cls.Params().calib_samples, len(data.train_x)))
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(tmp)
         run_id = store.create_run(config)
-        session = Session(Prepared(config, cls(make_params(cls, params or {})), data,
+        session = Session(Prepared(config, cls(make_params(cls, params)), data,
                                    build_model("resnet20", (3, 32, 32), 10), dev),
                           store, run_id)
         session.begin()

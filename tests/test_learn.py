@@ -269,11 +269,13 @@ def test_schedules_page_renders_and_its_sliders_move_the_preview():
 
 def test_methods_page_renders_every_toy_and_each_moves_with_its_slider():
     at = _page("learn_methods")
-    assert len(at.tabs) == 4 and len(at.get("plotly_chart")) == 9
+    # one tab per family toy (learn.toys(): a new family adds its own), two figures or more each
+    assert len(at.tabs) == len(learn.toys()) and len(at.get("plotly_chart")) >= 2 * len(at.tabs)
     _moves(at, at.slider(key="learn.pgmpf.epoch"), 8, "learn.pgmpf.factor")
     _moves(at, at.slider(key="learn.fggp.rho"), 0.8, "learn.fggp.scatter")
     _moves(at, at.slider(key="learn.pgp.epoch"), 3, "learn.pgp.scores")
     _moves(at, at.slider(key="learn.slr.rate"), 0.5, "learn.slr.residual")
+    _moves(at, at.slider(key="learn.llm.scale"), 1.0, "learn.llm.matrix")
     at.slider(key="learn.fggp.rho").set_value(0.1).run()       # too small for this step
     assert not at.exception and any("ConfigError" in w.value for w in at.warning)
     # fewer epochs than the epoch on show: the epoch sliders fall back to a valid value
