@@ -213,7 +213,7 @@ def test_head_importance_removes_heads_in_rounds_and_records_quality(test_models
                                                                       fast_config, final):
     s = _run(shared_store, fast_config, method="head_importance",
              params={"rounds": 2, "retrain_free": True})
-    assert s["sparsity"] == pytest.approx(0.5, abs=1e-9) and s["heads_removed"] == 4
+    assert s["sparsity"] == pytest.approx(0.5, abs=1e-9) and s["heads_gated"] == 4
     rounds = shared_store.rows(s["run_id"], "head_rounds")
     assert rounds["round"].tolist() == [0, 1, 2] and rounds.removed.tolist() == [0, 2, 4]
     assert rounds.unit.eq("head").all() and rounds.accuracy.notna().all()
@@ -230,7 +230,7 @@ def test_head_importance_removes_heads_in_rounds_and_records_quality(test_models
 def test_head_importance_gates_units_on_a_model_without_attention(shared_store, fast_config):
     s = run_session(fast_config(model="mlp", method="head_importance", rate=0.5, epochs=1),
                     shared_store)
-    assert s["status"] == "completed" and s["units_removed"] == (256 + 128) // 2
+    assert s["status"] == "completed" and s["units_gated"] == (256 + 128) // 2
     assert s["sparsity"] == pytest.approx(0.5, abs=1e-9)
 
 

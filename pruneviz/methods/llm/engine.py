@@ -317,7 +317,7 @@ class HeadImportance(RetrainFree, Method):
         seconds = time.perf_counter() - started
         ctx.record.scalar("oneshot_seconds", seconds)
         ctx.summary["oneshot_seconds"] = round(seconds, 3)
-        ctx.summary[f"{label}s_removed"] = total - sum(int(a.sum()) for a in active)
+        ctx.summary[f"{label}s_gated"] = total - sum(int(a.sum()) for a in active)
         ctx.mark_pruned()
         self.freeze(ctx)
 

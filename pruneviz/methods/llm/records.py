@@ -2,21 +2,28 @@
 writes these keys and tables, the view reads them. Everything is written once, at step 0, by the
 one-shot prune before training (head importance: one set of rows per round)."""
 
-from ...records import Table
+from ...records import Table, declare
 
 # outcome of a weight in llm_points: the magnitude (|W| per row) and Wanda masks side by side
 OUTCOMES = ("kept by both", "cut by both", "magnitude cuts, Wanda keeps",
             "Wanda cuts, magnitude keeps")
 
-SCALARS = {
+SCALARS = declare("scalar", {
     "oneshot_seconds": "seconds the one-shot prune took: calibration forwards, scores, updates "
                        "(head importance: every round's gradients and evaluations)",
     "calib_tokens": "calibration tokens (rows of X) the first pruned layer saw",
-}
-LAYERS = {
+})
+LAYERS = declare("layer", {
     "input_norm_max_ratio": "largest input-channel norm ||X_j|| over the median one: how far the "
                             "layer's outlier input channels stand out",
-}
+})
+SUMMARY = declare("summary", {
+    "oneshot_seconds": "seconds the one-shot prune took (calibration, scores, updates)",
+    "retrain_free": "True when the session's epochs only measured: no weight changed after the "
+                    "one-shot prune (the papers' setting)",
+    "heads_gated": "head_importance: attention heads its rounds removed (masked)",
+    "units_gated": "head_importance on a model without attention: output units removed",
+})
 LAYER_STATS = Table("llm_layers", {      # one row per pruned layer
     "layer": "module name",
     "order": "position in the pruning order (0 first)",
