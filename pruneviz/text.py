@@ -88,6 +88,13 @@ class TextBundle:
             w = self.train_x[starts[:, None] + offsets].long()
             yield w[:, :-1].to(device), w[:, 1:].to(device)
 
+    def sample(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` training windows at seeded random offsets (calibration): x[n, T], y[n, T]."""
+        gen = torch.Generator().manual_seed(seed)
+        starts = torch.randint(0, len(self.train_x) - self.context, (n,), generator=gen)
+        w = self.train_x[starts[:, None] + torch.arange(self.context + 1)].long()
+        return w[:, :-1], w[:, 1:]
+
     def test_batches(self, device: torch.device, batch_size: int = 128,
                      limit: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The held-out windows (the first `limit` of them with a limit)."""

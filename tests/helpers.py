@@ -248,7 +248,8 @@ def check_transformer_contract(name: str, model: str, store) -> None:
     blocks = [p for p in held["layers"] if p != head]
     assert all(p.startswith("blocks.") and p.endswith(("c_attn.weight", "c_proj.weight",
                                                        "c_fc.weight")) for p in blocks)
-    assert len(blocks) == 4 * 4
+    # head importance removes heads: its layers are each block's attention (c_attn, c_proj)
+    assert len(blocks) == (4 * 2 if name == "head_importance" else 4 * 4)
     assert (head in held["layers"]) == bool(getattr(load_all()[name].Params(), "last_linear",
                                                     False))
     for key, w in held["weights"].items():

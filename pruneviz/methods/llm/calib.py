@@ -35,7 +35,12 @@ class _Stop(Exception):
 def calibration(data: DataBundle, n: int, seed: int, device: torch.device
                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """`n` training examples drawn with the session's seed (the same for every method of a
-    comparison), prepared as the training batches are (no augmentation), in chunks."""
+    comparison), prepared as the training batches are (no augmentation), in chunks; for text,
+    `n` windows of the model's context at seeded offsets of the training stream."""
+    if getattr(data, "modality", "image") == "text":     # windows of a byte stream
+        x, y = data.sample(n, seed)
+        return [(x[i:i + CHUNK].to(device), y[i:i + CHUNK].to(device))
+                for i in range(0, n, CHUNK)]
     total = len(data.train_x)
     if n > total:
         raise ConfigError(f"calib_samples={n} is more than the {total} training examples of "
