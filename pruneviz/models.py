@@ -175,18 +175,27 @@ TORCHVISION = ("resnet18", "resnet34", "resnet50")
 
 
 def check_model_name(name: str) -> None:
+    """ConfigError unless `name` is a valid model spec (modelspec.parse_spec: a built-in name,
+    torchvision:NAME, MODULE:FACTORY or PATH.py:FACTORY); nothing is imported or built."""
     if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; use one of {', '.join(MODELS)}.")
+        from .modelspec import check_spec
+
+        check_spec(name)
 
 
 def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, *,
                 pretrained: bool = False) -> nn.Module:
-    """Build `name` for inputs of shape (C, H, W) and `num_classes` outputs."""
-    check_model_name(name)
+    """Build `name` (a built-in name or any model spec, see modelspec) for inputs of shape
+    (C, H, W) and `num_classes` outputs."""
+    if name not in MODELS:
+        from .modelspec import build_spec
+
+        return build_spec(name, input_shape, num_classes, pretrained=pretrained)
     c, h, _ = input_shape
     if pretrained:
         if name not in TORCHVISION:
-            raise ConfigError(f"pretrained weights exist only for {', '.join(TORCHVISION)}.")
+            raise ConfigError(f"pretrained weights exist only for {', '.join(TORCHVISION)} "
+                              f"and torchvision:NAME models.")
         return _torchvision(name, c, h, num_classes, pretrained=True)
     return MODELS[name](c, h, num_classes)
 

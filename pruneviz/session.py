@@ -17,7 +17,8 @@ from .config import ConfigError, SessionConfig
 from .data import load_dataset
 from .loop import Cancelled, Prepared, Progress, Session, train
 from .methods import Method, get_method, make_params
-from .models import build_model, check_model_name
+from .models import check_model_name
+from .modelspec import file_hash, make_model
 from .safe_load import load_tensors
 from .store import FOREGROUND, Store
 
@@ -48,6 +49,9 @@ def check(config: SessionConfig) -> tuple[type[Method], Any]:
     method_cls = get_method(config.method)
     params = make_params(method_cls, config.params)
     check_model_name(config.model)
+    if config.weights and not Path(config.weights).expanduser().is_file():
+        raise ConfigError(f"weights: no such file {config.weights}; give a state_dict saved "
+                          f"with torch.save(model.state_dict(), path).")
     check_dataset_name(config.dataset)
     resolve_device(config.device)
     return method_cls, params
@@ -60,11 +64,23 @@ def prepare(config: SessionConfig) -> Prepared:
                         augment=config.augment, holdout=config.holdout,
                         image_size=config.image_size)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, data.input_shape, data.num_classes,
-                        pretrained=config.pretrained)
+    model = build(config, data)
     method = method_cls(params)
     method.check(model)
     return Prepared(config, method, data, model, resolve_device(config.device))
+
+
+def example_batch(data: Any, n: int = 2) -> torch.Tensor:
+    """The first `n` training images, normalized: the input a model is checked and traced on."""
+    return data.normalize(data.train_x[:n])
+
+
+def build(config: SessionConfig, data: Any) -> torch.nn.Module:
+    """The config's model for this dataset, with its weights file loaded and (for a model that
+    is not built in) its forward checked on the dataset's input; ConfigError on any bad input."""
+    return make_model(config.model, data.input_shape, data.num_classes,
+                      example=example_batch(data), weights=config.weights,
+                      pretrained=config.pretrained)
 
 
 def dense_config(config: SessionConfig) -> SessionConfig:
@@ -79,6 +95,8 @@ def dense_key(dense: SessionConfig) -> str:
               "image_size", "pretrained", "batch_size")
     d = {k: getattr(dense, k) for k in fields}
     d["data_root"] = str(Path(dense.data_root).expanduser().resolve())
+    if dense.weights:      # keyed on the content: a re-saved file trains a new baseline
+        d["weights"] = file_hash(dense.weights)
     d["recipe"] = DENSE_RECIPE_VERSION
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -105,8 +123,7 @@ def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: Store,
     hit = store.dense_lookup(key)
     if hit is None:
         dense_prep = Prepared(dense, get_method("dense")(), prep.data,
-                              build_model(dense.model, prep.data.input_shape,
-                                          prep.data.num_classes, pretrained=dense.pretrained),
+                              build(dense, prep.data),
                               prep.device)
         torch.manual_seed(dense.seed)
         run_id = store.create_run(dense, kind="dense")

@@ -183,9 +183,10 @@ def dead_channels(model: nn.Module, conv_bn: dict[str, str]) -> dict[str, set[in
         if not isinstance(m, nn.Conv2d):
             continue
         dead = m.weight.detach().flatten(1).abs().sum(1) == 0
-        if m.bias is not None and conv_bn.get(name) is None:
+        bn_name = conv_bn.get(name)
+        if m.bias is not None and bn_name is None:
             dead &= m.bias.detach() == 0
-        bn = modules.get(conv_bn.get(name, ""))
+        bn = modules.get(bn_name) if bn_name else None   # "" would name the model itself
         if bn is not None:
             dead &= (bn.weight.detach() == 0) & (bn.bias.detach() == 0)
         out[name] = set(torch.nonzero(dead).flatten().tolist())
