@@ -223,9 +223,8 @@ def _build_torchvision(name: str, input_shape: tuple[int, int, int], num_classes
     return adapt_torchvision(model, c, num_classes)
 
 
-def build_spec(text: str, input_shape: tuple[int, int, int], num_classes: int, *,
-               pretrained: bool = False) -> nn.Module:
-    """The module a non-built-in spec names, built for inputs (C, H, W) and `num_classes`."""
+def _build(text: str, input_shape: tuple[int, int, int], num_classes: int, *,
+           pretrained: bool = False) -> nn.Module:
     spec = check_spec(text)
     c, h, _ = input_shape
     if spec.kind == "builtin":
@@ -256,6 +255,19 @@ def build_spec(text: str, input_shape: tuple[int, int, int], num_classes: int, *
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model {text!r}: {spec.factory} returned a {type(model).__name__}, "
                           f"not a torch.nn.Module; return the model itself.")
+    return model
+
+
+def build_spec(text: str, input_shape: tuple[int, int, int], num_classes: int, *,
+               pretrained: bool = False) -> nn.Module:
+    """The module a spec names, built for inputs (C, H, W) and `num_classes`; a model that is
+    not built in is registered for tracing (structure.remember): its prunable layers, norms and
+    groups come from its graph, not from names."""
+    from .structure import remember
+
+    model = _build(text, input_shape, num_classes, pretrained=pretrained)
+    if parse_spec(text).kind != "builtin":
+        remember(model, input_shape)
     return model
 
 

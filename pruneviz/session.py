@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, SessionConfig
+from .config import ConfigError, SessionConfig, split_list
 from .data import load_dataset
 from .loop import Cancelled, Prepared, Progress, Session, train
 from .methods import Method, get_method, make_params
@@ -21,6 +21,7 @@ from .models import check_model_name
 from .modelspec import file_hash, make_model
 from .safe_load import load_tensors
 from .store import FOREGROUND, Store
+from .structure import check_method, matches, set_ignore
 
 # Dense baselines share one recipe per dataset so every method of a comparison starts from the
 # same weights; only the epochs (and data options) are the user's.
@@ -65,8 +66,10 @@ def prepare(config: SessionConfig) -> Prepared:
                         image_size=config.image_size)
     torch.manual_seed(config.seed)
     model = build(config, data)
+    set_ignore_patterns(model, config.params.get("ignore", ""))
     method = method_cls(params)
     method.check(model)
+    check_method(model, method.name, method.kind)
     return Prepared(config, method, data, model, resolve_device(config.device))
 
 
@@ -81,6 +84,22 @@ def build(config: SessionConfig, data: Any) -> torch.nn.Module:
     return make_model(config.model, data.input_shape, data.num_classes,
                       example=example_batch(data), weights=config.weights,
                       pretrained=config.pretrained)
+
+
+def set_ignore_patterns(model: torch.nn.Module, text: str) -> None:
+    """`--param ignore=PATTERN,...`: the conv and linear layers it names stay dense on `model`;
+    ConfigError for a pattern that matches no layer (a typo would otherwise prune everything)."""
+    patterns = tuple(split_list(str(text)))
+    if not patterns:
+        return
+    names = [n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d,
+                                                                   torch.nn.Linear))]
+    for p in patterns:
+        if not any(matches(n, (p,)) for n in names):
+            raise ConfigError(f"ignore: {p!r} matches no conv or linear layer of the model; "
+                              f"give module names or globs (features.*), e.g. "
+                              f"{', '.join(names[:4])}.")
+    set_ignore(model, patterns)
 
 
 def dense_config(config: SessionConfig) -> SessionConfig:

@@ -213,15 +213,22 @@ def compact(model: nn.Module, input_shape: tuple[int, ...], *, atol: float = 1e-
     each conv to its count of such filters.
     """
     from .masks import conv_bn_pairs
+    from .structure import lookup
 
     device = next(model.parameters()).device
     example = torch.randn(2, *input_shape, device=device)
+    traced = lookup(model)     # a model that is not built in: its norms as the trace found them
     small = copy.deepcopy(model).eval()
-    dead = dead_channels(small, conv_bn_pairs(small))
+    norms = ({k: v for k, v in traced.norms.items()
+              if isinstance(small.get_submodule(v), nn.modules.batchnorm._BatchNorm)}
+             if traced is not None and not traced.error else conv_bn_pairs(small))
+    dead = dead_channels(small, norms)
     zero = zero_filters(small)
     remove: dict[str, list[int]] = {}
     coupled: dict[str, int] = {}
     for group in channel_groups(small, example[:1]):
+        if traced is not None and any(n in traced.filter_dense for n in group):
+            continue    # grouped, LayerNorm- or linear-coupled channels stay (structure.py)
         common = set.intersection(*(dead[n] for n in group))
         n_out = small.get_submodule(group[0]).out_channels
         common = set(sorted(common)[:n_out - 1])      # one filter always stays

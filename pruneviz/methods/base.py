@@ -223,9 +223,14 @@ def get_method(name: str) -> type[Method]:
     return REGISTRY[name]
 
 
+SESSION_PARAMS = ("ignore",)
+
+
 def make_params(method: type[Method], values: dict[str, Any]) -> Any:
     """Build and validate a method's Params from names to values (strings are parsed)."""
     fields = {f.name: f for f in dataclasses.fields(method.Params)}
+    # ignore=PATTERN,... is every method's (the session leaves those layers dense).
+    values = {k: v for k, v in values.items() if k not in SESSION_PARAMS}
     unknown = set(values) - set(fields)
     if "nm" in unknown:
         raise ConfigError(no_pattern(method))
