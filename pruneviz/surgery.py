@@ -245,6 +245,10 @@ def compact(model: nn.Module, input_shape: tuple[int, ...], *, atol: float = 1e-
         expected = model(example)
         diff = (expected - small(example)).abs().max().item()
     model.train(ref)
+    if not torch.isfinite(expected).all():
+        raise RuntimeError("the masked model's own outputs are not finite on a random input in "
+                           "eval mode (BatchNorm statistics of a barely trained model?), so "
+                           "the compact model cannot be checked against it.")
     # float32 rounding grows with the outputs' magnitude: atol is absolute up to |y| = 1
     scale = max(1.0, expected.abs().max().item())
     if not diff <= atol * scale:
