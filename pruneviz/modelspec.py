@@ -378,3 +378,27 @@ def make_model(text: str, input_shape: tuple[int, int, int], num_classes: int, *
     if example is not None and parse_spec(text).kind != "builtin":
         check_forward(model, text, example, num_classes)
     return model
+
+
+def describe(text: str, input_shape: tuple[int, int, int], num_classes: int, *,
+             weights: str = "") -> dict:
+    """What pruneviz finds in a model, for the form's model box: parameters, FLOPs, prunable
+    layers and coupled groups, and what stays dense and why. ConfigError as a run would raise."""
+    from .masks import prunable_layers
+    from .metrics import count_flops
+    from .structure import lookup
+
+    example = torch.zeros(2, *input_shape)
+    model = make_model(text, input_shape, num_classes, example=example, weights=weights)
+    st = lookup(model)
+    out = {"params": sum(p.numel() for p in model.parameters()),
+           "flops": count_flops(model, input_shape),
+           "layers": len(prunable_layers(model, first_conv=True, last_linear=True,
+                                         shortcuts=True)),
+           "filter_layers": len(prunable_layers(model, linears=False, first_conv=True)),
+           "groups": 0, "dense": {}, "filter_dense": {}, "trace_error": ""}
+    if st is not None:
+        out.update(groups=sum(len(g) > 1 for g in st.groups), dense=dict(st.dense),
+                   filter_dense=dict(st.filter_dense), trace_error=st.error,
+                   input_layers=list(st.inputs), classifier=st.classifier)
+    return out
