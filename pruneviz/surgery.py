@@ -147,7 +147,10 @@ def _record_kept(removal: Removal, mname: str, module: nn.Module, out: bool,
     keep = torch.tensor([i for i in range(size) if i not in drop], dtype=torch.long)
     for t in tensors:
         if getattr(module, t, None) is not None:
-            removal.kept.setdefault(f"{mname}.{t}", {})[dim] = keep
+            kept = removal.kept.setdefault(f"{mname}.{t}", {})
+            # a second cut of the same dim in one surgery (a linear reading a concatenation of
+            # two groups) indexes the survivors of the first, not the original positions
+            kept[dim] = kept[dim][keep] if dim in kept else keep
 
 
 def _rebuild_optimizer(opt: torch.optim.Optimizer, model: nn.Module,

@@ -118,3 +118,32 @@ def test_run_summary_names_unpruned_layers(tmp_path, monkeypatch):
     assert summary["status"] == "completed"
     lines = summary["unpruned_layers"]
     assert any(s.startswith("feed: ") for s in lines) and any("ignore=head" in s for s in lines)
+
+
+class Concat(nn.Module):
+    """A linear reading a concatenation of two channel groups."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 16, 3, padding=1)
+        self.wide = nn.Conv2d(16, 32, 1)
+        self.head = nn.Linear(48, 10)
+
+    def forward(self, x):
+        x = self.stem(x).relu()
+        return self.head(torch.cat([self.wide(x), x], 1).mean((2, 3)))
+
+
+def test_a_surgery_cutting_one_tensor_twice_keeps_its_original_positions():
+    from copy import deepcopy
+
+    from pruneviz.surgery import expand_state_dict, remove_filters
+
+    model = Concat()
+    small = deepcopy(model)
+    removal, _ = remove_filters(small, torch.zeros(1, 1, 8, 8), {"stem": [0, 1], "wide": [0, 1]})
+    state = expand_state_dict(small.state_dict(), removal, model.state_dict())
+    gone = [0, 1, 32, 33]          # wide's first two outputs, then stem's after the concat
+    kept = [i for i in range(48) if i not in gone]
+    assert torch.equal(state["head.weight"][:, kept], model.head.weight.detach()[:, kept])
+    assert not state["head.weight"][:, gone].any()
