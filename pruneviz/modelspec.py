@@ -19,6 +19,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,8 +97,11 @@ def parse_spec(text: str) -> Spec:
     if target.endswith(".py") or "/" in target or "\\" in target:
         path = Path(target).expanduser()
         if not path.exists():
-            raise ConfigError(f"model {text!r}: no such file {path}; give the path of the .py "
-                              f"file that defines {factory} (relative to {Path.cwd()}).")
+            # named with the host: a Ray task reads the spec on its node, not the driver's
+            raise ConfigError(f"model {text!r}: no such file {path} on {socket.gethostname()}; "
+                              f"give the path of the .py file that defines {factory} "
+                              f"(relative to {Path.cwd()}), present on every machine that "
+                              f"trains it.")
         if path.is_dir() or path.suffix != ".py":
             raise ConfigError(f"model {text!r}: {path} is not a .py file; PATH.py:FACTORY takes "
                               f"a Python source file defining {factory}.")
