@@ -31,7 +31,10 @@ class SessionConfig:
     method: str = param("l1", "Registered pruning method (`python -m pruneviz methods`).")
     rate: float = param(0.8, "Target fraction pruned: of weights (unstructured) or of filters per "
                              "prunable layer (filter methods).", min=0.0, max=0.999)
-    model: str = param("tiny_cnn", "Model factory name.")
+    model: str = param("tiny_cnn", "Model spec: a built-in name (tiny_cnn, resnet20, ...), "
+                                   "torchvision:NAME (any torchvision classifier), "
+                                   "MODULE:FACTORY or PATH.py:FACTORY (your function returning "
+                                   "an nn.Module; importing it runs its code).")
     dataset: str = param("digits", "digits or cifar10_small (embedded), mnist, fashion_mnist, "
                                    "cifar10, cifar100, or folder:PATH for an ImageFolder "
                                    "directory.")
@@ -70,6 +73,9 @@ class SessionConfig:
                                 "folders).", min=0.05, max=0.5)
     image_size: int = param(32, "Side length folder images are resized to.", min=8, max=512)
     pretrained: bool = param(False, "torchvision models: download ImageNet weights.")
+    weights: str = param("", "A state_dict file to start the model from (torch.save("
+                             "model.state_dict(), path), or .safetensors); loaded strictly, "
+                             "never unpickled.")
     params: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "Method parameters (`--param name=value`), validated against the method's Params."})
     name: str = param("", "Optional label shown in lists and legends.")

@@ -35,6 +35,7 @@ from .records import Recorder, Summary
 from .safe_load import save_tensors
 from .schedules import lr_at
 from .store import RunSink, sqlite_error
+from .structure import unpruned_layers
 from .surgery import compact_size, filter_count
 
 Progress = Callable[[int, int, str], None]   # (steps done, total steps, phase)
@@ -103,6 +104,7 @@ class Session:
             evaluate=lambda: evaluate(ctx.model, data, device, config.eval_limit),
             run_dir=store.run_dir(run_id), summary=Summary(owner))
         ctx.layers = self.method.select_layers(model)
+        unpruned = unpruned_layers(model, self.method.kind)
         # prunable weight shapes at the dense start: physically removed weights count as pruned
         self.dense_shapes = {l.name: l.module.weight.shape for l in ctx.layers}
         self.params_dense = param_counts(model)[0]
@@ -117,6 +119,8 @@ class Session:
             "dense_run": dense_run, "flops_dense": count_flops(model, data.input_shape),
             "input_shape": list(data.input_shape), "num_classes": data.num_classes,
             "train_size": len(data.train_x), "test_size": len(data.test_x)}
+        if unpruned:     # what stays dense on this model, and why (never guessed)
+            self.summary["unpruned_layers"] = unpruned
         if 0 < config.eval_limit < len(data.test_x):    # each evaluation sees this many
             self.summary["eval_size"] = config.eval_limit
         if data.skipped:     # unreadable or oversized files of an image folder, named

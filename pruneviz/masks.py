@@ -65,8 +65,48 @@ def prunable_layers(model: nn.Module, *, convs: bool = True, linears: bool = Tru
     """The layers a method prunes, in module order.
 
     first_conv: include the network's first conv; last_linear: include the classifier;
-    shortcuts: include downsample/shortcut convs of residual blocks.
+    shortcuts: include downsample/shortcut convs of residual blocks. A model that is not built
+    in gets the answer found by tracing it (structure.py; convs only = a filter method, which
+    also skips the convs whose filters cannot be removed safely); layers matching ignore= are
+    left out on every model.
     """
+    from .structure import ignored, lookup, matches
+
+    traced = lookup(model)
+    out = (_heuristic_layers(model, convs, linears, first_conv, last_linear, shortcuts)
+           if traced is None else
+           _traced_layers(model, traced, convs, linears, first_conv, last_linear, shortcuts))
+    patterns = ignored(model)
+    return [l for l in out if not matches(l.name, patterns)] if patterns else out
+
+
+def _traced_layers(model: nn.Module, st, convs: bool, linears: bool, first_conv: bool,
+                   last_linear: bool, shortcuts: bool) -> list[Layer]:
+    """prunable_layers from a traced structure: "first conv" is an input conv and "the
+    classifier" the layer producing the logits (a linear or a conv), as the graph shows them."""
+    modules = dict(model.named_modules())
+    skip = st.unpruned("filter" if not linears else "unstructured")
+    out = []
+    for name in st.layers:
+        m = modules[name]
+        conv = isinstance(m, nn.Conv2d)
+        if (not convs and conv) or (not linears and not conv) or name in skip:
+            continue
+        # an input conv (a stem) is first_conv's; an input linear (an MLP's) is pruned as on mlp
+        if (conv and name in st.inputs and not first_conv) or (name == st.classifier
+                                                               and not last_linear):
+            continue
+        if name in st.shortcuts and not shortcuts:
+            continue
+        norm = st.norms.get(name) if conv else None
+        out.append(Layer(name, m, norm, modules[norm] if norm else None))
+    return out
+
+
+def _heuristic_layers(model: nn.Module, convs: bool, linears: bool, first_conv: bool,
+                      last_linear: bool, shortcuts: bool) -> list[Layer]:
+    """prunable_layers by module names and order, for the built-in models (the same answer as
+    their trace: tests/test_structure.py)."""
     mods = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     conv_names = [n for n, m in mods if isinstance(m, nn.Conv2d)]
     linear_names = [n for n, m in mods if isinstance(m, nn.Linear)]

@@ -180,8 +180,12 @@ TORCHVISION = ("resnet18", "resnet34", "resnet50")
 
 
 def check_model_name(name: str) -> None:
+    """ConfigError unless `name` is a valid model spec (modelspec.parse_spec: a built-in name,
+    torchvision:NAME, MODULE:FACTORY or PATH.py:FACTORY); nothing is imported or built."""
     if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; use one of {', '.join(MODELS)}.")
+        from .modelspec import check_spec
+
+        check_spec(name)
 
 
 def model_modality(name: str) -> str:
@@ -191,9 +195,12 @@ def model_modality(name: str) -> str:
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *,
                 pretrained: bool = False) -> nn.Module:
-    """Build `name` for inputs of shape (C, H, W) (text: (context,)) and `num_classes` outputs
-    (text: the vocabulary)."""
-    check_model_name(name)
+    """Build `name` (a built-in name or any model spec, see modelspec) for inputs of shape
+    (C, H, W) (text: (context,)) and `num_classes` outputs (text: the vocabulary)."""
+    if name not in MODELS:
+        from .modelspec import build_spec
+
+        return build_spec(name, input_shape, num_classes, pretrained=pretrained)
     if len(input_shape) == 1:       # token ids: no channels; the side is the context length
         input_shape = (0, input_shape[0], input_shape[0])
     c, h, _ = input_shape
@@ -202,7 +209,8 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *,
                           f"model ({', '.join(TEXT_MODELS)}) or an image dataset.")
     if pretrained:
         if name not in TORCHVISION:
-            raise ConfigError(f"pretrained weights exist only for {', '.join(TORCHVISION)}.")
+            raise ConfigError(f"pretrained weights exist only for {', '.join(TORCHVISION)} "
+                              f"and torchvision:NAME models.")
         return _torchvision(name, c, h, num_classes, pretrained=True)
     return MODELS[name](c, h, num_classes)
 

@@ -94,6 +94,12 @@ def notes(p: dict[str, Any]) -> list[str]:
                    f"quiet machine measures again.")
     if p.get("semi_structured"):
         out += semi_structured_notes(p)
+    dense = p.get("unpruned_layers") or []
+    if dense:      # a traced model: what the method could not prune, and why (never guessed)
+        more = f"; and {len(dense) - 5} more (the run summary's unpruned_layers)" \
+            if len(dense) > 5 else ""
+        out.append(f"{len(dense)} layer(s) or parameter(s) stayed dense: "
+                   f"{'; '.join(dense[:5])}{more}.")
     return out
 
 

@@ -205,7 +205,7 @@ Record = Scalar | LayerRow | FilterRow | Row
 
 class Recorder:
     """Collects records stamped with the session's current step and epoch until flushed; every
-    key must be declared (check_key), and one step's rows of a table come from one hook."""
+    key must be declared (check_key)."""
 
     def __init__(self, owner: str | None = None) -> None:
         self.step = 0
@@ -213,7 +213,6 @@ class Recorder:
         self.pending: list[Record] = []
         self.owner = owner              # the writing method's module, named in key errors
         self.hook = ""                  # the hook running now (set by the loop)
-        self.table_hook: dict[str, tuple[int, str]] = {}   # table -> (step, hook) of its rows
 
     def scalar(self, key: str, value: float) -> None:
         check_key("scalar", key, self.owner)
@@ -235,14 +234,6 @@ class Recorder:
                             for i, v in enumerate(values))
 
     def row(self, table: str, **data: Any) -> None:
-        step, hook = self.table_hook.get(table, (None, self.hook))
-        if step == self.step and hook != self.hook:
-            # views.method_rows reads a table incrementally by step: rows of one step written
-            # by two hooks may be committed apart, and the later ones would never be read.
-            raise RuleBroken(f"table {table}: step {self.step}'s rows come from {hook} and "
-                             f"{self.hook}; write one step's rows of a table from one hook "
-                             f"(methods/base.py, rule 4).")
-        self.table_hook[table] = (self.step, self.hook)
         self.pending.append(Row(self.step, self.epoch, table, data))
 
     def take(self) -> list[Record]:

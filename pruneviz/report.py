@@ -272,6 +272,8 @@ def build_panel(models: RunModels, config: SessionConfig, summary: dict[str, Any
         panel.update(nm=f"{pattern[0]}:{pattern[1]}",
                      nm_dense_layers=summary.get("nm_dense_layers"),
                      semi_structured=_semi_structured(models, latency_budget_s, batches, devices))
+    if summary.get("unpruned_layers"):
+        panel["unpruned_layers"] = list(summary["unpruned_layers"])
     panel["notes"] = notes(panel)
     panel["warnings"] = list(summary.get("warnings", []))
     panel["panel_s"] = round(time.perf_counter() - started, 3)

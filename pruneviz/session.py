@@ -13,14 +13,16 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, SessionConfig, check_name
+from .config import ConfigError, SessionConfig, check_name, split_list
 from .data import load_dataset
 from .loop import Cancelled, Prepared, Progress, Session, train
 from .methods import Method, get_method, make_params
 from .methods.base import check_pattern
-from .models import build_model, check_model_name
+from .models import check_model_name
+from .modelspec import file_hash, make_model
 from .safe_load import load_tensors
 from .store import FOREGROUND, RunSink
+from .structure import check_method, matches, set_ignore
 from .text import is_text
 
 # Dense baselines share one recipe per dataset so every method of a comparison starts from the
@@ -56,6 +58,9 @@ def check(config: SessionConfig) -> tuple[type[Method], Any]:
     params = make_params(method_cls, config.params)
     check_name(config.name)
     check_model_name(config.model)
+    if config.weights and not Path(config.weights).expanduser().is_file():
+        raise ConfigError(f"weights: no such file {config.weights}; give a state_dict saved "
+                          f"with torch.save(model.state_dict(), path).")
     check_dataset_name(config.dataset)
     check_modality(config.model, config.dataset)
     resolve_device(config.device)
@@ -82,11 +87,41 @@ def prepare(config: SessionConfig) -> Prepared:
                         augment=config.augment, holdout=config.holdout,
                         image_size=config.image_size, seed=config.seed)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, data.input_shape, data.num_classes,
-                        pretrained=config.pretrained)
+    model = build(config, data)
+    set_ignore_patterns(model, config.params.get("ignore", ""))
     method = method_cls(params)
     method.check(model)
+    check_method(model, method.name, method.kind)
     return Prepared(config, method, data, model, resolve_device(config.device))
+
+
+def example_batch(data: Any, n: int = 2) -> torch.Tensor:
+    """The first `n` training images, normalized: the input a model is checked and traced on."""
+    return data.normalize(data.train_x[:n])
+
+
+def build(config: SessionConfig, data: Any) -> torch.nn.Module:
+    """The config's model for this dataset, with its weights file loaded and (for a model that
+    is not built in) its forward checked on the dataset's input; ConfigError on any bad input."""
+    return make_model(config.model, data.input_shape, data.num_classes,
+                      example=example_batch(data), weights=config.weights,
+                      pretrained=config.pretrained)
+
+
+def set_ignore_patterns(model: torch.nn.Module, text: str) -> None:
+    """`--param ignore=PATTERN,...`: the conv and linear layers it names stay dense on `model`;
+    ConfigError for a pattern that matches no layer (a typo would otherwise prune everything)."""
+    patterns = tuple(split_list(str(text)))
+    if not patterns:
+        return
+    names = [n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d,
+                                                                   torch.nn.Linear))]
+    for p in patterns:
+        if not any(matches(n, (p,)) for n in names):
+            raise ConfigError(f"ignore: {p!r} matches no conv or linear layer of the model; "
+                              f"give module names or globs (features.*), e.g. "
+                              f"{', '.join(names[:4])}.")
+    set_ignore(model, patterns)
 
 
 def dense_config(config: SessionConfig) -> SessionConfig:
@@ -104,6 +139,8 @@ def dense_key(dense: SessionConfig) -> str:
               "image_size", "pretrained", "batch_size")
     d = {k: getattr(dense, k) for k in fields}
     d["data_root"] = str(Path(dense.data_root).expanduser().resolve())
+    if dense.weights:      # keyed on the content: a re-saved file trains a new baseline
+        d["weights"] = file_hash(dense.weights)
     d["recipe"] = DENSE_RECIPE_VERSION
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -130,8 +167,7 @@ def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: RunSink,
     hit = store.dense_lookup(key)
     if hit is None:
         dense_prep = Prepared(dense, get_method("dense")(), prep.data,
-                              build_model(dense.model, prep.data.input_shape,
-                                          prep.data.num_classes, pretrained=dense.pretrained),
+                              build(dense, prep.data),
                               prep.device)
         torch.manual_seed(dense.seed)
         run_id = store.create_run(dense, kind="dense")

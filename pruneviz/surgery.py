@@ -148,7 +148,10 @@ def _record_kept(removal: Removal, mname: str, module: nn.Module, out: bool,
     keep = torch.tensor([i for i in range(size) if i not in drop], dtype=torch.long)
     for t in tensors:
         if getattr(module, t, None) is not None:
-            removal.kept.setdefault(f"{mname}.{t}", {})[dim] = keep
+            kept = removal.kept.setdefault(f"{mname}.{t}", {})
+            # a second cut of the same dim in one surgery (a linear reading a concatenation of
+            # two groups) indexes the survivors of the first, not the original positions
+            kept[dim] = kept[dim][keep] if dim in kept else keep
 
 
 def _rebuild_optimizer(opt: torch.optim.Optimizer, model: nn.Module,
@@ -184,9 +187,10 @@ def dead_channels(model: nn.Module, conv_bn: dict[str, str]) -> dict[str, set[in
         if not isinstance(m, nn.Conv2d):
             continue
         dead = m.weight.detach().flatten(1).abs().sum(1) == 0
-        if m.bias is not None and conv_bn.get(name) is None:
+        bn_name = conv_bn.get(name)
+        if m.bias is not None and bn_name is None:
             dead &= m.bias.detach() == 0
-        bn = modules.get(conv_bn.get(name, ""))
+        bn = modules.get(bn_name) if bn_name else None   # "" would name the model itself
         if bn is not None:
             dead &= (bn.weight.detach() == 0) & (bn.bias.detach() == 0)
         out[name] = set(torch.nonzero(dead).flatten().tolist())
@@ -213,18 +217,25 @@ def compact(model: nn.Module, input_shape: tuple[int, ...], *, atol: float = 1e-
     each conv to its count of such filters.
     """
     from .masks import conv_bn_pairs
+    from .structure import lookup
 
     device = next(model.parameters()).device
     example = torch.randn(2, *input_shape, device=device)
+    traced = lookup(model)     # a model that is not built in: its norms as the trace found them
     small = copy.deepcopy(model).eval()
     # A transformer's one conv (vit_tiny's patch embedding) is never pruned as filters, and
     # Torch-Pruning cannot trace a model-level position parameter: heads and neurons instead.
     transformer = is_transformer(small)
-    dead = {} if transformer else dead_channels(small, conv_bn_pairs(small))
+    norms = ({k: v for k, v in traced.norms.items()
+              if isinstance(small.get_submodule(v), nn.modules.batchnorm._BatchNorm)}
+             if traced is not None and not traced.error else conv_bn_pairs(small))
+    dead = {} if transformer else dead_channels(small, norms)
     zero = zero_filters(small)
     remove: dict[str, list[int]] = {}
     coupled: dict[str, int] = {}
     for group in [] if transformer else channel_groups(small, example[:1]):
+        if traced is not None and any(n in traced.filter_dense for n in group):
+            continue    # grouped, LayerNorm- or linear-coupled channels stay (structure.py)
         common = set.intersection(*(dead[n] for n in group))
         n_out = small.get_submodule(group[0]).out_channels
         common = set(sorted(common)[:n_out - 1])      # one filter always stays
@@ -244,6 +255,10 @@ def compact(model: nn.Module, input_shape: tuple[int, ...], *, atol: float = 1e-
         expected = model(example)
         diff = (expected - small(example)).abs().max().item()
     model.train(ref)
+    if not torch.isfinite(expected).all():
+        raise RuntimeError("the masked model's own outputs are not finite on a random input in "
+                           "eval mode (BatchNorm statistics of a barely trained model?), so "
+                           "the compact model cannot be checked against it.")
     # float32 rounding grows with the outputs' magnitude: atol is absolute up to |y| = 1
     scale = max(1.0, expected.abs().max().item())
     if not diff <= atol * scale:

@@ -153,20 +153,23 @@ def _run_key(store, run_id: str, name: str) -> tuple[str, str, str]:
 
 
 def method_rows(store, run_id: str, name: str, columns: Iterable[str]) -> pd.DataFrame:
-    """A method table as `table` returns it, read incrementally: the rows seen by an earlier
-    call are kept and only later steps are read (a live view redraws twice a second, and
-    decoding thousands of JSON rows costs more than the rest of the view).
+    """A method table as `table` returns it, read incrementally: the rows of earlier steps seen
+    by an earlier call are kept and only the last step seen and later ones are read again (a
+    live view redraws twice a second, and decoding thousands of JSON rows costs more than the
+    rest of the view).
 
-    Sound because records are append-only and each of these tables gets all its rows of one step
-    from one hook, which the session commits in one transaction: once a step's rows are
-    visible, none of that step can arrive later."""
+    Records are append-only, but one step's rows may come from two hooks committed apart (SLR's
+    first epoch row and its start row when an epoch is one step): the last step seen is read
+    again, so rows of it that arrived later are never lost."""
     key = _run_key(store, run_id, "rows:" + name)
     hit = _recall(key)
-    raw = store.rows(run_id, name, after=hit[1] if hit else None)
-    if hit is not None and raw.empty:
-        return hit[0]
+    last = hit[1] if hit else None
+    raw = store.rows(run_id, name, after=None if last is None else last - 1)
+    kept = hit[0] if hit is not None else None
+    if kept is not None and not kept.empty:
+        kept = kept[kept.step < last]
     new = table(raw, columns)
-    frame = new if hit is None or hit[0].empty else pd.concat([hit[0], new], ignore_index=True)
+    frame = new if kept is None or kept.empty else pd.concat([kept, new], ignore_index=True)
     _remember(key, (frame, int(frame.step.max()) if len(frame) else None))
     return frame
 

@@ -19,8 +19,8 @@ The rules a method keeps, each checked where a check is cheap (the check in brac
    [records.Summary raises RuleBroken on the session's keys].
 4. `ctx.masks` is re-applied after every optimizer step. Replace it or edit it (the dict or a
    mask tensor) in any hook: the session sees either at the step's end [masks_changed].
-5. One step's rows of a table come from one hook: a live view reads a table by step, and rows of
-   one step written by two hooks may be committed apart [Recorder.row raises RuleBroken].
+5. Any hook may write a table's rows, several hooks the same step's: a live view reads a table
+   incrementally by step and reads the last step it saw again [views.method_rows].
 6. loss_penalty's tensor is added to the loss and backpropagated; a penalty computed without
    autograd (SLR's and ADMM's, for speed) adds its own gradient in after_backward [check_penalty].
 7. Surgery edits modules in place (PGP's shrinking convs): every `ctx.layers` entry stays the
@@ -296,9 +296,14 @@ def get_method(name: str) -> type[Method]:
     return REGISTRY[name]
 
 
+SESSION_PARAMS = ("ignore",)
+
+
 def make_params(method: type[Method], values: dict[str, Any]) -> Any:
     """Build and validate a method's Params from names to values (strings are parsed)."""
     fields = {f.name: f for f in dataclasses.fields(method.Params)}
+    # ignore=PATTERN,... is every method's (the session leaves those layers dense).
+    values = {k: v for k, v in values.items() if k not in SESSION_PARAMS}
     unknown = set(values) - set(fields)
     if "nm" in unknown:
         raise ConfigError(no_pattern(method))

@@ -24,6 +24,7 @@ from ..plots import schedule_figure
 from ..session import check, check_modality
 from ..text import text_problem
 from ..transformers import TRANSFORMERS
+from . import model_box
 from .text import plain
 
 MAIN_FIELDS = ("model", "dataset", "rate", "epochs", "seed")
@@ -35,6 +36,7 @@ MEMORY = "_form_memory"             # survives page switches (widget state does 
 _OPTIONS = {"model": tuple(sorted(MODELS, key=lambda m: model_modality(m) == "text")),
             "dataset": tuple(sorted(DATASETS, key=lambda d: dataset_modality(d) == "text"))}
 _GROUP = {"model": model_modality, "dataset": dataset_modality}
+TYPED = ("dataset", "model")          # boxes that also take a typed value
 TRAINING = "Training and data"       # the expander of the less common session fields
 PREFILL = "prefill"                  # set by Inspect: {"layer_rates": "a=0.3, b=0.7", "rate": 0.5}
 
@@ -80,13 +82,14 @@ def field_widget(f: dataclasses.Field, key: str, default: Any, fixed: str | None
         value = st.checkbox(label, **kw)
     elif "choices" in meta or f.name in _OPTIONS:
         options = list(meta.get("choices") or _OPTIONS[f.name])
-        # Datasets also take folder:PATH, typed into the box; one typed before (or loaded from
-        # a run) is listed, so the box shows it as its value.
+        # Datasets also take folder:PATH, models any spec (torchvision:NAME, PATH.py:FACTORY),
+        # typed into the box; one typed before (or loaded from a run) is listed, so the box
+        # shows it as its value.
         typed = st.session_state.get(key)
-        if f.name == "dataset" and isinstance(typed, str) and typed not in options:
+        if f.name in TYPED and isinstance(typed, str) and typed not in options:
             options.append(typed)
         group = _GROUP.get(f.name)
-        value = st.selectbox(label, options, accept_new_options=f.name == "dataset",
+        value = st.selectbox(label, options, accept_new_options=f.name in TYPED,
                              format_func=(lambda o: f"{o}  ({group(o)})") if group else str,
                              **kw)
     elif isinstance(default, int):
@@ -294,10 +297,12 @@ def session_form(prefix: str, *, main: Iterable[str] = MAIN_FIELDS,
                                    **({"method": cls.name} if cls is not None else {}))
             check(config)
         except ConfigError as e:
-            errors.append(plain(e))
+            errors.append(model_box.named(str(e)))
             config = None
     if config is not None:
-        errors += problems(config)
+        errors += problems(config) + model_box.problems(config)
+        if not errors:
+            model_box.show(config)
         config = None if errors else config
     # Markdown that names the form's controls in bold; user text in it is escaped (plain).
     for message in errors:

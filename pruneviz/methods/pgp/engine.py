@@ -38,6 +38,7 @@ from ...masks import (
 )
 from ...metrics import count_flops, param_counts
 from ...schedules import asymptotic_keep_rate, exponential_count
+from ...structure import lookup
 from ...surgery import channel_groups, remove_filters
 from ..base import Context, Method, register
 from ..roundto import RoundTo, preview_block, preview_rows, round_mode_field, round_to_field
@@ -157,6 +158,10 @@ class Progressive(RoundTo, Method):
         self.example = torch.zeros(1, *ctx.data.input_shape, device=ctx.device)
         self.groups = channel_groups(model, self.example)
         known = {l.name for l in ctx.layers}
+        if lookup(model) is not None:
+            # a traced model: a group with a conv that stays dense (grouped, coupled to a
+            # LayerNorm or a linear, ignored) is not removed at all
+            self.groups = [g for g in self.groups if all(n in known for n in g)]
         bns = conv_bn_pairs(model)
         modules = dict(model.named_modules())
         for group in self.groups:        # every conv is pruned; coupled ones come along
