@@ -238,3 +238,61 @@ def test_the_overlay_follows_the_preferred_curve_until_the_user_picks_one(store)
                         Scalar(4, 0, "hard_prune_now_accuracy", 0.6)])
     at.run()
     assert at.selectbox(key="cmp.curve").value == "lr"          # the user's pick stays
+
+
+def _sweep(store, methods=("pgmpf", "sfp"), rates=(0.3, 0.5, 0.7), seeds=(0, 1, 2)):
+    """Recorded runs of a methods x rates x seeds grid; pgmpf 2 points behind sfp per seed."""
+    ids = {}
+    for m in methods:
+        for r in rates:
+            for s in seeds:
+                acc = 0.9 - 0.3 * r - (0.02 if m == "pgmpf" else 0.0) + 0.01 * s
+                ids[m, r, s] = recorded_run(store, _config(method=m, rate=r, seed=s),
+                                            accuracy=acc, dense_accuracy=0.95)
+    return ids
+
+
+def test_compare_aggregates_seeds_per_method_and_rate_and_downloads_it(store, downloads):
+    at = _open("pages/compare.py", runs=",".join(_sweep(store).values()))
+    table = next(d.value for d in at.dataframe if "drop_mean" in d.value.columns)
+    assert len(table) == 6 and set(table.n) == {3}
+    row = table[(table.method == "sfp") & (table.rate == 0.5)].iloc[0]
+    assert row["mean"] == pytest.approx(0.9 - 0.15 + 0.01)
+    assert row.drop_mean == pytest.approx(0.95 - row["mean"])
+    assert row.lo < row["mean"] < row.hi
+    button = next(b for b in at.get("download_button")
+                  if b.proto.label == "Aggregated table as CSV")
+    csv = pd.read_csv(io.BytesIO(downloads[button.proto.url.rsplit("/", 1)[-1].split(".")[0]]))
+    assert {"method", "rate", "n", "mean", "sd", "lo", "hi", "drop_mean", "drop_lo",
+            "drop_hi"} <= set(csv.columns) and len(csv) == 6
+
+
+def test_compare_gives_a_paired_verdict_per_rate(store):
+    at = _open("pages/compare.py", runs=",".join(_sweep(store).values()))
+    assert at.selectbox(key="cmp.pair_a").value == "pgmpf"
+    text = "\n".join(m.value for m in at.markdown).replace("\\", "")
+    # the same -2 points in every seed: no spread, beyond any noise
+    assert text.count("pgmpf − sfp: -2.0 points") == 3
+    assert "behind in 3 of 3 seeds: larger than the seed spread" in text
+
+
+def test_a_sweep_of_three_rates_is_drawn_as_a_curve_per_method_with_its_band(store):
+    at = _open("pages/compare.py", runs=",".join(_sweep(store).values()))
+    chart = next(c for t, c in _charts(at).items() if t.startswith("Final accuracy vs"))
+    lines = {t["name"]: t for t in chart["data"] if t.get("name")}
+    assert set(lines) == {"pgmpf", "sfp"}
+    assert lines["sfp"]["x"] == pytest.approx([0.3, 0.5, 0.7])
+    assert lines["sfp"]["y"] == pytest.approx([0.9 - 0.3 * r + 0.01 for r in (0.3, 0.5, 0.7)])
+    assert sum(t.get("fill") == "tonexty" for t in chart["data"]) == 2
+
+
+def test_add_seeds_queues_the_next_seeds_of_every_setting_and_selects_them(store):
+    ids = _sweep(store, methods=("l1",), rates=(0.5,), seeds=(0, 1))
+    at = _open("pages/compare.py", runs=",".join(ids.values()))
+    at.number_input(key="cmp.more_seeds").set_value(1)
+    at.button(key="cmp.add_seeds").click().run()
+    assert not at.exception
+    runs = store.runs()
+    assert sorted(runs.seed) == [0, 1, 2]
+    new = runs[runs.seed == 2].run_id.item()
+    assert new in at.session_state["_selection"]

@@ -8,14 +8,18 @@ import streamlit as st
 from ..config import ConfigError, SessionConfig, parse_numbers
 from ..methods import load_all
 from ..plots_compare import (
+    RATE_CURVE_MIN_RATES,
+    RATE_X,
     X_AXES,
     config_diff,
     curves_figure,
     layer_profile_figure,
     parallel_figure,
     pareto_figure,
+    rate_curve_figure,
     seed_groups,
 )
+from ..stats import LEVEL, aggregate, more_seeds, paired, paired_frame, verdict
 from ..store import ACTIVE, Store
 from ..workers import DEFAULT_COMPARISON, Queue, grid
 from .forms import dataclass_widgets, problems
@@ -35,6 +39,11 @@ SWEEP_INPUTS = ["method", "rate", "seed", "epochs"]
 SWEEP_OUTPUTS = ["final_accuracy", "accuracy_drop", "sparsity", "flops_effective"]
 METRICS = {"final_accuracy": "final accuracy", "accuracy_drop": "accuracy drop vs dense"}
 FORMATS = {"png": "PNG", "svg": "SVG"}
+# The quality the seed statistics are over, its direction, and how a difference is spoken:
+# accuracy differences in percentage points.
+QUALITY, DENSE_QUALITY, HIGHER_IS_BETTER = "final_accuracy", "dense_accuracy", True
+QUALITY_SCALE, QUALITY_UNIT = 100.0, "points"
+MAX_ADDED_SEEDS = 10
 _LAUNCHED = "cmp.launched"
 _URL = "cmp.url"                # the ?runs= value this session last read or wrote
 _UNKNOWN = "cmp.unknown"        # ids a link named that the store does not hold
@@ -61,7 +70,7 @@ def compare_data(store: Store, run_ids: list[str]) -> dict[str, pd.DataFrame]:
     runs["where"] = " · " + runs.pair if runs.pair.nunique() > 1 else ""
     runs["label"] = runs.label + runs["where"]
     sweep = config_diff({r: configs[r] for r in done})
-    return {"runs": runs,
+    return {"runs": runs, "configs": configs,
             "scalars": store.scalars(ids, ["loss", "test_accuracy", "sparsity"],
                                      max_points=CURVE_POINTS) if ids else pd.DataFrame(),
             "layers": store.layers(ids, ["sparsity"]) if ids else pd.DataFrame(),
@@ -130,11 +139,12 @@ def selection_from_url(store: Store) -> None:
     st.session_state[_URL] = value
 
 
-def compare_view(store: Store, run_ids: list[str]) -> None:
+def compare_view(store: Store, run_ids: list[str], queue: Queue | None = None) -> None:
     """The comparison; redraws every couple of seconds while a compared run is active."""
     runs = list_runs(store)
     busy = bool(runs[runs.run_id.isin(run_ids)].status.isin(ACTIVE).any())
-    st.fragment(_compare_body, run_every=REDRAW_SECONDS if busy else None)(store, run_ids)
+    st.fragment(_compare_body, run_every=REDRAW_SECONDS if busy else None)(store, run_ids,
+                                                                            queue)
 
 
 def _chart(where, fig, key: str) -> None:
@@ -142,7 +152,7 @@ def _chart(where, fig, key: str) -> None:
     where.plotly_chart(fig, key=key, config=figure_config(fmt, key.removeprefix("cmp.")))
 
 
-def _compare_body(store: Store, run_ids: list[str]) -> None:
+def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) -> None:
     d = compare_data(store, run_ids)
     runs, scalars, layers = d["runs"], d["scalars"], d["layers"]
     if runs.empty:
@@ -158,6 +168,8 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
     note = warnings_note(runs)
     if note:
         st.warning(note, icon=":material/warning:")
+    across_seeds(runs, d["configs"], queue)
+    st.markdown("#### Every run")
     table = compare_table(runs)
     # A model or dataset shared by every run is one column less to scroll past (the CSV
     # keeps it).
@@ -208,6 +220,100 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
         # A static table: its cells wrap, so a long value or many runs grow it downwards
         # instead of off the right edge (a scrolling grid hides the columns past it).
         st.table(diff_view(d["config"]))
+
+
+AGG_COLUMNS = {"n": "seeds (n)", "mean": "final accuracy (mean)", "sd": "sd",
+               "lo": "95 % CI low", "hi": "95 % CI high", "drop_mean": "drop vs dense (mean)",
+               "drop_sd": "drop sd", "drop_lo": "drop CI low", "drop_hi": "drop CI high"}
+
+
+def aggregated_table(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
+    """The finished runs summarised per setting (method x rate x any other varying field)
+    across seeds, as shown and downloaded."""
+    done = runs[runs.status == "completed"]
+    return aggregate(done, {r: configs[r] for r in done.run_id}, quality=QUALITY,
+                     dense=DENSE_QUALITY, higher_is_better=HIGHER_IS_BETTER)
+
+
+def across_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | None) -> None:
+    """The aggregated table, its CSV, the quality-vs-sparsity curve of a rate sweep, the
+    paired verdict of two methods, and Add seeds."""
+    table = aggregated_table(runs, configs)
+    if table.empty:
+        return
+    st.markdown("#### Across seeds")
+    number = st.column_config.NumberColumn
+    fmt = {c: number(label, format="%.4f") for c, label in AGG_COLUMNS.items() if c != "n"}
+    st.dataframe(table, hide_index=True, key="cmp.agg", column_config={
+        **fmt, "n": number("seeds (n)", help="Finished runs of this setting, one per seed."),
+        "lo": number("95 % CI low", format="%.4f",
+                     help="The mean's 95 % t-interval: mean ± t(0.975, n−1) · sd / √n; "
+                          "empty with one seed."),
+        "drop_mean": number("drop vs dense (mean)", format="%.4f",
+                            help="Dense baseline minus final (positive: quality lost).")})
+    st.download_button("Aggregated table as CSV", table.to_csv(index=False),
+                       file_name="pruneviz-compare-aggregated.csv", mime="text/csv",
+                       key="cmp.agg_csv", icon=":material/download:")
+    if table.rate.nunique() >= RATE_CURVE_MIN_RATES:
+        x = st.radio("Rate sweep against", list(RATE_X), format_func=RATE_X.get,
+                     horizontal=True, key="cmp.rate_x")
+        _chart(st, rate_curve_figure(table, x, y_title="final accuracy",
+                                     title=f"Final accuracy vs {RATE_X[x]} (mean, 95 % band)"),
+               "cmp.rate_curve")
+    _paired_view(runs, configs, list(pd.unique(table.method)))
+    _add_seeds(runs, configs, queue)
+
+
+def _paired_view(runs: pd.DataFrame, configs: dict[str, dict], methods: list[str]) -> None:
+    if len(methods) < 2:
+        return
+    a, b = st.columns(2)
+    first = a.selectbox("Method A", methods, key="cmp.pair_a")
+    second = b.selectbox("Method B", [m for m in methods if m != first], key="cmp.pair_b",
+                         help="A − B per seed, over runs that share everything but the method: "
+                              "the same dense start, data order, budget and seed. 'Inside the "
+                              "noise' means the difference's 95 % t-interval contains zero; "
+                              "'about N seeds' is the smallest n with t(0.975, n−1) · sd / √n "
+                              "below the mean difference, sd being the per-seed differences' "
+                              "standard deviation.")
+    done = runs[runs.status == "completed"]
+    results = paired(done, {r: configs[r] for r in done.run_id}, first, second,
+                     quality=QUALITY, higher_is_better=HIGHER_IS_BETTER, level=LEVEL)
+    if not results:
+        st.caption(f"No {first} and {second} runs share a seed and every other setting: "
+                   f"nothing to pair.")
+        return
+    keys = [k for k in results[0].setting
+            if k == "rate" or len({str(p.setting.get(k)) for p in results}) > 1]
+    for p in results:
+        where = ", ".join(f"{k} {p.setting.get(k)}" for k in keys)
+        st.markdown(f"- **{plain(where)}**: {plain(verdict(p, QUALITY_SCALE, QUALITY_UNIT))}")
+    with st.expander("Per-seed differences"):
+        st.dataframe(paired_frame(results, QUALITY_SCALE), hide_index=True,
+                     key="cmp.pair_seeds",
+                     column_config={"difference": st.column_config.NumberColumn(
+                         f"A − B ({QUALITY_UNIT})", format="%+.2f")})
+
+
+def _add_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | None) -> None:
+    if queue is None:
+        return
+    a, b = st.columns([1, 3], vertical_alignment="bottom")
+    count = a.number_input("Seeds to add per setting", min_value=1, max_value=MAX_ADDED_SEEDS,
+                           value=2, step=1, key="cmp.more_seeds")
+    if not b.button("Add seeds", key="cmp.add_seeds", icon=":material/add:",
+                    help="Queues the next seeds of every setting in the selection (same "
+                         "method, rate and everything else) and adds them to it."):
+        return
+    try:
+        new = more_seeds([SessionConfig.from_dict(configs[r]) for r in runs.run_id],
+                         int(count))
+        _, ids = queue.submit_grid(new)
+    except (ConfigError, ValueError) as e:
+        st.error(f"Seeds to add per setting: {plain(e)}", icon=":material/error:")
+        return
+    select_runs(list(runs.run_id) + ids)
+    st.rerun(scope="app")
 
 
 def diff_view(diff: pd.DataFrame) -> pd.DataFrame:
