@@ -401,3 +401,17 @@ def test_layer_profile_averages_seeds_and_takes_each_runs_last_step():
     fig = plots_compare.layer_profile_figure(layers, runs)
     bars = {t.name: list(t.y) for t in fig.data}
     assert bars == {"l1 0.5 (mean of 2 seeds)": [pytest.approx(0.5)], "c": [pytest.approx(0.9)]}
+
+
+def test_the_rate_curve_passes_plotlys_validation_and_bands_only_rates_with_seeds():
+    import plotly.graph_objects as go
+
+    table = pd.DataFrame({"method": ["l1"] * 3 + ["gmp"] * 3, "rate": [0.3, 0.5, 0.7] * 2,
+                          "n": [3, 3, 3, 1, 1, 1], "mean": [0.9, 0.8, 0.6, 0.9, 0.85, 0.7],
+                          "lo": [0.88, 0.75, 0.5] + [float("nan")] * 3,
+                          "hi": [0.92, 0.85, 0.7] + [float("nan")] * 3,
+                          "sparsity": [0.3, 0.5, 0.7] * 2, "flops_effective": [7, 5, 3] * 2})
+    fig = plots_compare.rate_curve_figure(table, "flops_effective", y_title="final accuracy")
+    go.Figure(fig.to_dict())
+    assert [t.name for t in fig.data if t.name] == ["l1", "gmp"]
+    assert sum(t.fill == "tonexty" for t in fig.data) == 1      # gmp has one seed: no band
