@@ -27,7 +27,7 @@ with form_col:
             st.error(str(e), icon=":material/error:")
         else:       # the view below picks it up in this same run
             live.watch_start()
-            state.select_runs([*state.selected_runs(), run_id])
+            state.add_to_selection(state.list_runs(store), [run_id])
 
 with view_col:
     forms.schedule_preview(config)

@@ -71,9 +71,8 @@ def test_failed_runs_are_not_selected_by_default(store):
 
 
 def test_runs_of_two_models_get_a_notice_and_a_layer_chart_each(store):
-    recorded_run(store, _config())
-    recorded_run(store, _config(model="lenet5"))
-    at = _open("pages/compare.py")
+    ids = [recorded_run(store, _config()), recorded_run(store, _config(model="lenet5"))]
+    at = _open("pages/compare.py", runs=",".join(ids))
     assert any("2 different models or datasets" in w.value for w in at.warning)
     layer_charts = [t for t in _charts(at) if t.startswith("Per-layer sparsity")]
     assert sorted(layer_charts) == ["Per-layer sparsity at the end of each run · lenet5",

@@ -13,7 +13,7 @@ import streamlit as st
 from ..config import ConfigError, SessionConfig, parse_numbers
 from ..store import ACTIVE, Store, StoreError
 from . import forms
-from .state import select_runs, selected_runs
+from .state import add_to_selection, get_store, list_runs
 
 RUN_PARAM = "run"            # ?run=<id> in the URL: a reload comes back to the same run
 _LAST_VIEWED = "live.last_run"
@@ -131,7 +131,7 @@ def rerun_controls(run: dict, prefix: str, submit: Callable[[SessionConfig], str
         except ConfigError as e:
             st.error(str(e), icon=":material/error:")
             return
-        select_runs([*selected_runs(), run["run_id"], *ids])
+        add_to_selection(list_runs(get_store()), [run["run_id"], *ids])
         show_run(ids[0])
         st.rerun()
 
