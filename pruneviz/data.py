@@ -324,7 +324,7 @@ def _load(name: str, root: str, download: bool, holdout: float, image_size: int)
     if name in TORCHVISION_SETS:
         return _torchvision(name, Path(root).expanduser(), download)
     if name.startswith(FOLDER_PREFIX):
-        return _folder(Path(name[len(FOLDER_PREFIX):]).expanduser(), image_size, holdout)
+        return _folder(folder_path(name), image_size, holdout)
     raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)} or "
                     f"folder:PATH for your own images.")
 
@@ -356,11 +356,24 @@ def missing_files(name: str, root: str) -> Path | None:
     return None if all((where / f).is_file() for f in files) else where
 
 
+def folder_path(name: str) -> Path:
+    """The directory of a folder:PATH dataset; an empty PATH is a DataError (it would read the
+    server's working directory as a dataset)."""
+    raw = name[len(FOLDER_PREFIX):].strip()
+    if not raw:
+        raise DataError("folder: needs the path of your image folder after the colon, e.g. "
+                        "folder:/data/flowers (one subfolder per class).")
+    return Path(raw).expanduser()
+
+
 def folder_problem(name: str) -> str | None:
     """What is wrong with a folder:PATH dataset, from a directory listing (no image read)."""
     if not name.startswith(FOLDER_PREFIX):
         return None
-    path = Path(name[len(FOLDER_PREFIX):]).expanduser()
+    try:
+        path = folder_path(name)
+    except DataError as e:
+        return str(e).rstrip(".")
     if not path.is_dir():
         return f"image folder {path} does not exist"
     # The layouts _folder reads: PATH/<class>, or PATH/train/<class> with PATH/val or test.
@@ -377,6 +390,8 @@ def check_dataset_name(name: str) -> None:
     if name not in DATASETS and not name.startswith(FOLDER_PREFIX):
         raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)} or "
                         f"folder:PATH for your own images.")
+    if name.startswith(FOLDER_PREFIX):
+        folder_path(name)
 
 
 def load_dataset(name: str = "digits", root: str = "./data", *, download: bool = False,

@@ -20,6 +20,7 @@ FEW_WEIGHTS = 8         # fewer kept weights than this is "nothing" whatever the
 MAX_DROP = 0.30         # final accuracy this far below the dense start misleads a comparison
 CHANCE_FACTOR = 1.5     # final accuracy under 1.5x chance: the network guesses
 MIN_RECOVERY = 0.5      # epochs trained after the final mask below which nothing recovered
+MIN_HELDOUT = 50        # held-out images below which one image moves the accuracy by 2 points
 LAYERS_NAMED = 3        # layers named in one sentence; the rest are counted
 
 
@@ -98,11 +99,18 @@ def collapse_fix(method: str, params: dict[str, object]) -> str:
 def run_warnings(*, method: str, kind: str, rate: float, params: dict[str, object],
                  layers: list[LayerHealth], cut: bool, dense_accuracy: float | None,
                  final_accuracy: float | None, num_classes: int, epochs: int,
-                 recovery_epochs: float | None, recovery_hint: str) -> list[str]:
+                 recovery_epochs: float | None, recovery_hint: str,
+                 heldout: int | None = None) -> list[str]:
     """Plain sentences, each with the cause and the fix, for what makes this run's final numbers
     mislead: a collapsed or cut network, an accuracy far below dense or near chance, and a final
-    mask applied in the last epoch."""
+    mask applied in the last epoch, and a held-out set too small to measure accuracy on
+    (`heldout` images evaluated)."""
     out: list[str] = []
+    if heldout is not None and heldout < MIN_HELDOUT:
+        out.append(f"The held-out accuracy is measured on {heldout} image(s): one image moves "
+                   f"it by {1 / max(heldout, 1):.0%}, so it cannot tell methods apart (a 100% "
+                   f"may be one lucky guess). Fix: add images, raise the held-out fraction "
+                   f"(holdout) or the eval limit, or use a built-in dataset.")
     fix = collapse_fix(method, params)
     empty = [h for h in layers if h.kept == 0 or h.filters_kept == 0]
     thin = [h for h in layers if collapsed(h, rate, kind) and h not in empty]

@@ -288,7 +288,8 @@ class Session:
             cut=output_constant(ctx.model, x), dense_accuracy=summary.get("dense_accuracy"),
             final_accuracy=summary.get("final_accuracy"), num_classes=self.data.num_classes,
             epochs=config.epochs, recovery_epochs=recovery,
-            recovery_hint=self.method.recovery_hint)
+            recovery_hint=self.method.recovery_hint, heldout=self.summary.get(
+                "eval_size", len(self.data.test_x)))
         return {"recovery_epochs": recovery, "warnings": warnings}
 
     # -- the loop ----------------------------------------------------------------------------

@@ -216,3 +216,9 @@ def test_slr_without_retraining_says_its_final_accuracy_is_the_retrain_free_one(
     assert s["recovery_epochs"] == 0
     (late,) = [w for w in s["warnings"] if "last epoch" in w]
     assert "retrain_epochs=2" in late and "retrain-free" in late
+
+
+def test_a_held_out_set_of_one_image_is_a_warning_naming_the_fix():
+    (one,) = _warnings(heldout=1)
+    assert "measured on 1 image(s)" in one and "100%" in one and "holdout" in one
+    assert _warnings(heldout=500) == []

@@ -93,6 +93,11 @@ def test_a_missing_dataset_is_an_inline_error_that_disables_run(live, tmp_path):
     assert not at.button(key="live.run").disabled
 
 
+def test_a_folder_dataset_without_a_path_is_a_form_problem_naming_the_dataset_box():
+    (message,) = forms.problems(SessionConfig(dataset="folder:"))
+    assert message.startswith("**dataset**") and "needs the path" in message
+
+
 def test_the_rate_box_takes_099_and_0999(live):
     at = live
     for rate in (0.99, 0.999):
