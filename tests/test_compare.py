@@ -295,3 +295,29 @@ def test_add_seeds_queues_the_next_seeds_of_every_setting_and_selects_them(store
     assert sorted(runs.seed) == [0, 1, 2]
     new = runs[runs.seed == 2].run_id.item()
     assert new in at.session_state["_selection"]
+
+
+def test_the_report_is_one_offline_html_file_with_the_table_verdicts_and_charts(store):
+    import re
+
+    import plotly.graph_objects as go
+
+    from pruneviz.compare_report import report_html
+    from pruneviz.stats import aggregate
+
+    ids = _sweep(store, rates=(0.5,), seeds=(0, 1))
+    runs = store.runs()
+    configs = {r: store.run(r)["config"].to_dict() for r in ids.values()}
+    fig = go.Figure(go.Scatter(x=[0.3, 0.5], y=[0.8, 0.7], name="sfp"))
+    page = report_html(title="cmp <b>x</b>", aggregated=aggregate(runs, configs),
+                       verdicts=["rate 0.5: pgmpf − sfp: -2.0 points"], runs=runs[["run_id"]],
+                       configs=configs, warnings=["<script>alert(1)</script>"],
+                       figures=[fig, fig])
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page)         # nothing fetched
+    assert not re.search(r"<link[^>]*\bhref\s*=\s*[\"']?https?:", page)
+    assert page.count("* plotly.js v") == 1           # inlined once, for both charts
+    assert page.count('class="plotly-graph-div"') == 2
+    assert "<td>2</td>" in page and "pgmpf − sfp: -2.0 points" in page
+    assert "<script>alert(1)</script>" not in page and "cmp &lt;b&gt;x&lt;/b&gt;" in page
+    at = _open("pages/compare.py", runs=",".join(ids.values()))
+    assert any(b.proto.label == "Download report" for b in at.get("download_button"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from ..compare_report import report_html
 from ..config import ConfigError, SessionConfig, parse_numbers
 from ..methods import load_all
 from ..plots_compare import (
@@ -168,7 +169,7 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
     note = warnings_note(runs)
     if note:
         st.warning(note, icon=":material/warning:")
-    across_seeds(runs, d["configs"], queue)
+    aggregated, verdicts, figures = across_seeds(runs, d["configs"], queue)
     st.markdown("#### Every run")
     table = compare_table(runs)
     # A model or dataset shared by every run is one column less to scroll past (the CSV
@@ -197,8 +198,9 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
     c1, c2 = st.columns(2)
     _chart(c1, curves_figure(scalars, runs, "loss", title="Training loss (smoothed)",
                              smoothed=True, x=x), "cmp.loss")
-    _chart(c2, curves_figure(scalars, runs, "test_accuracy", title="Held-out accuracy", x=x),
-           "cmp.acc")
+    accuracy = curves_figure(scalars, runs, "test_accuracy", title="Held-out accuracy", x=x)
+    _chart(c2, accuracy, "cmp.acc")
+    figures.append(accuracy)
     models = list(pd.unique(runs.model))
     cells = st.columns(2) + (st.columns(2) if len(models) > 1 else [])
     _chart(cells[0], curves_figure(scalars, runs, "sparsity", title="Sparsity",
@@ -209,7 +211,7 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
             (f" · {model}" if len(models) > 1 else "")
         _chart(cell, layer_profile_figure(layers[layers.run_id.isin(sub.run_id)], sub,
                                           title=title), f"cmp.layers.{model}")
-    _trade_offs(runs, d["sweep"], mixed=len(pairs) > 1)
+    figures += _trade_offs(runs, d["sweep"], mixed=len(pairs) > 1)
     _any_curve(store, runs, x)
     st.markdown("#### Config fields that differ")
     if d["config"].empty or len(runs) < 2:
@@ -220,6 +222,18 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
         # A static table: its cells wrap, so a long value or many runs grow it downwards
         # instead of off the right edge (a scrolling grid hides the columns past it).
         st.table(diff_view(d["config"]))
+    report = dict(title=f"pruneviz comparison of {len(runs)} run(s)", aggregated=aggregated,
+                  verdicts=verdicts, runs=table, configs=d["configs"], figures=figures,
+                  warnings=[f"{label}: {w}" for label, ws in zip(runs.label, runs.warnings)
+                            for w in _warnings(ws)])
+    # Built on the click only: plotly.js inlined is megabytes, and the page redraws every
+    # couple of seconds while a compared run trains.
+    st.download_button(
+        "Download report", lambda: report_html(**report),
+        file_name="pruneviz-compare-report.html", mime="text/html", key="cmp.report",
+        icon=":material/description:",
+        help="One HTML file that opens offline: the table across seeds, the verdicts, the "
+             "charts, every run's row, config and warnings.")
 
 
 AGG_COLUMNS = {"n": "seeds (n)", "mean": "final accuracy (mean)", "sd": "sd",
@@ -235,12 +249,14 @@ def aggregated_table(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFra
                      dense=DENSE_QUALITY, higher_is_better=HIGHER_IS_BETTER)
 
 
-def across_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | None) -> None:
+def across_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | None
+                 ) -> tuple[pd.DataFrame, list[str], list]:
     """The aggregated table, its CSV, the quality-vs-sparsity curve of a rate sweep, the
-    paired verdict of two methods, and Add seeds."""
+    paired verdict of two methods, and Add seeds; returns the table, the verdict sentences
+    and the figures drawn, for the report."""
     table = aggregated_table(runs, configs)
     if table.empty:
-        return
+        return table, [], []
     st.markdown("#### Across seeds")
     number = st.column_config.NumberColumn
     fmt = {c: number(label, format="%.4f") for c, label in AGG_COLUMNS.items() if c != "n"}
@@ -254,19 +270,23 @@ def across_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | No
     st.download_button("Aggregated table as CSV", table.to_csv(index=False),
                        file_name="pruneviz-compare-aggregated.csv", mime="text/csv",
                        key="cmp.agg_csv", icon=":material/download:")
+    figures = []
     if table.rate.nunique() >= RATE_CURVE_MIN_RATES:
         x = st.radio("Rate sweep against", list(RATE_X), format_func=RATE_X.get,
                      horizontal=True, key="cmp.rate_x")
-        _chart(st, rate_curve_figure(table, x, y_title="final accuracy",
-                                     title=f"Final accuracy vs {RATE_X[x]} (mean, 95 % band)"),
-               "cmp.rate_curve")
-    _paired_view(runs, configs, list(pd.unique(table.method)))
+        fig = rate_curve_figure(table, x, y_title="final accuracy",
+                                title=f"Final accuracy vs {RATE_X[x]} (mean, 95 % band)")
+        _chart(st, fig, "cmp.rate_curve")
+        figures.append(fig)
+    verdicts = _paired_view(runs, configs, list(pd.unique(table.method)))
     _add_seeds(runs, configs, queue)
+    return table, verdicts, figures
 
 
-def _paired_view(runs: pd.DataFrame, configs: dict[str, dict], methods: list[str]) -> None:
+def _paired_view(runs: pd.DataFrame, configs: dict[str, dict], methods: list[str]
+                 ) -> list[str]:
     if len(methods) < 2:
-        return
+        return []
     a, b = st.columns(2)
     first = a.selectbox("Method A", methods, key="cmp.pair_a")
     second = b.selectbox("Method B", [m for m in methods if m != first], key="cmp.pair_b",
@@ -282,17 +302,21 @@ def _paired_view(runs: pd.DataFrame, configs: dict[str, dict], methods: list[str
     if not results:
         st.caption(f"No {first} and {second} runs share a seed and every other setting: "
                    f"nothing to pair.")
-        return
+        return []
     keys = [k for k in results[0].setting
             if k == "rate" or len({str(p.setting.get(k)) for p in results}) > 1]
+    sentences = []
     for p in results:
         where = ", ".join(f"{k} {p.setting.get(k)}" for k in keys)
-        st.markdown(f"- **{plain(where)}**: {plain(verdict(p, QUALITY_SCALE, QUALITY_UNIT))}")
+        text = verdict(p, QUALITY_SCALE, QUALITY_UNIT)
+        st.markdown(f"- **{plain(where)}**: {plain(text)}")
+        sentences.append(f"{where}: {text}")
     with st.expander("Per-seed differences"):
         st.dataframe(paired_frame(results, QUALITY_SCALE), hide_index=True,
                      key="cmp.pair_seeds",
                      column_config={"difference": st.column_config.NumberColumn(
                          f"A − B ({QUALITY_UNIT})", format="%+.2f")})
+    return sentences
 
 
 def _add_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | None) -> None:
@@ -325,7 +349,7 @@ def diff_view(diff: pd.DataFrame) -> pd.DataFrame:
     return diff.map(lambda v: "—" if v is None or v != v else str(v))
 
 
-def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> None:
+def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> list:
     """Pareto charts of a chosen metric against sparsity and FLOPs, and the parallel
     coordinates of the finished runs' parameters and outcomes."""
     done = runs[runs.status == "completed"]
@@ -334,10 +358,10 @@ def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> None:
     up = metric != "accuracy_drop"
     left, right = st.columns(2)
     front_by = "pair" if mixed else None
-    _chart(left, pareto_figure(done, "sparsity", maximize_x=True, y=metric, maximize_y=up,
-                               y_title=METRICS[metric], front_by=front_by,
-                               title=f"{METRICS[metric].capitalize()} vs sparsity"),
-           "cmp.pareto.sparsity")
+    pareto = pareto_figure(done, "sparsity", maximize_x=True, y=metric, maximize_y=up,
+                           y_title=METRICS[metric], front_by=front_by,
+                           title=f"{METRICS[metric].capitalize()} vs sparsity")
+    _chart(left, pareto, "cmp.pareto.sparsity")
     _chart(right, pareto_figure(done, "flops_effective", maximize_x=False, y=metric,
                                 maximize_y=up, y_title=METRICS[metric], front_by=front_by,
                                 title=f"{METRICS[metric].capitalize()} vs FLOPs",
@@ -348,6 +372,7 @@ def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> None:
         table = table.join(sweep[[c for c in sweep.columns if c not in table.columns]])
         inputs = SWEEP_INPUTS + [c for c in sweep.columns if c not in SWEEP_INPUTS]
         _chart(st, parallel_figure(table, inputs, SWEEP_OUTPUTS), "cmp.parallel")
+    return [pareto]
 
 
 def _any_curve(store: Store, runs: pd.DataFrame, x: str) -> None:
