@@ -21,6 +21,8 @@ MAX_DROP = 0.30         # final accuracy this far below the dense start misleads
 CHANCE_FACTOR = 1.5     # final accuracy under 1.5x chance: the network guesses
 MIN_RECOVERY = 0.5      # epochs trained after the final mask below which nothing recovered
 MIN_HELDOUT = 50        # held-out images below which one image moves the accuracy by 2 points
+DENSE_RISE = 0.01       # held-out accuracy gained over the dense start's last 2 epochs: rising
+DENSE_GAP = 0.15        # train minus held-out accuracy at the dense start's end: far below
 LAYERS_NAMED = 3        # layers named in one sentence; the rest are counted
 
 
@@ -149,4 +151,38 @@ def run_warnings(*, method: str, kind: str, rate: float, params: dict[str, objec
         out.append(f"The final mask changed {when} of the session (in its last epoch), so the "
                    f"final accuracy was measured with no time to recover from it. "
                    f"Fix: {recovery_hint}")
+    return out
+
+
+def dense_curves(scalars):
+    """Per-epoch train accuracy (mean of the epoch's steps) and held-out accuracy (the epoch's
+    last evaluation) of a dense run's scalar records (run_id, step, epoch, key, value), as a
+    frame indexed by epoch with columns train and held_out."""
+    import pandas as pd
+
+    train = scalars[scalars.key == "train_accuracy"].groupby("epoch").value.mean()
+    test = scalars[scalars.key == "test_accuracy"].sort_values("step").groupby("epoch").value.last()
+    return pd.DataFrame({"train": train, "held_out": test}).sort_index()
+
+
+def dense_start_warnings(curves, dense_epochs: int | None = None) -> list[str]:
+    """Under-training of a dense start, from dense_curves: held-out accuracy still rising over
+    its last epochs (more than DENSE_RISE over the last two), or far below its train accuracy
+    at the end (by more than DENSE_GAP). Each sentence names the fix."""
+    held = curves.held_out.dropna()
+    if held.empty:
+        return []
+    more = (f"raise dense epochs (Training and data; now {dense_epochs})" if dense_epochs
+            else "raise dense epochs (Training and data)")
+    out = []
+    if len(held) >= 3 and held.iloc[-1] - held.iloc[-3] > DENSE_RISE:
+        out.append(f"The dense start is under-trained: its held-out accuracy still rose from "
+                   f"{held.iloc[-3]:.1%} to {held.iloc[-1]:.1%} over its last 2 epochs, so a "
+                   f"pruned run can beat it by training longer, not by pruning. Fix: {more}.")
+    train = curves.train.dropna()
+    if len(train) and train.iloc[-1] - held.iloc[-1] > DENSE_GAP:
+        out.append(f"The dense start ends at {held.iloc[-1]:.1%} held-out against "
+                   f"{train.iloc[-1]:.1%} on its training data: it fits the training set far "
+                   f"better than it generalizes, and drops vs dense measured from it mislead. "
+                   f"Fix: {more}, or add augmentation or data.")
     return out

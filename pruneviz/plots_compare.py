@@ -290,3 +290,16 @@ def rate_curve_figure(table: pd.DataFrame, x: str = "sparsity", *, y_title: str,
     return _figure(traces, dict(xaxis=_axis(RATE_X.get(x, x)), yaxis=_axis(y_title),
                                 showlegend=True),
                    height=360, title=title or f"{y_title.capitalize()} vs {RATE_X.get(x, x)}")
+
+
+def dense_start_figure(curves: pd.DataFrame, title: str = "Dense start, before pruning"
+                       ) -> go.Figure:
+    """The dense run's train and held-out accuracy per epoch (guards.dense_curves)."""
+    if curves.empty:
+        return _empty("no dense start records", 280)
+    traces = [_line(curves.index + 1, curves[col], name, color, mode="lines+markers")
+              for col, name, color in (("train", "train (epoch mean)", "#7f7f7f"),
+                                       ("held_out", "held-out", "#0072B2"))
+              if curves[col].notna().any()]
+    return _figure(traces, dict(xaxis=_axis("dense epoch"), yaxis=_axis("accuracy"),
+                                showlegend=True), height=280, title=title)

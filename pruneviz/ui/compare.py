@@ -23,6 +23,7 @@ from ..plots_compare import (
 from ..stats import LEVEL, aggregate, more_seeds, paired, paired_frame, verdict
 from ..store import ACTIVE, Store
 from ..workers import DEFAULT_COMPARISON, Queue, grid
+from .dense import dense_warnings
 from .forms import dataclass_widgets, problems
 from .state import POLL_SECONDS, list_runs, select_runs, selected_runs
 from .text import plain
@@ -169,6 +170,9 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
     note = warnings_note(runs)
     if note:
         st.warning(note, icon=":material/warning:")
+    dense = dense_warnings(store, d["configs"])
+    for w in dense:
+        st.warning(w, icon=":material/school:")
     aggregated, verdicts, figures = across_seeds(runs, d["configs"], queue)
     st.markdown("#### Every run")
     table = compare_table(runs)
@@ -224,8 +228,9 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
         st.table(diff_view(d["config"]))
     report = dict(title=f"pruneviz comparison of {len(runs)} run(s)", aggregated=aggregated,
                   verdicts=verdicts, runs=table, configs=d["configs"], figures=figures,
-                  warnings=[f"{label}: {w}" for label, ws in zip(runs.label, runs.warnings)
-                            for w in _warnings(ws)])
+                  warnings=dense + [f"{label}: {w}" for label, ws in zip(runs.label,
+                                                                         runs.warnings)
+                                    for w in _warnings(ws)])
     # Built on the click only: plotly.js inlined is megabytes, and the page redraws every
     # couple of seconds while a compared run trains.
     st.download_button(

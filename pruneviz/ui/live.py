@@ -23,6 +23,7 @@ from ..plots import (
 from ..store import ACTIVE, Store
 from ..views import method_params
 from ..workers import Queue
+from .dense import dense_start_view
 from .forms import TRAINING, label_of
 from .internals import internals_view
 from .live_pick import show_run
@@ -145,6 +146,7 @@ def details_view(store: Store, run_id: str) -> None:
 
 def _details_body(store: Store, run_id: str) -> None:
     run = store.run(run_id)
+    dense_start_view(store, run["config"], key="live")
     if run["status"] == "completed":
         metrics_panel_view(store, run_id, key="live.panel")
     internals_view(store, run, key="live.internals")
