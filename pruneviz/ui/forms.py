@@ -234,6 +234,14 @@ def per_layer_methods() -> list[str]:
     return sorted(n for n, cls in load_all().items() if "layer_rates" in _fields(cls.Params))
 
 
+PREFILL_FIELDS = ("model", "dataset", "image_size", "data_root")    # the scanned run's own
+FILTER_TO_UNSTRUCTURED = (
+    "This scan removed whole filters, but the methods that take per-layer rates (slr, admm) "
+    "prune single weights: the rates carry each layer's sensitivity to losing filters, a "
+    "cautious guide for weight pruning (a layer usually takes a higher weight rate). Scan with "
+    "the unstructured criterion for rates measured the way these methods prune.")
+
+
 def take_prefill(prefix: str) -> None:
     """Per-layer rates suggested on the Inspect page: write them, the global rate and a method
     that takes per-layer rates into the form (before its widgets are drawn), once."""
@@ -244,15 +252,22 @@ def take_prefill(prefix: str) -> None:
         methods = per_layer_methods()
         if method not in methods:
             method = "slr" if "slr" in methods else methods[0]
-        for key, value in {_method_key(prefix): method, f"{prefix}.rate": float(fill["rate"]),
-                           f"{prefix}.{method}.layer_rates": fill["layer_rates"]}.items():
+        values = {_method_key(prefix): method, f"{prefix}.rate": float(fill["rate"]),
+                  f"{prefix}.{method}.layer_rates": fill["layer_rates"]}
+        # The rates name the scanned model's layers: its model and data come with them.
+        values.update({f"{prefix}.{k}": fill[k] for k in PREFILL_FIELDS if k in fill})
+        for key, value in values.items():
             st.session_state[key] = memory[key] = value
-        st.session_state[f"{prefix}.prefilled"] = (method, fill["layer_rates"])
+        st.session_state[f"{prefix}.prefilled"] = (method, fill["layer_rates"],
+                                                   fill.get("kind"))
     shown = st.session_state.get(f"{prefix}.prefilled")
     if shown and memory.get(f"{prefix}.{shown[0]}.layer_rates") == shown[1]:
         st.info(f"Per-layer rates from Inspect are filled in under *{shown[0]} parameters* "
-                f"(layer_rates); the rate field is their size-weighted mean. Methods that take "
-                f"per-layer rates: {', '.join(per_layer_methods())}.", icon=":material/tune:")
+                f"(layer_rates), with the scanned run's model and dataset; the rate field is "
+                f"their size-weighted mean. Methods that take per-layer rates: "
+                f"{', '.join(per_layer_methods())}.", icon=":material/tune:")
+        if len(shown) > 2 and shown[2] == "filter":
+            st.warning(FILTER_TO_UNSTRUCTURED, icon=":material/info:")
 
 
 def session_form(prefix: str, *, main: Iterable[str] = MAIN_FIELDS,
