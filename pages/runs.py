@@ -35,7 +35,5 @@ if st.button(f"Compare these {len(shown)} runs", key="runs.compare_all",
 
 if not shown.empty:
     st.divider()
-    labels = dict(zip(shown.run_id, shown.label + " — " + shown.status))
-    run_id = st.selectbox("Run card", list(shown.run_id), format_func=labels.get,
-                          key="runs.card")
+    run_id = runs_ui.card_picker(shown)
     runs_ui.run_card(store, queue, run_id)

@@ -315,7 +315,8 @@ def test_runs_page_renames_deletes_after_confirming_and_shows_errors(app, ui_roo
     failed = store.create_run(SessionConfig(method="l1", name="broken"), status="failed")
     store.finish_run(failed, "failed", error="RuntimeError: out of memory")
     at = _page(app, "pages/runs.py")
-    at.selectbox(key="runs.card").set_value(failed).run()
+    next(s for s in at.selectbox if (s.key or "").startswith("runs.card.")).set_value(
+        failed).run()
     assert any("out of memory" in e for e in _errors(at))
     at.text_input(key=f"runs.name.{failed}").input("renamed")
     at.button(key=f"runs.rename.{failed}").click().run()

@@ -48,6 +48,11 @@ def _table(at) -> pd.DataFrame:
     return next(d.value for d in at.dataframe if "accuracy_drop" in d.value.columns)
 
 
+def _card(at):
+    """The Runs page's card picker (its key carries a digest of its labels)."""
+    return next(s for s in at.selectbox if (s.key or "").startswith("runs.card."))
+
+
 def _config(**kw) -> SessionConfig:
     return SessionConfig(**{"method": "l1", "rate": 0.5, "epochs": 1, **kw})
 
@@ -178,7 +183,7 @@ def test_notes_and_tags_are_saved_from_the_runs_page_and_filter_it(store):
     a = recorded_run(store, _config())
     b = recorded_run(store, _config(rate=0.9))
     at = _open("pages/runs.py")
-    at.selectbox(key="runs.card").set_value(a).run()
+    _card(at).set_value(a).run()
     at.text_area(key=f"runs.notes.{a}").input("lr was too high")
     at.text_input(key=f"runs.tags.{a}").input("baseline, paper , baseline")
     at.button(key=f"runs.save.{a}").click().run()
@@ -321,3 +326,21 @@ def test_the_report_is_one_offline_html_file_with_the_table_verdicts_and_charts(
     assert "<script>alert(1)</script>" not in page and "cmp &lt;b&gt;x&lt;/b&gt;" in page
     at = _open("pages/compare.py", runs=",".join(ids.values()))
     assert any(b.proto.label == "Download report" for b in at.get("download_button"))
+
+
+def test_notes_and_tags_saved_after_a_rename_reach_the_renamed_run(store):
+    a = recorded_run(store, _config())
+    b = recorded_run(store, _config(rate=0.9))
+    at = _open("pages/runs.py")
+    _card(at).set_value(b).run()
+    at.text_input(key=f"runs.name.{b}").input("the high rate")
+    at.button(key=f"runs.rename.{b}").click().run()
+    assert store.run(b)["name"] == "the high rate"
+    assert _card(at).value == b and "the high rate" in _card(at).format_func(b)
+    at.text_area(key=f"runs.notes.{b}").input("rate 0.9 loses 40 points")
+    at.text_input(key=f"runs.tags.{b}").input("aggressive")
+    at.button(key=f"runs.save.{b}").click().run()
+    assert not at.exception
+    assert store.run(b)["notes"] == "rate 0.9 loses 40 points"
+    assert store.run(b)["tags"] == ["aggressive"]
+    assert store.run(a)["notes"] == "" and store.run(a)["tags"] == []
