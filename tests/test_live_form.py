@@ -346,3 +346,41 @@ def test_a_folder_that_does_not_exist_is_an_inline_error_that_disables_run(tmp_p
     assert at.selectbox(key="live.dataset").value == "folder:/nonexistent"
     assert "image folder /nonexistent does not exist" in _errors(at)
     assert at.button(key="live.run").disabled
+
+
+def test_the_history_follows_new_snapshots_of_a_watched_run(tmp_path, monkeypatch):
+    """Issue 27, #3: the History panel stayed on its first snapshot (step 21 of 440) while the
+    charts above showed the run at step 439."""
+    from pruneviz.records import LayerRow, Scalar
+    from tests.helpers import decode_plotly
+
+    store = Store(tmp_path / "runs")
+    run_id = store.create_run(SessionConfig(epochs=1))
+    store.start_run(run_id, 100)
+
+    def snapshot(step: int) -> None:
+        store.write(run_id, [Scalar(step, 0, "loss", 1.0)]
+                    + [LayerRow(step, 0, layer, "sparsity", step / 100)
+                       for layer in ("conv1", "conv2")], step=step)
+
+    snapshot(10)
+    snapshot(21)
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["run"] = run_id
+    at.run()
+
+    def history_title() -> str:
+        import json
+
+        titles = [decode_plotly(json.loads(c.proto.spec))["layout"].get("title", {})
+                  .get("text", "") for c in at.get("plotly_chart")]
+        return next(t for t in titles if t.startswith("Per-layer sparsity at step"))
+
+    assert history_title() == "Per-layer sparsity at step 21"
+    snapshot(60)
+    snapshot(99)
+    store.finish_run(run_id, "completed", summary={"final_accuracy": 0.9})
+    at.run()
+    assert not at.exception
+    assert history_title() == "Per-layer sparsity at step 99"
