@@ -28,7 +28,8 @@ st.dataframe(shown[runs_ui.LIST_COLUMNS], hide_index=True, key="runs.table",
              column_config={"label": st.column_config.TextColumn("run", pinned=True),
                             "tags": st.column_config.ListColumn("tags", width="medium"),
                             "notes": st.column_config.TextColumn("notes", width="medium")})
-if st.button(f"Compare these {len(shown)} runs", key="runs.compare_all",
+if st.button("Compare this run" if len(shown) == 1 else f"Compare these {len(shown)} runs",
+             key="runs.compare_all",
              disabled=shown.empty):
     state.select_runs(list(shown.run_id))
     st.rerun()

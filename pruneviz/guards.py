@@ -117,12 +117,14 @@ def run_warnings(*, method: str, kind: str, rate: float, params: dict[str, objec
     empty = [h for h in layers if h.kept == 0 or h.filters_kept == 0]
     thin = [h for h in layers if collapsed(h, rate, kind) and h not in empty]
     if cut:
-        cause = (f"{_names([h.name for h in empty])} keep no weights" if empty
+        keep = "keeps" if len(empty) == 1 else "keep"
+        cause = (f"{_names([h.name for h in empty])} {keep} no weights" if empty
                  else "no signal reaches the classifier")
         out.append(f"The network is cut in two: {cause}, so its output no longer depends on "
                    f"the input and the final accuracy is a constant guess. {fix}")
     elif empty:
-        out.append(f"{_names([h.name for h in empty])} keep no weights: only a shortcut carries "
+        keep = "keeps" if len(empty) == 1 else "keep"
+        out.append(f"{_names([h.name for h in empty])} {keep} no weights: only a shortcut carries "
                    f"the signal past them. {fix}")
     if thin:
         parts = [(f"{h.name} keeps {h.filters_kept} of {h.filters_total} filters"

@@ -344,3 +344,9 @@ def test_notes_and_tags_saved_after_a_rename_reach_the_renamed_run(store):
     assert store.run(b)["notes"] == "rate 0.9 loses 40 points"
     assert store.run(b)["tags"] == ["aggressive"]
     assert store.run(a)["notes"] == "" and store.run(a)["tags"] == []
+
+
+def test_the_runs_page_offers_to_compare_one_run_in_the_singular(store):
+    recorded_run(store, _config())
+    at = _open("pages/runs.py")
+    assert at.button(key="runs.compare_all").label == "Compare this run"

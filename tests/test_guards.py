@@ -284,3 +284,10 @@ def test_compare_and_live_show_an_under_trained_dense_start(guard_store, monkeyp
     assert not at.exception
     assert any(e.label.startswith("Dense start, before pruning (under-trained)")
                for e in at.expander)
+
+
+def test_one_empty_layer_keeps_no_weights_in_the_singular():
+    (cut,) = _warnings(layers=[LayerHealth("conv3", 0, 18432, 0, 64)], cut=True)
+    assert "conv3 keeps no weights" in cut
+    (shortcut,) = _warnings(layers=[LayerHealth("conv3", 0, 18432, 0, 64)])
+    assert shortcut.startswith("conv3 keeps no weights")
