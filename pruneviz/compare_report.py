@@ -23,7 +23,8 @@ pre { background: #f6f6f6; padding: 8px; font-size: 12px; overflow-x: auto; }
 
 def _cell(value: object) -> str:
     if isinstance(value, float):
-        text = "" if value != value else f"{value:.4g}"
+        # float noise (6e-17 for a zero sd) prints as 0
+        text = "" if value != value else f"{0.0 if abs(value) < 1e-12 else value:.4g}"
         return f"<td>{text}</td>"
     if isinstance(value, (int,)) and not isinstance(value, bool):
         return f"<td>{value}</td>"
@@ -61,6 +62,9 @@ def report_html(*, title: str, aggregated: pd.DataFrame, verdicts: list[str],
     if figures:
         parts.append("<h2>Charts</h2>")
         for i, fig in enumerate(figures):
+            # The page's own theme is absent here: a plain white template, room for the ticks.
+            fig = go.Figure(fig).update_layout(template="plotly_white",
+                                               margin=dict(l=70, r=20))
             parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0),
                                      default_width="100%"))
     parts.append("<h2>Every run</h2>" + table_html(runs))
