@@ -158,7 +158,7 @@ def test_a_live_run_in_a_real_browser(server, tmp_path):
         run_id = page.evaluate("() => location.href").split("run=")[1].split("&")[0]
         page.get_by_role("link", name="Compare").click()
         expect(page.get_by_role("heading", name="Compare")).to_be_visible(timeout=15_000)
-        label = f"gmp 0.8 s0 · {run_id[-4:]}"
+        label = f"gmp 0.95 s0 · {run_id[-4:]}"
         # Listed in the run table (a canvas grid with an accessible mirror) and the legends.
         expect(page.locator("[data-testid='stMain'] td", has_text=label).first).to_be_attached(
             timeout=60_000)
