@@ -131,7 +131,9 @@ def coerce(value: str, default: Any, name: str) -> Any:
             return tuple(float(v) for v in split_list(value))
         return value
     except ValueError:
-        raise ConfigError(f"{name} expects a {type(default).__name__}, got {value!r}.") from None
+        kind = {bool: "yes or no", int: "a whole number", float: "a number",
+                tuple: "numbers separated by commas"}.get(type(default), "text")
+        raise ConfigError(f"{name} expects {kind}, got {value!r}.") from None
 
 
 def check_fields(obj: Any) -> None:

@@ -384,3 +384,15 @@ def test_the_history_follows_new_snapshots_of_a_watched_run(tmp_path, monkeypatc
     at.run()
     assert not at.exception
     assert history_title() == "Per-layer sparsity at step 99"
+
+
+def test_range_and_type_messages_read_as_a_person_writes_them():
+    import dataclasses
+
+    from pruneviz.config import ConfigError, coerce
+
+    seed = next(f for f in dataclasses.fields(SessionConfig) if f.name == "seed")
+    message = forms.check_range(seed, -1)
+    assert "between 0 and 2,147,483,647" in message and "e+09" not in message
+    with pytest.raises(ConfigError, match="expects numbers separated by commas"):
+        coerce("a, b", (1.0,), "lr milestones")

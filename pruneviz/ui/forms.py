@@ -112,10 +112,17 @@ def check_range(f: dataclasses.Field, value: Any, where: str = "") -> str | None
     if not math.isfinite(value):
         return f"**{label_of(f.name)}**{where} must be a finite number; got {value}."
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        span = (f"between {lo:g} and {hi:g}" if None not in (lo, hi) else
-                f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
-        return f"**{label_of(f.name)}**{where} must be {span}; got {value:g}."
+        span = (f"between {_num(lo)} and {_num(hi)}" if None not in (lo, hi) else
+                f"at least {_num(lo)}" if lo is not None else f"at most {_num(hi)}")
+        return f"**{label_of(f.name)}**{where} must be {span}; got {_num(value)}."
     return None
+
+
+def _num(v: float) -> str:
+    """A bound as a person writes it: 2,147,483,647, not 2.14748e+09."""
+    if isinstance(v, int) or (float(v).is_integer() and abs(v) >= 1e4):
+        return f"{int(v):,}"
+    return f"{v:g}"
 
 
 def _step(default: float) -> float:
