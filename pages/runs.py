@@ -21,7 +21,7 @@ text = text_col.text_input("Filter", key="runs.filter",
                            placeholder="name, method, id, sweep, notes or tag")
 methods = method_col.multiselect("Method", sorted(runs.method.unique()), key="runs.methods")
 statuses = status_col.multiselect("Status", STATUSES, key="runs.statuses")
-tags = tag_col.multiselect("Tags", runs_ui.all_tags(runs), key="runs.tag_filter",
+tags = tag_col.multiselect("Tagged", runs_ui.all_tags(runs), key="runs.tag_filter",
                            placeholder="any tag", help="Runs carrying any of these tags.")
 shown = runs_ui.filter_runs(runs, text, methods, statuses, tags)
 st.dataframe(shown[runs_ui.LIST_COLUMNS], hide_index=True, key="runs.table",

@@ -350,3 +350,12 @@ def test_the_runs_page_offers_to_compare_one_run_in_the_singular(store):
     recorded_run(store, _config())
     at = _open("pages/runs.py")
     assert at.button(key="runs.compare_all").label == "Compare this run"
+
+
+def test_the_runs_page_gives_each_control_its_own_label(store):
+    run_id = recorded_run(store, _config())
+    store.annotate(run_id, tags=["baseline"])
+    at = _open("pages/runs.py")
+    labels = [w.label for kind in ("text_input", "text_area", "multiselect", "selectbox")
+              for w in at.get(kind) if not (w.key or "").startswith("selected_runs")]
+    assert len(labels) == len(set(labels)), labels
