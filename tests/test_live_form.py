@@ -185,6 +185,9 @@ def test_run_again_with_more_seeds_queues_one_run_per_new_seed(live, tmp_path):
     at.text_input(key="live.more_seeds").input("0, 1, 2, 2").run()
     at.button(key="live.run_seeds").click().run()
     assert not at.exception
+    # they ran: the box is empty and Run seeds disabled, not offering 1, 2 again (#11)
+    assert at.text_input(key="live.more_seeds").value == ""
+    assert at.button(key="live.run_seeds").disabled
     new = [r for r in store.runs().run_id if r != run_id]
     try:
         configs = sorted((store.run(r)["config"] for r in new), key=lambda c: c.seed)

@@ -118,6 +118,8 @@ def rerun_controls(run: dict, prefix: str, submit: Callable[[SessionConfig], str
                 on_click=forms.load_config, args=(prefix, config), width="stretch",
                 help="Load this run's method, parameters and settings into the form.")
     key = f"{prefix}.more_seeds"
+    if st.session_state.pop(f"{key}.ran", False):
+        st.session_state[key] = ""        # they ran: the box no longer offers them again
     text = seeds.text_input("More seeds", placeholder=f"e.g. {config.seed + 1}, "
                             f"{config.seed + 2}", key=key,
                             help="Seeds to run this exact config with, comma-separated.")
@@ -132,6 +134,7 @@ def rerun_controls(run: dict, prefix: str, submit: Callable[[SessionConfig], str
             st.error(str(e), icon=":material/error:")
             return
         add_to_selection(list_runs(get_store()), [run["run_id"], *ids])
+        st.session_state[f"{key}.ran"] = True
         show_run(ids[0])
         st.rerun()
 
