@@ -174,7 +174,9 @@ try:
     if runs.empty:
         st.info("No completed runs yet: `python -m pruneviz run` starts one.")
         st.stop()
-    labels = {r.run_id: f"{r.run_id}  {r.method} {r.rate:g}  {r.model}/{r.dataset}"
+    # The name first where a run has one: it is how the user knows the run.
+    labels = {r.run_id: (f"{r.name} · " if r.name else "")
+              + f"{r.run_id}  {r.method} {r.rate:g}  {r.model}/{r.dataset}"
               for r in runs.itertuples()}
     run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="inspect_run")
     root = str(store.root)

@@ -363,3 +363,14 @@ def test_cli_bad_input_exits_2_with_one_line_and_no_store(tmp_path, capsys, args
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pruneviz: error:") and needle in err[0], err
     assert not root.exists()
+
+
+def test_the_run_picker_shows_a_runs_name(run_store, monkeypatch):
+    store, run_id = run_store
+    store.rename(run_id, "my filter run")
+    try:
+        at = _page(monkeypatch, store.root).run()
+        picker = at.selectbox(key="inspect_run")
+        assert picker.format_func(run_id).startswith("my filter run · ")
+    finally:
+        store.rename(run_id, "")
