@@ -35,6 +35,7 @@ from pruneviz.masks import nm_mask
 from pruneviz.methods import load_all
 from pruneviz.models import build_model
 from pruneviz.semistructured import kernel_support, measure
+from pruneviz.store import Store
 
 RATE = 0.8
 # (out, in) of Linear layers as in a transformer MLP (BERT-base, a 4k-wide model), at 2048 tokens
@@ -86,6 +87,8 @@ def startup_section(repeats: int) -> None:
     times = []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
+            if has_worker:
+                Store(tmp)      # a worker serves an existing store only (no store at a typo)
             cmd = ([sys.executable, "-m", "pruneviz", "worker", "--once", "--store", tmp]
                    if has_worker else [sys.executable, "-c", "import pruneviz.session"])
             t = time.perf_counter()

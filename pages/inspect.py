@@ -165,6 +165,30 @@ def sensitivity_tab(root: str, run_id: str, rm: ins.RunModels) -> None:
         st.page_link("pages/live.py", label="Open the Live session form with these rates",
                      icon=":material/play_circle:")
 
+def transformer_view(rm: ins.RunModels) -> None:
+    """Attention maps dense vs pruned per head; for a language model, a prompt both continue."""
+    text = getattr(rm.data, "modality", "image") == "text"
+    c1, c2 = st.columns(2)
+    index = c1.number_input("Held-out input", 0, len(rm.data.test_x) - 1, 0, key="att_input")
+    layer = c2.selectbox("Block", range(len(rm.dense.blocks)), key="att_block")
+    x = ins.held_out_input(rm.data, int(index), DEVICE)
+    if text:
+        st.caption(f"Input: {bytes(x[0].tolist()).decode('utf-8', errors='replace')!r}")
+    st.plotly_chart(plots.attention_figure(ins.attention_maps(rm.dense, x),
+                                           ins.attention_maps(rm.pruned, x), int(layer)))
+    if not text:
+        return
+    st.subheader("Continue a text")
+    prompt = st.text_area("Prompt", "The for statement is used to", key="lm_prompt")
+    if not prompt.strip():
+        st.error("**Prompt** is empty: type a few words for both models to continue.")
+        return
+    left, right = st.columns(2)
+    for col, name, model in ((left, "Dense start", rm.dense), (right, "Pruned", rm.pruned)):
+        col.markdown(f"**{name}** (greedy, 100 bytes)")
+        col.code(prompt + ins.continue_text(model, prompt, 100), language=None, wrap_lines=True)
+
+
 st.title("Inspect")
 st.caption("What pruning changed in a run, and which layers can take it.")
 try:
@@ -183,6 +207,10 @@ try:
     rm = models(root, run_id)
 except Exception as e:          # a bad store or an uninspectable run: say so, no traceback
     st.error(message(e))
+    st.stop()
+
+if ins.is_transformer(rm.dense):
+    transformer_view(rm)
     st.stop()
 
 tabs = st.tabs(["Attributions", "Agreement", "Layer view", "Sensitivity"])

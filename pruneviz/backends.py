@@ -8,36 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import ConfigError, SessionConfig
+from .local import run_measured, train_local
 from .store import FOREGROUND, Store
 
 Train = Callable[..., dict[str, Any]]
-
-
-def run_measured(config: SessionConfig, store: Store, **kw: Any) -> dict[str, Any]:
-    """`session.run_session`, with the metrics panel of a completed run in its summary; measured
-    before the run is marked completed, so a run stopped while measuring never shows completed
-    without its panel (the Ray task measures through this too, on its node)."""
-    from . import report
-    from .session import trained
-
-    with trained(config, store, **kw) as summary:
-        if summary["status"] == "completed":
-            summary["panel"] = report.panel_for_folder(
-                store.run_dir(summary["run_id"]), config, tuple(summary["input_shape"]),
-                summary["num_classes"], summary)
-    if summary["status"] != "completed":      # its end could not be committed
-        summary.pop("panel", None)
-    return summary
+__all__ = ["BACKENDS", "check_backend", "load_backend", "run_measured"]
 
 
 def _local() -> Train:
-    from .session import run_session
-
-    def train(config: SessionConfig, store: Store, *, panel: bool = True,
-              **kw: Any) -> dict[str, Any]:
-        return (run_measured if panel else run_session)(config, store, **kw)
-
-    return train
+    return train_local
 
 
 def _ray(**options: Any) -> Train:

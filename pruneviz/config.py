@@ -81,10 +81,6 @@ class SessionConfig:
                               f"{self.rate}; for example --rate 0.8 prunes 80%.")
         if any(not 0.0 < m < 1.0 for m in self.lr_milestones):
             raise ConfigError("lr_milestones are fractions of the epochs, each in (0, 1).")
-        if self.params.get("nm"):
-            from .methods.base import check_pattern  # lazy: the registry imports this module
-
-            check_pattern(self)
 
     def replace(self, **changes: Any) -> SessionConfig:
         return dataclasses.replace(self, **changes)
@@ -134,6 +130,21 @@ def coerce(value: str, default: Any, name: str) -> Any:
         kind = {bool: "yes or no", int: "a whole number", float: "a number",
                 tuple: "numbers separated by commas"}.get(type(default), "text")
         raise ConfigError(f"{name} expects {kind}, got {value!r}.") from None
+
+
+# A run's name labels lists, legends and tables; a megabyte one made Compare take 40 s to draw.
+MAX_NAME_CHARS = 200
+
+
+def check_name(name: str) -> str:
+    """`name` if it fits a run's label (at most MAX_NAME_CHARS characters), else ConfigError
+    saying how long it is; not checked when a stored config is read back, so runs named before
+    the limit still open."""
+    if len(name) > MAX_NAME_CHARS:
+        raise ConfigError(f"a run name is at most {MAX_NAME_CHARS} characters; this one has "
+                          f"{len(name):,} ({name[:40]!r}...). Shorten it; notes take longer "
+                          f"text.")
+    return name
 
 
 def check_fields(obj: Any) -> None:
@@ -214,6 +225,13 @@ def parse_nm(text: object) -> tuple[int, int] | None:
     if not 0 < pattern[0] < pattern[1]:
         raise ConfigError(f"nm takes {NM_FORMAT}; got {text!r}: N must be at least 1 (0 would "
                           f"empty every layer) and below M (N = M would prune nothing).")
+    # Said in the pattern's terms here: the rate check would name a rate (1 - N/M) never typed.
+    top = SessionConfig.__dataclass_fields__["rate"].metadata["max"]
+    if nm_rate(pattern) > top:
+        raise ConfigError(f"nm={text} is out of range: it keeps N/M = "
+                          f"{pattern[0] / pattern[1]:.3g} of every layer's weights, less than "
+                          f"the {1 - top:g} a run must keep (it prunes at most {top:g}); pick a "
+                          f"pattern with N/M of at least {1 - top:g}, for example 2:4 or 1:8.")
     return pattern
 
 

@@ -5,8 +5,10 @@ The embedded default is scikit-learn's digits (ships in the wheel, loads offline
 scripts/build_cifar_embedded.py) is the embedded real-image set, with its own test split. MNIST,
 Fashion-MNIST, CIFAR-10/100 come through torchvision and download only when asked. Any
 ImageFolder directory (one subfolder per class) works as `folder:PATH`, with a seeded stratified
-held-out split, or with its own train/ and val/ (or test/) subfolders as the split. Augmentation
-(random crop with padding 4, horizontal flip) runs on whole batches.
+held-out split, or with its own train/ and val/ (valid/, validation/ or test/) subfolders as the
+split. Augmentation (random crop with padding 4, horizontal flip) runs on whole batches. Text
+(`pydoc`, `text:PATH`) lives in text.py and comes back as a TextBundle with the same batching
+methods.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import ConfigError
+from .text import CONTEXT, TEXT_DATASETS, TEXT_PREFIX, TextBundle, is_text, load_text
 
 TORCHVISION_SETS = {
     "mnist": ("MNIST", "MNIST"),
@@ -30,7 +33,7 @@ TORCHVISION_SETS = {
     "cifar100": ("CIFAR100", "cifar-100-python"),
 }
 EMBEDDED_CIFAR = "cifar10_small"
-DATASETS = ("digits", EMBEDDED_CIFAR, *TORCHVISION_SETS)
+DATASETS = ("digits", EMBEDDED_CIFAR, *TORCHVISION_SETS, *TEXT_DATASETS)
 FOLDER_PREFIX = "folder:"
 
 
@@ -51,6 +54,9 @@ class DataBundle:
     augment: bool
     # Files of an image folder that could not be used, as "PATH: why" (the run summary lists them).
     skipped: list[str] = field(default_factory=list)
+    # What makes this data's numbers read differently than a user expects (a held-out split
+    # missing a class): sentences added to a finished run's summary warnings.
+    warnings: list[str] = field(default_factory=list)
     mean: torch.Tensor = field(init=False)
     std: torch.Tensor = field(init=False)
 
@@ -205,8 +211,10 @@ def _torchvision(name: str, root: Path, download: bool) -> DataBundle:
 # guard only starts at 89 megapixels, and a 92-megapixel JPEG decodes to ~280 MB).
 MAX_IMAGE_PIXELS = 4096 * 4096
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-# Held-out split folders, in order of preference (ImageNet / Imagenette layout).
-SPLIT_TRAIN, SPLIT_HELDOUT = "train", ("val", "test")
+# Held-out split folders, in order of preference: ImageNet / Imagenette write val/, Kaggle and
+# Roboflow exports valid/ or validation/; any of them beside train/ is the held-out split, not a
+# class (read as classes, train/ + valid/ trained a two-class "train vs valid" classifier).
+SPLIT_TRAIN, SPLIT_HELDOUT = "train", ("val", "valid", "validation", "test")
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -216,9 +224,70 @@ def _class_dirs(root: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
-def _image_files(folder: Path, seen: set[tuple[int, int]]) -> list[Path]:
-    """Image files under `folder`, each physical file once (by device and inode, across `seen`);
-    symlinked subfolders are never entered."""
+def _has_image(folder: Path) -> bool:
+    """Whether `folder` holds an image file anywhere below it (a listing that stops at the first;
+    no file is read)."""
+    return folder.is_dir() and any(
+        name.lower().endswith(IMAGE_SUFFIXES)
+        for _, _, names in os.walk(folder, followlinks=False) for name in names)
+
+
+def _layout(path: Path) -> tuple[Path, Path | None]:
+    """(the training root, the held-out split folder or None) of the image folder `path`:
+    PATH/<class>, or PATH/train/<class> beside one of SPLIT_HELDOUT. A train/ or held-out folder
+    of class folders missing its partner is a DataError: read as one class each, it would train
+    a classifier of split names."""
+    if not path.is_dir():
+        raise DataError(f"image folder {path} does not exist; give folder:PATH with one "
+                        f"subfolder per class.")
+    train = path / SPLIT_TRAIN
+    heldout = next((path / s for s in SPLIT_HELDOUT if (path / s).is_dir()), None)
+    if train.is_dir() and heldout is not None:
+        return train, heldout
+    # A split folder holds class folders; a class that happens to be called "train" or "test"
+    # holds images.
+    if train.is_dir() and _class_dirs(train):
+        others = [p.name + "/" for p in _class_dirs(path) if p != train]
+        beside = f" (beside it: {', '.join(others[:5])})" if others else ""
+        raise DataError(f"{path} has a train/ folder of class folders but no held-out split "
+                        f"beside it{beside}; name the held-out folder val, valid, validation or "
+                        f"test, or give folder:{train} to hold out a fraction of train/ "
+                        f"(holdout).")
+    if heldout is not None and _class_dirs(heldout):
+        raise DataError(f"{path} has a {heldout.name}/ folder of class folders but no train/ "
+                        f"beside it; name the training folder train.")
+    return path, None
+
+
+def _classes(root: Path) -> list[str]:
+    classes = [p.name for p in _class_dirs(root)]
+    if len(classes) < 2:
+        raise DataError(f"{root} has {len(classes)} class folder(s); a classifier needs at "
+                        f"least 2 subfolders, one per class, holding its images.")
+    return classes
+
+
+def _check_heldout_classes(root: Path, heldout: Path, classes: list[str]) -> None:
+    extra = sorted({p.name for p in _class_dirs(heldout)} - set(classes))
+    if extra:
+        raise DataError(f"{heldout} has class folder(s) {', '.join(extra)} that {root} "
+                        f"lacks; the held-out classes must be training classes.")
+
+
+def _untrained(root: Path, heldout: Path, names: list[str]) -> DataError:
+    """Classes with held-out images and no training image: the model can never predict them,
+    so every held-out image of theirs would count as wrong."""
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return DataError(f"class(es) {shown} have held-out images in {heldout} but no readable "
+                     f"training image in {root} (e.g. {root / names[0]}); a class never trained "
+                     f"can never be predicted. Add training images to {root / names[0]}, or "
+                     f"remove the class from both {root.name}/ and {heldout.name}/.")
+
+
+def _image_files(folder: Path, seen: set[tuple[int, int]],
+                 linked: list[Path] | None = None) -> list[Path]:
+    """Image files under `folder`, each physical file once (by device and inode, across `seen`;
+    a file already seen goes to `linked`); symlinked subfolders are never entered."""
     out = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames.sort()
@@ -232,6 +301,8 @@ def _image_files(folder: Path, seen: set[tuple[int, int]]) -> list[Path]:
                 continue                      # a dangling link
             key = (st.st_dev, st.st_ino)
             if key in seen:
+                if linked is not None:
+                    linked.append(p)
                 continue
             seen.add(key)
             out.append(p)
@@ -255,7 +326,8 @@ def _read_image(p: Path, image_size: int) -> torch.Tensor:
 
 
 def _read_split(root: Path, classes: list[str], image_size: int, seen: set[tuple[int, int]],
-                skipped: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+                skipped: list[str], linked: list[Path] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     from PIL import Image
 
     xs, ys = [], []
@@ -263,7 +335,7 @@ def _read_split(root: Path, classes: list[str], image_size: int, seen: set[tuple
         folder = root / cls
         if not folder.is_dir():
             continue
-        for p in _image_files(folder, seen):
+        for p in _image_files(folder, seen, linked):
             try:
                 xs.append(_read_image(p, image_size))
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -277,40 +349,53 @@ def _read_split(root: Path, classes: list[str], image_size: int, seen: set[tuple
 
 def _folder(path: Path, image_size: int, holdout: float) -> DataBundle:
     """An ImageFolder tree: PATH/<class>/*.jpg split by `holdout`, or PATH/train/<class> with
-    PATH/val/<class> (else PATH/test/<class>) as the held-out split."""
-    if not path.is_dir():
-        raise DataError(f"image folder {path} does not exist; give folder:PATH with one "
-                        f"subfolder per class.")
-    heldout = next((path / s for s in SPLIT_HELDOUT if (path / s).is_dir()), None)
-    split = (path / SPLIT_TRAIN).is_dir() and heldout is not None
-    root = path / SPLIT_TRAIN if split else path
-    classes = [p.name for p in _class_dirs(root)]
-    if len(classes) < 2:
-        raise DataError(f"{root} has {len(classes)} class folder(s); a classifier needs at "
-                        f"least 2 subfolders, one per class, holding its images.")
+    PATH/val/<class> (else valid/, validation/, test/) as the held-out split."""
+    root, heldout = _layout(path)
+    classes = _classes(root)
+    if heldout is not None:
+        _check_heldout_classes(root, heldout, classes)
     seen: set[tuple[int, int]] = set()
     skipped: list[str] = []
+    warnings: list[str] = []
     x, y = _read_split(root, classes, image_size, seen, skipped)
-    if split:
-        assert heldout is not None
-        extra = sorted({p.name for p in _class_dirs(heldout)} - set(classes))
-        if extra:
-            raise DataError(f"{heldout} has class folder(s) {', '.join(extra)} that {root} "
-                            f"lacks; the held-out classes must be training classes.")
-        # `seen` already holds the training files: a file linked into both splits stays in train.
-        test_x, test_y = _read_split(heldout, classes, image_size, seen, skipped)
     if len(x) == 0:
         raise DataError(f"no readable images under {root} (skipped {len(skipped)}"
                         f"{': ' + skipped[0] if skipped else ''}); put .jpg or .png files in "
                         f"one subfolder per class.")
-    if not split:
+    if heldout is None:
         tr, te = _split(y, holdout, seed=0)
         x, y, test_x, test_y = x[tr], y[tr], x[te], y[te]
-    if len(test_x) == 0:
-        raise DataError(f"no readable held-out images in {heldout or path}; add images or "
-                        f"raise --holdout.")
+        if len(test_x) == 0:
+            raise DataError(f"no readable held-out images in {path}; add images or raise "
+                            f"--holdout.")
+    else:
+        # `seen` already holds the training files: a file linked into both splits stays in
+        # train, and is counted in `linked`.
+        linked: list[Path] = []
+        test_x, test_y = _read_split(heldout, classes, image_size, seen, skipped, linked)
+        if len(test_x) == 0:
+            why = (f"its {len(linked)} image file(s) are training images linked again (hard "
+                   f"links or symlinks of files in {root}), which stay in training"
+                   if linked else "it holds no readable image in a class folder")
+            raise DataError(f"no held-out images in {heldout}: {why}. Put images distinct from "
+                            f"the training ones in {heldout}/<class> (holdout does not apply "
+                            f"to a {root.name}/ + {heldout.name}/ layout).")
+        trained, measured = set(y.tolist()), set(test_y.tolist())
+        untrained = [c for i, c in enumerate(classes) if i in measured and i not in trained]
+        if untrained:
+            raise _untrained(root, heldout, untrained)
+        # Training a class the held-out split lacks is sound, but the accuracy then averages
+        # over fewer classes than the model predicts: said in the run's warnings, not refused
+        # (a rare class missing from val/ is common and the run is still worth having).
+        unmeasured = [c for i, c in enumerate(classes) if i in trained and i not in measured]
+        if unmeasured:
+            warnings.append(
+                f"the held-out split {heldout} has no images of class(es) "
+                f"{', '.join(unmeasured[:5])}{' and more' if len(unmeasured) > 5 else ''}: "
+                f"held-out accuracy measures {len(classes) - len(unmeasured)} of "
+                f"{len(classes)} classes. Add images to {heldout}/<class> to measure them all.")
     return DataBundle(f"folder:{path}", x, y, test_x, test_y, classes=classes, augment=False,
-                      skipped=skipped)
+                      skipped=skipped, warnings=warnings)
 
 
 @functools.lru_cache(maxsize=4)
@@ -333,8 +418,11 @@ INPUT_SHAPES = {"digits": (1, 8, 8), EMBEDDED_CIFAR: (3, 16, 16), "mnist": (1, 2
                 "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 
 
-def input_shape(name: str, image_size: int = 32) -> tuple[int, int, int]:
-    """(C, H, W) of a dataset's images without loading it (folders: RGB at image_size)."""
+def input_shape(name: str, image_size: int = 32) -> tuple[int, ...]:
+    """(C, H, W) of a dataset's images without loading it (folders: RGB at image_size); text:
+    (context,)."""
+    if is_text(name):
+        return (CONTEXT,)
     return INPUT_SHAPES.get(name, (3, image_size, image_size))
 
 
@@ -367,37 +455,49 @@ def folder_path(name: str) -> Path:
 
 
 def folder_problem(name: str) -> str | None:
-    """What is wrong with a folder:PATH dataset, from a directory listing (no image read)."""
+    """What is wrong with a folder:PATH dataset, from a directory listing (no image read): the
+    messages loading it would raise, each naming its fix."""
     if not name.startswith(FOLDER_PREFIX):
         return None
     try:
         path = folder_path(name)
+        root, heldout = _layout(path)
+        classes = _classes(root)
+        if heldout is not None:
+            _check_heldout_classes(root, heldout, classes)
+            untrained = [c for c in classes
+                         if _has_image(heldout / c) and not _has_image(root / c)]
+            if untrained:
+                raise _untrained(root, heldout, untrained)
     except DataError as e:
-        return str(e).rstrip(".")
-    if not path.is_dir():
-        return f"image folder {path} does not exist"
-    # The layouts _folder reads: PATH/<class>, or PATH/train/<class> with PATH/val or test.
-    split = (path / SPLIT_TRAIN).is_dir() and any((path / s).is_dir() for s in SPLIT_HELDOUT)
-    root = path / SPLIT_TRAIN if split else path
-    classes = _class_dirs(root)
-    if len(classes) < 2:
-        return (f"{root} has {len(classes)} class folder(s); a classifier needs at least 2 "
-                f"subfolders, one per class")
+        return str(e)
     return None
 
 
 def check_dataset_name(name: str) -> None:
-    if name not in DATASETS and not name.startswith(FOLDER_PREFIX):
-        raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)} or "
-                        f"folder:PATH for your own images.")
+    if name not in DATASETS and not name.startswith((FOLDER_PREFIX, TEXT_PREFIX)):
+        raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}, "
+                        f"folder:PATH for your own images or text:PATH for your own text.")
     if name.startswith(FOLDER_PREFIX):
         folder_path(name)
 
 
+def dataset_modality(name: str) -> str:
+    """"text" (token ids, a language model's data) or "image"."""
+    return "text" if is_text(name) else "image"
+
+
+_load_text = functools.lru_cache(maxsize=4)(load_text)
+
+
 def load_dataset(name: str = "digits", root: str = "./data", *, download: bool = False,
-                 augment: str = "auto", holdout: float = 0.2, image_size: int = 32) -> DataBundle:
-    """Load (and cache in memory) a dataset; `augment` is auto, on or off."""
+                 augment: str = "auto", holdout: float = 0.2, image_size: int = 32,
+                 seed: int = 0) -> DataBundle | TextBundle:
+    """Load (and cache in memory) a dataset; `augment` is auto, on or off. `seed` splits text
+    into training and held-out topics or files (image splits do not depend on it)."""
     check_dataset_name(name)
+    if is_text(name):
+        return _load_text(name, holdout, seed)
     base = _load(name, str(root), download, holdout, image_size)
     want = base.augment if augment == "auto" else augment == "on"
     if want == base.augment:

@@ -20,6 +20,8 @@ when it exceeds 1) before it is kept.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -33,6 +35,7 @@ import torch
 import torch.nn as nn
 
 from .config import ConfigError, SessionConfig
+from .safe_load import partial_name
 from .store import Store
 
 FORMATS = ("card", "weights", "masks", "masked", "pt2", "onnx")
@@ -55,6 +58,20 @@ How to load these files (see pruneviz's README, "Exports"):
 """
 
 
+def write_file(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` and fsync it; on any OSError (ENOSPC: the disk filled) the file is
+    removed before the error is raised, so no truncated file stays behind."""
+    path = Path(path)
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())     # a full disk can surface only here (delayed allocation)
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
+
+
 def export_compact_program(model: nn.Module, input_shape: tuple[int, ...], path: str | Path,
                            ) -> float:
     """Save `model` as a torch.export program (.pt2) with a dynamic batch dimension; returns
@@ -66,7 +83,11 @@ def export_compact_program(model: nn.Module, input_shape: tuple[int, ...], path:
     with torch.no_grad():
         program = torch.export.export(model, (x,),
                                       dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
-    torch.export.save(program, str(path))
+    # Serialized in memory, then written by write_file: torch.export.save writing to a file
+    # aborts the whole process (SIGABRT in its zip writer) when the disk fills mid-write.
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    write_file(path, buffer.getvalue())
     loaded = load_program(path).module()
     with torch.no_grad():
         expected = model(x)
@@ -91,22 +112,28 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: str | Path
 
     model = model.eval().cpu()
     x = torch.randn(3, *input_shape)
+    # Built in memory and written by write_file, like the .pt2: a full disk is then one OSError
+    # from our own write, never whatever the exporter's native writer does on a short write.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")     # the legacy exporter's deprecation notice
         if dynamo:
-            torch.onnx.export(model, (x,), str(path), dynamo=True, input_names=["x"],
-                              output_names=["logits"],
-                              dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+            program = torch.onnx.export(model, (x,), dynamo=True, input_names=["x"],
+                                        output_names=["logits"],
+                                        dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+            data = program.model_proto.SerializeToString()
         else:
-            torch.onnx.export(model, (x,), str(path), dynamo=False, input_names=["x"],
+            buffer = io.BytesIO()
+            torch.onnx.export(model, (x,), buffer, dynamo=False, input_names=["x"],
                               output_names=["logits"],
                               dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
-    onnx.checker.check_model(onnx.load(str(path)))
+            data = buffer.getvalue()
+    onnx.checker.check_model(onnx.load_from_string(data))
+    write_file(path, data)
     try:
         import onnxruntime
     except ImportError:
         return None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     got = torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
     with torch.no_grad():
         expected = model(x)
@@ -123,7 +150,8 @@ def export_run(store: Store, run_id: str, out: str | Path,
     """Write the run's files into `out` (created if missing); returns the paths written.
 
     `formats` picks among FORMATS (default all). Model files need the run's final weights (a
-    completed run); for other runs only the run card is written.
+    completed run); for other runs only the run card is written. All or nothing: a write that
+    fails (a full disk) is one ConfigError and leaves no file of this export in `out`.
     """
     from .report import load_run_models
 
@@ -145,61 +173,81 @@ def export_run(store: Store, run_id: str, out: str | Path,
             formats & {"masks", "masked", "pt2", "onnx"}:
         models = load_run_models(store, run_id)
     created = not out.exists()
+    staged: list[str] = []
     written: list[Path] = []
     try:
         out.mkdir(parents=True, exist_ok=True)
-        _write_files(store, run, folder, out, formats, models, complete, written)
-    except OSError as e:
-        # Every file goes to a temporary name first: remove what is half written (and the
-        # folder if this call made it and nothing else is in it).
-        for p in out.glob(".partial-*") if out.is_dir() else ():
-            p.unlink(missing_ok=True)
+        _write_files(store, run, folder, out, formats, models, complete, staged)
+        # All or nothing: every file was written whole under its temporary name; only now do
+        # they take their real names (a rename needs no space), so a failed export never
+        # leaves half a set of files beside an older export's.
+        for name in staged:
+            os.replace(partial_name(out / name), out / name)
+            written.append(out / name)
+    except BaseException as e:
+        for name in staged:
+            partial_name(out / name).unlink(missing_ok=True)
         if created and out.is_dir() and not written:
-            shutil.rmtree(out, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()       # only if empty: never remove what someone else put there
+        if not isinstance(e, OSError):
+            raise
         raise ConfigError(f"could not write the export into {out} ({e.strerror or e}); "
-                          f"choose a writable --out folder with free space (no partial file "
-                          f"was left there).") from None
+                          f"choose a writable --out folder with free space (nothing of this "
+                          f"export was left there).") from None
     return written
 
 
+def _copy_file(src: Path, dst: Path) -> None:
+    """Copy `src` to `dst` and fsync it; on OSError `dst` is removed, then the error raised."""
+    try:
+        shutil.copyfile(src, dst)
+        with open(dst, "rb+") as f:
+            os.fsync(f.fileno())
+    except OSError:
+        dst.unlink(missing_ok=True)
+        raise
+
+
 def _write_files(store: Store, run: dict[str, Any], folder: Path, out: Path, formats: set[str],
-                 models: Any, complete: bool, written: list[Path]) -> None:
-    """export_run's files, each written under a temporary name and renamed into place."""
+                 models: Any, complete: bool, staged: list[str]) -> None:
+    """export_run's files, each written whole under its temporary name (partial_name); `staged`
+    gets each name before its file is started, so a failure can remove what was begun."""
     from .report import metrics_panel
-    from .safe_load import partial_name, save_tensors
 
     run_id = run["run_id"]
 
-    def done(name: str) -> None:
-        os.replace(partial_name(out / name), out / name)
-        written.append(out / name)
+    def stage(name: str) -> Path:
+        staged.append(name)
+        return partial_name(out / name)
 
     def put(name: str, text: str) -> None:
-        partial_name(out / name).write_text(text)
-        done(name)
+        write_file(stage(name), text.encode())
+
+    def put_tensors(name: str, obj: Any) -> None:
+        # In memory first (torch's file writer reports a short write as a RuntimeError, or
+        # aborts); the bytes are then ours to write and check.
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        write_file(stage(name), buffer.getvalue())
 
     checks: dict[str, Any] = {}
     if "weights" in formats and complete:
         for name in ("weights.pt", "kept_indices.pt"):
             if (folder / name).exists():
-                shutil.copy2(folder / name, partial_name(out / name))
-                done(name)
+                _copy_file(folder / name, stage(name))
     if models is not None:
         if "masks" in formats:
-            save_tensors(models.masks, out / "masks.pt")
-            written.append(out / "masks.pt")
+            put_tensors("masks.pt", models.masks)
         if "masked" in formats:
-            save_tensors(models.masked.state_dict(), out / "masked_state_dict.pt")
-            written.append(out / "masked_state_dict.pt")
+            put_tensors("masked_state_dict.pt", models.masked.state_dict())
             checks["masked_positions_known"] = models.compaction["positions_known"]
         if "pt2" in formats:
             checks["pt2_max_abs_diff"] = export_compact_program(
-                models.compact, models.input_shape, partial_name(out / "model_compact.pt2"))
-            done("model_compact.pt2")
+                models.compact, models.input_shape, stage("model_compact.pt2"))
         if "onnx" in formats:
             checks["onnx_max_abs_diff"] = export_onnx(
-                models.compact, models.input_shape, partial_name(out / "model_compact.onnx"))
-            done("model_compact.onnx")
+                models.compact, models.input_shape, stage("model_compact.onnx"))
     if "card" in formats:
         meta = {k: run[k] for k in ("run_id", "name", "kind", "status", "error", "created",
                                     "started", "finished")}

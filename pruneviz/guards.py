@@ -19,6 +19,7 @@ NEAR_NOTHING = 0.01     # a layer at under 1% density (and far under the asked r
 FEW_WEIGHTS = 8         # fewer kept weights than this is "nothing" whatever the layer's size
 MAX_DROP = 0.30         # final accuracy this far below the dense start misleads a comparison
 CHANCE_FACTOR = 1.5     # final accuracy under 1.5x chance: the network guesses
+PERPLEXITY_FACTOR = 2.0  # final perplexity this many times the dense start's: as misleading
 MIN_RECOVERY = 0.5      # epochs trained after the final mask below which nothing recovered
 MIN_HELDOUT = 50        # held-out images below which one image moves the accuracy by 2 points
 DENSE_RISE = 0.01       # held-out accuracy gained over the dense start's last 2 epochs: rising
@@ -102,11 +103,13 @@ def run_warnings(*, method: str, kind: str, rate: float, params: dict[str, objec
                  layers: list[LayerHealth], cut: bool, dense_accuracy: float | None,
                  final_accuracy: float | None, num_classes: int, epochs: int,
                  recovery_epochs: float | None, recovery_hint: str,
+                 dense_perplexity: float | None = None,
+                 final_perplexity: float | None = None,
                  heldout: int | None = None) -> list[str]:
     """Plain sentences, each with the cause and the fix, for what makes this run's final numbers
-    mislead: a collapsed or cut network, an accuracy far below dense or near chance, and a final
-    mask applied in the last epoch, and a held-out set too small to measure accuracy on
-    (`heldout` images evaluated)."""
+    mislead: a collapsed or cut network, an accuracy far below dense or near chance (a language
+    model: a perplexity far above dense), a final mask applied in the last epoch, and a held-out
+    set too small to measure accuracy on (`heldout` images evaluated)."""
     out: list[str] = []
     if heldout is not None and heldout < MIN_HELDOUT:
         out.append(f"The held-out accuracy is measured on {heldout} image(s): one image moves "
@@ -134,7 +137,14 @@ def run_warnings(*, method: str, kind: str, rate: float, params: dict[str, objec
         out.append(f"Layer pruned to almost nothing: {_names(parts)}, far below the "
                    f"{1 - rate:.0%} an average layer keeps at rate {rate:g}; it is a bottleneck "
                    f"the rest of the network cannot route around. {fix}")
-    if final_accuracy is not None:
+    if final_perplexity is not None:     # a language model: perplexity is its quality
+        if dense_perplexity is not None and final_perplexity > PERPLEXITY_FACTOR * dense_perplexity:
+            out.append(f"Final perplexity {final_perplexity:.2f} is "
+                       f"{final_perplexity / dense_perplexity:.1f}x the dense start's "
+                       f"{dense_perplexity:.2f}: the comparison then measures the budget more "
+                       f"than the method. Fix: lower the rate or give the session more epochs "
+                       f"to recover.")
+    elif final_accuracy is not None:
         chance = 1.0 / max(num_classes, 1)
         if final_accuracy < CHANCE_FACTOR * chance:
             out.append(f"Final accuracy {final_accuracy:.1%} is near chance ({chance:.0%} for "

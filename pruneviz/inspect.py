@@ -95,7 +95,7 @@ def load_run(store: Store, run_id: str, device: str | torch.device = "cpu") -> R
             raise InspectError(f"{path} is missing; the run's files were moved or deleted.")
     device = torch.device(device)
     data = load_dataset(config.dataset, config.data_root, augment=config.augment,
-                        holdout=config.holdout, image_size=config.image_size)
+                        holdout=config.holdout, image_size=config.image_size, seed=config.seed)
     state, masks, _ = read_run_files(folder)
     dense = _rebuild(config, data, read_run_files(dense_path.parent)[0], "dense start", device)
     pruned = _rebuild(config, data, state, f"final model of run {run_id}", device)
@@ -266,3 +266,39 @@ def contribution_shares(contrib: pd.DataFrame) -> pd.DataFrame:
                         "filter_share": g.size() / len(contrib),
                         "contribution_share": g.abs_contribution.sum() / total if total else 0.0})
     return out.reset_index()
+
+
+# -- transformers: attention maps and greedy continuations, dense vs pruned -------------------
+def is_transformer(model: nn.Module) -> bool:
+    return hasattr(model, "blocks") and all(hasattr(b, "attn") for b in model.blocks)
+
+
+def held_out_input(data, index: int = 0, device: str | torch.device = "cpu") -> torch.Tensor:
+    """One held-out input as a batch of 1: a window of text, or an image (classes in turn)."""
+    if getattr(data, "modality", "image") == "text":
+        return data.test_x[index:index + 1, :-1].to(device)
+    return held_out_images(data, index + 1, device)[0][index:index + 1]
+
+
+@torch.no_grad()
+def attention_maps(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Per block, the attention of input x[1, ...]: [n_head, T, T] (rows: queries, columns:
+    keys; a removed or zeroed head attends uniformly, its output being zero anyway)."""
+    attns = [b.attn for b in model.blocks]
+    for a in attns:
+        a.keep_attention = True
+    try:
+        model(x)
+        return [a.attention[0].cpu() for a in attns]
+    finally:
+        for a in attns:
+            a.keep_attention, a.attention = False, None
+
+
+def continue_text(model: nn.Module, prompt: str, n: int = 100) -> str:
+    """The model's greedy continuation of `prompt` by `n` bytes, decoded (bad bytes replaced)."""
+    raw = prompt.encode()[-model.config.block_size:] or b"\n"
+    device = next(model.parameters()).device
+    idx = torch.tensor([list(raw)], device=device)
+    out = model.generate(idx, n)[0, idx.shape[1]:]
+    return bytes(out.tolist()).decode("utf-8", errors="replace")

@@ -21,7 +21,8 @@ from .config import ConfigError, SessionConfig
 from .data import DataBundle
 from .guards import layer_health, output_constant, run_warnings
 from .masks import apply_masks
-from .methods import Context, Method
+from .methods import Context, Method, family_module
+from .methods.base import check_layers, check_penalty, masks_changed, masks_signature
 from .metrics import (
     count_flops,
     effective_flops,
@@ -30,10 +31,10 @@ from .metrics import (
     param_counts,
     prunable_sparsity,
 )
-from .records import Recorder
+from .records import Recorder, Summary
 from .safe_load import save_tensors
 from .schedules import lr_at
-from .store import Store, sqlite_error
+from .store import RunSink, sqlite_error
 from .surgery import compact_size, filter_count
 
 Progress = Callable[[int, int, str], None]   # (steps done, total steps, phase)
@@ -68,7 +69,7 @@ def make_optimizer(model: nn.Module, config: SessionConfig) -> torch.optim.Optim
                            weight_decay=config.weight_decay)
 
 
-def train(prep: Prepared, store: Store, run_id: str, *, progress: Progress | None = None,
+def train(prep: Prepared, store: RunSink, run_id: str, *, progress: Progress | None = None,
           cancel: threading.Event | None = None, phase: str = "session",
           dense_run: str | None = None) -> dict[str, Any]:
     """Run the whole session; returns its summary (status completed, interrupted, diverged or
@@ -81,7 +82,7 @@ class Session:
     """One run of the loop. `run()` drives it; `begin`, `step`, `end_epoch` and `finish` are
     the pieces, public so benchmarks time exactly the step the loop runs."""
 
-    def __init__(self, prep: Prepared, store: Store, run_id: str, *,
+    def __init__(self, prep: Prepared, store: RunSink, run_id: str, *,
                  progress: Progress | None = None, cancel: threading.Event | None = None,
                  phase: str = "session", dense_run: str | None = None) -> None:
         config, data, device = prep.config, prep.data, prep.device
@@ -92,13 +93,15 @@ class Session:
         model.train()
         self.spe = data.steps_per_epoch(config.batch_size, config.max_steps_per_epoch)
         self.total = self.spe * config.epochs
-        self.rec = Recorder()
+        owner = type(prep.method).__module__
+        family_module(type(prep.method), "records")      # its declared keys, before any write
+        self.rec = Recorder(owner)
         self.ctx = ctx = Context(
             model=model, optimizer=make_optimizer(model, config), config=config, data=data,
             device=device, steps_per_epoch=self.spe, record=self.rec,
             gen=torch.Generator(device=device).manual_seed(config.seed + 1),
             evaluate=lambda: evaluate(ctx.model, data, device, config.eval_limit),
-            run_dir=store.run_dir(run_id))
+            run_dir=store.run_dir(run_id), summary=Summary(owner))
         ctx.layers = self.method.select_layers(model)
         # prunable weight shapes at the dense start: physically removed weights count as pruned
         self.dense_shapes = {l.name: l.module.weight.shape for l in ctx.layers}
@@ -107,7 +110,7 @@ class Session:
         self.layer_every = max(1, self.total // 100)
         self.zeros: list[torch.Tensor] = []        # where the prunable weights are exactly 0
         self.last_change: int | None = None        # step the zero pattern last changed at
-        self.masks_seen: Any = None                # the ctx.masks object last looked at
+        self.masks_seen: Any = None                # masks_signature of ctx.masks at the last look
         self.summary: dict[str, Any] = {
             "run_id": run_id, "method": config.method, "model": config.model,
             "dataset": config.dataset, "rate": config.rate, "device": str(device),
@@ -149,9 +152,9 @@ class Session:
     def track_zeros(self, step: int) -> None:
         """Note the step if the prunable weights' zero pattern changed since the last look (a
         mask applied, moved or physically cut): the guards' "no recovery" check reads it. The
-        session looks after before_training (step -1), after every step that replaced
-        ctx.masks (gradual methods) and at every epoch's end (its last step)."""
-        self.masks_seen = self.ctx.masks
+        session looks after before_training (step -1), after every step that replaced or
+        edited ctx.masks (gradual methods) and at every epoch's end (its last step)."""
+        self.masks_seen = masks_signature(self.ctx.masks)
         zeros = [l.module.weight.detach() == 0 for l in self.ctx.layers]
         if not self.zeros:          # the first look, after before_training: pruned already?
             changed = any(bool(z.any()) for z in zeros)
@@ -164,14 +167,16 @@ class Session:
 
     def check_pruned(self) -> None:
         if self.ctx.pruned and "pruned_accuracy" not in self.summary:
-            self.summary["pruned_accuracy"] = self.evaluate("pruned")["accuracy"]
+            self.summary.update(_quality("pruned", self.evaluate("pruned")))
 
     def begin(self) -> None:
         self.store.start_run(self.run_id, self.total)
         if self.config.start == "dense" and self.phase == "session":
-            self.summary["dense_accuracy"] = self.evaluate("dense")["accuracy"]
+            self.summary.update(_quality("dense", self.evaluate("dense")))
+        self.rec.hook = "before_training"
         self.method.before_training(self.ctx)
         self.dense_shapes.update({l.name: l.module.weight.shape for l in self.ctx.layers})
+        check_layers(self.ctx)
         self.track_zeros(-1)
         self.check_pruned()
         self.snapshot()
@@ -186,8 +191,13 @@ class Session:
         for group in ctx.optimizer.param_groups:
             group["lr"] = lr
         logits = ctx.model(x)
-        ce = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+        target = y
+        if logits.dim() == 3:       # a language model: every position predicts the next token
+            logits, target = logits.flatten(0, 1), y.flatten()
+        ce = F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
+        rec.hook = "loss_penalty"
         penalty = method.loss_penalty(ctx)
+        check_penalty(method, penalty)
         loss = ce if penalty is None else ce + penalty
         ctx.x, ctx.y, ctx.loss = x, y, loss
         ctx.optimizer.zero_grad(set_to_none=True)
@@ -196,16 +206,18 @@ class Session:
         if not math.isfinite(loss_value):
             raise Diverged(f"the loss became {loss_value} at step {ctx.step}; lower the "
                            f"learning rate or the method's penalty.")
+        rec.hook = "after_backward"
         method.after_backward(ctx)
         ctx.optimizer.step()
         apply_masks(ctx.model, ctx.masks)
+        rec.hook = "after_step"
         method.after_step(ctx)
-        if ctx.masks is not self.masks_seen:
+        if masks_changed(self.masks_seen, ctx.masks):     # replaced or edited in place
             self.track_zeros(ctx.step)
         now = time.perf_counter()
         rec.scalars({"loss": loss_value, "lr": lr, "step_time": now - started,
                      "wall_time": now - self.t0,
-                     "train_accuracy": (logits.argmax(1) == y).float().mean().item()})
+                     "train_accuracy": (logits.argmax(1) == target).float().mean().item()})
         if penalty is not None:
             rec.scalar("ce", ce.item())
         if ctx.step % self.layer_every == 0:
@@ -213,7 +225,9 @@ class Session:
         self.check_pruned()
 
     def end_epoch(self) -> None:
+        self.rec.hook = "end_of_epoch"
         self.method.end_of_epoch(self.ctx)
+        check_layers(self.ctx)
         self.track_zeros((self.ctx.epoch + 1) * self.spe - 1)
         self.check_pruned()
         self.evaluate("test")
@@ -287,10 +301,17 @@ class Session:
             params=dataclasses.asdict(self.method.p), layers=health,
             cut=output_constant(ctx.model, x), dense_accuracy=summary.get("dense_accuracy"),
             final_accuracy=summary.get("final_accuracy"), num_classes=self.data.num_classes,
+            dense_perplexity=summary.get("dense_perplexity"),
+            final_perplexity=summary.get("final_perplexity"),
             epochs=config.epochs, recovery_epochs=recovery,
-            recovery_hint=self.method.recovery_hint, heldout=self.summary.get(
+            recovery_hint=self.method.recovery_hint,
+            # images an accuracy was measured on; a language model's perplexity is over tokens
+            heldout=None if "final_perplexity" in summary else summary.get(
                 "eval_size", len(self.data.test_x)))
-        return {"recovery_epochs": recovery, "warnings": warnings}
+        # The data's own caveats (a held-out split missing a class) first: they qualify every
+        # number the run reports.
+        data_warnings = getattr(self.data, "warnings", [])     # a bundle may carry none
+        return {"recovery_epochs": recovery, "warnings": [*data_warnings, *warnings]}
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -331,12 +352,20 @@ class Session:
         return status, error
 
 
+def _quality(phase: str, result: dict[str, float]) -> dict[str, float]:
+    """`<phase>_accuracy`, and for a language model `<phase>_perplexity`, for the summary."""
+    out = {f"{phase}_accuracy": result["accuracy"]}
+    if "perplexity" in result:
+        out[f"{phase}_perplexity"] = result["perplexity"]
+    return out
+
+
 def _final_metrics(ctx: Context, input_shape: tuple[int, ...], evaluate_final: bool,
                    dense_shapes: dict[str, torch.Size], params_dense: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if evaluate_final:
         result = ctx.evaluate()
-        out["final_accuracy"] = result["accuracy"]
+        out.update(_quality("final", result))
         if "top5" in result:
             out["final_top5"] = result["top5"]
     total, nonzero = param_counts(ctx.model)

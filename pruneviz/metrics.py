@@ -126,13 +126,17 @@ def layer_stats(layer: Layer, dense_shape: torch.Size | None = None) -> dict[str
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataBundle, device: torch.device,
              limit: int = 0) -> dict[str, float]:
-    """Held-out top-1 accuracy, loss and (with more than 5 classes) top-5 accuracy."""
+    """Held-out top-1 accuracy, loss and (with more than 5 classes) top-5 accuracy; a language
+    model's (text data): next-token accuracy, loss per token and perplexity = exp(loss)."""
     was_training = model.training
     model.eval()
     n = correct = correct5 = 0
     loss = 0.0
+    text = getattr(data, "modality", "image") == "text"
     for x, y in data.test_batches(device, limit=limit):
         logits = model(x)
+        if text:
+            logits, y = logits.flatten(0, 1), y.flatten()
         loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         if logits.shape[1] > 5:
@@ -140,6 +144,9 @@ def evaluate(model: nn.Module, data: DataBundle, device: torch.device,
         n += len(y)
     model.train(was_training)
     out = {"accuracy": correct / n, "loss": loss / n}
+    if text:
+        out["perplexity"] = math.exp(min(out["loss"], 50.0))    # capped: exp overflows
+        return out
     if data.num_classes > 5:
         out["top5"] = correct5 / n
     return out

@@ -12,6 +12,8 @@
   that would shrink the map below 1x1 are skipped, so it also runs on 8x8 inputs.
 - resnet18/34/50: torchvision ImageNet models; stem and classifier adapted; weights download only
   with pretrained=True.
+- vit_tiny, gpt_tiny: small transformers in nanoGPT's layout (pruneviz/transformers.py); a text
+  dataset's input shape is (context,), which reaches a factory as in_channels 0.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from .config import ConfigError
+from .transformers import TEXT_MODELS, gpt_tiny, vit_tiny
 
 
 class TinyCNN(nn.Module):
@@ -170,6 +173,8 @@ MODELS: dict[str, Callable[[int, int, int], nn.Module]] = {
     **{f"resnet{d}": partial(CifarResNet, d) for d in (20, 32, 56, 110)},
     **{f"vgg{d}": partial(VGG, d) for d in (11, 16, 19)},
     **{name: partial(_torchvision, name) for name in ("resnet18", "resnet34", "resnet50")},
+    "vit_tiny": vit_tiny,
+    "gpt_tiny": gpt_tiny,
 }
 TORCHVISION = ("resnet18", "resnet34", "resnet50")
 
@@ -179,11 +184,22 @@ def check_model_name(name: str) -> None:
         raise ConfigError(f"unknown model {name!r}; use one of {', '.join(MODELS)}.")
 
 
-def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, *,
+def model_modality(name: str) -> str:
+    """"text" for language models (token ids in), "image" for the rest."""
+    return "text" if name in TEXT_MODELS else "image"
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *,
                 pretrained: bool = False) -> nn.Module:
-    """Build `name` for inputs of shape (C, H, W) and `num_classes` outputs."""
+    """Build `name` for inputs of shape (C, H, W) (text: (context,)) and `num_classes` outputs
+    (text: the vocabulary)."""
     check_model_name(name)
+    if len(input_shape) == 1:       # token ids: no channels; the side is the context length
+        input_shape = (0, input_shape[0], input_shape[0])
     c, h, _ = input_shape
+    if not c and name not in TEXT_MODELS:
+        raise ConfigError(f"{name} classifies images, but the dataset is text; pick a language "
+                          f"model ({', '.join(TEXT_MODELS)}) or an image dataset.")
     if pretrained:
         if name not in TORCHVISION:
             raise ConfigError(f"pretrained weights exist only for {', '.join(TORCHVISION)}.")
@@ -192,7 +208,7 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, 
 
 
 @functools.lru_cache(maxsize=64)
-def layer_names(name: str, input_shape: tuple[int, int, int], num_classes: int = 10
+def layer_names(name: str, input_shape: tuple[int, ...], num_classes: int = 10
                 ) -> tuple[str, ...]:
     """Names of the model's conv and linear layers, from a model built on the meta device (no
     memory, no weights initialised: cheap enough to check a form on every redraw)."""

@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
 
-from .methods.base import RECOVERY
+from .schedules import RECOVERY
 
 # Colour-blind-safe: the methods people compare most take Okabe & Ito's eight colours (told
 # apart under deuteranopia, protanopia and tritanopia); the baselines that share a method's code

@@ -119,3 +119,24 @@ def suggestion_figure(rates: dict[str, float], scan: pd.DataFrame, target: float
     fig.add_hline(y=target, line_dash="dash", annotation_text=f"global target {target:g}")
     fig.update_layout(yaxis_range=[0, 1], height=340, margin=dict(t=30))
     return fig
+
+
+def attention_figure(dense: list[torch.Tensor], pruned: list[torch.Tensor], layer: int
+                     ) -> go.Figure:
+    """One block's attention maps per head: the dense start's row above the pruned model's (a
+    head the run removed or zeroed is marked; it contributes nothing)."""
+    d, p = dense[layer], pruned[layer]
+    heads = d.shape[0]
+    fig = make_subplots(rows=2, cols=heads, horizontal_spacing=0.02, vertical_spacing=0.08,
+                        subplot_titles=[f"dense head {h}" for h in range(heads)]
+                        + [f"pruned head {h}" for h in range(heads)])
+    for row, maps in ((1, d), (2, p)):
+        for h in range(heads):
+            fig.add_trace(go.Heatmap(z=maps[h].numpy() if h < maps.shape[0] else None,
+                                     zmin=0, zmax=1, coloraxis="coloraxis"), row=row, col=h + 1)
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(coloraxis={"colorscale": "Viridis", "colorbar": {"title": "weight"}},
+                      height=200 + 160 * 2, margin={"t": 40},
+                      title=f"Block {layer}: attention of one held-out input (rows: queries)")
+    return fig

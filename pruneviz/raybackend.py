@@ -41,21 +41,206 @@ def _ray() -> Any:
     return ray
 
 
+PROBE_SECONDS = 4.0       # the whole probe of --ray-address: a TCP connect, HTTP/2, one GCS call
+# HTTP/2's client connection preface followed by an empty SETTINGS frame (RFC 9113, 3.4): a gRPC
+# server (Ray's GCS, the Ray Client server) answers with a SETTINGS frame of its own.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_H2_SETTINGS = 0x4
+# A GCS method every Ray since 2.0 serves; an empty message is a valid request (no node ids).
+_GCS_CHECK = "/ray.rpc.NodeInfoGcsService/CheckAlive"
+
+
+def _no_ray(address: str, why: str) -> ConfigError:
+    return ConfigError(f"no Ray cluster answers at {address} ({why}); start one with `ray start "
+                       f"--head`, fix --ray-address / {ENV_ADDRESS}, or leave both unset to start "
+                       f"a local Ray.")
+
+
+def _speaks_http2(host: str, port: int, address: str, deadline: float) -> None:
+    """Connect and exchange HTTP/2 prefaces; a ConfigError unless a gRPC-style server answers.
+    ray.init would otherwise retry a port that accepts and closes for 20 s, printing a warning
+    per try, and wait for minutes on a server that answers something else."""
+    try:
+        sock = socket.create_connection((host, port), timeout=max(0.1, deadline - time.monotonic()))
+    except OSError as e:
+        raise _no_ray(address, e.strerror or str(e)) from None
+    with sock:
+        try:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            sock.sendall(_H2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                chunk = sock.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+        except TimeoutError:
+            raise _no_ray(address, f"the server there said nothing within {PROBE_SECONDS:g} s"
+                          ) from None
+        except (ConnectionResetError, BrokenPipeError):     # it closed before reading us
+            raise _no_ray(address, "the server there closed the connection without a word"
+                          ) from None
+        except OSError as e:
+            raise _no_ray(address, f"the connection failed: {e.strerror or e}") from None
+        if not head:
+            raise _no_ray(address, "the server there closed the connection without a word")
+        if len(head) < 9 or head[3] != _H2_SETTINGS or head[5:9] != b"\0\0\0\0":
+            with contextlib.suppress(OSError):      # the rest of its first line, to quote it
+                sock.settimeout(0.2)
+                head += sock.recv(64)
+            said = head.decode("ascii", "replace").splitlines()[0][:40]
+            raise _no_ray(address, f"the server there does not speak gRPC, as Ray does; it "
+                                   f"answered {said!r}")
+
+
+def _auth_token() -> str | None:
+    """The token Ray would send, looked up where Ray 2.60 looks: RAY_AUTH_TOKEN, the file named
+    by RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _hpack_int(value: int, prefix: int, flags: int = 0) -> bytes:
+    """An HPACK integer with a `prefix`-bit prefix (RFC 7541, 5.1)."""
+    top = (1 << prefix) - 1
+    if value < top:
+        return bytes([flags | value])
+    out, value = [flags | top], value - top
+    while value >= 128:
+        out.append(value % 128 + 128)
+        value //= 128
+    return bytes(out + [value])
+
+
+def _hpack_literal(text: str) -> bytes:
+    raw = text.encode()
+    return _hpack_int(len(raw), 7) + raw       # no Huffman: the H bit stays 0
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big")
+            + payload)
+
+
+def _grpc_status(block: bytes) -> int | None:
+    """grpc-status from an HPACK header block, when written as a plain literal (gRPC's C++ core,
+    which Ray's GCS is, never Huffman-codes it); None when it is not readable."""
+    at = block.find(b"grpc-status")
+    if at < 0:
+        return None
+    at += len(b"grpc-status")
+    if at >= len(block) or block[at] & 0x80:
+        return None
+    value = block[at + 1:at + 1 + block[at]]
+    return int(value) if value.isdigit() else None
+
+
+UNAUTHENTICATED, UNIMPLEMENTED = 16, 12     # gRPC status codes
+
+
+def _gcs_call(host: str, port: int, token: str | None, deadline: float) -> int | None:
+    """One unary gRPC call of _GCS_CHECK (an empty request) over a plain HTTP/2 connection, with
+    the credentials ray.init would send; its grpc-status, or None when none could be read. By
+    hand: Ray 2.60 installs no grpc package for Python, and its own GCS client retries for 20 s."""
+    headers = [(":method", "POST"), (":scheme", "http"), (":path", _GCS_CHECK),
+               (":authority", f"{host}:{port}"), ("content-type", "application/grpc"),
+               ("te", "trailers")] + ([("authorization", f"Bearer {token}")] if token else [])
+    block = b"".join(b"\x00" + _hpack_literal(k) + _hpack_literal(v) for k, v in headers)
+    request = (_H2_PREFACE + _frame(1, 0x4, 1, block)           # HEADERS, END_HEADERS
+               + _frame(0, 0x1, 1, b"\x00\x00\x00\x00\x00"))   # DATA: an empty message, END_STREAM
+    with socket.create_connection((host, port), timeout=max(0.1, deadline - time.monotonic())
+                                  ) as sock:
+        sock.sendall(request)
+        buffer, blocks = b"", b""
+        while time.monotonic() < deadline:
+            sock.settimeout(max(0.05, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+            if not chunk:
+                return _grpc_status(blocks)
+            buffer += chunk
+            while len(buffer) >= 9 and len(buffer) >= 9 + int.from_bytes(buffer[:3], "big"):
+                size, kind, flags = int.from_bytes(buffer[:3], "big"), buffer[3], buffer[4]
+                stream = int.from_bytes(buffer[5:9], "big") & 0x7FFFFFFF
+                payload, buffer = buffer[9:9 + size], buffer[9 + size:]
+                if kind == 4 and not flags & 0x1:               # their SETTINGS: acknowledge
+                    sock.sendall(_frame(4, 0x1, 0, b""))
+                elif kind == 6 and not flags & 0x1:             # PING: answer it
+                    sock.sendall(_frame(6, 0x1, 0, payload))
+                elif kind in (1, 9) and stream == 1:            # HEADERS, CONTINUATION
+                    if kind == 1 and flags & 0x8:               # PADDED
+                        payload = payload[1:len(payload) - payload[0]]
+                    if kind == 1 and flags & 0x20:              # PRIORITY
+                        payload = payload[5:]
+                    blocks += payload
+                    status = _grpc_status(blocks)
+                    if status is not None and flags & 0x4:
+                        return status
+                elif kind in (3, 7):                            # RST_STREAM, GOAWAY
+                    return _grpc_status(blocks)
+    return None
+
+
+def _gcs_check(host: str, port: int, address: str, deadline: float) -> None:
+    """One GCS call with the credentials ray.init would send. Ray 2.60 sends its token only when
+    RAY_AUTH_MODE=token, and a head started after any earlier local Ray run requires one: ray.init
+    then fails after ~20 s blaming the address. Named here with the fix instead."""
+    token_mode = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    token = _auth_token() if token_mode else None
+    try:
+        status = _gcs_call(host, port, token, deadline)
+    except TimeoutError:
+        raise _no_ray(address, f"it speaks HTTP/2 but answered no GCS call within "
+                               f"{PROBE_SECONDS:g} s") from None
+    except OSError as e:
+        raise _no_ray(address, f"the connection failed: {e.strerror or e}") from None
+    if status == UNAUTHENTICATED:
+        raise _unauthenticated(address, token_mode, token)
+    if status == UNIMPLEMENTED:
+        raise _no_ray(address, "the gRPC server there is not a Ray head node's GCS; give its GCS "
+                               "port (6379 by default), or ray://HOST:10001 for a Ray Client "
+                               "server")
+    # Any other answer (or one this reader cannot decode) is left to ray.init to judge.
+
+
+def _unauthenticated(address: str, token_mode: bool, token: str | None) -> ConfigError:
+    where = os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+    copy = f"put the head node's token (`ray get-auth-token` there) in {where}"
+    if token_mode and token:
+        return ConfigError(f"the Ray cluster at {address} refuses this machine's token "
+                           f"(RAY_AUTH_TOKEN or {where}); {copy}, or export RAY_AUTH_TOKEN.")
+    if token_mode:
+        return ConfigError(f"the Ray cluster at {address} requires token authentication and "
+                           f"this machine has no token; {copy}, or export RAY_AUTH_TOKEN.")
+    fix = ("export RAY_AUTH_MODE=token (Ray then sends this machine's token, from "
+           f"{where})" if _auth_token() else f"export RAY_AUTH_MODE=token and {copy}")
+    return ConfigError(f"the Ray cluster at {address} requires token authentication, which Ray "
+                       f"sends only when RAY_AUTH_MODE=token; {fix}, or start the head with "
+                       f"RAY_AUTH_MODE=disabled.")
+
+
 def _probe(address: str) -> None:
-    """Fail fast on an address nothing answers at (ray.init would retry for minutes)."""
+    """Fail within PROBE_SECONDS, in one line, on an address where no Ray answers or where Ray
+    wants a token this process would not send (ray.init retries for 20 s to minutes, then blames
+    the address)."""
     if address in ("auto", "local"):
         return
+    client = address.startswith("ray://")
     hostport = address.split("://", 1)[-1]
     host, sep, port = hostport.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"--ray-address expects HOST:PORT (the head node's GCS port, 6379 by "
                           f"default) or ray://HOST:PORT, got {address!r}.")
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=3).close()
-    except OSError as e:
-        raise ConfigError(f"no Ray cluster answers at {address} ({e.strerror or e}); start one "
-                          f"with `ray start --head`, fix --ray-address / {ENV_ADDRESS}, or leave "
-                          f"both unset to start a local Ray.") from None
+    host = host.strip("[]") or "127.0.0.1"
+    deadline = time.monotonic() + PROBE_SECONDS
+    _speaks_http2(host, int(port), address, deadline)
+    if not client:          # a Ray Client server serves no GCS methods
+        _gcs_check(host, int(port), address, deadline)
 
 
 def connect(address: str | None = None) -> Any:

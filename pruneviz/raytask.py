@@ -49,8 +49,8 @@ def forget_stop(key: str) -> None:
 
 
 class _Sink:
-    """Store-shaped: every call a session makes becomes a message; artifacts live in a temp
-    folder until their run finishes, then travel as bytes."""
+    """A RunSink (store/sink.py): every call a session makes becomes a message; artifacts live
+    in a temp folder until their run finishes, then travel as bytes."""
 
     def __init__(self, folder: Path, dense: tuple[str, str, bytes, float] | None) -> None:
         self.folder, self.count = folder, 0
@@ -135,7 +135,7 @@ def _session_task(config_dict: dict, run_id: str | None, dense: tuple | None, pa
     import torch
 
     from . import session
-    from .backends import load_backend
+    from .local import train_local
 
     # Ray sizes OMP_NUM_THREADS to the task's CPUs, but torch may already run in this reused
     # worker; a thread count the task was not given would also change float reductions.
@@ -151,7 +151,7 @@ def _session_task(config_dict: dict, run_id: str | None, dense: tuple | None, pa
             if run_id is None:
                 session.dense_start(session.prepare(config), sink, None, stop)
             else:      # as a local worker runs it, its panel measured on this node
-                load_backend("local")(config, sink, run_id=run_id, cancel=stop, panel=panel)
+                train_local(config, sink, run_id=run_id, cancel=stop, panel=panel)
         except BaseException as e:  # noqa: BLE001 - re-raised in the task's own thread below
             error.append(e)
         finally:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+# The series of a schedule preview (Method.preview) that marks the recovery phase, drawn as a band.
+RECOVERY = "recovery (final mask held)"
+
 
 def cubic_density(t: int, t_end: int, d_init: float, d_final: float) -> float:
     """Zhu & Gupta's gradual schedule: d(t) = d_f + (d_i - d_f)(1 - t / T_end)^3, flat after."""

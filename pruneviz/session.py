@@ -13,22 +13,27 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, SessionConfig
+from .config import ConfigError, SessionConfig, check_name
 from .data import load_dataset
 from .loop import Cancelled, Prepared, Progress, Session, train
 from .methods import Method, get_method, make_params
+from .methods.base import check_pattern
 from .models import build_model, check_model_name
 from .safe_load import load_tensors
-from .store import FOREGROUND, Store
+from .store import FOREGROUND, RunSink
+from .text import is_text
 
 # Dense baselines share one recipe per dataset so every method of a comparison starts from the
 # same weights; only the epochs (and data options) are the user's.
 DENSE_EPOCHS = {"digits": 20, "cifar10_small": 10, "mnist": 3, "fashion_mnist": 5, "cifar10": 30,
-                "cifar100": 30}
+                "cifar100": 30, "pydoc": 8}
 DENSE_RECIPE = dict(method="dense", rate=0.0, start="scratch", optimizer="sgd", lr=0.05,
                     momentum=0.9, nesterov=True, weight_decay=5e-4, lr_schedule="cosine",
                     label_smoothing=0.0, params={}, name="")
 DENSE_RECIPE_VERSION = 1
+# Transformers barely move under SGD at the CNN recipe's rate in a few hundred steps; Adam at
+# nanoGPT's small-model rate trains them (CNN baselines keep the recipe above, unchanged).
+TRANSFORMER_RECIPE = dict(optimizer="adam", lr=3e-3, weight_decay=0.0)
 _dense_lock = threading.Lock()   # one dense baseline trains at a time, so a sweep trains it once
 
 
@@ -45,12 +50,29 @@ def check(config: SessionConfig) -> tuple[type[Method], Any]:
     """Cheap validation of names and method parameters (no data loaded)."""
     from .data import check_dataset_name
 
+    if config.params.get("nm"):     # the N:M pattern against the method and the rate first
+        check_pattern(config)
     method_cls = get_method(config.method)
     params = make_params(method_cls, config.params)
+    check_name(config.name)
     check_model_name(config.model)
     check_dataset_name(config.dataset)
+    check_modality(config.model, config.dataset)
     resolve_device(config.device)
     return method_cls, params
+
+
+def check_modality(model: str, dataset: str) -> None:
+    """ConfigError when a language model meets images or an image model meets text."""
+    from .data import dataset_modality
+    from .models import model_modality
+
+    have, want = dataset_modality(dataset), model_modality(model)
+    if have != want:
+        fix = ("a text dataset (pydoc or text:PATH)" if want == "text"
+               else "an image dataset (digits, cifar10_small, ...)")
+        raise ConfigError(f"model {model} takes {want}s but dataset {dataset} is {have}; pick "
+                          f"{fix} for it, or a model for {have}s.")
 
 
 def prepare(config: SessionConfig) -> Prepared:
@@ -58,7 +80,7 @@ def prepare(config: SessionConfig) -> Prepared:
     method_cls, params = check(config)
     data = load_dataset(config.dataset, config.data_root, download=config.download,
                         augment=config.augment, holdout=config.holdout,
-                        image_size=config.image_size)
+                        image_size=config.image_size, seed=config.seed)
     torch.manual_seed(config.seed)
     model = build_model(config.model, data.input_shape, data.num_classes,
                         pretrained=config.pretrained)
@@ -70,8 +92,11 @@ def prepare(config: SessionConfig) -> Prepared:
 def dense_config(config: SessionConfig) -> SessionConfig:
     """The dense baseline's own config: the shared recipe on the session's data and model."""
     epochs = config.dense_epochs or DENSE_EPOCHS.get(config.dataset, 20)
-    batch = 64 if config.dataset == "digits" else 128
-    return config.replace(**DENSE_RECIPE, epochs=epochs, dense_epochs=epochs, batch_size=batch)
+    from .transformers import TRANSFORMERS
+
+    batch = 64 if config.dataset == "digits" else 32 if is_text(config.dataset) else 128
+    recipe = {**DENSE_RECIPE, **(TRANSFORMER_RECIPE if config.model in TRANSFORMERS else {})}
+    return config.replace(**recipe, epochs=epochs, dense_epochs=epochs, batch_size=batch)
 
 
 def dense_key(dense: SessionConfig) -> str:
@@ -83,7 +108,7 @@ def dense_key(dense: SessionConfig) -> str:
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def dense_start(prep: Prepared, store: Store, progress: Progress | None,
+def dense_start(prep: Prepared, store: RunSink, progress: Progress | None,
                 cancel: threading.Event | None) -> tuple[dict[str, torch.Tensor], str]:
     """Weights of the trained dense baseline (trained once through this loop, then cached)."""
     dense = dense_config(prep.config)
@@ -99,7 +124,7 @@ def dense_start(prep: Prepared, store: Store, progress: Progress | None,
         return _dense_start(prep, dense, key, store, progress, cancel)
 
 
-def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: Store,
+def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: RunSink,
                  progress: Progress | None, cancel: threading.Event | None
                  ) -> tuple[dict[str, torch.Tensor], str]:
     hit = store.dense_lookup(key)
@@ -126,19 +151,22 @@ def _dense_start(prep: Prepared, dense: SessionConfig, key: str, store: Store,
 
 
 @contextmanager
-def trained(config: SessionConfig, store: Store, *, run_id: str | None = None,
+def trained(config: SessionConfig, store: RunSink, *, run_id: str | None = None,
             progress: Progress | None = None, cancel: threading.Event | None = None,
-            sweep_id: str | None = None) -> Iterator[dict[str, Any]]:
+            sweep_id: str | None = None, prepared: Prepared | None = None
+            ) -> Iterator[dict[str, Any]]:
     """Validate, get the dense start, train with the method's hooks and save; yields the run
     summary before the run's end is committed, then commits it.
 
     Whoever runs the session adds to the summary in the block (the metrics panel): a process
     stopped there leaves the run unfinished (reaped as interrupted), never completed without it.
     Bad input raises ConfigError before anything is stored (unless `run_id` names a queued run,
-    which is then marked failed with the message).
+    which is then marked failed with the message). `prepared`: `prepare(config)`'s result, when
+    the caller prepared it already (the CLI does, before it opens the store).
     """
     try:
-        prep = prepare(config)
+        prep = prepared if prepared is not None and prepared.config == config \
+            else prepare(config)
     except ConfigError as e:
         if run_id is not None:
             store.finish_run(run_id, "failed", error=str(e))
@@ -167,7 +195,7 @@ def trained(config: SessionConfig, store: Store, *, run_id: str | None = None,
     session.end(summary)
 
 
-def run_session(config: SessionConfig, store: Store, *, run_id: str | None = None,
+def run_session(config: SessionConfig, store: RunSink, *, run_id: str | None = None,
                 progress: Progress | None = None, cancel: threading.Event | None = None,
                 sweep_id: str | None = None) -> dict[str, Any]:
     """Train the session (see `trained`); returns the run summary once the run has ended in the

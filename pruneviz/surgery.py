@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from .metrics import count_flops
+from .transformers import is_transformer, remove_dead_structures
 
 Kept = dict[str, dict[int, torch.Tensor]]   # param/buffer name -> {dim: kept original indices}
 
@@ -216,11 +217,14 @@ def compact(model: nn.Module, input_shape: tuple[int, ...], *, atol: float = 1e-
     device = next(model.parameters()).device
     example = torch.randn(2, *input_shape, device=device)
     small = copy.deepcopy(model).eval()
-    dead = dead_channels(small, conv_bn_pairs(small))
+    # A transformer's one conv (vit_tiny's patch embedding) is never pruned as filters, and
+    # Torch-Pruning cannot trace a model-level position parameter: heads and neurons instead.
+    transformer = is_transformer(small)
+    dead = {} if transformer else dead_channels(small, conv_bn_pairs(small))
     zero = zero_filters(small)
     remove: dict[str, list[int]] = {}
     coupled: dict[str, int] = {}
-    for group in channel_groups(small, example[:1]):
+    for group in [] if transformer else channel_groups(small, example[:1]):
         common = set.intersection(*(dead[n] for n in group))
         n_out = small.get_submodule(group[0]).out_channels
         common = set(sorted(common)[:n_out - 1])      # one filter always stays
@@ -230,7 +234,10 @@ def compact(model: nn.Module, input_shape: tuple[int, ...], *, atol: float = 1e-
             if dead[name] - common:
                 coupled[name] = len(dead[name] - common)
     filters_before = filter_count(small)
-    remove_filters(small, example[:1], remove)
+    if not transformer:
+        remove_filters(small, example[:1], remove)
+    # transformers: dead heads and MLP neurons are the coupled groups to remove
+    structures = remove_dead_structures(small) if transformer else {}
     ref = model.training
     model.eval()
     with torch.no_grad():
@@ -247,7 +254,7 @@ def compact(model: nn.Module, input_shape: tuple[int, ...], *, atol: float = 1e-
                    "filters_dead": sum(len(v) for v in dead.values()),
                    "filters_removed": filters_before - filter_count(small),
                    "filters_coupled": sum(coupled.values()), "coupled": coupled,
-                   "max_abs_diff": diff, "output_scale": scale}
+                   "max_abs_diff": diff, "output_scale": scale, **structures}
 
 
 def filter_count(model: nn.Module) -> int:
@@ -333,4 +340,5 @@ def compact_size(model: torch.nn.Module, input_shape: tuple[int, ...]) -> dict[s
         return {"compact_error": f"{type(e).__name__}: {e}"}
     return {"flops_compact": count_flops(small, input_shape),
             "params_compact": sum(p.numel() for p in small.parameters()),
-            "filters_removed": report["filters_removed"], "filters_compact": filter_count(small)}
+            "filters_removed": report["filters_removed"], "filters_compact": filter_count(small),
+            **{k: report[k] for k in ("heads_removed", "neurons_removed") if k in report}}

@@ -8,6 +8,7 @@ OS processes: a dashboard restart finds them (and the queue) where they were.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import itertools
 import os
@@ -18,12 +19,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .backends import check_backend, load_backend
-from .config import ConfigError, SessionConfig
+from .config import NM_RATE_TOLERANCE, ConfigError, SessionConfig, nm_rate, parse_nm
 from .store import ACTIVE, Store, pid_alive
 
 HEARTBEAT_SECONDS = 0.5      # also how soon a cancel reaches a busy worker
@@ -60,11 +62,69 @@ def submit_grid(store: Store, configs: list[SessionConfig]) -> tuple[str, list[s
     return sweep_id, [store.create_run(c, status="queued", sweep_id=sweep_id) for c in configs]
 
 
-def grid(base: SessionConfig, methods: list[str], rates: list[float],
-         seeds: list[int]) -> list[SessionConfig]:
-    """Methods x rates x seeds on one base config: same data, dense start and budget for all."""
-    return [base.replace(method=m, rate=r, seed=s, params={} if m != base.method else base.params)
+def grid(base: SessionConfig, methods: list[str], rates: list[float], seeds: list[int],
+         scoped: Mapping[str, Mapping[str, Any]] | None = None) -> list[SessionConfig]:
+    """Methods x rates x seeds on one base config: same data, dense start and budget for all.
+    `base.params` go to every listed method (each must have them, see method_params) and
+    `scoped` adds parameters for one method; ConfigError before any config is made."""
+    per_method = method_params(methods, base.params, scoped or {})
+    for m, r in itertools.product(methods, rates):
+        _check_grid_pattern(m, per_method[m], r)
+    return [base.replace(method=m, rate=r, seed=s, params=per_method[m])
             for s, m, r in itertools.product(seeds, methods, rates)]
+
+
+def method_params(methods: list[str], shared: Mapping[str, Any],
+                  scoped: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each listed method's parameters for a grid: every `shared` one (a sweep's `--param`),
+    which every listed method must have, plus its own `scoped` ones (`--param-for`). A value
+    given to only some methods is refused rather than dropped for the others, so a sweep never
+    silently trains something other than what was asked; values are checked as `run` checks
+    them (make_params)."""
+    from .methods import get_method, make_params
+
+    classes = {m: get_method(m) for m in methods}
+    names = {m: {f.name for f in dataclasses.fields(cls.Params)} for m, cls in classes.items()}
+    listed = ", ".join(methods)
+    for key, value in shared.items():
+        have = [m for m in methods if key in names[m]]
+        lack = [m for m in methods if key not in names[m]]
+        if not have:
+            raise ConfigError(f"--param {key}={value}: none of the listed methods ({listed}) has "
+                              f"a parameter {key!r}; `python -m pruneviz methods` lists each "
+                              f"method's parameters.")
+        if lack:
+            raise ConfigError(
+                f"--param {key}={value}: only some of the listed methods have {key!r} "
+                f"({', '.join(have)} {'has' if len(have) == 1 else 'have'} it, "
+                f"{', '.join(lack)} {'does' if len(lack) == 1 else 'do'} not); give it to those "
+                f"that have it with --param-for METHOD:{key}={value} (e.g. --param-for "
+                f"{have[0]}:{key}={value}), or drop {', '.join(lack)} from --methods.")
+    for m in scoped:
+        if m not in classes:
+            raise ConfigError(f"--param-for {m}:...: {m!r} is not one of --methods ({listed}); "
+                              f"add it to --methods or drop that --param-for.")
+    out = {}
+    for m, cls in classes.items():
+        values = {**shared, **scoped.get(m, {})}
+        make_params(cls, values)      # unknown names and bad values: the errors `run` gives
+        out[m] = values
+    return out
+
+
+def _check_grid_pattern(method: str, params: Mapping[str, Any], rate: float) -> None:
+    """An N:M pattern fixes its method's rate (1 - N/M); a grid rate that disagrees is refused
+    here in the sweep's terms (the config's own error says to leave out --rate, which a sweep
+    does not have)."""
+    pattern = parse_nm(params.get("nm", ""))
+    if pattern is None:
+        return
+    fixed = nm_rate(pattern)
+    if abs(rate - fixed) > NM_RATE_TOLERANCE:
+        n, m = pattern
+        raise ConfigError(f"{method} with nm={n}:{m} prunes {fixed:.4g} of every layer "
+                          f"(1 - N/M), so it cannot train at rate {rate:g} from --rates; sweep it "
+                          f"with --rates {fixed:.4g}, or leave nm out.")
 
 
 @dataclass(frozen=True)
@@ -89,19 +149,22 @@ DEFAULT_COMPARISON = Proposal(methods=("random", "l1", "global_l1", "gmp"), rate
 
 
 def cancel(store: Store, run_id: str, *, grace: float = GRACE_SECONDS,
-           wait: bool = False) -> None:
+           wait: bool = False) -> bool:
     """Stop a run: the store flag (a queued run ends at once, a running one within a step);
     a process on this host that has not stopped after `grace` seconds gets SIGTERM, then
-    SIGKILL. In the background unless `wait`."""
-    store.request_cancel(run_id)
+    SIGKILL. In the background unless `wait`. False (and nothing written) if the run had
+    already finished."""
+    if not store.request_cancel(run_id):
+        return False
     run = store.run(run_id)
     if run["status"] not in ACTIVE or run["host"] != socket.gethostname() or not run["worker"]:
-        return
+        return True
     escalate = threading.Thread(target=_escalate, args=(store, run_id, run["pid"], grace),
                                 daemon=True, name=f"pruneviz-cancel-{run_id}")
     escalate.start()
     if wait:
         escalate.join()
+    return True
 
 
 def _stopped(store: Store, run_id: str, pid: int, seconds: float) -> bool:
@@ -255,6 +318,10 @@ class Worker:
         self.cancel = threading.Event()     # the current run's; set by a cancel or SIGTERM
         self.stopping = threading.Event()
         self.current: str | None = None
+        # Why the worker stopped on its own (a signal, its store deleted); None for a user's
+        # cancel, whose run says "cancelled by the user".
+        self.stop_reason: str | None = None
+        self.lost: str | None = None        # why its store is gone, once the heartbeat sees it
         store.register_worker(self.id, os.getpid(), backend)
         self._beat = threading.Thread(target=self._heartbeat, daemon=True,
                                       name="pruneviz-heartbeat")
@@ -263,6 +330,15 @@ class Worker:
     def _heartbeat(self) -> None:
         """Beat and pass cancels on, from its own thread: a long step never looks like death."""
         while not self.stopping.wait(HEARTBEAT_SECONDS):
+            lost = self.store.lost()
+            if lost is not None:
+                # An open connection writes on into a deleted database, unseen: stop the run
+                # and leave rather than train into nothing (and recreate its folders).
+                self.lost = lost
+                print(f"{time.strftime('%H:%M:%S')} the run store {self.store.root} is gone "
+                      f"({lost}); stopping", flush=True)
+                self.stop(f"its worker stopped: the run store was deleted ({lost})")
+                return
             try:
                 run_id, cancelled = self.store.beat(self.id)
             except Exception as e:  # noqa: BLE001 - a busy store: the next beat tries again
@@ -271,8 +347,16 @@ class Worker:
             if cancelled and run_id is not None and run_id == self.current:
                 self.cancel.set()
 
-    def on_sigterm(self, *_: Any) -> None:
-        """Stop after the current run, which is cancelled (kept interrupted)."""
+    def on_sigterm(self, signum: int = signal.SIGTERM, *_: Any) -> None:
+        """Stop after the current run, which is stopped (kept interrupted) and says which signal
+        stopped it: a user's cancel and a signal are different stories for whoever reads it."""
+        name = signal.Signals(signum).name
+        self.stop(f"stopped by {name} sent to its worker (pid {os.getpid()}), not by a cancel; "
+                  f"every step it committed is kept.")
+
+    def stop(self, reason: str) -> None:
+        """Stop after the current run, which ends interrupted with `reason` as its error."""
+        self.stop_reason = self.stop_reason or reason
         self.stopping.set()
         self.cancel.set()
 
@@ -312,7 +396,9 @@ class Worker:
         self.current = run_id
         print(f"{time.strftime('%H:%M:%S')} training {run_id}", flush=True)
         try:
-            if self.store.cancel_requested(run_id) or self.stopping.is_set():
+            if job["config"] is None:       # a row this version cannot read fails alone
+                self.store.finish_run(run_id, "failed", error=job["error"])
+            elif self.store.cancel_requested(run_id) or self.stopping.is_set():
                 self.store.finish_run(run_id, "interrupted", error="cancelled before it started")
             else:
                 self.train(job["config"], self.store, run_id=run_id, cancel=self.cancel,
@@ -321,12 +407,24 @@ class Worker:
             self.store.finish_run(run_id, "failed", error=f"{type(e).__name__}: {e}",
                                   only_active=True)
         finally:
+            self._name_the_stop(run_id)
             self.current = None
             self.store.release(self.id)
-            print(f"{time.strftime('%H:%M:%S')} {run_id} {self.store.run(run_id)['status']}",
+            print(f"{time.strftime('%H:%M:%S')} {run_id} {self.store.status(run_id)}",
                   flush=True)
             gc.collect()
             _empty_cuda_cache()
+
+
+    def _name_the_stop(self, run_id: str) -> None:
+        """A run interrupted because the worker itself was stopped (not by a user's cancel)
+        says so: the session only knows its cancel event was set."""
+        if (self.stop_reason is None or self.store.cancel_requested(run_id)
+                or self.store.status(run_id) != "interrupted"):
+            return
+        summary = self.store.run(run_id)["summary"]
+        self.store.finish_run(run_id, "interrupted", error=self.stop_reason,
+                              summary={**summary, "error": self.stop_reason} if summary else None)
 
 
 def _empty_cuda_cache() -> None:

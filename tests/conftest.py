@@ -5,6 +5,9 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""   # tests run on CPU, even on a machine 
 # tiny, and on a busy 2-core machine two spinning OpenMP threads per process made steps up to
 # 50x slower than one.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# A record key no records.py declares raises in tests (a column name is a public API); users'
+# runs warn once instead (pruneviz/records.py, check_key). Inherited by the workers tests start.
+os.environ["PRUNEVIZ_STRICT_KEYS"] = "1"
 
 import pytest  # noqa: E402
 

@@ -15,7 +15,7 @@ from pruneviz import loop
 from pruneviz.config import SessionConfig
 from pruneviz.methods import apply_preset, family_module, load_all
 from pruneviz.models import build_model
-from pruneviz.records import FilterRow, LayerRow, Row, Scalar, Table
+from pruneviz.records import FilterRow, LayerRow, Row, Scalar, Table, declared
 from pruneviz.session import run_session
 from pruneviz.store import ACTIVE
 
@@ -86,8 +86,8 @@ def check_session_contract(name: str, store, fast_config, monkeypatch) -> None:
     recorded, the target sparsity reached, the masks it holds at the end (ctx.masks, before the
     saved file fills in masks derived from the weights) cover every prunable layer it did not
     shrink physically, fit their weights' shapes and the weights they prune are exactly zero,
-    and every method table it wrote is declared in its family's records.py with those
-    columns."""
+    every method table it wrote is declared in its family's records.py with those columns, and
+    every scalar, layer, filter and summary key it wrote is declared."""
     held = {}
     save = loop._save_artifacts
 
@@ -120,6 +120,18 @@ def check_session_contract(name: str, store, fast_config, monkeypatch) -> None:
         assert table in declared, f"{name} writes table {table}, which no records.py declares"
         columns = set(store.rows(run_id, table).columns) - {"run_id", "step", "epoch"}
         assert columns <= set(declared[table].columns), (table, columns)
+    assert_keys_declared(store, run_id, s)
+
+
+def assert_keys_declared(store, run_id: str, summary: dict) -> None:
+    """Every scalar, layer, filter and summary key the run wrote is declared in a records.py
+    (pruneviz/records.py for the session's, the family's for a method's)."""
+    for kind, frame in (("scalar", store.scalars(run_id)), ("layer", store.layers(run_id)),
+                        ("filter", store.filters(run_id))):
+        undeclared = set(frame.key) - declared(kind)
+        assert not undeclared, f"{run_id} wrote undeclared {kind} keys {sorted(undeclared)}"
+    undeclared = set(summary) - declared("summary")
+    assert not undeclared, f"{run_id}'s summary has undeclared keys {sorted(undeclared)}"
 
 
 def declared_tables(cls) -> dict:
@@ -185,3 +197,66 @@ def decode_plotly(obj):
     if isinstance(obj, list):
         return [decode_plotly(v) for v in obj]
     return obj
+
+
+# The transformers' contract: each on its own data, a budget of a few steps.
+TRANSFORMER_DATA = {"gpt_tiny": "pydoc", "vit_tiny": "digits"}
+TINY = dict(dense_epochs=1, epochs=3, max_steps_per_epoch=3, batch_size=16, eval_limit=16,
+            device="cpu")
+
+
+def held_hidden(model: str) -> int:
+    """MLP hidden width of a transformer's blocks."""
+    return {"gpt_tiny": 256, "vit_tiny": 128}[model]
+
+
+def check_transformer_contract(name: str, model: str, store) -> None:
+    """`name` completes a short session on `model` with every step recorded, prunes only the
+    linear layers of the blocks to its target (embeddings, norms, the patch embedding and the
+    head stay dense), and its held masks' weights are exactly zero; a filter method refuses the
+    model with one clear ConfigError (heads and neurons are not its structures yet)."""
+    from pruneviz.config import ConfigError
+
+    config = SessionConfig(method=name, rate=CONTRACT_RATE, model=model,
+                           dataset=TRANSFORMER_DATA[model], **TINY)
+    cls = load_all()[name]
+    if cls.kind == "filter" and not cls.structures:
+        with pytest.raises(ConfigError, match="transformer"):
+            run_session(config, store)
+        return
+    held = {}
+    save = loop._save_artifacts
+
+    def capture(ctx, folder):
+        held.update(masks=dict(ctx.masks), layers=[l.param for l in ctx.layers],
+                    weights={k: v.detach().clone() for k, v in ctx.model.state_dict().items()})
+        save(ctx, folder)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(loop, "_save_artifacts", capture)
+    try:
+        s = run_session(config, store)
+    finally:
+        mp.undo()
+    assert s["status"] == "completed", s.get("error")
+    assert store.scalars(s["run_id"], ["loss"]).step.tolist() == list(range(s["steps"]))
+    target = 0.0 if name == "dense" else CONTRACT_RATE
+    assert s["sparsity"] == pytest.approx(target, abs=0.05)
+    # the classifier / LM head only where the method's own last_linear asks for it (GMP's
+    # family defaults to it, as on the CNNs)
+    head = {"gpt_tiny": "lm_head.weight", "vit_tiny": "head.weight"}[model]
+    blocks = [p for p in held["layers"] if p != head]
+    assert all(p.startswith("blocks.") and p.endswith(("c_attn.weight", "c_proj.weight",
+                                                       "c_fc.weight")) for p in blocks)
+    assert len(blocks) == 4 * 4
+    assert (head in held["layers"]) == bool(getattr(load_all()[name].Params(), "last_linear",
+                                                    False))
+    for key, w in held["weights"].items():
+        if key.endswith("weight") and key not in held["layers"] and w.dim() >= 2:
+            assert torch.count_nonzero(w) == w.numel(), f"{name} pruned {key}"
+    for key, mask in held["masks"].items():
+        assert torch.all(held["weights"][key][mask == 0] == 0), key
+    if model == "gpt_tiny":
+        assert s["final_perplexity"] > 1.0
+    if cls.structures:      # half the heads and neurons of every block, physically removed
+        assert (s["heads_removed"], s["neurons_removed"]) == (4 * 2, 4 * held_hidden(model) // 2)

@@ -274,3 +274,42 @@ def test_notes_saved_after_a_rename_reach_the_renamed_run_in_a_real_browser(serv
     assert store.run(first)["notes"] == "l1 keeps its accuracy at 0.5"
     assert store.run(first)["tags"] == ["keeper"]
     assert store.run(second)["notes"] == "" and store.run(second)["tags"] == []
+
+
+@pytest.mark.browser
+def test_a_shared_compare_link_to_hostile_names_fetches_nothing_in_a_real_browser(server,
+                                                                                 tmp_path):
+    """Compare opened from a ?runs= link to runs whose names, folder: paths and warnings hold
+    Markdown images and links and a styled HTML span (the mixed-datasets warning, the warnings
+    note, the config diff table, the charts' legends and hover text): the browser requests no
+    attacker URL and shows the text as typed."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_compare_hostile import IMAGE, LINK, hostile_runs
+
+    ids = hostile_runs(Store(tmp_path / "runs"))
+    fetched: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 3000})
+        page.on("request", lambda r: fetched.append(r.url) if "127.0.0.2" in r.url else None)
+        page.route("http://127.0.0.2:9/**", lambda route: route.abort())
+        page.goto(f"{server}/compare?runs={','.join(ids)}")
+        main = page.locator("[data-testid='stMain']")
+        expect(main.get_by_text("2 different models or datasets")).to_be_visible(timeout=120_000)
+        expect(main.get_by_text("Config fields that differ")).to_be_visible(timeout=60_000)
+        _settle(page)
+        page.wait_for_timeout(1500)
+        text = main.inner_text(timeout=120_000)
+        assert f"folder:/tmp/0{IMAGE}" in text            # the warning, as typed
+        assert f"trained {LINK} to chance" in text        # the warnings note
+        table = main.locator("[data-testid^='stTable']").first.inner_text(timeout=120_000)
+        assert "run0 ![x](" in table and f"folder:/tmp/1{IMAGE}" in table
+        # No image, and no link made of the Markdown (a bare URL in plain text may still be
+        # autolinked, showing its address: a click, never a fetch).
+        assert main.locator("img[src*='127.0.0.2']").count() == 0
+        assert main.locator("a", has_text="link").count() == 0
+        # plotly's HTML subset: the span is a legend's text, not a styled element
+        assert main.locator(".legendtext", has_text='<span style="background-image').count()
+        browser.close()
+    assert fetched == []

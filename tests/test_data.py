@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pruneviz.data import DataError, crop_flip, load_dataset
+from pruneviz.data import DataError, crop_flip, folder_problem, load_dataset
 
 
 def test_digits_equal_scikit_learn():
@@ -201,6 +201,91 @@ def test_held_out_class_missing_from_train_is_a_clear_error(tmp_path):
     _png_folder(tmp_path / "test", classes=("a", "zebra"), n=1)
     with pytest.raises(DataError, match="zebra"):
         load_dataset(f"folder:{tmp_path}", image_size=12)
+
+
+@pytest.mark.parametrize("heldout", ["valid", "validation"])
+def test_valid_and_validation_beside_train_are_the_held_out_split(tmp_path, heldout):
+    _png_folder(tmp_path / "train", classes=("a", "b"), n=3)
+    _png_folder(tmp_path / heldout, classes=("a", "b"), n=2)
+    b = load_dataset(f"folder:{tmp_path}", image_size=12, holdout=0.5)
+    assert b.classes == ["a", "b"]                  # not "train" and "valid"
+    assert len(b.train_x) == 6 and len(b.test_x) == 4 and b.warnings == []
+    assert folder_problem(f"folder:{tmp_path}") is None
+
+
+def _raises_and_form_says(name: str, *words: str) -> str:
+    """Loading `name` is one DataError holding `words`; the form's listing check says the same."""
+    with pytest.raises(DataError) as e:
+        load_dataset(name, image_size=12)
+    for word in words:
+        assert word in str(e.value)
+    assert folder_problem(name) == str(e.value)
+    return str(e.value)
+
+
+def test_a_train_folder_of_classes_without_a_held_out_split_is_refused(tmp_path):
+    _png_folder(tmp_path / "train", classes=("a", "b"), n=2)
+    _png_folder(tmp_path / "holdout", classes=("a", "b"), n=1)
+    message = _raises_and_form_says(f"folder:{tmp_path}", "no held-out split", "holdout/",
+                                    "valid", f"folder:{tmp_path / 'train'}")
+    assert "2 class" not in message
+
+
+def test_a_held_out_folder_of_classes_without_train_is_refused(tmp_path):
+    _png_folder(tmp_path / "training", classes=("a", "b"), n=2)
+    _png_folder(tmp_path / "val", classes=("a", "b"), n=1)
+    _raises_and_form_says(f"folder:{tmp_path}", "val/", "no train/", "name the training folder")
+
+
+def test_a_class_named_train_that_holds_images_is_still_a_class(tmp_path):
+    _png_folder(tmp_path, classes=("bus", "car", "train"), n=4)
+    b = load_dataset(f"folder:{tmp_path}", image_size=12, holdout=0.5)
+    assert b.classes == ["bus", "car", "train"]
+
+
+def test_a_class_with_held_out_images_and_no_training_image_is_refused(tmp_path):
+    _png_folder(tmp_path / "train", classes=("a", "b"), n=2)
+    _png_folder(tmp_path / "train", classes=("c",), n=0)
+    _png_folder(tmp_path / "test", classes=("a", "b", "c"), n=1)
+    _raises_and_form_says(f"folder:{tmp_path}", "class(es) c ", str(tmp_path / "train" / "c"),
+                          "Add training images")
+
+
+def test_a_held_out_split_missing_a_class_is_named_in_the_warnings(tmp_path):
+    _png_folder(tmp_path / "train", classes=("a", "b", "c"), n=2)
+    _png_folder(tmp_path / "test", classes=("a", "b"), n=1)
+    b = load_dataset(f"folder:{tmp_path}", image_size=12)
+    assert b.classes == ["a", "b", "c"] and len(b.test_x) == 2
+    assert len(b.warnings) == 1 and "class(es) c:" in b.warnings[0]
+    assert "2 of 3 classes" in b.warnings[0]
+    assert folder_problem(f"folder:{tmp_path}") is None        # a caveat, not a refusal
+
+
+def test_held_out_files_that_are_links_to_training_files_name_the_cause(tmp_path):
+    import os
+
+    _png_folder(tmp_path / "train", classes=("a", "b"), n=2)
+    for cls in ("a", "b"):
+        (tmp_path / "val" / cls).mkdir(parents=True)
+        os.link(tmp_path / "train" / cls / "0.png", tmp_path / "val" / cls / "0.png")
+    with pytest.raises(DataError) as e:
+        load_dataset(f"folder:{tmp_path}", image_size=12)
+    message = str(e.value)
+    assert "2 image file(s) are training images linked again" in message
+    assert "--holdout" not in message and "holdout does not apply" in message
+
+
+def test_a_held_out_split_missing_a_class_reaches_the_run_summary(tmp_path, fast_config):
+    from pruneviz.session import run_session
+    from pruneviz.store import Store
+
+    _png_folder(tmp_path / "data" / "train", classes=("a", "b", "c"), n=4)
+    _png_folder(tmp_path / "data" / "val", classes=("a", "b"), n=2)
+    config = fast_config(dataset=f"folder:{tmp_path / 'data'}", image_size=8, method="l1",
+                         rate=0.5, dense_epochs=1, epochs=1, batch_size=4)
+    summary = run_session(config, Store(tmp_path / "runs"))
+    assert summary["status"] == "completed"
+    assert any("2 of 3 classes" in w for w in summary["warnings"])
 
 
 @needs_subset

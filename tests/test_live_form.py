@@ -338,6 +338,22 @@ def test_a_train_val_folder_is_checked_in_its_train_split(tmp_path):
     assert folder_problem(f"folder:{tmp_path}") is None
 
 
+def test_a_split_folder_the_loader_refuses_is_an_inline_error_naming_the_fix(tmp_path,
+                                                                             monkeypatch):
+    for split in ("train", "holdout"):          # no val/, valid/, validation/ or test/
+        for cls in ("a", "b"):
+            (tmp_path / "data" / split / cls).mkdir(parents=True)
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["live.dataset"] = f"folder:{tmp_path / 'data'}"
+    at.run()
+    assert not at.exception
+    errors = _errors(at)
+    assert "**dataset**" in errors and "no held-out split" in errors
+    assert "name the held-out folder val, valid, validation or test" in errors
+    assert at.button(key="live.run").disabled
+
+
 def test_a_folder_that_does_not_exist_is_an_inline_error_that_disables_run(tmp_path,
                                                                             monkeypatch):
     monkeypatch.setenv("PRUNEVIZ_STORE", str(tmp_path / "runs"))

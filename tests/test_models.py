@@ -4,16 +4,25 @@ import pytest
 import torch
 
 from pruneviz.config import ConfigError
-from pruneviz.models import MODELS, build_model
+from pruneviz.models import MODELS, build_model, model_modality
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if model_modality(n) == "image"))
 @pytest.mark.parametrize("shape,classes", [((1, 8, 8), 10), ((3, 32, 32), 100)])
 def test_model_adapts_to_input_and_classes(name, shape, classes):
     model = build_model(name, shape, classes).eval()
     with torch.no_grad():
         out = model(torch.randn(2, *shape))
     assert out.shape == (2, classes)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if model_modality(n) == "text"))
+def test_language_model_adapts_to_context_and_vocabulary(name):
+    model = build_model(name, (32,), 100).eval()
+    with torch.no_grad():
+        out = model(torch.randint(0, 100, (2, 32)))
+    assert out.shape == (2, 32, 100)
     assert torch.isfinite(out).all()
 
 

@@ -39,9 +39,10 @@ FILES = {
         __all__ = ["Throwaway"]
         ''',
     "records.py": '''
-        from pruneviz.records import Table
+        from pruneviz.records import Table, declare
 
         CUTS = Table("throwaway_cuts", {"layers": "layers pruned", "rate": "the prune rate"})
+        SCALARS = declare("scalar", {"throwaway_layers": "layers pruned before training"})
         ''',
     "engine.py": '''
         from dataclasses import dataclass
@@ -71,6 +72,7 @@ FILES = {
                 apply_masks(ctx.model, ctx.masks)
                 ctx.mark_pruned()
                 CUTS.write(ctx.record, layers=len(ctx.layers), rate=ctx.config.rate)
+                ctx.record.scalar("throwaway_layers", len(ctx.layers))
         ''',
     "view.py": '''
         import plotly.graph_objects as go
@@ -152,6 +154,8 @@ def test_the_new_family_passes_the_contract_checks_and_its_view_draws_its_run(
     frames = view.load(shared_store, run_id)
     panels = view.panels(frames, shared_store.run(run_id), view.steps(frames)[-1])
     assert len(frames["cuts"]) == 1                       # one row, written before training
+    assert shared_store.scalars(run_id, ["throwaway_layers"]).value.tolist() == [
+        frames["cuts"].layers[0]]                         # its declared scalar, recorded
     assert panels[0].figure.data[0].y[0] == frames["cuts"].layers[0] > 0
 
 

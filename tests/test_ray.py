@@ -1,8 +1,10 @@
 """The Ray backend on a local mini-cluster: records equal to the local backend's, cancel, a task
 that raises or dies, GPU scheduling, and one clear error for a cluster nobody answers at."""
 
+import contextlib
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -258,6 +260,157 @@ def test_cli_unreachable_address_is_one_clear_error(tmp_path, capsys):
     assert Store(root).runs(include_dense=True).empty
 
 
+@contextlib.contextmanager
+def _tcp_server(reply: bytes | None, close: bool):
+    """A local TCP server that, per connection, sends `reply` (None: nothing) and then closes
+    or holds the connection open; yields its HOST:PORT."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            if reply is not None:
+                conn.recv(64)
+                conn.sendall(reply)
+            conn.close() if close else held.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def _cli_run_on(address: str, root: Path, capfd) -> tuple[int, list[str], float]:
+    """`run --backend ray --ray-address address`: exit code, stderr lines (Ray's own output
+    included, read at the file descriptor), seconds taken."""
+    start = time.monotonic()
+    code = main(["run", "--store", str(root), "--backend", "ray", "--ray-address", address,
+                 *("--dense-epochs 3 --epochs 1 --device cpu".split())])
+    took = time.monotonic() - start
+    return code, capfd.readouterr().err.strip().splitlines(), took
+
+
+@pytest.mark.parametrize("reply, close, says", [
+    (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", False,
+     "does not speak gRPC, as Ray does; it answered 'HTTP/1.1 400 Bad Request'"),
+    (None, True, "closed the connection without a word"),
+    (None, False, "said nothing within"),
+], ids=["http-server", "accepts-and-closes", "silent"])
+def test_an_address_where_no_ray_answers_fails_within_5_s_in_one_line(tmp_path, capfd, reply,
+                                                                     close, says):
+    with _tcp_server(reply, close) as address:
+        code, err, took = _cli_run_on(address, tmp_path / "runs", capfd)
+    assert code == 2 and took < 5 and len(err) == 1, (took, err)
+    assert err[0].startswith(f"pruneviz: error: no Ray cluster answers at {address} (")
+    assert says in err[0] and "ray start --head" in err[0]
+    assert Store(tmp_path / "runs").runs(include_dense=True).empty
+
+
+def _h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big")
+            + payload)
+
+
+def _grpc_reply(status: int) -> bytes:
+    """What a gRPC server sends a call it ends at once with `status`: its SETTINGS, then one
+    trailers-only HEADERS frame (plain HPACK literals, as gRPC's C++ core writes them)."""
+    fields = [(b":status", b"200"), (b"content-type", b"application/grpc"),
+              (b"grpc-status", str(status).encode()),
+              (b"grpc-message", b"Invalid or missing authentication token")]
+    block = b"".join(b"\x00" + bytes([len(k)]) + k + bytes([len(v)]) + v for k, v in fields)
+    return _h2_frame(4, 0, 0, b"") + _h2_frame(1, 0x5, 1, block)
+
+
+@contextlib.contextmanager
+def _grpc_server(status: int):
+    """A local HTTP/2 server answering any gRPC call with `status`; yields its HOST:PORT and
+    the bytes of each request it got."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    requests: list[bytes] = []
+    stop = threading.Event()
+
+    def serve():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                got = conn.recv(65536)
+                conn.sendall(_grpc_reply(status))
+                with contextlib.suppress(OSError):      # the client's ACK and the rest
+                    got += conn.recv(65536)
+                requests.append(got)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}", requests
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def test_a_cluster_that_wants_a_token_is_named_with_the_fix(tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("abc123\n")
+    with _grpc_server(16) as (address, seen):          # 16: UNAUTHENTICATED
+        code, err, took = _cli_run_on(address, tmp_path / "runs", capfd)
+        assert code == 2 and took < 5 and len(err) == 1, (took, err)
+        assert "requires token authentication" in err[0]
+        assert "export RAY_AUTH_MODE=token (Ray then sends this machine's token" in err[0]
+        assert b"authorization" not in seen[-1]          # as ray.init would call: no token
+        # With the mode set, the token goes along; a cluster that still refuses it says so.
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")
+        code, err, took = _cli_run_on(address, tmp_path / "runs", capfd)
+        assert code == 2 and took < 5 and len(err) == 1, (took, err)
+        assert "refuses this machine's token" in err[0]
+        assert b"Bearer abc123" in seen[-1]
+    assert Store(tmp_path / "runs").runs(include_dense=True).empty
+
+
+def test_a_grpc_server_that_is_not_a_ray_gcs_is_one_clear_error(tmp_path, capfd):
+    with _grpc_server(12) as (address, _):             # 12: UNIMPLEMENTED
+        code, err, took = _cli_run_on(address, tmp_path / "runs", capfd)
+    assert code == 2 and took < 5 and len(err) == 1, (took, err)
+    assert "not a Ray head node's GCS" in err[0] and "6379" in err[0]
+
+
+def test_a_real_gcs_passes_the_probe_and_its_token_auth_is_named(cluster, monkeypatch):
+    from pruneviz.raybackend import _probe
+
+    address = ray.get_runtime_context().gcs_address
+    start = time.monotonic()
+    _probe(address)                 # with the credentials this process's ray.init uses
+    assert time.monotonic() - start < 5
+    # Ray 2.60 starts a new local cluster with token auth on (RAY_AUTH_MODE=token here, the
+    # token in ~/.ray/auth_token): a process without the variable is refused by that GCS.
+    if os.environ.get("RAY_AUTH_MODE") == "token":
+        monkeypatch.delenv("RAY_AUTH_MODE")
+        with pytest.raises(ConfigError, match="requires token authentication.*export "
+                                              "RAY_AUTH_MODE=token"):
+            _probe(address)
+
+
 @pytest.mark.parametrize("flags, says", [(["--num-gpus", "-1"], "--num-gpus"),
                                          (["--num-cpus", "0"], "--num-cpus"),
                                          (["--device", "cuda"], "--num-gpus 1"),
@@ -296,3 +449,4 @@ def test_a_foreground_ray_sweep_is_never_claimed_by_a_worker(cluster, tmp_path):
     thread.join()
     assert seen and all(job is None for job in seen)
     assert set(store.runs().status) == {"completed"}
+

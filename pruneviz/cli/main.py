@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rates", required=True, help="Comma-separated rates, e.g. 0.5,0.8,0.9.")
     p.add_argument("--seeds", default="0", help="Comma-separated seeds (default 0).")
     add_session_flags(p, grid=True)
+    p.add_argument("--param-for", action="append", default=[], metavar="METHOD:NAME=VALUE",
+                   help="A parameter for one listed method (repeatable), e.g. "
+                        "pgmpf:round_to=8; --param gives one to every listed method, each of "
+                        "which must have it.")
     add_backend_flags(p)
     p.set_defaults(func=cmd_sweep)
 

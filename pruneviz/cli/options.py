@@ -45,15 +45,35 @@ def add_session_flags(p: argparse.ArgumentParser, *, grid: bool = False,
                    help="Print one JSON object as the last line; no progress bar.")
 
 
+def parse_params(items: list[str], flag: str = "--param") -> dict[str, str]:
+    """NAME=VALUE items -> {name: value} (a later one wins); ConfigError for a malformed one."""
+    params: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"{flag} expects NAME=VALUE, got {item!r}.")
+        params[name.strip()] = value.strip()
+    return params
+
+
+def parse_scoped_params(items: list[str]) -> dict[str, dict[str, str]]:
+    """`--param-for METHOD:NAME=VALUE` items -> {method: {name: value}}; ConfigError for a
+    malformed one. Split at the first ':' so a value may hold one (nm=2:4)."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        method, sep, rest = item.partition(":")
+        method = method.strip()
+        if not sep or not method or "=" in method or "=" not in rest:
+            raise ConfigError(f"--param-for expects METHOD:NAME=VALUE (for example "
+                              f"pgmpf:round_to=8), got {item!r}.")
+        out.setdefault(method, {}).update(parse_params([rest], "--param-for"))
+    return out
+
+
 def session_config(args: argparse.Namespace, **fixed: Any) -> SessionConfig:
     from ..methods import apply_preset
 
-    params: dict[str, str] = {}
-    for item in args.param:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"--param expects NAME=VALUE, got {item!r}.")
-        params[name.strip()] = value.strip()
+    params = parse_params(args.param)
     base = SessionConfig()
     values: dict[str, Any] = {}
     for f in dataclasses.fields(SessionConfig):

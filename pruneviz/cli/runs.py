@@ -14,7 +14,7 @@ from .options import Bar, print_summary, session_config
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    df = Store(args.store, create=False).runs(include_dense=args.all)
+    df = Store(args.store, create=False, reader=True).runs(include_dense=args.all)
     if args.json:
         print(df.to_json(orient="records"))
         return 0
@@ -23,12 +23,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     cols = ["run_id", "name", "method", "model", "dataset", "rate", "seed", "status",
             "dense_accuracy", "final_accuracy", "sparsity"]
+    if df.final_perplexity.notna().any():      # language-model runs: their quality measure
+        cols[-1:-1] = ["dense_perplexity", "final_perplexity"]
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    run = Store(args.store, create=False).run(args.run_id)
+    run = Store(args.store, create=False, reader=True).run(args.run_id)
     if args.json:
         print(json.dumps({**{k: v for k, v in run.items() if k != "config"},
                           "config": run["config"].to_dict()}, default=str))

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import secrets
 import sys
 
 from ..config import ConfigError, coerce, parse_numbers, split_list
-from ..store import Store
-from .options import Bar, backend_train, print_summary, session_config
+from ..store import Store, StoreError
+from .options import Bar, backend_train, parse_scoped_params, print_summary, session_config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = session_config(args)
     train, _ = backend_train(args, [config])
+    extra = {}
     if args.backend == "local":
         from ..session import prepare
 
-        prepare(config)    # bad input (method, data folder, model) touches no store
+        # bad input (method, data folder, model) touches no store; the run then uses it
+        extra["prepared"] = prepare(config)
     store = Store(args.store)
     if args.queue:
         from ..workers import submit
@@ -29,7 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     bar = Bar(enabled=not args.json)
     try:
-        summary = train(config, store, progress=bar)
+        summary = train(config, store, progress=bar, **extra)
     finally:
         bar.close()
     if args.json:
@@ -49,7 +52,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     methods = split_list(args.methods)
     rates = parse_numbers(args.rates, "--rates")
     seeds = parse_numbers(args.seeds, "--seeds", int)
-    configs = grid(session_config(args), methods, rates, seeds)
+    configs = grid(session_config(args), methods, rates, seeds,
+                   parse_scoped_params(args.param_for))
     for config in configs:
         check(config)
     train, ray_options = backend_train(args, configs)
@@ -98,14 +102,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from ..workers import Worker, warm_up
 
-    idle_exit = None if args.idle_exit is None else coerce(args.idle_exit, 0.0, "--idle-exit")
-    if idle_exit is not None and idle_exit < 0:
-        raise ConfigError(f"--idle-exit is a number of seconds (0 or more), got {idle_exit:g}.")
+    idle_exit = None if args.idle_exit is None else seconds(args.idle_exit, "--idle-exit",
+                                                             "leave it out to never exit")
     nice = coerce(args.nice, 0, "--nice") if args.nice is not None else 0
     if not 0 <= nice <= 19:
         raise ConfigError(f"--nice is a niceness from 0 to 19, got {nice}.")
     _, options = backend_train(args, [])
-    worker = Worker(Store(args.store), args.backend, worker_id=args.worker_id, **options)
+    # An existing store only: a mistyped --store would otherwise make an empty one and serve it.
+    worker = Worker(Store(args.store, create=False), args.backend, worker_id=args.worker_id,
+                    **options)
     os.nice(nice)
     signal.signal(signal.SIGTERM, worker.on_sigterm)
     signal.signal(signal.SIGINT, worker.on_sigterm)
@@ -114,14 +119,34 @@ def cmd_worker(args: argparse.Namespace) -> int:
     warm_up()
     trained = worker.serve(once=args.once, idle_exit=idle_exit)
     print(f"worker {worker.id} stopped after {trained} run(s)", flush=True)
+    if worker.lost is not None:
+        raise StoreError(f"the run store {worker.store.root} is gone ({worker.lost}); the "
+                         f"worker stopped and recreated nothing there. Start it again on a "
+                         f"store that exists.")
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     from ..workers import GRACE_SECONDS, cancel
 
-    grace = GRACE_SECONDS if args.grace is None else coerce(args.grace, 0.0, "--grace")
-    store = Store(args.store)
-    cancel(store, args.run_id, grace=grace, wait=True)
+    grace = GRACE_SECONDS if args.grace is None else seconds(
+        args.grace, "--grace", f"leave it out for the default {GRACE_SECONDS:g} s")
+    store = Store(args.store, create=False)     # never a new, empty store at a mistyped path
+    if not cancel(store, args.run_id, grace=grace, wait=True):
+        # Exit 0: the run is not training, which is what a cancel asks; a script cancelling a
+        # sweep races runs that finish on their own, and must not fail for those.
+        print(f"{args.run_id} already finished ({store.run(args.run_id)['status']}); nothing "
+              f"to cancel.")
+        return 0
     print(f"{args.run_id} {store.run(args.run_id)['status']}")
     return 0
+
+
+def seconds(raw: str, flag: str, default_hint: str) -> float:
+    """A flag's number of seconds: finite and 0 or more, else ConfigError saying so (nan and
+    inf pass float(); nan compares false to everything, so a worker given it never left)."""
+    value = coerce(raw, 0.0, flag)
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{flag} is a number of seconds, 0 or more; got {raw.strip()!r} "
+                          f"({default_hint}).")
+    return value

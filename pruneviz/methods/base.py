@@ -9,8 +9,22 @@ Where each hook runs in the session's step (see pruneviz/loop.py):
         optimizer.step(); masks re-applied; after_step(ctx)
     end_of_epoch(ctx)           after the epoch's last step, before the epoch's evaluation
 
-Methods keep no step or epoch counters: `ctx.step`, `ctx.epoch` and friends are the truth.
-Internals go to the store through `ctx.record` (scalars, layers, filters, method tables).
+The rules a method keeps, each checked where a check is cheap (the check in brackets):
+
+1. Methods keep no step or epoch counters: `ctx.step`, `ctx.epoch` and friends are the truth.
+2. Internals go to the store only through `ctx.record` (scalars, layers, filters, method tables),
+   every key and column declared once in the family's records.py [records.check_key and
+   Table.write: an undeclared one raises under tests; docs/architecture.md, "Record keys"].
+3. `ctx.summary` holds the method's own numbers; it never overwrites a key the session writes
+   [records.Summary raises RuleBroken on the session's keys].
+4. `ctx.masks` is re-applied after every optimizer step. Replace it or edit it (the dict or a
+   mask tensor) in any hook: the session sees either at the step's end [masks_changed].
+5. One step's rows of a table come from one hook: a live view reads a table by step, and rows of
+   one step written by two hooks may be committed apart [Recorder.row raises RuleBroken].
+6. loss_penalty's tensor is added to the loss and backpropagated; a penalty computed without
+   autograd (SLR's and ADMM's, for speed) adds its own gradient in after_backward [check_penalty].
+7. Surgery edits modules in place (PGP's shrinking convs): every `ctx.layers` entry stays the
+   module the model holds under its name [check_layers, after before_training and each epoch].
 """
 
 from __future__ import annotations
@@ -37,7 +51,8 @@ from ..config import (
     parse_nm,
 )
 from ..masks import Layer, Masks, nm_fits, prunable_layers
-from ..records import Recorder
+from ..records import Recorder, RuleBroken, Summary, declare
+from ..schedules import RECOVERY
 
 if TYPE_CHECKING:
     from ..data import DataBundle
@@ -63,7 +78,7 @@ class Context:
     loss: torch.Tensor | None = None
     layers: list[Layer] = field(default_factory=list)   # the method's prunable layers
     masks: Masks = field(default_factory=dict)           # re-applied after every optimizer step
-    summary: dict[str, Any] = field(default_factory=dict)  # extra numbers for the run summary
+    summary: dict[str, Any] = field(default_factory=Summary)  # the run summary's extras (rule 2)
     pruned: bool = False                         # set by mark_pruned(); read by the session
     run_dir: Path | None = None                  # the run's artifact folder (None outside a run)
 
@@ -108,6 +123,8 @@ class Method:
     # "hard" zeros as it goes; "soft" keeps pruned weights trainable (shrunk or zeroed, free
     # to regrow) until the mask is final; "deferred" zeroes nothing until one hard prune.
     zeros: ClassVar[str] = "hard"
+    # A filter method that also prunes transformers' structures (attention heads, MLP neurons).
+    structures: ClassVar[bool] = False
 
     def __init__(self, params: Any = None) -> None:
         self.p = params if params is not None else self.Params()
@@ -121,7 +138,15 @@ class Method:
 
     def check(self, model: nn.Module) -> None:
         """Raise ConfigError if this method cannot run on `model`."""
-        if self.kind == "filter" and not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        if (self.kind == "filter" and not self.structures
+                and getattr(model, "modality", None) is not None):
+            # transformers.py's models: their units are heads and MLP neurons, not conv filters
+            raise ConfigError(f"{self.name} prunes conv filters, and this model is a "
+                              f"transformer (its structures are attention heads and MLP "
+                              f"neurons, which {self.name} does not prune yet); pick l2_filter or "
+                              f"an unstructured method (l1, gmp, ...), or a conv model.")
+        if (self.kind == "filter" and getattr(model, "modality", None) is None
+                and not any(isinstance(m, nn.Conv2d) for m in model.modules())):
             raise ConfigError(f"{self.name} prunes conv filters, but this model has no "
                               f"convolutions; pick a conv model or an unstructured method.")
         if self.pattern is not None and not self.select_layers(model):
@@ -203,7 +228,55 @@ class Method:
         pass
 
 
-RECOVERY = "recovery (final mask held)"
+def masks_signature(masks: Masks) -> tuple:
+    """`masks` and each mask with its version counter, as masks_changed compares them (the
+    tensors are held, so no id is reused while the session looks)."""
+    return masks, tuple((k, m, _version(m)) for k, m in masks.items())
+
+
+def _version(mask: torch.Tensor) -> int:
+    """torch's count of in-place edits of `mask` (-1 for an inference tensor, which keeps none
+    and which no edit outside inference mode may change)."""
+    return -1 if mask.is_inference() else mask._version
+
+
+def masks_changed(seen: tuple | None, masks: Masks) -> bool:
+    """Whether `masks` was replaced, gained or lost a key, or had a mask tensor replaced or
+    edited in place since masks_signature took `seen` (rule 4)."""
+    if seen is None or seen[0] is not masks or len(seen[1]) != len(masks):
+        return True
+    return any(k != k2 or m is not m2 or _version(m) != v
+               for (k, m), (k2, m2, v) in zip(masks.items(), seen[1]))
+
+
+def check_penalty(method: Method, penalty: torch.Tensor | None) -> None:
+    """RuleBroken when a penalty without autograd has no after_backward to add its gradient
+    (rule 6): it would change the loss curve and nothing else."""
+    if (penalty is not None and not penalty.requires_grad
+            and type(method).after_backward is Method.after_backward):
+        raise RuleBroken(f"{method.name or type(method).__name__}: loss_penalty returned a "
+                         f"tensor without a gradient and after_backward adds none, so the "
+                         f"penalty cannot pull the weights (methods/base.py, rule 6).")
+
+
+def check_layers(ctx: Context) -> None:
+    """RuleBroken when a ctx.layers entry is no longer the module the model holds under its
+    name (rule 7): the masks, records and surgery would miss the live layer."""
+    for layer in ctx.layers:
+        try:
+            live = ctx.model.get_submodule(layer.name)
+        except AttributeError:
+            live = None
+        if live is not layer.module:
+            raise RuleBroken(f"layer {layer.name} of ctx.layers is no longer the model's "
+                             f"{layer.name}: edit modules in place (surgery.py) or rebuild "
+                             f"ctx.layers in the same hook (methods/base.py, rule 7).")
+
+
+SUMMARY = declare("summary", {                 # pattern_summary's keys, any method with `nm`
+    "nm": "the N:M pattern pruned to",
+    "nm_dense_layers": "the layers left dense, and why (input dimension not a multiple of M)",
+})
 REGISTRY: dict[str, type[Method]] = {}
 
 

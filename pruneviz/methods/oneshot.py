@@ -39,8 +39,14 @@ from ..masks import (
     nm_mask,
     prunable_layers,
 )
+from ..records import declare
+from ..transformers import is_transformer, structure_param_masks, structure_scores
 from .base import Context, Method, nm_field, register
 from .roundto import RoundTo, preview_rows, round_mode_field, round_to_field
+
+LAYERS = declare("layer", {
+    "filters_kept": "filters the one-shot filter prune keeps in the layer (after round_to)",
+})
 
 
 @register
@@ -158,7 +164,11 @@ class L2Filter(RoundTo, OneShot):
     kind = "filter"
     Params = FilterParams
 
+    structures = True       # on vit_tiny and gpt_tiny: attention heads and MLP neurons
+
     def select_layers(self, model: nn.Module) -> list[Layer]:
+        if is_transformer(model):       # the blocks' linears: heads' and neurons' weights
+            return prunable_layers(model, first_conv=False, last_linear=False)
         return Method.select_layers(self, model)
 
     @classmethod
@@ -171,6 +181,8 @@ class L2Filter(RoundTo, OneShot):
             if rows else df
 
     def masks(self, ctx: Context) -> Masks:
+        if is_transformer(ctx.model):
+            return self.structure_masks(ctx)
         self.resolve_round_to(ctx)
         out: Masks = {}
         pruned = total = 0
@@ -182,5 +194,21 @@ class L2Filter(RoundTo, OneShot):
             out.update(filter_param_masks(layer, fmask))
             ctx.record.layer(layer.name, "filters_kept", kept)    # the rounded count
             pruned, total = pruned + n - kept, total + n
+        self.achieved(ctx, pruned, total)
+        return out
+
+    def structure_masks(self, ctx: Context) -> Masks:
+        """A transformer's heads and MLP neurons, each block's own `rate` of them with the
+        lowest L2 norm over all of a structure's weights (the filter's norm, extended: q, k, v
+        rows and c_proj columns of a head; c_fc row and c_proj column of a neuron)."""
+        out: Masks = {}
+        pruned = total = 0
+        for name, kind, scores in structure_scores(ctx.model):
+            n = scores.numel()
+            keep = filter_mask(scores, min(n_prune(n, ctx.config.rate), n - 1))
+            out.update(structure_param_masks(ctx.model, name, kind, keep))
+            ctx.record.filters(name, "l2_norm", scores)
+            ctx.record.filters(name, "mask", keep)
+            pruned, total = pruned + int((keep == 0).sum().item()), total + n
         self.achieved(ctx, pruned, total)
         return out

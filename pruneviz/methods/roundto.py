@@ -20,11 +20,18 @@ import torch.nn as nn
 
 from ..config import ConfigError, SessionConfig, param
 from ..metrics import cpu_vector_block
+from ..records import declare
 from ..schedules import ROUND_MODES, round_kept
 from .base import Context
 
 AUTO = "auto"
 CUDA_BLOCK = 8           # tensor-core and cuDNN tiles take output channels in multiples of 8
+SUMMARY = declare("summary", {              # RoundTo's keys, any filter method that rounds
+    "round_to": "the block kept counts were rounded to (auto resolved on the run's device)",
+    "round_to_asked": "round_to as given (auto or a number)",
+    "round_mode": "down or nearest",
+    "filter_rate_achieved": "filters pruned at the end as a share of all (rounding moves it)",
+})
 
 
 def parse(value: Any) -> int | None:

@@ -59,6 +59,8 @@ RECORD_TABLES = ("scalars", "layers", "filters", "rows")
 # can reach outside its own folder ('../x', '/abs', '.').
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 RUN_FILE = "run.json"     # the run's row, kept in its folder so `doctor` can rebuild the index
+# <store>/open.lock: held by every opening of the store, and by `doctor --repair` throughout.
+OPEN_LOCK = "open"
 # Space kept free in the store folder: when the disk fills up at a run's final commit, deleting it
 # lets the run still be marked ended instead of staying `running`.
 RESERVE, RESERVE_BYTES = ".reserve", 256 * 1024

@@ -20,9 +20,20 @@ from ..config import SessionConfig
 # A running session commits at least every step; one silent this long has lost its process even
 # if its pid was reused (after a reboot, say).
 STALE_SECONDS = 15 * 60
-# Workers beat from a thread of their own, whatever the step costs: one silent this long is gone
-# (on another host, where its pid cannot be checked, or hung on this one).
+# Workers beat from a thread of their own, whatever the step costs: one on another host silent
+# this long is gone (there its pid cannot be checked; on this host the pid is the truth).
 WORKER_STALE_SECONDS = 30
+# A process that started this long after a worker registered cannot be that worker: its pid was
+# reused (after the worker died, or a reboot). The slack covers /proc's whole-second boot time.
+PID_REUSE_SLACK = 5.0
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first); None where unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -34,24 +45,56 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    try:        # a zombie (exited, not yet waited for by its parent) is gone too
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
+    stat = _proc_stat(pid)     # a zombie (exited, not yet waited for by its parent) is gone too
+    return stat is None or stat[0] != "Z"
+
+
+def pid_stopped(pid: int | None) -> bool:
+    """Whether `pid` is stopped (Ctrl-Z, SIGSTOP, a debugger's breakpoint): alive, but silent."""
+    stat = _proc_stat(pid) if pid else None
+    return stat is not None and stat[0] in ("T", "t")
+
+
+def process_started(pid: int) -> float | None:
+    """When process `pid` started, in seconds since the epoch (None where /proc cannot say)."""
+    stat = _proc_stat(pid)
+    try:
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + int(stat[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, TypeError, IndexError, ValueError):
+        return None
+
+
+def worker_gone(pid: int | None, host: str | None, started: float | None,
+                heartbeat: float | None, now: float | None = None) -> bool:
+    """A worker is gone when, on this host, its pid is (a zombie counts, and so does a pid a
+    later process took over); on another host, where no pid can be checked, when its beat is
+    older than WORKER_STALE_SECONDS. A stopped worker (Ctrl-Z, a suspended laptop, a debugger)
+    is alive: its run resumes with it, so it is neither reaped nor replaced."""
+    now = time.time() if now is None else now
+    if host != socket.gethostname():
+        return (heartbeat or 0) < now - WORKER_STALE_SECONDS
+    if not pid_alive(pid):
         return True
+    began = process_started(pid) if started else None
+    return began is not None and began > started + PID_REUSE_SLACK
 
 
 class QueueMixin:
     """Store methods for the queue and its workers."""
 
     def reap(self) -> None:
-        """Mark runs whose training process is gone (killed, crashed, hung) as interrupted and
-        forget dead workers; every step a run committed is kept. Unclaimed queued runs wait."""
+        """Mark runs whose training process is gone (killed, crashed) as interrupted and forget
+        dead workers (worker_gone); every step a run committed is kept. Unclaimed queued runs
+        wait, and so do the runs of stopped processes."""
+        if getattr(self, "read_only", False):   # a reader that may not write: show what is stored
+            return
         host, now = socket.gethostname(), time.time()
         conn = self._conn()
-        dead_workers = {w for w, pid, w_host, beat in conn.execute(
-                            "SELECT worker_id, pid, host, heartbeat FROM workers")
-                        if (w_host == host and not pid_alive(pid))
-                        or (beat or 0) < now - WORKER_STALE_SECONDS}
+        dead_workers = {w for w, pid, w_host, started, beat in conn.execute(
+                            "SELECT worker_id, pid, host, started, heartbeat FROM workers")
+                        if worker_gone(pid, w_host, started, beat, now)}
         live_workers = {r[0] for r in conn.execute("SELECT worker_id FROM workers")} - dead_workers
         rows = conn.execute(
             "SELECT run_id, pid, host, status, heartbeat, worker FROM runs WHERE status IN "
@@ -61,8 +104,10 @@ class QueueMixin:
         for run_id, pid, run_host, status, beat, worker in rows:
             if worker in live_workers:
                 continue
-            if worker in dead_workers or (run_host == host and not pid_alive(pid)) or (
-                    status == "running" and (beat or 0) < now - STALE_SECONDS):
+            silent = status == "running" and (beat or 0) < now - STALE_SECONDS
+            if run_host == host and pid_stopped(pid):
+                silent = False      # paused on this host (Ctrl-Z): alive, it resumes
+            if worker in dead_workers or (run_host == host and not pid_alive(pid)) or silent:
                 dead.append(run_id)
         for run_id in dead:
             self.finish_run(run_id, "interrupted",
@@ -74,7 +119,9 @@ class QueueMixin:
 
     def claim(self, worker_id: str, backend: str = "local") -> dict[str, Any] | None:
         """Take the oldest unclaimed queued session for `worker_id`, atomically (one writer at a
-        time: no run is claimed twice across processes); None when the queue is empty."""
+        time: no run is claimed twice across processes); None when the queue is empty. A row
+        whose config this version cannot read (queued by another version) comes back with
+        `config` None and `error` saying why, for the worker to fail that run and go on."""
         with self._tx() as c:
             row = c.execute("SELECT run_id, config, sweep_id FROM runs WHERE status='queued' AND "
                             "kind='session' AND worker IS NULL AND cancel=0 ORDER BY id LIMIT 1"
@@ -85,8 +132,15 @@ class QueueMixin:
                       "WHERE run_id=?", (worker_id, backend, os.getpid(), socket.gethostname(),
                                          time.time(), row[0]))
             c.execute("UPDATE workers SET run_id=? WHERE worker_id=?", (row[0], worker_id))
-        return {"run_id": row[0], "config": SessionConfig.from_dict(json.loads(row[1])),
-                "sweep_id": row[2]}
+        job: dict[str, Any] = {"run_id": row[0], "config": None, "sweep_id": row[2]}
+        try:
+            job["config"] = SessionConfig.from_dict(json.loads(row[1]))
+        except Exception as e:  # noqa: BLE001 - whatever another version stored; said in the run
+            job["error"] = (f"this version of pruneviz cannot read the run's stored config "
+                            f"({type(e).__name__}: {' '.join(str(e).split())[:300]}); it was "
+                            f"likely queued by another version: queue it again with this one, "
+                            f"or train it with the version that queued it.")
+        return job
 
     def register_worker(self, worker_id: str, pid: int, backend: str,
                         host: str | None = None) -> None:

@@ -20,13 +20,14 @@ from ..plots_compare import (
     rate_curve_figure,
     seed_groups,
 )
+from ..quality import ACCURACY, COMPARE_METRICS, PERPLEXITY
 from ..stats import LEVEL, aggregate, more_seeds, paired, paired_frame, verdict
 from ..store import ACTIVE, Store
 from ..workers import DEFAULT_COMPARISON, Queue, grid
 from .dense import dense_warnings
 from .forms import dataclass_widgets, problems
 from .state import POLL_SECONDS, list_runs, select_runs, selected_runs
-from .text import plain
+from .text import chart_text, plain
 
 CURVE_POINTS = 400
 REDRAW_SECONDS = 2.0     # the comparison redraws while any of its runs trains
@@ -34,17 +35,19 @@ SHOWN_CURVES = {"loss", "test_accuracy", "sparsity"}      # drawn above in any c
 PREFERRED_CURVES = ("hard_prune_now_accuracy", "primal_residual", "density", "r_e")
 GRID_FIELDS = ("model", "dataset", "epochs")
 TABLE_COLUMNS = ["label", "status", "method", "model", "dataset", "rate", "seed", "epochs",
-                 "final_accuracy", "accuracy_drop", "sparsity", "flops_effective", "warnings",
-                 "tags", "notes", "wall_s", "run_id"]
+                 "final_accuracy", "accuracy_drop", "final_perplexity", "perplexity_rise",
+                 "sparsity", "flops_effective", "warnings", "tags", "notes", "wall_s", "run_id"]
 WARNINGS_SHOWN = 8       # warning sentences listed above the table; the column holds them all
 SWEEP_INPUTS = ["method", "rate", "seed", "epochs"]
 SWEEP_OUTPUTS = ["final_accuracy", "accuracy_drop", "sparsity", "flops_effective"]
-METRICS = {"final_accuracy": "final accuracy", "accuracy_drop": "accuracy drop vs dense"}
+METRICS = {k: label for k, (label, _) in COMPARE_METRICS.items()}
+PERPLEXITY_COLUMNS = ("final_perplexity", "perplexity_rise")    # language-model runs only
 FORMATS = {"png": "PNG", "svg": "SVG"}
 # The quality the seed statistics are over, its direction, and how a difference is spoken:
 # accuracy differences in percentage points.
-QUALITY, DENSE_QUALITY, HIGHER_IS_BETTER = "final_accuracy", "dense_accuracy", True
-QUALITY_SCALE, QUALITY_UNIT = 100.0, "points"
+# The seed statistics are over the runs' quality (quality.py): accuracy differences spoken in
+# percentage points, perplexity differences in perplexity.
+SPOKEN = {"accuracy": (100.0, "points"), "perplexity": (1.0, "")}
 MAX_ADDED_SEEDS = 10
 _LAUNCHED = "cmp.launched"
 _URL = "cmp.url"                # the ?runs= value this session last read or wrote
@@ -59,8 +62,8 @@ def compare_data(store: Store, run_ids: list[str]) -> dict[str, pd.DataFrame]:
     runs = runs.reset_index()
     configs = {r: store.run(r)["config"].to_dict() for r in runs.run_id}
     runs["epochs"] = [configs[r]["epochs"] for r in runs.run_id]
-    runs["accuracy_drop"] = (pd.to_numeric(runs.dense_accuracy, errors="coerce")
-                             - pd.to_numeric(runs.final_accuracy, errors="coerce"))
+    runs["accuracy_drop"] = _drop(runs, ACCURACY)
+    runs["perplexity_rise"] = _drop(runs, PERPLEXITY)
     # Only completed runs are averaged: a failed, cancelled or still-training run's curve
     # stops early and would bend the mean and band where it ends.
     done = runs.run_id[runs.status == "completed"]
@@ -80,9 +83,18 @@ def compare_data(store: Store, run_ids: list[str]) -> dict[str, pd.DataFrame]:
             "sweep": sweep if len(sweep) > 1 else pd.DataFrame(index=list(done))}
 
 
+def _drop(runs: pd.DataFrame, quality) -> pd.Series:
+    """Per run, how much worse its final quality is than its dense start's (positive: worse)."""
+    dense = pd.to_numeric(runs[f"dense_{quality.key}"], errors="coerce")
+    final = pd.to_numeric(runs[f"final_{quality.key}"], errors="coerce")
+    return dense - final if quality.higher_is_better else final - dense
+
+
 def compare_table(runs: pd.DataFrame) -> pd.DataFrame:
     """The compare table as shown and downloaded: one row per run, tags joined by commas."""
-    table = runs[TABLE_COLUMNS].copy()
+    columns = [c for c in TABLE_COLUMNS if c not in PERPLEXITY_COLUMNS
+               or pd.to_numeric(runs[c], errors="coerce").notna().any()]
+    table = runs[columns].copy()
     table["tags"] = [", ".join(t) for t in table.tags]
     table["warnings"] = [" | ".join(_warnings(w)) for w in table.warnings]
     return table
@@ -95,7 +107,7 @@ def _warnings(value: object) -> list[str]:
 
 def warnings_note(runs: pd.DataFrame) -> str | None:
     """One message listing the compared runs' warnings (None when no run has any)."""
-    lines = [f"**{label}**: {w}" for label, ws in zip(runs.label, runs.warnings)
+    lines = [f"**{plain(label)}**: {plain(w)}" for label, ws in zip(runs.label, runs.warnings)
              for w in _warnings(ws)]
     if not lines:
         return None
@@ -128,7 +140,9 @@ def selection_from_url(store: Store) -> None:
         st.rerun()        # the sidebar, drawn before this page, shows the new selection
     unknown = st.session_state.pop(_UNKNOWN, None)
     if unknown:
-        shown = ", ".join(f"`{r.replace('`', '')[:40]}`" for r in unknown[:10])
+        # Escaped, not a code span: a newline in the link's text would end the span and let
+        # the rest render as Markdown (an image fetched from any URL).
+        shown = ", ".join(plain(" ".join(r.split())[:40]) for r in unknown[:10])
         st.warning(f"The link names {len(unknown)} run(s) this store does not hold (deleted, "
                    f"or from another store); they are left out: {shown}",
                    icon=":material/link_off:")
@@ -163,7 +177,7 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
     pairs = runs.pair.value_counts(sort=False)
     if len(pairs) > 1:
         st.warning(f"These runs train {len(pairs)} different models or datasets ("
-                   + ", ".join(f"{p}: {n} run(s)" for p, n in pairs.items())
+                   + ", ".join(f"{plain(p)}: {n} run(s)" for p, n in pairs.items())
                    + "). Legends name each run's model/dataset, the per-layer chart is drawn "
                      "per model and each pair gets its own Pareto front; accuracies across "
                      "datasets do not compare.", icon=":material/warning:")
@@ -199,6 +213,8 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
                      "(30 and 440 steps both end at 1).")
     c.radio("Chart downloads (camera icon on each chart)", list(FORMATS),
             format_func=FORMATS.get, horizontal=True, key="cmp.format")
+    # From here runs feed plotly only: user text in them is escaped for its HTML subset.
+    runs, sweep = _charted(runs), _charted(d["sweep"])
     c1, c2 = st.columns(2)
     _chart(c1, curves_figure(scalars, runs, "loss", title="Training loss (smoothed)",
                              smoothed=True, x=x), "cmp.loss")
@@ -215,7 +231,7 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
             (f" · {model}" if len(models) > 1 else "")
         _chart(cell, layer_profile_figure(layers[layers.run_id.isin(sub.run_id)], sub,
                                           title=title), f"cmp.layers.{model}")
-    figures += _trade_offs(runs, d["sweep"], mixed=len(pairs) > 1)
+    figures += _trade_offs(runs, sweep, mixed=len(pairs) > 1)
     _any_curve(store, runs, x)
     st.markdown("#### Config fields that differ")
     if d["config"].empty or len(runs) < 2:
@@ -241,7 +257,17 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
              "charts, every run's row, config and warnings.")
 
 
-AGG_COLUMNS = {"n": "seeds (n)", "mean": "final accuracy (mean)", "sd": "sd",
+def seed_quality(runs: pd.DataFrame):
+    """The quality the seed statistics are over: perplexity when the finished runs are language
+    models (they record final_perplexity), else accuracy."""
+    done = runs[runs.status == "completed"]
+    if "final_perplexity" in done and pd.to_numeric(done.final_perplexity,
+                                                     errors="coerce").notna().any():
+        return PERPLEXITY
+    return ACCURACY
+
+
+AGG_COLUMNS = {"n": "seeds (n)", "mean": "final quality (mean)", "sd": "sd",
                "lo": "95 % CI low", "hi": "95 % CI high", "drop_mean": "drop vs dense (mean)",
                "drop_sd": "drop sd", "drop_lo": "drop CI low", "drop_hi": "drop CI high"}
 
@@ -250,8 +276,9 @@ def aggregated_table(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFra
     """The finished runs summarised per setting (method x rate x any other varying field)
     across seeds, as shown and downloaded."""
     done = runs[runs.status == "completed"]
-    return aggregate(done, {r: configs[r] for r in done.run_id}, quality=QUALITY,
-                     dense=DENSE_QUALITY, higher_is_better=HIGHER_IS_BETTER)
+    q = seed_quality(runs)
+    return aggregate(done, {r: configs[r] for r in done.run_id}, quality=f"final_{q.key}",
+                     dense=f"dense_{q.key}", higher_is_better=q.higher_is_better)
 
 
 def across_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | None
@@ -279,8 +306,9 @@ def across_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | No
     if table.rate.nunique() >= RATE_CURVE_MIN_RATES:
         x = st.radio("Rate sweep against", list(RATE_X), format_func=RATE_X.get,
                      horizontal=True, key="cmp.rate_x")
-        fig = rate_curve_figure(table, x, y_title="final accuracy",
-                                title=f"Final accuracy vs {RATE_X[x]} (mean, 95 % band)")
+        label = f"final {seed_quality(runs).label}"
+        fig = rate_curve_figure(table, x, y_title=label,
+                                title=f"{label.capitalize()} vs {RATE_X[x]} (mean, 95 % band)")
         _chart(st, fig, "cmp.rate_curve")
         figures.append(fig)
     verdicts = _paired_view(runs, configs, list(pd.unique(table.method)))
@@ -302,8 +330,11 @@ def _paired_view(runs: pd.DataFrame, configs: dict[str, dict], methods: list[str
                               "below the mean difference, sd being the per-seed differences' "
                               "standard deviation.")
     done = runs[runs.status == "completed"]
+    q = seed_quality(runs)
+    scale, unit = SPOKEN.get(q.key, (1.0, ""))
     results = paired(done, {r: configs[r] for r in done.run_id}, first, second,
-                     quality=QUALITY, higher_is_better=HIGHER_IS_BETTER, level=LEVEL)
+                     quality=f"final_{q.key}", higher_is_better=q.higher_is_better,
+                     level=LEVEL)
     if not results:
         st.caption(f"No {first} and {second} runs share a seed and every other setting: "
                    f"nothing to pair.")
@@ -313,14 +344,14 @@ def _paired_view(runs: pd.DataFrame, configs: dict[str, dict], methods: list[str
     sentences = []
     for p in results:
         where = ", ".join(f"{k} {p.setting.get(k)}" for k in keys)
-        text = verdict(p, QUALITY_SCALE, QUALITY_UNIT)
+        text = verdict(p, scale, unit)
         st.markdown(f"- **{plain(where)}**: {plain(text)}")
         sentences.append(f"{where}: {text}")
     with st.expander("Per-seed differences"):
-        st.dataframe(paired_frame(results, QUALITY_SCALE), hide_index=True,
+        st.dataframe(paired_frame(results, scale), hide_index=True,
                      key="cmp.pair_seeds",
                      column_config={"difference": st.column_config.NumberColumn(
-                         f"A − B ({QUALITY_UNIT})", format="%+.2f")})
+                         f"A − B ({unit or q.label})", format="%+.2f")})
     return sentences
 
 
@@ -345,22 +376,36 @@ def _add_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | None
     st.rerun(scope="app")
 
 
+def _charted(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every text cell escaped for plotly (chart_text): run names, folder: paths
+    and model specs reach legends, hover text, titles and tick labels."""
+    return frame.map(lambda v: chart_text(v) if isinstance(v, str) else v)
+
+
 def diff_view(diff: pd.DataFrame) -> pd.DataFrame:
     """The config diff as shown: its longer side down the page (more differing fields than
     runs, as with several methods' parameters, gives a field per row and a run per column),
-    every value as text, a missing one as a dash."""
+    every value as text, a missing one as a dash. st.table renders its cells, index and header
+    as Markdown, and run names and folder: paths are user text: each is escaped (plain)."""
     if diff.shape[1] > diff.shape[0]:
         diff = diff.T
-    return diff.map(lambda v: "—" if v is None or v != v else str(v))
+    shown = diff.map(lambda v: "—" if v is None or v != v else plain(v))
+    shown.index = [plain(i) for i in shown.index]
+    shown.columns = [plain(c) for c in shown.columns]
+    return shown
 
 
 def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> list:
     """Pareto charts of a chosen metric against sparsity and FLOPs, and the parallel
     coordinates of the finished runs' parameters and outcomes."""
     done = runs[runs.status == "completed"]
-    metric = st.radio("Trade-off metric", list(METRICS), format_func=METRICS.get,
+    # Perplexity is offered once a language-model run is in the selection (they record
+    # next-token accuracy too); fronts are per model/dataset pair when the selection mixes them.
+    shown = [m for m in METRICS if m not in PERPLEXITY_COLUMNS
+             or pd.to_numeric(done.get(m), errors="coerce").notna().any()]
+    metric = st.radio("Trade-off metric", shown, format_func=METRICS.get,
                       horizontal=True, key="cmp.metric")
-    up = metric != "accuracy_drop"
+    up = COMPARE_METRICS[metric][1]
     left, right = st.columns(2)
     front_by = "pair" if mixed else None
     pareto = pareto_figure(done, "sparsity", maximize_x=True, y=metric, maximize_y=up,

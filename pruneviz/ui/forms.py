@@ -15,20 +15,26 @@ from typing import Any
 import streamlit as st
 
 from ..config import ConfigError, SessionConfig, coerce, nm_rate, parse_layer_rates, parse_nm
-from ..data import DATASETS, folder_problem, input_shape, missing_files
+from ..data import DATASETS, dataset_modality, folder_problem, input_shape, missing_files
 from ..methods import apply_preset, get_method, load_all, make_params
 from ..methods.base import takes_pattern
 from ..methods.roundto import round_to_problem
-from ..models import MODELS, layer_names
+from ..models import MODELS, layer_names, model_modality
 from ..plots import schedule_figure
-from ..session import check
+from ..session import check, check_modality
+from ..text import text_problem
+from ..transformers import TRANSFORMERS
 from .text import plain
 
 MAIN_FIELDS = ("model", "dataset", "rate", "epochs", "seed")
 SKIP = {"method", "params"}          # drawn by the form itself
 NO_PRESET = "(defaults)"
 MEMORY = "_form_memory"             # survives page switches (widget state does not)
-_OPTIONS = {"model": tuple(MODELS), "dataset": DATASETS}
+# Grouped: image models and datasets first, the text ones (language models) after them; the
+# selectbox labels say which is which, and a mismatch is said inline (problems).
+_OPTIONS = {"model": tuple(sorted(MODELS, key=lambda m: model_modality(m) == "text")),
+            "dataset": tuple(sorted(DATASETS, key=lambda d: dataset_modality(d) == "text"))}
+_GROUP = {"model": model_modality, "dataset": dataset_modality}
 TRAINING = "Training and data"       # the expander of the less common session fields
 PREFILL = "prefill"                  # set by Inspect: {"layer_rates": "a=0.3, b=0.7", "rate": 0.5}
 
@@ -79,7 +85,10 @@ def field_widget(f: dataclasses.Field, key: str, default: Any, fixed: str | None
         typed = st.session_state.get(key)
         if f.name == "dataset" and isinstance(typed, str) and typed not in options:
             options.append(typed)
-        value = st.selectbox(label, options, accept_new_options=f.name == "dataset", **kw)
+        group = _GROUP.get(f.name)
+        value = st.selectbox(label, options, accept_new_options=f.name == "dataset",
+                             format_func=(lambda o: f"{o}  ({group(o)})") if group else str,
+                             **kw)
     elif isinstance(default, int):
         value = st.number_input(label, step=1, **kw)
     elif isinstance(default, float) and None not in (lo, hi) and "step" in meta:
@@ -349,8 +358,22 @@ def problems(config: SessionConfig) -> list[str]:
                    f"root** there to the folder that holds it.")
     problem = folder_problem(name)
     if problem:
-        out.append(f"**dataset** {plain(name)}: {plain(problem)}. Type folder:PATH into the "
-                   f"dataset box, PATH holding one subfolder of images per class.")
+        # The message loading the folder would raise: it names its own fix.
+        out.append(f"**dataset** {plain(name)}: {plain(problem)}")
+    problem = text_problem(name)
+    if problem:
+        out.append(f"**dataset** {plain(name)}: {plain(problem)}. Type text:PATH into the "
+                   f"dataset box, PATH a UTF-8 .txt file or a folder of them.")
+    try:
+        check_modality(config.model, name)
+    except ConfigError as e:
+        out.append(f"**model** / **dataset**: {plain(e)}")
+    if (model_modality(config.model) == "text" or config.model in TRANSFORMERS) and (
+            config.method in load_all() and load_all()[config.method].kind == "filter"
+            and not load_all()[config.method].structures):
+        out.append(f"**method** {config.method} prunes conv filters; {config.model} is a "
+                   f"transformer, whose heads and neurons it does not prune yet: pick "
+                   f"l2_filter or an unstructured method.")
     problem = round_to_problem(config)
     if problem:
         out.append(f"**round to** (under *{config.method} parameters*): {plain(problem)}")

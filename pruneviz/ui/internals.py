@@ -12,7 +12,9 @@ import streamlit as st
 
 from .. import views
 from ..plots import table_figure
+from ..plots_transformers import head_grid_figure, neuron_counts_figure
 from ..store import ACTIVE, Store
+from ..transformers import TRANSFORMERS
 
 TABLE_ROWS = 2000            # newest rows of a generic method table
 
@@ -54,6 +56,8 @@ def step_slider(steps: list[int], key: str, *, label: str = "Step",
 
 def internals_view(store: Store, run: dict, key: str = "internals") -> None:
     run_id, method = run["run_id"], run["config"].method
+    if run["config"].model in TRANSFORMERS:
+        _structures(store, run_id, key)
     module = views.view(method)
     if module is None:
         _generic_tables(store, run_id, key)
@@ -81,6 +85,17 @@ def internals_view(store: Store, run: dict, key: str = "internals") -> None:
         for col, panel in zip(st.columns(2), half[i:i + 2]):
             with col:
                 _draw(panel, key)
+
+
+def _structures(store: Store, run_id: str, key: str) -> None:
+    """A transformer run's heads and neurons, where its method scores and masks them."""
+    filters = store.filters(run_id, ["l2_norm", "mask"])
+    filters = filters[filters.layer.str.endswith((".attn", ".mlp"))]
+    if filters.empty:
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(head_grid_figure(filters), key=f"{key}.heads")
+    right.plotly_chart(neuron_counts_figure(filters), key=f"{key}.neurons")
 
 
 def _draw(panel: views.Panel, key: str) -> None:

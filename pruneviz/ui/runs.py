@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ..config import ConfigError
+from ..config import MAX_NAME_CHARS, ConfigError
 from ..export import export_run
 from ..store import ACTIVE, Store, parse_tags
 from ..workers import Queue
@@ -134,8 +134,8 @@ def run_card(store: Store, queue: Queue, run_id: str) -> None:
         col.metric(label, "—" if value is None else
                    (f"{value:,.0f}" if key.startswith("flops") else f"{value:.3f}"))
     name_col, rename_col = st.columns([3, 1], vertical_alignment="bottom")
-    name_col.text_input("Name", run["name"], key=f"runs.name.{run_id}",
-                        help="A label shown in lists and legends.")
+    name_col.text_input("Name", run["name"][:MAX_NAME_CHARS], key=f"runs.name.{run_id}",
+                        max_chars=MAX_NAME_CHARS, help="A label shown in lists and legends.")
     rename_col.button("Rename", key=f"runs.rename.{run_id}", on_click=lambda: store.rename(
         run_id, st.session_state[f"runs.name.{run_id}"].strip()))
     _notes_form(store, run_id, run)

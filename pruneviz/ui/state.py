@@ -11,7 +11,7 @@ import torch
 
 from ..config import ConfigError
 from ..plots import run_label
-from ..store import ACTIVE, Store, StoreError, default_root
+from ..store import Store, StoreError, default_root
 from ..workers import Queue, wanted_workers
 from .text import plain
 
@@ -109,11 +109,6 @@ def list_runs(store: Store) -> pd.DataFrame:
     runs = store.runs()
     runs["label"] = [run_label(r) for _, r in runs.iterrows()]
     return runs
-
-
-def active_runs(store: Store) -> pd.DataFrame:
-    runs = list_runs(store)
-    return runs[runs.status.isin(ACTIVE)].iloc[::-1]     # oldest first: the queue's order
 
 
 def selected_runs() -> list[str]:

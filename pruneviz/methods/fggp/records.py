@@ -1,15 +1,17 @@
 """What GMP, FGGP and GraNet record, declared once: the engines write these keys and tables, the
 view reads them. Every row's `step` column is the optimizer step of the pruning step."""
 
-from ...records import Table
+from ...records import Table, declare
 
 OUTCOMES = ("kept", "candidate", "pruned", "restored", "regrown")   # fggp_scatter's outcome
 
-SCALARS = {
+SCALARS = declare("scalar", {
     "target_density": "density the cubic schedule asks for at the pruning step",
     "density": "density of the masks after it",
-}
-LAYERS = {"density": "fraction of the layer's weights still active in its mask"}
+})
+LAYERS = declare("layer", {
+    "density": "fraction of the layer's weights still active in its mask",
+})
 PRUNE_STEPS = Table("prune_steps", {
     "t": "the optimizer step",
     "target_density": "d(t)",

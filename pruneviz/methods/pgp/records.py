@@ -2,7 +2,7 @@
 view (and report.py's compact-model loader) reads them. Bounded: one row per conv, or per
 filter, per pruning epoch; rows carry the store's step and the epoch they describe."""
 
-from ...records import Table
+from ...records import Table, declare
 
 ACTIVE, SOFT, HARD = 0, 1, 2          # pgp_status: active, soft-reset this epoch, removed/masked
 KEPT_FILE = "kept_indices.pt"         # artifact: {"filters": {conv: kept original indices},
@@ -42,17 +42,14 @@ EPOCHS = Table("pgp_epochs", {
     "target_sparsity": "sparsity the schedule asks for",
     **{k: f"{v}, all convs" for k, v in _MOMENTUM.items()},
 })
-FILTERS = {                           # indexed by the filter's original index in the dense conv
+# Filters are indexed by their original index in the dense conv.
+FILTERS = declare("filter", {
     "pgp_score": "the ranking score (a residual group's sum; NaN once removed)",
     "pgp_l2": "L2 norm of the filter, summed over the group likewise (NaN once removed)",
     "pgp_status": "ACTIVE, SOFT or HARD",
-}
-SUMMARY = {
+})
+SUMMARY = declare("summary", {              # and RoundTo's (methods/roundto.py)
     "prune_epochs": "pruning epochs E",
     "filters_dense": "filters of the pruned convs at the start",
     "filters_final": "filters left",
-    "round_to": "the block kept counts were rounded to (auto resolved on the run's device)",
-    "round_to_asked": "round_to as given (auto or a number)",
-    "round_mode": "down or nearest",
-    "filter_rate_achieved": "filters pruned at the end as a share of all (rounding moves it)",
-}
+})

@@ -2,13 +2,13 @@
 reads them. All bounded: O(layers) numbers per epoch, never per step. The session's per-step
 `loss` and `ce` give CE against the penalty (penalty = loss - ce)."""
 
-from ...records import Table
+from ...records import Table, declare
 
-SCALARS = {
+SCALARS = declare("scalar", {
     "hard_prune_now_accuracy": "held-out accuracy of Pi(W) before training and at the end of "
                                "every penalty epoch; at the hard prune, the hard-prune accuracy",
     "primal_residual": "total ||W - Z||_F after the epoch's Z update",
-}
+})
 _MOMENT = {"epochs_done": "epochs trained when the row was written (0: before training)"}
 _SPREAD = {
     "residual": "||W - Z||_F",
@@ -54,7 +54,7 @@ HIST = Table("slr_hist", {
     "threshold": "draw at +-threshold: smallest |w| Pi(W) keeps",
     "z_threshold": "smallest |w + u| the last Z projection kept",
 })
-SUMMARY = {
+SUMMARY = declare("summary", {
     "hard_prune_accuracy": "held-out accuracy right after the hard prune, before retraining",
     "hard_prune_epochs": "epochs trained with the penalty",
     "retrain_epochs": "masked retraining epochs (effective)",
@@ -62,4 +62,4 @@ SUMMARY = {
     "slr_s": "SLR: the final step size",
     "cond1_passed": "SLR: times condition 1 held",
     "cond2_passed": "SLR: times condition 2 held",
-}
+})
