@@ -359,3 +359,20 @@ def test_the_runs_page_gives_each_control_its_own_label(store):
     labels = [w.label for kind in ("text_input", "text_area", "multiselect", "selectbox")
               for w in at.get(kind) if not (w.key or "").startswith("selected_runs")]
     assert len(labels) == len(set(labels)), labels
+
+
+def test_seed_statistics_of_language_models_are_over_perplexity_lower_better():
+    from pruneviz.quality import ACCURACY, PERPLEXITY
+    from pruneviz.stats import aggregate
+    from pruneviz.ui.compare import seed_quality
+
+    runs = pd.DataFrame({"run_id": ["a", "b"], "status": "completed", "seed": [0, 1],
+                         "final_accuracy": [0.3, 0.31], "final_perplexity": [30.0, 34.0],
+                         "dense_perplexity": [25.0, 25.0]})
+    q = seed_quality(runs)
+    assert q is PERPLEXITY and not q.higher_is_better
+    assert seed_quality(runs.drop(columns="final_perplexity")) is ACCURACY
+    configs = {r: SessionConfig(seed=s, epochs=1).to_dict() for r, s in zip("ab", (0, 1))}
+    table = aggregate(runs, configs, quality="final_perplexity", dense="dense_perplexity",
+                      higher_is_better=False)
+    assert table["mean"].item() == pytest.approx(32.0) and table.drop_mean.item() == 7.0
