@@ -17,6 +17,6 @@ with st.expander("Launch a comparison: several methods x rates (x seeds) on the 
 compare.sweep_progress(store)
 compare.sweep_picker(store)
 if selected:
-    compare.compare_view(store, selected)
+    compare.compare_view(store, selected, queue)
 else:
     st.info("Pick runs in the sidebar, compare a stored sweep, or launch a comparison above.")

@@ -10,6 +10,8 @@ from pruneviz import sensitivity as sens
 from pruneviz.config import ConfigError, format_layer_rates, parse_numbers
 from pruneviz.store import Store, StoreError
 from pruneviz.ui import state
+from pruneviz.ui.forms import FILTER_TO_UNSTRUCTURED
+from pruneviz.ui.text import plain
 
 state.routed(__file__)
 
@@ -144,15 +146,22 @@ def sensitivity_tab(root: str, run_id: str, rm: ins.RunModels) -> None:
         rates = sens.suggest_rates(result, target, max_rate=max_rate)
         text = format_layer_rates(rates)
         # Read by the Live session form to pre-fill its per-layer rates and global rate.
-        st.session_state["prefill"] = {"layer_rates": text, "rate": target}
+        # The rates name this run's layers: the form also takes its model and data.
+        c = rm.config
+        st.session_state["prefill"] = {"layer_rates": text, "rate": target, "kind": kind,
+                                       "model": c.model, "dataset": c.dataset,
+                                       "image_size": c.image_size, "data_root": c.data_root}
         st.session_state["inspect_suggestion"] = (run_id, kind, rates, target)
     suggestion = st.session_state.get("inspect_suggestion")
     if suggestion and suggestion[:2] == (run_id, kind):
         _, _, rates, target = suggestion
         st.code(format_layer_rates(rates), language=None)
         st.plotly_chart(plots.suggestion_figure(rates, result, target))
-        st.success(f"Saved for the Live session form: global rate {target:g}, {kind} rates per "
+        st.success(f"Saved for the Live session form: {plain(rm.config.model)} on "
+                   f"{plain(rm.config.dataset)}, global rate {target:g}, {kind} rates per "
                    f"layer, the most sensitive layers pruned least.")
+        if kind == "filter":
+            st.warning(FILTER_TO_UNSTRUCTURED, icon=":material/info:")
         st.page_link("pages/live.py", label="Open the Live session form with these rates",
                      icon=":material/play_circle:")
 
@@ -189,7 +198,9 @@ try:
     if runs.empty:
         st.info("No completed runs yet: `python -m pruneviz run` starts one.")
         st.stop()
-    labels = {r.run_id: f"{r.run_id}  {r.method} {r.rate:g}  {r.model}/{r.dataset}"
+    # The name first where a run has one: it is how the user knows the run.
+    labels = {r.run_id: (f"{r.name} · " if r.name else "")
+              + f"{r.run_id}  {r.method} {r.rate:g}  {r.model}/{r.dataset}"
               for r in runs.itertuples()}
     run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="inspect_run")
     root = str(store.root)

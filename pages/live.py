@@ -7,14 +7,22 @@ from pruneviz.ui import forms, live, live_pick, state
 
 state.routed(__file__)
 
-# gmp prunes gradually, so a first run shows sparsity climbing; 20 digits epochs are 440 steps.
-DEFAULTS = {"method": "gmp", "epochs": 20}
+# A first Run must show pruning at work, quickly: gmp to 95 % sparsity in 10 digits epochs
+# (220 steps) takes the held-out accuracy from 0.997 down to 0.819 as the last weights go and
+# back to 0.994 after the final mask (seed 0). At the former 0.8 over 20 epochs the accuracy
+# never moved (0.997 throughout); 0.95 over 20 epochs dipped only to 0.958; 0.98 collapses
+# to 0.19.
+DEFAULTS = {"method": "gmp", "epochs": 10, "rate": 0.95}
+WATCH = ("What to watch: the sparsity chart climbs to the rate along gmp's cubic schedule; the "
+         "held-out accuracy holds while easy weights go, dips once the last few percent are "
+         "pruned, and recovers in the epochs after the final mask.")
 
 store, queue = state.get_store(), state.get_queue()
 st.title("Live session")
 st.caption("Pick a model, dataset, method and rate, press Run and watch the session train. "
            "Runs train in the background, one at a time: switch pages or reload and the view "
            "comes back.")
+st.caption(WATCH)
 form_col, view_col = st.columns([1, 2.4], gap="large")
 with form_col:
     live_pick.form_from_url(store, "live")
@@ -27,7 +35,7 @@ with form_col:
             st.error(str(e), icon=":material/error:")
         else:       # the view below picks it up in this same run
             live.watch_start()
-            state.select_runs([*state.selected_runs(), run_id])
+            state.add_to_selection(state.list_runs(store), [run_id])
 
 with view_col:
     forms.schedule_preview(config)

@@ -21,21 +21,20 @@ text = text_col.text_input("Filter", key="runs.filter",
                            placeholder="name, method, id, sweep, notes or tag")
 methods = method_col.multiselect("Method", sorted(runs.method.unique()), key="runs.methods")
 statuses = status_col.multiselect("Status", STATUSES, key="runs.statuses")
-tags = tag_col.multiselect("Tags", runs_ui.all_tags(runs), key="runs.tag_filter",
+tags = tag_col.multiselect("Tagged", runs_ui.all_tags(runs), key="runs.tag_filter",
                            placeholder="any tag", help="Runs carrying any of these tags.")
 shown = runs_ui.filter_runs(runs, text, methods, statuses, tags)
 st.dataframe(shown[runs_ui.LIST_COLUMNS], hide_index=True, key="runs.table",
              column_config={"label": st.column_config.TextColumn("run", pinned=True),
                             "tags": st.column_config.ListColumn("tags", width="medium"),
                             "notes": st.column_config.TextColumn("notes", width="medium")})
-if st.button(f"Compare these {len(shown)} runs", key="runs.compare_all",
+if st.button("Compare this run" if len(shown) == 1 else f"Compare these {len(shown)} runs",
+             key="runs.compare_all",
              disabled=shown.empty):
     state.select_runs(list(shown.run_id))
     st.rerun()
 
 if not shown.empty:
     st.divider()
-    labels = dict(zip(shown.run_id, shown.label + " — " + shown.status))
-    run_id = st.selectbox("Run card", list(shown.run_id), format_func=labels.get,
-                          key="runs.card")
+    run_id = runs_ui.card_picker(shown)
     runs_ui.run_card(store, queue, run_id)

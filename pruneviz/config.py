@@ -133,7 +133,9 @@ def coerce(value: str, default: Any, name: str) -> Any:
             return tuple(float(v) for v in split_list(value))
         return value
     except ValueError:
-        raise ConfigError(f"{name} expects a {type(default).__name__}, got {value!r}.") from None
+        kind = {bool: "yes or no", int: "a whole number", float: "a number",
+                tuple: "numbers separated by commas"}.get(type(default), "text")
+        raise ConfigError(f"{name} expects {kind}, got {value!r}.") from None
 
 
 # A run's name labels lists, legends and tables; a megabyte one made Compare take 40 s to draw.

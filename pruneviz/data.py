@@ -409,7 +409,7 @@ def _load(name: str, root: str, download: bool, holdout: float, image_size: int)
     if name in TORCHVISION_SETS:
         return _torchvision(name, Path(root).expanduser(), download)
     if name.startswith(FOLDER_PREFIX):
-        return _folder(Path(name[len(FOLDER_PREFIX):]).expanduser(), image_size, holdout)
+        return _folder(folder_path(name), image_size, holdout)
     raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)} or "
                     f"folder:PATH for your own images.")
 
@@ -444,13 +444,23 @@ def missing_files(name: str, root: str) -> Path | None:
     return None if all((where / f).is_file() for f in files) else where
 
 
+def folder_path(name: str) -> Path:
+    """The directory of a folder:PATH dataset; an empty PATH is a DataError (it would read the
+    server's working directory as a dataset)."""
+    raw = name[len(FOLDER_PREFIX):].strip()
+    if not raw:
+        raise DataError("folder: needs the path of your image folder after the colon, e.g. "
+                        "folder:/data/flowers (one subfolder per class).")
+    return Path(raw).expanduser()
+
+
 def folder_problem(name: str) -> str | None:
     """What is wrong with a folder:PATH dataset, from a directory listing (no image read): the
     messages loading it would raise, each naming its fix."""
     if not name.startswith(FOLDER_PREFIX):
         return None
-    path = Path(name[len(FOLDER_PREFIX):]).expanduser()
     try:
+        path = folder_path(name)
         root, heldout = _layout(path)
         classes = _classes(root)
         if heldout is not None:
@@ -468,6 +478,8 @@ def check_dataset_name(name: str) -> None:
     if name not in DATASETS and not name.startswith((FOLDER_PREFIX, TEXT_PREFIX)):
         raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}, "
                         f"folder:PATH for your own images or text:PATH for your own text.")
+    if name.startswith(FOLDER_PREFIX):
+        folder_path(name)
 
 
 def dataset_modality(name: str) -> str:

@@ -21,6 +21,9 @@ MAX_DROP = 0.30         # final accuracy this far below the dense start misleads
 CHANCE_FACTOR = 1.5     # final accuracy under 1.5x chance: the network guesses
 PERPLEXITY_FACTOR = 2.0  # final perplexity this many times the dense start's: as misleading
 MIN_RECOVERY = 0.5      # epochs trained after the final mask below which nothing recovered
+MIN_HELDOUT = 50        # held-out images below which one image moves the accuracy by 2 points
+DENSE_RISE = 0.01       # held-out accuracy gained over the dense start's last 2 epochs: rising
+DENSE_GAP = 0.15        # train minus held-out accuracy at the dense start's end: far below
 LAYERS_NAMED = 3        # layers named in one sentence; the rest are counted
 
 
@@ -101,21 +104,30 @@ def run_warnings(*, method: str, kind: str, rate: float, params: dict[str, objec
                  final_accuracy: float | None, num_classes: int, epochs: int,
                  recovery_epochs: float | None, recovery_hint: str,
                  dense_perplexity: float | None = None,
-                 final_perplexity: float | None = None) -> list[str]:
+                 final_perplexity: float | None = None,
+                 heldout: int | None = None) -> list[str]:
     """Plain sentences, each with the cause and the fix, for what makes this run's final numbers
     mislead: a collapsed or cut network, an accuracy far below dense or near chance (a language
-    model: a perplexity far above dense), and a final mask applied in the last epoch."""
+    model: a perplexity far above dense), a final mask applied in the last epoch, and a held-out
+    set too small to measure accuracy on (`heldout` images evaluated)."""
     out: list[str] = []
+    if heldout is not None and heldout < MIN_HELDOUT:
+        out.append(f"The held-out accuracy is measured on {heldout} image(s): one image moves "
+                   f"it by {1 / max(heldout, 1):.0%}, so it cannot tell methods apart (a 100% "
+                   f"may be one lucky guess). Fix: add images, raise the held-out fraction "
+                   f"(holdout) or the eval limit, or use a built-in dataset.")
     fix = collapse_fix(method, params)
     empty = [h for h in layers if h.kept == 0 or h.filters_kept == 0]
     thin = [h for h in layers if collapsed(h, rate, kind) and h not in empty]
     if cut:
-        cause = (f"{_names([h.name for h in empty])} keep no weights" if empty
+        keep = "keeps" if len(empty) == 1 else "keep"
+        cause = (f"{_names([h.name for h in empty])} {keep} no weights" if empty
                  else "no signal reaches the classifier")
         out.append(f"The network is cut in two: {cause}, so its output no longer depends on "
                    f"the input and the final accuracy is a constant guess. {fix}")
     elif empty:
-        out.append(f"{_names([h.name for h in empty])} keep no weights: only a shortcut carries "
+        keep = "keeps" if len(empty) == 1 else "keep"
+        out.append(f"{_names([h.name for h in empty])} {keep} no weights: only a shortcut carries "
                    f"the signal past them. {fix}")
     if thin:
         parts = [(f"{h.name} keeps {h.filters_kept} of {h.filters_total} filters"
@@ -151,4 +163,38 @@ def run_warnings(*, method: str, kind: str, rate: float, params: dict[str, objec
         out.append(f"The final mask changed {when} of the session (in its last epoch), so the "
                    f"final accuracy was measured with no time to recover from it. "
                    f"Fix: {recovery_hint}")
+    return out
+
+
+def dense_curves(scalars):
+    """Per-epoch train accuracy (mean of the epoch's steps) and held-out accuracy (the epoch's
+    last evaluation) of a dense run's scalar records (run_id, step, epoch, key, value), as a
+    frame indexed by epoch with columns train and held_out."""
+    import pandas as pd
+
+    train = scalars[scalars.key == "train_accuracy"].groupby("epoch").value.mean()
+    test = scalars[scalars.key == "test_accuracy"].sort_values("step").groupby("epoch").value.last()
+    return pd.DataFrame({"train": train, "held_out": test}).sort_index()
+
+
+def dense_start_warnings(curves, dense_epochs: int | None = None) -> list[str]:
+    """Under-training of a dense start, from dense_curves: held-out accuracy still rising over
+    its last epochs (more than DENSE_RISE over the last two), or far below its train accuracy
+    at the end (by more than DENSE_GAP). Each sentence names the fix."""
+    held = curves.held_out.dropna()
+    if held.empty:
+        return []
+    more = (f"raise dense epochs (Training and data; now {dense_epochs})" if dense_epochs
+            else "raise dense epochs (Training and data)")
+    out = []
+    if len(held) >= 3 and held.iloc[-1] - held.iloc[-3] > DENSE_RISE:
+        out.append(f"The dense start is under-trained: its held-out accuracy still rose from "
+                   f"{held.iloc[-3]:.1%} to {held.iloc[-1]:.1%} over its last 2 epochs, so a "
+                   f"pruned run can beat it by training longer, not by pruning. Fix: {more}.")
+    train = curves.train.dropna()
+    if len(train) and train.iloc[-1] - held.iloc[-1] > DENSE_GAP:
+        out.append(f"The dense start ends at {held.iloc[-1]:.1%} held-out against "
+                   f"{train.iloc[-1]:.1%} on its training data: it fits the training set far "
+                   f"better than it generalizes, and drops vs dense measured from it mislead. "
+                   f"Fix: {more}, or add augmentation or data.")
     return out

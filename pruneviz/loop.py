@@ -308,7 +308,10 @@ class Session:
             dense_perplexity=summary.get("dense_perplexity"),
             final_perplexity=summary.get("final_perplexity"),
             epochs=config.epochs, recovery_epochs=recovery,
-            recovery_hint=self.method.recovery_hint)
+            recovery_hint=self.method.recovery_hint,
+            # images an accuracy was measured on; a language model's perplexity is over tokens
+            heldout=None if "final_perplexity" in summary else summary.get(
+                "eval_size", len(self.data.test_x)))
         # The data's own caveats (a held-out split missing a class) first: they qualify every
         # number the run reports.
         data_warnings = getattr(self.data, "warnings", [])     # a bundle may carry none

@@ -103,6 +103,23 @@ def notes(p: dict[str, Any]) -> list[str]:
     return out
 
 
+SAME_SPEED = 0.10     # a latency ratio within 10 % of 1 is never called a speed change
+
+
+def speed_verdict(row: dict[str, Any], same_network: bool = False) -> str:
+    """A latency cell's headline: "1.42x faster" / "1.30x slower" only when the paired ratio
+    lies outside the measured noise (the larger side's interquartile range over its median,
+    and at least SAME_SPEED); otherwise "same speed (within noise)", and for a compact model
+    that is the dense network itself, "same network"."""
+    gain = row["speedup"]
+    if same_network:
+        return "same network"
+    noise = max(float(row.get("spread") or 0.0), SAME_SPEED)
+    if gain <= 0 or 1 / (1 + noise) <= gain <= 1 + noise:
+        return "same speed (within noise)"
+    return f"{gain:.2f}x faster" if gain >= 1 else f"{1 / gain:.2f}x slower"
+
+
 def semi_structured_notes(p: dict[str, Any]) -> list[str]:
     """What an N:M run's zeros buy on the 2:4 kernels, or why they buy nothing here."""
     ss, nm = p["semi_structured"], p["nm"]

@@ -250,3 +250,56 @@ def config_diff(configs: dict[str, dict]) -> pd.DataFrame:
         return df
     differ = [c for c in df.columns if df[c].astype(str).nunique(dropna=False) > 1]
     return df[differ]
+
+
+RATE_CURVE_MIN_RATES = 3      # a sweep is drawn as a curve from this many rates on
+RATE_X = {"sparsity": "achieved sparsity", "flops_effective": "effective FLOPs per image"}
+
+
+def rate_curve_figure(table: pd.DataFrame, x: str = "sparsity", *, y_title: str,
+                      scale: float = 1.0, title: str | None = None) -> go.Figure:
+    """Quality against achieved sparsity (or FLOPs) per method: the mean over seeds at each
+    rate as a line through its points, the 95 % t-interval as a band where a rate has two or
+    more seeds. `table` is stats.aggregate's output (method, rate, n, mean, lo, hi and the
+    mean `x`); series split by every other setting column it has."""
+    d = table.dropna(subset=[x, "mean"])
+    if d.empty:
+        return _empty("no finished runs with a summary", 360)
+    fixed = {"method", "rate", "n", "seeds", "mean", "sd", "lo", "hi", "drop_mean", "drop_sd",
+             "drop_lo", "drop_hi", "sparsity", "flops_effective"}
+    split = ["method"] + [c for c in d.columns if c not in fixed]
+    traces = []
+    for i, (key, sub) in enumerate(d.groupby(split, sort=False, dropna=False)):
+        key = key if isinstance(key, tuple) else (key,)
+        sub = sub.sort_values(x)
+        color = method_color(str(key[0]))
+        name = str(key[0]) + "".join(f" · {c}={v}" for c, v in zip(split[1:], key[1:]))
+        group = f"rate-curve-{i}"
+        band = sub.dropna(subset=["lo", "hi"])
+        if len(band) >= 2:
+            common = dict(legendgroup=group, showlegend=False, hoverinfo="skip")
+            traces += [_line(band[x], band.hi * scale, None, color, width=0, **common),
+                       _line(band[x], band.lo * scale, None, color, width=0, fill="tonexty",
+                             fillcolor=_rgba(color, 0.18), **common)]
+        text = [f"rate {r:g}, {n} seed(s)" for r, n in zip(sub.rate.astype(float), sub.n)]
+        traces.append(dict(type="scatter", x=sub[x].to_numpy(float),
+                           y=(sub["mean"] * scale).to_numpy(float), name=name,
+                           mode="lines+markers", legendgroup=group, text=text,
+                           hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>",
+                           line=dict(color=color, width=2), marker=dict(color=color, size=8)))
+    return _figure(traces, dict(xaxis=_axis(RATE_X.get(x, x)), yaxis=_axis(y_title),
+                                showlegend=True),
+                   height=360, title=title or f"{y_title.capitalize()} vs {RATE_X.get(x, x)}")
+
+
+def dense_start_figure(curves: pd.DataFrame, title: str = "Dense start, before pruning"
+                       ) -> go.Figure:
+    """The dense run's train and held-out accuracy per epoch (guards.dense_curves)."""
+    if curves.empty:
+        return _empty("no dense start records", 280)
+    traces = [_line(curves.index + 1, curves[col], name, color, mode="lines+markers")
+              for col, name, color in (("train", "train (epoch mean)", "#7f7f7f"),
+                                       ("held_out", "held-out", "#0072B2"))
+              if curves[col].notna().any()]
+    return _figure(traces, dict(xaxis=_axis("dense epoch"), yaxis=_axis("accuracy"),
+                                showlegend=True), height=280, title=title)

@@ -158,7 +158,7 @@ def test_a_live_run_in_a_real_browser(server, tmp_path):
         run_id = page.evaluate("() => location.href").split("run=")[1].split("&")[0]
         page.get_by_role("link", name="Compare").click()
         expect(page.get_by_role("heading", name="Compare")).to_be_visible(timeout=15_000)
-        label = f"gmp 0.8 s0 · {run_id[-4:]}"
+        label = f"gmp 0.95 s0 · {run_id[-4:]}"
         # Listed in the run table (a canvas grid with an accessible mirror) and the legends.
         expect(page.locator("[data-testid='stMain'] td", has_text=label).first).to_be_attached(
             timeout=60_000)
@@ -239,6 +239,41 @@ def test_markdown_in_user_text_fetches_nothing_in_a_real_browser(server, tmp_pat
         assert page.locator("img[src*='evil']").count() == 0
         browser.close()
     assert fetched == []
+
+
+@pytest.mark.browser
+def test_notes_saved_after_a_rename_reach_the_renamed_run_in_a_real_browser(server, tmp_path):
+    """The browser holds the card picker's value as its label: after Rename the card must stay
+    on the renamed run and its notes and tags be saved to it (issue 27, #1)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    store = Store(tmp_path / "runs")
+    first = recorded_run(store, SessionConfig(method="l1", rate=0.5, epochs=1))
+    second = recorded_run(store, SessionConfig(method="gmp", rate=0.9, epochs=1))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        page.goto(f"{server}/runs")
+        expect(page.get_by_role("heading", name="Runs")).to_be_visible(timeout=120_000)
+        # the list is newest first: the card opens on `second`; pick `first`
+        page.get_by_label("Selected Run card").or_(page.get_by_role(
+            "combobox", name="Run card")).first.click()
+        page.get_by_role("option").filter(has_text="l1").first.click()
+        expect(page.get_by_text(first).first).to_be_visible(timeout=30_000)
+        page.get_by_role("textbox", name="Name", exact=True).fill("the low rate")
+        page.get_by_role("button", name="Rename").click()
+        deadline = time.time() + 30
+        while store.run(first)["name"] != "the low rate" and time.time() < deadline:
+            time.sleep(0.2)
+        page.wait_for_timeout(1500)
+        page.get_by_role("textbox", name="Notes").fill("l1 keeps its accuracy at 0.5")
+        page.get_by_role("textbox", name="Tags", exact=True).fill("keeper")
+        page.get_by_role("button", name="Save notes and tags").click()
+        expect(page.get_by_text("Notes and tags saved.")).to_be_visible(timeout=30_000)
+        browser.close()
+    assert store.run(first)["notes"] == "l1 keeps its accuracy at 0.5"
+    assert store.run(first)["tags"] == ["keeper"]
+    assert store.run(second)["notes"] == "" and store.run(second)["tags"] == []
 
 
 @pytest.mark.browser

@@ -48,6 +48,11 @@ def _table(at) -> pd.DataFrame:
     return next(d.value for d in at.dataframe if "accuracy_drop" in d.value.columns)
 
 
+def _card(at):
+    """The Runs page's card picker (its key carries a digest of its labels)."""
+    return next(s for s in at.selectbox if (s.key or "").startswith("runs.card."))
+
+
 def _config(**kw) -> SessionConfig:
     return SessionConfig(**{"method": "l1", "rate": 0.5, "epochs": 1, **kw})
 
@@ -71,9 +76,8 @@ def test_failed_runs_are_not_selected_by_default(store):
 
 
 def test_runs_of_two_models_get_a_notice_and_a_layer_chart_each(store):
-    recorded_run(store, _config())
-    recorded_run(store, _config(model="lenet5"))
-    at = _open("pages/compare.py")
+    ids = [recorded_run(store, _config()), recorded_run(store, _config(model="lenet5"))]
+    at = _open("pages/compare.py", runs=",".join(ids))
     assert any("2 different models or datasets" in w.value for w in at.warning)
     layer_charts = [t for t in _charts(at) if t.startswith("Per-layer sparsity")]
     assert sorted(layer_charts) == ["Per-layer sparsity at the end of each run · lenet5",
@@ -179,7 +183,7 @@ def test_notes_and_tags_are_saved_from_the_runs_page_and_filter_it(store):
     a = recorded_run(store, _config())
     b = recorded_run(store, _config(rate=0.9))
     at = _open("pages/runs.py")
-    at.selectbox(key="runs.card").set_value(a).run()
+    _card(at).set_value(a).run()
     at.text_area(key=f"runs.notes.{a}").input("lr was too high")
     at.text_input(key=f"runs.tags.{a}").input("baseline, paper , baseline")
     at.button(key=f"runs.save.{a}").click().run()
@@ -238,3 +242,137 @@ def test_the_overlay_follows_the_preferred_curve_until_the_user_picks_one(store)
                         Scalar(4, 0, "hard_prune_now_accuracy", 0.6)])
     at.run()
     assert at.selectbox(key="cmp.curve").value == "lr"          # the user's pick stays
+
+
+def _sweep(store, methods=("pgmpf", "sfp"), rates=(0.3, 0.5, 0.7), seeds=(0, 1, 2)):
+    """Recorded runs of a methods x rates x seeds grid; pgmpf 2 points behind sfp per seed."""
+    ids = {}
+    for m in methods:
+        for r in rates:
+            for s in seeds:
+                acc = 0.9 - 0.3 * r - (0.02 if m == "pgmpf" else 0.0) + 0.01 * s
+                ids[m, r, s] = recorded_run(store, _config(method=m, rate=r, seed=s),
+                                            accuracy=acc, dense_accuracy=0.95)
+    return ids
+
+
+def test_compare_aggregates_seeds_per_method_and_rate_and_downloads_it(store, downloads):
+    at = _open("pages/compare.py", runs=",".join(_sweep(store).values()))
+    table = next(d.value for d in at.dataframe if "drop_mean" in d.value.columns)
+    assert len(table) == 6 and set(table.n) == {3}
+    row = table[(table.method == "sfp") & (table.rate == 0.5)].iloc[0]
+    assert row["mean"] == pytest.approx(0.9 - 0.15 + 0.01)
+    assert row.drop_mean == pytest.approx(0.95 - row["mean"])
+    assert row.lo < row["mean"] < row.hi
+    button = next(b for b in at.get("download_button")
+                  if b.proto.label == "Aggregated table as CSV")
+    csv = pd.read_csv(io.BytesIO(downloads[button.proto.url.rsplit("/", 1)[-1].split(".")[0]]))
+    assert {"method", "rate", "n", "mean", "sd", "lo", "hi", "drop_mean", "drop_lo",
+            "drop_hi"} <= set(csv.columns) and len(csv) == 6
+
+
+def test_compare_gives_a_paired_verdict_per_rate(store):
+    at = _open("pages/compare.py", runs=",".join(_sweep(store).values()))
+    assert at.selectbox(key="cmp.pair_a").value == "pgmpf"
+    text = "\n".join(m.value for m in at.markdown).replace("\\", "")
+    # the same -2 points in every seed: no spread, beyond any noise
+    assert text.count("pgmpf − sfp: -2.0 points") == 3
+    assert "behind in 3 of 3 seeds: larger than the seed spread" in text
+
+
+def test_a_sweep_of_three_rates_is_drawn_as_a_curve_per_method_with_its_band(store):
+    at = _open("pages/compare.py", runs=",".join(_sweep(store).values()))
+    chart = next(c for t, c in _charts(at).items() if t.startswith("Final accuracy vs"))
+    lines = {t["name"]: t for t in chart["data"] if t.get("name")}
+    assert set(lines) == {"pgmpf", "sfp"}
+    assert lines["sfp"]["x"] == pytest.approx([0.3, 0.5, 0.7])
+    assert lines["sfp"]["y"] == pytest.approx([0.9 - 0.3 * r + 0.01 for r in (0.3, 0.5, 0.7)])
+    assert sum(t.get("fill") == "tonexty" for t in chart["data"]) == 2
+
+
+def test_add_seeds_queues_the_next_seeds_of_every_setting_and_selects_them(store):
+    ids = _sweep(store, methods=("l1",), rates=(0.5,), seeds=(0, 1))
+    at = _open("pages/compare.py", runs=",".join(ids.values()))
+    at.number_input(key="cmp.more_seeds").set_value(1)
+    at.button(key="cmp.add_seeds").click().run()
+    assert not at.exception
+    runs = store.runs()
+    assert sorted(runs.seed) == [0, 1, 2]
+    new = runs[runs.seed == 2].run_id.item()
+    assert new in at.session_state["_selection"]
+
+
+def test_the_report_is_one_offline_html_file_with_the_table_verdicts_and_charts(store):
+    import re
+
+    import plotly.graph_objects as go
+
+    from pruneviz.compare_report import report_html
+    from pruneviz.stats import aggregate
+
+    ids = _sweep(store, rates=(0.5,), seeds=(0, 1))
+    runs = store.runs()
+    configs = {r: store.run(r)["config"].to_dict() for r in ids.values()}
+    fig = go.Figure(go.Scatter(x=[0.3, 0.5], y=[0.8, 0.7], name="sfp"))
+    page = report_html(title="cmp <b>x</b>", aggregated=aggregate(runs, configs),
+                       verdicts=["rate 0.5: pgmpf − sfp: -2.0 points"], runs=runs[["run_id"]],
+                       configs=configs, warnings=["<script>alert(1)</script>"],
+                       figures=[fig, fig])
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page)         # nothing fetched
+    assert not re.search(r"<link[^>]*\bhref\s*=\s*[\"']?https?:", page)
+    assert page.count("* plotly.js v") == 1           # inlined once, for both charts
+    assert page.count('class="plotly-graph-div"') == 2
+    assert "<td>2</td>" in page and "pgmpf − sfp: -2.0 points" in page
+    assert "<script>alert(1)</script>" not in page and "cmp &lt;b&gt;x&lt;/b&gt;" in page
+    at = _open("pages/compare.py", runs=",".join(ids.values()))
+    assert any(b.proto.label == "Download report" for b in at.get("download_button"))
+
+
+def test_notes_and_tags_saved_after_a_rename_reach_the_renamed_run(store):
+    a = recorded_run(store, _config())
+    b = recorded_run(store, _config(rate=0.9))
+    at = _open("pages/runs.py")
+    _card(at).set_value(b).run()
+    at.text_input(key=f"runs.name.{b}").input("the high rate")
+    at.button(key=f"runs.rename.{b}").click().run()
+    assert store.run(b)["name"] == "the high rate"
+    assert _card(at).value == b and "the high rate" in _card(at).format_func(b)
+    at.text_area(key=f"runs.notes.{b}").input("rate 0.9 loses 40 points")
+    at.text_input(key=f"runs.tags.{b}").input("aggressive")
+    at.button(key=f"runs.save.{b}").click().run()
+    assert not at.exception
+    assert store.run(b)["notes"] == "rate 0.9 loses 40 points"
+    assert store.run(b)["tags"] == ["aggressive"]
+    assert store.run(a)["notes"] == "" and store.run(a)["tags"] == []
+
+
+def test_the_runs_page_offers_to_compare_one_run_in_the_singular(store):
+    recorded_run(store, _config())
+    at = _open("pages/runs.py")
+    assert at.button(key="runs.compare_all").label == "Compare this run"
+
+
+def test_the_runs_page_gives_each_control_its_own_label(store):
+    run_id = recorded_run(store, _config())
+    store.annotate(run_id, tags=["baseline"])
+    at = _open("pages/runs.py")
+    labels = [w.label for kind in ("text_input", "text_area", "multiselect", "selectbox")
+              for w in at.get(kind) if not (w.key or "").startswith("selected_runs")]
+    assert len(labels) == len(set(labels)), labels
+
+
+def test_seed_statistics_of_language_models_are_over_perplexity_lower_better():
+    from pruneviz.quality import ACCURACY, PERPLEXITY
+    from pruneviz.stats import aggregate
+    from pruneviz.ui.compare import seed_quality
+
+    runs = pd.DataFrame({"run_id": ["a", "b"], "status": "completed", "seed": [0, 1],
+                         "final_accuracy": [0.3, 0.31], "final_perplexity": [30.0, 34.0],
+                         "dense_perplexity": [25.0, 25.0]})
+    q = seed_quality(runs)
+    assert q is PERPLEXITY and not q.higher_is_better
+    assert seed_quality(runs.drop(columns="final_perplexity")) is ACCURACY
+    configs = {r: SessionConfig(seed=s, epochs=1).to_dict() for r, s in zip("ab", (0, 1))}
+    table = aggregate(runs, configs, quality="final_perplexity", dense="dense_perplexity",
+                      higher_is_better=False)
+    assert table["mean"].item() == pytest.approx(32.0) and table.drop_mean.item() == 7.0

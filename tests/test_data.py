@@ -351,3 +351,20 @@ def test_the_summary_says_how_many_held_out_images_each_evaluation_sees(tmp_path
     capped = run_session(fast_config(eval_limit=50), store)
     assert capped["eval_size"] == 50 and capped["test_size"] > 50
     assert "eval_size" not in run_session(fast_config(eval_limit=10**6), store)
+
+
+@pytest.mark.parametrize("name", ["folder:", "folder:  "])
+def test_a_folder_dataset_with_an_empty_path_is_refused_not_read_from_the_working_directory(
+        name, tmp_path, monkeypatch):
+    from pruneviz.config import SessionConfig
+    from pruneviz.data import folder_problem
+    from pruneviz.session import check
+
+    for cls in ("a", "b"):          # a working directory that would pass as a dataset
+        (tmp_path / cls).mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match="needs the path"):
+        load_dataset(name)
+    with pytest.raises(DataError, match="needs the path"):
+        check(SessionConfig(dataset=name, epochs=1))
+    assert "needs the path" in folder_problem(name)

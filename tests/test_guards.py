@@ -195,10 +195,11 @@ def test_the_schedule_preview_shades_the_recovery_phase():
 
 def test_compare_lists_the_warnings_above_the_table_and_in_a_column(guard_store, global_098):
     from pruneviz.ui.compare import compare_data, compare_table, warnings_note
+    from pruneviz.ui.text import plain
 
     runs = compare_data(guard_store, [global_098["run_id"]])["runs"]
-    note = warnings_note(runs)
-    assert note is not None and all(w in note for w in global_098["warnings"])
+    note = warnings_note(runs)      # Markdown: each warning escaped as plain() writes it
+    assert note is not None and all(plain(w) in note for w in global_098["warnings"])
     assert compare_table(runs).warnings.iloc[0] == " | ".join(global_098["warnings"])
 
 
@@ -216,3 +217,78 @@ def test_slr_without_retraining_says_its_final_accuracy_is_the_retrain_free_one(
     assert s["recovery_epochs"] == 0
     (late,) = [w for w in s["warnings"] if "last epoch" in w]
     assert "retrain_epochs=2" in late and "retrain-free" in late
+
+
+def test_a_held_out_set_of_one_image_is_a_warning_naming_the_fix():
+    (one,) = _warnings(heldout=1)
+    assert "measured on 1 image(s)" in one and "100%" in one and "holdout" in one
+    assert _warnings(heldout=500) == []
+
+
+def _dense_scalars(held_out, train):
+    import pandas as pd
+
+    rows = [dict(run_id="d", step=e * 10 + s, epoch=e, key="train_accuracy", value=t)
+            for e, t in enumerate(train) for s in range(10)]
+    rows += [dict(run_id="d", step=e * 10 + 9, epoch=e, key="test_accuracy", value=h)
+             for e, h in enumerate(held_out)]
+    return pd.DataFrame(rows)
+
+
+def test_a_dense_start_still_rising_or_far_below_train_is_under_trained():
+    from pruneviz.guards import dense_curves, dense_start_warnings
+
+    curves = dense_curves(_dense_scalars([0.3, 0.4, 0.45, 0.5], [0.35, 0.45, 0.5, 0.55]))
+    assert curves.held_out.tolist() == [0.3, 0.4, 0.45, 0.5]
+    (rising,) = dense_start_warnings(curves, 4)
+    assert "still rose from 40.0% to 50.0%" in rising and "dense epochs" in rising
+    gap = dense_start_warnings(dense_curves(_dense_scalars([0.45, 0.45, 0.448],
+                                                           [0.8, 0.88, 0.9])))
+    assert len(gap) == 1 and "44.8% held-out against 90.0%" in gap[0]
+    assert dense_start_warnings(dense_curves(_dense_scalars([0.9, 0.953, 0.955, 0.956],
+                                                            [0.9, 0.96, 0.97, 0.98]))) == []
+
+
+def test_compare_and_live_show_an_under_trained_dense_start(guard_store, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from pruneviz.records import Scalar
+    from pruneviz.session import dense_config, dense_key
+    from tests.helpers import recorded_run
+
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(guard_store.root))
+    config = SessionConfig(method="l1", rate=0.5, epochs=1)
+    dense = dense_config(config)
+    dense_id = guard_store.create_run(dense, kind="dense")
+    guard_store.start_run(dense_id, 40)
+    scalars = _dense_scalars([0.3, 0.4, 0.45, 0.5], [0.5, 0.6, 0.65, 0.7])
+    guard_store.write(dense_id, [Scalar(r.step, r.epoch, r.key, r.value)
+                                 for r in scalars.itertuples()], step=39)
+    guard_store.finish_run(dense_id, "completed", summary={"final_accuracy": 0.5})
+    weights = guard_store.run_dir(dense_id) / "weights.pt"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(b"")          # a lookup needs the file; the check never reads it
+    guard_store.dense_save(dense_key(dense), dense_id, weights, 0.5)
+    run_id = recorded_run(guard_store, config)
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
+    at.query_params["runs"] = run_id
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert any("dense start is under-trained" in w.value and "dense epochs" in w.value
+               for w in at.warning)
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
+    at.query_params["run"] = run_id
+    at.switch_page("pages/live.py").run()
+    assert not at.exception
+    assert any(e.label.startswith("Dense start, before pruning (under-trained)")
+               for e in at.expander)
+
+
+def test_one_empty_layer_keeps_no_weights_in_the_singular():
+    (cut,) = _warnings(layers=[LayerHealth("conv3", 0, 18432, 0, 64)], cut=True)
+    assert "conv3 keeps no weights" in cut
+    (shortcut,) = _warnings(layers=[LayerHealth("conv3", 0, 18432, 0, 64)])
+    assert shortcut.startswith("conv3 keeps no weights")

@@ -289,6 +289,31 @@ def test_page_scan_and_suggestion_prefill_the_session_form(run_store, monkeypatc
     prefill = at.session_state["prefill"]
     assert prefill["rate"] == pytest.approx(0.6)
     assert set(parse_layer_rates(prefill["layer_rates"])) == {"conv1", "conv2", "conv3"}
+    run = store.run(at.selectbox(key="inspect_run").value)["config"]
+    assert (prefill["model"], prefill["dataset"]) == (run.model, run.dataset)
+    assert any("prune single weights" in w.value for w in at.warning)    # a filter scan
+
+
+def test_suggested_rates_set_the_live_forms_model_and_dataset_and_warn_of_a_filter_scan(
+        tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"),
+                           default_timeout=60)
+    at.session_state["prefill"] = {"layer_rates": "conv1=0.2, layer1.0.conv1=0.5", "rate": 0.4,
+                                   "kind": "filter", "model": "resnet20",
+                                   "dataset": "cifar10_small", "image_size": 32,
+                                   "data_root": "~/.cache/pruneviz"}
+    at.switch_page("pages/live.py").run()
+    assert not at.exception
+    assert at.selectbox(key="live.model").value == "resnet20"
+    assert at.selectbox(key="live.dataset").value == "cifar10_small"
+    assert at.text_input(key="live.slr.layer_rates").value.startswith("conv1=0.2")
+    assert not at.error
+    assert any("prune single weights" in w.value for w in at.warning)
 
 
 def test_page_with_bad_rates_shows_an_error_not_a_traceback(run_store, monkeypatch):
@@ -338,3 +363,14 @@ def test_cli_bad_input_exits_2_with_one_line_and_no_store(tmp_path, capsys, args
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pruneviz: error:") and needle in err[0], err
     assert not root.exists()
+
+
+def test_the_run_picker_shows_a_runs_name(run_store, monkeypatch):
+    store, run_id = run_store
+    store.rename(run_id, "my filter run")
+    try:
+        at = _page(monkeypatch, store.root).run()
+        picker = at.selectbox(key="inspect_run")
+        assert picker.format_func(run_id).startswith("my filter run · ")
+    finally:
+        store.rename(run_id, "")

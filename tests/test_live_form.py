@@ -93,6 +93,11 @@ def test_a_missing_dataset_is_an_inline_error_that_disables_run(live, tmp_path):
     assert not at.button(key="live.run").disabled
 
 
+def test_a_folder_dataset_without_a_path_is_a_form_problem_naming_the_dataset_box():
+    (message,) = forms.problems(SessionConfig(dataset="folder:"))
+    assert message.startswith("**dataset**") and "needs the path" in message
+
+
 def test_the_rate_box_takes_099_and_0999(live):
     at = live
     for rate in (0.99, 0.999):
@@ -180,6 +185,9 @@ def test_run_again_with_more_seeds_queues_one_run_per_new_seed(live, tmp_path):
     at.text_input(key="live.more_seeds").input("0, 1, 2, 2").run()
     at.button(key="live.run_seeds").click().run()
     assert not at.exception
+    # they ran: the box is empty and Run seeds disabled, not offering 1, 2 again (#11)
+    assert at.text_input(key="live.more_seeds").value == ""
+    assert at.button(key="live.run_seeds").disabled
     new = [r for r in store.runs().run_id if r != run_id]
     try:
         configs = sorted((store.run(r)["config"] for r in new), key=lambda c: c.seed)
@@ -357,3 +365,53 @@ def test_a_folder_that_does_not_exist_is_an_inline_error_that_disables_run(tmp_p
     assert at.selectbox(key="live.dataset").value == "folder:/nonexistent"
     assert "image folder /nonexistent does not exist" in _errors(at)
     assert at.button(key="live.run").disabled
+
+
+def test_the_history_follows_new_snapshots_of_a_watched_run(tmp_path, monkeypatch):
+    """Issue 27, #3: the History panel stayed on its first snapshot (step 21 of 440) while the
+    charts above showed the run at step 439."""
+    from pruneviz.records import LayerRow, Scalar
+    from tests.helpers import decode_plotly
+
+    store = Store(tmp_path / "runs")
+    run_id = store.create_run(SessionConfig(epochs=1))
+    store.start_run(run_id, 100)
+
+    def snapshot(step: int) -> None:
+        store.write(run_id, [Scalar(step, 0, "loss", 1.0)]
+                    + [LayerRow(step, 0, layer, "sparsity", step / 100)
+                       for layer in ("conv1", "conv2")], step=step)
+
+    snapshot(10)
+    snapshot(21)
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["run"] = run_id
+    at.run()
+
+    def history_title() -> str:
+        import json
+
+        titles = [decode_plotly(json.loads(c.proto.spec))["layout"].get("title", {})
+                  .get("text", "") for c in at.get("plotly_chart")]
+        return next(t for t in titles if t.startswith("Per-layer sparsity at step"))
+
+    assert history_title() == "Per-layer sparsity at step 21"
+    snapshot(60)
+    snapshot(99)
+    store.finish_run(run_id, "completed", summary={"final_accuracy": 0.9})
+    at.run()
+    assert not at.exception
+    assert history_title() == "Per-layer sparsity at step 99"
+
+
+def test_range_and_type_messages_read_as_a_person_writes_them():
+    import dataclasses
+
+    from pruneviz.config import ConfigError, coerce
+
+    seed = next(f for f in dataclasses.fields(SessionConfig) if f.name == "seed")
+    message = forms.check_range(seed, -1)
+    assert "between 0 and 2,147,483,647" in message and "e+09" not in message
+    with pytest.raises(ConfigError, match="expects numbers separated by commas"):
+        coerce("a, b", (1.0,), "lr milestones")

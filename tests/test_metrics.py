@@ -114,3 +114,15 @@ def test_shrunk_and_masked_filter_pruning_report_the_same_sparsity():
     for a, b in zip(layers, small):
         ref, got = layer_stats(a), layer_stats(b, dense[b.name])
         assert (ref["sparsity"], ref["keep_rate"]) == (got["sparsity"], got["keep_rate"])
+
+
+def test_a_speed_verdict_is_named_only_outside_the_measured_noise():
+    from pruneviz.panel_text import speed_verdict
+
+    # the badge: "6.07x slower" for a compact model identical to the dense one
+    assert speed_verdict({"speedup": 1 / 6.07, "spread": 3.0}, same_network=True) == \
+        "same network"
+    assert speed_verdict({"speedup": 1 / 1.3, "spread": 0.5}) == "same speed (within noise)"
+    assert speed_verdict({"speedup": 1.05, "spread": 0.01}) == "same speed (within noise)"
+    assert speed_verdict({"speedup": 1.42, "spread": 0.05}) == "1.42x faster"
+    assert speed_verdict({"speedup": 1 / 1.3, "spread": 0.05}) == "1.30x slower"

@@ -14,7 +14,7 @@ from pruneviz.records import LayerRow, Scalar
 from pruneviz.session import run_session
 from pruneviz.ui.live import progress
 from pruneviz.ui.runs import card_zip, filter_runs
-from pruneviz.ui.state import default_selection
+from pruneviz.ui.state import SELECTION_LIMIT, default_selection, grown_selection
 
 SEED_METHODS = ["random", "l1", "global_l1", "l2_filter", "gmp", "pgmpf", "fggp", "pgp", "slr"]
 
@@ -289,7 +289,8 @@ def _listing():
                                                                    "completed"],
                          "sweep_id": ["sweep-1", None, "sweep-1"],
                          "notes": ["", "lr too high?", ""],
-                         "tags": [["baseline"], ["paper", "lr"], []]})
+                         "tags": [["baseline"], ["paper", "lr"], []],
+                         "model": "tiny_cnn", "dataset": "digits"})
 
 
 def test_filter_runs_by_text_method_and_status():
@@ -316,9 +317,28 @@ def test_default_selection_is_the_newest_runs_sweep():
 def test_default_selection_leaves_out_runs_that_did_not_finish(status):
     runs = pd.DataFrame({"run_id": ["new", "old1", "old2"], "status": [status, "completed",
                                                                        "running"],
-                         "sweep_id": [None, None, None]})
+                         "sweep_id": [None, None, None], "model": "tiny_cnn",
+                         "dataset": "digits"})
     assert default_selection(runs) == ["old1", "old2"]
     assert default_selection(runs.iloc[:1]) == []
+
+
+def test_default_selection_without_a_sweep_keeps_to_the_newest_runs_model_and_dataset():
+    runs = pd.DataFrame({"run_id": ["a", "b", "c", "d"], "status": "completed",
+                         "sweep_id": None, "model": ["tiny_cnn", "resnet20", "tiny_cnn",
+                                                     "tiny_cnn"],
+                         "dataset": ["digits", "cifar10_small", "cifar10_small", "digits"]})
+    assert default_selection(runs) == ["a", "d"]
+
+
+def test_runs_started_elsewhere_join_the_selection_only_with_their_own_data_and_capped():
+    runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(20)],
+                         "model": "tiny_cnn", "dataset": ["digits"] * 19 + ["cifar10_small"]})
+    grown = []
+    for i in range(19):
+        grown = grown_selection(grown, runs, [f"r{i}"])
+    assert grown == [f"r{i}" for i in range(19 - SELECTION_LIMIT, 19)]
+    assert grown_selection(grown, runs, ["r19"]) == ["r19"]
 
 
 def test_run_card_zip_holds_every_export_of_a_real_run(store):
@@ -401,3 +421,17 @@ def test_layer_profile_averages_seeds_and_takes_each_runs_last_step():
     fig = plots_compare.layer_profile_figure(layers, runs)
     bars = {t.name: list(t.y) for t in fig.data}
     assert bars == {"l1 0.5 (mean of 2 seeds)": [pytest.approx(0.5)], "c": [pytest.approx(0.9)]}
+
+
+def test_the_rate_curve_passes_plotlys_validation_and_bands_only_rates_with_seeds():
+    import plotly.graph_objects as go
+
+    table = pd.DataFrame({"method": ["l1"] * 3 + ["gmp"] * 3, "rate": [0.3, 0.5, 0.7] * 2,
+                          "n": [3, 3, 3, 1, 1, 1], "mean": [0.9, 0.8, 0.6, 0.9, 0.85, 0.7],
+                          "lo": [0.88, 0.75, 0.5] + [float("nan")] * 3,
+                          "hi": [0.92, 0.85, 0.7] + [float("nan")] * 3,
+                          "sparsity": [0.3, 0.5, 0.7] * 2, "flops_effective": [7, 5, 3] * 2})
+    fig = plots_compare.rate_curve_figure(table, "flops_effective", y_title="final accuracy")
+    go.Figure(fig.to_dict())
+    assert [t.name for t in fig.data if t.name] == ["l1", "gmp"]
+    assert sum(t.fill == "tonexty" for t in fig.data) == 1      # gmp has one seed: no band

@@ -5,20 +5,26 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from ..compare_report import report_html
 from ..config import ConfigError, SessionConfig, parse_numbers
 from ..methods import load_all
 from ..plots_compare import (
+    RATE_CURVE_MIN_RATES,
+    RATE_X,
     X_AXES,
     config_diff,
     curves_figure,
     layer_profile_figure,
     parallel_figure,
     pareto_figure,
+    rate_curve_figure,
     seed_groups,
 )
 from ..quality import ACCURACY, COMPARE_METRICS, PERPLEXITY
+from ..stats import LEVEL, aggregate, more_seeds, paired, paired_frame, verdict
 from ..store import ACTIVE, Store
 from ..workers import DEFAULT_COMPARISON, Queue, grid
+from .dense import dense_warnings
 from .forms import dataclass_widgets, problems
 from .state import POLL_SECONDS, list_runs, select_runs, selected_runs
 from .text import chart_text, plain
@@ -37,6 +43,12 @@ SWEEP_OUTPUTS = ["final_accuracy", "accuracy_drop", "sparsity", "flops_effective
 METRICS = {k: label for k, (label, _) in COMPARE_METRICS.items()}
 PERPLEXITY_COLUMNS = ("final_perplexity", "perplexity_rise")    # language-model runs only
 FORMATS = {"png": "PNG", "svg": "SVG"}
+# The quality the seed statistics are over, its direction, and how a difference is spoken:
+# accuracy differences in percentage points.
+# The seed statistics are over the runs' quality (quality.py): accuracy differences spoken in
+# percentage points, perplexity differences in perplexity.
+SPOKEN = {"accuracy": (100.0, "points"), "perplexity": (1.0, "")}
+MAX_ADDED_SEEDS = 10
 _LAUNCHED = "cmp.launched"
 _URL = "cmp.url"                # the ?runs= value this session last read or wrote
 _UNKNOWN = "cmp.unknown"        # ids a link named that the store does not hold
@@ -63,7 +75,7 @@ def compare_data(store: Store, run_ids: list[str]) -> dict[str, pd.DataFrame]:
     runs["where"] = " · " + runs.pair if runs.pair.nunique() > 1 else ""
     runs["label"] = runs.label + runs["where"]
     sweep = config_diff({r: configs[r] for r in done})
-    return {"runs": runs,
+    return {"runs": runs, "configs": configs,
             "scalars": store.scalars(ids, ["loss", "test_accuracy", "sparsity"],
                                      max_points=CURVE_POINTS) if ids else pd.DataFrame(),
             "layers": store.layers(ids, ["sparsity"]) if ids else pd.DataFrame(),
@@ -143,11 +155,12 @@ def selection_from_url(store: Store) -> None:
     st.session_state[_URL] = value
 
 
-def compare_view(store: Store, run_ids: list[str]) -> None:
+def compare_view(store: Store, run_ids: list[str], queue: Queue | None = None) -> None:
     """The comparison; redraws every couple of seconds while a compared run is active."""
     runs = list_runs(store)
     busy = bool(runs[runs.run_id.isin(run_ids)].status.isin(ACTIVE).any())
-    st.fragment(_compare_body, run_every=REDRAW_SECONDS if busy else None)(store, run_ids)
+    st.fragment(_compare_body, run_every=REDRAW_SECONDS if busy else None)(store, run_ids,
+                                                                            queue)
 
 
 def _chart(where, fig, key: str) -> None:
@@ -155,7 +168,7 @@ def _chart(where, fig, key: str) -> None:
     where.plotly_chart(fig, key=key, config=figure_config(fmt, key.removeprefix("cmp.")))
 
 
-def _compare_body(store: Store, run_ids: list[str]) -> None:
+def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) -> None:
     d = compare_data(store, run_ids)
     runs, scalars, layers = d["runs"], d["scalars"], d["layers"]
     if runs.empty:
@@ -171,6 +184,11 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
     note = warnings_note(runs)
     if note:
         st.warning(note, icon=":material/warning:")
+    dense = dense_warnings(store, d["configs"])
+    for w in dense:
+        st.warning(w, icon=":material/school:")
+    aggregated, verdicts, figures = across_seeds(runs, d["configs"], queue)
+    st.markdown("#### Every run")
     table = compare_table(runs)
     # A model or dataset shared by every run is one column less to scroll past (the CSV
     # keeps it).
@@ -200,8 +218,9 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
     c1, c2 = st.columns(2)
     _chart(c1, curves_figure(scalars, runs, "loss", title="Training loss (smoothed)",
                              smoothed=True, x=x), "cmp.loss")
-    _chart(c2, curves_figure(scalars, runs, "test_accuracy", title="Held-out accuracy", x=x),
-           "cmp.acc")
+    accuracy = curves_figure(scalars, runs, "test_accuracy", title="Held-out accuracy", x=x)
+    _chart(c2, accuracy, "cmp.acc")
+    figures.append(accuracy)
     models = list(pd.unique(runs.model))
     cells = st.columns(2) + (st.columns(2) if len(models) > 1 else [])
     _chart(cells[0], curves_figure(scalars, runs, "sparsity", title="Sparsity",
@@ -212,7 +231,7 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
             (f" · {model}" if len(models) > 1 else "")
         _chart(cell, layer_profile_figure(layers[layers.run_id.isin(sub.run_id)], sub,
                                           title=title), f"cmp.layers.{model}")
-    _trade_offs(runs, sweep, mixed=len(pairs) > 1)
+    figures += _trade_offs(runs, sweep, mixed=len(pairs) > 1)
     _any_curve(store, runs, x)
     st.markdown("#### Config fields that differ")
     if d["config"].empty or len(runs) < 2:
@@ -223,6 +242,138 @@ def _compare_body(store: Store, run_ids: list[str]) -> None:
         # A static table: its cells wrap, so a long value or many runs grow it downwards
         # instead of off the right edge (a scrolling grid hides the columns past it).
         st.table(diff_view(d["config"]))
+    report = dict(title=f"pruneviz comparison of {len(runs)} run(s)", aggregated=aggregated,
+                  verdicts=verdicts, runs=table, configs=d["configs"], figures=figures,
+                  warnings=dense + [f"{label}: {w}" for label, ws in zip(runs.label,
+                                                                         runs.warnings)
+                                    for w in _warnings(ws)])
+    # Built on the click only: plotly.js inlined is megabytes, and the page redraws every
+    # couple of seconds while a compared run trains.
+    st.download_button(
+        "Download report", lambda: report_html(**report),
+        file_name="pruneviz-compare-report.html", mime="text/html", key="cmp.report",
+        icon=":material/description:",
+        help="One HTML file that opens offline: the table across seeds, the verdicts, the "
+             "charts, every run's row, config and warnings.")
+
+
+def seed_quality(runs: pd.DataFrame):
+    """The quality the seed statistics are over: perplexity when the finished runs are language
+    models (they record final_perplexity), else accuracy."""
+    done = runs[runs.status == "completed"]
+    if "final_perplexity" in done and pd.to_numeric(done.final_perplexity,
+                                                     errors="coerce").notna().any():
+        return PERPLEXITY
+    return ACCURACY
+
+
+AGG_COLUMNS = {"n": "seeds (n)", "mean": "final quality (mean)", "sd": "sd",
+               "lo": "95 % CI low", "hi": "95 % CI high", "drop_mean": "drop vs dense (mean)",
+               "drop_sd": "drop sd", "drop_lo": "drop CI low", "drop_hi": "drop CI high"}
+
+
+def aggregated_table(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
+    """The finished runs summarised per setting (method x rate x any other varying field)
+    across seeds, as shown and downloaded."""
+    done = runs[runs.status == "completed"]
+    q = seed_quality(runs)
+    return aggregate(done, {r: configs[r] for r in done.run_id}, quality=f"final_{q.key}",
+                     dense=f"dense_{q.key}", higher_is_better=q.higher_is_better)
+
+
+def across_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | None
+                 ) -> tuple[pd.DataFrame, list[str], list]:
+    """The aggregated table, its CSV, the quality-vs-sparsity curve of a rate sweep, the
+    paired verdict of two methods, and Add seeds; returns the table, the verdict sentences
+    and the figures drawn, for the report."""
+    table = aggregated_table(runs, configs)
+    if table.empty:
+        return table, [], []
+    st.markdown("#### Across seeds")
+    number = st.column_config.NumberColumn
+    fmt = {c: number(label, format="%.4f") for c, label in AGG_COLUMNS.items() if c != "n"}
+    st.dataframe(table, hide_index=True, key="cmp.agg", column_config={
+        **fmt, "n": number("seeds (n)", help="Finished runs of this setting, one per seed."),
+        "lo": number("95 % CI low", format="%.4f",
+                     help="The mean's 95 % t-interval: mean ± t(0.975, n−1) · sd / √n; "
+                          "empty with one seed."),
+        "drop_mean": number("drop vs dense (mean)", format="%.4f",
+                            help="Dense baseline minus final (positive: quality lost).")})
+    st.download_button("Aggregated table as CSV", table.to_csv(index=False),
+                       file_name="pruneviz-compare-aggregated.csv", mime="text/csv",
+                       key="cmp.agg_csv", icon=":material/download:")
+    figures = []
+    if table.rate.nunique() >= RATE_CURVE_MIN_RATES:
+        x = st.radio("Rate sweep against", list(RATE_X), format_func=RATE_X.get,
+                     horizontal=True, key="cmp.rate_x")
+        label = f"final {seed_quality(runs).label}"
+        fig = rate_curve_figure(table, x, y_title=label,
+                                title=f"{label.capitalize()} vs {RATE_X[x]} (mean, 95 % band)")
+        _chart(st, fig, "cmp.rate_curve")
+        figures.append(fig)
+    verdicts = _paired_view(runs, configs, list(pd.unique(table.method)))
+    _add_seeds(runs, configs, queue)
+    return table, verdicts, figures
+
+
+def _paired_view(runs: pd.DataFrame, configs: dict[str, dict], methods: list[str]
+                 ) -> list[str]:
+    if len(methods) < 2:
+        return []
+    a, b = st.columns(2)
+    first = a.selectbox("Method A", methods, key="cmp.pair_a")
+    second = b.selectbox("Method B", [m for m in methods if m != first], key="cmp.pair_b",
+                         help="A − B per seed, over runs that share everything but the method: "
+                              "the same dense start, data order, budget and seed. 'Inside the "
+                              "noise' means the difference's 95 % t-interval contains zero; "
+                              "'about N seeds' is the smallest n with t(0.975, n−1) · sd / √n "
+                              "below the mean difference, sd being the per-seed differences' "
+                              "standard deviation.")
+    done = runs[runs.status == "completed"]
+    q = seed_quality(runs)
+    scale, unit = SPOKEN.get(q.key, (1.0, ""))
+    results = paired(done, {r: configs[r] for r in done.run_id}, first, second,
+                     quality=f"final_{q.key}", higher_is_better=q.higher_is_better,
+                     level=LEVEL)
+    if not results:
+        st.caption(f"No {first} and {second} runs share a seed and every other setting: "
+                   f"nothing to pair.")
+        return []
+    keys = [k for k in results[0].setting
+            if k == "rate" or len({str(p.setting.get(k)) for p in results}) > 1]
+    sentences = []
+    for p in results:
+        where = ", ".join(f"{k} {p.setting.get(k)}" for k in keys)
+        text = verdict(p, scale, unit)
+        st.markdown(f"- **{plain(where)}**: {plain(text)}")
+        sentences.append(f"{where}: {text}")
+    with st.expander("Per-seed differences"):
+        st.dataframe(paired_frame(results, scale), hide_index=True,
+                     key="cmp.pair_seeds",
+                     column_config={"difference": st.column_config.NumberColumn(
+                         f"A − B ({unit or q.label})", format="%+.2f")})
+    return sentences
+
+
+def _add_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | None) -> None:
+    if queue is None:
+        return
+    a, b = st.columns([1, 3], vertical_alignment="bottom")
+    count = a.number_input("Seeds to add per setting", min_value=1, max_value=MAX_ADDED_SEEDS,
+                           value=2, step=1, key="cmp.more_seeds")
+    if not b.button("Add seeds", key="cmp.add_seeds", icon=":material/add:",
+                    help="Queues the next seeds of every setting in the selection (same "
+                         "method, rate and everything else) and adds them to it."):
+        return
+    try:
+        new = more_seeds([SessionConfig.from_dict(configs[r]) for r in runs.run_id],
+                         int(count))
+        _, ids = queue.submit_grid(new)
+    except (ConfigError, ValueError) as e:
+        st.error(f"Seeds to add per setting: {plain(e)}", icon=":material/error:")
+        return
+    select_runs(list(runs.run_id) + ids)
+    st.rerun(scope="app")
 
 
 def _charted(frame: pd.DataFrame) -> pd.DataFrame:
@@ -244,7 +395,7 @@ def diff_view(diff: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> None:
+def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> list:
     """Pareto charts of a chosen metric against sparsity and FLOPs, and the parallel
     coordinates of the finished runs' parameters and outcomes."""
     done = runs[runs.status == "completed"]
@@ -257,10 +408,10 @@ def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> None:
     up = COMPARE_METRICS[metric][1]
     left, right = st.columns(2)
     front_by = "pair" if mixed else None
-    _chart(left, pareto_figure(done, "sparsity", maximize_x=True, y=metric, maximize_y=up,
-                               y_title=METRICS[metric], front_by=front_by,
-                               title=f"{METRICS[metric].capitalize()} vs sparsity"),
-           "cmp.pareto.sparsity")
+    pareto = pareto_figure(done, "sparsity", maximize_x=True, y=metric, maximize_y=up,
+                           y_title=METRICS[metric], front_by=front_by,
+                           title=f"{METRICS[metric].capitalize()} vs sparsity")
+    _chart(left, pareto, "cmp.pareto.sparsity")
     _chart(right, pareto_figure(done, "flops_effective", maximize_x=False, y=metric,
                                 maximize_y=up, y_title=METRICS[metric], front_by=front_by,
                                 title=f"{METRICS[metric].capitalize()} vs FLOPs",
@@ -271,6 +422,7 @@ def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> None:
         table = table.join(sweep[[c for c in sweep.columns if c not in table.columns]])
         inputs = SWEEP_INPUTS + [c for c in sweep.columns if c not in SWEEP_INPUTS]
         _chart(st, parallel_figure(table, inputs, SWEEP_OUTPUTS), "cmp.parallel")
+    return [pareto]
 
 
 def _any_curve(store: Store, runs: pd.DataFrame, x: str) -> None:

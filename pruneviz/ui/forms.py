@@ -124,10 +124,17 @@ def check_range(f: dataclasses.Field, value: Any, where: str = "") -> str | None
     if not math.isfinite(value):
         return f"**{label_of(f.name)}**{where} must be a finite number; got {value}."
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        span = (f"between {lo:g} and {hi:g}" if None not in (lo, hi) else
-                f"at least {lo:g}" if lo is not None else f"at most {hi:g}")
-        return f"**{label_of(f.name)}**{where} must be {span}; got {value:g}."
+        span = (f"between {_num(lo)} and {_num(hi)}" if None not in (lo, hi) else
+                f"at least {_num(lo)}" if lo is not None else f"at most {_num(hi)}")
+        return f"**{label_of(f.name)}**{where} must be {span}; got {_num(value)}."
     return None
+
+
+def _num(v: float) -> str:
+    """A bound as a person writes it: 2,147,483,647, not 2.14748e+09."""
+    if isinstance(v, int) or (float(v).is_integer() and abs(v) >= 1e4):
+        return f"{int(v):,}"
+    return f"{v:g}"
 
 
 def _step(default: float) -> float:
@@ -246,6 +253,14 @@ def per_layer_methods() -> list[str]:
     return sorted(n for n, cls in load_all().items() if "layer_rates" in _fields(cls.Params))
 
 
+PREFILL_FIELDS = ("model", "dataset", "image_size", "data_root")    # the scanned run's own
+FILTER_TO_UNSTRUCTURED = (
+    "This scan removed whole filters, but the methods that take per-layer rates (slr, admm) "
+    "prune single weights: the rates carry each layer's sensitivity to losing filters, a "
+    "cautious guide for weight pruning (a layer usually takes a higher weight rate). Scan with "
+    "the unstructured criterion for rates measured the way these methods prune.")
+
+
 def take_prefill(prefix: str) -> None:
     """Per-layer rates suggested on the Inspect page: write them, the global rate and a method
     that takes per-layer rates into the form (before its widgets are drawn), once."""
@@ -256,15 +271,22 @@ def take_prefill(prefix: str) -> None:
         methods = per_layer_methods()
         if method not in methods:
             method = "slr" if "slr" in methods else methods[0]
-        for key, value in {_method_key(prefix): method, f"{prefix}.rate": float(fill["rate"]),
-                           f"{prefix}.{method}.layer_rates": fill["layer_rates"]}.items():
+        values = {_method_key(prefix): method, f"{prefix}.rate": float(fill["rate"]),
+                  f"{prefix}.{method}.layer_rates": fill["layer_rates"]}
+        # The rates name the scanned model's layers: its model and data come with them.
+        values.update({f"{prefix}.{k}": fill[k] for k in PREFILL_FIELDS if k in fill})
+        for key, value in values.items():
             st.session_state[key] = memory[key] = value
-        st.session_state[f"{prefix}.prefilled"] = (method, fill["layer_rates"])
+        st.session_state[f"{prefix}.prefilled"] = (method, fill["layer_rates"],
+                                                   fill.get("kind"))
     shown = st.session_state.get(f"{prefix}.prefilled")
     if shown and memory.get(f"{prefix}.{shown[0]}.layer_rates") == shown[1]:
         st.info(f"Per-layer rates from Inspect are filled in under *{shown[0]} parameters* "
-                f"(layer_rates); the rate field is their size-weighted mean. Methods that take "
-                f"per-layer rates: {', '.join(per_layer_methods())}.", icon=":material/tune:")
+                f"(layer_rates), with the scanned run's model and dataset; the rate field is "
+                f"their size-weighted mean. Methods that take per-layer rates: "
+                f"{', '.join(per_layer_methods())}.", icon=":material/tune:")
+        if len(shown) > 2 and shown[2] == "filter":
+            st.warning(FILTER_TO_UNSTRUCTURED, icon=":material/info:")
 
 
 def session_form(prefix: str, *, main: Iterable[str] = MAIN_FIELDS,

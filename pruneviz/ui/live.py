@@ -23,8 +23,9 @@ from ..plots import (
 from ..store import ACTIVE, Store
 from ..views import method_params
 from ..workers import Queue
+from .dense import dense_start_view
 from .forms import TRAINING, label_of
-from .internals import internals_view
+from .internals import internals_view, step_slider
 from .live_pick import show_run
 from .panel import metrics_panel_view
 from .state import POLL_SECONDS, list_runs
@@ -140,11 +141,14 @@ def details_view(store: Store, run_id: str) -> None:
     and the per-layer history: drawn full width under the form and the live charts."""
     polling = store.run(run_id)["status"] in ACTIVE
     st.fragment(_details_body, run_every=POLL_SECONDS if polling else None)(store, run_id)
-    st.fragment(_history)(store, run_id)
+    # Polled too: drawn once, the history stayed on its first snapshot (step 21 of 440) under
+    # charts at step 439 until a reload.
+    st.fragment(_history, run_every=POLL_SECONDS if polling else None)(store, run_id)
 
 
 def _details_body(store: Store, run_id: str) -> None:
     run = store.run(run_id)
+    dense_start_view(store, run["config"], key="live")
     if run["status"] == "completed":
         metrics_panel_view(store, run_id, key="live.panel")
     internals_view(store, run, key="live.internals")
@@ -238,8 +242,8 @@ def _history(store: Store, run_id: str) -> None:
     if len(steps) < 2:
         return
     st.markdown("#### History")
-    step = st.select_slider("Step", steps, value=steps[-1], key=f"live.history.{run_id}",
-                            help="Recorded snapshots; drag to see the run at an earlier step.")
+    # Follows the newest snapshot until moved back (a keyed slider kept its first value).
+    step = step_slider(steps, f"live.history.{run_id}")
     left, right = st.columns([3, 2])
     left.plotly_chart(layer_bars(layers[layers.step == step], title=f"Per-layer sparsity at "
                                                                     f"step {step}"),

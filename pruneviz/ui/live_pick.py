@@ -13,7 +13,7 @@ import streamlit as st
 from ..config import ConfigError, SessionConfig, parse_numbers
 from ..store import ACTIVE, Store, StoreError
 from . import forms
-from .state import select_runs, selected_runs
+from .state import add_to_selection, get_store, list_runs
 
 RUN_PARAM = "run"            # ?run=<id> in the URL: a reload comes back to the same run
 _LAST_VIEWED = "live.last_run"
@@ -118,6 +118,8 @@ def rerun_controls(run: dict, prefix: str, submit: Callable[[SessionConfig], str
                 on_click=forms.load_config, args=(prefix, config), width="stretch",
                 help="Load this run's method, parameters and settings into the form.")
     key = f"{prefix}.more_seeds"
+    if st.session_state.pop(f"{key}.ran", False):
+        st.session_state[key] = ""        # they ran: the box no longer offers them again
     text = seeds.text_input("More seeds", placeholder=f"e.g. {config.seed + 1}, "
                             f"{config.seed + 2}", key=key,
                             help="Seeds to run this exact config with, comma-separated.")
@@ -131,7 +133,8 @@ def rerun_controls(run: dict, prefix: str, submit: Callable[[SessionConfig], str
         except ConfigError as e:
             st.error(str(e), icon=":material/error:")
             return
-        select_runs([*selected_runs(), run["run_id"], *ids])
+        add_to_selection(list_runs(get_store()), [run["run_id"], *ids])
+        st.session_state[f"{key}.ran"] = True
         show_run(ids[0])
         st.rerun()
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ..panel_text import speed_verdict
 from ..report import metrics_panel, panel_frame
 from .text import plain
 
 
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
-
-
-def _speed(speedup: float) -> str:
-    return f"{speedup:.2f}x faster" if speedup >= 1 else f"{1 / speedup:.2f}x slower"
 
 
 def metrics_panel_view(store, run_id: str, key: str) -> None:
@@ -29,6 +26,7 @@ def metrics_panel_view(store, run_id: str, key: str) -> None:
         return
     p = panel
     cols = st.columns(4)
+    same = p["params_compact"] == p["params_dense"] and p["flops_compact"] == p["flops_dense"]
     cols[0].metric("Parameters, compact", f"{p['params_compact']:,}",
                    f"{_ratio(p['params_dense'], p['params_compact'])} fewer",
                    delta_color="off", delta_arrow="off", border=True,
@@ -44,9 +42,13 @@ def metrics_panel_view(store, run_id: str, key: str) -> None:
         if rows:
             r = rows[0]
             col.metric(f"CPU latency, batch {batch}", f"{r['compact_ms']:.2f} ms",
-                       _speed(r["speedup"]), delta_color="off", delta_arrow="off", border=True,
+                       speed_verdict(r, same), delta_color="off", delta_arrow="off",
+                       border=True,
                        help=f"Dense: {r['dense_ms']:.2f} ms. Median of {r['reps']} runs after "
-                            f"warm-up, {r['threads']} threads, measured when the run finished.")
+                            f"warm-up, {r['threads']} threads, measured when the run finished. "
+                            f"A speed change is named only outside the measured noise "
+                            f"(interquartile range {r.get('spread', 0):.0%} of the median) and "
+                            f"10 %.")
     for note in p["notes"]:
         st.caption(f":material/info: {note}")
     with st.expander("All numbers"):

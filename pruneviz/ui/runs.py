@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import tempfile
@@ -22,6 +23,8 @@ from .text import plain
 LIST_COLUMNS = ["label", "tags", "status", "method", "model", "dataset", "rate", "seed",
                 "final_accuracy", "sparsity", "flops_effective", "wall_s", "notes", "run_id",
                 "sweep_id"]
+CARD_KEY = "runs.card"       # the picker's key starts with this (see card_picker)
+_CARD = "runs.card_shown"
 _CONFIRM = "runs.confirm_delete"
 _SAVED = "runs.saved"
 
@@ -68,6 +71,21 @@ def card_zip(store: Store, run_id: str) -> bytes:
             for path in paths:
                 z.write(path, f"{run_id}/{path.name}")
     return buf.getvalue()
+
+
+def card_picker(shown: pd.DataFrame) -> str:
+    """The run whose card is shown. The browser holds a picker's value as its label, so a
+    rename left it holding a label no option had: the card fell back to the first run and the
+    notes saved next went to a form no longer drawn. The picker is keyed by its labels (a
+    rename gives a new picker) and opens on the run this session last showed."""
+    ids = list(shown.run_id)
+    labels = dict(zip(shown.run_id, shown.label + " — " + shown.status))
+    last = st.session_state.get(_CARD)
+    digest = hashlib.sha1("\n".join(labels[r] for r in ids).encode()).hexdigest()[:8]
+    run_id = st.selectbox("Run card", ids, index=ids.index(last) if last in ids else 0,
+                          format_func=labels.get, key=f"{CARD_KEY}.{digest}")
+    st.session_state[_CARD] = run_id
+    return run_id
 
 
 def _delete(store: Store, run_id: str) -> None:

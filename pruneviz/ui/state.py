@@ -120,20 +120,42 @@ def select_runs(run_ids: list[str]) -> None:
     st.session_state[_SELECTION] = list(dict.fromkeys(run_ids))
 
 
+SELECTION_LIMIT = 12         # runs a run started elsewhere keeps in the selection, newest kept
+
+
+def grown_selection(selected: list[str], runs: pd.DataFrame, new: list[str],
+                    limit: int = SELECTION_LIMIT) -> list[str]:
+    """The selection after runs started on another page (`new`): the earlier picks that train
+    the same model on the same dataset as the newest of them, then `new`, at most `limit` runs
+    (the oldest picks leave first). A Live run on other data starts a fresh selection instead
+    of piling a digits/CIFAR/ResNet mix onto Compare."""
+    pair = runs.set_index("run_id")[["model", "dataset"]].apply(tuple, axis=1).to_dict()
+    want = pair.get(new[-1]) if new else None
+    kept = [r for r in selected if r not in new and pair.get(r) == want]
+    return (kept + list(dict.fromkeys(new)))[-limit:]
+
+
+def add_to_selection(runs: pd.DataFrame, new: list[str]) -> None:
+    """Add runs started on another page to the shared selection (see grown_selection)."""
+    select_runs(grown_selection(selected_runs(), runs, new))
+
+
 def _picked() -> None:
     st.session_state[_SELECTION] = list(st.session_state[SELECTED])
 
 
 def default_selection(runs: pd.DataFrame, limit: int = 6) -> list[str]:
-    """What a new browser session compares: the newest run's sweep, else the newest runs;
-    runs that failed, diverged or were interrupted only when picked by hand."""
+    """What a new browser session compares: the newest run's sweep, else the newest runs of
+    the newest run's model and dataset (a mix of datasets does not compare); runs that
+    failed, diverged or were interrupted only when picked by hand."""
     runs = runs[~runs.status.isin(("failed", "diverged", "interrupted"))]
     if runs.empty:
         return []
     sweep = runs.sweep_id.iloc[0]
     if isinstance(sweep, str):
         return list(runs[runs.sweep_id == sweep].run_id)
-    return list(runs.run_id.head(limit))
+    same = (runs.model == runs.model.iloc[0]) & (runs.dataset == runs.dataset.iloc[0])
+    return list(runs[same].run_id.head(limit))
 
 
 def selection_picker(runs: pd.DataFrame) -> None:
