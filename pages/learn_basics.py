@@ -5,6 +5,7 @@ import streamlit as st
 
 from pruneviz import learn
 from pruneviz import plots_learn as plots
+from pruneviz.ui.learn import model_section
 from pruneviz.ui.state import routed
 
 routed(__file__)
@@ -114,3 +115,7 @@ st.latex(r"\text{layer-wise: } \tau_l = |w|_{(\mathrm{round}(p\,n_l))} \text{ in
 st.caption("masks.layerwise_magnitude and masks.global_magnitude; He init: He et al., ICCV "
            "2015, arXiv 1502.01852. The comparison of both schemes across many papers: "
            "Blalock et al., MLSys 2020, arXiv 2003.03033.")
+
+# -- how pruneviz sees a model ----------------------------------------------------------------
+st.divider()
+model_section()

@@ -249,3 +249,44 @@ def schedule_milestones(curves: pd.DataFrame, rate: float) -> pd.DataFrame:
             out[f"{label} of the pruning by epoch"] = float(hit.epoch.min()) if len(hit) else None
         rows.append(out)
     return pd.DataFrame(rows)
+
+
+# -- how pruneviz sees a model ------------------------------------------------------------------
+MODEL_SHAPES = {"digits (1x8x8)": (1, 8, 8), "cifar (3x16x16)": (3, 16, 16)}
+
+
+def model_structure(spec: str, input_shape: tuple[int, int, int], num_classes: int = 10
+                    ) -> tuple[pd.DataFrame, str]:
+    """The spec's model traced on a zero batch of `input_shape` (structure.trace): one row per
+    conv/linear layer in module order with its kind, width, coupled group (1-based, 0 for a
+    layer alone in its group or a linear), role and why it stays dense (empty if it is
+    pruned), plus the trace's error ("" when it traced). ConfigError for a spec that cannot
+    build, as a run would raise."""
+    from .modelspec import make_model
+    from .structure import trace
+
+    example = torch.zeros(2, *input_shape)
+    model = make_model(spec, input_shape, num_classes, example=example).eval()
+    st = trace(model, example)
+    modules = dict(model.named_modules())
+    coupled = [g for g in st.groups if len(g) > 1]
+    group_of = {name: i for i, members in enumerate(coupled, 1) for name in members}
+    rows = []
+    for name in st.layers:
+        m = modules[name]
+        conv = isinstance(m, nn.Conv2d)
+        role = [r for r, hit in (("reads the input", name in st.inputs),
+                                 ("classifier (its outputs are the classes)",
+                                  name == st.classifier),
+                                 ("shortcut projection", name in st.shortcuts)) if hit]
+        dense = st.dense.get(name) or (f"filter methods: {st.filter_dense[name]}"
+                                       if name in st.filter_dense else "")
+        rows.append({"layer": name, "kind": "conv" if conv else "linear",
+                     "width": m.out_channels if conv else m.out_features,
+                     "group": group_of.get(name, 0), "role": ", ".join(role),
+                     "stays dense": dense})
+    rows += [{"layer": name, "kind": type(modules[name]).__name__ if name in modules else
+              "parameter", "width": 0, "group": 0, "role": "", "stays dense": why}
+             for name, why in st.dense.items() if name not in st.layers]
+    return pd.DataFrame(rows, columns=["layer", "kind", "width", "group", "role",
+                                       "stays dense"]), st.error

@@ -54,6 +54,23 @@ class Spec:
         return f"{Path(self.target).name if self.kind == 'file' else self.target}:{self.factory}"
 
 
+def short_name(text: str) -> str:
+    """Spec.short of a spec string without checking it (a stored run's file may live on
+    another machine): `/home/u/nets.py:build` -> `nets.py:build`, `torchvision:vgg11` ->
+    `tv:vgg11`; anything else as given."""
+    text = str(text).strip()
+    if text.startswith(TORCHVISION_PREFIX):
+        return Spec("torchvision", text[len(TORCHVISION_PREFIX):].strip()).short
+    target, sep, factory = text.rpartition(":")
+    if not sep or not target.strip():
+        return text
+    target = target.strip()
+    kind = "file" if target.endswith(".py") or "/" in target or "\\" in target else "module"
+    if kind == "file":
+        target = target.replace("\\", "/")
+    return Spec(kind, target, factory.strip()).short
+
+
 def builtin_names() -> tuple[str, ...]:
     from .models import MODELS
 

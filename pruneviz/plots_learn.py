@@ -169,3 +169,48 @@ def round_to_figure(df: pd.DataFrame) -> go.Figure:
                     text=[f"{v:.2f}" for v in df[col]], textposition="outside")
     fig.update_yaxes(title_text="relative to dense", rangemode="tozero")
     return _layout(fig, "FLOPs promised vs time measured", barmode="group", height=340)
+
+
+GROUP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                "#17becf", "#bcbd22", "#7f7f7f")
+ALONE, DENSE = "#c7c7c7", "#555555"
+
+
+def structure_figure(table: pd.DataFrame, title: str) -> go.Figure:
+    """One bar per traced conv/linear layer (learn.model_structure), top to bottom in module
+    order, its length the layer's width: coloured by coupled group (layers whose output
+    channels must be removed together), grey when alone, hatched and dark when it stays dense
+    (the reason in its label and hover). Names are user text: escape them before (chart_text)."""
+    layers = table[table.width > 0]
+    if layers.empty:
+        return go.Figure().update_layout(title=title)
+    traces = []
+
+    def bar(rows: pd.DataFrame, name: str, color: str, **marker) -> None:
+        notes = [" · ".join(t for t in (f"group {g}" if g else "", r, f"dense: {d}" if d else "")
+                            if t) for g, r, d in zip(rows.group, rows.role, rows["stays dense"])]
+        short = [" · ".join(t for t in (f"group {g}" if g else "", "dense" if d else "") if t)
+                 for g, d in zip(rows.group, rows["stays dense"])]
+        traces.append(go.Bar(
+            x=rows.width, y=rows.layer, orientation="h", name=name, text=short,
+            customdata=notes, textposition="outside", cliponaxis=False,
+            hovertemplate="%{y}: %{x} outputs<br>%{customdata}<extra></extra>",
+            marker=dict(color=color, **marker)))
+
+    dense = layers["stays dense"] != ""
+    for g in sorted(set(layers.group[~dense]) - {0}):
+        rows = layers[(layers.group == g) & ~dense]
+        bar(rows, f"coupled group {g} ({(layers.group == g).sum()} layers)",
+            GROUP_COLORS[(g - 1) % len(GROUP_COLORS)])
+    alone = layers[(layers.group == 0) & ~dense]
+    if not alone.empty:
+        bar(alone, "pruned on its own", ALONE)
+    if dense.any():
+        bar(layers[dense], "stays dense (filter methods or all)", DENSE,
+            pattern=dict(shape="/"))
+    fig = go.Figure(traces)
+    fig.update_layout(title=title, height=max(320, 22 * len(layers) + 140), barmode="overlay",
+                      xaxis=dict(title="output channels / features", type="log"),
+                      yaxis=dict(categoryorder="array", categoryarray=list(layers.layer)[::-1]),
+                      legend=dict(orientation="h", y=-0.12), margin=dict(r=90))
+    return fig

@@ -376,3 +376,34 @@ def test_seed_statistics_of_language_models_are_over_perplexity_lower_better():
     table = aggregate(runs, configs, quality="final_perplexity", dense="dense_perplexity",
                       higher_is_better=False)
     assert table["mean"].item() == pytest.approx(32.0) and table.drop_mean.item() == 7.0
+
+
+def test_spec_models_are_named_short_in_charts_and_in_full_in_the_table(store, tmp_path):
+    nets = tmp_path / "models" / "my_nets.py"
+    nets.parent.mkdir()
+    nets.write_text("def build_resnet(num_classes):\n    raise NotImplementedError\n")
+    file_spec = f"{nets}:build_resnet"
+    ids = [recorded_run(store, _config(model=file_spec)),
+           recorded_run(store, _config(model="torchvision:mobilenet_v3_small"))]
+    at = _open("pages/compare.py", runs=",".join(ids))
+    mixed = next(w.value for w in at.warning if "2 different models or datasets" in w.value)
+    assert "my_nets.py\\:build_resnet/digits" in mixed            # escaped for Markdown
+    assert "tv\\:mobilenet_v3_small/digits" in mixed and str(tmp_path) not in mixed
+    charts = _charts(at)
+    assert sorted(t for t in charts if t.startswith("Per-layer sparsity")) == [
+        "Per-layer sparsity at the end of each run · my_nets.py:build_resnet",
+        "Per-layer sparsity at the end of each run · tv:mobilenet_v3_small"]
+    names = [t["name"] for t in charts["Held-out accuracy"]["data"] if t.get("name")]
+    assert any("my_nets.py:build_resnet/" in n for n in names)
+    assert any("tv:mobilenet_v3_small/" in n for n in names)
+    assert not any(str(tmp_path) in n for n in names)
+    table = _table(at)
+    assert set(table.model) == {file_spec, "torchvision:mobilenet_v3_small"}
+
+
+def test_specs_sharing_a_short_name_keep_their_full_spec_apart():
+    from pruneviz.ui.compare import model_names
+
+    models = pd.Series(["/a/net.py:build", "/b/net.py:build", "torchvision:vgg11", "resnet20"])
+    assert list(model_names(models)) == ["/a/net.py:build", "/b/net.py:build", "tv:vgg11",
+                                         "resnet20"]

@@ -250,7 +250,8 @@ def _moves(at: AppTest, widget, value, chart: str) -> None:
 
 def test_basics_page_renders_and_its_sliders_move_the_figures():
     at = _page("learn_basics")
-    assert len(at.get("plotly_chart")) == 3 and len(at.dataframe) == 1
+    # the three toys' figures and table, and the model section's
+    assert len(at.get("plotly_chart")) == 4 and len(at.dataframe) == 2
     assert at.slider(key="learn.basics.rate").value == 0.5
     _moves(at, at.slider(key="learn.basics.rate"), 0.7, "learn.basics.masks")
     _moves(at, at.slider(key="learn.basics.g_rate"), 0.4, "learn.basics.bars")
@@ -298,3 +299,35 @@ def test_speed_page_shows_flops_and_measures_on_request():
     assert all(v > 0 for v in _values(channels["y"]))
     zeros = _chart(at, "learn.speed.zeros")[0]          # paired ratios to dense: dense is 1
     assert _values(zeros["y"])[0] == 1.0 and len(_values(zeros["y"])) == 3
+
+
+def test_the_model_section_draws_resnet20s_coupled_groups():
+    at = _page("learn_basics")
+    assert at.selectbox(key="learn.model.example").value == "resnet20"
+    names = [t["name"] for t in _chart(at, "learn.model.figure")]
+    # resnet20's three stages: each stage's residual stream couples the convs adding to it
+    assert [n for n in names if n.startswith("coupled group")] == [
+        "coupled group 1 (4 layers)", "coupled group 2 (4 layers)", "coupled group 3 (4 layers)"]
+    table = next(d.value for d in at.dataframe if "stays dense" in d.value.columns)
+    stage2 = table[table.group == 2].layer.tolist()
+    assert "layer2.0.shortcut.0" in stage2 and "layer2.2.conv2" in stage2
+    assert table.set_index("layer").role["fc"].startswith("classifier")
+    assert any("residual add" in c.value for c in at.caption)
+    at.radio(key="learn.model.shape").set_value("cifar (3x16x16)").run()
+    assert not at.exception and not at.error
+
+
+def test_the_model_section_marks_depthwise_convs_dense_for_filter_methods():
+    table, error = learn.model_structure("torchvision:mobilenet_v3_small", (3, 16, 16))
+    assert not error
+    dense = table[table["stays dense"].str.contains("depthwise")]
+    assert len(dense) > 0 and (dense.kind == "conv").all()
+
+
+def test_a_bad_model_spec_is_an_inline_error_naming_the_control():
+    at = _page("learn_basics")
+    at.text_input(key="learn.model.spec").set_value("no_such_net").run()
+    assert not at.exception
+    assert len(at.error) == 1 and at.error[0].value.startswith("**Model spec**:")
+    assert "no\\_such\\_net" in at.error[0].value or "no_such_net" in at.error[0].value
+    assert not [c for c in at.get("plotly_chart") if c.proto.id.endswith("learn.model.figure")]

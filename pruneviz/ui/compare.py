@@ -8,6 +8,7 @@ import streamlit as st
 from ..compare_report import report_html
 from ..config import ConfigError, SessionConfig, parse_numbers
 from ..methods import load_all
+from ..modelspec import short_name
 from ..plots_compare import (
     RATE_CURVE_MIN_RATES,
     RATE_X,
@@ -71,7 +72,8 @@ def compare_data(store: Store, run_ids: list[str]) -> dict[str, pd.DataFrame]:
     runs["group"] = [groups.get(r, r) for r in runs.run_id]
     ids = list(runs.run_id)
     diff = config_diff({runs.label[i]: configs[r] for i, r in enumerate(ids)})
-    runs["pair"] = runs.model + "/" + runs.dataset
+    runs["model_short"] = model_names(runs.model)
+    runs["pair"] = runs.model_short + "/" + runs.dataset
     runs["where"] = " · " + runs.pair if runs.pair.nunique() > 1 else ""
     runs["label"] = runs.label + runs["where"]
     sweep = config_diff({r: configs[r] for r in done})
@@ -81,6 +83,16 @@ def compare_data(store: Store, run_ids: list[str]) -> dict[str, pd.DataFrame]:
             "layers": store.layers(ids, ["sparsity"]) if ids else pd.DataFrame(),
             "config": diff,
             "sweep": sweep if len(sweep) > 1 else pd.DataFrame(index=list(done))}
+
+
+def model_names(models: pd.Series) -> pd.Series:
+    """Each run's model as legends and titles name it: the spec's short name
+    (`/home/u/nets.py:build` -> `nets.py:build`), or the full spec where two different specs
+    share a short name (so a mixed selection is still told apart). The table, its CSV and the
+    config diff keep the full spec."""
+    short = models.map(short_name)
+    clash = {s for s, specs in models.groupby(short) if specs.nunique() > 1}
+    return models.where(short.isin(clash), short)
 
 
 def _drop(runs: pd.DataFrame, quality) -> pd.Series:
@@ -228,7 +240,7 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
     for cell, model in zip(cells[1:], models):
         sub = runs[runs.model == model]
         title = "Per-layer sparsity at the end of each run" + \
-            (f" · {model}" if len(models) > 1 else "")
+            (f" · {sub.model_short.iloc[0]}" if len(models) > 1 else "")
         _chart(cell, layer_profile_figure(layers[layers.run_id.isin(sub.run_id)], sub,
                                           title=title), f"cmp.layers.{model}")
     figures += _trade_offs(runs, sweep, mixed=len(pairs) > 1)
