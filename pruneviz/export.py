@@ -46,7 +46,7 @@ LOAD_NOTES = """\
 How to load these files (see pruneviz's README, "Exports"):
 
   import json, torch
-  from pruneviz.models import build_model
+  from pruneviz.modelspec import build_model
   cfg = json.load(open("config.json"))["config"]; summary = json.load(open("summary.json"))
   model = build_model(cfg["model"], tuple(summary["input_shape"]), summary["num_classes"])
   model.load_state_dict(torch.load("masked_state_dict.pt", weights_only=True))   # masked

@@ -27,7 +27,7 @@ from .masks import (
     Masks,
     filter_norms,
 )
-from .models import build_model
+from .modelspec import build_model
 from .report import read_run_files
 from .store import Store
 

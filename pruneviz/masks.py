@@ -305,3 +305,23 @@ def nm_prune(scores: torch.Tensor, mask: torch.Tensor, n: int, m: int, k: int) -
     if k > 0:
         out[free[torch.topk(scores.flatten()[free], k, largest=False, sorted=False).indices]] = 0
     return out.view_as(mask)
+
+
+def check_method(model: nn.Module, method_name: str, kind: str) -> None:
+    """ConfigError when a filter method cannot run on a traced model: the trace failed, or
+    every conv stays dense."""
+    from .config import ConfigError
+    from .structure import lookup
+
+    st = lookup(model)
+    if st is None or kind != "filter":
+        return
+    if st.error:
+        raise ConfigError(f"{method_name} prunes coupled filter groups, which come from tracing "
+                          f"the model, and Torch-Pruning could not trace this one ({st.error}); "
+                          f"use an unstructured method (l1, gmp, slr), which needs no trace.")
+    if not prunable_layers(model, linears=False, first_conv=True):
+        why = "; ".join(f"{k}: {v}" for k, v in list(st.filter_dense.items())[:3])
+        raise ConfigError(f"{method_name}: no conv of this model can have filters removed "
+                          f"safely ({why or 'it has no traced conv besides its classifier'}); "
+                          f"use an unstructured method.")

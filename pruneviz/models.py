@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from functools import partial
 
@@ -180,12 +179,11 @@ TORCHVISION = ("resnet18", "resnet34", "resnet50")
 
 
 def check_model_name(name: str) -> None:
-    """ConfigError unless `name` is a valid model spec (modelspec.parse_spec: a built-in name,
-    torchvision:NAME, MODULE:FACTORY or PATH.py:FACTORY); nothing is imported or built."""
+    """ConfigError unless `name` is a built-in model (modelspec.check_model_name takes any
+    spec: torchvision:NAME, MODULE:FACTORY, PATH.py:FACTORY)."""
     if name not in MODELS:
-        from .modelspec import check_spec
-
-        check_spec(name)
+        raise ConfigError(f"unknown model {name!r}; use one of {', '.join(MODELS)}, or a "
+                          f"model spec (torchvision:NAME, MODULE:FACTORY, PATH.py:FACTORY).")
 
 
 def model_modality(name: str) -> str:
@@ -195,12 +193,9 @@ def model_modality(name: str) -> str:
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *,
                 pretrained: bool = False) -> nn.Module:
-    """Build `name` (a built-in name or any model spec, see modelspec) for inputs of shape
-    (C, H, W) (text: (context,)) and `num_classes` outputs (text: the vocabulary)."""
-    if name not in MODELS:
-        from .modelspec import build_spec
-
-        return build_spec(name, input_shape, num_classes, pretrained=pretrained)
+    """Build the built-in model `name` for inputs of shape (C, H, W) (text: (context,)) and
+    `num_classes` outputs (text: the vocabulary); modelspec.build_model builds any spec."""
+    check_model_name(name)
     if len(input_shape) == 1:       # token ids: no channels; the side is the context length
         input_shape = (0, input_shape[0], input_shape[0])
     c, h, _ = input_shape
@@ -213,13 +208,3 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *,
                               f"and torchvision:NAME models.")
         return _torchvision(name, c, h, num_classes, pretrained=True)
     return MODELS[name](c, h, num_classes)
-
-
-@functools.lru_cache(maxsize=64)
-def layer_names(name: str, input_shape: tuple[int, ...], num_classes: int = 10
-                ) -> tuple[str, ...]:
-    """Names of the model's conv and linear layers, from a model built on the meta device (no
-    memory, no weights initialised: cheap enough to check a form on every redraw)."""
-    with torch.device("meta"):
-        model = build_model(name, input_shape, num_classes)
-    return tuple(n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)))

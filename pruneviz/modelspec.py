@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from . import models as builtin
 from .config import ConfigError
 
 TORCHVISION_PREFIX = "torchvision:"
@@ -72,9 +73,23 @@ def short_name(text: str) -> str:
 
 
 def builtin_names() -> tuple[str, ...]:
-    from .models import MODELS
+    return tuple(builtin.MODELS)
 
-    return tuple(MODELS)
+
+def check_model_name(name: str) -> None:
+    """ConfigError unless `name` is a valid model spec (parse_spec: a built-in name,
+    torchvision:NAME, MODULE:FACTORY or PATH.py:FACTORY); nothing is imported or built."""
+    if name not in builtin.MODELS:
+        check_spec(name)
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *,
+                pretrained: bool = False) -> nn.Module:
+    """Build any model spec (a built-in name through models.build_model) for inputs of shape
+    (C, H, W) (text: (context,)) and `num_classes` outputs."""
+    if name in builtin.MODELS:
+        return builtin.build_model(name, input_shape, num_classes, pretrained=pretrained)
+    return build_spec(name, input_shape, num_classes, pretrained=pretrained)
 
 
 @functools.lru_cache(maxsize=1)
@@ -249,9 +264,7 @@ def _build(text: str, input_shape: tuple[int, int, int], num_classes: int, *,
     spec = check_spec(text)
     c, h, _ = input_shape
     if spec.kind == "builtin":
-        from .models import build_model
-
-        return build_model(text, input_shape, num_classes, pretrained=pretrained)
+        return builtin.build_model(text, input_shape, num_classes, pretrained=pretrained)
     if spec.kind == "torchvision":
         try:
             return _build_torchvision(spec.target, input_shape, num_classes, pretrained)
@@ -391,8 +404,6 @@ def make_model(text: str, input_shape: tuple[int, int, int], num_classes: int, *
                pretrained: bool = False) -> nn.Module:
     """Build the spec's model, load `weights` strictly, and check its forward on `example` (a
     normalized batch from the dataset) for anything but a built-in model."""
-    from .models import build_model
-
     model = build_model(text, input_shape, num_classes, pretrained=pretrained)
     if weights:
         load_weights(model, weights)
@@ -423,3 +434,13 @@ def describe(text: str, input_shape: tuple[int, int, int], num_classes: int, *,
                    filter_dense=dict(st.filter_dense), trace_error=st.error,
                    input_layers=list(st.inputs), classifier=st.classifier)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def layer_names(name: str, input_shape: tuple[int, ...], num_classes: int = 10
+                ) -> tuple[str, ...]:
+    """Names of the model's conv and linear layers, from a model built on the meta device (no
+    memory, no weights initialised: cheap enough to check a form on every redraw)."""
+    with torch.device("meta"):
+        model = build_model(name, input_shape, num_classes)
+    return tuple(n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)))

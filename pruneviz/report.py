@@ -54,7 +54,7 @@ from .metrics import (
     param_counts,
     prunable_sparsity,
 )
-from .models import build_model
+from .modelspec import build_model
 from .panel_text import ATOL, format_panel, format_warnings, latency_frame, notes, panel_frame
 from .safe_load import UnsafeFileError, load_json, load_tensors, partial_name
 from .semistructured import is_two_four, kernel_support, measure

@@ -16,13 +16,13 @@ import torch
 from .config import ConfigError, SessionConfig, check_name, split_list
 from .data import load_dataset
 from .loop import Cancelled, Prepared, Progress, Session, train
+from .masks import check_method
 from .methods import Method, get_method, make_params
 from .methods.base import check_pattern
-from .models import check_model_name
-from .modelspec import file_hash, make_model
+from .modelspec import check_model_name, file_hash, make_model
 from .safe_load import load_tensors
 from .store import FOREGROUND, RunSink
-from .structure import check_method, matches, set_ignore
+from .structure import matches, set_ignore
 from .text import is_text
 
 # Dense baselines share one recipe per dataset so every method of a comparison starts from the

@@ -103,10 +103,21 @@ def untraced(model: nn.Module, error: str) -> Structure:
                      error=error)
 
 
-def _graph(model: nn.Module, example: torch.Tensor):
-    from .surgery import _graph as graph
+def dependency_graph(model: nn.Module, example_input: torch.Tensor):
+    """Torch-Pruning's dependency graph of `model` on one example input, the model's modes
+    kept."""
+    import torch_pruning as tp
 
-    return graph(model, example)
+    # Torch-Pruning traces in eval mode and leaves the model there; a method that shrinks the
+    # network mid-training would silently go on training with frozen BatchNorm statistics.
+    modes = {m: m.training for m in model.modules()}
+    try:
+        with torch.enable_grad():     # the graph is traced through autograd
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example_input,
+                                                         verbose=False)
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
 
 
 def _walk(node, attr: str, seen: set) -> list:
@@ -146,7 +157,7 @@ def trace(model: nn.Module, example: torch.Tensor) -> Structure:
     """Trace `model` on `example` (a batch) and derive its structure."""
     import torch_pruning as tp
 
-    graph = _graph(model, example)
+    graph = dependency_graph(model, example)
     names = {m: n for n, m in model.named_modules()}
     order = {n: i for i, n in enumerate(names.values())}
     nodes = graph.module2node
@@ -255,22 +266,3 @@ def unpruned_layers(model: nn.Module, kind: str) -> list[str]:
                 if matches(n, patterns)]
     return out
 
-
-def check_method(model: nn.Module, method_name: str, kind: str) -> None:
-    """ConfigError when a filter method cannot run on a traced model: the trace failed, or
-    every conv stays dense."""
-    from .config import ConfigError
-    from .masks import prunable_layers
-
-    st = lookup(model)
-    if st is None or kind != "filter":
-        return
-    if st.error:
-        raise ConfigError(f"{method_name} prunes coupled filter groups, which come from tracing "
-                          f"the model, and Torch-Pruning could not trace this one ({st.error}); "
-                          f"use an unstructured method (l1, gmp, slr), which needs no trace.")
-    if not prunable_layers(model, linears=False, first_conv=True):
-        why = "; ".join(f"{k}: {v}" for k, v in list(st.filter_dense.items())[:3])
-        raise ConfigError(f"{method_name}: no conv of this model can have filters removed "
-                          f"safely ({why or 'it has no traced conv besides its classifier'}); "
-                          f"use an unstructured method.")

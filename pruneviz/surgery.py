@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from .metrics import count_flops
+from .structure import dependency_graph as _graph
 from .transformers import is_transformer, remove_dead_structures
 
 Kept = dict[str, dict[int, torch.Tensor]]   # param/buffer name -> {dim: kept original indices}
@@ -40,21 +41,6 @@ class Removal:
         for dim, idx in self.kept.get(name, {}).items():
             tensor = tensor.index_select(dim, idx.to(tensor.device))
         return tensor
-
-
-def _graph(model: nn.Module, example_input: torch.Tensor):
-    import torch_pruning as tp
-
-    # Torch-Pruning traces in eval mode and leaves the model there; a method that shrinks the
-    # network mid-training would silently go on training with frozen BatchNorm statistics.
-    modes = {m: m.training for m in model.modules()}
-    try:
-        with torch.enable_grad():     # the graph is traced through autograd
-            return tp.DependencyGraph().build_dependency(model, example_inputs=example_input,
-                                                         verbose=False)
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
 
 
 def channel_groups(model: nn.Module, example_input: torch.Tensor) -> list[list[str]]:

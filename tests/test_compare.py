@@ -307,7 +307,7 @@ def test_the_report_is_one_offline_html_file_with_the_table_verdicts_and_charts(
 
     import plotly.graph_objects as go
 
-    from pruneviz.compare_report import report_html
+    from pruneviz.plots_report import report_html
     from pruneviz.stats import aggregate
 
     ids = _sweep(store, rates=(0.5,), seeds=(0, 1))

@@ -14,7 +14,8 @@ from pruneviz.methods import get_method
 from pruneviz.methods.fggp import view as fggp_view
 from pruneviz.methods.pgp.view import momentum_figure
 from pruneviz.methods.slr.view import penalty_reading
-from pruneviz.models import build_model, layer_names
+from pruneviz.models import build_model
+from pruneviz.modelspec import layer_names
 from pruneviz.plots import log_axis, sparsity_figure, training_figure
 from pruneviz.store import Store
 from pruneviz.ui import forms

@@ -74,7 +74,7 @@ def test_a_language_model_run_records_perplexity_beside_accuracy(lm_run):
     assert runs.final_perplexity.iloc[0] == pytest.approx(s["final_perplexity"])
 
 
-def test_compare_reports_the_perplexity_rise_for_language_model_runs(lm_run):
+def test_plots_reports_the_perplexity_rise_for_language_model_runs(lm_run):
     from pruneviz.ui.compare import compare_data, compare_table
 
     store, s = lm_run

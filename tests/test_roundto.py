@@ -135,6 +135,7 @@ def test_l2_filter_at_round_to_one_is_torch_ln_structured():
     method = cls(make_params(cls, {"round_to": "1"}))
     model = build_model("tiny_cnn", (1, 8, 8), 10)
     ctx = type("Ctx", (), {})()
+    ctx.model = model
     ctx.layers = method.select_layers(model)
     ctx.config = SessionConfig(method="l2_filter", rate=RATE)
     ctx.summary = {}

@@ -6,12 +6,12 @@ import torch
 import torch.nn as nn
 
 from pruneviz.config import ConfigError, SessionConfig
-from pruneviz.masks import conv_bn_pairs, is_shortcut, prunable_layers
+from pruneviz.masks import check_method, conv_bn_pairs, is_shortcut, prunable_layers
 from pruneviz.models import MODELS, build_model
 from pruneviz.modelspec import build_spec
 from pruneviz.session import run_session, set_ignore_patterns
 from pruneviz.store import Store
-from pruneviz.structure import check_method, lookup, remember, trace, unpruned_layers
+from pruneviz.structure import lookup, remember, trace, unpruned_layers
 from pruneviz.transformers import TRANSFORMERS
 
 SMALL = {"tiny_cnn": (1, 8, 8), "mlp": (1, 8, 8), "lenet5": (1, 8, 8)}

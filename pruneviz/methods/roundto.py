@@ -154,7 +154,7 @@ def _widths(method: type, config: SessionConfig, params: Any) -> tuple[tuple[str
 @functools.lru_cache(maxsize=32)
 def _layer_widths(method: type, model: str, shape: tuple[int, int, int], params: Any
                   ) -> tuple[tuple[str, int], ...]:
-    from ..models import build_model
+    from ..modelspec import build_model
 
     with torch.device("meta"):       # no memory, no initialisation: cheap on every redraw
         net = build_model(model, shape, 10)

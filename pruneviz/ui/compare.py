@@ -5,7 +5,6 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ..compare_report import report_html
 from ..config import ConfigError, SessionConfig, parse_numbers
 from ..methods import load_all
 from ..modelspec import short_name
@@ -21,6 +20,7 @@ from ..plots_compare import (
     rate_curve_figure,
     seed_groups,
 )
+from ..plots_report import report_html
 from ..quality import ACCURACY, COMPARE_METRICS, PERPLEXITY
 from ..stats import LEVEL, aggregate, more_seeds, paired, paired_frame, verdict
 from ..store import ACTIVE, Store

@@ -19,7 +19,8 @@ from ..data import DATASETS, dataset_modality, folder_problem, input_shape, miss
 from ..methods import apply_preset, get_method, load_all, make_params
 from ..methods.base import takes_pattern
 from ..methods.roundto import round_to_problem
-from ..models import MODELS, layer_names, model_modality
+from ..models import MODELS, model_modality
+from ..modelspec import layer_names
 from ..plots import schedule_figure
 from ..session import check, check_modality
 from ..text import text_problem
