@@ -95,22 +95,30 @@ def step_times(steps: int, method: str = "l1", rate: float = 0.8, *,
             session, plain_step, x, y):
         if setup is not None:
             setup(session)
-        masked, dense = [], []
-        for i in range(steps + 3):
-            sync()
-            t = time.perf_counter()
-            plain_step()
-            sync()
-            d = time.perf_counter() - t
-            session.ctx.step = session.rec.step = i
-            t = time.perf_counter()
-            session.step(x, y)
-            session.flush()
-            sync()
-            m = time.perf_counter() - t
-            if i >= 3:     # warm-up
-                dense.append(d)
-                masked.append(m)
+        return interleaved(session, plain_step, x, y, steps, sync=sync)
+
+
+def interleaved(session: Session, plain_step: Callable[[], None], x: torch.Tensor,
+                y: torch.Tensor, steps: int, *, warmup: int = 3,
+                sync: Callable[[], None] = lambda: None) -> tuple[list[float], list[float]]:
+    """Seconds of `steps` session steps (masks, hooks, records) and of as many plain dense
+    steps, one of each in turn on the same batch, after `warmup` pairs: (masked, dense)."""
+    masked, dense = [], []
+    for i in range(steps + warmup):
+        sync()
+        t = time.perf_counter()
+        plain_step()
+        sync()
+        d = time.perf_counter() - t
+        session.ctx.step = session.rec.step = i
+        t = time.perf_counter()
+        session.step(x, y)
+        session.flush()
+        sync()
+        m = time.perf_counter() - t
+        if i >= warmup:
+            dense.append(d)
+            masked.append(m)
     return masked, dense
 
 

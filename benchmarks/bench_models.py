@@ -19,6 +19,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from bench_core import interleaved
 
 from pruneviz.config import SessionConfig
 from pruneviz.data import DataBundle
@@ -83,23 +84,15 @@ def step_ratio(spec: str, method: str, steps: int, batch: int = 32) -> float | s
         opt = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9, nesterov=True,
                               weight_decay=5e-4)
         x, y = next(data.train_batches(0, 0, batch, torch.device("cpu")))
-        masked, dense = [], []
-        for i in range(steps + 2):
-            t = time.perf_counter()
+
+        def plain_step() -> None:
             loss = F.cross_entropy(plain(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             loss.item()
             opt.step()
-            d = time.perf_counter() - t
-            session.ctx.step = session.rec.step = i
-            t = time.perf_counter()
-            session.step(x, y)
-            session.flush()
-            m = time.perf_counter() - t
-            if i >= 2:
-                dense.append(d)
-                masked.append(m)
+
+        masked, dense = interleaved(session, plain_step, x, y, steps, warmup=2)
         session.finish("completed", None)
     return statistics.median(masked) / statistics.median(dense)
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 
 import torch
 import torch.nn.functional as F
+from bench_core import interleaved
 
 from pruneviz.config import SessionConfig
 from pruneviz.data import load_dataset
@@ -54,23 +54,15 @@ def step_ratio(method: str, steps: int) -> tuple[float, float, float]:
         plain = build_model("gpt_tiny", data.input_shape, 256)
         opt = make_optimizer(plain, config)
         x, y = next(data.train_batches(0, 0, BATCH, torch.device("cpu")))
-        masked, dense = [], []
-        for i in range(steps + 3):
-            t = time.perf_counter()
+
+        def plain_step() -> None:
             loss = F.cross_entropy(plain(x).flatten(0, 1), y.flatten())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             loss.item()
             opt.step()
-            d = time.perf_counter() - t
-            session.ctx.step = session.rec.step = i
-            t = time.perf_counter()
-            session.step(x, y)
-            session.flush()
-            m = time.perf_counter() - t
-            if i >= 3:
-                masked.append(m)
-                dense.append(d)
+
+        masked, dense = interleaved(session, plain_step, x, y, steps, warmup=3)
         session.finish("completed", None)
     return (statistics.median(masked) / statistics.median(dense), statistics.median(masked),
             statistics.median(dense))
