@@ -123,11 +123,15 @@ class Store(RecordsMixin, QueueMixin):
                 self._keep_reserve()
             self._ident = _file_ident(self.db_path)
         except sqlite3.DatabaseError as e:
-            self.close()
-            if "not a database" in str(e):
-                raise StoreError(f"{self.db_path} is not a readable pruneviz store ({e}); move "
-                                 f"it aside or pass --store DIR to use another folder.") from None
-            raise sqlite_error(e, self.root) from None
+            raise self._open_error(e) from None
+
+    def _open_error(self, e: sqlite3.DatabaseError) -> StoreError:
+        """The one error an open that SQLite refused ends with (the connection closed)."""
+        self.close()
+        if "not a database" in str(e):
+            return StoreError(f"{self.db_path} is not a readable pruneviz store ({e}); move it "
+                              f"aside or pass --store DIR to use another folder.")
+        return sqlite_error(e, self.root)
 
     def _make_root(self) -> None:
         """Create the store folder and prove it writable, or StoreError naming the fix."""
@@ -158,11 +162,7 @@ class Store(RecordsMixin, QueueMixin):
             self._conn().execute("SELECT 1 FROM runs LIMIT 1").fetchall()
             self._ident = _file_ident(self.db_path)
         except sqlite3.DatabaseError as e:
-            self.close()
-            if "not a database" in str(e):
-                raise StoreError(f"{self.db_path} is not a readable pruneviz store ({e}); move "
-                                 f"it aside or pass --store DIR to use another folder.") from None
-            raise sqlite_error(e, self.root) from None
+            raise self._open_error(e) from None
         except StoreError:
             self.close()
             raise
