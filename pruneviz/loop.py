@@ -177,7 +177,6 @@ class Session:
         self.store.start_run(self.run_id, self.total)
         if self.config.start == "dense" and self.phase == "session":
             self.summary.update(_quality("dense", self.evaluate("dense")))
-        self.rec.hook = "before_training"
         self.method.before_training(self.ctx)
         self.dense_shapes.update({l.name: l.module.weight.shape for l in self.ctx.layers})
         check_layers(self.ctx)
@@ -199,7 +198,6 @@ class Session:
         if logits.dim() == 3:       # a language model: every position predicts the next token
             logits, target = logits.flatten(0, 1), y.flatten()
         ce = F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
-        rec.hook = "loss_penalty"
         penalty = method.loss_penalty(ctx)
         check_penalty(method, penalty)
         loss = ce if penalty is None else ce + penalty
@@ -210,11 +208,9 @@ class Session:
         if not math.isfinite(loss_value):
             raise Diverged(f"the loss became {loss_value} at step {ctx.step}; lower the "
                            f"learning rate or the method's penalty.")
-        rec.hook = "after_backward"
         method.after_backward(ctx)
         ctx.optimizer.step()
         apply_masks(ctx.model, ctx.masks)
-        rec.hook = "after_step"
         method.after_step(ctx)
         if masks_changed(self.masks_seen, ctx.masks):     # replaced or edited in place
             self.track_zeros(ctx.step)
@@ -229,7 +225,6 @@ class Session:
         self.check_pruned()
 
     def end_epoch(self) -> None:
-        self.rec.hook = "end_of_epoch"
         self.method.end_of_epoch(self.ctx)
         check_layers(self.ctx)
         self.track_zeros((self.ctx.epoch + 1) * self.spe - 1)

@@ -212,7 +212,6 @@ class Recorder:
         self.epoch = 0
         self.pending: list[Record] = []
         self.owner = owner              # the writing method's module, named in key errors
-        self.hook = ""                  # the hook running now (set by the loop)
 
     def scalar(self, key: str, value: float) -> None:
         check_key("scalar", key, self.owner)
