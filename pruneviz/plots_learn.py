@@ -6,6 +6,8 @@ same here as on the live and compare pages. Each family's own toy figures live i
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 import torch
@@ -208,9 +210,14 @@ def structure_figure(table: pd.DataFrame, title: str) -> go.Figure:
     if dense.any():
         bar(layers[dense], "stays dense (filter methods or all)", DENSE,
             pattern=dict(shape="/"))
-    fig = go.Figure(traces)
-    fig.update_layout(title=title, height=max(320, 22 * len(layers) + 140), barmode="overlay",
-                      xaxis=dict(title="output channels / features", type="log"),
-                      yaxis=dict(categoryorder="array", categoryarray=list(layers.layer)[::-1]),
-                      legend=dict(orientation="h", y=-0.12), margin=dict(r=90))
-    return fig
+    # Log widths (16 to 2048 channels in one zoo model), every bar from 1: plotly would start
+    # the axis near the narrowest layer, drawing a 10-wide classifier as a sliver.
+    widest = float(layers.width.max())
+    ticks = [v for v in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if v <= widest]
+    fig = _layout(go.Figure(traces), title, height=max(320, 22 * len(layers) + 140), top=90,
+                  barmode="overlay",
+                  xaxis=dict(title="output channels / features", type="log",
+                             range=[0, math.log10(widest) + 0.1], tickvals=ticks),
+                  yaxis=dict(categoryorder="array", categoryarray=list(layers.layer)[::-1]))
+    # the legend above the bars: under them it met the axis title in short charts
+    return fig.update_layout(margin=dict(r=90), legend=dict(y=1.0, yanchor="bottom"))
