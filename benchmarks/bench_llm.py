@@ -1,13 +1,13 @@
 """llm family benchmark (issue 26): the one-shot prune's wall time, side by side in one run, on
-a gpt_tiny-sized causal LM (4 blocks, width 128, 4 heads, context 128, 256-byte vocabulary) with
-the papers' 128 calibration sequences: Wanda at 50 % and SparseGPT at 50 % and 2:4, beside
+pruneviz's own gpt_tiny (pruneviz/transformers.py at its defaults: 4 blocks, width 64, 4 heads,
+context 64, 256-byte vocabulary) with the papers' 128 calibration sequences: Wanda at 50 % and SparseGPT at 50 % and 2:4, beside
 per-row magnitude (same calibration path) and plain layer-wise magnitude (l1: no calibration).
 
 What is timed is the engine's own path, calib.sequential with each method's `prune`: the
 calibration forwards (early-stopped per block), the scores, SparseGPT's Hessians and updates;
 not the records the session writes for the view (timed apart, once, as `records`). The model is
-random-initialised (no gpt_tiny in this branch; its layout is the one gpt_tiny follows) and the
-tokens random bytes: timing does not depend on what the weights have learned.
+random-initialised and the tokens random bytes: timing does not depend on what the weights have
+learned.
 Methods run interleaved, `--repeats` times each; medians are printed beside the targets
 (Wanda <= 2 s, SparseGPT <= 10 s on 2 cores) and in units of one forward pass of the
 calibration set measured in the same run (a ratio a busy machine changes less than seconds).
@@ -19,71 +19,20 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import statistics
 import time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from pruneviz.masks import layerwise_magnitude
 from pruneviz.methods.base import make_params
 from pruneviz.methods.llm.calib import CHUNK, sequential
 from pruneviz.methods.llm.engine import MagnitudeRow, SparseGPT, Wanda, _layers
+from pruneviz.text import VOCAB
+from pruneviz.transformers import GPTConfig, gpt_tiny
 
 TARGETS = {"wanda": 2.0, "sparsegpt": 10.0}
-
-
-class Attention(nn.Module):
-    def __init__(self, n_embd: int, n_head: int) -> None:
-        super().__init__()
-        self.n_head, self.n_embd, self.head_dim = n_head, n_embd, n_embd // n_head
-        self.c_attn = nn.Linear(n_embd, 3 * n_embd)
-        self.c_proj = nn.Linear(n_embd, n_embd)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, c = x.shape
-        q, k, v = (z.view(b, t, self.n_head, self.head_dim).transpose(1, 2)
-                   for z in self.c_attn(x).split(self.n_embd, dim=2))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.c_proj(y.transpose(1, 2).reshape(b, t, c))
-
-
-class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int) -> None:
-        super().__init__()
-        self.ln_1, self.ln_2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
-        self.attn = Attention(n_embd, n_head)
-        self.mlp = nn.Module()
-        self.mlp.c_fc = nn.Linear(n_embd, 4 * n_embd)
-        self.mlp.c_proj = nn.Linear(4 * n_embd, n_embd)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp.c_proj(F.gelu(self.mlp.c_fc(self.ln_2(x))))
-
-
-class TinyLM(nn.Module):
-    """nanoGPT's layout at gpt_tiny's size."""
-
-    def __init__(self, vocab: int = 256, n_layer: int = 4, n_embd: int = 128, n_head: int = 4,
-                 block_size: int = 128) -> None:
-        super().__init__()
-        self.wte, self.wpe = nn.Embedding(vocab, n_embd), nn.Embedding(block_size, n_embd)
-        self.blocks = nn.ModuleList(Block(n_embd, n_head) for _ in range(n_layer))
-        self.ln_f = nn.LayerNorm(n_embd)
-        self.lm_head = nn.Linear(n_embd, vocab, bias=False)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.02 / math.sqrt(1 if m.out_features != n_embd
-                                                               else 2 * n_layer))
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
-        for block in self.blocks:
-            x = block(x)
-        return self.lm_head(self.ln_f(x))
 
 
 def prune_once(method: str, model: nn.Module, batches: list, rate: float, nm: str) -> float:
@@ -119,8 +68,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = TinyLM().eval()
-    tokens = torch.randint(0, 256, (args.samples, 128))
+    context = GPTConfig.block_size
+    model = gpt_tiny(0, context, VOCAB).eval()      # what --model gpt_tiny builds on text
+    tokens = torch.randint(0, VOCAB, (args.samples, context))
     batches = [(tokens[i:i + CHUNK], tokens[i:i + CHUNK]) for i in range(0, args.samples, CHUNK)]
     runs = [("forward", 0.0, ""), ("l1", 0.5, ""), ("magnitude_row", 0.5, ""), ("wanda", 0.5, ""),
             ("sparsegpt", 0.5, ""), ("wanda", 0.5, "2:4"), ("sparsegpt", 0.5, "2:4")]
@@ -131,7 +81,8 @@ def main() -> None:
             times[r].append(prune_once(r[0], model, batches, r[1], r[2]))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; model "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
-          f"{len(_layers(model))} pruned linears, {args.samples} x 128 calibration tokens; "
+          f"{len(_layers(model))} pruned linears, {args.samples} x {context} calibration "
+          f"tokens; "
           f"median of {args.repeats}, interleaved")
     base = statistics.median(times[("forward", 0.0, "")])
     for (method, rate, nm), t in times.items():
