@@ -124,8 +124,11 @@ def test_a_paper_comparison_ends_in_a_verdict_per_baseline_naming_each_arms_pres
         behind = 0.03 if c.method == "pgmpf" else 0.0
         ids.append(recorded_run(store, c, accuracy=0.7 - behind + 0.01 * c.seed,
                                 dense_accuracy=0.8))
-    text = _text(_open(",".join(ids)))
+    at = _open(",".join(ids))
+    text = _text(at)
     assert "The paper's claim: PGMPF ≥ SFP and ASFP at an equal filter rate" in text
+    # two baselines: any other pair (sfp − asfp) is still offered below
+    assert "Any two methods" in text and at.selectbox(key="cmp.pair_a").value == "asfp"
     for baseline in ("sfp", "asfp"):
         assert (f"pgmpf − {baseline}: -3.0 points (-3.0 to -3.0), behind in 3 of 3 seeds: "
                 f"larger than the seed spread. (pgmpf ran interactive preset; {baseline} ran "
@@ -174,3 +177,15 @@ def test_a_selection_mixing_accuracy_and_perplexity_runs_gets_a_section_per_meas
     assert set(fronts) == {"Final accuracy vs sparsity", "Final perplexity vs sparsity"}
     assert max(fronts["Final accuracy vs sparsity"]) < 1
     assert min(fronts["Final perplexity vs sparsity"]) >= 25
+
+
+def test_a_two_arm_claim_shows_its_verdict_once(store):
+    ids = [recorded_run(store, c, accuracy=0.6 + (0.01 if c.method == "slr" else 0.0) * c.seed,
+                        dense_accuracy=0.8)
+           for c in PAPER_COMPARISONS["slr"].configs()]
+    at = _open(",".join(ids))
+    text = _text(at)
+    assert text.count("slr − admm:") == 1 and "Any two methods" not in text
+    assert "(slr ran interactive preset, retrain_epochs=0; admm ran interactive preset, " \
+           "retrain_epochs=0)." in text
+    assert "cmp.pair_a" not in [s.key for s in at.selectbox]

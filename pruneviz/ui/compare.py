@@ -415,6 +415,8 @@ def _paired_view(runs: pd.DataFrame, configs: dict[str, dict], methods: list[str
         st.markdown(f"**The paper's claim: {plain(c.title)}**")
         for baseline in c.baselines:
             sentences += _verdicts(runs, configs, c.method, baseline, f"{suffix}.{c.key}")
+    if claims and len(methods) == 2:
+        return sentences            # the claim's verdict is the only pair
     if claims:
         st.markdown("**Any two methods**")
     a, b = st.columns(2)
