@@ -469,7 +469,8 @@ def arm_presets(runs: pd.DataFrame, configs: dict[str, dict], p) -> str:
     for method in (p.a, p.b):
         ran = sorted({preset_of(configs[r]) for r in runs.run_id
                       if configs[r].get("method") == method and configs[r].get("seed") in p.seeds
-                      and all(str(configs[r].get(k)) == str(v) for k, v in p.setting.items())})
+                      and all(str(_setting_value(configs[r], k)) == str(v)
+                              for k, v in p.setting.items())})
         said.append(f"{method} ran {' / '.join(ran) or 'an unknown preset'}")
     return "(" + "; ".join(said) + ")."
 
@@ -493,6 +494,13 @@ def _add_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | None
         return
     select_runs(list(runs.run_id) + ids)
     st.rerun(scope="app")
+
+
+def _setting_value(config: dict, key: str):
+    """A paired setting's field in a config: `params.NAME` is a method parameter."""
+    if key.startswith("params."):
+        return (config.get("params") or {}).get(key.removeprefix("params."))
+    return config.get(key)
 
 
 def _charted(frame: pd.DataFrame) -> pd.DataFrame:
