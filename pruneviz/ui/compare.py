@@ -191,14 +191,17 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
     pairs = runs.pair.value_counts(sort=False)
     measures = measure_groups(runs)
     dense = _notices(store, d, pairs, measures)
-    aggregated, verdicts, figures = pd.DataFrame(), [], []
+    tables, verdicts, figures = [], [], []
     for q, sub in measures.items():
         suffix = _suffix(q, measures)
         if suffix:
             st.markdown(f"### {q.label.capitalize()} runs ({len(sub)})")
         table, said, drawn = across_seeds(sub, d["configs"], suffix)
-        aggregated = pd.concat([aggregated, table], ignore_index=True)
-        verdicts, figures = verdicts + said, figures + drawn
+        if suffix and not table.empty:      # the report's one table says each row's measure
+            table = table.assign(measure=q.label)
+        tables, verdicts, figures = tables + [table], verdicts + said, figures + drawn
+    aggregated = pd.concat([t for t in tables if not t.empty], ignore_index=True) \
+        if any(not t.empty for t in tables) else pd.DataFrame()
     if not aggregated.empty:
         _add_seeds(runs, d["configs"], queue)
     table = _run_table(runs)
