@@ -133,6 +133,8 @@ CLAIMS += [
           lower=True, flat=FLAT, params=dict(RETRAIN_FREE, rounds=5)),
 ]
 
+PRESET = "--preset"      # the key of --preset among run_arm's overrides
+
 # Budgets per mode: (seeds, epochs, dense epochs, steps per epoch cap, held-out cap), per kind
 # of dataset ("subset": ResNet-20 on real images; "small": an embedded set).
 MODES = {
@@ -199,6 +201,13 @@ def run_arm(store: Store, ds: Dataset, claim: Claim, method: str, params: dict[s
     has them (so --set s0=0.1 reaches SLR and not ADMM)."""
     session = {f.name for f in dataclasses.fields(SessionConfig)}
     own = {f.name for f in dataclasses.fields(get_method(method).Params)}
+    preset = extra.get(PRESET)
+    if preset:      # --preset: the arm's own preset instead of the claim's regime and params
+        values = get_method(method).presets.get(preset, {})
+        claim = dataclasses.replace(claim, rate=values.get("rate", claim.rate),
+                                    session={k: v for k, v in values.items()
+                                             if k in session and k not in ("rate", "epochs", "start")})
+        params = {k: v for k, v in values.items() if k not in session}
     fields = {**claim.session, **ds.fields, **{k: v for k, v in extra.items() if k in session}}
     params = {**params, **{k: v for k, v in extra.items() if k in own}}
     config = SessionConfig(method=method, rate=claim.rate, dataset=ds.dataset, model=ds.model,
@@ -298,6 +307,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="override a session field, or a parameter of the arms that have it "
                          "(diagnostics: --only slr --set rho=1 --set s0=0.1)")
+    ap.add_argument("--preset", help="run each arm with its method's preset (interactive, "
+                    "paper) at the mode's budget instead of the claim's own regime and "
+                    "parameters (the mode's epochs win over the preset's)")
     ap.add_argument("--store", type=Path, help="store to keep the runs (and dense starts) in")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
@@ -305,6 +317,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     seeds = list(range(args.seeds or MODES[mode]["seeds"]))
     claims = [c for c in CLAIMS if not args.only or c.key in args.only]
     extra = overrides(args.set)
+    if args.preset:
+        extra[PRESET] = args.preset
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; mode {mode}, "
           f"seeds {seeds}")
     results = []

@@ -14,6 +14,10 @@ with st.expander("Launch a comparison: several methods x rates (x seeds) on the 
                  "start, data order and budget", expanded=not selected,
                  icon=":material/rocket_launch:"):
     compare.grid_form(queue)
+with st.expander("A paper's comparison, one click: the method against its baselines on its "
+                 "preset, ending in the paired verdict", expanded=not selected,
+                 icon=":material/science:"):
+    compare.paper_form(queue)
 compare.sweep_progress(store)
 compare.sweep_picker(store)
 if selected:

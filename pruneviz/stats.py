@@ -171,12 +171,13 @@ def paired(runs: pd.DataFrame, configs: dict[str, dict], a: str, b: str,
     field but the method, its params and the name (same dense start, data order, budget and
     seed); the pairs grouped by everything but the seed, one result per group (per rate)."""
     table = runs.set_index("run_id")
+    shared = _shared_params(runs, configs, a, b)
     arms: dict[str, dict[str, str]] = {}
     for run_id in runs.run_id:      # newest first: a repeated seed keeps its latest run
         config = configs.get(run_id)
         if config is None or config.get("method") not in (a, b):
             continue
-        key = config_key(config, PAIRED_OUT)
+        key = config_key({**config, "shared": _shared_values(config, shared)}, PAIRED_OUT)
         arms.setdefault(key, {}).setdefault(config["method"], run_id)
     groups: dict[str, list[tuple[Any, float]]] = {}
     settings: dict[str, dict] = {}
@@ -188,9 +189,11 @@ def paired(runs: pd.DataFrame, configs: dict[str, dict], a: str, b: str,
         if not (np.isfinite(qa) and np.isfinite(qb)):
             continue
         config = configs[arm[a]]
-        group = config_key(config, PAIRED_OUT + ("seed",))
-        settings[group] = {k: v for k, v in _flat(config).items()
-                           if k in ("rate", "model", "dataset", "epochs")}
+        values = _shared_values(config, shared)
+        group = config_key({**config, "shared": values}, PAIRED_OUT + ("seed",))
+        settings[group] = {**{k: v for k, v in _flat(config).items()
+                              if k in ("rate", "model", "dataset", "epochs")},
+                           **{f"params.{k}": v for k, v in sorted(values.items())}}
         groups.setdefault(group, []).append((config.get("seed"), float(qa - qb)))
     out = []
     for group, pairs in groups.items():
@@ -204,6 +207,23 @@ def paired(runs: pd.DataFrame, configs: dict[str, dict], a: str, b: str,
                           needed=seeds_needed(i.mean, i.sd, level),
                           higher_is_better=higher_is_better))
     return sorted(out, key=lambda p: (p.setting.get("rate", 0), str(p.setting)))
+
+
+def _shared_params(runs: pd.DataFrame, configs: dict[str, dict], a: str, b: str) -> set[str]:
+    """The method parameters that runs of both `a` and `b` set (PGP's and PSFP's
+    prune_fraction): runs pair only where these agree, so a preset's arms never pair with the
+    other arm's runs at another value (the params as a whole differ between methods)."""
+    named: dict[str, set[str]] = {a: set(), b: set()}
+    for run_id in runs.run_id:
+        config = configs.get(run_id) or {}
+        if config.get("method") in named:
+            named[config["method"]] |= set(config.get("params") or {})
+    return named[a] & named[b]
+
+
+def _shared_values(config: dict, shared: set[str]) -> dict:
+    params = config.get("params") or {}
+    return {k: params[k] for k in shared if k in params}
 
 
 def verdict(p: Paired, scale: float = 100.0, unit: str = "points") -> str:

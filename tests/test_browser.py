@@ -313,3 +313,28 @@ def test_a_shared_compare_link_to_hostile_names_fetches_nothing_in_a_real_browse
         assert main.locator(".legendtext", has_text='<span style="background-image').count()
         browser.close()
     assert fetched == []
+
+
+@pytest.mark.browser
+def test_a_paper_comparison_ends_in_its_verdict_in_a_real_browser(server, tmp_path):
+    """The PGP claim's runs (as the one-click form queues them) shown in Chromium: the claim's
+    heading, then the verdict naming the preset each arm ran."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from pruneviz.papers import PAPER_COMPARISONS
+
+    store = Store(tmp_path / "runs")
+    ids = [recorded_run(store, c, accuracy=(0.42 if c.method == "pgp" else 0.40) + 0.01 * c.seed,
+                        dense_accuracy=0.5)
+           for c in PAPER_COMPARISONS["pgp"].configs()]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        page.goto(f"{server}/compare?runs={','.join(ids)}")
+        claim = page.get_by_text("The paper's claim: PGP ≥ PSFP at equal FLOPs")
+        expect(claim).to_be_visible(timeout=120_000)
+        verdict = page.get_by_text("pgp − psfp: +2.0 points").first
+        expect(verdict).to_be_visible()
+        assert ("(pgp ran interactive preset; psfp ran interactive preset)."
+                in verdict.inner_text())
+        browser.close()

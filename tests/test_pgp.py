@@ -62,6 +62,23 @@ def test_pruning_epochs_split_the_session_budget():
     assert pruning_epochs(4, 0.75, 9) == 4
 
 
+@pytest.mark.parametrize("method", ["pgp", "rpgp", "psfp"])
+def test_interactive_presets_prune_the_papers_share_of_the_epochs(method):
+    """The paper prunes 5 of 25 epochs and fine-tunes the rest; the interactive preset keeps that
+    share at its short budget (3/4 pruning left too little to recover: 11 points below PSFP on
+    real images), to within one epoch of rounding, and both arms of PGP vs PSFP share it."""
+    presets = get_method(method).presets
+    paper, short = presets["paper"], presets["interactive"]
+    share = pruning_epochs(paper["epochs"], 0.75, paper["prune_epochs"]) / paper["epochs"]
+    epochs = short["epochs"]
+    pruning = pruning_epochs(epochs, short["prune_fraction"], short["prune_epochs"])
+    assert abs(pruning / epochs - share) <= 1 / epochs
+    assert epochs - pruning >= epochs / 2           # most of the budget fine-tunes
+    config = apply_preset(SessionConfig(method=method), "interactive")
+    assert config.params["prune_fraction"] == short["prune_fraction"]
+    assert short["prune_fraction"] == get_method("psfp").presets["interactive"]["prune_fraction"]
+
+
 def test_spearman_matches_scipy_with_ties():
     g = torch.Generator().manual_seed(0)
     a = torch.randint(0, 5, (40,), generator=g).float()

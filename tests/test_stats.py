@@ -131,6 +131,29 @@ def test_pairs_need_the_same_seed_and_rate_and_a_lower_quality_is_ahead_for_perp
     assert "from one seed" in verdict(p, scale=1, unit="")
 
 
+def test_arms_pair_only_where_the_parameters_both_methods_set_agree():
+    """PGP and PSFP at the interactive preset's prune_fraction 0.2 and at the old 0.75: each
+    value pairs with its own, even where a newer run of the other value shares the seed
+    (paired once took the newest run per seed and method, whatever its parameters)."""
+    runs, configs = [], {}
+    rows = [(pf, m, s) for pf in (0.2, 0.75) for m in ("pgp", "psfp") for s in (0, 1, 2)]
+    for k, (pf, method, seed) in enumerate(reversed(rows)):        # newest first: 0.75
+        configs[f"r{k}"] = SessionConfig(method=method, rate=0.5, seed=seed, epochs=1,
+                                         params={"prune_fraction": pf}).to_dict()
+        acc = 0.30 + (0.02 if method == "pgp" else 0.0) - (0.10 if pf == 0.75 and
+                                                             method == "pgp" else 0.0)
+        runs.append(dict(run_id=f"r{k}", seed=seed, final_accuracy=acc + 0.01 * seed))
+    results = paired(pd.DataFrame(runs), configs, "pgp", "psfp")
+    by_fraction = {p.setting["params.prune_fraction"]: p for p in results}
+    assert set(by_fraction) == {0.2, 0.75}
+    assert by_fraction[0.2].diffs == pytest.approx([0.02] * 3)
+    assert by_fraction[0.75].diffs == pytest.approx([-0.08] * 3)
+    # methods that share no set parameter still pair (pgmpf {} against sfp {})
+    plain, plain_configs = _runs([("pgmpf", 0.5, 0, 0.7, 0.9), ("sfp", 0.5, 0, 0.6, 0.9)])
+    (p,) = paired(plain, plain_configs, "pgmpf", "sfp")
+    assert "params.prune_fraction" not in p.setting and p.diffs == pytest.approx([0.1])
+
+
 def test_more_seeds_continues_each_settings_seeds():
     configs = [SessionConfig(method=m, rate=0.5, seed=s, epochs=1)
                for m in ("l1", "gmp") for s in (0, 1)]

@@ -8,6 +8,8 @@ import streamlit as st
 from ..config import ConfigError, SessionConfig, parse_numbers
 from ..methods import load_all
 from ..modelspec import short_name
+from ..papers import PAPER_COMPARISONS, matching, preset_of
+from ..papers import SEEDS as PAPER_SEEDS
 from ..plots_compare import (
     RATE_CURVE_MIN_RATES,
     RATE_X,
@@ -21,7 +23,7 @@ from ..plots_compare import (
     seed_groups,
 )
 from ..plots_report import report_html
-from ..quality import ACCURACY, COMPARE_METRICS, PERPLEXITY
+from ..quality import ACCURACY, COMPARE_METRICS, PERPLEXITY, quality_of
 from ..stats import LEVEL, aggregate, more_seeds, paired, paired_frame, verdict
 from ..store import ACTIVE, Store
 from ..workers import DEFAULT_COMPARISON, Queue, grid
@@ -182,24 +184,90 @@ def _chart(where, fig, key: str) -> None:
 
 def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) -> None:
     d = compare_data(store, run_ids)
-    runs, scalars, layers = d["runs"], d["scalars"], d["layers"]
+    runs = d["runs"]
     if runs.empty:
         st.info("The selected runs were deleted; pick others in the sidebar.")
         return
     pairs = runs.pair.value_counts(sort=False)
+    measures = measure_groups(runs)
+    dense = _notices(store, d, pairs, measures)
+    tables, verdicts, figures = [], [], []
+    for q, sub in measures.items():
+        suffix = _suffix(q, measures)
+        if suffix:
+            st.markdown(f"### {q.label.capitalize()} runs ({len(sub)})")
+        table, said, drawn = across_seeds(sub, d["configs"], suffix)
+        if suffix and not table.empty:      # the report's one table says each row's measure
+            table = table.assign(measure=q.label)
+        tables, verdicts, figures = tables + [table], verdicts + said, figures + drawn
+    aggregated = pd.concat([t for t in tables if not t.empty], ignore_index=True) \
+        if any(not t.empty for t in tables) else pd.DataFrame()
+    if not aggregated.empty:
+        _add_seeds(runs, d["configs"], queue)
+    table = _run_table(runs)
+    x = _chart_options(table)
+    # From here runs feed plotly only: user text in them is escaped for its HTML subset.
+    charted = _charted(runs)
+    figures += _curves(d, charted, x)
+    for q, sub in measures.items():
+        if _suffix(q, measures):
+            st.markdown(f"#### Trade-offs of the {q.label} runs")
+        ids = set(sub.run_id)
+        figures += _trade_offs(charted[charted.run_id.isin(ids)],
+                               _charted(d["sweep"][d["sweep"].index.isin(ids)]),
+                               mixed=sub.pair.nunique() > 1, suffix=_suffix(q, measures))
+    _any_curve(store, charted, x)
+    _config_diff(d["config"], len(runs))
+    _report_button(dict(title=f"pruneviz comparison of {len(runs)} run(s)",
+                        aggregated=aggregated, verdicts=verdicts, runs=table,
+                        configs=d["configs"], figures=figures,
+                        warnings=dense + [f"{label}: {w}" for label, ws in zip(runs.label,
+                                                                               runs.warnings)
+                                          for w in _warnings(ws)]))
+
+
+def measure_groups(runs: pd.DataFrame) -> dict:
+    """The runs by quality measure (accuracy for image classifiers, perplexity for language
+    models), each with its own section: no table across seeds, verdict or Pareto front spans
+    two measures."""
+    measure = [quality_of(row) for row in runs.to_dict("records")]
+    keys = pd.Series([q.key for q in measure], index=runs.index)
+    return {q: runs[keys == q.key] for q in (ACCURACY, PERPLEXITY) if (keys == q.key).any()}
+
+
+def _suffix(q, measures: dict) -> str:
+    """Widget keys of a measure's section: unchanged when the selection has one measure."""
+    return f".{q.key}" if len(measures) > 1 else ""
+
+
+def _notices(store: Store, d: dict, pairs: pd.Series, measures: dict) -> list[str]:
+    """The warnings above the comparison: a model/dataset mix, a measure mix, the runs' guard
+    warnings and under-trained dense starts; returns the dense-start ones for the report."""
+    runs = d["runs"]
     if len(pairs) > 1:
         st.warning(f"These runs train {len(pairs)} different models or datasets ("
                    + ", ".join(f"{plain(p)}: {n} run(s)" for p, n in pairs.items())
                    + "). Legends name each run's model/dataset, the per-layer chart is drawn "
                      "per model and each pair gets its own Pareto front; accuracies across "
                      "datasets do not compare.", icon=":material/warning:")
+    if len(measures) > 1:
+        st.warning("These runs are measured two ways: " + ", ".join(
+            f"{len(sub)} by {q.label}" for q, sub in measures.items())
+            + " (image classifiers by held-out accuracy, language models by held-out "
+              "perplexity). Each measure gets its own section below: its own table across "
+              "seeds, verdicts and Pareto fronts; nothing is averaged or ranked across the two.",
+            icon=":material/call_split:")
     note = warnings_note(runs)
     if note:
         st.warning(note, icon=":material/warning:")
     dense = dense_warnings(store, d["configs"])
     for w in dense:
         st.warning(w, icon=":material/school:")
-    aggregated, verdicts, figures = across_seeds(runs, d["configs"], queue)
+    return dense
+
+
+def _run_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every run's row, shown and returned (the CSV and the report keep every column)."""
     st.markdown("#### Every run")
     table = compare_table(runs)
     # A model or dataset shared by every run is one column less to scroll past (the CSV
@@ -216,6 +284,11 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
                  "fix."),
         "tags": st.column_config.TextColumn("tags", width="medium"),
         "notes": st.column_config.TextColumn("notes", width="medium")})
+    return table
+
+
+def _chart_options(table: pd.DataFrame) -> str:
+    """The table's CSV, the curves' x axis (returned) and the charts' download format."""
     a, b, c = st.columns([1, 2, 2], vertical_alignment="center")
     a.download_button("Table as CSV", table.to_csv(index=False), file_name="pruneviz-compare.csv",
                       mime="text/csv", key="cmp.csv", icon=":material/download:")
@@ -225,14 +298,18 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
                      "(30 and 440 steps both end at 1).")
     c.radio("Chart downloads (camera icon on each chart)", list(FORMATS),
             format_func=FORMATS.get, horizontal=True, key="cmp.format")
-    # From here runs feed plotly only: user text in them is escaped for its HTML subset.
-    runs, sweep = _charted(runs), _charted(d["sweep"])
+    return x
+
+
+def _curves(d: dict, runs: pd.DataFrame, x: str) -> list:
+    """Loss, held-out accuracy, sparsity and the per-layer profile per model; returns the
+    accuracy chart for the report."""
+    scalars, layers = d["scalars"], d["layers"]
     c1, c2 = st.columns(2)
     _chart(c1, curves_figure(scalars, runs, "loss", title="Training loss (smoothed)",
                              smoothed=True, x=x), "cmp.loss")
     accuracy = curves_figure(scalars, runs, "test_accuracy", title="Held-out accuracy", x=x)
     _chart(c2, accuracy, "cmp.acc")
-    figures.append(accuracy)
     models = list(pd.unique(runs.model))
     cells = st.columns(2) + (st.columns(2) if len(models) > 1 else [])
     _chart(cells[0], curves_figure(scalars, runs, "sparsity", title="Sparsity",
@@ -243,22 +320,22 @@ def _compare_body(store: Store, run_ids: list[str], queue: Queue | None = None) 
             (f" · {sub.model_short.iloc[0]}" if len(models) > 1 else "")
         _chart(cell, layer_profile_figure(layers[layers.run_id.isin(sub.run_id)], sub,
                                           title=title), f"cmp.layers.{model}")
-    figures += _trade_offs(runs, sweep, mixed=len(pairs) > 1)
-    _any_curve(store, runs, x)
+    return [accuracy]
+
+
+def _config_diff(diff: pd.DataFrame, n_runs: int) -> None:
     st.markdown("#### Config fields that differ")
-    if d["config"].empty or len(runs) < 2:
+    if diff.empty or n_runs < 2:
         st.caption("Select at least two runs.")
-    elif d["config"].shape[1] == 0:
+    elif diff.shape[1] == 0:
         st.caption("The runs share every config field.")
     else:
         # A static table: its cells wrap, so a long value or many runs grow it downwards
         # instead of off the right edge (a scrolling grid hides the columns past it).
-        st.table(diff_view(d["config"]))
-    report = dict(title=f"pruneviz comparison of {len(runs)} run(s)", aggregated=aggregated,
-                  verdicts=verdicts, runs=table, configs=d["configs"], figures=figures,
-                  warnings=dense + [f"{label}: {w}" for label, ws in zip(runs.label,
-                                                                         runs.warnings)
-                                    for w in _warnings(ws)])
+        st.table(diff_view(diff))
+
+
+def _report_button(report: dict) -> None:
     # Built on the click only: plotly.js inlined is megabytes, and the page redraws every
     # couple of seconds while a compared run trains.
     st.download_button(
@@ -293,18 +370,19 @@ def aggregated_table(runs: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFra
                      dense=f"dense_{q.key}", higher_is_better=q.higher_is_better)
 
 
-def across_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | None
+def across_seeds(runs: pd.DataFrame, configs: dict[str, dict], suffix: str = ""
                  ) -> tuple[pd.DataFrame, list[str], list]:
-    """The aggregated table, its CSV, the quality-vs-sparsity curve of a rate sweep, the
-    paired verdict of two methods, and Add seeds; returns the table, the verdict sentences
-    and the figures drawn, for the report."""
+    """The aggregated table, its CSV, the quality-vs-sparsity curve of a rate sweep and the
+    paired verdicts of the runs of one quality measure; returns the table, the verdict
+    sentences and the figures drawn, for the report. `suffix` tells a measure's widgets from
+    the other's."""
     table = aggregated_table(runs, configs)
     if table.empty:
         return table, [], []
     st.markdown("#### Across seeds")
     number = st.column_config.NumberColumn
     fmt = {c: number(label, format="%.4f") for c, label in AGG_COLUMNS.items() if c != "n"}
-    st.dataframe(table, hide_index=True, key="cmp.agg", column_config={
+    st.dataframe(table, hide_index=True, key=f"cmp.agg{suffix}", column_config={
         **fmt, "n": number("seeds (n)", help="Finished runs of this setting, one per seed."),
         "lo": number("95 % CI low", format="%.4f",
                      help="The mean's 95 % t-interval: mean ± t(0.975, n−1) · sd / √n; "
@@ -312,35 +390,55 @@ def across_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | No
         "drop_mean": number("drop vs dense (mean)", format="%.4f",
                             help="Dense baseline minus final (positive: quality lost).")})
     st.download_button("Aggregated table as CSV", table.to_csv(index=False),
-                       file_name="pruneviz-compare-aggregated.csv", mime="text/csv",
-                       key="cmp.agg_csv", icon=":material/download:")
+                       file_name=f"pruneviz-compare-aggregated{suffix.replace('.', '-')}.csv",
+                       mime="text/csv", key=f"cmp.agg_csv{suffix}",
+                       icon=":material/download:")
     figures = []
     if table.rate.nunique() >= RATE_CURVE_MIN_RATES:
         x = st.radio("Rate sweep against", list(RATE_X), format_func=RATE_X.get,
-                     horizontal=True, key="cmp.rate_x")
+                     horizontal=True, key=f"cmp.rate_x{suffix}")
         label = f"final {seed_quality(runs).label}"
         fig = rate_curve_figure(table, x, y_title=label,
                                 title=f"{label.capitalize()} vs {RATE_X[x]} (mean, 95 % band)")
-        _chart(st, fig, "cmp.rate_curve")
+        _chart(st, fig, f"cmp.rate_curve{suffix}")
         figures.append(fig)
-    verdicts = _paired_view(runs, configs, list(pd.unique(table.method)))
-    _add_seeds(runs, configs, queue)
+    verdicts = _paired_view(runs, configs, list(pd.unique(table.method)), suffix)
     return table, verdicts, figures
 
 
-def _paired_view(runs: pd.DataFrame, configs: dict[str, dict], methods: list[str]
-                 ) -> list[str]:
+def _paired_view(runs: pd.DataFrame, configs: dict[str, dict], methods: list[str],
+                 suffix: str = "") -> list[str]:
+    """The paired verdicts: a paper comparison's (its method against each baseline) when the
+    selection holds all its arms, and any two methods picked."""
     if len(methods) < 2:
         return []
+    sentences = []
+    claims = matching(set(methods))
+    for c in claims:
+        st.markdown(f"**The paper's claim: {plain(c.title)}**")
+        for baseline in c.baselines:
+            sentences += _verdicts(runs, configs, c.method, baseline, f"{suffix}.{c.key}")
+    if claims and len(methods) == 2:
+        return sentences            # the claim's verdict is the only pair
+    if claims:
+        st.markdown("**Any two methods**")
     a, b = st.columns(2)
-    first = a.selectbox("Method A", methods, key="cmp.pair_a")
-    second = b.selectbox("Method B", [m for m in methods if m != first], key="cmp.pair_b",
+    first = a.selectbox("Method A", methods, key=f"cmp.pair_a{suffix}")
+    second = b.selectbox("Method B", [m for m in methods if m != first],
+                         key=f"cmp.pair_b{suffix}",
                          help="A − B per seed, over runs that share everything but the method: "
                               "the same dense start, data order, budget and seed. 'Inside the "
                               "noise' means the difference's 95 % t-interval contains zero; "
                               "'about N seeds' is the smallest n with t(0.975, n−1) · sd / √n "
                               "below the mean difference, sd being the per-seed differences' "
                               "standard deviation.")
+    return sentences + _verdicts(runs, configs, first, second, suffix)
+
+
+def _verdicts(runs: pd.DataFrame, configs: dict[str, dict], first: str, second: str,
+              key: str) -> list[str]:
+    """`first` − `second` per setting: the verdict sentence, the preset each arm ran, and the
+    per-seed differences."""
     done = runs[runs.status == "completed"]
     q = seed_quality(runs)
     scale, unit = SPOKEN.get(q.key, (1.0, ""))
@@ -356,15 +454,28 @@ def _paired_view(runs: pd.DataFrame, configs: dict[str, dict], methods: list[str
     sentences = []
     for p in results:
         where = ", ".join(f"{k} {p.setting.get(k)}" for k in keys)
-        text = verdict(p, scale, unit)
+        text = f"{verdict(p, scale, unit)} {arm_presets(done, configs, p)}"
         st.markdown(f"- **{plain(where)}**: {plain(text)}")
         sentences.append(f"{where}: {text}")
-    with st.expander("Per-seed differences"):
+    with st.expander(f"Per-seed differences, {first} − {second}"):
         st.dataframe(paired_frame(results, scale), hide_index=True,
-                     key="cmp.pair_seeds",
+                     key=f"cmp.pair_seeds{key}",
                      column_config={"difference": st.column_config.NumberColumn(
                          f"A − B ({unit or q.label})", format="%+.2f")})
     return sentences
+
+
+def arm_presets(runs: pd.DataFrame, configs: dict[str, dict], p) -> str:
+    """Which preset each arm of a paired result ran ("pgp ran its interactive preset; psfp
+    ran its defaults"), from the configs of the paired runs at its setting and seeds."""
+    said = []
+    for method in (p.a, p.b):
+        ran = sorted({preset_of(configs[r]) for r in runs.run_id
+                      if configs[r].get("method") == method and configs[r].get("seed") in p.seeds
+                      and all(str(_setting_value(configs[r], k)) == str(v)
+                              for k, v in p.setting.items())})
+        said.append(f"{method} ran {' / '.join(ran) or 'an unknown preset'}")
+    return "(" + "; ".join(said) + ")."
 
 
 def _add_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | None) -> None:
@@ -388,6 +499,13 @@ def _add_seeds(runs: pd.DataFrame, configs: dict[str, dict], queue: Queue | None
     st.rerun(scope="app")
 
 
+def _setting_value(config: dict, key: str):
+    """A paired setting's field in a config: `params.NAME` is a method parameter."""
+    if key.startswith("params."):
+        return (config.get("params") or {}).get(key.removeprefix("params."))
+    return config.get(key)
+
+
 def _charted(frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` with every text cell escaped for plotly (chart_text): run names, folder: paths
     and model specs reach legends, hover text, titles and tick labels."""
@@ -407,7 +525,8 @@ def diff_view(diff: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> list:
+def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool, suffix: str = ""
+                ) -> list:
     """Pareto charts of a chosen metric against sparsity and FLOPs, and the parallel
     coordinates of the finished runs' parameters and outcomes."""
     done = runs[runs.status == "completed"]
@@ -415,25 +534,27 @@ def _trade_offs(runs: pd.DataFrame, sweep: pd.DataFrame, mixed: bool) -> list:
     # next-token accuracy too); fronts are per model/dataset pair when the selection mixes them.
     shown = [m for m in METRICS if m not in PERPLEXITY_COLUMNS
              or pd.to_numeric(done.get(m), errors="coerce").notna().any()]
+    if suffix == f".{PERPLEXITY.key}":      # a mixed selection's language models: theirs first
+        shown = sorted(shown, key=lambda m: m not in PERPLEXITY_COLUMNS)
     metric = st.radio("Trade-off metric", shown, format_func=METRICS.get,
-                      horizontal=True, key="cmp.metric")
+                      horizontal=True, key=f"cmp.metric{suffix}")
     up = COMPARE_METRICS[metric][1]
     left, right = st.columns(2)
     front_by = "pair" if mixed else None
     pareto = pareto_figure(done, "sparsity", maximize_x=True, y=metric, maximize_y=up,
                            y_title=METRICS[metric], front_by=front_by,
                            title=f"{METRICS[metric].capitalize()} vs sparsity")
-    _chart(left, pareto, "cmp.pareto.sparsity")
+    _chart(left, pareto, f"cmp.pareto.sparsity{suffix}")
     _chart(right, pareto_figure(done, "flops_effective", maximize_x=False, y=metric,
                                 maximize_y=up, y_title=METRICS[metric], front_by=front_by,
                                 title=f"{METRICS[metric].capitalize()} vs FLOPs",
                                 x_title="effective FLOPs per image"),
-           "cmp.pareto.flops")
+           f"cmp.pareto.flops{suffix}")
     if len(done) >= 2:
         table = done.set_index("run_id")
         table = table.join(sweep[[c for c in sweep.columns if c not in table.columns]])
         inputs = SWEEP_INPUTS + [c for c in sweep.columns if c not in SWEEP_INPUTS]
-        _chart(st, parallel_figure(table, inputs, SWEEP_OUTPUTS), "cmp.parallel")
+        _chart(st, parallel_figure(table, inputs, SWEEP_OUTPUTS), f"cmp.parallel{suffix}")
     return [pareto]
 
 
@@ -515,6 +636,40 @@ def grid_form(queue: Queue) -> None:
     if found:
         for message in found:
             st.error(message, icon=":material/error:")
+        return
+    st.session_state[_LAUNCHED] = sweep_id
+    select_runs(ids)
+    st.rerun()
+
+
+def paper_form(queue: Queue) -> None:
+    """The four papers' comparisons, one click each: the paper method and its baselines on
+    cifar10_small from the same dense starts and seeds, each arm on its interactive preset,
+    selected when queued so the page ends in their paired verdicts."""
+    a, b = st.columns([3, 1], vertical_alignment="bottom")
+    key = a.selectbox("Paper comparison", list(PAPER_COMPARISONS), key="cmp.paper",
+                      format_func=lambda k: PAPER_COMPARISONS[k].title)
+    claim = PAPER_COMPARISONS[key]
+    configs = claim.configs()
+    first = configs[0]
+    presets = "; ".join(f"{c.method}: {preset_of(c.to_dict())}"
+                        for c in configs[:len(claim.arms)])
+    st.caption(f"{len(configs)} runs: {', '.join(claim.arms)} at rate {claim.rate:g}, seeds "
+               f"{', '.join(str(s) for s in PAPER_SEEDS)}, {first.epochs} epochs of "
+               f"{first.model} on {first.dataset} from the same dense start ({presets}). "
+               f"{claim.note} The page ends in the paired verdict of {claim.method} against "
+               f"each baseline.")
+    if not b.button("Queue this comparison", key="cmp.paper_go", icon=":material/science:"):
+        return
+    found = problems(first)
+    if not found:
+        try:
+            sweep_id, ids = queue.submit_grid(configs)
+        except ConfigError as e:
+            found = [plain(e)]
+    if found:
+        for message in found:
+            st.error(f"Paper comparison: {message}", icon=":material/error:")
         return
     st.session_state[_LAUNCHED] = sweep_id
     select_runs(ids)
