@@ -416,3 +416,33 @@ def test_range_and_type_messages_read_as_a_person_writes_them():
     assert "between 0 and 2,147,483,647" in message and "e+09" not in message
     with pytest.raises(ConfigError, match="expects numbers separated by commas"):
         coerce("a, b", (1.0,), "lr milestones")
+
+
+def test_a_finished_gmp_run_opens_its_internals_at_the_last_step(tmp_path, monkeypatch,
+                                                                 fast_config):
+    """Not mid-run (the view's telling step): the charts above end at the last step; the
+    telling step is one button away and pins the slider there."""
+    from pruneviz.session import run_session
+
+    store = Store(tmp_path / "runs")
+    summary = run_session(fast_config(method="gmp", rate=0.9, epochs=4, start="scratch",
+                                      max_steps_per_epoch=6), store)
+    run_id = summary["run_id"]
+    frames = fggp_view.load(store, run_id)
+    steps, telling = fggp_view.steps(frames), fggp_view.default_step(frames)
+    assert telling is not None and telling != steps[-1]     # the case the view opened on
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["run"] = run_id
+    at.run()
+
+    def slider():
+        return next(s for s in at.select_slider if s.key.startswith("live.internals.step."))
+
+    assert not at.exception
+    assert list(slider().options) == [str(s) for s in steps]
+    assert slider().value == steps[-1]
+    at.button(key=f"live.internals.telling.{run_id}").click().run()
+    assert slider().value == telling
+    at.button(key=f"live.internals.step.{run_id}.latest").click().run()
+    assert slider().value == steps[-1]
