@@ -446,3 +446,34 @@ def test_a_finished_gmp_run_opens_its_internals_at_the_last_step(tmp_path, monke
     assert slider().value == telling
     at.button(key=f"live.internals.step.{run_id}.latest").click().run()
     assert slider().value == steps[-1]
+
+
+def test_the_preset_is_kept_across_a_page_switch(live):
+    """A user who watches the run end on the Runs page comes back to the preset it ran with,
+    not "(defaults)" beside the preset's values."""
+    at = live
+    at.selectbox(key="live.method").set_value("pgmpf").run()
+    at.radio(key="live.preset").set_value("interactive").run()
+    epochs = at.number_input(key="live.epochs").value
+    at.switch_page("pages/runs.py").run()
+    at.switch_page("pages/live.py").run()
+    assert not at.exception
+    assert at.radio(key="live.preset").value == "interactive"
+    assert at.number_input(key="live.epochs").value == epochs
+
+
+def test_a_run_made_with_a_preset_loads_into_the_form_with_that_preset(tmp_path, monkeypatch):
+    from pruneviz.methods import apply_preset
+
+    store = Store(tmp_path / "runs")
+    preset = recorded_run(store, apply_preset(SessionConfig(method="pgmpf", rate=0.5),
+                                              "interactive"))
+    edited = apply_preset(SessionConfig(method="pgmpf", rate=0.5), "interactive")
+    edited = recorded_run(store, edited.replace(epochs=edited.epochs + 1))
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(tmp_path / "runs"))
+    for run_id, want in ((preset, "interactive"), (edited, forms.NO_PRESET)):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+        at.query_params["run"] = run_id
+        at.run()
+        assert not at.exception
+        assert at.radio(key="live.preset").value == want

@@ -199,14 +199,15 @@ def _method_changed(prefix: str) -> None:
 
 def load_config(prefix: str, config: SessionConfig) -> None:
     """Fill the form with a run's config (Edit and re-run): its method and every parameter of
-    it, every session field but the name, the preset back to "(defaults)". Call it from a
+    it, every session field but the name, and the preset it ran with (preset_of). Call it from a
     widget callback (or before the form is drawn)."""
     cls = get_method(config.method)
     try:
         params = make_params(cls, dict(config.params))
     except ConfigError:        # an old run's parameters this build no longer takes
         params = cls.Params()
-    values: dict[str, Any] = {_method_key(prefix): cls.name, f"{prefix}.preset": NO_PRESET}
+    values: dict[str, Any] = {_method_key(prefix): cls.name,
+                              f"{prefix}.preset": preset_of(config, params)}
     for name, f in _fields(SessionConfig).items():
         if name not in SKIP | {"name"}:
             values[f"{prefix}.{name}"] = _widget_value(f, getattr(config, name))
@@ -216,6 +217,21 @@ def load_config(prefix: str, config: SessionConfig) -> None:
     for key, value in values.items():
         st.session_state[key] = memory[key] = value
     st.session_state.pop(f"{prefix}.preset_error", None)
+
+
+def preset_of(config: SessionConfig, params: Any) -> str:
+    """The preset `config` ran with: the first of its method's presets whose every value it
+    holds (session fields and parameters, `params` its parsed Params), else NO_PRESET."""
+    for name, preset in get_method(config.method).presets.items():
+        try:
+            wanted = apply_preset(SessionConfig(method=config.method), name)
+            wanted_params = make_params(get_method(config.method), wanted.params)
+        except ConfigError:
+            continue
+        if all((getattr(config, k) == getattr(wanted, k)) if k in _fields(SessionConfig)
+               else getattr(params, k, None) == getattr(wanted_params, k) for k in preset):
+            return name
+    return NO_PRESET
 
 
 def _widget_value(f: dataclasses.Field, value: Any) -> Any:
@@ -240,10 +256,16 @@ def method_picker(prefix: str, default: str = "gmp") -> type:
     cls = registry[name]
     st.caption(f"{cls.summary} ({cls.kind})")
     if cls.presets:
-        st.radio("preset", [NO_PRESET, *cls.presets], key=f"{prefix}.preset", horizontal=True,
-                 on_change=_apply_preset, args=(prefix,),
-                 help="Fill the form with the paper's settings or a setting that shows the "
-                      "method's behaviour in a short run.")
+        # Remembered like the fields it fills: a page switch (to see the run end on Runs)
+        # dropped the widget's state and showed "(defaults)" beside the preset's values.
+        preset_key, options = f"{prefix}.preset", [NO_PRESET, *cls.presets]
+        if st.session_state.get(preset_key) not in options:
+            remembered = memory.get(preset_key)
+            st.session_state[preset_key] = remembered if remembered in options else NO_PRESET
+        memory[preset_key] = st.radio(
+            "preset", options, key=preset_key, horizontal=True, on_change=_apply_preset,
+            args=(prefix,), help="Fill the form with the paper's settings or a setting that "
+                                 "shows the method's behaviour in a short run.")
     if f"{prefix}.preset_error" in st.session_state:
         st.error(st.session_state[f"{prefix}.preset_error"])
     return cls
