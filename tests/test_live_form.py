@@ -1,6 +1,7 @@
 """The Live form checks every field before Run, follows the run shown (edit and re-run, more
 seeds), and the live charts explain what would otherwise look empty or wrong."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from pruneviz.config import SessionConfig
 from pruneviz.data import folder_problem, missing_files
-from pruneviz.methods import get_method
+from pruneviz.methods import get_method, load_all
 from pruneviz.methods.fggp import view as fggp_view
 from pruneviz.methods.pgp.view import momentum_figure
 from pruneviz.methods.slr.view import penalty_reading
@@ -477,3 +478,40 @@ def test_a_run_made_with_a_preset_loads_into_the_form_with_that_preset(tmp_path,
         at.run()
         assert not at.exception
         assert at.radio(key="live.preset").value == want
+
+
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]+|python -m pruneviz")
+
+
+def _texts(at) -> list[str]:
+    """Every help, label, body and value text of the page as drawn."""
+    out = []
+
+    def walk(node):
+        proto = getattr(node, "proto", None)
+        for attr in ("help", "body", "label", "placeholder", "value"):
+            value = getattr(proto, attr, None)
+            if isinstance(value, str):
+                out.append(value)
+        children = getattr(node, "children", None)
+        for child in (children.values() if isinstance(children, dict) else ()):
+            walk(child)
+
+    walk(at._tree)
+    return out
+
+
+def test_the_ui_names_its_own_controls_never_cli_flags(live):
+    """Help shared with the CLI (--rate) reads **rate** in the form, for every method's
+    parameters, and the Learn page on speed names the controls too."""
+    at = live
+    assert forms.no_flags("overriding --rate, e.g. --no-such") == \
+        "overriding **rate**, e.g. --no-such"
+    found = []
+    for method in sorted(load_all()):
+        at.selectbox(key="live.method").set_value(method).run()
+        found += [(method, t) for t in _texts(at) if _FLAG.search(t)]
+    at.switch_page("pages/learn_speed.py").run()
+    found += [("learn_speed", t) for t in _texts(at) if _FLAG.search(t)]
+    assert not at.exception
+    assert found == []

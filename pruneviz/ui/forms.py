@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -74,7 +75,8 @@ def field_widget(f: dataclasses.Field, key: str, default: Any, fixed: str | None
     if key not in st.session_state:
         st.session_state[key] = memory.get(key, _shown(default))
     meta, label = f.metadata, label_of(f.name)
-    kw = dict(key=key, help=fixed or meta.get("help"), disabled=fixed is not None)
+    kw = dict(key=key, help=fixed or no_flags(meta.get("help") or "") or None,
+              disabled=fixed is not None)
     lo, hi = meta.get("min"), meta.get("max")
     # Number boxes take any number and the form says inline what is out of range (check_range):
     # with min/max the browser silently clamps what was typed, and a value loaded from a run
@@ -104,6 +106,21 @@ def field_widget(f: dataclasses.Field, key: str, default: Any, fixed: str | None
         value = st.text_input(label, **kw)
     memory[key] = value
     return value
+
+
+_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z-]*)")
+
+
+def no_flags(text: str) -> str:
+    """Help or a message shared with the CLI, naming the form's controls instead of its flags
+    (--rate -> **rate**); a flag with no control of that name stays."""
+    fields = _fields(SessionConfig)
+
+    def control(m: re.Match) -> str:
+        name = m.group(1).replace("-", "_")
+        return f"**{label_of(name)}**" if name in fields else m.group(0)
+
+    return _FLAG.sub(control, text)
 
 
 def label_of(name: str) -> str:
@@ -251,7 +268,9 @@ def method_picker(prefix: str, default: str = "gmp") -> type:
     if key not in st.session_state:
         st.session_state[key] = memory.get(key, default if default in names else names[0])
     name = st.selectbox("method", names, key=key, on_change=_method_changed, args=(prefix,),
-                        help=_fields(SessionConfig)["method"].metadata["help"])
+                        help="The pruning method: its summary and kind are under the box, "
+                             "its parameters in the expander below; the Learn pages explain "
+                             "each family.")
     memory[key] = name
     cls = registry[name]
     st.caption(f"{cls.summary} ({cls.kind})")
@@ -267,7 +286,7 @@ def method_picker(prefix: str, default: str = "gmp") -> type:
             args=(prefix,), help="Fill the form with the paper's settings or a setting that "
                                  "shows the method's behaviour in a short run.")
     if f"{prefix}.preset_error" in st.session_state:
-        st.error(st.session_state[f"{prefix}.preset_error"])
+        st.error(no_flags(plain(st.session_state[f"{prefix}.preset_error"])))
     return cls
 
 
@@ -342,7 +361,7 @@ def session_form(prefix: str, *, main: Iterable[str] = MAIN_FIELDS,
                                    **({"method": cls.name} if cls is not None else {}))
             check(config)
         except ConfigError as e:
-            errors.append(model_box.named(str(e)))
+            errors.append(no_flags(model_box.named(str(e))))
             config = None
     if config is not None:
         errors += problems(config) + model_box.problems(config)
