@@ -41,7 +41,7 @@ with form_col:
             state.add_to_selection(state.list_runs(store), [run_id])
 
 with view_col:
-    forms.schedule_preview(config)
+    forms.schedule_preview(config, errors)
     runs = state.list_runs(store)
     run_id = live_pick.current_run(runs)
     live.queue_panel(store, queue, run_id)

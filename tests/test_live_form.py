@@ -515,3 +515,21 @@ def test_the_ui_names_its_own_controls_never_cli_flags(live):
     found += [("learn_speed", t) for t in _texts(at) if _FLAG.search(t)]
     assert not at.exception
     assert found == []
+
+
+def test_form_errors_are_named_at_the_top_and_the_schedule_preview_stays(live):
+    """An error in the form (drawn in red above Run, below the fold of a 900-px window) is
+    also said at the top of the view, naming the control; the schedule of the last valid form
+    stays in view, titled as such."""
+    at = live
+    at.number_input(key="live.rate").set_value(0.9).run()
+    at.number_input(key="live.gmp.end").set_value(0.01).run()
+    assert not at.exception and at.button(key="live.run").disabled
+    top = " ".join(w.value for w in at.warning)
+    assert "**Run is off**" in top and "**end**" in top and "1 problem " in top
+    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Schedule of the last valid form: gmp at rate 0.9," in t for t in titles)
+    at.number_input(key="live.gmp.end").set_value(0.8).run()      # fixed: the form's own
+    assert not any("Run is off" in w.value for w in at.warning)
+    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Schedule of the form: gmp at rate 0.9," in t for t in titles)

@@ -438,10 +438,29 @@ def problems(config: SessionConfig) -> list[str]:
     return out
 
 
-def schedule_preview(config: SessionConfig | None) -> None:
-    """The method's schedule for this config, drawn before anything runs."""
-    if config is None:
-        return
+_LAST_VALID = "_form_last_valid"
+_CONTROL = re.compile(r"\*\*([^*]+)\*\*")
+
+
+def schedule_preview(config: SessionConfig | None, errors: Iterable[str] = ()) -> None:
+    """The method's schedule for this config, drawn before anything runs. While the form has
+    errors (`errors`, drawn in red above Run, often below the fold) it says so here, at the
+    top, naming the controls, and keeps the schedule of the last valid form in view."""
+    errors = list(errors)
+    if errors:
+        named = list(dict.fromkeys(m.group(1) for e in errors for m in [_CONTROL.search(e)]
+                                   if m))
+        st.warning(f"**Run is off** until the form is fixed: {len(errors)} problem"
+                   f"{'s' if len(errors) > 1 else ''} (in red above Run)"
+                   + (f" with {', '.join(f'**{n}**' for n in named)}." if named else "."),
+                   icon=":material/error:")
+    if config is not None:
+        st.session_state[_LAST_VALID] = config
+    else:
+        config = st.session_state.get(_LAST_VALID)
+        if config is None:
+            return
+    shown = "the form" if not errors else "the last valid form"
     cls = get_method(config.method)
     try:
         preview = cls.preview(config, make_params(cls, config.params))
@@ -449,6 +468,6 @@ def schedule_preview(config: SessionConfig | None) -> None:
         st.error(plain(e))
         return
     # Named as the form's, so it is not read as the schedule of the run shown beside it.
-    st.plotly_chart(schedule_figure(preview, f"Schedule of the form: {cls.name} at rate "
+    st.plotly_chart(schedule_figure(preview, f"Schedule of {shown}: {cls.name} at rate "
                                              f"{config.rate:g}, {config.epochs} epochs"),
                     key="schedule_preview")
