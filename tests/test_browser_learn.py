@@ -1,6 +1,7 @@
-"""The Learn pages at a classroom projector's size (1400 x 900, sidebar open) in a real browser
-(Chromium driven by Playwright, as tests/test_browser.py): no control, chart or equation
-reaches past its column or the main area, and no chart's axis labels sit over a plot."""
+"""The Learn pages and the Live metrics at a classroom projector's size (1400 x 900, and
+1280 for the Live metrics, sidebar open) in a real browser (Chromium driven by Playwright, as
+tests/test_browser.py): no control, chart, metric or equation reaches past its column or the
+main area or is cut off, and no chart's axis labels sit over a plot or over each other."""
 
 import time
 
@@ -108,3 +109,28 @@ def test_nothing_on_a_learn_page_is_cut_off_at_1400_px_with_the_sidebar_open(ser
         browser.close()
     assert seen > 5                              # the check saw the page's controls and charts
     assert bad == []
+
+
+def test_no_live_metric_is_cut_off_at_projector_widths(server, tmp_path):
+    """A finished run's metrics (accuracy with its delta chip vs dense, sparsity vs target,
+    loss, the smaller-and-faster panel) at 1280 and 1400 px with the sidebar open."""
+    from playwright.sync_api import sync_playwright
+
+    from pruneviz.config import SessionConfig
+    from pruneviz.local import train_local
+    from pruneviz.store import Store
+
+    store = Store(tmp_path / "runs")
+    run_id = train_local(SessionConfig(method="gmp", rate=0.95, epochs=3, dense_epochs=2,
+                                       max_steps_per_epoch=10, device="cpu"), store)["run_id"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        found = {}
+        for width in (1280, 1400):
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.goto(f"{server}/?run={run_id}")
+            page.get_by_text("Smaller and faster?").wait_for(timeout=180_000)
+            found[width] = _checked(page, 180)
+        browser.close()
+    assert all(f["sidebar"] > 200 and f["count"] > 8 for f in found.values())
+    assert {w: f["bad"] for w, f in found.items()} == {1280: [], 1400: []}

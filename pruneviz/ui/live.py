@@ -220,7 +220,10 @@ def _last(scalars: pd.DataFrame, key: str) -> float | None:
 def _metrics(scalars: pd.DataFrame, run: dict) -> None:
     dense, test = _last(scalars, "dense_accuracy"), _last(scalars, "test_accuracy")
     sparsity, target = _last(scalars, "sparsity"), _last(scalars, "target_sparsity")
-    cols = st.columns(4)
+    # Two a row: four side by side in the view column cut the delta chip ("-0.490 vs de…")
+    # and the label at a 1280-px window with the sidebar open, and had no room to spare at 1400.
+    top, bottom = st.columns(2), st.columns(2)
+    cols = [*top, *bottom]
     cols[0].metric("Dense accuracy", "—" if dense is None else f"{dense:.3f}", border=True)
     limit = run["config"].eval_limit
     cols[1].metric("Held-out accuracy", "—" if test is None else f"{test:.3f}",
