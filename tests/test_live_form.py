@@ -533,3 +533,54 @@ def test_form_errors_are_named_at_the_top_and_the_schedule_preview_stays(live):
     assert not any("Run is off" in w.value for w in at.warning)
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("Schedule of the form: gmp at rate 0.9," in t for t in titles)
+
+
+def test_a_history_slider_move_reads_no_curves_and_shows_the_values_at_its_step(tmp_path,
+                                                                              monkeypatch):
+    """The history table holds each curve's value at or before the chosen step; a slider
+    move reuses the curves read for the newest snapshot (it re-read every step of every curve,
+    68 ms at 11,000 steps), and a new snapshot or the run's end reads them again."""
+    from pruneviz.records import LayerRow, Scalar
+
+    store = Store(tmp_path / "runs")
+    run_id = store.create_run(SessionConfig(epochs=1))
+    store.start_run(run_id, 100)
+
+    def snapshot(step: int) -> None:
+        store.write(run_id, [Scalar(s, 0, "loss", 1.0 / (s + 1)) for s in range(step - 9,
+                                                                              step + 1)]
+                    + [LayerRow(step, 0, layer, "sparsity", step / 100)
+                       for layer in ("conv1", "conv2")], step=step)
+
+    for step in (9, 19, 29):
+        snapshot(step)
+    reads = []
+    real = Store.scalars
+
+    def counted(self, run_ids, keys=None, **kw):
+        reads.append(kw.get("max_points"))
+        return real(self, run_ids, keys, **kw)
+
+    monkeypatch.setattr(Store, "scalars", counted)
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["run"] = run_id
+    at.run()
+
+    def history_loss() -> float:
+        table = next(d.value for d in at.dataframe
+                     if "value at or before this step" in d.value.columns)
+        return float(table.loc["loss"].iloc[0])
+
+    slider = next(s for s in at.select_slider if s.key.startswith(f"live.history.{run_id}"))
+    assert history_loss() == pytest.approx(1 / 30)
+    full = reads.count(None)
+    slider.set_value(19).run()
+    assert not at.exception and history_loss() == pytest.approx(1 / 20)
+    assert reads.count(None) == full            # the move read no curves
+    snapshot(39)
+    store.finish_run(run_id, "completed", summary={"final_accuracy": 0.9})
+    at.run()
+    slider = next(s for s in at.select_slider if s.key.startswith(f"live.history.{run_id}"))
+    slider.set_value(39).run()
+    assert history_loss() == pytest.approx(1 / 40)
