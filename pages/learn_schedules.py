@@ -45,14 +45,18 @@ with cubic:
     st.subheader("Cubic (GMP, FGGP, GraNet)")
     st.markdown("Density falls fast at first, when many weights are redundant, and slowly near "
                 "the end, when each weight left matters; flat after $T_{end}$.")
-    st.latex(r"d(t) = d_f + (d_i - d_f)\left(1 - \frac{t}{T_{end}}\right)^3")
+    # Each equation fits a third of the page at 1400 px with the sidebar open (a projector):
+    # wider, KaTeX scrolls it inside its box and the exponent or lambda's fraction was cut off.
+    st.latex(r"\begin{aligned} d(t) &= d_f + (d_i - d_f) \\ &\quad \cdot \left(1 - "
+             r"\frac{t}{T_{end}}\right)^3 \end{aligned}")
     st.caption("Zhu & Gupta, ICLR-W 2018, arXiv 1710.01878. A pruning step every ΔT optimizer "
                "steps; the curve is in steps, so it looks continuous.")
 with asym:
     st.subheader("Asymptotic (ASFP, PGMPF)")
     st.markdown("The keep rate decays exponentially towards its target $r = 1 - p$; 3/4 of the "
                 "pruning is done at $e = D\\,E$, and from $0.9\\,E$ the rate is exactly $r$.")
-    st.latex(r"r_e = r + (1 - r)\,e^{-k e},\quad k = \frac{\ln 4}{D\,E}")
+    st.latex(r"\begin{gathered} r_e = r + (1 - r)\,e^{-k e} \\ k = \frac{\ln 4}{D\,E}"
+             r"\end{gathered}")
     st.caption("He et al., ASFP, IEEE TCYB 2019, arXiv 1808.07471; PGMPF (Cai et al., AAAI-22, "
                "DOI 10.1609/aaai.v36i1.19888) uses it with D = 1/8. Computed at the end of epoch "
                "e, used in e + 1.")
@@ -61,6 +65,7 @@ with expo:
     st.markdown("Each pruning epoch keeps a constant fraction of the filters, so the last "
                 "pruning epoch lands exactly on $N_0 (1 - P)$; the rest of the session "
                 "fine-tunes.")
-    st.latex(r"n(e) = N_0\, e^{-\lambda (e + 1)},\quad \lambda = \frac{-\ln(1 - P)}{E}")
+    st.latex(r"\begin{gathered} n(e) = N_0\, e^{-\lambda (e + 1)} \\ "
+             r"\lambda = \frac{-\ln(1 - P)}{E} \end{gathered}")
     st.caption("Nguyen-Meidine et al., ICPR 2020, arXiv 1906.08746. Here E is the number of "
                "pruning epochs, round(end · epochs); filter counts round up to whole filters.")

@@ -104,8 +104,8 @@ st.caption("Latency: pruneviz.metrics.measure_latency (warm-up, models interleav
 st.divider()
 st.header("4. Round the kept filters to the block")
 st.markdown(
-    "The filter methods take **round_to** (`--param round_to=16`, or `auto` for this device's "
-    "block): each layer keeps a multiple of it (below one block, a divisor of it), rounded "
+    "The filter methods take **round to** (under the method's parameters on the Live page: 16, "
+    "or `auto` for this device's block): each layer keeps a multiple of it (below one block, a divisor of it), rounded "
     "down so it never prunes less than asked, and the method's own criterion still picks which "
     "filters go. Here the conv of part 1 is pruned at the rate below with and without rounding and "
     "timed on this machine: the padded count costs what the full block does, the rounded one "
@@ -138,8 +138,8 @@ st.header("5. 2:4 sparsity: zeros in a pattern a kernel can skip")
 st.markdown(
     "NVIDIA GPUs from Ampere on (compute capability 8.0+) have *sparse tensor cores*: when every "
     "group of 4 consecutive weights along a layer's input holds at most 2 nonzeros, they store "
-    "only those 2 plus their positions and do half the multiplies. `--param nm=2:4` prunes to "
-    "exactly that pattern (l1, random, gmp, fggp, granet, slr, admm), each method choosing the 2 "
+    "only those 2 plus their positions and do half the multiplies. **nm** = 2:4 (under the "
+    "method's parameters on the Live page) prunes to exactly that pattern (l1, random, gmp, fggp, granet, slr, admm), each method choosing the 2 "
     "it keeps per group. Half the weights of a layer with the pattern, each row of groups "
     "separated by bars:")
 st.code(learn_speed.two_four_pattern(), language=None)

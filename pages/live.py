@@ -1,5 +1,7 @@
 """Live session: configure a run, preview its schedule, run it and watch it train."""
 
+from functools import partial
+
 import streamlit as st
 
 from pruneviz.config import ConfigError
@@ -30,7 +32,8 @@ with form_col:
     if st.button("Run", type="primary", disabled=config is None, key="live.run",
                  icon=":material/play_arrow:", width="stretch"):
         try:
-            run_id = live_pick.submit_once(config, queue.submit, store)
+            # The form has just checked this config (session.check): not again on submit.
+            run_id = live_pick.submit_once(config, partial(queue.submit, checked=True), store)
         except ConfigError as e:
             st.error(str(e), icon=":material/error:")
         else:       # the view below picks it up in this same run
@@ -38,7 +41,7 @@ with form_col:
             state.add_to_selection(state.list_runs(store), [run_id])
 
 with view_col:
-    forms.schedule_preview(config)
+    forms.schedule_preview(config, errors)
     runs = state.list_runs(store)
     run_id = live_pick.current_run(runs)
     live.queue_panel(store, queue, run_id)

@@ -43,7 +43,10 @@ def mask_heatmaps(one: OneLayer) -> go.Figure:
     per_channel = one.weight[0, 0].numel()
     labels = [f"filter {i}  (L2 {n:.2f})" for i, n in enumerate(one.norms.tolist())]
     cols = list(range(w.shape[1]))
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.16, subplot_titles=(
+    # One set of filter labels, on the left: the right plot's own sat over the left heatmap
+    # at a 1400-px window with the sidebar open.
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=(
         "unstructured: the smallest |w| of the layer", "structured: the lowest-L2 filters"))
     zmax = w.max().item()
     for col, mask in ((1, one.unstructured), (2, one.structured)):

@@ -245,10 +245,11 @@ def trained(config: SessionConfig, store: RunSink, *, run_id: str | None = None,
 
 def run_session(config: SessionConfig, store: RunSink, *, run_id: str | None = None,
                 progress: Progress | None = None, cancel: threading.Event | None = None,
-                sweep_id: str | None = None) -> dict[str, Any]:
-    """Train the session (see `trained`); returns the run summary once the run has ended in the
-    store."""
+                sweep_id: str | None = None, prepared: Prepared | None = None
+                ) -> dict[str, Any]:
+    """Train the session (see `trained`, also for `prepared`); returns the run summary once the
+    run has ended in the store."""
     with trained(config, store, run_id=run_id, progress=progress, cancel=cancel,
-                 sweep_id=sweep_id) as summary:
+                 sweep_id=sweep_id, prepared=prepared) as summary:
         pass
     return summary

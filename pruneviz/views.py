@@ -8,8 +8,9 @@ finished runs alike and a step slider scrubs through history:
                                                   (a live redraw reads it twice a second)
     steps(frames) -> list[int]                    the recorded steps the slider offers, ascending
     panels(frames, run, step) -> list[Panel]      figures of the run as it was at `step`
-    default_step(frames) -> int | None            optional: where a finished run opens (else
-                                                  at its last recorded step)
+    default_step(frames) -> int | None            optional: a finished run's most telling
+                                                  step, offered as "Show step N" (the view
+                                                  opens at the last step, as the charts end)
 
 `run` is `Store.run(run_id)` (its `config` is the SessionConfig, `config.params` the method's
 parameters as given; unset ones take the method's Params defaults). No streamlit here.

@@ -44,11 +44,15 @@ _SPAWNED: list[subprocess.Popen] = []     # the workers this process started
 
 
 # -- submitting ----------------------------------------------------------------------------------
-def submit(store: Store, config: SessionConfig, sweep_id: str | None = None) -> str:
-    """Validate (ConfigError on bad input, nothing stored) and queue; returns the run id."""
+def submit(store: Store, config: SessionConfig, sweep_id: str | None = None, *,
+           checked: bool = False) -> str:
+    """Validate (ConfigError on bad input, nothing stored) and queue; returns the run id.
+    `checked`: the caller has just passed `config` through `session.check` (the Live form, the
+    CLI's prepare), so it is not checked a second time for the same click or command."""
     from .session import check
 
-    check(config)
+    if not checked:
+        check(config)
     return store.create_run(config, status="queued", sweep_id=sweep_id)
 
 
@@ -288,8 +292,8 @@ class Queue:
     def __init__(self, store: Store, wanted: int = 1, backend: str = "local") -> None:
         self.store, self.wanted, self.backend = store, wanted, check_backend(backend)
 
-    def submit(self, config: SessionConfig) -> str:
-        run_id = submit(self.store, config)
+    def submit(self, config: SessionConfig, *, checked: bool = False) -> str:
+        run_id = submit(self.store, config, checked=checked)
         self.ensure()
         return run_id
 

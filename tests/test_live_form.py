@@ -1,6 +1,7 @@
 """The Live form checks every field before Run, follows the run shown (edit and re-run, more
 seeds), and the live charts explain what would otherwise look empty or wrong."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from pruneviz.config import SessionConfig
 from pruneviz.data import folder_problem, missing_files
-from pruneviz.methods import get_method
+from pruneviz.methods import get_method, load_all
 from pruneviz.methods.fggp import view as fggp_view
 from pruneviz.methods.pgp.view import momentum_figure
 from pruneviz.methods.slr.view import penalty_reading
@@ -416,3 +417,170 @@ def test_range_and_type_messages_read_as_a_person_writes_them():
     assert "between 0 and 2,147,483,647" in message and "e+09" not in message
     with pytest.raises(ConfigError, match="expects numbers separated by commas"):
         coerce("a, b", (1.0,), "lr milestones")
+
+
+def test_a_finished_gmp_run_opens_its_internals_at_the_last_step(tmp_path, monkeypatch,
+                                                                 fast_config):
+    """Not mid-run (the view's telling step): the charts above end at the last step; the
+    telling step is one button away and pins the slider there."""
+    from pruneviz.session import run_session
+
+    store = Store(tmp_path / "runs")
+    summary = run_session(fast_config(method="gmp", rate=0.9, epochs=4, start="scratch",
+                                      max_steps_per_epoch=6), store)
+    run_id = summary["run_id"]
+    frames = fggp_view.load(store, run_id)
+    steps, telling = fggp_view.steps(frames), fggp_view.default_step(frames)
+    assert telling is not None and telling != steps[-1]     # the case the view opened on
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["run"] = run_id
+    at.run()
+
+    def slider():
+        return next(s for s in at.select_slider if s.key.startswith("live.internals.step."))
+
+    assert not at.exception
+    assert list(slider().options) == [str(s) for s in steps]
+    assert slider().value == steps[-1]
+    at.button(key=f"live.internals.telling.{run_id}").click().run()
+    assert slider().value == telling
+    at.button(key=f"live.internals.step.{run_id}.latest").click().run()
+    assert slider().value == steps[-1]
+
+
+def test_the_preset_is_kept_across_a_page_switch(live):
+    """A user who watches the run end on the Runs page comes back to the preset it ran with,
+    not "(defaults)" beside the preset's values."""
+    at = live
+    at.selectbox(key="live.method").set_value("pgmpf").run()
+    at.radio(key="live.preset").set_value("interactive").run()
+    epochs = at.number_input(key="live.epochs").value
+    at.switch_page("pages/runs.py").run()
+    at.switch_page("pages/live.py").run()
+    assert not at.exception
+    assert at.radio(key="live.preset").value == "interactive"
+    assert at.number_input(key="live.epochs").value == epochs
+
+
+def test_a_run_made_with_a_preset_loads_into_the_form_with_that_preset(tmp_path, monkeypatch):
+    from pruneviz.methods import apply_preset
+
+    store = Store(tmp_path / "runs")
+    preset = recorded_run(store, apply_preset(SessionConfig(method="pgmpf", rate=0.5),
+                                              "interactive"))
+    edited = apply_preset(SessionConfig(method="pgmpf", rate=0.5), "interactive")
+    edited = recorded_run(store, edited.replace(epochs=edited.epochs + 1))
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(tmp_path / "runs"))
+    for run_id, want in ((preset, "interactive"), (edited, forms.NO_PRESET)):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+        at.query_params["run"] = run_id
+        at.run()
+        assert not at.exception
+        assert at.radio(key="live.preset").value == want
+
+
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]+|python -m pruneviz")
+
+
+def _texts(at) -> list[str]:
+    """Every help, label, body and value text of the page as drawn."""
+    out = []
+
+    def walk(node):
+        proto = getattr(node, "proto", None)
+        for attr in ("help", "body", "label", "placeholder", "value"):
+            value = getattr(proto, attr, None)
+            if isinstance(value, str):
+                out.append(value)
+        children = getattr(node, "children", None)
+        for child in (children.values() if isinstance(children, dict) else ()):
+            walk(child)
+
+    walk(at._tree)
+    return out
+
+
+def test_the_ui_names_its_own_controls_never_cli_flags(live):
+    """Help shared with the CLI (--rate) reads **rate** in the form, for every method's
+    parameters, and the Learn page on speed names the controls too."""
+    at = live
+    assert forms.no_flags("overriding --rate, e.g. --no-such") == \
+        "overriding **rate**, e.g. --no-such"
+    found = []
+    for method in sorted(load_all()):
+        at.selectbox(key="live.method").set_value(method).run()
+        found += [(method, t) for t in _texts(at) if _FLAG.search(t)]
+    at.switch_page("pages/learn_speed.py").run()
+    found += [("learn_speed", t) for t in _texts(at) if _FLAG.search(t)]
+    assert not at.exception
+    assert found == []
+
+
+def test_form_errors_are_named_at_the_top_and_the_schedule_preview_stays(live):
+    """An error in the form (drawn in red above Run, below the fold of a 900-px window) is
+    also said at the top of the view, naming the control; the schedule of the last valid form
+    stays in view, titled as such."""
+    at = live
+    at.number_input(key="live.rate").set_value(0.9).run()
+    at.number_input(key="live.gmp.end").set_value(0.01).run()
+    assert not at.exception and at.button(key="live.run").disabled
+    top = " ".join(w.value for w in at.warning)
+    assert "**Run is off**" in top and "**end**" in top and "1 problem " in top
+    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Schedule of the last valid form: gmp at rate 0.9," in t for t in titles)
+    at.number_input(key="live.gmp.end").set_value(0.8).run()      # fixed: the form's own
+    assert not any("Run is off" in w.value for w in at.warning)
+    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Schedule of the form: gmp at rate 0.9," in t for t in titles)
+
+
+def test_a_history_slider_move_reads_no_curves_and_shows_the_values_at_its_step(tmp_path,
+                                                                              monkeypatch):
+    """The history table holds each curve's value at or before the chosen step; a slider
+    move reuses the curves read for the newest snapshot (it re-read every step of every curve,
+    68 ms at 11,000 steps), and a new snapshot or the run's end reads them again."""
+    from pruneviz.records import LayerRow, Scalar
+
+    store = Store(tmp_path / "runs")
+    run_id = store.create_run(SessionConfig(epochs=1))
+    store.start_run(run_id, 100)
+
+    def snapshot(step: int) -> None:
+        store.write(run_id, [Scalar(s, 0, "loss", 1.0 / (s + 1)) for s in range(step - 9,
+                                                                              step + 1)]
+                    + [LayerRow(step, 0, layer, "sparsity", step / 100)
+                       for layer in ("conv1", "conv2")], step=step)
+
+    for step in (9, 19, 29):
+        snapshot(step)
+    reads = []
+    real = Store.scalars
+
+    def counted(self, run_ids, keys=None, **kw):
+        reads.append(kw.get("max_points"))
+        return real(self, run_ids, keys, **kw)
+
+    monkeypatch.setattr(Store, "scalars", counted)
+    monkeypatch.setenv("PRUNEVIZ_STORE", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["run"] = run_id
+    at.run()
+
+    def history_loss() -> float:
+        table = next(d.value for d in at.dataframe
+                     if "value at or before this step" in d.value.columns)
+        return float(table.loc["loss"].iloc[0])
+
+    slider = next(s for s in at.select_slider if s.key.startswith(f"live.history.{run_id}"))
+    assert history_loss() == pytest.approx(1 / 30)
+    full = reads.count(None)
+    slider.set_value(19).run()
+    assert not at.exception and history_loss() == pytest.approx(1 / 20)
+    assert reads.count(None) == full            # the move read no curves
+    snapshot(39)
+    store.finish_run(run_id, "completed", summary={"final_accuracy": 0.9})
+    at.run()
+    slider = next(s for s in at.select_slider if s.key.startswith(f"live.history.{run_id}"))
+    slider.set_value(39).run()
+    assert history_loss() == pytest.approx(1 / 40)

@@ -27,7 +27,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.queue:
         from ..workers import submit
 
-        run_id = submit(store, config)
+        # checked by the prepare above (which also found its data); the worker prepares it
+        run_id = submit(store, config, checked="prepared" in extra)
         print(json.dumps({"run_id": run_id, "status": "queued"}) if args.json else run_id)
         return 0
     bar = Bar(enabled=not args.json)
@@ -54,11 +55,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     seeds = parse_numbers(args.seeds, "--seeds", int)
     configs = grid(session_config(args), methods, rates, seeds,
                    parse_scoped_params(args.param_for))
-    for config in configs:
+    # Each config checked once: the first by its prepare (the data and model every run of the
+    # grid shares, loaded here so bad input fails before anything is stored; its run then uses
+    # it), the others here.
+    local = args.backend == "local"
+    for config in configs[1:] if local else configs:
         check(config)
     train, ray_options = backend_train(args, configs)
-    if configs and args.backend == "local":
-        prepare(configs[0])     # the data and model every run of the grid shares
+    prepared = prepare(configs[0]) if configs and local else None
     store = Store(args.store)
     if args.queue:
         sweep_id, run_ids = submit_grid(store, configs)
@@ -76,9 +80,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
             summaries = run_sweep_on_ray(configs, store, sweep_id=sweep_id, **ray_options)
         else:
-            for config in configs:
+            for i, config in enumerate(configs):
+                extra = {"prepared": prepared} if i == 0 and prepared is not None else {}
                 summaries.append(train(config, store, progress=bar, sweep_id=sweep_id,
-                                       panel=False))      # measured by report/export
+                                       panel=False, **extra))     # measured by report/export
     finally:
         bar.close()
     if args.json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -74,7 +75,8 @@ def field_widget(f: dataclasses.Field, key: str, default: Any, fixed: str | None
     if key not in st.session_state:
         st.session_state[key] = memory.get(key, _shown(default))
     meta, label = f.metadata, label_of(f.name)
-    kw = dict(key=key, help=fixed or meta.get("help"), disabled=fixed is not None)
+    kw = dict(key=key, help=fixed or no_flags(meta.get("help") or "") or None,
+              disabled=fixed is not None)
     lo, hi = meta.get("min"), meta.get("max")
     # Number boxes take any number and the form says inline what is out of range (check_range):
     # with min/max the browser silently clamps what was typed, and a value loaded from a run
@@ -104,6 +106,21 @@ def field_widget(f: dataclasses.Field, key: str, default: Any, fixed: str | None
         value = st.text_input(label, **kw)
     memory[key] = value
     return value
+
+
+_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z-]*)")
+
+
+def no_flags(text: str) -> str:
+    """Help or a message shared with the CLI, naming the form's controls instead of its flags
+    (--rate -> **rate**); a flag with no control of that name stays."""
+    fields = _fields(SessionConfig)
+
+    def control(m: re.Match) -> str:
+        name = m.group(1).replace("-", "_")
+        return f"**{label_of(name)}**" if name in fields else m.group(0)
+
+    return _FLAG.sub(control, text)
 
 
 def label_of(name: str) -> str:
@@ -199,14 +216,15 @@ def _method_changed(prefix: str) -> None:
 
 def load_config(prefix: str, config: SessionConfig) -> None:
     """Fill the form with a run's config (Edit and re-run): its method and every parameter of
-    it, every session field but the name, the preset back to "(defaults)". Call it from a
+    it, every session field but the name, and the preset it ran with (preset_of). Call it from a
     widget callback (or before the form is drawn)."""
     cls = get_method(config.method)
     try:
         params = make_params(cls, dict(config.params))
     except ConfigError:        # an old run's parameters this build no longer takes
         params = cls.Params()
-    values: dict[str, Any] = {_method_key(prefix): cls.name, f"{prefix}.preset": NO_PRESET}
+    values: dict[str, Any] = {_method_key(prefix): cls.name,
+                              f"{prefix}.preset": preset_of(config, params)}
     for name, f in _fields(SessionConfig).items():
         if name not in SKIP | {"name"}:
             values[f"{prefix}.{name}"] = _widget_value(f, getattr(config, name))
@@ -216,6 +234,21 @@ def load_config(prefix: str, config: SessionConfig) -> None:
     for key, value in values.items():
         st.session_state[key] = memory[key] = value
     st.session_state.pop(f"{prefix}.preset_error", None)
+
+
+def preset_of(config: SessionConfig, params: Any) -> str:
+    """The preset `config` ran with: the first of its method's presets whose every value it
+    holds (session fields and parameters, `params` its parsed Params), else NO_PRESET."""
+    for name, preset in get_method(config.method).presets.items():
+        try:
+            wanted = apply_preset(SessionConfig(method=config.method), name)
+            wanted_params = make_params(get_method(config.method), wanted.params)
+        except ConfigError:
+            continue
+        if all((getattr(config, k) == getattr(wanted, k)) if k in _fields(SessionConfig)
+               else getattr(params, k, None) == getattr(wanted_params, k) for k in preset):
+            return name
+    return NO_PRESET
 
 
 def _widget_value(f: dataclasses.Field, value: Any) -> Any:
@@ -235,17 +268,25 @@ def method_picker(prefix: str, default: str = "gmp") -> type:
     if key not in st.session_state:
         st.session_state[key] = memory.get(key, default if default in names else names[0])
     name = st.selectbox("method", names, key=key, on_change=_method_changed, args=(prefix,),
-                        help=_fields(SessionConfig)["method"].metadata["help"])
+                        help="The pruning method: its summary and kind are under the box, "
+                             "its parameters in the expander below; the Learn pages explain "
+                             "each family.")
     memory[key] = name
     cls = registry[name]
     st.caption(f"{cls.summary} ({cls.kind})")
     if cls.presets:
-        st.radio("preset", [NO_PRESET, *cls.presets], key=f"{prefix}.preset", horizontal=True,
-                 on_change=_apply_preset, args=(prefix,),
-                 help="Fill the form with the paper's settings or a setting that shows the "
-                      "method's behaviour in a short run.")
+        # Remembered like the fields it fills: a page switch (to see the run end on Runs)
+        # dropped the widget's state and showed "(defaults)" beside the preset's values.
+        preset_key, options = f"{prefix}.preset", [NO_PRESET, *cls.presets]
+        if st.session_state.get(preset_key) not in options:
+            remembered = memory.get(preset_key)
+            st.session_state[preset_key] = remembered if remembered in options else NO_PRESET
+        memory[preset_key] = st.radio(
+            "preset", options, key=preset_key, horizontal=True, on_change=_apply_preset,
+            args=(prefix,), help="Fill the form with the paper's settings or a setting that "
+                                 "shows the method's behaviour in a short run.")
     if f"{prefix}.preset_error" in st.session_state:
-        st.error(st.session_state[f"{prefix}.preset_error"])
+        st.error(no_flags(plain(st.session_state[f"{prefix}.preset_error"])))
     return cls
 
 
@@ -320,7 +361,7 @@ def session_form(prefix: str, *, main: Iterable[str] = MAIN_FIELDS,
                                    **({"method": cls.name} if cls is not None else {}))
             check(config)
         except ConfigError as e:
-            errors.append(model_box.named(str(e)))
+            errors.append(no_flags(model_box.named(str(e))))
             config = None
     if config is not None:
         errors += problems(config) + model_box.problems(config)
@@ -397,10 +438,29 @@ def problems(config: SessionConfig) -> list[str]:
     return out
 
 
-def schedule_preview(config: SessionConfig | None) -> None:
-    """The method's schedule for this config, drawn before anything runs."""
-    if config is None:
-        return
+_LAST_VALID = "_form_last_valid"
+_CONTROL = re.compile(r"\*\*([^*]+)\*\*")
+
+
+def schedule_preview(config: SessionConfig | None, errors: Iterable[str] = ()) -> None:
+    """The method's schedule for this config, drawn before anything runs. While the form has
+    errors (`errors`, drawn in red above Run, often below the fold) it says so here, at the
+    top, naming the controls, and keeps the schedule of the last valid form in view."""
+    errors = list(errors)
+    if errors:
+        named = list(dict.fromkeys(m.group(1) for e in errors for m in [_CONTROL.search(e)]
+                                   if m))
+        st.warning(f"**Run is off** until the form is fixed: {len(errors)} problem"
+                   f"{'s' if len(errors) > 1 else ''} (in red above Run)"
+                   + (f" with {', '.join(f'**{n}**' for n in named)}." if named else "."),
+                   icon=":material/error:")
+    if config is not None:
+        st.session_state[_LAST_VALID] = config
+    else:
+        config = st.session_state.get(_LAST_VALID)
+        if config is None:
+            return
+    shown = "the form" if not errors else "the last valid form"
     cls = get_method(config.method)
     try:
         preview = cls.preview(config, make_params(cls, config.params))
@@ -408,6 +468,6 @@ def schedule_preview(config: SessionConfig | None) -> None:
         st.error(plain(e))
         return
     # Named as the form's, so it is not read as the schedule of the run shown beside it.
-    st.plotly_chart(schedule_figure(preview, f"Schedule of the form: {cls.name} at rate "
+    st.plotly_chart(schedule_figure(preview, f"Schedule of {shown}: {cls.name} at rate "
                                              f"{config.rate:g}, {config.epochs} epochs"),
                     key="schedule_preview")

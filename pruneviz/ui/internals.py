@@ -54,6 +54,14 @@ def step_slider(steps: list[int], key: str, *, label: str = "Step",
     return step
 
 
+def pin_step(key: str, step: int) -> None:
+    """Move the step slider `key` to `step` and keep it there (as a user's drag does); call
+    it from a widget callback."""
+    state = st.session_state.setdefault(f"{key}.state", {"follow": True, "picked": None,
+                                                        "pins": 0})
+    state.update(follow=False, picked=step, pins=state["pins"] + 1)
+
+
 def internals_view(store: Store, run: dict, key: str = "internals") -> None:
     run_id, method = run["run_id"], run["config"].method
     if run["config"].model in TRANSFORMERS:
@@ -70,10 +78,19 @@ def internals_view(store: Store, run: dict, key: str = "internals") -> None:
                 "pruning step)." if run["status"] in ACTIVE else
                 "This run recorded no internals (it ended before the method's first record).")
         return
-    opening = None
+    # A finished run opens on its last step, as its charts above end there (opening on the
+    # view's telling step read as a run shown mid-way); that step is one click away.
+    telling = None
     if run["status"] not in ACTIVE and hasattr(module, "default_step"):
-        opening = module.default_step(frames)
-    step = step_slider(steps, f"{key}.step.{run_id}", opening=opening)
+        telling = module.default_step(frames)
+    step = step_slider(steps, f"{key}.step.{run_id}")
+    if telling in steps and telling != steps[-1] and step != telling:
+        st.button(f"Show step {telling}", key=f"{key}.telling.{run_id}",
+                  icon=":material/center_focus_strong:", on_click=pin_step,
+                  args=(f"{key}.step.{run_id}", telling),
+                  help="The step this view shows best (FGGP and GMP: the last pruning step "
+                       "that cut many weights; the schedule's final steps cut a handful, too "
+                       "few to show a selection).")
     panels = module.panels(frames, run, step)
     half: list[views.Panel] = []
     for panel in panels:

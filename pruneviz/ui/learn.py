@@ -14,6 +14,7 @@ from ..plots_learn import structure_figure
 from .model_box import _stamp
 from .text import chart_text, plain
 
+SHORT_LABEL = 10          # characters of a metric label that fit half the controls column
 ICONS = {"info": ":material/info:", "warning": ":material/warning:"}
 
 
@@ -35,10 +36,12 @@ def toy_tab(toy: Toy, family: str) -> None:
             values[c.name] = _widget(c, values, f"learn.{family}.{c.name}")
     drawn = toy.draw(values)
     # Two metrics a row: three side by side in the narrow controls column cut their labels
-    # and values off ("0…").
-    for i in range(0, len(drawn.metrics), 2):
-        row = drawn.metrics[i:i + 2]
-        for col, (label, value, help_) in zip(controls.columns(2), row):
+    # and values off ("0…"); one a row when a label is long ("Wanda keeps, framed" was cut
+    # at a 1400-px window with the sidebar open).
+    per_row = 1 if any(len(label) > SHORT_LABEL for label, _, _ in drawn.metrics) else 2
+    for i in range(0, len(drawn.metrics), per_row):
+        row = drawn.metrics[i:i + per_row]
+        for col, (label, value, help_) in zip(controls.columns(per_row), row):
             col.metric(label, value, help=help_)
     figures = list(drawn.figures)
     for col, (key, fig) in zip((left, right), figures[:2]):

@@ -163,8 +163,9 @@ TOY = Toy(
           "fixed, not annealed: that is the paper's point."),
     citation=("Zhu, Bezek, Goksel, Fixed-rate Gradient-First Gradual Pruning, SCIA 2025, "
               "arXiv 2411.05500 (docs/methods.md, FGGP); GMP: Zhu & Gupta, arXiv 1710.01878."),
-    equations=(r"C = \operatorname{smallest}_{\lfloor \rho \cdot \mathrm{remain} \rfloor}"
-               r"\ |g| \ \text{ among active weights}",
+    equations=(r"\begin{gathered} C = \operatorname{smallest}_{\lfloor \rho \cdot "
+               r"\mathrm{remain} \rfloor}\ |g| \\ \text{among the active weights}"
+               r"\end{gathered}",       # two lines: one was cut off at 1400 px, sidebar open
                r"\text{pruned} = \operatorname{smallest}_{\mathrm{to\_prune}}\ |w| "
                r"\ \text{ within } C"),
     equation_note=("with $\\mathrm{to\\_prune} = \\lfloor N(1 - d(t)) \\rfloor - "

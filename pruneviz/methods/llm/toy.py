@@ -69,8 +69,9 @@ def matrix_figure(p: Parting, channel: int) -> go.Figure:
         hovertemplate="row %{y}, input %{x}: |W| %{text}, %{customdata}<extra></extra>"))
     fig.add_vrect(x0=channel - 0.5, x1=channel + 0.5, line=dict(color="#CC79A7", width=3))
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="output row")
+    # Upright: 16 level labels side by side ran into each other at a 1400-px window.
     fig.update_xaxes(showgrid=False, title_text="input channel's ||X_j|| (the scaled one framed)",
-                     tickvals=list(range(COLS)), tickangle=0, tickfont=dict(size=10),
+                     tickvals=list(range(COLS)), tickangle=-90, tickfont=dict(size=10),
                      ticktext=[f"{v:.0f}" if v >= 10 else f"{v:.1f}" for v in p.norms.tolist()])
     return _layout(fig, "|W| of each weight, by outcome", height=420)
 
@@ -85,7 +86,8 @@ def error_figure(p: Parting) -> go.Figure:
                        text=f"update removes {removed:.3g}", yshift=12)
     fig.add_shape(type="line", x0=2.6, x1=3.4, y0=p.errors["err_mask"],
                   y1=p.errors["err_mask"], line=dict(color="#E69F00", dash="dot", width=2))
-    fig.update_yaxes(title_text="||WX − W'X||² over the tokens (log)", type="log")
+    # Labelled at 1, 2 and 5 of each decade: 3..9 ran into each other in a short chart.
+    fig.update_yaxes(title_text="||WX − W'X||² over the tokens (log)", type="log", dtick="D2")
     return _layout(fig, "Reconstruction error of each choice", height=420)
 
 
@@ -136,5 +138,5 @@ TOY = Toy(
         Control("seed", "Seed", 0, 0, 999, kind="number"),
     ),
     draw=draw,
-    widths=(1, 2.2, 1.8),
+    widths=(1, 2.8, 1.6),     # the heatmap's 16 channel labels need the room
 )
