@@ -28,6 +28,7 @@ import plotly.graph_objects as go
 
 from ...plots import ACHIEVED, TARGET, _axis, _figure, _line, _rgba, _unit, method_color
 from ...store import Store
+from ...transformers import TRANSFORMERS
 from ...views import (
     MARKER,
     Panel,
@@ -43,6 +44,7 @@ from ...views import (
     waiting,
 )
 from ..roundto import asks_rounding
+from ..structures import label as unit_label
 from .records import ACTIVE, EPOCHS, HARD, LAYERS, SOFT
 
 TITLE = "Filter-change scores"      # the heading the dashboard gives this view
@@ -82,18 +84,12 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
         and hasattr(cls, "n_pruning_epochs") else config.epochs
     layers, epochs = upto(frames["layers"], step), upto(frames["epochs"], step)
     psfp = method == "psfp"
+    many = "heads and neurons" if config.model in TRANSFORMERS else "filters"
     out = [
         Panel("pgp.scores", scores_figure(frames["filters"], layers, step,
                                           "L2 norm" if psfp else "score"),
-              "Each block of bars is one conv, or the convs a residual addition ties "
-              "together (pruned as one group), its filters sorted by "
-              + ("L2 norm" if psfp else "score (how much the filter changed in the epoch)")
-              + " relative to the group's largest, weakest on the left: red bars left of the "
-              "hard cut are removed, orange ones between the hard and weak cuts are reset to "
-              "zero, blue ones are kept. A reset filter competes again, but behind a BatchNorm "
-              "it cannot regrow: its weights, γ and β get exactly zero gradient (in the "
-              "authors' code too), so it scores 0 and goes at a later epoch.", wide=True),
-        Panel("pgp.counts", counts_figure(layers, cls, params, config, n_prune),
+              scores_caption(psfp, many == "filters"), wide=True),
+        Panel("pgp.counts", counts_figure(layers, cls, params, config, n_prune, many),
               "Filters of all convs after each pruning epoch: kept (active), reset to zero "
               "(soft) and removed for good; the line is the schedule's target of filters to "
               "keep, dashed where it is still ahead"
@@ -120,7 +116,31 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
                  "compacted after training)." if psfp else
                  ", which falls as removed filters leave the network.")),
     ]
-    return out
+    return out if many == "filters" else [Panel(
+        p.key, p.figure, p.caption.replace("filters", many).replace("filter", "head or neuron")
+        .replace("convs", "blocks"), p.wide) if p.key != "pgp.scores" else p for p in out]
+
+
+def scores_caption(psfp: bool, convs: bool) -> str:
+    """How to read the sorted scores: a conv's filters, or a transformer's heads and neurons
+    (each block's attention and MLP a group)."""
+    score = "L2 norm" if psfp else "score (how much the filter changed in the epoch)"
+    if not convs:
+        return ("Each block of bars is one block's attention heads (blocks.i.attn) or its MLP "
+                "neurons (blocks.i.mlp), sorted by " + score.replace("filter", "head or neuron")
+                + " over all of a structure's weights (a head's q, k, v rows and c_proj "
+                "columns; a neuron's c_fc row and c_proj column) relative to the block's "
+                "largest, weakest on the left: red bars left of the hard cut are masked for "
+                "good (removed when the model is compacted), orange ones between the hard and "
+                "weak cuts are reset to zero, blue ones are kept. A head or neuron reset to zero "
+                "gets exactly zero gradient, so it scores 0 and goes at a later epoch.")
+    return ("Each block of bars is one conv, or the convs a residual addition ties together "
+            "(pruned as one group), its filters sorted by " + score + " relative to the "
+            "group's largest, weakest on the left: red bars left of the hard cut are removed, "
+            "orange ones between the hard and weak cuts are reset to zero, blue ones are kept. "
+            "A reset filter competes again, but behind a BatchNorm it cannot regrow: its "
+            "weights, γ and β get exactly zero gradient (in the authors' code too), so it "
+            "scores 0 and goes at a later epoch.")
 
 
 def _groups(layers: pd.DataFrame) -> list[str]:
@@ -183,7 +203,7 @@ def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
             ys.append(sc / top)
             fates.append(st)
             data.append(np.column_stack([f, sc]))
-            groups += [f"{lead}<br>{fate_names[int(v)]}" for v in st]
+            groups += [f"{lead}<br>{fate_names[int(v)]}<br>{unit_label(lead)}" for v in st]
             for name, n in (("hard cut", n_hard), ("weak cut", n_weak)):
                 if n > 0:
                     cuts[name] += [offset + n - 0.5, offset + n - 0.5, None]
@@ -198,7 +218,7 @@ def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
                            name=f"scores, row {r + 1}", showlegend=False, **axes,
                            marker=dict(color=st, cmin=0, cmax=2, colorscale=fate_scale,
                                        line=dict(width=0)),
-                           hovertemplate="%{text}<br>filter %{customdata[0]}<br>"
+                           hovertemplate="%{text} %{customdata[0]}<br>"
                                          f"{score_name} %{{customdata[1]:.4g}} "
                                          "(%{y:.2f} of the group's largest)<extra></extra>"))
         # A bar under 1% of its group's largest does not show (reset filters score 0 or
@@ -237,8 +257,8 @@ def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
                    title=f"Sorted scores at pruning epoch {epoch}{shown}")
 
 
-def counts_figure(layers: pd.DataFrame, cls: Any, params: Any, config: Any, n_prune: int
-                  ) -> go.Figure:
+def counts_figure(layers: pd.DataFrame, cls: Any, params: Any, config: Any, n_prune: int,
+                  many: str = "filters") -> go.Figure:
     """Stacked active / soft / removed filters (all convs) per pruning epoch, with n(e)."""
     if layers.empty:
         return waiting(WAIT)
@@ -265,8 +285,9 @@ def counts_figure(layers: pd.DataFrame, cls: Any, params: Any, config: Any, n_pr
     layout = dict(barmode="stack", showlegend=True,
                   xaxis=_axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
                               dtick=1 if n_prune <= 20 else None),
-                  yaxis=_axis("filters (all convs)", rangemode="tozero"))
-    return _figure(traces, layout, height=320, title="Active, soft and removed filters")
+                  yaxis=_axis(f"{many} (all {'convs' if many == 'filters' else 'blocks'})",
+                              rangemode="tozero"))
+    return _figure(traces, layout, height=320, title=f"Active, soft and removed {many}")
 
 
 def spearman_figure(layers: pd.DataFrame, n_prune: int) -> go.Figure:
