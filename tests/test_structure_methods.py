@@ -234,3 +234,33 @@ def test_the_live_internals_render_a_gpt_tiny_run(method, gpt_runs, shared_store
     text = " ".join(json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "")
                     for c in charts)
     assert ("Head norms" in text) if method == "pgmpf" else ("heads and neurons" in text)
+
+
+@pytest.mark.parametrize("name", ["pgmpf", "pgp", "l2_filter"])
+def test_round_to_rounds_each_blocks_kept_heads_and_neurons(name, shared_store):
+    """rate 0.35, round_to=4: 3 of 4 heads kept -> 2 (below one block: a divisor of 4); 167 or
+    166 of 256 neurons kept (pgmpf floors what it prunes, l2_filter rounds) -> 164."""
+    held = {}
+    save = loop._save_artifacts
+    mp = pytest.MonkeyPatch()
+    mp.setattr(loop, "_save_artifacts", lambda ctx, folder: (
+        held.update(model=copy.deepcopy(ctx.model)), save(ctx, folder)))
+    try:
+        s = run_session(SessionConfig(method=name, rate=0.35, model="gpt_tiny", dataset="pydoc",
+                                      params={"round_to": "4"}, **TINY), shared_store)
+    finally:
+        mp.undo()
+    assert s["status"] == "completed", s.get("error")
+    small = copy.deepcopy(held["model"])
+    remove_dead_structures(small)
+    assert [b.attn.n_head for b in small.blocks] == [2] * 4
+    assert [b.mlp.c_fc.out_features for b in small.blocks] == [164] * 4
+
+
+def test_round_to_wider_than_a_blocks_heads_is_one_clear_error():
+    from pruneviz.methods.roundto import round_to_problem
+
+    problem = round_to_problem(SessionConfig(method="pgmpf", model="gpt_tiny", dataset="pydoc",
+                                             params={"round_to": "8"}))
+    assert problem.startswith("round_to=8 is more than the 4 heads of blocks.0.attn")
+    assert "round_to=4 or less" in problem
