@@ -203,11 +203,17 @@ def test_pgp_internals_score_heads_and_neurons(gpt_runs, shared_store):
     panels = _panels(view, shared_store, gpt_runs["pgp"])
     for p in panels.values():
         assert "filter" not in p.caption, p.key
-    scores = panels["pgp.scores"].figure
-    texts = [str(x) for t in scores.data if t.type == "bar" for x in t.text]
-    assert any(x.endswith("<br>head") for x in texts) and any(x.endswith("<br>neuron")
-                                                               for x in texts)
-    assert not any("filter" in x for x in texts)
+    assert "pgp.scores" not in panels
+    for unit in ("head", "neuron"):
+        scores = panels[f"pgp.scores.{unit}s"].figure
+        texts = [str(x) for t in scores.data if t.type == "bar" for x in t.text]
+        assert texts and all(x.endswith(f"<br>{unit}") for x in texts)
+        assert scores.layout.title.text.endswith(f", {unit}s")
+        # a bar for every head (neuron) each block had before the last pruning epoch
+        rows = shared_store.rows(gpt_runs["pgp"]["run_id"], "pgp_layers")
+        rows = rows[(rows.epoch == rows.epoch.max()) & rows.layer.str.endswith(
+            ".attn" if unit == "head" else ".mlp")]
+        assert len(rows) == 4 and len(texts) == rows.before.sum()
     counts = panels["pgp.counts"].figure
     assert counts.layout.yaxis.title.text == "heads and neurons (all blocks)"
     assert counts.layout.title.text == "Active, soft and removed heads and neurons"

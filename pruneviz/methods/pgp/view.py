@@ -86,9 +86,7 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
     psfp = method == "psfp"
     many = "heads and neurons" if config.model in TRANSFORMERS else "filters"
     out = [
-        Panel("pgp.scores", scores_figure(frames["filters"], layers, step,
-                                          "L2 norm" if psfp else "score"),
-              scores_caption(psfp, many == "filters"), wide=True),
+        *scores_panels(frames["filters"], layers, step, psfp, many == "filters"),
         Panel("pgp.counts", counts_figure(layers, cls, params, config, n_prune, many),
               "Filters of all convs after each pruning epoch: kept (active), reset to zero "
               "(soft) and removed for good; the line is the schedule's target of filters to "
@@ -118,22 +116,44 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
     ]
     return out if many == "filters" else [Panel(
         p.key, p.figure, p.caption.replace("filters", many).replace("filter", "head or neuron")
-        .replace("convs", "blocks"), p.wide) if p.key != "pgp.scores" else p for p in out]
+        .replace("convs", "blocks"), p.wide) if not p.key.startswith("pgp.scores") else p
+        for p in out]
 
 
-def scores_caption(psfp: bool, convs: bool) -> str:
-    """How to read the sorted scores: a conv's filters, or a transformer's heads and neurons
-    (each block's attention and MLP a group)."""
+OWNS = {"head": "its q, k, v rows and c_proj columns", "neuron": "its c_fc row and c_proj column"}
+WHERE = {"head": ("blocks.i.attn", "attention"), "neuron": ("blocks.i.mlp", "MLP")}
+
+
+def scores_panels(filters: pd.DataFrame, layers: pd.DataFrame, step: int, psfp: bool,
+                  convs: bool) -> list[Panel]:
+    """The sorted scores: one figure of a CNN's groups of filters, or on a transformer one of
+    each block's heads and one of its MLP neurons (4 heads beside 256 neurons would not show)."""
+    score = "L2 norm" if psfp else "score"
+    if convs:
+        return [Panel("pgp.scores", scores_figure(filters, layers, step, score),
+                      scores_caption(psfp), wide=True)]
+    out = []
+    for unit, suffix in (("head", ".attn"), ("neuron", ".mlp")):
+        mine = layers[layers["group"].astype(str).str.endswith(suffix)]
+        out.append(Panel(f"pgp.scores.{unit}s", scores_figure(
+            filters[filters.layer.str.endswith(suffix)], mine, step, score, f", {unit}s"),
+            scores_caption(psfp, unit), wide=True))
+    return out
+
+
+def scores_caption(psfp: bool, unit: str | None = None) -> str:
+    """How to read the sorted scores: a conv's filters, or a transformer's heads or neurons
+    (each block's attention or MLP a group)."""
     score = "L2 norm" if psfp else "score (how much the filter changed in the epoch)"
-    if not convs:
-        return ("Each block of bars is one block's attention heads (blocks.i.attn) or its MLP "
-                "neurons (blocks.i.mlp), sorted by " + score.replace("filter", "head or neuron")
-                + " over all of a structure's weights (a head's q, k, v rows and c_proj "
-                "columns; a neuron's c_fc row and c_proj column) relative to the block's "
-                "largest, weakest on the left: red bars left of the hard cut are masked for "
-                "good (removed when the model is compacted), orange ones between the hard and "
-                "weak cuts are reset to zero, blue ones are kept. A head or neuron reset to zero "
-                "gets exactly zero gradient, so it scores 0 and goes at a later epoch.")
+    if unit is not None:
+        name, part = WHERE[unit]
+        return (f"Each block of bars is one block's {part} ({name}), its {unit}s sorted by "
+                + score.replace("filter", unit) + f" over all of a {unit}'s weights ("
+                + OWNS[unit] + ") relative to the block's largest, weakest on the left: red "
+                "bars left of the hard cut are masked for good (removed when the model is "
+                "compacted), orange ones between the hard and weak cuts are reset to zero, blue "
+                f"ones are kept. A {unit} reset to zero gets exactly zero gradient, so it scores "
+                "0 and goes at a later epoch.")
     return ("Each block of bars is one conv, or the convs a residual addition ties together "
             "(pruned as one group), its filters sorted by " + score + " relative to the "
             "group's largest, weakest on the left: red bars left of the hard cut are removed, "
@@ -152,7 +172,7 @@ def _groups(layers: pd.DataFrame) -> list[str]:
 
 
 def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
-                  score_name: str = "score") -> go.Figure:
+                  score_name: str = "score", what: str = "") -> go.Figure:
     """Per group, the present filters' scores sorted (relative to the group's largest), side by
     side, up to GROUPS_PER_ROW groups a row; bars coloured by fate, hard and weak cuts drawn.
 
@@ -254,7 +274,7 @@ def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
     shown = "" if len(leads) == total else f", {len(leads)} of {total} groups"
     layout.update(bargap=0.15, showlegend=True)
     return _figure(traces, layout, height=60 + 250 * len(chunks),
-                   title=f"Sorted scores at pruning epoch {epoch}{shown}")
+                   title=f"Sorted scores at pruning epoch {epoch}{shown}{what}")
 
 
 def counts_figure(layers: pd.DataFrame, cls: Any, params: Any, config: Any, n_prune: int,
