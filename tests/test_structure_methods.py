@@ -158,9 +158,9 @@ def test_compacted_model_gives_the_masked_logits_with_each_blocks_share(name, sh
 # -- the internals views on gpt_tiny: heads and neurons, labelled as such ---------------------
 @pytest.fixture(scope="module")
 def gpt_runs(shared_store):
-    """A finished gpt_tiny session of pgmpf and of pgp (4 epochs: 3 of them prune for pgp)."""
+    """A finished gpt_tiny session of each view's methods (4 epochs: 3 of them prune for pgp)."""
     out = {}
-    for method in ("pgmpf", "pgp"):
+    for method in ("pgmpf", "sfp", "pgp", "psfp"):
         config = SessionConfig(method=method, rate=0.5, model="gpt_tiny", dataset="pydoc",
                                **{**TINY, "epochs": 4})
         s = run_session(config, shared_store)
@@ -227,7 +227,7 @@ def _internals_app(root: str, run_id: str) -> None:
     internals_view(store, store.run(run_id))
 
 
-@pytest.mark.parametrize("method", ["pgmpf", "pgp"])
+@pytest.mark.parametrize("method", ["pgmpf", "sfp", "pgp", "psfp"])
 def test_the_live_internals_render_a_gpt_tiny_run(method, gpt_runs, shared_store):
     from streamlit.testing.v1 import AppTest
 
@@ -239,7 +239,9 @@ def test_the_live_internals_render_a_gpt_tiny_run(method, gpt_runs, shared_store
     assert len(charts) >= 5
     text = " ".join(json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "")
                     for c in charts)
-    assert ("Head norms" in text) if method == "pgmpf" else ("heads and neurons" in text)
+    assert ("Head norms" in text) if method.endswith("mpf") or method == "sfp" else (
+        "heads and neurons" in text and ", heads" in text)
+    assert "filter" not in " ".join(c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("name", ["pgmpf", "pgp", "l2_filter"])
