@@ -10,6 +10,8 @@ alpha_e = alpha_0 exp(-a e); at each epoch's end the floor(N (1 - r_e)) lowest-L
 every prunable conv get m = 0 and are multiplied (with their BN gamma, beta) by alpha_e; every
 step grad W_i *= m_i + (1 - m_i)(1 - lambda_e)[u_i < 0.5]. SFP: r_e = r, alpha_e = 0, no
 gradient mask; ASFP: the asymptotic r_e with SFP's hard zero. Records: records.py.
+On vit_tiny and gpt_tiny the filters are each block's attention heads and MLP neurons (class
+Structures over methods/structures.py; docs/methods.md, "Filter methods on transformers").
 Defaults, timing and fidelity choices: docs/methods.md, "PGMPF, SFP, ASFP".
 
 The final mask is held by the session (conv weights and BN gamma, beta), so pruned channels

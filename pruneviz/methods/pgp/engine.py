@@ -13,6 +13,10 @@ math.hybrid_split into hard (removed by pruneviz.surgery) and soft (zeroed, its 
 zeroed; PSFP keeps the momentum), all hard at the last pruning epoch; then fine-tuning. Behind
 a BatchNorm a soft-reset filter gets exactly zero gradient (weights, gamma and beta, in the
 authors' code too), so it cannot regrow and goes at a later epoch. Records: records.py.
+On vit_tiny and gpt_tiny the filters are each block's attention heads and MLP neurons
+(methods/structures.py), each unit its own group, and the hard set is masked for good rather
+than cut mid-training: the session's compaction removes it (docs/methods.md, "Filter methods
+on transformers").
 Defaults, the reference counts and fidelity choices: docs/methods.md, "PGP, RPGP, PSFP".
 """
 
