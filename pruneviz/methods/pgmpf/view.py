@@ -53,6 +53,7 @@ KEPT_SCALE = [[0, "#d6e6f5"], [1, "#08306b"]]       # light = small norm, dark =
 PRUNED_SCALE = [[0, "#fcc5b0"], [1, "#67000d"]]
 REVIVED = "#2ca02c"
 ROUNDED = "#9467bd"         # the kept share once counts are rounded (round_to)
+HISTORY_ROWS_WITH_GAPS = 128   # more filters than this: the history's rows touch
 MAX_EPOCH_COLUMNS = 80      # the one-layer history thins longer runs to this many epochs
 WAIT = "waiting for the first epoch: the mask is computed at the end of each epoch"
 
@@ -177,7 +178,7 @@ def _grid(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], values: np
 
 
 def _split_heatmaps(x: Any, y: Any, z: np.ndarray, mask: np.ndarray, raw: np.ndarray, *,
-                    zmax: float, hover: str, colorbar: str) -> list[dict]:
+                    zmax: float, hover: str, colorbar: str, ygap: int = 1) -> list[dict]:
     """Kept and pruned cells as two heatmaps (blues, reds) on one grid; NaN cells stay empty."""
     out = []
     for name, keep, scale, y_bar in (("kept", 1.0, KEPT_SCALE, 0.78), ("pruned", 0.0,
@@ -185,7 +186,7 @@ def _split_heatmaps(x: Any, y: Any, z: np.ndarray, mask: np.ndarray, raw: np.nda
         cells = np.where(mask == keep, z, np.nan)
         out.append(dict(
             type="heatmap", x=x, y=y, z=cells, customdata=raw, zmin=0, zmax=zmax,
-            colorscale=scale, name=name, xgap=1, ygap=1, hoverongaps=False,
+            colorscale=scale, name=name, xgap=1, ygap=ygap, hoverongaps=False,
             colorbar=dict(title=dict(text=f"{name}<br>{colorbar}", side="top"), thickness=10,
                           len=0.45, y=y_bar, yanchor="middle"),
             hovertemplate=hover + f"<br>{name}<extra></extra>"))
@@ -266,8 +267,10 @@ def history_figure(filters: pd.DataFrame, layers: pd.DataFrame, order: pd.DataFr
     mask = _grid(rows, col, shape, f["mask"].to_numpy(float))
     zmax = float(np.nanmax(z)) if np.isfinite(z).any() and np.nanmax(z) > 0 else 1.0
     unit = unit_label(names[which])
+    # a row under ~2 px (a 256-neuron MLP) would be all gap: no gap between rows then
     traces = _split_heatmaps(ends, np.arange(shape[0]), z, mask, z, zmax=zmax, colorbar="L2",
-                             hover=f"epoch %{{x}}, {unit} %{{y}}<br>L2 %{{customdata:.4g}}")
+                             hover=f"epoch %{{x}}, {unit} %{{y}}<br>L2 %{{customdata:.4g}}",
+                             ygap=1 if shape[0] <= HISTORY_ROWS_WITH_GAPS else 0)
     layout = dict(xaxis=_axis("epoch", showgrid=False, range=[-0.5, max(epochs, 1) - 0.5]),
                   yaxis=_axis(f"{unit} index", autorange="reversed", showgrid=False),
                   showlegend=False)
