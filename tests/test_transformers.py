@@ -218,7 +218,6 @@ def test_language_model_loss_is_the_mean_next_token_cross_entropy():
 @pytest.mark.parametrize("model,dataset,method,word", [
     ("gpt_tiny", "digits", "l1", "**model** / **dataset**"),
     ("tiny_cnn", "pydoc", "l1", "**model** / **dataset**"),
-    ("gpt_tiny", "pydoc", "pgmpf", "**method** pgmpf"),
     ("gpt_tiny", "text:/no/such/file.txt", "l1", "text:PATH")])
 def test_the_form_says_inline_what_does_not_fit(model, dataset, method, word):
     from pruneviz.ui.forms import problems
@@ -227,10 +226,11 @@ def test_the_form_says_inline_what_does_not_fit(model, dataset, method, word):
     assert len(found) == 1 and word in found[0]
 
 
-def test_a_text_run_has_no_form_problem():
+@pytest.mark.parametrize("method", ["gmp", "pgmpf", "pgp"])
+def test_a_text_run_has_no_form_problem(method):
     from pruneviz.ui.forms import problems
 
-    assert problems(SessionConfig(model="gpt_tiny", dataset="pydoc", method="gmp")) == []
+    assert problems(SessionConfig(model="gpt_tiny", dataset="pydoc", method=method)) == []
 
 
 def test_a_structures_score_is_the_l2_norm_over_all_its_weights():

@@ -198,14 +198,17 @@ class L2Filter(RoundTo, OneShot):
         return out
 
     def structure_masks(self, ctx: Context) -> Masks:
-        """A transformer's heads and MLP neurons, each block's own `rate` of them with the
-        lowest L2 norm over all of a structure's weights (the filter's norm, extended: q, k, v
-        rows and c_proj columns of a head; c_fc row and c_proj column of a neuron)."""
+        """A transformer's heads and MLP neurons, each block's own `rate` of them (kept count
+        rounded to round_to, at least one) with the lowest L2 norm over all of a structure's
+        weights (the filter's norm, extended: q, k, v rows and c_proj columns of a head; c_fc
+        row and c_proj column of a neuron)."""
+        self.resolve_round_to(ctx)
         out: Masks = {}
         pruned = total = 0
         for name, kind, scores in structure_scores(ctx.model):
             n = scores.numel()
-            keep = filter_mask(scores, min(n_prune(n, ctx.config.rate), n - 1))
+            kept = self.rounded(n - min(n_prune(n, ctx.config.rate), n - 1), n)
+            keep = filter_mask(scores, n - kept)
             out.update(structure_param_masks(ctx.model, name, kind, keep))
             ctx.record.filters(name, "l2_norm", scores)
             ctx.record.filters(name, "mask", keep)

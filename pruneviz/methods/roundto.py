@@ -23,6 +23,7 @@ from ..metrics import cpu_vector_block
 from ..records import declare
 from ..schedules import ROUND_MODES, round_kept
 from .base import Context
+from .structures import label, units, uses_structures
 
 AUTO = "auto"
 CUDA_BLOCK = 8           # tensor-core and cuDNN tiles take output channels in multiples of 8
@@ -89,8 +90,9 @@ def check_widths(value: Any, widths: dict[str, int]) -> None:
         return
     name = min(widths, key=widths.__getitem__)
     if n > widths[name]:
-        raise ConfigError(f"round_to={n} is more than the {widths[name]} filters of {name}, so "
-                          f"it can keep no multiple of {n}; use round_to={widths[name]} or less, "
+        raise ConfigError(f"round_to={n} is more than the {widths[name]} {label(name)}s of "
+                          f"{name}, so it can keep no multiple of {n}; use "
+                          f"round_to={widths[name]} or less, "
                           f"or auto (a layer narrower than its block keeps a divisor of it).")
 
 
@@ -123,8 +125,7 @@ class RoundTo:
 
     def check(self, model: nn.Module) -> None:
         super().check(model)  # type: ignore[misc]
-        check_widths(self.p.round_to, {l.name: l.module.weight.shape[0]
-                                       for l in self.select_layers(model)})
+        check_widths(self.p.round_to, dict(filter_widths(self, model)))
 
     def resolve_round_to(self, ctx: Context) -> None:
         """Resolve auto for this run's device; the summary keeps both, so the run can be
@@ -158,7 +159,15 @@ def _layer_widths(method: type, model: str, shape: tuple[int, int, int], params:
 
     with torch.device("meta"):       # no memory, no initialisation: cheap on every redraw
         net = build_model(model, shape, 10)
-    return tuple((l.name, l.module.weight.shape[0]) for l in method(params).select_layers(net))
+    return filter_widths(method(params), net)
+
+
+def filter_widths(method: Any, model: nn.Module) -> tuple[tuple[str, int], ...]:
+    """(name, count) of what `method` rounds: each pruned conv's filters, or on a transformer
+    each block's heads and its MLP neurons (methods/structures.py)."""
+    if uses_structures(model):
+        return tuple((u.name, u.count) for u in units(model))
+    return tuple((l.name, l.module.weight.shape[0]) for l in method.select_layers(model))
 
 
 def preview_block(config: SessionConfig, params: Any) -> int:

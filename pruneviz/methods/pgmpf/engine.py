@@ -10,6 +10,8 @@ alpha_e = alpha_0 exp(-a e); at each epoch's end the floor(N (1 - r_e)) lowest-L
 every prunable conv get m = 0 and are multiplied (with their BN gamma, beta) by alpha_e; every
 step grad W_i *= m_i + (1 - m_i)(1 - lambda_e)[u_i < 0.5]. SFP: r_e = r, alpha_e = 0, no
 gradient mask; ASFP: the asymptotic r_e with SFP's hard zero. Records: records.py.
+On vit_tiny and gpt_tiny the filters are each block's attention heads and MLP neurons (class
+Structures over methods/structures.py; docs/methods.md, "Filter methods on transformers").
 Defaults, timing and fidelity choices: docs/methods.md, "PGMPF, SFP, ASFP".
 
 The final mask is held by the session (conv weights and BN gamma, beta), so pruned channels
@@ -26,9 +28,19 @@ from typing import Any
 
 import pandas as pd
 import torch
+import torch.nn as nn
 
 from ...config import SessionConfig, param
-from ...masks import Layer, Masks, apply_masks, filter_mask, filter_norms, filter_param_masks
+from ...masks import (
+    Layer,
+    Masks,
+    apply_masks,
+    filter_mask,
+    filter_norms,
+    filter_param_masks,
+    prunable_layers,
+)
+from .. import structures as st
 from ..base import Context, Method, register
 from ..roundto import RoundTo, preview_rows, round_mode_field, round_to_field
 from .math import (
@@ -148,16 +160,17 @@ class PGMPF(RoundTo, Method):
     presets = {"paper": CIFAR_RECIPE, "interactive": INTERACTIVE}
     recovery_hint = ("set recovery=0.2 (the interactive preset's value) so the mask is final "
                      "with a fifth of the epochs left to recover.")
+    structures = True       # on vit_tiny and gpt_tiny: attention heads and MLP neurons
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
         self.k: Knobs | None = None
+        self.units: Convs | Structures | None = None   # what a "filter" is on this model
         self.keep = 1.0                     # keep rate of the mask in force
         self.lam = 0.0                      # lambda_e in force
         self.fmasks: list[torch.Tensor] = []   # per prunable layer, 1 = kept
         self.final = False                  # final mask reached and held in ctx.masks
         self._kept = self._pruned = self._factor = None
-        self._params: list[torch.nn.Parameter] = []
         self._sizes: list[int] = []
 
     @classmethod
@@ -196,22 +209,32 @@ class PGMPF(RoundTo, Method):
                 return e + 1.0
         return None
 
+    def select_layers(self, model: nn.Module) -> list[Layer]:
+        if st.uses_structures(model):       # the blocks' linears: heads' and neurons' weights
+            return prunable_layers(model, first_conv=False, last_linear=False)
+        return Method.select_layers(self, model)
+
     def target(self, ctx: Context) -> float:
         """Fraction of prunable weights in the filters the mask in force prunes."""
+        if self.units is None:
+            return 0.0
         total = sum(l.module.weight.numel() for l in ctx.layers)
-        pruned = sum(self.n_pruned(l.module.weight.shape[0], self.keep)
-                     * l.module.weight[0].numel() for l in ctx.layers)
+        pruned = sum(self.n_pruned(n, self.keep) * per
+                     for n, per in zip(self.units.sizes, self.units.per))
         return pruned / total if total else 0.0
 
     def n_pruned(self, n: int, keep: float) -> int:
-        return n_pruned_filters(n, keep, self.block, self.p.round_mode)
+        pruned = n_pruned_filters(n, keep, self.block, self.p.round_mode)
+        # a block keeps one head and one neuron (as l2_filter): it never becomes empty
+        return min(pruned, n - 1) if isinstance(self.units, Structures) else pruned
 
     # -- hooks -------------------------------------------------------------------------------
     def before_training(self, ctx: Context) -> None:
         self.k = self.knobs(ctx.config, self.p)
-        self.fmasks = [torch.ones(l.module.weight.shape[0], device=l.module.weight.device)
-                       for l in ctx.layers]
-        self._params = [l.module.weight for l in ctx.layers]
+        self.units = (Structures(ctx.model) if st.uses_structures(ctx.model)
+                      else Convs(ctx.layers))
+        self.fmasks = [torch.ones(n, device=d)
+                       for n, d in zip(self.units.sizes, self.units.devices)]
         self._sizes = [m.numel() for m in self.fmasks]
         self.resolve_round_to(ctx)
         ctx.summary.update(filters_total=sum(self._sizes), filters_pruned=0,
@@ -228,16 +251,15 @@ class PGMPF(RoundTo, Method):
         sample = ctx.step % every == 0
         if not (sample or k.gradient_mask):
             return
-        grads = [p.grad for p in self._params]
         if sample:
-            sq = torch.cat([g.flatten(1).square().sum(1) for g in grads])
+            sq = self.units.grad_sq()
         factor = None
         if k.gradient_mask:
             factor = self._factor
             if k.dropout:                # fresh per filter and step: passes with prob 0.5
                 u = torch.rand(self._pruned.numel(), generator=ctx.gen, device=ctx.gen.device)
                 factor = gradient_factor(self._kept, self._pruned, self.lam, u)
-            torch._foreach_mul_(grads, [f.view(-1, 1, 1, 1) for f in factor.split(self._sizes)])
+            self.units.scale_grads(factor)
         if sample:
             after = sq * self._pruned * (factor.square() if factor is not None else 1.0)
             norms = torch.stack([(sq * self._pruned).sum(), after.sum(),
@@ -254,7 +276,8 @@ class PGMPF(RoundTo, Method):
         assert k is not None
         v = epoch_values(k, e, ctx.epochs, 1.0 - ctx.config.rate)
         rec.scalars({"r_e": v.keep, "lambda_e": v.lam, "alpha_e": v.alpha})
-        scores = [filter_norms(l.module.weight) for l in ctx.layers]
+        units = self.units
+        scores = units.scores()
         old = self.fmasks
         if self.final:                    # frozen: the held mask keeps pruned filters at zero
             new = old
@@ -262,23 +285,24 @@ class PGMPF(RoundTo, Method):
             new = [filter_mask(s, self.n_pruned(s.numel(), v.keep)) for s in scores]
         n_pruned = sum(int((m == 0).sum().item()) for m in new)
         flips = [int((a != b).sum().item()) for a, b in zip(old, new)]
-        for layer, s, m, a, f in zip(ctx.layers, scores, new, old, flips):
-            rec.filters(layer.name, "l2_norm", s)
-            rec.filters(layer.name, "mask", m)
-            if layer.bn is not None:
-                rec.filters(layer.name, "bn_gamma", layer.bn.weight.detach())
-            rec.layer(layer.name, "mask_flips", f)
-            rec.layer(layer.name, "filters_revived", int(((a == 0) & (m == 1)).sum().item()))
-            rec.layer(layer.name, "filters_pruned", int((m == 0).sum().item()))
+        for i, (name, s, m, a, f) in enumerate(zip(units.names, scores, new, old, flips)):
+            rec.filters(name, "l2_norm", s)
+            rec.filters(name, "mask", m)
+            gamma = units.bn_gamma(i)
+            if gamma is not None:
+                rec.filters(name, "bn_gamma", gamma)
+            rec.layer(name, "mask_flips", f)
+            rec.layer(name, "filters_revived", int(((a == 0) & (m == 1)).sum().item()))
+            rec.layer(name, "filters_pruned", int((m == 0).sum().item()))
         rec.scalar("mask_flips", sum(flips))
         final_now = not self.final and is_final(k, v, e, ctx.epochs, 1.0 - ctx.config.rate)
         if n_pruned > 0 and v.applied < 1.0 and not self.final:
             if k.shock_eval:
                 rec.scalar("accuracy_before_decay", ctx.evaluate()["accuracy"])
             decay: Masks = {}
-            for layer, m in zip(ctx.layers, new):    # the final mask always zeroes BN too
-                decay.update(filter_factors(layer, m + v.applied * (1.0 - m),
-                                            bn=k.decay_bn or final_now))
+            for i, m in enumerate(new):              # the final mask always zeroes BN too
+                decay.update(units.factors(i, m + v.applied * (1.0 - m),
+                                           bn=k.decay_bn or final_now))
             apply_masks(ctx.model, decay)
             if k.shock_eval:
                 rec.scalar("accuracy_after_decay", ctx.evaluate()["accuracy"])
@@ -296,8 +320,8 @@ class PGMPF(RoundTo, Method):
         self.achieved(ctx, n_pruned, sum(self._sizes))
         if final_now:
             held: Masks = {}
-            for layer, m in zip(ctx.layers, new):
-                held.update(filter_param_masks(layer, m))
+            for i, m in enumerate(new):
+                held.update(units.factors(i, m, bn=True))
             ctx.masks = held
             apply_masks(ctx.model, held)
             self.final = True
@@ -311,6 +335,66 @@ def filter_factors(layer: Layer, factor: torch.Tensor, *, bn: bool) -> Masks:
     if not bn and layer.bn_name is not None:
         del out[f"{layer.bn_name}.weight"], out[f"{layer.bn_name}.bias"]
     return out
+
+
+class Convs:
+    """The papers' unit: the filters of the prunable convs (ctx.layers); the gradient mask
+    scales their conv weights' gradients only, the decay their weights, bias and BN."""
+
+    def __init__(self, layers: list[Layer]) -> None:
+        self.layers = layers
+        self.names = [l.name for l in layers]
+        self.sizes = [l.module.weight.shape[0] for l in layers]
+        self.per = [l.module.weight[0].numel() for l in layers]
+        self.devices = [l.module.weight.device for l in layers]
+
+    def scores(self) -> list[torch.Tensor]:
+        return [filter_norms(l.module.weight) for l in self.layers]
+
+    def grad_sq(self) -> torch.Tensor:
+        return torch.cat([l.module.weight.grad.flatten(1).square().sum(1) for l in self.layers])
+
+    def scale_grads(self, factor: torch.Tensor) -> None:
+        torch._foreach_mul_([l.module.weight.grad for l in self.layers],
+                            [f.view(-1, 1, 1, 1) for f in factor.split(self.sizes)])
+
+    def factors(self, i: int, factor: torch.Tensor, *, bn: bool) -> Masks:
+        return filter_factors(self.layers[i], factor, bn=bn)
+
+    def bn_gamma(self, i: int) -> torch.Tensor | None:
+        bn = self.layers[i].bn
+        return None if bn is None else bn.weight.detach()
+
+
+class Structures:
+    """A transformer's heads and MLP neurons (methods/structures.py) as the filters: a score,
+    the decay, the held mask and the gradient mask cover every slice a structure owns (q, k, v
+    rows with their biases and c_proj columns; c_fc row, bias and c_proj column)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.units = st.units(model)
+        self.weights = st.params(model)
+        self.names = [u.name for u in self.units]
+        self.sizes = [u.count for u in self.units]
+        self.per = [u.weights for u in self.units]
+        self.devices = [self.weights[u.parts[0].param].device for u in self.units]
+
+    def scores(self) -> list[torch.Tensor]:
+        return [st.norms(u, self.weights) for u in self.units]
+
+    def grad_sq(self) -> torch.Tensor:
+        grads = {k: p.grad for k, p in self.weights.items()}
+        return torch.cat([st.reduce(u, grads, torch.square) for u in self.units])
+
+    def scale_grads(self, factor: torch.Tensor) -> None:
+        for u, f in zip(self.units, factor.split(self.sizes)):
+            st.scale_grads(u, self.weights, f)
+
+    def factors(self, i: int, factor: torch.Tensor, *, bn: bool) -> Masks:
+        return st.factors(self.units[i], self.weights, factor)
+
+    def bn_gamma(self, i: int) -> torch.Tensor | None:
+        return None
 
 
 @register

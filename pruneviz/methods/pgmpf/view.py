@@ -27,6 +27,7 @@ import plotly.graph_objects as go
 
 from ...plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, _rgba, method_color
 from ...store import Store
+from ...transformers import TRANSFORMERS
 from ...views import (
     MARKER,
     Panel,
@@ -43,6 +44,7 @@ from ...views import (
     waiting,
 )
 from ..roundto import asks_rounding
+from ..structures import label as unit_label
 from .records import GRADS, MASK_UPDATES, SHOCK
 
 TITLE = "Gradient-mask evolution"      # the heading the dashboard gives this view
@@ -51,6 +53,7 @@ KEPT_SCALE = [[0, "#d6e6f5"], [1, "#08306b"]]       # light = small norm, dark =
 PRUNED_SCALE = [[0, "#fcc5b0"], [1, "#67000d"]]
 REVIVED = "#2ca02c"
 ROUNDED = "#9467bd"         # the kept share once counts are rounded (round_to)
+HISTORY_ROWS_WITH_GAPS = 128   # more filters than this: the history's rows touch
 MAX_EPOCH_COLUMNS = 80      # the one-layer history thins longer runs to this many epochs
 WAIT = "waiting for the first epoch: the mask is computed at the end of each epoch"
 
@@ -88,11 +91,8 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
     gradient_mask = bool(knobs.gradient_mask) if knobs is not None else method == "pgmpf"
     soft = "SFP" if method == "sfp" else "ASFP" if method == "asfp" else None
     rounded = asks_rounding(params)
-    return [
-        Panel("pgmpf.norms", norms_figure(frames["filters"], frames["order"], step),
-              "Each row is a conv layer and each cell one of its filters at the chosen epoch: "
-              "blue cells are kept, red cells pruned, darker means a larger L2 norm relative to "
-              "the layer's largest, and outlined cells changed mask that epoch.", wide=True),
+    many = "heads and neurons" if config.model in TRANSFORMERS else "filters"
+    return [*norms_panels(frames, step, many == "filters"), *(_words(p, many) for p in [
         Panel("pgmpf.history", history_figure(frames["filters"], frames["layers"],
                                               frames["order"], step, config.epochs),
               "One layer's filters across epochs (the layer whose mask changed most so far): "
@@ -100,7 +100,8 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
                  "epoch." if soft is None else
                  "pruned filters (red) are zeroed at each epoch's end and may regrow during the "
                  "next, since " + soft + " keeps them trainable.")),
-        Panel("pgmpf.flips", flips_figure(frames["layers"], updates, step, config.epochs),
+        Panel("pgmpf.flips", flips_figure(frames["layers"], updates, step, config.epochs,
+                                          many),
               "Bars count the filters whose mask changed at each epoch's end (newly pruned or "
               "revived); the line is how many filters are pruned in all."),
         Panel("pgmpf.schedules", schedule_figure(updates, planned, knobs, epoch, config.epochs,
@@ -111,7 +112,8 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
               + (" The share of filters actually kept, each layer's count rounded to a "
                  "multiple of round_to, sits at or below r_e (rounding down prunes a little "
                  "more)." if rounded else "")),
-        Panel("pgmpf.grads", grads_figure(frames["scalars"], step, total, gradient_mask),
+        Panel("pgmpf.grads", grads_figure(frames["scalars"], step, total, gradient_mask,
+                                          many),
               ("Gradient norm of the pruned and kept filters before and after the prior "
                "gradient mask: the mask shrinks the pruned filters' gradient (by 1 - lambda_e, "
                "or to 0 at random) and leaves the kept ones alone, so their two lines coincide."
@@ -122,7 +124,50 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
               "Held-out accuracy just before (blue) and just after (red) each epoch's "
               "weight-decay mask: the drop between a pair is the pruning shock, and the "
               "training in the next epoch has to recover it."),
-    ]
+    ])]
+
+
+def _words(panel: Panel, many: str) -> Panel:
+    """The panel's caption with "filters" as `many` (heads and neurons on a transformer)."""
+    if many == "filters":
+        return panel
+    return Panel(panel.key, panel.figure, panel.caption.replace("filters", many)
+                 .replace("filter", "head or neuron"), panel.wide)
+
+
+OWNS = {"head": "its q, k, v rows and c_proj columns", "neuron": "its c_fc row and c_proj column"}
+
+
+def norms_panels(frames: dict[str, pd.DataFrame], step: int, convs: bool) -> list[Panel]:
+    """The layer x filter grid; on a transformer one grid of heads (a row per block's
+    attention) and one of MLP neurons (a row per block's MLP), each labelled as such."""
+    if convs:
+        return [Panel("pgmpf.norms", norms_figure(frames["filters"], frames["order"], step),
+                      "Each row is a conv layer and each cell one of its filters at the chosen "
+                      "epoch: blue cells are kept, red cells pruned, darker means a larger L2 "
+                      "norm relative to the layer's largest, and outlined cells changed mask "
+                      "that epoch.", wide=True)]
+    out = []
+    for suffix, unit, row in ((".attn", "head", "block's attention"), (".mlp", "neuron",
+                                                                       "block's MLP")):
+        filters, order = _only(frames["filters"], frames["order"], suffix)
+        out.append(Panel(f"pgmpf.{unit}s", norms_figure(filters, order, step, unit),
+                         f"Each row is a {row} and each cell one of its {unit}s at the chosen "
+                         f"epoch, scored by the L2 norm over all of the {unit}'s weights "
+                         f"({OWNS[unit]}): "
+                         f"blue cells are kept, red cells pruned, darker means a larger norm "
+                         f"relative to the row's largest, and outlined cells changed mask that "
+                         f"epoch.", wide=True))
+    return out
+
+
+def _only(filters: pd.DataFrame, order: pd.DataFrame, suffix: str
+          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of the layers named *suffix, their `row` codes renumbered from 0."""
+    names = [n for n in order.layer if n.endswith(suffix)]
+    out = filters[filters.layer.isin(names)].copy()
+    out["row"] = out.layer.map({n: i for i, n in enumerate(names)})
+    return out, pd.DataFrame({"layer": names})
 
 
 def _grid(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], values: np.ndarray
@@ -133,7 +178,7 @@ def _grid(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], values: np
 
 
 def _split_heatmaps(x: Any, y: Any, z: np.ndarray, mask: np.ndarray, raw: np.ndarray, *,
-                    zmax: float, hover: str, colorbar: str) -> list[dict]:
+                    zmax: float, hover: str, colorbar: str, ygap: int = 1) -> list[dict]:
     """Kept and pruned cells as two heatmaps (blues, reds) on one grid; NaN cells stay empty."""
     out = []
     for name, keep, scale, y_bar in (("kept", 1.0, KEPT_SCALE, 0.78), ("pruned", 0.0,
@@ -141,16 +186,18 @@ def _split_heatmaps(x: Any, y: Any, z: np.ndarray, mask: np.ndarray, raw: np.nda
         cells = np.where(mask == keep, z, np.nan)
         out.append(dict(
             type="heatmap", x=x, y=y, z=cells, customdata=raw, zmin=0, zmax=zmax,
-            colorscale=scale, name=name, xgap=1, ygap=1, hoverongaps=False,
+            colorscale=scale, name=name, xgap=1, ygap=ygap, hoverongaps=False,
             colorbar=dict(title=dict(text=f"{name}<br>{colorbar}", side="top"), thickness=10,
                           len=0.45, y=y_bar, yanchor="middle"),
             hovertemplate=hover + f"<br>{name}<extra></extra>"))
     return out
 
 
-def norms_figure(filters: pd.DataFrame, order: pd.DataFrame, step: int) -> go.Figure:
-    """Layer x filter heatmap of the L2 norm (relative to the layer's largest) at the last epoch
-    end at or before `step`, split by mask, with the filters whose mask changed outlined."""
+def norms_figure(filters: pd.DataFrame, order: pd.DataFrame, step: int, unit: str = "filter"
+                 ) -> go.Figure:
+    """Layer x filter (`unit`: head, neuron) heatmap of the L2 norm (relative to the layer's
+    largest) at the last epoch end at or before `step`, split by mask, with the filters whose
+    mask changed outlined."""
     at = last_step(filters, step)
     if at is None:
         return waiting(WAIT)
@@ -165,7 +212,7 @@ def norms_figure(filters: pd.DataFrame, order: pd.DataFrame, step: int) -> go.Fi
     z, mask, raw = (_grid(row, col, shape, v) for v in (rel, mask_now, norm))
     traces = _split_heatmaps(np.arange(shape[1]), names, z, mask, raw, zmax=1.0,
                              colorbar="L2 / layer max",
-                             hover="%{y}, filter %{x}<br>L2 %{customdata:.4g} "
+                             hover=f"%{{y}}, {unit} %{{x}}<br>L2 %{{customdata:.4g}} "
                                    "(%{z:.2f} of the layer's max)")
     before = last_step(filters, at - 1)
     if before is None:        # the mask starts all ones: every pruned filter changed
@@ -182,13 +229,13 @@ def norms_figure(filters: pd.DataFrame, order: pd.DataFrame, step: int) -> go.Fi
                                        color="#111", line=dict(width=2))))
     epoch = int(now.epoch.iloc[0])
     n_pruned = int((mask_now == 0).sum())
-    layout = dict(xaxis=_axis("filter index", showgrid=False, range=[-0.5, shape[1] - 0.5]),
+    layout = dict(xaxis=_axis(f"{unit} index", showgrid=False, range=[-0.5, shape[1] - 0.5]),
                   yaxis=dict(type="category", autorange="reversed", showgrid=False,
                              automargin=True),
                   showlegend=bool(len(r)))
     return _figure(traces, layout, height=max(300, 80 + 22 * len(names)),
-                   title=f"Filter norms and mask after epoch {epoch} "
-                         f"({n_pruned} of {len(now)} filters pruned)")
+                   title=f"{unit.capitalize()} norms and mask after epoch {epoch} "
+                         f"({n_pruned} of {len(now)} {unit}s pruned)")
 
 
 def _busiest_layer(layers: pd.DataFrame, n_layers: int) -> int:
@@ -219,17 +266,20 @@ def history_figure(filters: pd.DataFrame, layers: pd.DataFrame, order: pd.DataFr
     z = _grid(rows, col, shape, f.l2_norm.to_numpy(float))
     mask = _grid(rows, col, shape, f["mask"].to_numpy(float))
     zmax = float(np.nanmax(z)) if np.isfinite(z).any() and np.nanmax(z) > 0 else 1.0
+    unit = unit_label(names[which])
+    # a row under ~2 px (a 256-neuron MLP) would be all gap: no gap between rows then
     traces = _split_heatmaps(ends, np.arange(shape[0]), z, mask, z, zmax=zmax, colorbar="L2",
-                             hover="epoch %{x}, filter %{y}<br>L2 %{customdata:.4g}")
+                             hover=f"epoch %{{x}}, {unit} %{{y}}<br>L2 %{{customdata:.4g}}",
+                             ygap=1 if shape[0] <= HISTORY_ROWS_WITH_GAPS else 0)
     layout = dict(xaxis=_axis("epoch", showgrid=False, range=[-0.5, max(epochs, 1) - 0.5]),
-                  yaxis=_axis("filter index", autorange="reversed", showgrid=False),
+                  yaxis=_axis(f"{unit} index", autorange="reversed", showgrid=False),
                   showlegend=False)
     return _figure(traces, layout, height=min(520, max(300, 120 + 5 * shape[0])),
-                   title=f"{names[which]}: filter norms over epochs")
+                   title=f"{names[which]}: {unit} norms over epochs")
 
 
-def flips_figure(layers: pd.DataFrame, updates: pd.DataFrame, step: int, epochs: int
-                 ) -> go.Figure:
+def flips_figure(layers: pd.DataFrame, updates: pd.DataFrame, step: int, epochs: int,
+                 many: str = "filters") -> go.Figure:
     """Per epoch: filters newly pruned and revived (stacked bars, all layers) and the number of
     pruned filters."""
     d = upto(layers, step)
@@ -248,13 +298,13 @@ def flips_figure(layers: pd.DataFrame, updates: pd.DataFrame, step: int, epochs:
                    marker=dict(color=TARGET)),
               dict(type="bar", x=x, y=revived, name="revived",
                    marker=dict(color=REVIVED)),
-              _line(updates.epoch, numbers(updates.pruned), "pruned filters", "#444",
+              _line(updates.epoch, numbers(updates.pruned), f"pruned {many}", "#444",
                     mode="lines+markers")]
     x = _axis("epoch", range=[-0.5, max(epochs, 1) - 0.5])
     if epochs <= 20:
         x["dtick"] = 1
     return _figure(traces, dict(barmode="stack", xaxis=x, showlegend=True,
-                                yaxis=_axis("filters", rangemode="tozero")),
+                                yaxis=_axis(many, rangemode="tozero")),
                    height=320, title="Mask changes per epoch")
 
 
@@ -319,8 +369,8 @@ def schedule_figure(updates: pd.DataFrame, planned: pd.DataFrame | None, knobs: 
     return fig
 
 
-def grads_figure(scalars: pd.DataFrame, step: int, total: int, gradient_mask: bool
-                 ) -> go.Figure:
+def grads_figure(scalars: pd.DataFrame, step: int, total: int, gradient_mask: bool,
+                 many: str = "filters") -> go.Figure:
     """The sampled gradient norms of pruned and kept filters, before and after the mask."""
     d = upto(scalars[scalars.key.isin(GRADS)], step)
     if d.empty:
@@ -339,7 +389,7 @@ def grads_figure(scalars: pd.DataFrame, step: int, total: int, gradient_mask: bo
     layout = dict(xaxis=_axis("step", range=[0, last]),
                   yaxis=_axis("gradient L2 norm", rangemode="tozero"), showlegend=True,
                   **markers([vline(step, None, dash="solid", color="#444")]))
-    return _figure(traces, layout, height=320, title="Gradient of pruned vs kept filters")
+    return _figure(traces, layout, height=320, title=f"Gradient of pruned vs kept {many}")
 
 
 def shock_figure(scalars: pd.DataFrame, step: int, epochs: int) -> go.Figure:

@@ -13,6 +13,10 @@ math.hybrid_split into hard (removed by pruneviz.surgery) and soft (zeroed, its 
 zeroed; PSFP keeps the momentum), all hard at the last pruning epoch; then fine-tuning. Behind
 a BatchNorm a soft-reset filter gets exactly zero gradient (weights, gamma and beta, in the
 authors' code too), so it cannot regrow and goes at a later epoch. Records: records.py.
+On vit_tiny and gpt_tiny the filters are each block's attention heads and MLP neurons
+(methods/structures.py), each unit its own group, and the hard set is masked for good rather
+than cut mid-training: the session's compaction removes it (docs/methods.md, "Filter methods
+on transformers").
 Defaults, the reference counts and fidelity choices: docs/methods.md, "PGP, RPGP, PSFP".
 """
 
@@ -40,10 +44,12 @@ from ...metrics import count_flops, param_counts
 from ...schedules import asymptotic_keep_rate, exponential_count
 from ...structure import lookup
 from ...surgery import channel_groups, remove_filters
+from .. import structures as st
 from ..base import Context, Method, register
 from ..roundto import RoundTo, preview_block, preview_rows, round_mode_field, round_to_field
 from .math import (
     criterion_pass,
+    gradient_sums,
     group_scores,
     hybrid_split,
     preview_removal,
@@ -102,6 +108,7 @@ class Progressive(RoundTo, Method):
                      "last pruning epoch.")
     criterion: ClassVar[str] = "pass"      # "pass" (PGP), "running" (RPGP) or "l2" (PSFP)
     physical: ClassVar[bool] = True        # remove hard filters (PGP) or mask them (PSFP)
+    structures = True       # on vit_tiny and gpt_tiny: attention heads and MLP neurons
 
     # -- schedule ----------------------------------------------------------------------------
     @classmethod
@@ -141,8 +148,8 @@ class Progressive(RoundTo, Method):
             return None
         done = min(self.E, (ctx.step + 1) // max(ctx.steps_per_epoch, 1))
         pruned = total = 0
-        for layer in ctx.layers:
-            n0, per = self.n0[layer.name], self.per_filter[layer.name]
+        for name, n0 in self.n0.items():
+            per = self.per_filter[name]
             keep = n0 if done == 0 else self.rounded(
                 whole(self.keep_target(n0, done - 1, self.E, ctx.config.rate, self.p)), n0)
             pruned += (n0 - keep) * per
@@ -151,11 +158,33 @@ class Progressive(RoundTo, Method):
 
     # -- hooks -------------------------------------------------------------------------------
     def select_layers(self, model: nn.Module) -> list[Layer]:
+        if st.uses_structures(model):       # the blocks' linears: heads' and neurons' weights
+            return prunable_layers(model, first_conv=False, last_linear=False)
         return prunable_layers(model, linears=False, first_conv=True, shortcuts=True)
 
     def before_training(self, ctx: Context) -> None:
         model = ctx.model
         self.example = torch.zeros(1, *ctx.data.input_shape, device=ctx.device)
+        self.units: dict[str, st.Unit] = {}
+        if st.uses_structures(model):
+            self._structure_groups(ctx)
+        else:
+            self._conv_groups(ctx)
+        self.E = self.n_pruning_epochs(ctx.epochs, self.p)
+        self.status = {n: torch.zeros(n0, dtype=torch.long) for n, n0 in self.n0.items()}
+        self.kept: dict[str, dict[int, torch.Tensor]] = {}
+        self.dense_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        self.running = self._zeros(ctx)
+        self.flops = count_flops(model, ctx.data.input_shape)
+        self.params = param_counts(model)[0]
+        ctx.summary.update(prune_epochs=self.E, filters_dense=sum(self.n0.values()))
+        self.resolve_round_to(ctx)
+        self._save_kept(ctx)
+        self.t_epoch = time.perf_counter()
+
+    def _conv_groups(self, ctx: Context) -> None:
+        """The convs' filters: residual groups share channels (surgery.channel_groups)."""
+        model = ctx.model
         self.groups = channel_groups(model, self.example)
         known = {l.name for l in ctx.layers}
         if lookup(model) is not None:
@@ -170,24 +199,29 @@ class Progressive(RoundTo, Method):
                     bn = bns.get(name)
                     ctx.layers.append(Layer(name, modules[name], bn, modules[bn] if bn else None))
         self.layer = {l.name: l for l in ctx.layers}
-        self.E = self.n_pruning_epochs(ctx.epochs, self.p)
         self.n0 = {l.name: l.module.out_channels for l in ctx.layers}
         self.per_filter = {l.name: math.prod(l.module.weight.shape[1:]) for l in ctx.layers}
-        self.status = {n: torch.zeros(n0, dtype=torch.long) for n, n0 in self.n0.items()}
-        self.kept: dict[str, dict[int, torch.Tensor]] = {}
-        self.dense_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        self.running = self._zeros(ctx)
-        self.flops = count_flops(model, ctx.data.input_shape)
-        self.params = param_counts(model)[0]
-        ctx.summary.update(prune_epochs=self.E, filters_dense=sum(self.n0.values()))
-        self.resolve_round_to(ctx)
-        self._save_kept(ctx)
-        self.t_epoch = time.perf_counter()
+
+    def _structure_groups(self, ctx: Context) -> None:
+        """A transformer's heads and neurons (methods/structures.py), each unit its own group:
+        the weak set is masked (held at zero) instead of removed mid-training, and the session's
+        compaction removes it physically at the end."""
+        self.units = {u.name: u for u in st.units(ctx.model)}
+        self.weights = st.params(ctx.model)
+        self.groups = [[name] for name in self.units]
+        self.layer = {}
+        self.n0 = {n: u.count for n, u in self.units.items()}
+        self.per_filter = {n: u.weights for n, u in self.units.items()}
 
     def after_backward(self, ctx: Context) -> None:
         if self.criterion != "running" or ctx.epoch >= self.E:
             return
         with torch.no_grad():
+            if self.units:
+                grads = {k: p.grad for k, p in self.weights.items()}
+                for name, unit in self.units.items():
+                    self.running[name] += st.reduce(unit, grads, torch.abs)
+                return
             for layer in ctx.layers:
                 g = layer.module.weight.grad
                 if g is not None:
@@ -203,7 +237,7 @@ class Progressive(RoundTo, Method):
             self.flops = count_flops(ctx.model, ctx.data.input_shape)
             self.params = param_counts(ctx.model)[0]
         row.update(flops=self.flops, params=self.params,
-                   filters=sum(l.module.out_channels for l in ctx.layers),
+                   filters=self._present(ctx),
                    target_sparsity=self.target(ctx))
         EPOCHS.write(ctx.record, **row)
         if e == self.E - 1:
@@ -212,72 +246,135 @@ class Progressive(RoundTo, Method):
 
     # -- the pruning epoch -------------------------------------------------------------------
     def _zeros(self, ctx: Context) -> dict[str, torch.Tensor]:
+        if self.units:
+            return {n: torch.zeros(u.count, device=ctx.device) for n, u in self.units.items()}
         return {l.name: torch.zeros(l.module.out_channels, device=ctx.device)
                 for l in ctx.layers}
 
+    def _present(self, ctx: Context) -> int:
+        """Filters present (a transformer's structures not masked for good)."""
+        if self.units:
+            return sum(len(self.original(n)) for n in self.units)
+        return sum(l.module.out_channels for l in ctx.layers)
+
     def original(self, name: str) -> torch.Tensor:
-        """Original (dense) index of each filter now present in conv `name`."""
+        """Original (dense) index of each filter now present in conv `name` (a transformer's
+        unit: its structures not yet masked for good)."""
+        if self.units:
+            return torch.nonzero(self.status[name] != HARD).flatten()
         kept = self.kept.get(f"{name}.weight", {}).get(0)
         return kept if kept is not None else torch.arange(self.n0[name])
 
+    def _norms(self, name: str) -> torch.Tensor:
+        """L2 norm of each present filter of `name` (a structure: over all its slices)."""
+        if self.units:
+            n = st.norms(self.units[name], self.weights)
+            return n[self.original(name).to(n.device)]
+        return filter_norms(self.layer[name].module.weight)
+
     def _scores(self, ctx: Context) -> dict[str, torch.Tensor]:
         if self.criterion == "l2":
-            return {l.name: filter_norms(l.module.weight) for l in ctx.layers}
+            return {n: self._norms(n) for n in self.n0}
         if self.criterion == "running":
-            return self.running
+            scores = self.running
+        elif self.units:
+            scores = self._structure_pass(ctx)
+        else:
+            scores = criterion_pass(ctx.model, {l.name: l.module.weight for l in ctx.layers},
+                                    self._batches(ctx), ctx.config.label_smoothing)
+        if self.units:        # running sums cover every structure; score the present ones
+            return {n: s[self.original(n).to(s.device)] for n, s in scores.items()}
+        return scores
+
+    def _batches(self, ctx: Context) -> Any:
         c = ctx.config
-        batches = ctx.data.train_batches(ctx.epoch, c.seed, c.batch_size, ctx.device,
-                                         c.max_steps_per_epoch)
-        return criterion_pass(ctx.model, {l.name: l.module.weight for l in ctx.layers},
-                              batches, c.label_smoothing)
+        return ctx.data.train_batches(ctx.epoch, c.seed, c.batch_size, ctx.device,
+                                      c.max_steps_per_epoch)
+
+    def _structure_pass(self, ctx: Context) -> dict[str, torch.Tensor]:
+        """The filter change || sum_b grad_b ||_1 over all of each structure's slices."""
+        names = sorted({p.param for u in self.units.values() for p in u.parts})
+        sums = gradient_sums(ctx.model, {n: self.weights[n] for n in names}, self._batches(ctx),
+                             ctx.config.label_smoothing)
+        return {n: st.reduce(u, sums, torch.abs) for n, u in self.units.items()}
 
     def _prune(self, ctx: Context, e: int) -> dict[str, Any]:
-        last = e == self.E - 1
-        hard_fraction = getattr(self.p, "hard_fraction", 0.0)
-        zero_momentum = getattr(self.p, "zero_momentum", False)
+        """One pruning epoch: score, pick each group's weak set, reset, remove, record."""
         started = time.perf_counter()
         scores = self._scores(ctx)
         criterion_time = time.perf_counter() - started
         plan: dict[str, list[int]] = {}
         masked: dict[str, torch.Tensor] = {}
-        layer_rows = []
-        mom_before = mom_after = 0.0
+        rows: list[dict[str, Any]] = []
+        mom = [0.0, 0.0]
         for group in self.groups:
-            n0, lead = self.n0[group[0]], group[0]
-            present = self.layer[lead].module.out_channels
-            target = self.keep_target(n0, e, self.E, ctx.config.rate, self.p)
-            n_keep = self.rounded(whole(target), n0)
-            score = group_scores(scores, group, getattr(self.p, "group_score", "sum"))
-            l2 = sum(filter_norms(self.layer[m].module.weight).float() for m in group)
-            hard, soft = hybrid_split(score, present - n_keep, hard_fraction, last)
-            if not self.physical and last:           # PSFP: zeroed and masked for good
-                soft = masked[lead] = torch.cat([hard, soft])
-            rho = spearman(score, l2) if self.criterion != "l2" else None
-            orig = self.original(lead)
-            for m in group:
-                status = self.status[m]
-                hard_before = int((status == HARD).sum())
-                status[status == SOFT] = ACTIVE
-                status[orig[hard.cpu()]] = HARD
-                status[orig[soft.cpu()]] = HARD if lead in masked else SOFT
-                before, after = self._reset(ctx, self.layer[m], soft,
-                                            zero_momentum and lead not in masked)
-                mom_before += before ** 2
-                mom_after += after ** 2
-                layer_rows.append(dict(
-                    layer=m, group=lead, target=target, target_count=n_keep,
-                    unrounded=whole(target),
-                    before=present, soft=int((status == SOFT).sum()),
-                    removed=int((status == HARD).sum()),
-                    hard_now=int((status == HARD).sum()) - hard_before, spearman=rho,
-                    momentum_before=before, momentum_after=after))
-                full = torch.full((n0,), math.nan)
-                ctx.record.filters(m, "pgp_score", full.index_put((orig,), score.cpu()))
-                ctx.record.filters(m, "pgp_l2", full.index_put((orig,), l2.cpu()))
-                ctx.record.filters(m, "pgp_status", status)
+            hard = self._prune_group(ctx, e, group, scores, masked, rows, mom)
             if len(hard):
-                plan[lead] = hard.tolist()
+                plan[group[0]] = hard.tolist()
         started = time.perf_counter()
+        self._cut(ctx, plan, masked)
+        surgery_time = time.perf_counter() - started
+        for row in rows:
+            m = row["layer"]
+            present = self.status[m][self.original(m)]
+            row["active"] = int((present == ACTIVE).sum())
+            LAYERS.write(ctx.record, **row)
+        self.running = self._zeros(ctx)
+        self._save_kept(ctx)
+        return dict(criterion_time=criterion_time, surgery_time=surgery_time,
+                    momentum_before=math.sqrt(mom[0]), momentum_after=math.sqrt(mom[1]))
+
+    def _prune_group(self, ctx: Context, e: int, group: list[str],
+                     scores: dict[str, torch.Tensor], masked: dict[str, torch.Tensor],
+                     rows: list[dict[str, Any]], mom: list[float]) -> torch.Tensor:
+        """One group's weak set (hard and soft, in present positions): statuses, resets and
+        per-filter records of its members, rows appended to `rows`, squared momentum norms
+        added to `mom`; returns the hard set."""
+        n0, lead = self.n0[group[0]], group[0]
+        orig = self.original(lead)
+        present = len(orig)
+        target = self.keep_target(n0, e, self.E, ctx.config.rate, self.p)
+        n_keep = self.rounded(whole(target), n0)
+        score = group_scores(scores, group, getattr(self.p, "group_score", "sum"))
+        l2 = sum(self._norms(m).float() for m in group)
+        hard, soft = hybrid_split(score, present - n_keep, getattr(self.p, "hard_fraction", 0.0),
+                                  e == self.E - 1)
+        if not self.physical and e == self.E - 1:      # PSFP: zeroed and masked for good
+            soft = masked[lead] = torch.cat([hard, soft])
+        rho = spearman(score, l2) if self.criterion != "l2" else None
+        zero_momentum = getattr(self.p, "zero_momentum", False) and lead not in masked
+        for m in group:
+            status = self.status[m]
+            hard_before = int((status == HARD).sum())
+            status[status == SOFT] = ACTIVE
+            status[orig[hard.cpu()]] = HARD
+            status[orig[soft.cpu()]] = HARD if lead in masked else SOFT
+            before, after = self._reset(ctx, m, soft, orig, zero_momentum)
+            mom[0] += before ** 2
+            mom[1] += after ** 2
+            rows.append(dict(
+                layer=m, group=lead, target=target, target_count=n_keep,
+                unrounded=whole(target), before=present, soft=int((status == SOFT).sum()),
+                removed=int((status == HARD).sum()),
+                hard_now=int((status == HARD).sum()) - hard_before, spearman=rho,
+                momentum_before=before, momentum_after=after))
+            full = torch.full((n0,), math.nan)
+            ctx.record.filters(m, "pgp_score", full.index_put((orig,), score.cpu()))
+            ctx.record.filters(m, "pgp_l2", full.index_put((orig,), l2.cpu()))
+            ctx.record.filters(m, "pgp_status", status)
+        return hard
+
+    def _cut(self, ctx: Context, plan: dict[str, list[int]],
+             masked: dict[str, torch.Tensor]) -> None:
+        """The hard sets leave: removed physically (PGP's convs), or masked for good (PSFP's
+        last epoch; a transformer's structures, every epoch, removed by the compaction)."""
+        if self.units:
+            ctx.masks = {}
+            for name, unit in self.units.items():
+                keep = (self.status[name] != HARD).float()
+                ctx.masks.update(st.factors(unit, self.weights, keep))
+            apply_masks(ctx.model, ctx.masks)
+            return
         if plan and self.physical:
             self._remove(ctx, plan)
         if masked:
@@ -290,42 +387,36 @@ class Progressive(RoundTo, Method):
                     fmask[masked[group[0]]] = 0
                     ctx.masks.update(filter_param_masks(layer, fmask))
             apply_masks(ctx.model, ctx.masks)
-        surgery_time = time.perf_counter() - started
-        for row in layer_rows:
-            m = row["layer"]
-            present = self.status[m][self.original(m)]
-            row["active"] = int((present == ACTIVE).sum())
-            LAYERS.write(ctx.record, **row)
-        self.running = self._zeros(ctx)
-        self._save_kept(ctx)
-        return dict(criterion_time=criterion_time, surgery_time=surgery_time,
-                    momentum_before=math.sqrt(mom_before), momentum_after=math.sqrt(mom_after))
 
     @torch.no_grad()
-    def _reset(self, ctx: Context, layer: Layer, idx: torch.Tensor,
+    def _reset(self, ctx: Context, name: str, idx: torch.Tensor, orig: torch.Tensor,
                zero_momentum: bool) -> tuple[float, float]:
-        """Soft reset of filters `idx` (current positions) of one conv and its BN; returns the
-        norm of their optimizer first moments before and after the momentum adaptation."""
+        """Soft reset of filters `idx` (present positions; `orig` maps them to original ones)
+        of one conv and its BN, or of a transformer's structures (every slice they own); returns
+        the norm of their optimizer first moments before and after the momentum adaptation."""
         if len(idx) == 0:
             return 0.0, 0.0
-        params = soft_reset(layer, idx)
+        if self.units:
+            where = st.positions(self.units[name], orig[idx.cpu()])
+            slices = [(self.weights[p], dim, pos) for p, dim, pos in where]
+            for p, dim, pos in slices:
+                p.index_fill_(dim, pos, 0)
+        else:
+            slices = [(p, 0, idx) for p in soft_reset(self.layer[name], idx)]
+
+        def moments() -> list[tuple[torch.Tensor, int, torch.Tensor]]:
+            return [(state[key], dim, pos) for p, dim, pos in slices
+                    for state in [ctx.optimizer.state.get(p, {})] for key in FIRST_MOMENTS
+                    if torch.is_tensor(state.get(key))]
 
         def norm() -> float:
-            sq = 0.0
-            for p in params:
-                state = ctx.optimizer.state.get(p, {})
-                for key in FIRST_MOMENTS:
-                    if torch.is_tensor(state.get(key)):
-                        sq += state[key][idx].double().pow(2).sum().item()
-            return math.sqrt(sq)
+            return math.sqrt(sum(m.index_select(dim, pos).double().pow(2).sum().item()
+                                 for m, dim, pos in moments()))
 
         before = norm()
         if zero_momentum:
-            for p in params:
-                state = ctx.optimizer.state.get(p, {})
-                for key in FIRST_MOMENTS:
-                    if torch.is_tensor(state.get(key)):
-                        state[key][idx] = 0
+            for m, dim, pos in moments():
+                m.index_fill_(dim, pos, 0)
         return before, norm()
 
     def _remove(self, ctx: Context, plan: dict[str, list[int]]) -> None:
@@ -341,7 +432,7 @@ class Progressive(RoundTo, Method):
                 mine[dim] = mine[dim][idx] if dim in mine else idx
 
     def _save_kept(self, ctx: Context) -> None:
-        if ctx.run_dir is None:
+        if ctx.run_dir is None or self.units:      # structures are masked, nothing shrank
             return
         torch.save({"filters": {n: self.original(n).clone() for n in self.n0},
                     "tensors": self.kept, "dense_shapes": self.dense_shapes},

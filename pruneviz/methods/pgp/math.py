@@ -103,10 +103,21 @@ def soft_reset(layer: Layer, idx: torch.Tensor) -> list[nn.Parameter]:
 def criterion_pass(model: nn.Module, weights: dict[str, torch.Tensor],
                    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                    label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
-    """PGP's filter change || sum_b grad_b W ||_1 per filter of each weight in `weights`.
+    """PGP's filter change || sum_b grad_b W ||_1 per filter of each weight in `weights`."""
+    sums = gradient_sums(model, weights, batches, label_smoothing)
+    return {n: s.flatten(1).abs().sum(1) for n, s in sums.items()}
+
+
+def gradient_sums(model: nn.Module, weights: dict[str, torch.Tensor],
+                  batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                  label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
+    """sum_b grad_b W of each tensor in `weights` over `batches`: the filter change before any
+    per-filter reduction (criterion_pass's; a transformer's structures reduce it over their own
+    slices, methods/structures.py).
 
     Gradients start from zero (nothing carried over from training) and BatchNorms in training
-    mode normalize with batch statistics without updating their running statistics.
+    mode normalize with batch statistics without updating their running statistics. A language
+    model's logits [B, T, V] are scored at every position, as the session trains it.
     """
     for p in model.parameters():
         p.grad = None
@@ -121,7 +132,10 @@ def criterion_pass(model: nn.Module, weights: dict[str, torch.Tensor],
     try:
         with torch.enable_grad():
             for x, y in batches:
-                loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+                logits = model(x)
+                if logits.dim() == 3:
+                    logits, y = logits.flatten(0, 1), y.flatten()
+                loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
                 grads = torch.autograd.grad(loss, params, allow_unused=True)
                 for s, g in zip(sums, grads):
                     if g is not None:
@@ -129,4 +143,4 @@ def criterion_pass(model: nn.Module, weights: dict[str, torch.Tensor],
     finally:
         for m in frozen:
             m.track_running_stats = True
-    return {n: s.flatten(1).abs().sum(1) for n, s in zip(names, sums)}
+    return dict(zip(names, sums))

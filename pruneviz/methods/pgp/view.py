@@ -28,6 +28,7 @@ import plotly.graph_objects as go
 
 from ...plots import ACHIEVED, TARGET, _axis, _figure, _line, _rgba, _unit, method_color
 from ...store import Store
+from ...transformers import TRANSFORMERS
 from ...views import (
     MARKER,
     Panel,
@@ -43,6 +44,7 @@ from ...views import (
     waiting,
 )
 from ..roundto import asks_rounding
+from ..structures import label as unit_label
 from .records import ACTIVE, EPOCHS, HARD, LAYERS, SOFT
 
 TITLE = "Filter-change scores"      # the heading the dashboard gives this view
@@ -82,18 +84,10 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
         and hasattr(cls, "n_pruning_epochs") else config.epochs
     layers, epochs = upto(frames["layers"], step), upto(frames["epochs"], step)
     psfp = method == "psfp"
+    many = "heads and neurons" if config.model in TRANSFORMERS else "filters"
     out = [
-        Panel("pgp.scores", scores_figure(frames["filters"], layers, step,
-                                          "L2 norm" if psfp else "score"),
-              "Each block of bars is one conv, or the convs a residual addition ties "
-              "together (pruned as one group), its filters sorted by "
-              + ("L2 norm" if psfp else "score (how much the filter changed in the epoch)")
-              + " relative to the group's largest, weakest on the left: red bars left of the "
-              "hard cut are removed, orange ones between the hard and weak cuts are reset to "
-              "zero, blue ones are kept. A reset filter competes again, but behind a BatchNorm "
-              "it cannot regrow: its weights, γ and β get exactly zero gradient (in the "
-              "authors' code too), so it scores 0 and goes at a later epoch.", wide=True),
-        Panel("pgp.counts", counts_figure(layers, cls, params, config, n_prune),
+        *scores_panels(frames["filters"], layers, step, psfp, many == "filters"),
+        Panel("pgp.counts", counts_figure(layers, cls, params, config, n_prune, many),
               "Filters of all convs after each pruning epoch: kept (active), reset to zero "
               "(soft) and removed for good; the line is the schedule's target of filters to "
               "keep, dashed where it is still ahead"
@@ -120,7 +114,53 @@ def panels(frames: dict[str, pd.DataFrame], run: dict[str, Any], step: int) -> l
                  "compacted after training)." if psfp else
                  ", which falls as removed filters leave the network.")),
     ]
+    return out if many == "filters" else [Panel(
+        p.key, p.figure, p.caption.replace("filters", many).replace("filter", "head or neuron")
+        .replace("convs", "blocks"), p.wide) if not p.key.startswith("pgp.scores") else p
+        for p in out]
+
+
+OWNS = {"head": "its q, k, v rows and c_proj columns", "neuron": "its c_fc row and c_proj column"}
+WHERE = {"head": ("blocks.i.attn", "attention"), "neuron": ("blocks.i.mlp", "MLP")}
+
+
+def scores_panels(filters: pd.DataFrame, layers: pd.DataFrame, step: int, psfp: bool,
+                  convs: bool) -> list[Panel]:
+    """The sorted scores: one figure of a CNN's groups of filters, or on a transformer one of
+    each block's heads and one of its MLP neurons (4 heads beside 256 neurons would not show)."""
+    score = "L2 norm" if psfp else "score"
+    if convs:
+        return [Panel("pgp.scores", scores_figure(filters, layers, step, score),
+                      scores_caption(psfp), wide=True)]
+    out = []
+    for unit, suffix in (("head", ".attn"), ("neuron", ".mlp")):
+        mine = layers[layers["group"].astype(str).str.endswith(suffix)]
+        out.append(Panel(f"pgp.scores.{unit}s", scores_figure(
+            filters[filters.layer.str.endswith(suffix)], mine, step, score, f", {unit}s"),
+            scores_caption(psfp, unit), wide=True))
     return out
+
+
+def scores_caption(psfp: bool, unit: str | None = None) -> str:
+    """How to read the sorted scores: a conv's filters, or a transformer's heads or neurons
+    (each block's attention or MLP a group)."""
+    score = "L2 norm" if psfp else "score (how much the filter changed in the epoch)"
+    if unit is not None:
+        name, part = WHERE[unit]
+        return (f"Each block of bars is one block's {part} ({name}), its {unit}s sorted by "
+                + score.replace("filter", unit) + f" over all of a {unit}'s weights ("
+                + OWNS[unit] + ") relative to the block's largest, weakest on the left: red "
+                "bars left of the hard cut are masked for good (removed when the model is "
+                "compacted), orange ones between the hard and weak cuts are reset to zero, blue "
+                f"ones are kept. A {unit} reset to zero gets exactly zero gradient, so it scores "
+                "0 and goes at a later epoch.")
+    return ("Each block of bars is one conv, or the convs a residual addition ties together "
+            "(pruned as one group), its filters sorted by " + score + " relative to the "
+            "group's largest, weakest on the left: red bars left of the hard cut are removed, "
+            "orange ones between the hard and weak cuts are reset to zero, blue ones are kept. "
+            "A reset filter competes again, but behind a BatchNorm it cannot regrow: its "
+            "weights, γ and β get exactly zero gradient (in the authors' code too), so it "
+            "scores 0 and goes at a later epoch.")
 
 
 def _groups(layers: pd.DataFrame) -> list[str]:
@@ -132,7 +172,7 @@ def _groups(layers: pd.DataFrame) -> list[str]:
 
 
 def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
-                  score_name: str = "score") -> go.Figure:
+                  score_name: str = "score", what: str = "") -> go.Figure:
     """Per group, the present filters' scores sorted (relative to the group's largest), side by
     side, up to GROUPS_PER_ROW groups a row; bars coloured by fate, hard and weak cuts drawn.
 
@@ -183,7 +223,7 @@ def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
             ys.append(sc / top)
             fates.append(st)
             data.append(np.column_stack([f, sc]))
-            groups += [f"{lead}<br>{fate_names[int(v)]}" for v in st]
+            groups += [f"{lead}<br>{fate_names[int(v)]}<br>{unit_label(lead)}" for v in st]
             for name, n in (("hard cut", n_hard), ("weak cut", n_weak)):
                 if n > 0:
                     cuts[name] += [offset + n - 0.5, offset + n - 0.5, None]
@@ -198,7 +238,7 @@ def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
                            name=f"scores, row {r + 1}", showlegend=False, **axes,
                            marker=dict(color=st, cmin=0, cmax=2, colorscale=fate_scale,
                                        line=dict(width=0)),
-                           hovertemplate="%{text}<br>filter %{customdata[0]}<br>"
+                           hovertemplate="%{text} %{customdata[0]}<br>"
                                          f"{score_name} %{{customdata[1]:.4g}} "
                                          "(%{y:.2f} of the group's largest)<extra></extra>"))
         # A bar under 1% of its group's largest does not show (reset filters score 0 or
@@ -234,11 +274,11 @@ def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
     shown = "" if len(leads) == total else f", {len(leads)} of {total} groups"
     layout.update(bargap=0.15, showlegend=True)
     return _figure(traces, layout, height=60 + 250 * len(chunks),
-                   title=f"Sorted scores at pruning epoch {epoch}{shown}")
+                   title=f"Sorted scores at pruning epoch {epoch}{shown}{what}")
 
 
-def counts_figure(layers: pd.DataFrame, cls: Any, params: Any, config: Any, n_prune: int
-                  ) -> go.Figure:
+def counts_figure(layers: pd.DataFrame, cls: Any, params: Any, config: Any, n_prune: int,
+                  many: str = "filters") -> go.Figure:
     """Stacked active / soft / removed filters (all convs) per pruning epoch, with n(e)."""
     if layers.empty:
         return waiting(WAIT)
@@ -265,8 +305,9 @@ def counts_figure(layers: pd.DataFrame, cls: Any, params: Any, config: Any, n_pr
     layout = dict(barmode="stack", showlegend=True,
                   xaxis=_axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
                               dtick=1 if n_prune <= 20 else None),
-                  yaxis=_axis("filters (all convs)", rangemode="tozero"))
-    return _figure(traces, layout, height=320, title="Active, soft and removed filters")
+                  yaxis=_axis(f"{many} (all {'convs' if many == 'filters' else 'blocks'})",
+                              rangemode="tozero"))
+    return _figure(traces, layout, height=320, title=f"Active, soft and removed {many}")
 
 
 def spearman_figure(layers: pd.DataFrame, n_prune: int) -> go.Figure:
