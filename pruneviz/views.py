@@ -36,7 +36,7 @@ import plotly.graph_objects as go
 from .config import ConfigError
 from .methods import family_module
 from .methods.base import Method, get_method, make_params
-from .plots import _empty
+from .plots import empty_figure
 
 
 @dataclass
@@ -125,7 +125,7 @@ def marker(step: int, xref: str = "x") -> dict:
 
 
 def waiting(message: str = "waiting for the first epoch", height: int = 320) -> go.Figure:
-    return _empty(message, height)
+    return empty_figure(message, height)
 
 
 def finite(values: Iterable[float]) -> list[float]:

@@ -13,7 +13,7 @@ import torch
 
 from ...learn import Control, Drawn, Toy
 from ...plots import method_color
-from ...plots_learn import _layout
+from ...plots_learn import house_layout
 from .math import gradient_first, smallest
 
 OUTCOMES = ("kept", "candidate", "pruned by both", "FGGP only", "GMP only")
@@ -114,7 +114,7 @@ def two_cuts_scatter(tc: TwoCuts) -> go.Figure:
                      title_text="|g|, gradient of this minibatch (log scale)")
     fig.update_yaxes(type="log", range=[math.log10(wlo), math.log10(whi)], dtick=1,
                      title_text="|w| (log scale)")
-    _layout(fig, "Two cuts: gradient first, magnitude next", height=440)
+    house_layout(fig, "Two cuts: gradient first, magnitude next", height=440)
     fig.update_layout(legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top"))
     return fig
 
@@ -133,7 +133,7 @@ def two_cuts_matrix(tc: TwoCuts) -> go.Figure:
         hovertemplate="row %{y}, col %{x}: %{customdata}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="row")
     fig.update_xaxes(showgrid=False, title_text="column")
-    return _layout(fig, "The same step on the weight matrix", height=420)
+    return house_layout(fig, "The same step on the weight matrix", height=420)
 
 
 def draw(v: dict[str, Any]) -> Drawn:

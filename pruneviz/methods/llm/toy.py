@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import torch
 
 from ...learn import Control, Drawn, Toy
-from ...plots_learn import _layout
+from ...plots_learn import house_layout
 from .math import InputStats, prune_mask, reconstruction_error, sparsegpt, wanda_scores
 from .records import OUTCOMES
 from .view import ERRORS, OUTCOME_COLORS
@@ -72,7 +72,7 @@ def matrix_figure(p: Parting, channel: int) -> go.Figure:
     fig.update_xaxes(showgrid=False, title_text="input channel's ||X_j|| (the scaled one framed)",
                      tickvals=list(range(COLS)), tickangle=0, tickfont=dict(size=10),
                      ticktext=[f"{v:.0f}" if v >= 10 else f"{v:.1f}" for v in p.norms.tolist()])
-    return _layout(fig, "|W| of each weight, by outcome", height=420)
+    return house_layout(fig, "|W| of each weight, by outcome", height=420)
 
 
 def error_figure(p: Parting) -> go.Figure:
@@ -86,7 +86,7 @@ def error_figure(p: Parting) -> go.Figure:
     fig.add_shape(type="line", x0=2.6, x1=3.4, y0=p.errors["err_mask"],
                   y1=p.errors["err_mask"], line=dict(color="#E69F00", dash="dot", width=2))
     fig.update_yaxes(title_text="||WX − W'X||² over the tokens (log)", type="log")
-    return _layout(fig, "Reconstruction error of each choice", height=420)
+    return house_layout(fig, "Reconstruction error of each choice", height=420)
 
 
 def draw(v: dict[str, Any]) -> Drawn:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ...plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, _rgba, method_color
+from ...plots import ACHIEVED, TARGET, UNIT_RANGE, axis, figure, line, method_color, rgba
 from ...store import Store
 from ...views import (
     MARKER,
@@ -182,11 +182,11 @@ def norms_figure(filters: pd.DataFrame, order: pd.DataFrame, step: int) -> go.Fi
                                        color="#111", line=dict(width=2))))
     epoch = int(now.epoch.iloc[0])
     n_pruned = int((mask_now == 0).sum())
-    layout = dict(xaxis=_axis("filter index", showgrid=False, range=[-0.5, shape[1] - 0.5]),
+    layout = dict(xaxis=axis("filter index", showgrid=False, range=[-0.5, shape[1] - 0.5]),
                   yaxis=dict(type="category", autorange="reversed", showgrid=False,
                              automargin=True),
                   showlegend=bool(len(r)))
-    return _figure(traces, layout, height=max(300, 80 + 22 * len(names)),
+    return figure(traces, layout, height=max(300, 80 + 22 * len(names)),
                    title=f"Filter norms and mask after epoch {epoch} "
                          f"({n_pruned} of {len(now)} filters pruned)")
 
@@ -221,10 +221,10 @@ def history_figure(filters: pd.DataFrame, layers: pd.DataFrame, order: pd.DataFr
     zmax = float(np.nanmax(z)) if np.isfinite(z).any() and np.nanmax(z) > 0 else 1.0
     traces = _split_heatmaps(ends, np.arange(shape[0]), z, mask, z, zmax=zmax, colorbar="L2",
                              hover="epoch %{x}, filter %{y}<br>L2 %{customdata:.4g}")
-    layout = dict(xaxis=_axis("epoch", showgrid=False, range=[-0.5, max(epochs, 1) - 0.5]),
-                  yaxis=_axis("filter index", autorange="reversed", showgrid=False),
+    layout = dict(xaxis=axis("epoch", showgrid=False, range=[-0.5, max(epochs, 1) - 0.5]),
+                  yaxis=axis("filter index", autorange="reversed", showgrid=False),
                   showlegend=False)
-    return _figure(traces, layout, height=min(520, max(300, 120 + 5 * shape[0])),
+    return figure(traces, layout, height=min(520, max(300, 120 + 5 * shape[0])),
                    title=f"{names[which]}: filter norms over epochs")
 
 
@@ -248,13 +248,13 @@ def flips_figure(layers: pd.DataFrame, updates: pd.DataFrame, step: int, epochs:
                    marker=dict(color=TARGET)),
               dict(type="bar", x=x, y=revived, name="revived",
                    marker=dict(color=REVIVED)),
-              _line(updates.epoch, numbers(updates.pruned), "pruned filters", "#444",
+              line(updates.epoch, numbers(updates.pruned), "pruned filters", "#444",
                     mode="lines+markers")]
-    x = _axis("epoch", range=[-0.5, max(epochs, 1) - 0.5])
+    x = axis("epoch", range=[-0.5, max(epochs, 1) - 0.5])
     if epochs <= 20:
         x["dtick"] = 1
-    return _figure(traces, dict(barmode="stack", xaxis=x, showlegend=True,
-                                yaxis=_axis("filters", rangemode="tozero")),
+    return figure(traces, dict(barmode="stack", xaxis=x, showlegend=True,
+                                yaxis=axis("filters", rangemode="tozero")),
                    height=320, title="Mask changes per epoch")
 
 
@@ -279,18 +279,18 @@ def schedule_figure(updates: pd.DataFrame, planned: pd.DataFrame | None, knobs: 
             continue
         if planned is not None:
             p = planned[planned.series == series]
-            traces.append(_line(p.epoch, p.value, "planned", _rgba(color, 0.45), width=1.5,
+            traces.append(line(p.epoch, p.value, "planned", rgba(color, 0.45), width=1.5,
                                 dash="dash", legendgroup="planned",
                                 showlegend=col == "r", hoverinfo="skip"))
-        traces.append(_line(updates.epoch, numbers(updates[col]), label, color, width=2.5,
+        traces.append(line(updates.epoch, numbers(updates[col]), label, color, width=2.5,
                             mode="lines+markers", marker=dict(size=6)))
     if rounded:
         if planned is not None:
             p = planned[planned.series.str.startswith("kept filters, rounded")]
-            traces.append(_line(p.epoch, p.value, "planned", _rgba(ROUNDED, 0.45), width=1.5,
+            traces.append(line(p.epoch, p.value, "planned", rgba(ROUNDED, 0.45), width=1.5,
                                 dash="dash", legendgroup="planned", showlegend=False,
                                 hoverinfo="skip"))
-        traces.append(_line(updates.epoch, numbers(updates.kept_share),
+        traces.append(line(updates.epoch, numbers(updates.kept_share),
                             "kept share (counts rounded to round_to)", ROUNDED, width=2.5,
                             mode="lines+markers", marker=dict(size=6)))
     if knobs is not None:
@@ -305,17 +305,17 @@ def schedule_figure(updates: pd.DataFrame, planned: pd.DataFrame | None, knobs: 
         # pixels apart and labels would collide.
         for i, (frac, texts) in enumerate(sorted(at.items())):
             x = frac * epochs
-            traces.append(_line([x, x], [-0.03, 1.05], f"from {frac:g} E: " + ", ".join(texts),
+            traces.append(line([x, x], [-0.03, 1.05], f"from {frac:g} E: " + ", ".join(texts),
                                 MARKER, width=1.5, dash=("dash", "dot", "dashdot")[i % 3],
                                 hoverinfo="skip"))
     marks = [] if epoch is None else [vline(epoch, None, dash="solid", color="#444")]
-    layout = dict(xaxis=_axis("epoch e (computed at its end, used in e + 1)",
+    layout = dict(xaxis=axis("epoch e (computed at its end, used in e + 1)",
                               range=[-0.5, max(epochs, 1)]),
-                  yaxis=_axis("value", range=[-0.03, 1.05]), showlegend=True, **markers(marks))
+                  yaxis=axis("value", range=[-0.03, 1.05]), showlegend=True, **markers(marks))
     if updates.empty:
         layout["annotations"] = [dict(text=WAIT, showarrow=False, xref="paper", yref="paper",
                                       x=0.5, y=0.5, font=dict(color="#888"))]
-    fig = _figure(traces, layout, height=340, title="Schedules")
+    fig = figure(traces, layout, height=340, title="Schedules")
     return fig
 
 
@@ -326,7 +326,7 @@ def grads_figure(scalars: pd.DataFrame, step: int, total: int, gradient_mask: bo
     if d.empty:
         return waiting("no gradient samples yet: they start once the first filter is pruned")
     style = {"grad_norm_kept_before": ("kept, before mask", ACHIEVED, "solid", 2.5),
-             "grad_norm_kept_after": ("kept, after mask", _rgba(ACHIEVED, 0.6), "dot", 2),
+             "grad_norm_kept_after": ("kept, after mask", rgba(ACHIEVED, 0.6), "dot", 2),
              "grad_norm_pruned_before": ("pruned, before mask", "#fc9272", "solid", 2.5),
              "grad_norm_pruned_after": ("pruned, after mask", TARGET, "dot" if not gradient_mask
                                         else "solid", 2)}
@@ -334,12 +334,12 @@ def grads_figure(scalars: pd.DataFrame, step: int, total: int, gradient_mask: bo
     for key, (name, color, dash, width) in style.items():
         g = d[d.key == key]
         if len(g):
-            traces.append(_line(g.step, g.value, name, color, dash=dash, width=width))
+            traces.append(line(g.step, g.value, name, color, dash=dash, width=width))
     last = max(total, int(scalars.step.max()) if len(scalars) else 0, 1)
-    layout = dict(xaxis=_axis("step", range=[0, last]),
-                  yaxis=_axis("gradient L2 norm", rangemode="tozero"), showlegend=True,
+    layout = dict(xaxis=axis("step", range=[0, last]),
+                  yaxis=axis("gradient L2 norm", rangemode="tozero"), showlegend=True,
                   **markers([vline(step, None, dash="solid", color="#444")]))
-    return _figure(traces, layout, height=320, title="Gradient of pruned vs kept filters")
+    return figure(traces, layout, height=320, title="Gradient of pruned vs kept filters")
 
 
 def shock_figure(scalars: pd.DataFrame, step: int, epochs: int) -> go.Figure:
@@ -361,8 +361,8 @@ def shock_figure(scalars: pd.DataFrame, step: int, epochs: int) -> go.Figure:
                    marker=dict(color=TARGET, size=9, symbol="diamond"))]
     dense = scalars[scalars.key == "dense_accuracy"]
     marks = []
-    layout: dict[str, Any] = dict(xaxis=_axis("epoch", range=[-0.5, max(epochs, 1) - 0.5]),
-                                  yaxis=_axis("held-out accuracy", range=UNIT_RANGE),
+    layout: dict[str, Any] = dict(xaxis=axis("epoch", range=[-0.5, max(epochs, 1) - 0.5]),
+                                  yaxis=axis("held-out accuracy", range=UNIT_RANGE),
                                   showlegend=True)
     if len(dense):
         marks.append((dict(type="line", x0=0, x1=1, xref="paper", y0=float(dense.value.iloc[0]),
@@ -372,4 +372,4 @@ def shock_figure(scalars: pd.DataFrame, step: int, epochs: int) -> go.Figure:
                            yref="y", yanchor="bottom", text="dense", showarrow=False,
                            font=dict(size=11, color="#7f7f7f"))))
     layout.update(markers(marks))
-    return _figure(traces, layout, height=320, title="Pruning shock")
+    return figure(traces, layout, height=320, title="Pruning shock")

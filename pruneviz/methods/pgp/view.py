@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ...plots import ACHIEVED, TARGET, _axis, _figure, _line, _rgba, _unit, method_color
+from ...plots import ACHIEVED, TARGET, axis, figure, line, method_color, rgba, unit_domain
 from ...store import Store
 from ...views import (
     MARKER,
@@ -215,14 +215,14 @@ def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
         for name, xs_cut in cuts.items():
             if xs_cut:
                 color, dash = cut_style[name]
-                traces.append(_line(xs_cut, [0, 1.05, None] * (len(xs_cut) // 3),
+                traces.append(line(xs_cut, [0, 1.05, None] * (len(xs_cut) // 3),
                                     f"{name}, row {r + 1}", color, dash=dash,
                                     showlegend=False, hoverinfo="skip", **axes))
         y1 = 1 - r * (height + gap_y)
         layout[f"xaxis{sfx}"] = dict(domain=[0, 1], anchor=f"y{sfx}", showgrid=False,
                                      range=[-1, offset - gap + 1], tickvals=ticks,
                                      ticktext=labels, tickfont=dict(size=10))
-        layout[f"yaxis{sfx}"] = dict(domain=_unit(y1 - height, y1), anchor=f"x{sfx}",
+        layout[f"yaxis{sfx}"] = dict(domain=unit_domain(y1 - height, y1), anchor=f"x{sfx}",
                                      range=[0, 1.05], tickformat=".0%",
                                      title=dict(text=f"{score_name} / group max"))
     if any_tiny:
@@ -233,7 +233,7 @@ def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
     total = rows.group.nunique()
     shown = "" if len(leads) == total else f", {len(leads)} of {total} groups"
     layout.update(bargap=0.15, showlegend=True)
-    return _figure(traces, layout, height=60 + 250 * len(chunks),
+    return figure(traces, layout, height=60 + 250 * len(chunks),
                    title=f"Sorted scores at pruning epoch {epoch}{shown}")
 
 
@@ -254,19 +254,19 @@ def counts_figure(layers: pd.DataFrame, cls: Any, params: Any, config: Any, n_pr
         n0 = first.before.to_numpy(int)          # filters present before any pruning
         plan = [sum(cls.keep_target(int(n), e, n_prune, config.rate, params) for n in n0)
                 for e in range(n_prune)]
-        traces.append(_line(np.arange(n_prune), plan, "planned target", _rgba("#222222", 0.5),
+        traces.append(line(np.arange(n_prune), plan, "planned target", rgba("#222222", 0.5),
                             dash="dash", width=1.5, hoverinfo="skip"))
-    traces.append(_line(x, per.target.to_numpy(), "target n(e)", "#222", mode="lines+markers",
+    traces.append(line(x, per.target.to_numpy(), "target n(e)", "#222", mode="lines+markers",
                         width=2))
     if asks_rounding(params):
         kept = layers.groupby("epoch").target_count.sum()
-        traces.append(_line(kept.index.to_numpy(), kept.to_numpy(), "kept, rounded to round_to",
+        traces.append(line(kept.index.to_numpy(), kept.to_numpy(), "kept, rounded to round_to",
                             "#9467bd", mode="lines+markers", width=2, dash="dot"))
     layout = dict(barmode="stack", showlegend=True,
-                  xaxis=_axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
+                  xaxis=axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
                               dtick=1 if n_prune <= 20 else None),
-                  yaxis=_axis("filters (all convs)", rangemode="tozero"))
-    return _figure(traces, layout, height=320, title="Active, soft and removed filters")
+                  yaxis=axis("filters (all convs)", rangemode="tozero"))
+    return figure(traces, layout, height=320, title="Active, soft and removed filters")
 
 
 def spearman_figure(layers: pd.DataFrame, n_prune: int) -> go.Figure:
@@ -280,17 +280,17 @@ def spearman_figure(layers: pd.DataFrame, n_prune: int) -> go.Figure:
     mean = pd.Series(rho[ok]).groupby(x).mean()
     jitter = (pd.Series(groups).astype("category").cat.codes.to_numpy() % 7 - 3) * 0.03
     traces = [dict(type="scatter", x=x + jitter, y=rho[ok], mode="markers", name="each group",
-                   text=groups, marker=dict(color=_rgba(MARKER, 0.7), size=6),
+                   text=groups, marker=dict(color=rgba(MARKER, 0.7), size=6),
                    hovertemplate="%{text}<br>rho %{y:.3f}<extra></extra>"),
-              _line(mean.index.to_numpy(), mean.to_numpy(), "mean over groups",
+              line(mean.index.to_numpy(), mean.to_numpy(), "mean over groups",
                     method_color("pgp"), mode="lines+markers", width=2.5)]
     zero = (dict(type="line", x0=0, x1=1, xref="paper", y0=0, y1=0, yref="y",
                  line=dict(color=MARKER, width=1)), None)
-    layout = dict(xaxis=_axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
+    layout = dict(xaxis=axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
                               dtick=1 if n_prune <= 20 else None),
-                  yaxis=_axis("Spearman rho with L2", range=[-1.05, 1.05]), showlegend=True,
+                  yaxis=axis("Spearman rho with L2", range=[-1.05, 1.05]), showlegend=True,
                   **markers([zero]))
-    return _figure(traces, layout, height=320, title="Agreement with the L2 ranking")
+    return figure(traces, layout, height=320, title="Agreement with the L2 ranking")
 
 
 def momentum_figure(epochs: pd.DataFrame, n_prune: int, method: str) -> go.Figure:
@@ -304,17 +304,17 @@ def momentum_figure(epochs: pd.DataFrame, n_prune: int, method: str) -> go.Figur
     # where there was momentum to reset: the last epoch removes its weak filters instead).
     zero = np.isfinite(after) & (after == 0) & (np.nan_to_num(before) > 0)
     traces = [dict(type="bar", x=x, y=before, name="before the reset",
-                   marker=dict(color=_rgba(ACHIEVED, 0.55))),
+                   marker=dict(color=rgba(ACHIEVED, 0.55))),
               dict(type="bar", x=x, y=after, name="after the reset",
                    marker=dict(color=method_color(method)),
                    text=np.where(zero, "0: reset", ""), textposition="outside",
                    textangle=-90, textfont=dict(color=method_color(method), size=11),
                    cliponaxis=False)]
     layout = dict(barmode="group", showlegend=True,
-                  xaxis=_axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
+                  xaxis=axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
                               dtick=1 if n_prune <= 20 else None),
-                  yaxis=_axis("momentum L2 norm", rangemode="tozero"))
-    return _figure(traces, layout, height=320, title="Momentum of reset filters")
+                  yaxis=axis("momentum L2 norm", rangemode="tozero"))
+    return figure(traces, layout, height=320, title="Momentum of reset filters")
 
 
 def size_figure(epochs: pd.DataFrame, n_prune: int, n_epochs: int, method: str) -> go.Figure:
@@ -332,20 +332,20 @@ def size_figure(epochs: pd.DataFrame, n_prune: int, n_epochs: int, method: str) 
                                        ("surgery_time", "surgery", "#9467bd"))]
     for values, name, color, dash in ((flops, "FLOPs", method_color(method), "solid"),
                                       (params, "parameters", ACHIEVED, "dot")):
-        traces.append(_line(x, values / values[0], name, color, dash=dash, mode="lines+markers",
+        traces.append(line(x, values / values[0], name, color, dash=dash, mode="lines+markers",
                             customdata=values, width=2.5, yaxis="y2",
                             hovertemplate="%{customdata:.4g} (%{y:.1%} of dense)<extra>"
                                           + name + "</extra>"))
     marks = [vline(n_prune - 0.5, "fine-tuning →", dash="dash")] if n_prune < n_epochs else []
     now = numbers(epochs.flops.iloc[-1:])[0] / flops[0]
     layout = dict(barmode="stack", showlegend=True, **markers(marks),
-                  xaxis=_axis("epoch", range=[-0.5, max(n_epochs, 1) - 0.5],
+                  xaxis=axis("epoch", range=[-0.5, max(n_epochs, 1) - 0.5],
                               dtick=1 if n_epochs <= 20 else None),
-                  yaxis=_axis("seconds", rangemode="tozero"),
-                  yaxis2=_axis("fraction of dense", overlaying="y", side="right",
+                  yaxis=axis("seconds", rangemode="tozero"),
+                  yaxis2=axis("fraction of dense", overlaying="y", side="right",
                                range=[0, 1.05], tickformat=".0%", showgrid=False,
                                tickvals=[0, 0.25, 0.5, 0.75, 1]))
     title = "Network size and epoch time"
     if np.isfinite(now):
         title += f" (now {now:.0%} of dense FLOPs)"
-    return _figure(traces, layout, height=340, title=title)
+    return figure(traces, layout, height=340, title=title)

@@ -22,13 +22,13 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ...plots import (
-    _FALLBACK,
     ACHIEVED,
     DASHES,
+    FALLBACK,
     TARGET,
-    _axis,
-    _figure,
-    _line,
+    axis,
+    figure,
+    line,
     log_axis,
     method_color,
 )
@@ -154,7 +154,7 @@ def _run_colors(runs: list[RunFrames]) -> list[str]:
     out: list[str] = []
     for i, r in enumerate(runs):
         color = method_color(r.method)
-        out.append(color if color not in out else _FALLBACK[i % len(_FALLBACK)])
+        out.append(color if color not in out else FALLBACK[i % len(FALLBACK)])
     return out
 
 
@@ -190,13 +190,13 @@ def residual_figure(runs: list[RunFrames], step: int, xr: list[float] | None = N
             extra = dict(customdata=numbers(e.support_changes)[ok],
                          hovertemplate="step %{x}<br>%{y:.4g}, %{customdata:.0f} support "
                                        "flips<extra>" + name + "</extra>")
-        traces.append(_line(e.step[ok], y[ok], name, color, dash=dash,
+        traces.append(line(e.step[ok], y[ok], name, color, dash=dash,
                             width=1.5 if col == "z_change" else 2, mode="lines+markers",
                             marker=dict(size=5), **extra))
     if not traces:
         return waiting()
-    return _figure(traces, dict(xaxis=_axis("step", range=xr),
-                                yaxis=_axis("Frobenius norm", rangemode="tozero"),
+    return figure(traces, dict(xaxis=axis("step", range=xr),
+                                yaxis=axis("Frobenius norm", rangemode="tozero"),
                                 shapes=[marker(step)], showlegend=True),
                    title="Residuals: W vs its sparse copy Z")
 
@@ -224,7 +224,7 @@ def accuracy_figure(runs: list[RunFrames], step: int, xr: list[float] | None = N
                                    marker=dict(color=color, size=12, symbol="diamond",
                                                line=dict(color="white", width=1))))
         if len(x):
-            lines.append(_line(x, y, name, color, dash=dash, mode="lines+markers",
+            lines.append(line(x, y, name, color, dash=dash, mode="lines+markers",
                                marker=dict(size=5)))
     if not lines:
         return waiting()
@@ -234,8 +234,8 @@ def accuracy_figure(runs: list[RunFrames], step: int, xr: list[float] | None = N
         points.append(dict(type="scatter", x=dense.step.to_numpy(), y=numbers(dense.value),
                            name="dense start", mode="markers",
                            marker=dict(color="#7f7f7f", size=9, symbol="circle-open")))
-    return _figure(lines + points, dict(xaxis=_axis("step", range=xr),
-                                        yaxis=_axis("held-out accuracy", tickformat=".1%"),
+    return figure(lines + points, dict(xaxis=axis("step", range=xr),
+                                        yaxis=axis("held-out accuracy", tickformat=".1%"),
                                         shapes=[marker(step)], showlegend=True),
                    title="Soft vs hard-pruned accuracy")
 
@@ -249,13 +249,13 @@ def loss_figure(runs: list[RunFrames], step: int, xr: list[float] | None = None)
         y = numbers(e["ce" if q == 0 else "penalty"])
         ok = np.isfinite(y) & (y > 0)       # a log axis cannot show 0
         if ok.any():
-            traces.append(_line(e.step[ok], y[ok], name, color, dash=dash,
+            traces.append(line(e.step[ok], y[ok], name, color, dash=dash,
                                 mode="lines+markers", marker=dict(size=5)))
     if not traces:
         return waiting()
     values = np.concatenate([t["y"] for t in traces])
-    return _figure(traces, dict(xaxis=_axis("step", range=xr),
-                                yaxis=_axis("epoch mean (log scale)", **log_axis(values)),
+    return figure(traces, dict(xaxis=axis("step", range=xr),
+                                yaxis=axis("epoch mean (log scale)", **log_axis(values)),
                                 shapes=[marker(step)], showlegend=True),
                    title="Cross-entropy vs penalty")
 
@@ -312,12 +312,12 @@ def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
         with np.errstate(divide="ignore", invalid="ignore"):
             drop = np.where(prev != 0, (prev - d.L.to_numpy()) / np.abs(prev) * 100, np.nan)
         now, before = _COMPARED[which]
-        traces.append(_line(d.step, drop, f"{labels[which]}: drop of L", color,
+        traces.append(line(d.step, drop, f"{labels[which]}: drop of L", color,
                             mode="lines+markers", marker=dict(size=6), xaxis="x", yaxis="y2",
                             hovertemplate=f"step %{{x}}<br>{before} − {now}: %{{y:.3g}}% of "
                                           f"{before}<extra></extra>"))
     if len(s):
-        traces.append(_line(s.step, numbers(s.s), "step size s_k", "#7b4173",
+        traces.append(line(s.step, numbers(s.s), "step size s_k", "#7b4173",
                             mode="lines+markers", marker=dict(size=5), yaxis="y3",
                             customdata=numbers(s.k),
                             hovertemplate="step %{x}<br>s = %{y:.4g}, k = %{customdata:.0f}"
@@ -330,16 +330,16 @@ def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
                                    name=name, mode="markers", yaxis="y4",
                                    marker=dict(color="#17becf", size=8, symbol=symbol)))
     layout = dict(
-        xaxis=_axis("step", range=xr, anchor="y3"),
+        xaxis=axis("step", range=xr, anchor="y3"),
         yaxis=dict(domain=[0.82, 1.0], anchor="x", type="category",
                    categoryorder="array", categoryarray=["condition 2", "condition 1"]),
-        yaxis2=_axis("L drop, %", domain=[0.42, 0.74], anchor="x", zeroline=True,
+        yaxis2=axis("L drop, %", domain=[0.42, 0.74], anchor="x", zeroline=True,
                      zerolinecolor="#888", zerolinewidth=1),
-        yaxis3=_axis("s_k", domain=[0.0, 0.34], anchor="x", rangemode="tozero"),
-        yaxis4=_axis("α_k", overlaying="y3", side="right", anchor="x", showgrid=False,
+        yaxis3=axis("s_k", domain=[0.0, 0.34], anchor="x", rangemode="tozero"),
+        yaxis4=axis("α_k", overlaying="y3", side="right", anchor="x", showgrid=False,
                      tickformat=".3g"),
         shapes=[marker(step)], showlegend=True)
-    return _figure(traces, layout, height=460, title="Surrogate conditions and step size")
+    return figure(traces, layout, height=460, title="Surrogate conditions and step size")
 
 
 def histogram_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
@@ -379,11 +379,11 @@ def histogram_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
             traces.append(dict(type="scatter", x=list(xs), y=list(ys), mode="lines", name=name,
                                line=dict(color=color, width=1.5, dash=dash),
                                hoverinfo="skip"))
-    layout = dict(xaxis=_axis("weight ÷ the layer's largest |w|", range=[-1.02, 1.02]),
+    layout = dict(xaxis=axis("weight ÷ the layer's largest |w|", range=[-1.02, 1.02]),
                   yaxis=dict(tickvals=[n - 1 - i + 0.4 for i in range(n)],
                              ticktext=list(h.layer), range=[-0.1, n], showgrid=False),
                   showlegend=True)
-    return _figure(traces, layout, height=max(240, 70 + 30 * n),
+    return figure(traces, layout, height=max(240, 70 + 30 * n),
                    title=f"Weight histograms at step {at_step}")
 
 
@@ -407,7 +407,7 @@ def layers_figure(frames: dict[str, pd.DataFrame], step: int,
                 hovertemplate="%{y}<br>step %{x}<br>‖W − Z‖ = %{customdata[0]:.4g} "
                               "(%{z:.0%} of the start)<br>‖Λ‖ = %{customdata[1]:.4g}"
                               "<extra></extra>")
-    return _figure([heat], dict(xaxis=_axis("step", range=xr),
+    return figure([heat], dict(xaxis=axis("step", range=xr),
                                 yaxis=dict(autorange="reversed", type="category"),
                                 shapes=[marker(step)]),
                    height=max(240, 70 + 24 * len(order)), title="Per-layer ‖W − Z‖")
