@@ -4,8 +4,11 @@ Every figure colours a method the same way (`method_color`) and, where runs diff
 each rate with its own line dash (`rate_dashes`), so a method reads the same on every page.
 Callers downsample long curves before plotting (`Store.scalars(..., max_points=...)`).
 
-Figures are built without plotly's per-property validation (`figure`): it costs about 5x the
-rest of a live redraw, and the tests validate every figure's output against plotly's schema.
+The figure kit below (`figure`, `house_layout`, `line`, `axis`, `rgba`, `empty_figure`,
+`category_heatmap`, `unit_domain`, FALLBACK) is public: the method views and toys, the Learn,
+Compare and Inspect figures all draw with it, in one house look (`house`). Figures are built
+without plotly's per-property validation (`figure`): it costs about 5x the rest of a live
+redraw, and the tests validate every figure's output against plotly's schema.
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ def rate_dashes(rates: Iterable[float]) -> dict[float, str]:
     return {r: DASHES[i % len(DASHES)] for i, r in enumerate(sorted(set(rates)))}
 
 
+# -- the figure kit: every page's figures are built from these, in one house look ---------------
 def rgba(color: str, alpha: float) -> str:
+    """A hex colour with transparency (bands, faded raw curves)."""
     r, g, b = plotly.colors.hex_to_rgb(color)
     return f"rgba({r},{g},{b},{alpha})"
 
@@ -58,39 +63,85 @@ LEGEND_COLUMNS = 3      # legend entries per row under a half-width chart
 LEGEND_ROW_PX = 21
 
 
-def figure(traces: list[dict], layout: dict | None = None, *, height: int = 320,
-            title: str | None = None) -> go.Figure:
-    """A figure in the house look (title top left, legend at the bottom, below the axis title),
-    built in one go without validation; the page's theme styles it. The figure grows by the
-    legend's rows so the plot keeps its height."""
-    layout = layout or {}
-    entries = sum(1 for t in traces if t.get("name") and t.get("showlegend", True))
-    shown = layout.get("showlegend", entries > 1)
-    rows = -(-entries // LEGEND_COLUMNS) if shown else 0
-    legend_px = LEGEND_ROW_PX * rows
-    base = dict(template={}, height=height + legend_px,
-                margin=dict(l=10, r=10, t=40, b=10 + legend_px),
-                legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom",
-                            yref="container"))
+def house(height: int, title: str | None = None, *, entries: int = 0, shown: bool = True,
+          top: int = 40) -> dict:
+    """The house look as layout entries: title top left, legend at the bottom below the axis
+    title; the figure grows by the legend's rows (`entries` named traces, LEGEND_COLUMNS a row)
+    so the plot keeps its height."""
+    legend_px = LEGEND_ROW_PX * (-(-entries // LEGEND_COLUMNS) if shown else 0)
+    out: dict[str, Any] = dict(
+        height=height + legend_px, margin=dict(l=10, r=10, t=top, b=10 + legend_px),
+        legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom",
+                    yref="container"))
     if title:
-        base["title"] = dict(text=title, x=0, xanchor="left", font=dict(size=15))
-    return go.Figure(data=traces, layout={**base, **layout}, _validate=False)
+        out["title"] = dict(text=title, x=0, xanchor="left", font=dict(size=15))
+    return out
+
+
+def _legend_entries(traces: Iterable[tuple[Any, Any]]) -> int:
+    """Named traces not hidden from the legend, of (name, showlegend) pairs."""
+    return sum(1 for name, shown in traces if name and shown is not False)
+
+
+def figure(traces: list[dict], layout: dict | None = None, *, height: int = 320,
+           title: str | None = None) -> go.Figure:
+    """A figure in the house look (`house`), built in one go without validation; the page's
+    theme styles it."""
+    layout = layout or {}
+    entries = _legend_entries((t.get("name"), t.get("showlegend")) for t in traces)
+    base = house(height, title, entries=entries, shown=layout.get("showlegend", entries > 1))
+    return go.Figure(data=traces, layout={"template": {}, **base, **layout}, _validate=False)
+
+
+def house_layout(fig: go.Figure, title: str, height: int = 340, top: int = 48,
+                 **kw) -> go.Figure:
+    """The house look (`house`) on a figure built trace by trace (make_subplots, add_trace);
+    `kw` are further layout entries (a `legend` of its own reserves no legend rows). Returns
+    the figure."""
+    entries = _legend_entries((getattr(t, "name", None), getattr(t, "showlegend", None))
+                              for t in fig.data)
+    shown = False if "legend" in kw else kw.get("showlegend", fig.layout.showlegend)
+    fig.update_layout(**house(height, title, entries=entries,
+                              shown=entries > 1 if shown is None else shown, top=top))
+    return fig.update_layout(**kw)
 
 
 def empty_figure(message: str, height: int = 320) -> go.Figure:
+    """A figure that only says `message` (nothing recorded yet, nothing to plot)."""
     return figure([], dict(annotations=[dict(text=message, showarrow=False,
-                                              font=dict(color="#888", size=14))],
-                            xaxis=dict(visible=False), yaxis=dict(visible=False)), height=height)
+                                             font=dict(color="#888", size=14))],
+                           xaxis=dict(visible=False), yaxis=dict(visible=False)), height=height)
 
 
 def line(x, y, name: str | None, color: str, *, width: float = 2, dash: str = "solid",
-          mode: str = "lines", **kw) -> dict:
+         mode: str = "lines", **kw) -> dict:
+    """A scatter trace (a curve by default); `kw` are further trace entries."""
     return dict(type="scatter", x=np.asarray(x), y=np.asarray(y), name=name, mode=mode,
                 line=dict(color=color, width=width, dash=dash), **kw)
 
 
 def axis(title: str | None = None, **kw) -> dict:
+    """An axis' layout entries with a title."""
     return dict(title=dict(text=title), **kw) if title else kw
+
+
+def category_scale(colors: Iterable[str]) -> list[list]:
+    """A split colour scale: one flat band per colour, for codes 0..n-1 drawn with
+    cmin/zmin = -0.5 and cmax/zmax = n - 0.5 (no blending between categories)."""
+    colors = list(colors)
+    n = len(colors)
+    return [[edge, c] for i, c in enumerate(colors) for edge in (i / n, (i + 1) / n)]
+
+
+def category_heatmap(codes, labels: list[str], colors: list[str], **kw) -> dict:
+    """A heatmap of category codes (0..n-1) on a split colour scale, each cell's label in
+    customdata and the colour bar naming the categories; `kw` are further trace entries."""
+    n = len(labels)
+    names = [[labels[v] for v in row] for row in codes]
+    return dict(type="heatmap", z=codes, zmin=-0.5, zmax=n - 0.5,
+                colorscale=category_scale(colors), customdata=names, xgap=1, ygap=1,
+                colorbar=dict(tickvals=list(range(n)), ticktext=list(labels), thickness=12),
+                **kw)
 
 
 _NONE = pd.DataFrame({"step": [], "value": []})

@@ -12,6 +12,7 @@ from .plots import (
     DASHES,
     UNIT_RANGE,
     axis,
+    category_scale,
     empty_figure,
     figure,
     line,
@@ -224,8 +225,7 @@ def parallel_figure(runs: pd.DataFrame, inputs: list[str], outputs: list[str]) -
         else:
             dims.append(dict(label=col.replace("_", " "), values=numbers.to_numpy(float)))
     n = len(methods)
-    scale = [[edge, method_color(m)] for i, m in enumerate(methods)
-             for edge in (i / n, (i + 1) / n)]
+    scale = category_scale(method_color(m) for m in methods)
     line = dict(color=[methods.index(m) for m in d.method], colorscale=scale, cmin=-0.5,
                 cmax=n - 0.5)
     return figure([dict(type="parcoords", dimensions=dims, line=line)],

@@ -14,21 +14,12 @@ import torch
 from plotly.subplots import make_subplots
 
 from .learn import SCHEDULES, OneLayer
-from .plots import log_axis, method_color
+from .plots import house_layout, log_axis, method_color
 
 SCHEDULE_COLORS = dict(zip(SCHEDULES, ("#7f7f7f", method_color("gmp"), method_color("pgmpf"),
                                        method_color("pgp"))))
 SCHEME_COLORS = {"layer-wise": method_color("l1"), "global": method_color("global_l1")}
 PRUNED = "#d9d9d9"          # a pruned cell: light grey, "gone"
-
-
-def house_layout(fig: go.Figure, title: str, height: int = 340, top: int = 48, **kw) -> go.Figure:
-    """The house look: title top left, horizontal legend under the plot."""
-    fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=15)),
-                      height=height, margin=dict(l=10, r=10, t=top, b=10),
-                      legend=dict(orientation="h", x=0, xanchor="left", y=-0.2, yanchor="top"),
-                      **kw)
-    return fig
 
 
 # -- unstructured vs structured -------------------------------------------------------------------
@@ -214,10 +205,11 @@ def structure_figure(table: pd.DataFrame, title: str) -> go.Figure:
     # the axis near the narrowest layer, drawing a 10-wide classifier as a sliver.
     widest = float(layers.width.max())
     ticks = [v for v in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if v <= widest]
-    fig = house_layout(go.Figure(traces), title, height=max(320, 22 * len(layers) + 140), top=90,
-                  barmode="overlay",
-                  xaxis=dict(title="output channels / features", type="log",
-                             range=[0, math.log10(widest) + 0.1], tickvals=ticks),
-                  yaxis=dict(categoryorder="array", categoryarray=list(layers.layer)[::-1]))
-    # the legend above the bars: under them it met the axis title in short charts
-    return fig.update_layout(margin=dict(r=90), legend=dict(y=1.0, yanchor="bottom"))
+    # The house legend sits under the axis title (a legend under the bars met it in short
+    # charts), the figure taller by its rows.
+    fig = house_layout(go.Figure(traces), title, height=max(320, 22 * len(layers) + 140),
+                       barmode="overlay",
+                       xaxis=dict(title="output channels / features", type="log",
+                                  range=[0, math.log10(widest) + 0.1], tickvals=ticks),
+                       yaxis=dict(categoryorder="array", categoryarray=list(layers.layer)[::-1]))
+    return fig.update_layout(margin=dict(r=90))

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import torch
 
 from ...learn import Control, Drawn, Toy
-from ...plots_learn import house_layout
+from ...plots import category_heatmap, house_layout
 from .math import InputStats, prune_mask, reconstruction_error, sparsegpt, wanda_scores
 from .records import OUTCOMES
 from .view import ERRORS, OUTCOME_COLORS
@@ -56,16 +56,10 @@ def parting(channel: int, scale: float, sparsity: float, seed: int = 0) -> Parti
 
 
 def matrix_figure(p: Parting, channel: int) -> go.Figure:
-    n = len(OUTCOMES)
-    scale = []
-    for i, o in enumerate(OUTCOMES):
-        scale += [[i / n, OUTCOME_COLORS[o]], [(i + 1) / n, OUTCOME_COLORS[o]]]
-    names = [[OUTCOMES[v] for v in row] for row in p.outcome.tolist()]
     text = [[f"{abs(v):.2f}" for v in row] for row in p.w.tolist()]
-    fig = go.Figure(go.Heatmap(
-        z=p.outcome.tolist(), zmin=-0.5, zmax=n - 0.5, colorscale=scale, customdata=names,
-        text=text, texttemplate="%{text}", xgap=1, ygap=1,
-        colorbar=dict(tickvals=list(range(n)), ticktext=list(OUTCOMES), thickness=12),
+    fig = go.Figure(category_heatmap(
+        p.outcome.tolist(), list(OUTCOMES), [OUTCOME_COLORS[o] for o in OUTCOMES], text=text,
+        texttemplate="%{text}",
         hovertemplate="row %{y}, input %{x}: |W| %{text}, %{customdata}<extra></extra>"))
     fig.add_vrect(x0=channel - 0.5, x1=channel + 0.5, line=dict(color="#CC79A7", width=3))
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="output row")

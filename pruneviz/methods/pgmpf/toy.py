@@ -13,8 +13,7 @@ import torch
 from ...config import SessionConfig
 from ...learn import Control, Drawn, Toy
 from ...masks import filter_mask
-from ...plots import method_color
-from ...plots_learn import house_layout
+from ...plots import house_layout, method_color
 from .engine import PGMPF
 from .engine import Params as PGMPFParams
 from .math import gradient_factor, n_pruned_filters

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from ...learn import Control, Drawn, Toy
 from ...masks import Layer, filter_norms
-from ...plots_learn import house_layout
+from ...plots import house_layout
 from ...schedules import exponential_count
 from .math import criterion_pass, hybrid_split, soft_reset, spearman, whole
 

@@ -12,8 +12,7 @@ import plotly.graph_objects as go
 import torch
 
 from ...learn import Control, Drawn, Toy
-from ...plots import method_color
-from ...plots_learn import house_layout
+from ...plots import house_layout, method_color
 from .math import lagrangian, multiplier_step, project
 
 
