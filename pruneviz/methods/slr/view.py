@@ -279,16 +279,12 @@ def _condition_points(e: pd.DataFrame) -> pd.DataFrame:
 _COMPARED = {1: ("L(W, Z_prev)", "L(W_prev, Z_prev)"), 2: ("L(W, Z)", "L(W, Z_prev)")}
 
 
-def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
-                      xr: list[float] | None = None) -> go.Figure:
-    """SLR's condition checks (pass/fail strip, relative drop of L) and its step size s_k, α_k."""
-    e = upto(frames["epochs"], step)[list(CONDITION_COLUMNS)]
-    checks = _condition_points(e)
-    s = e[e.s.notna()]
-    if checks.empty and s.empty:
-        return waiting("waiting for the first condition check (end of the first epoch)", 460)
+_CONDITIONS = {1: "condition 1", 2: "condition 2"}
+
+
+def _check_strip(checks: pd.DataFrame) -> list[dict]:
+    """The pass/fail strip: one square per condition check, coloured by its outcome."""
     traces = []
-    labels = {1: "condition 1", 2: "condition 2"}
     for outcome, color in (("passed", PASSED), ("failed", FAILED), ("forced", FORCED)):
         d = checks[checks.outcome == outcome]
         if d.empty:
@@ -298,12 +294,25 @@ def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
             now, prev = _COMPARED[which]
             vs = (f"{now} = {L:.6g}<br>{prev} = {L_prev:.6g}" if np.isfinite(L_prev) else
                   f"{now} = {L:.6g}<br>no previous Lagrangian: forced at k = 1")
-            text.append(f"{labels[which]} at step {at_step}: {outcome}<br>{vs}")
+            text.append(f"{_CONDITIONS[which]} at step {at_step}: {outcome}<br>{vs}")
         traces.append(dict(type="scatter", x=d.step.to_numpy(),
-                           y=[labels[w] for w in d.which], mode="markers",
+                           y=[_CONDITIONS[w] for w in d.which], mode="markers",
                            name=outcome if outcome != "forced" else "forced (k = 1)",
                            text=text, hovertemplate="%{text}<extra></extra>",
                            marker=dict(color=color, size=13, symbol="square")))
+    return traces
+
+
+def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
+                      xr: list[float] | None = None) -> go.Figure:
+    """SLR's condition checks (pass/fail strip, relative drop of L) and its step size s_k, α_k."""
+    e = upto(frames["epochs"], step)[list(CONDITION_COLUMNS)]
+    checks = _condition_points(e)
+    s = e[e.s.notna()]
+    if checks.empty and s.empty:
+        return waiting("waiting for the first condition check (end of the first epoch)", 460)
+    traces = _check_strip(checks)
+    labels = _CONDITIONS
     for which, color in ((1, "#1f77b4"), (2, "#ff7f0e")):
         d = checks[(checks.which == which) & checks.L_prev.notna()]
         if d.empty:
