@@ -93,7 +93,7 @@ def figure(traces: list[dict], layout: dict | None = None, *, height: int = 320,
     return go.Figure(data=traces, layout={"template": {}, **base, **layout}, _validate=False)
 
 
-def house_layout(fig: go.Figure, title: str, height: int = 340, top: int = 48,
+def house_layout(fig: go.Figure, title: str | None, height: int = 340, top: int = 48,
                  **kw) -> go.Figure:
     """The house look (`house`) on a figure built trace by trace (make_subplots, add_trace);
     `kw` are further layout entries (a `legend` of its own reserves no legend rows). Returns
