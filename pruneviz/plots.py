@@ -177,7 +177,7 @@ def schedule_figure(preview: pd.DataFrame, title: str = "Schedule preview") -> g
     band = preview[preview.series == RECOVERY]
     lines = preview[preview.series != RECOVERY]
     traces = [line(df.epoch, df.value, str(series), TARGET if i == 0 else FALLBACK[i],
-                    width=2.5)
+                   width=2.5)
               for i, (series, df) in enumerate(lines.groupby("series", sort=False))]
     layout: dict[str, Any] = dict(xaxis=axis("epoch"), yaxis=axis(rangemode="tozero"),
                                   showlegend=len(traces) > 1)
@@ -201,19 +201,19 @@ def training_figure(scalars: pd.DataFrame) -> go.Figure:
     ce = k.get("ce", _NONE)     # recorded only by methods that add a penalty to the loss
     traces = [
         line(loss.step, loss.value, "train loss", rgba(ACHIEVED, 0.25), width=1,
-              showlegend=False),
+             showlegend=False),
         line(loss.step, smooth(loss.value),
-              "train loss: CE + penalty (smoothed)" if len(ce) else "train loss (smoothed)",
-              ACHIEVED),
+             "train loss: CE + penalty (smoothed)" if len(ce) else "train loss (smoothed)",
+             ACHIEVED),
         line(test_loss.step, test_loss.value, "held-out loss", "#ff7f0e", mode="lines+markers"),
         line(train_acc.step, smooth(train_acc.value), "train accuracy", rgba(ACHIEVED, 0.5),
-              width=1.5, **right),
+             width=1.5, **right),
         line(test_acc.step, test_acc.value, "held-out accuracy", "#2ca02c", width=2.5,
-              mode="lines+markers", **right),
+             mode="lines+markers", **right),
     ]
     if len(ce):
         traces.append(line(ce.step, smooth(ce.value), "train CE alone (smoothed)", "#9467bd",
-                            dash="dot"))
+                           dash="dot"))
     for key, label, color in (("dense_accuracy", "dense", "#7f7f7f"),
                               ("pruned_accuracy", "just pruned", TARGET)):
         point = k.get(key, _NONE)
@@ -241,12 +241,12 @@ def sparsity_figure(scalars: pd.DataFrame, zeros: str = "hard",
     name = "target (soft: masked, still trainable)" if zeros == "soft" else "target"
     traces = [line(target.step, target.value, name, TARGET, dash="dash"),
               line(achieved.step, achieved.value, "achieved (exact zeros)", ACHIEVED,
-                    width=2.5)]
+                   width=2.5)]
     if pulled is not None:
         traces.append(line([0, pulled[1]], [pulled[0]] * 2, "sparse copy Z (penalty pulls W "
-                            "to it)", "#9467bd", dash="dot"))
+                           "to it)", "#9467bd", dash="dot"))
     return figure(traces, dict(xaxis=axis("step"), yaxis=axis("sparsity", range=UNIT_RANGE)),
-                   height=330, title="Target vs achieved sparsity")
+                  height=330, title="Target vs achieved sparsity")
 
 
 def layer_heatmap(layers: pd.DataFrame, key: str = "sparsity") -> go.Figure:
@@ -262,7 +262,7 @@ def layer_heatmap(layers: pd.DataFrame, key: str = "sparsity") -> go.Figure:
                 zmax=1, colorscale="Viridis", colorbar=dict(title=dict(text=key), thickness=12),
                 hovertemplate="%{y}<br>step %{x}<br>" + key + " %{z:.3f}<extra></extra>")
     return figure([heat], dict(xaxis=axis("step"), yaxis=dict(autorange="reversed")),
-                   height=max(260, 60 + 28 * len(order)), title=f"Per-layer {key}")
+                  height=max(260, 60 + 28 * len(order)), title=f"Per-layer {key}")
 
 
 def layer_bars(layers: pd.DataFrame, key: str = "sparsity", title: str | None = None
@@ -300,13 +300,13 @@ def table_figure(rows: pd.DataFrame, title: str | None = None, max_series: int =
         layout[f"xaxis{suffix}"] = dict(domain=unit_domain(x0, x0 + width), anchor=f"y{suffix}")
         layout[f"yaxis{suffix}"] = dict(domain=unit_domain(y1 - height, y1), anchor=f"x{suffix}")
         traces.append(line(rows.step, rows[col], col, FALLBACK[i % len(FALLBACK)],
-                            mode="lines+markers" if one_per_step else "markers",
-                            marker=dict(size=5 if one_per_step else 4), showlegend=False,
-                            xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
+                           mode="lines+markers" if one_per_step else "markers",
+                           marker=dict(size=5 if one_per_step else 4), showlegend=False,
+                           xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
         notes.append(dict(text=col, x=x0 + width / 2, y=y1, xref="paper", yref="paper",
                           xanchor="center", yanchor="bottom", showarrow=False))
     return figure(traces, {**layout, "annotations": notes}, height=60 + 200 * n_rows,
-                   title=title)
+                  title=title)
 
 
 # -- any run ------------------------------------------------------------------------------------

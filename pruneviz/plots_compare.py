@@ -99,15 +99,15 @@ def curves_figure(scalars: pd.DataFrame, runs: pd.DataFrame, key: str, *, title:
             band = dict(legendgroup=group, showlegend=False, hoverinfo="skip")
             traces += [line(wide.index, wide.max(axis=1), None, color, width=0, **band),
                        line(wide.index, wide.min(axis=1), None, color, width=0,
-                             fill="tonexty", fillcolor=rgba(color, 0.18), **band)]
+                            fill="tonexty", fillcolor=rgba(color, 0.18), **band)]
         traces.append(line(wide.index, wide.mean(axis=1), _group_name(members, wide.shape[1]),
-                            color, dash=dash, legendgroup=group, mode=mode))
+                           color, dash=dash, legendgroup=group, mode=mode))
     if not traces:
         return empty_figure(f"no {key} records", 320)
     y = axis(range=list(y_range)) if y_range else {}
     xaxis = axis(X_AXES[x], range=[0, 1.02]) if x == "fraction" else axis(X_AXES[x])
     return figure(traces, dict(xaxis=xaxis, yaxis=y, showlegend=True), height=380,
-                   title=title)
+                  title=title)
 
 
 def pareto_front(df: pd.DataFrame, x: str, y: str, *, maximize_x: bool,
@@ -172,8 +172,8 @@ def pareto_figure(runs: pd.DataFrame, x: str, *, maximize_x: bool, title: str,
             marker=dict(symbol="circle-open", size=[0] + [19] * len(front) + [0],
                         color=FRONT, line=dict(width=2))))
     return figure(traces, dict(xaxis=axis(x_title or x),
-                                yaxis=axis(y_title or y.replace("_", " "))),
-                   height=340, title=title)
+                               yaxis=axis(y_title or y.replace("_", " "))),
+                  height=340, title=title)
 
 
 def layer_profile_figure(layers: pd.DataFrame, runs: pd.DataFrame, key: str = "sparsity",
@@ -199,7 +199,7 @@ def layer_profile_figure(layers: pd.DataFrame, runs: pd.DataFrame, key: str = "s
                                        pattern=dict(shape=patterns.get(first.rate, "")))))
     y = axis(key, range=UNIT_RANGE) if key in ("sparsity", "keep_rate") else axis(key)
     return figure(traces, dict(barmode="group", yaxis=y, showlegend=True), height=340,
-                   title=title or f"Per-layer {key} at the end of each run")
+                  title=title or f"Per-layer {key} at the end of each run")
 
 
 def parallel_figure(runs: pd.DataFrame, inputs: list[str], outputs: list[str]) -> go.Figure:
@@ -229,8 +229,8 @@ def parallel_figure(runs: pd.DataFrame, inputs: list[str], outputs: list[str]) -
     line = dict(color=[methods.index(m) for m in d.method], colorscale=scale, cmin=-0.5,
                 cmax=n - 0.5)
     return figure([dict(type="parcoords", dimensions=dims, line=line)],
-                   dict(margin=dict(l=70, r=70, t=100, b=30)), height=420,
-                   title="Parameters and outcomes of the finished runs")
+                  dict(margin=dict(l=70, r=70, t=100, b=30)), height=420,
+                  title="Parameters and outcomes of the finished runs")
 
 
 def config_diff(configs: dict[str, dict]) -> pd.DataFrame:
@@ -280,7 +280,7 @@ def rate_curve_figure(table: pd.DataFrame, x: str = "sparsity", *, y_title: str,
             common = dict(legendgroup=group, showlegend=False, hoverinfo="skip")
             traces += [line(band[x], band.hi * scale, None, color, width=0, **common),
                        line(band[x], band.lo * scale, None, color, width=0, fill="tonexty",
-                             fillcolor=rgba(color, 0.18), **common)]
+                            fillcolor=rgba(color, 0.18), **common)]
         text = [f"rate {r:g}, {n} seed(s)" for r, n in zip(sub.rate.astype(float), sub.n)]
         traces.append(dict(type="scatter", x=sub[x].to_numpy(float),
                            y=(sub["mean"] * scale).to_numpy(float), name=name,
@@ -288,8 +288,8 @@ def rate_curve_figure(table: pd.DataFrame, x: str = "sparsity", *, y_title: str,
                            hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>",
                            line=dict(color=color, width=2), marker=dict(color=color, size=8)))
     return figure(traces, dict(xaxis=axis(RATE_X.get(x, x)), yaxis=axis(y_title),
-                                showlegend=True),
-                   height=360, title=title or f"{y_title.capitalize()} vs {RATE_X.get(x, x)}")
+                               showlegend=True),
+                  height=360, title=title or f"{y_title.capitalize()} vs {RATE_X.get(x, x)}")
 
 
 def dense_start_figure(curves: pd.DataFrame, title: str = "Dense start, before pruning"
@@ -302,4 +302,4 @@ def dense_start_figure(curves: pd.DataFrame, title: str = "Dense start, before p
                                        ("held_out", "held-out", "#0072B2"))
               if curves[col].notna().any()]
     return figure(traces, dict(xaxis=axis("dense epoch"), yaxis=axis("accuracy"),
-                                showlegend=True), height=280, title=title)
+                               showlegend=True), height=280, title=title)

@@ -139,7 +139,7 @@ def channel_sweep_figure(df: pd.DataFrame, block: int | None) -> go.Figure:
     fig.update_xaxes(title_text="output channels (filters) of the conv", range=[0, widest + 2])
     fig.update_yaxes(title_text=f"time relative to {widest} filters", rangemode="tozero")
     return house_layout(fig, "Time vs filters kept" + (f" (dotted: multiples of {block})"
-                                                 if block else ""), height=340)
+                                                       if block else ""), height=340)
 
 
 def launch_figure(df: pd.DataFrame) -> go.Figure:

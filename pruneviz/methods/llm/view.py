@@ -135,12 +135,12 @@ def profile_figure(frames: dict[str, pd.DataFrame], step: int, layer: str | None
                    marker=dict(color="rgba(127,127,127,0.5)"),
                    hovertemplate="column %{x}: ||X_j|| %{y:.3g}<extra></extra>"),
               line(col, numbers(ch.saved), "magnitude cuts, Wanda keeps", "#009E73",
-                    mode="markers", yaxis="y2", marker=dict(size=5)),
+                   mode="markers", yaxis="y2", marker=dict(size=5)),
               line(col, numbers(ch.lost), "Wanda cuts, magnitude keeps", "#D55E00",
-                    mode="markers", yaxis="y2", marker=dict(size=5))]
+                   mode="markers", yaxis="y2", marker=dict(size=5))]
     layout = dict(xaxis=axis("input column"), yaxis=axis("||X_j||"),
                   yaxis2=axis("weights", overlaying="y", side="right", showgrid=False,
-                               rangemode="tozero"), bargap=0.1, showlegend=True)
+                              rangemode="tozero"), bargap=0.1, showlegend=True)
     return figure(traces, layout, title=f"{layer}: input-channel norm profile")
 
 
@@ -155,14 +155,14 @@ def norms_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
         if not med > 0:
             continue
         traces.append(line(np.arange(len(v)) / max(len(v) - 1, 1), v / med, layer,
-                            method_color(f"layer{i}"), width=1.5))
+                           method_color(f"layer{i}"), width=1.5))
     if not traces:
         return waiting("no layer with a nonzero median input norm")
     y = np.concatenate([t["y"] for t in traces])
     return figure(traces, dict(xaxis=axis("input channels, sorted (fraction)"),
-                                yaxis=axis("||X_j|| / median (log)", **log_axis(y)),
-                                showlegend=len(traces) <= 12),
-                   title="Input-channel norm profiles")
+                               yaxis=axis("||X_j|| / median (log)", **log_axis(y)),
+                               showlegend=len(traces) <= 12),
+                  title="Input-channel norm profiles")
 
 
 def errors_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
@@ -176,9 +176,9 @@ def errors_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
               for key, name, color in ERRORS]
     values = np.concatenate([numbers(st[k]) for k, _, _ in ERRORS])
     return figure(traces, dict(barmode="group", xaxis=axis(None, type="category"),
-                                yaxis=axis("||WX − W'X||² (log)", **log_axis(values)),
-                                showlegend=True),
-                   title="Layer reconstruction error, same mask sparsity")
+                               yaxis=axis("||WX − W'X||² (log)", **log_axis(values)),
+                               showlegend=True),
+                  title="Layer reconstruction error, same mask sparsity")
 
 
 def disagree_figure(frames: dict[str, pd.DataFrame], step: int, method: str) -> go.Figure:
@@ -190,9 +190,9 @@ def disagree_figure(frames: dict[str, pd.DataFrame], step: int, method: str) -> 
                    marker=dict(color=method_color(method)),
                    hovertemplate="%{x}: %{y:.3f}<extra></extra>")]
     return figure(traces, dict(xaxis=axis(None, type="category"),
-                                yaxis=axis("fraction of the layer's weights",
-                                            rangemode="tozero")),
-                   title="Magnitude vs Wanda, per layer")
+                               yaxis=axis("fraction of the layer's weights",
+                                          rangemode="tozero")),
+                  title="Magnitude vs Wanda, per layer")
 
 
 def heads_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
@@ -216,8 +216,8 @@ def heads_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
                 colorbar=dict(title=dict(text="importance"), thickness=12),
                 hovertemplate="%{y}<br>head %{x}: %{z:.3f}<extra></extra>")
     return figure([heat], dict(xaxis=axis("head (unit)"),
-                                yaxis=dict(autorange="reversed", type="category")),
-                   height=max(260, 60 + 18 * len(rows)), title="Head importance per round")
+                               yaxis=dict(autorange="reversed", type="category")),
+                  height=max(260, 60 + 18 * len(rows)), title="Head importance per round")
 
 
 def quality_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
@@ -228,13 +228,13 @@ def quality_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
     total = numbers(q.total)
     frac = np.where(total > 0, x / np.where(total > 0, total, 1), np.nan)
     traces = [line(frac, numbers(q.accuracy), "held-out accuracy", ACHIEVED,
-                    mode="lines+markers", customdata=numbers(q["round"]),
-                    hovertemplate="round %{customdata:.0f}: accuracy %{y:.4f}<extra></extra>"),
+                   mode="lines+markers", customdata=numbers(q["round"]),
+                   hovertemplate="round %{customdata:.0f}: accuracy %{y:.4f}<extra></extra>"),
               line(frac, numbers(q.loss), "held-out loss", TARGET, mode="lines+markers",
-                    yaxis="y2", dash="dash")]
+                   yaxis="y2", dash="dash")]
     unit = str(q.unit.dropna().iloc[-1]) if q.unit.notna().any() else "head"
     return figure(traces, dict(xaxis=axis(f"fraction of {unit}s removed"),
-                                yaxis=axis("accuracy"),
-                                yaxis2=axis("loss", overlaying="y", side="right",
-                                             showgrid=False), showlegend=True),
-                   title="Quality after each round")
+                               yaxis=axis("accuracy"),
+                               yaxis2=axis("loss", overlaying="y", side="right",
+                                           showgrid=False), showlegend=True),
+                  title="Quality after each round")

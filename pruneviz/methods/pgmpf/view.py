@@ -187,8 +187,8 @@ def norms_figure(filters: pd.DataFrame, order: pd.DataFrame, step: int) -> go.Fi
                              automargin=True),
                   showlegend=bool(len(r)))
     return figure(traces, layout, height=max(300, 80 + 22 * len(names)),
-                   title=f"Filter norms and mask after epoch {epoch} "
-                         f"({n_pruned} of {len(now)} filters pruned)")
+                  title=f"Filter norms and mask after epoch {epoch} "
+                        f"({n_pruned} of {len(now)} filters pruned)")
 
 
 def _busiest_layer(layers: pd.DataFrame, n_layers: int) -> int:
@@ -225,7 +225,7 @@ def history_figure(filters: pd.DataFrame, layers: pd.DataFrame, order: pd.DataFr
                   yaxis=axis("filter index", autorange="reversed", showgrid=False),
                   showlegend=False)
     return figure(traces, layout, height=min(520, max(300, 120 + 5 * shape[0])),
-                   title=f"{names[which]}: filter norms over epochs")
+                  title=f"{names[which]}: filter norms over epochs")
 
 
 def flips_figure(layers: pd.DataFrame, updates: pd.DataFrame, step: int, epochs: int
@@ -249,13 +249,13 @@ def flips_figure(layers: pd.DataFrame, updates: pd.DataFrame, step: int, epochs:
               dict(type="bar", x=x, y=revived, name="revived",
                    marker=dict(color=REVIVED)),
               line(updates.epoch, numbers(updates.pruned), "pruned filters", "#444",
-                    mode="lines+markers")]
+                   mode="lines+markers")]
     x = axis("epoch", range=[-0.5, max(epochs, 1) - 0.5])
     if epochs <= 20:
         x["dtick"] = 1
     return figure(traces, dict(barmode="stack", xaxis=x, showlegend=True,
-                                yaxis=axis("filters", rangemode="tozero")),
-                   height=320, title="Mask changes per epoch")
+                               yaxis=axis("filters", rangemode="tozero")),
+                  height=320, title="Mask changes per epoch")
 
 
 SERIES = (("r", "keep rate r_e", "keep rate r_e", ACHIEVED),
@@ -280,19 +280,19 @@ def schedule_figure(updates: pd.DataFrame, planned: pd.DataFrame | None, knobs: 
         if planned is not None:
             p = planned[planned.series == series]
             traces.append(line(p.epoch, p.value, "planned", rgba(color, 0.45), width=1.5,
-                                dash="dash", legendgroup="planned",
-                                showlegend=col == "r", hoverinfo="skip"))
+                               dash="dash", legendgroup="planned",
+                               showlegend=col == "r", hoverinfo="skip"))
         traces.append(line(updates.epoch, numbers(updates[col]), label, color, width=2.5,
-                            mode="lines+markers", marker=dict(size=6)))
+                           mode="lines+markers", marker=dict(size=6)))
     if rounded:
         if planned is not None:
             p = planned[planned.series.str.startswith("kept filters, rounded")]
             traces.append(line(p.epoch, p.value, "planned", rgba(ROUNDED, 0.45), width=1.5,
-                                dash="dash", legendgroup="planned", showlegend=False,
-                                hoverinfo="skip"))
+                               dash="dash", legendgroup="planned", showlegend=False,
+                               hoverinfo="skip"))
         traces.append(line(updates.epoch, numbers(updates.kept_share),
-                            "kept share (counts rounded to round_to)", ROUNDED, width=2.5,
-                            mode="lines+markers", marker=dict(size=6)))
+                           "kept share (counts rounded to round_to)", ROUNDED, width=2.5,
+                           mode="lines+markers", marker=dict(size=6)))
     if knobs is not None:
         at: dict[float, list[str]] = {}
         if knobs.alpha_decay:
@@ -306,11 +306,11 @@ def schedule_figure(updates: pd.DataFrame, planned: pd.DataFrame | None, knobs: 
         for i, (frac, texts) in enumerate(sorted(at.items())):
             x = frac * epochs
             traces.append(line([x, x], [-0.03, 1.05], f"from {frac:g} E: " + ", ".join(texts),
-                                MARKER, width=1.5, dash=("dash", "dot", "dashdot")[i % 3],
-                                hoverinfo="skip"))
+                               MARKER, width=1.5, dash=("dash", "dot", "dashdot")[i % 3],
+                               hoverinfo="skip"))
     marks = [] if epoch is None else [vline(epoch, None, dash="solid", color="#444")]
     layout = dict(xaxis=axis("epoch e (computed at its end, used in e + 1)",
-                              range=[-0.5, max(epochs, 1)]),
+                             range=[-0.5, max(epochs, 1)]),
                   yaxis=axis("value", range=[-0.03, 1.05]), showlegend=True, **markers(marks))
     if updates.empty:
         layout["annotations"] = [dict(text=WAIT, showarrow=False, xref="paper", yref="paper",

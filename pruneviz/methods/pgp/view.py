@@ -276,16 +276,16 @@ def counts_figure(layers: pd.DataFrame, cls: Any, params: Any, config: Any, n_pr
         plan = [sum(cls.keep_target(int(n), e, n_prune, config.rate, params) for n in n0)
                 for e in range(n_prune)]
         traces.append(line(np.arange(n_prune), plan, "planned target", rgba("#222222", 0.5),
-                            dash="dash", width=1.5, hoverinfo="skip"))
+                           dash="dash", width=1.5, hoverinfo="skip"))
     traces.append(line(x, per.target.to_numpy(), "target n(e)", "#222", mode="lines+markers",
-                        width=2))
+                       width=2))
     if asks_rounding(params):
         kept = layers.groupby("epoch").target_count.sum()
         traces.append(line(kept.index.to_numpy(), kept.to_numpy(), "kept, rounded to round_to",
-                            "#9467bd", mode="lines+markers", width=2, dash="dot"))
+                           "#9467bd", mode="lines+markers", width=2, dash="dot"))
     layout = dict(barmode="stack", showlegend=True,
                   xaxis=axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
-                              dtick=1 if n_prune <= 20 else None),
+                             dtick=1 if n_prune <= 20 else None),
                   yaxis=axis("filters (all convs)", rangemode="tozero"))
     return figure(traces, layout, height=320, title="Active, soft and removed filters")
 
@@ -304,11 +304,11 @@ def spearman_figure(layers: pd.DataFrame, n_prune: int) -> go.Figure:
                    text=groups, marker=dict(color=rgba(MARKER, 0.7), size=6),
                    hovertemplate="%{text}<br>rho %{y:.3f}<extra></extra>"),
               line(mean.index.to_numpy(), mean.to_numpy(), "mean over groups",
-                    method_color("pgp"), mode="lines+markers", width=2.5)]
+                   method_color("pgp"), mode="lines+markers", width=2.5)]
     zero = (dict(type="line", x0=0, x1=1, xref="paper", y0=0, y1=0, yref="y",
                  line=dict(color=MARKER, width=1)), None)
     layout = dict(xaxis=axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
-                              dtick=1 if n_prune <= 20 else None),
+                             dtick=1 if n_prune <= 20 else None),
                   yaxis=axis("Spearman rho with L2", range=[-1.05, 1.05]), showlegend=True,
                   **markers([zero]))
     return figure(traces, layout, height=320, title="Agreement with the L2 ranking")
@@ -333,7 +333,7 @@ def momentum_figure(epochs: pd.DataFrame, n_prune: int, method: str) -> go.Figur
                    cliponaxis=False)]
     layout = dict(barmode="group", showlegend=True,
                   xaxis=axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
-                              dtick=1 if n_prune <= 20 else None),
+                             dtick=1 if n_prune <= 20 else None),
                   yaxis=axis("momentum L2 norm", rangemode="tozero"))
     return figure(traces, layout, height=320, title="Momentum of reset filters")
 
@@ -354,18 +354,18 @@ def size_figure(epochs: pd.DataFrame, n_prune: int, n_epochs: int, method: str) 
     for values, name, color, dash in ((flops, "FLOPs", method_color(method), "solid"),
                                       (params, "parameters", ACHIEVED, "dot")):
         traces.append(line(x, values / values[0], name, color, dash=dash, mode="lines+markers",
-                            customdata=values, width=2.5, yaxis="y2",
-                            hovertemplate="%{customdata:.4g} (%{y:.1%} of dense)<extra>"
+                           customdata=values, width=2.5, yaxis="y2",
+                           hovertemplate="%{customdata:.4g} (%{y:.1%} of dense)<extra>"
                                           + name + "</extra>"))
     marks = [vline(n_prune - 0.5, "fine-tuning →", dash="dash")] if n_prune < n_epochs else []
     now = numbers(epochs.flops.iloc[-1:])[0] / flops[0]
     layout = dict(barmode="stack", showlegend=True, **markers(marks),
                   xaxis=axis("epoch", range=[-0.5, max(n_epochs, 1) - 0.5],
-                              dtick=1 if n_epochs <= 20 else None),
+                             dtick=1 if n_epochs <= 20 else None),
                   yaxis=axis("seconds", rangemode="tozero"),
                   yaxis2=axis("fraction of dense", overlaying="y", side="right",
-                               range=[0, 1.05], tickformat=".0%", showgrid=False,
-                               tickvals=[0, 0.25, 0.5, 0.75, 1]))
+                              range=[0, 1.05], tickformat=".0%", showgrid=False,
+                              tickvals=[0, 0.25, 0.5, 0.75, 1]))
     title = "Network size and epoch time"
     if np.isfinite(now):
         title += f" (now {now:.0%} of dense FLOPs)"

@@ -191,14 +191,14 @@ def residual_figure(runs: list[RunFrames], step: int, xr: list[float] | None = N
                          hovertemplate="step %{x}<br>%{y:.4g}, %{customdata:.0f} support "
                                        "flips<extra>" + name + "</extra>")
         traces.append(line(e.step[ok], y[ok], name, color, dash=dash,
-                            width=1.5 if col == "z_change" else 2, mode="lines+markers",
-                            marker=dict(size=5), **extra))
+                           width=1.5 if col == "z_change" else 2, mode="lines+markers",
+                           marker=dict(size=5), **extra))
     if not traces:
         return waiting()
     return figure(traces, dict(xaxis=axis("step", range=xr),
-                                yaxis=axis("Frobenius norm", rangemode="tozero"),
-                                shapes=[marker(step)], showlegend=True),
-                   title="Residuals: W vs its sparse copy Z")
+                               yaxis=axis("Frobenius norm", rangemode="tozero"),
+                               shapes=[marker(step)], showlegend=True),
+                  title="Residuals: W vs its sparse copy Z")
 
 
 def accuracy_figure(runs: list[RunFrames], step: int, xr: list[float] | None = None
@@ -225,7 +225,7 @@ def accuracy_figure(runs: list[RunFrames], step: int, xr: list[float] | None = N
                                                line=dict(color="white", width=1))))
         if len(x):
             lines.append(line(x, y, name, color, dash=dash, mode="lines+markers",
-                               marker=dict(size=5)))
+                              marker=dict(size=5)))
     if not lines:
         return waiting()
     dense = runs[0].frames["scalars"]
@@ -235,9 +235,9 @@ def accuracy_figure(runs: list[RunFrames], step: int, xr: list[float] | None = N
                            name="dense start", mode="markers",
                            marker=dict(color="#7f7f7f", size=9, symbol="circle-open")))
     return figure(lines + points, dict(xaxis=axis("step", range=xr),
-                                        yaxis=axis("held-out accuracy", tickformat=".1%"),
-                                        shapes=[marker(step)], showlegend=True),
-                   title="Soft vs hard-pruned accuracy")
+                                       yaxis=axis("held-out accuracy", tickformat=".1%"),
+                                       shapes=[marker(step)], showlegend=True),
+                  title="Soft vs hard-pruned accuracy")
 
 
 def loss_figure(runs: list[RunFrames], step: int, xr: list[float] | None = None) -> go.Figure:
@@ -250,14 +250,14 @@ def loss_figure(runs: list[RunFrames], step: int, xr: list[float] | None = None)
         ok = np.isfinite(y) & (y > 0)       # a log axis cannot show 0
         if ok.any():
             traces.append(line(e.step[ok], y[ok], name, color, dash=dash,
-                                mode="lines+markers", marker=dict(size=5)))
+                               mode="lines+markers", marker=dict(size=5)))
     if not traces:
         return waiting()
     values = np.concatenate([t["y"] for t in traces])
     return figure(traces, dict(xaxis=axis("step", range=xr),
-                                yaxis=axis("epoch mean (log scale)", **log_axis(values)),
-                                shapes=[marker(step)], showlegend=True),
-                   title="Cross-entropy vs penalty")
+                               yaxis=axis("epoch mean (log scale)", **log_axis(values)),
+                               shapes=[marker(step)], showlegend=True),
+                  title="Cross-entropy vs penalty")
 
 
 # -- one run -----------------------------------------------------------------------------------
@@ -322,14 +322,14 @@ def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
             drop = np.where(prev != 0, (prev - d.L.to_numpy()) / np.abs(prev) * 100, np.nan)
         now, before = _COMPARED[which]
         traces.append(line(d.step, drop, f"{labels[which]}: drop of L", color,
-                            mode="lines+markers", marker=dict(size=6), xaxis="x", yaxis="y2",
-                            hovertemplate=f"step %{{x}}<br>{before} − {now}: %{{y:.3g}}% of "
-                                          f"{before}<extra></extra>"))
+                           mode="lines+markers", marker=dict(size=6), xaxis="x", yaxis="y2",
+                           hovertemplate=f"step %{{x}}<br>{before} − {now}: %{{y:.3g}}% of "
+                                         f"{before}<extra></extra>"))
     if len(s):
         traces.append(line(s.step, numbers(s.s), "step size s_k", "#7b4173",
-                            mode="lines+markers", marker=dict(size=5), yaxis="y3",
-                            customdata=numbers(s.k),
-                            hovertemplate="step %{x}<br>s = %{y:.4g}, k = %{customdata:.0f}"
+                           mode="lines+markers", marker=dict(size=5), yaxis="y3",
+                           customdata=numbers(s.k),
+                           hovertemplate="step %{x}<br>s = %{y:.4g}, k = %{customdata:.0f}"
                                           "<extra></extra>"))
         for col, name, symbol in (("alpha1", "α_k (condition 1 update)", "triangle-up"),
                                   ("alpha2", "α_k (condition 2 update)", "triangle-down")):
@@ -343,10 +343,10 @@ def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
         yaxis=dict(domain=[0.82, 1.0], anchor="x", type="category",
                    categoryorder="array", categoryarray=["condition 2", "condition 1"]),
         yaxis2=axis("L drop, %", domain=[0.42, 0.74], anchor="x", zeroline=True,
-                     zerolinecolor="#888", zerolinewidth=1),
+                    zerolinecolor="#888", zerolinewidth=1),
         yaxis3=axis("s_k", domain=[0.0, 0.34], anchor="x", rangemode="tozero"),
         yaxis4=axis("α_k", overlaying="y3", side="right", anchor="x", showgrid=False,
-                     tickformat=".3g"),
+                    tickformat=".3g"),
         shapes=[marker(step)], showlegend=True)
     return figure(traces, layout, height=460, title="Surrogate conditions and step size")
 
@@ -393,7 +393,7 @@ def histogram_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
                              ticktext=list(h.layer), range=[-0.1, n], showgrid=False),
                   showlegend=True)
     return figure(traces, layout, height=max(240, 70 + 30 * n),
-                   title=f"Weight histograms at step {at_step}")
+                  title=f"Weight histograms at step {at_step}")
 
 
 def layers_figure(frames: dict[str, pd.DataFrame], step: int,
@@ -417,6 +417,6 @@ def layers_figure(frames: dict[str, pd.DataFrame], step: int,
                               "(%{z:.0%} of the start)<br>‖Λ‖ = %{customdata[1]:.4g}"
                               "<extra></extra>")
     return figure([heat], dict(xaxis=axis("step", range=xr),
-                                yaxis=dict(autorange="reversed", type="category"),
-                                shapes=[marker(step)]),
-                   height=max(240, 70 + 24 * len(order)), title="Per-layer ‖W − Z‖")
+                               yaxis=dict(autorange="reversed", type="category"),
+                               shapes=[marker(step)]),
+                  height=max(240, 70 + 24 * len(order)), title="Per-layer ‖W − Z‖")
