@@ -5,10 +5,11 @@ each rate with its own line dash (`rate_dashes`), so a method reads the same on 
 Callers downsample long curves before plotting (`Store.scalars(..., max_points=...)`).
 
 The figure kit below (`figure`, `house_layout`, `line`, `axis`, `rgba`, `empty_figure`,
-`category_heatmap`, `unit_domain`, FALLBACK) is public: the method views and toys, the Learn,
-Compare and Inspect figures all draw with it, in one house look (`house`). Figures are built
-without plotly's per-property validation (`figure`): it costs about 5x the rest of a live
-redraw, and the tests validate every figure's output against plotly's schema.
+`category_heatmap`, `unit_domain`, the step markers `marker`, `vline`, `markers`, FALLBACK) is
+public: the method views and toys, the Learn, Compare and Inspect figures all draw with it, in
+one house look (`house`). Figures are built without plotly's per-property validation
+(`figure`): it costs about 5x the rest of a live redraw, and the tests validate every figure's
+output against plotly's schema.
 """
 
 from __future__ import annotations
@@ -142,6 +143,32 @@ def category_heatmap(codes, labels: list[str], colors: list[str], **kw) -> dict:
                 colorscale=category_scale(colors), customdata=names, xgap=1, ygap=1,
                 colorbar=dict(tickvals=list(range(n)), ticktext=list(labels), thickness=12),
                 **kw)
+
+
+# -- step markers: vertical lines at a step (the internals views' slider, an epoch's event) -------
+MARKER = "#888888"
+
+
+def marker(step: int, xref: str = "x") -> dict:
+    """A dotted vertical line at the slider's step (a layout shape, not a trace)."""
+    return dict(type="line", xref=xref, yref="paper", x0=step, x1=step, y0=0, y1=1,
+                line=dict(color=MARKER, width=1, dash="dot"), layer="below")
+
+
+def vline(x: float, text: str | None = None, *, dash: str = "dot", color: str = MARKER,
+          anchor: str = "left") -> tuple[dict, dict | None]:
+    """A full-height vertical marker at data x (shape) and its label above the plot."""
+    shape = dict(type="line", x0=x, x1=x, y0=0, y1=1, xref="x", yref="paper",
+                 line=dict(color=color, width=1.5, dash=dash))
+    note = None if not text else dict(
+        x=x, y=1.0, xref="x", yref="paper", yanchor="bottom", xanchor=anchor, text=text,
+        showarrow=False, font=dict(size=11, color=color))
+    return shape, note
+
+
+def markers(marks: list[tuple[dict, dict | None]]) -> dict:
+    """Layout entries (shapes, annotations) for a list of vline()s."""
+    return dict(shapes=[s for s, _ in marks], annotations=[a for _, a in marks if a])
 
 
 _NONE = pd.DataFrame({"step": [], "value": []})

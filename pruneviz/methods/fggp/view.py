@@ -17,7 +17,17 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ...plots import ACHIEVED, TARGET, UNIT_RANGE, axis, figure, line, log_axis, method_color
+from ...plots import (
+    ACHIEVED,
+    TARGET,
+    UNIT_RANGE,
+    axis,
+    figure,
+    line,
+    log_axis,
+    marker,
+    method_color,
+)
 from ...schedules import cubic_density
 from ...views import (
     Panel,
@@ -26,7 +36,6 @@ from ...views import (
     distinct_steps,
     grid,
     index_key,
-    marker,
     method_rows,
     numbers,
     table,

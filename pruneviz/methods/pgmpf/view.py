@@ -25,21 +25,30 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ...plots import ACHIEVED, TARGET, UNIT_RANGE, axis, figure, line, method_color, rgba
+from ...plots import (
+    ACHIEVED,
+    MARKER,
+    TARGET,
+    UNIT_RANGE,
+    axis,
+    figure,
+    line,
+    markers,
+    method_color,
+    rgba,
+    vline,
+)
 from ...store import Store
 from ...views import (
-    MARKER,
     Panel,
     filter_pair,
     index_key,
     last_step,
     layer_order,
-    markers,
     method_params,
     method_rows,
     numbers,
     upto,
-    vline,
     waiting,
 )
 from ..roundto import asks_rounding

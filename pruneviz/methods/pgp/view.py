@@ -26,20 +26,29 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ...plots import ACHIEVED, TARGET, axis, figure, line, method_color, rgba, unit_domain
+from ...plots import (
+    ACHIEVED,
+    MARKER,
+    TARGET,
+    axis,
+    figure,
+    line,
+    markers,
+    method_color,
+    rgba,
+    unit_domain,
+    vline,
+)
 from ...store import Store
 from ...views import (
-    MARKER,
     Panel,
     filter_pair,
     index_key,
     last_step,
-    markers,
     method_params,
     method_rows,
     numbers,
     upto,
-    vline,
     waiting,
 )
 from ..roundto import asks_rounding

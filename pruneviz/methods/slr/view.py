@@ -30,6 +30,7 @@ from ...plots import (
     figure,
     line,
     log_axis,
+    marker,
     method_color,
 )
 from ...views import (
@@ -38,7 +39,6 @@ from ...views import (
     distinct_steps,
     finite,
     grid,
-    marker,
     method_rows,
     numbers,
     table,
