@@ -379,9 +379,6 @@ def repair_store(root: str | Path) -> list[str]:
 
 
 def _rebuild(root: Path) -> list[str]:
-    from .config import SessionConfig
-    from .session import dense_key
-
     columns = _columns()
     folders = run_folders(root)
     checked = {f.name: _run_row(f, columns["runs"]) for f in folders
@@ -400,28 +397,9 @@ def _rebuild(root: Path) -> list[str]:
             create_schema(new)
             lost = _salvage_into(new, backup / DB_NAME, columns, report)
             have = {r[0] for r in new.execute("SELECT run_id FROM runs")}
-            from_db, from_folders, skipped, ignored = len(have), 0, [], []
+            from_db = len(have)
             new.execute("BEGIN")
-            for name, (row, why, extra) in checked.items():
-                if name in have:
-                    continue
-                if row is None:
-                    skipped.append(f"{name} ({why})")
-                    continue
-                if extra:
-                    ignored.append(f"{name} ({', '.join(extra[:5])})")
-                cols = list(row)        # this version's columns only (_run_row)
-                quoted = ",".join(f'"{c}"' for c in cols)
-                new.execute(f"INSERT INTO runs ({quoted}) VALUES ({','.join('?' * len(cols))})",
-                            [row[c] for c in cols])
-                from_folders += 1
-                if row["kind"] == "dense" and row["status"] == "completed" and \
-                        (root / name / "weights.pt").exists():
-                    summary = json.loads(row.get("summary") or "{}")
-                    key = dense_key(SessionConfig.from_dict(json.loads(row["config"])))
-                    new.execute("INSERT OR IGNORE INTO dense VALUES (?,?,?,?)",
-                                (key, name, f"{name}/weights.pt",
-                                 summary.get("final_accuracy")))
+            from_folders, skipped, ignored = _insert_folders(new, root, checked, have)
             new.execute("COMMIT")
             total = new.execute("SELECT count(*) FROM runs").fetchone()[0]
             sound = new.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -457,6 +435,43 @@ def _rebuild(root: Path) -> list[str]:
                                  f" the old index is where it was. Free some space and run "
                                  f"`doctor --repair` again.") from None
         raise
+    return report + _rebuilt(root, from_db, from_folders, lost, skipped, ignored, unknown)
+
+
+def _insert_folders(new: sqlite3.Connection, root: Path, checked: dict, have: set[str]
+                    ) -> tuple[int, list[str], list[str]]:
+    """Insert the rows of the run folders' RUN_FILEs the old database did not have (and a
+    completed dense run's baseline entry); (inserted, skipped with why, unknown keys)."""
+    from .config import SessionConfig
+    from .session import dense_key
+
+    from_folders, skipped, ignored = 0, [], []
+    for name, (row, why, extra) in checked.items():
+        if name in have:
+            continue
+        if row is None:
+            skipped.append(f"{name} ({why})")
+            continue
+        if extra:
+            ignored.append(f"{name} ({', '.join(extra[:5])})")
+        cols = list(row)        # this version's columns only (_run_row)
+        quoted = ",".join(f'"{c}"' for c in cols)
+        new.execute(f"INSERT INTO runs ({quoted}) VALUES ({','.join('?' * len(cols))})",
+                    [row[c] for c in cols])
+        from_folders += 1
+        if row["kind"] == "dense" and row["status"] == "completed" and \
+                (root / name / "weights.pt").exists():
+            summary = json.loads(row.get("summary") or "{}")
+            key = dense_key(SessionConfig.from_dict(json.loads(row["config"])))
+            new.execute("INSERT OR IGNORE INTO dense VALUES (?,?,?,?)",
+                        (key, name, f"{name}/weights.pt", summary.get("final_accuracy")))
+    return from_folders, skipped, ignored
+
+
+def _rebuilt(root: Path, from_db: int, from_folders: int, lost: dict, skipped: list[str],
+             ignored: list[str], unknown: list[str]) -> list[str]:
+    """The repair report's lines after the rebuild."""
+    report = []
     report.append(f"rebuilt {root / DB_NAME}: {from_db} run(s) from the old database with the "
                   f"records that could be read, {from_folders} from their folders' {RUN_FILE} "
                   f"(their curves and tables are lost; config, summary, weights and metrics "

@@ -116,7 +116,23 @@ def run_warnings(*, method: str, kind: str, rate: float, params: dict[str, objec
                    f"it by {1 / max(heldout, 1):.0%}, so it cannot tell methods apart (a 100% "
                    f"may be one lucky guess). Fix: add images, raise the held-out fraction "
                    f"(holdout) or the eval limit, or use a built-in dataset.")
-    fix = collapse_fix(method, params)
+    out += _layer_warnings(layers, cut=cut, kind=kind, rate=rate,
+                           fix=collapse_fix(method, params))
+    out += _quality_warnings(dense_accuracy, final_accuracy, num_classes, dense_perplexity,
+                             final_perplexity)
+    if recovery_epochs is not None and recovery_epochs < MIN_RECOVERY and epochs > 1:
+        when = ("at the very end" if recovery_epochs == 0 else
+                f"{recovery_epochs:.2f} epochs before the end")
+        out.append(f"The final mask changed {when} of the session (in its last epoch), so the "
+                   f"final accuracy was measured with no time to recover from it. "
+                   f"Fix: {recovery_hint}")
+    return out
+
+
+def _layer_warnings(layers: list[LayerHealth], *, cut: bool, kind: str, rate: float,
+                    fix: str) -> list[str]:
+    """A network cut in two, layers that keep no weights, layers pruned to almost nothing."""
+    out: list[str] = []
     empty = [h for h in layers if h.kept == 0 or h.filters_kept == 0]
     thin = [h for h in layers if collapsed(h, rate, kind) and h not in empty]
     if cut:
@@ -137,6 +153,15 @@ def run_warnings(*, method: str, kind: str, rate: float, params: dict[str, objec
         out.append(f"Layer pruned to almost nothing: {_names(parts)}, far below the "
                    f"{1 - rate:.0%} an average layer keeps at rate {rate:g}; it is a bottleneck "
                    f"the rest of the network cannot route around. {fix}")
+    return out
+
+
+def _quality_warnings(dense_accuracy: float | None, final_accuracy: float | None,
+                      num_classes: int, dense_perplexity: float | None,
+                      final_perplexity: float | None) -> list[str]:
+    """A final accuracy near chance or far below dense (a language model: a perplexity far
+    above dense)."""
+    out: list[str] = []
     if final_perplexity is not None:     # a language model: perplexity is its quality
         if dense_perplexity is not None and final_perplexity > PERPLEXITY_FACTOR * dense_perplexity:
             out.append(f"Final perplexity {final_perplexity:.2f} is "
@@ -157,12 +182,6 @@ def run_warnings(*, method: str, kind: str, rate: float, params: dict[str, objec
                        f"start's {dense_accuracy:.1%}: the comparison then measures the budget "
                        f"more than the method. Fix: lower the rate or give the session more "
                        f"epochs to recover.")
-    if recovery_epochs is not None and recovery_epochs < MIN_RECOVERY and epochs > 1:
-        when = ("at the very end" if recovery_epochs == 0 else
-                f"{recovery_epochs:.2f} epochs before the end")
-        out.append(f"The final mask changed {when} of the session (in its last epoch), so the "
-                   f"final accuracy was measured with no time to recover from it. "
-                   f"Fix: {recovery_hint}")
     return out
 
 

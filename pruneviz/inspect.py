@@ -14,7 +14,8 @@ Both models are attributed for the image's true label, so the two maps answer th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 import torch
@@ -27,8 +28,8 @@ from .masks import (
     Masks,
     filter_norms,
 )
-from .modelspec import build_model
-from .report import read_run_files
+from .metrics import param_counts
+from .report import load_run_models
 from .store import Store
 
 ATTRIBUTIONS = ("integrated_gradients", "saliency")
@@ -41,36 +42,24 @@ class InspectError(ConfigError):
 
 @dataclass
 class RunModels:
-    """A finished run's dense start and final (pruned) model, in eval mode, with its data."""
+    """A finished run's dense start and final (pruned) model, in eval mode, with its data. A run
+    the method physically shrank (PGP) is expanded back onto its architecture (report's loader),
+    so both models take the same attributions; `compaction` and `compact` are the final model's
+    compacted twin as report.load_run_models builds it."""
 
     run_id: str
     config: SessionConfig
     data: DataBundle
     dense: nn.Module
     pruned: nn.Module
-    masks: Masks                 # bool, keyed by parameter name, as the run saved them
+    masks: Masks                 # bool, keyed by parameter name, shaped like `pruned`'s
     dense_run: str
     device: torch.device
+    compact: nn.Module | None = None            # dead filters removed (computes as `pruned`)
+    compaction: dict[str, Any] = field(default_factory=dict)   # surgery.compact's report
 
 
-def _rebuild(config: SessionConfig, data: DataBundle, state: dict[str, torch.Tensor], what: str,
-             device: torch.device) -> nn.Module:
-    # pretrained=False: the architecture is the same and the weights come from the run anyway.
-    model = build_model(config.model, data.input_shape, data.num_classes)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError:
-        own = model.state_dict()
-        shrunk = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
-        if not shrunk:
-            raise InspectError(f"the {what} does not fit the {config.model} architecture (its "
-                               f"parameter names differ); was the run saved by another "
-                               f"version of pruneviz?") from None
-        raise InspectError(
-            f"the {what} does not fit the {config.model} architecture ({shrunk[0]} is "
-            f"{list(state[shrunk[0]].shape)}, the rebuilt model has {list(own[shrunk[0]].shape)}):"
-            f" the method physically removed filters. Inspecting compact models needs their "
-            f"export (a later issue); pick a run of a masking method.") from None
+def _ready(model: nn.Module, device: torch.device) -> nn.Module:
     model.eval()
     for p in model.parameters():        # attributions need input grads only
         p.requires_grad_(False)
@@ -78,7 +67,8 @@ def _rebuild(config: SessionConfig, data: DataBundle, state: dict[str, torch.Ten
 
 
 def load_run(store: Store, run_id: str, device: str | torch.device = "cpu") -> RunModels:
-    """Rebuild a completed run's dense start and final model from the store's weights files."""
+    """A completed run's dense start and final model, through report's loader (the one reader of
+    a run's files, which also expands a shrunk run and compacts it)."""
     run = store.run(run_id)
     if run["status"] != "completed":
         raise InspectError(f"run {run_id} is {run['status']}; only completed runs saved their "
@@ -88,18 +78,30 @@ def load_run(store: Store, run_id: str, device: str | torch.device = "cpu") -> R
     if not dense_run:
         raise InspectError(f"run {run_id} started from scratch, so there is no dense start to "
                            f"compare it with; pick a run started from the dense baseline.")
-    folder = store.run_dir(run_id, create=False)
-    dense_path = store.run_dir(dense_run, create=False) / "weights.pt"
-    for path in (folder / "weights.pt", folder / "masks.pt", dense_path):
+    for rid in (run_id, dense_run):
+        path = store.run_dir(rid, create=False) / "weights.pt"
         if not path.exists():
             raise InspectError(f"{path} is missing; the run's files were moved or deleted.")
     device = torch.device(device)
+    final = load_run_models(store, run_id)
+    dense = load_run_models(store, dense_run).masked
     data = load_dataset(config.dataset, config.data_root, augment=config.augment,
                         holdout=config.holdout, image_size=config.image_size, seed=config.seed)
-    state, masks, _ = read_run_files(folder)
-    dense = _rebuild(config, data, read_run_files(dense_path.parent)[0], "dense start", device)
-    pruned = _rebuild(config, data, state, f"final model of run {run_id}", device)
-    return RunModels(run_id, config, data, dense, pruned, masks, dense_run, device)
+    return RunModels(run_id, config, data, _ready(dense, device), _ready(final.masked, device),
+                     final.masks, dense_run, device, final.compact.eval(), final.compaction)
+
+
+def compact_numbers(rm: RunModels) -> dict[str, Any]:
+    """What the compacted final model keeps: parameters (of the dense start's), filters removed
+    of all, and whether the method itself shrank the network (expanded back for Inspect)."""
+    dense = param_counts(rm.dense)[0]
+    small = param_counts(rm.compact)[0] if rm.compact is not None else dense
+    rep = rm.compaction
+    return {"params_dense": dense, "params_compact": small,
+            "params_ratio": small / dense if dense else 1.0,
+            "filters": int(rep.get("filters", 0)),
+            "filters_removed": int(rep.get("filters_removed", 0)),
+            "shrunk": bool(rep.get("shrunk", False))}
 
 
 def held_out_images(data: DataBundle, n: int, device: str | torch.device = "cpu"

@@ -46,44 +46,7 @@ def notes(p: dict[str, Any]) -> list[str]:
         out.append(
             f"{_pct(p['filter_sparsity'])} of the prunable filters are zero against a nominal "
             f"{_pct(p['target'])}.")
-    per_image = {(r["device"], r["batch"]): r["compact_ms"] / r["batch"] for r in p["latency"]}
-    for row in p["latency"]:
-        where = f"at batch {row['batch']} on {row['device'].upper()}"
-        gain = row["speedup"]
-        # launch-bound: a bigger batch of the same device does each image far faster
-        bigger = [v for (dev, b), v in per_image.items()
-                  if dev == row["device"] and b > row["batch"]]
-        amortized = (row["compact_ms"] / row["batch"]) / min(bigger) if bigger else 1.0
-        if flops_gain >= 1.05:
-            ratio = gain / flops_gain
-            if ratio < 0.8:
-                if amortized > 2:
-                    out.append(
-                        f"{where}, {flops_gain:.2f}x fewer FLOPs gave {gain:.2f}x the speed: "
-                        f"the forward pass is launch-bound (per image it takes {amortized:.0f}x "
-                        f"longer than in a bigger batch: fixed costs per layer, such as "
-                        f"dispatch, kernel launch and memory allocation, dominate), so "
-                        f"shrinking the arithmetic barely shows.")
-                else:
-                    line = (f"{where}, {flops_gain:.2f}x fewer FLOPs gave {gain:.2f}x the "
-                            f"speed: BatchNorm, ReLU, additions and memory traffic shrink less "
-                            f"than the conv arithmetic")
-                    if row["device"] == "cpu" and p.get("convs_unaligned"):
-                        block = p["vector_block"]
-                        line += (f"; and this CPU's convolution kernels ({p['cpu_capability']}) "
-                                 f"work in blocks of {block} channels, so the "
-                                 f"{p['convs_unaligned']} of {p['convs']} compact convs whose "
-                                 f"filter counts are not multiples of {block} run as if padded "
-                                 f"to the next multiple (10 filters cost what 16 do)")
-                    out.append(line + ".")
-            elif ratio > 1.25:
-                out.append(
-                    f"{where}, the compact model is faster ({gain:.2f}x) than its FLOPs predict "
-                    f"({flops_gain:.2f}x): a smaller working set fits the caches better.")
-        elif abs(gain - 1) > 0.1:
-            out.append(
-                f"{where}, dense and compact are the same network; their {_pct(abs(gain - 1))} "
-                f"difference in latency is measurement noise.")
+    out += _latency_notes(p, flops_gain)
     if any(row["spread"] > NOISY for row in p["latency"]):
         out.append("Timings were noisy (interquartile range over 25% of the median): the machine "
                    "was busy. Compare the ratios, measured interleaved, not absolute times.")
@@ -236,3 +199,48 @@ def format_panel(panel: dict[str, Any]) -> str:
 def format_warnings(warnings: list[str]) -> list[str]:
     """A run's guard warnings as CLI lines (none: no lines)."""
     return [f"WARNING: {w}" for w in warnings]
+
+
+def _latency_notes(p: dict[str, Any], flops_gain: float) -> list[str]:
+    """Per latency cell: why the measured speedup is not the FLOPs gain (launch-bound, the
+    layers that do not shrink, the CPU's channel blocks, caches) or is noise."""
+    out = []
+    per_image = {(r["device"], r["batch"]): r["compact_ms"] / r["batch"] for r in p["latency"]}
+    for row in p["latency"]:
+        where = f"at batch {row['batch']} on {row['device'].upper()}"
+        gain = row["speedup"]
+        # launch-bound: a bigger batch of the same device does each image far faster
+        bigger = [v for (dev, b), v in per_image.items()
+                  if dev == row["device"] and b > row["batch"]]
+        amortized = (row["compact_ms"] / row["batch"]) / min(bigger) if bigger else 1.0
+        if flops_gain >= 1.05:
+            ratio = gain / flops_gain
+            if ratio < 0.8:
+                if amortized > 2:
+                    out.append(
+                        f"{where}, {flops_gain:.2f}x fewer FLOPs gave {gain:.2f}x the speed: "
+                        f"the forward pass is launch-bound (per image it takes {amortized:.0f}x "
+                        f"longer than in a bigger batch: fixed costs per layer, such as "
+                        f"dispatch, kernel launch and memory allocation, dominate), so "
+                        f"shrinking the arithmetic barely shows.")
+                else:
+                    line = (f"{where}, {flops_gain:.2f}x fewer FLOPs gave {gain:.2f}x the "
+                            f"speed: BatchNorm, ReLU, additions and memory traffic shrink less "
+                            f"than the conv arithmetic")
+                    if row["device"] == "cpu" and p.get("convs_unaligned"):
+                        block = p["vector_block"]
+                        line += (f"; and this CPU's convolution kernels ({p['cpu_capability']}) "
+                                 f"work in blocks of {block} channels, so the "
+                                 f"{p['convs_unaligned']} of {p['convs']} compact convs whose "
+                                 f"filter counts are not multiples of {block} run as if padded "
+                                 f"to the next multiple (10 filters cost what 16 do)")
+                    out.append(line + ".")
+            elif ratio > 1.25:
+                out.append(
+                    f"{where}, the compact model is faster ({gain:.2f}x) than its FLOPs predict "
+                    f"({flops_gain:.2f}x): a smaller working set fits the caches better.")
+        elif abs(gain - 1) > 0.1:
+            out.append(
+                f"{where}, dense and compact are the same network; their {_pct(abs(gain - 1))} "
+                f"difference in latency is measurement noise.")
+    return out

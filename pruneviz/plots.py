@@ -4,8 +4,12 @@ Every figure colours a method the same way (`method_color`) and, where runs diff
 each rate with its own line dash (`rate_dashes`), so a method reads the same on every page.
 Callers downsample long curves before plotting (`Store.scalars(..., max_points=...)`).
 
-Figures are built without plotly's per-property validation (`_figure`): it costs about 5x the
-rest of a live redraw, and the tests validate every figure's output against plotly's schema.
+The figure kit below (`figure`, `house_layout`, `line`, `axis`, `rgba`, `empty_figure`,
+`category_heatmap`, `unit_domain`, the step markers `marker`, `vline`, `markers`, FALLBACK) is
+public: the method views and toys, the Learn, Compare and Inspect figures all draw with it, in
+one house look (`house`). Figures are built without plotly's per-property validation
+(`figure`): it costs about 5x the rest of a live redraw, and the tests validate every figure's
+output against plotly's schema.
 """
 
 from __future__ import annotations
@@ -30,14 +34,14 @@ METHOD_COLORS = {
     "asfp": "#882255", "fggp": "#009E73", "granet": "#117733", "pgp": "#0072B2",
     "psfp": "#88CCEE", "slr": "#CC79A7", "admm": "#AA4499",
 }
-_FALLBACK = plotly.colors.qualitative.Dark24
+FALLBACK = plotly.colors.qualitative.Dark24
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 ACHIEVED, TARGET = "#1f77b4", "#d62728"
 
 
 def method_color(name: str) -> str:
     """The method's colour on every page (a stable hash picks one for methods added later)."""
-    return METHOD_COLORS.get(name) or _FALLBACK[zlib.crc32(name.encode()) % len(_FALLBACK)]
+    return METHOD_COLORS.get(name) or FALLBACK[zlib.crc32(name.encode()) % len(FALLBACK)]
 
 
 def method_colors(names: Iterable[str]) -> dict[str, str]:
@@ -49,7 +53,9 @@ def rate_dashes(rates: Iterable[float]) -> dict[float, str]:
     return {r: DASHES[i % len(DASHES)] for i, r in enumerate(sorted(set(rates)))}
 
 
-def _rgba(color: str, alpha: float) -> str:
+# -- the figure kit: every page's figures are built from these, in one house look ---------------
+def rgba(color: str, alpha: float) -> str:
+    """A hex colour with transparency (bands, faded raw curves)."""
     r, g, b = plotly.colors.hex_to_rgb(color)
     return f"rgba({r},{g},{b},{alpha})"
 
@@ -58,39 +64,111 @@ LEGEND_COLUMNS = 3      # legend entries per row under a half-width chart
 LEGEND_ROW_PX = 21
 
 
-def _figure(traces: list[dict], layout: dict | None = None, *, height: int = 320,
-            title: str | None = None) -> go.Figure:
-    """A figure in the house look (title top left, legend at the bottom, below the axis title),
-    built in one go without validation; the page's theme styles it. The figure grows by the
-    legend's rows so the plot keeps its height."""
-    layout = layout or {}
-    entries = sum(1 for t in traces if t.get("name") and t.get("showlegend", True))
-    shown = layout.get("showlegend", entries > 1)
-    rows = -(-entries // LEGEND_COLUMNS) if shown else 0
-    legend_px = LEGEND_ROW_PX * rows
-    base = dict(template={}, height=height + legend_px,
-                margin=dict(l=10, r=10, t=40, b=10 + legend_px),
-                legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom",
-                            yref="container"))
+def house(height: int, title: str | None = None, *, entries: int = 0, shown: bool = True,
+          top: int = 40) -> dict:
+    """The house look as layout entries: title top left, legend at the bottom below the axis
+    title; the figure grows by the legend's rows (`entries` named traces, LEGEND_COLUMNS a row)
+    so the plot keeps its height."""
+    legend_px = LEGEND_ROW_PX * (-(-entries // LEGEND_COLUMNS) if shown else 0)
+    out: dict[str, Any] = dict(
+        height=height + legend_px, margin=dict(l=10, r=10, t=top, b=10 + legend_px),
+        legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom",
+                    yref="container"))
     if title:
-        base["title"] = dict(text=title, x=0, xanchor="left", font=dict(size=15))
-    return go.Figure(data=traces, layout={**base, **layout}, _validate=False)
+        out["title"] = dict(text=title, x=0, xanchor="left", font=dict(size=15))
+    return out
 
 
-def _empty(message: str, height: int = 320) -> go.Figure:
-    return _figure([], dict(annotations=[dict(text=message, showarrow=False,
-                                              font=dict(color="#888", size=14))],
-                            xaxis=dict(visible=False), yaxis=dict(visible=False)), height=height)
+def _legend_entries(traces: Iterable[tuple[Any, Any]]) -> int:
+    """Named traces not hidden from the legend, of (name, showlegend) pairs."""
+    return sum(1 for name, shown in traces if name and shown is not False)
 
 
-def _line(x, y, name: str | None, color: str, *, width: float = 2, dash: str = "solid",
-          mode: str = "lines", **kw) -> dict:
+def figure(traces: list[dict], layout: dict | None = None, *, height: int = 320,
+           title: str | None = None) -> go.Figure:
+    """A figure in the house look (`house`), built in one go without validation; the page's
+    theme styles it."""
+    layout = layout or {}
+    entries = _legend_entries((t.get("name"), t.get("showlegend")) for t in traces)
+    base = house(height, title, entries=entries, shown=layout.get("showlegend", entries > 1))
+    return go.Figure(data=traces, layout={"template": {}, **base, **layout}, _validate=False)
+
+
+def house_layout(fig: go.Figure, title: str | None, height: int = 340, top: int = 48,
+                 **kw) -> go.Figure:
+    """The house look (`house`) on a figure built trace by trace (make_subplots, add_trace);
+    `kw` are further layout entries (a `legend` of its own reserves no legend rows). Returns
+    the figure."""
+    entries = _legend_entries((getattr(t, "name", None), getattr(t, "showlegend", None))
+                              for t in fig.data)
+    shown = False if "legend" in kw else kw.get("showlegend", fig.layout.showlegend)
+    fig.update_layout(**house(height, title, entries=entries,
+                              shown=entries > 1 if shown is None else shown, top=top))
+    return fig.update_layout(**kw)
+
+
+def empty_figure(message: str, height: int = 320) -> go.Figure:
+    """A figure that only says `message` (nothing recorded yet, nothing to plot)."""
+    return figure([], dict(annotations=[dict(text=message, showarrow=False,
+                                             font=dict(color="#888", size=14))],
+                           xaxis=dict(visible=False), yaxis=dict(visible=False)), height=height)
+
+
+def line(x, y, name: str | None, color: str, *, width: float = 2, dash: str = "solid",
+         mode: str = "lines", **kw) -> dict:
+    """A scatter trace (a curve by default); `kw` are further trace entries."""
     return dict(type="scatter", x=np.asarray(x), y=np.asarray(y), name=name, mode=mode,
                 line=dict(color=color, width=width, dash=dash), **kw)
 
 
-def _axis(title: str | None = None, **kw) -> dict:
+def axis(title: str | None = None, **kw) -> dict:
+    """An axis' layout entries with a title."""
     return dict(title=dict(text=title), **kw) if title else kw
+
+
+def category_scale(colors: Iterable[str]) -> list[list]:
+    """A split colour scale: one flat band per colour, for codes 0..n-1 drawn with
+    cmin/zmin = -0.5 and cmax/zmax = n - 0.5 (no blending between categories)."""
+    colors = list(colors)
+    n = len(colors)
+    return [[edge, c] for i, c in enumerate(colors) for edge in (i / n, (i + 1) / n)]
+
+
+def category_heatmap(codes, labels: list[str], colors: list[str], **kw) -> dict:
+    """A heatmap of category codes (0..n-1) on a split colour scale, each cell's label in
+    customdata and the colour bar naming the categories; `kw` are further trace entries."""
+    n = len(labels)
+    names = [[labels[v] for v in row] for row in codes]
+    return dict(type="heatmap", z=codes, zmin=-0.5, zmax=n - 0.5,
+                colorscale=category_scale(colors), customdata=names, xgap=1, ygap=1,
+                colorbar=dict(tickvals=list(range(n)), ticktext=list(labels), thickness=12),
+                **kw)
+
+
+# -- step markers: vertical lines at a step (the internals views' slider, an epoch's event) -------
+MARKER = "#888888"
+
+
+def marker(step: int, xref: str = "x") -> dict:
+    """A dotted vertical line at the slider's step (a layout shape, not a trace)."""
+    return dict(type="line", xref=xref, yref="paper", x0=step, x1=step, y0=0, y1=1,
+                line=dict(color=MARKER, width=1, dash="dot"), layer="below")
+
+
+def vline(x: float, text: str | None = None, *, dash: str = "dot", color: str = MARKER,
+          anchor: str = "left") -> tuple[dict, dict | None]:
+    """A full-height vertical marker at data x (shape) and its label above the plot."""
+    shape = dict(type="line", x0=x, x1=x, y0=0, y1=1, xref="x", yref="paper",
+                 line=dict(color=color, width=1.5, dash=dash))
+    note = None if not text else dict(
+        x=x, y=1.0, xref="x", yref="paper", yanchor="bottom", xanchor=anchor, text=text,
+        showarrow=False, font=dict(size=11, color=color))
+    return shape, note
+
+
+def markers(marks: list[tuple[dict, dict | None]]) -> dict:
+    """Layout entries (shapes, annotations) for a list of vline()s."""
+    return dict(shapes=[s for s, _ in marks], annotations=[a for _, a in marks if a])
 
 
 _NONE = pd.DataFrame({"step": [], "value": []})
@@ -125,10 +203,10 @@ def schedule_figure(preview: pd.DataFrame, title: str = "Schedule preview") -> g
     recovery phase shaded."""
     band = preview[preview.series == RECOVERY]
     lines = preview[preview.series != RECOVERY]
-    traces = [_line(df.epoch, df.value, str(series), TARGET if i == 0 else _FALLBACK[i],
-                    width=2.5)
+    traces = [line(df.epoch, df.value, str(series), TARGET if i == 0 else FALLBACK[i],
+                   width=2.5)
               for i, (series, df) in enumerate(lines.groupby("series", sort=False))]
-    layout: dict[str, Any] = dict(xaxis=_axis("epoch"), yaxis=_axis(rangemode="tozero"),
+    layout: dict[str, Any] = dict(xaxis=axis("epoch"), yaxis=axis(rangemode="tozero"),
                                   showlegend=len(traces) > 1)
     if len(band):
         x0, x1 = float(band.epoch.min()), float(band.epoch.max())
@@ -138,7 +216,7 @@ def schedule_figure(preview: pd.DataFrame, title: str = "Schedule preview") -> g
         layout["annotations"] = [dict(x=(x0 + x1) / 2, y=1, xref="x", yref="paper",
                                       text="recovery", showarrow=False, yanchor="top",
                                       font=dict(color="#2ca02c"))]
-    return _figure(traces, layout, height=240, title=title)
+    return figure(traces, layout, height=240, title=title)
 
 
 def training_figure(scalars: pd.DataFrame) -> go.Figure:
@@ -149,20 +227,20 @@ def training_figure(scalars: pd.DataFrame) -> go.Figure:
     right = dict(xaxis="x2", yaxis="y2")
     ce = k.get("ce", _NONE)     # recorded only by methods that add a penalty to the loss
     traces = [
-        _line(loss.step, loss.value, "train loss", _rgba(ACHIEVED, 0.25), width=1,
-              showlegend=False),
-        _line(loss.step, smooth(loss.value),
-              "train loss: CE + penalty (smoothed)" if len(ce) else "train loss (smoothed)",
-              ACHIEVED),
-        _line(test_loss.step, test_loss.value, "held-out loss", "#ff7f0e", mode="lines+markers"),
-        _line(train_acc.step, smooth(train_acc.value), "train accuracy", _rgba(ACHIEVED, 0.5),
-              width=1.5, **right),
-        _line(test_acc.step, test_acc.value, "held-out accuracy", "#2ca02c", width=2.5,
-              mode="lines+markers", **right),
+        line(loss.step, loss.value, "train loss", rgba(ACHIEVED, 0.25), width=1,
+             showlegend=False),
+        line(loss.step, smooth(loss.value),
+             "train loss: CE + penalty (smoothed)" if len(ce) else "train loss (smoothed)",
+             ACHIEVED),
+        line(test_loss.step, test_loss.value, "held-out loss", "#ff7f0e", mode="lines+markers"),
+        line(train_acc.step, smooth(train_acc.value), "train accuracy", rgba(ACHIEVED, 0.5),
+             width=1.5, **right),
+        line(test_acc.step, test_acc.value, "held-out accuracy", "#2ca02c", width=2.5,
+             mode="lines+markers", **right),
     ]
     if len(ce):
-        traces.append(_line(ce.step, smooth(ce.value), "train CE alone (smoothed)", "#9467bd",
-                            dash="dot"))
+        traces.append(line(ce.step, smooth(ce.value), "train CE alone (smoothed)", "#9467bd",
+                           dash="dot"))
     for key, label, color in (("dense_accuracy", "dense", "#7f7f7f"),
                               ("pruned_accuracy", "just pruned", TARGET)):
         point = k.get(key, _NONE)
@@ -174,10 +252,10 @@ def training_figure(scalars: pd.DataFrame) -> go.Figure:
                    yanchor="bottom", showarrow=False, font=dict(size=15))
               for t, x in (("Loss", 0.23), ("Accuracy", 0.77))]
     # Two panels side by side: loss on x/y, accuracy on x2/y2.
-    layout = dict(xaxis=_axis("step", domain=[0, 0.46]),
-                  xaxis2=_axis("step", domain=[0.54, 1], anchor="y2"),
+    layout = dict(xaxis=axis("step", domain=[0, 0.46]),
+                  xaxis2=axis("step", domain=[0.54, 1], anchor="y2"),
                   yaxis2=dict(anchor="x2", range=UNIT_RANGE), annotations=titles)
-    return _figure(traces, layout, height=360)
+    return figure(traces, layout, height=360)
 
 
 def sparsity_figure(scalars: pd.DataFrame, zeros: str = "hard",
@@ -188,21 +266,21 @@ def sparsity_figure(scalars: pd.DataFrame, zeros: str = "hard",
     k = by_key(scalars)
     target, achieved = k.get("target_sparsity", _NONE), k.get("sparsity", _NONE)
     name = "target (soft: masked, still trainable)" if zeros == "soft" else "target"
-    traces = [_line(target.step, target.value, name, TARGET, dash="dash"),
-              _line(achieved.step, achieved.value, "achieved (exact zeros)", ACHIEVED,
-                    width=2.5)]
+    traces = [line(target.step, target.value, name, TARGET, dash="dash"),
+              line(achieved.step, achieved.value, "achieved (exact zeros)", ACHIEVED,
+                   width=2.5)]
     if pulled is not None:
-        traces.append(_line([0, pulled[1]], [pulled[0]] * 2, "sparse copy Z (penalty pulls W "
-                            "to it)", "#9467bd", dash="dot"))
-    return _figure(traces, dict(xaxis=_axis("step"), yaxis=_axis("sparsity", range=UNIT_RANGE)),
-                   height=330, title="Target vs achieved sparsity")
+        traces.append(line([0, pulled[1]], [pulled[0]] * 2, "sparse copy Z (penalty pulls W "
+                           "to it)", "#9467bd", dash="dot"))
+    return figure(traces, dict(xaxis=axis("step"), yaxis=axis("sparsity", range=UNIT_RANGE)),
+                  height=330, title="Target vs achieved sparsity")
 
 
 def layer_heatmap(layers: pd.DataFrame, key: str = "sparsity") -> go.Figure:
     """Layer x step heatmap of a per-layer record (first layer on top)."""
     df = layers[layers.key == key]
     if df.empty:
-        return _empty("no per-layer records yet")
+        return empty_figure("no per-layer records yet")
     order = list(pd.unique(df.layer))
     # An epoch's last step can be snapshot twice (step and epoch end): keep the later one.
     wide = (df.drop_duplicates(["layer", "step"], keep="last")
@@ -210,8 +288,8 @@ def layer_heatmap(layers: pd.DataFrame, key: str = "sparsity") -> go.Figure:
     heat = dict(type="heatmap", z=wide.to_numpy(), x=wide.columns.to_numpy(), y=order, zmin=0,
                 zmax=1, colorscale="Viridis", colorbar=dict(title=dict(text=key), thickness=12),
                 hovertemplate="%{y}<br>step %{x}<br>" + key + " %{z:.3f}<extra></extra>")
-    return _figure([heat], dict(xaxis=_axis("step"), yaxis=dict(autorange="reversed")),
-                   height=max(260, 60 + 28 * len(order)), title=f"Per-layer {key}")
+    return figure([heat], dict(xaxis=axis("step"), yaxis=dict(autorange="reversed")),
+                  height=max(260, 60 + 28 * len(order)), title=f"Per-layer {key}")
 
 
 def layer_bars(layers: pd.DataFrame, key: str = "sparsity", title: str | None = None
@@ -220,11 +298,11 @@ def layer_bars(layers: pd.DataFrame, key: str = "sparsity", title: str | None = 
     df = layers[layers.key == key]
     bars = dict(type="bar", x=df.layer.to_numpy(), y=df.value.to_numpy(),
                 marker=dict(color=ACHIEVED))
-    y = _axis(key, range=UNIT_RANGE) if key in ("sparsity", "keep_rate") else _axis(key)
-    return _figure([bars], dict(yaxis=y), height=280, title=title)
+    y = axis(key, range=UNIT_RANGE) if key in ("sparsity", "keep_rate") else axis(key)
+    return figure([bars], dict(yaxis=y), height=280, title=title)
 
 
-def _unit(a: float, b: float) -> list[float]:
+def unit_domain(a: float, b: float) -> list[float]:
     return [min(1.0, max(0.0, round(a, 6))), min(1.0, max(0.0, round(b, 6)))]
 
 
@@ -234,7 +312,7 @@ def table_figure(rows: pd.DataFrame, title: str | None = None, max_series: int =
     panel per column (their scales differ: counts next to fractions)."""
     cols = [c for c in rows.select_dtypes("number").columns if c not in ("step", "epoch")]
     if rows.empty or not cols:
-        return _empty("no numeric columns to plot")
+        return empty_figure("no numeric columns to plot")
     cols = cols[:max_series]
     one_per_step = not rows.step.duplicated().any()
     n_rows = -(-len(cols) // per_row)
@@ -246,16 +324,16 @@ def table_figure(rows: pd.DataFrame, title: str | None = None, max_series: int =
         x0, y1 = c * (width + gap_x), 1 - r * (height + gap_y)
         suffix = "" if i == 0 else str(i + 1)
         # Rounded into [0, 1]: plotly rejects a domain edge of -5e-17.
-        layout[f"xaxis{suffix}"] = dict(domain=_unit(x0, x0 + width), anchor=f"y{suffix}")
-        layout[f"yaxis{suffix}"] = dict(domain=_unit(y1 - height, y1), anchor=f"x{suffix}")
-        traces.append(_line(rows.step, rows[col], col, _FALLBACK[i % len(_FALLBACK)],
-                            mode="lines+markers" if one_per_step else "markers",
-                            marker=dict(size=5 if one_per_step else 4), showlegend=False,
-                            xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
+        layout[f"xaxis{suffix}"] = dict(domain=unit_domain(x0, x0 + width), anchor=f"y{suffix}")
+        layout[f"yaxis{suffix}"] = dict(domain=unit_domain(y1 - height, y1), anchor=f"x{suffix}")
+        traces.append(line(rows.step, rows[col], col, FALLBACK[i % len(FALLBACK)],
+                           mode="lines+markers" if one_per_step else "markers",
+                           marker=dict(size=5 if one_per_step else 4), showlegend=False,
+                           xaxis=f"x{suffix}", yaxis=f"y{suffix}"))
         notes.append(dict(text=col, x=x0 + width / 2, y=y1, xref="paper", yref="paper",
                           xanchor="center", yanchor="bottom", showarrow=False))
-    return _figure(traces, {**layout, "annotations": notes}, height=60 + 200 * n_rows,
-                   title=title)
+    return figure(traces, {**layout, "annotations": notes}, height=60 + 200 * n_rows,
+                  title=title)
 
 
 # -- any run ------------------------------------------------------------------------------------

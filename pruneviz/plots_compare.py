@@ -11,13 +11,14 @@ import plotly.graph_objects as go
 from .plots import (
     DASHES,
     UNIT_RANGE,
-    _axis,
-    _empty,
-    _figure,
-    _line,
-    _rgba,
+    axis,
+    category_scale,
+    empty_figure,
+    figure,
+    line,
     method_color,
     rate_dashes,
+    rgba,
     smooth,
 )
 
@@ -79,7 +80,7 @@ def curves_figure(scalars: pd.DataFrame, runs: pd.DataFrame, key: str, *, title:
     epochs columns."""
     df = scalars[scalars.key == key]
     if df.empty:
-        return _empty(f"no {key} records", 320)
+        return empty_figure(f"no {key} records", 320)
     df = df.assign(x=training_x(df, runs, x)).dropna(subset=["x"])
     dashes = rate_dashes(runs.rate)
     traces = []
@@ -96,17 +97,17 @@ def curves_figure(scalars: pd.DataFrame, runs: pd.DataFrame, key: str, *, title:
         mode = "lines+markers" if len(wide) <= FEW_POINTS else "lines"
         if wide.shape[1] > 1:
             band = dict(legendgroup=group, showlegend=False, hoverinfo="skip")
-            traces += [_line(wide.index, wide.max(axis=1), None, color, width=0, **band),
-                       _line(wide.index, wide.min(axis=1), None, color, width=0,
-                             fill="tonexty", fillcolor=_rgba(color, 0.18), **band)]
-        traces.append(_line(wide.index, wide.mean(axis=1), _group_name(members, wide.shape[1]),
-                            color, dash=dash, legendgroup=group, mode=mode))
+            traces += [line(wide.index, wide.max(axis=1), None, color, width=0, **band),
+                       line(wide.index, wide.min(axis=1), None, color, width=0,
+                            fill="tonexty", fillcolor=rgba(color, 0.18), **band)]
+        traces.append(line(wide.index, wide.mean(axis=1), _group_name(members, wide.shape[1]),
+                           color, dash=dash, legendgroup=group, mode=mode))
     if not traces:
-        return _empty(f"no {key} records", 320)
-    y = _axis(range=list(y_range)) if y_range else {}
-    xaxis = _axis(X_AXES[x], range=[0, 1.02]) if x == "fraction" else _axis(X_AXES[x])
-    return _figure(traces, dict(xaxis=xaxis, yaxis=y, showlegend=True), height=380,
-                   title=title)
+        return empty_figure(f"no {key} records", 320)
+    y = axis(range=list(y_range)) if y_range else {}
+    xaxis = axis(X_AXES[x], range=[0, 1.02]) if x == "fraction" else axis(X_AXES[x])
+    return figure(traces, dict(xaxis=xaxis, yaxis=y, showlegend=True), height=380,
+                  title=title)
 
 
 def pareto_front(df: pd.DataFrame, x: str, y: str, *, maximize_x: bool,
@@ -135,7 +136,7 @@ def pareto_figure(runs: pd.DataFrame, x: str, *, maximize_x: bool, title: str,
     lists every run at that point."""
     d = runs.dropna(subset=[x, y]).copy()
     if d.empty:
-        return _empty("no finished runs with a summary", 340)
+        return empty_figure("no finished runs with a summary", 340)
     d["_at"] = list(zip(d[x].round(9), d[y].round(9)))
     here = d.groupby("_at").label.agg(lambda labels: "<br>".join(labels))
     order = list(pd.unique(d.method))
@@ -170,9 +171,9 @@ def pareto_figure(runs: pd.DataFrame, x: str, *, maximize_x: bool, title: str,
                       shape="vh" if maximize_x else "hv"),
             marker=dict(symbol="circle-open", size=[0] + [19] * len(front) + [0],
                         color=FRONT, line=dict(width=2))))
-    return _figure(traces, dict(xaxis=_axis(x_title or x),
-                                yaxis=_axis(y_title or y.replace("_", " "))),
-                   height=340, title=title)
+    return figure(traces, dict(xaxis=axis(x_title or x),
+                               yaxis=axis(y_title or y.replace("_", " "))),
+                  height=340, title=title)
 
 
 def layer_profile_figure(layers: pd.DataFrame, runs: pd.DataFrame, key: str = "sparsity",
@@ -182,7 +183,7 @@ def layer_profile_figure(layers: pd.DataFrame, runs: pd.DataFrame, key: str = "s
     of one model (layer names of different models do not line up)."""
     df = layers[layers.key == key]
     if df.empty:
-        return _empty("no per-layer records", 340)
+        return empty_figure("no per-layer records", 340)
     last = df[df.step == df.groupby("run_id").step.transform("max")]
     patterns = dict(zip(sorted(set(runs.rate)), ("", "/", ".", "x", "-", "+", "\\", "|")))
     traces = []
@@ -196,9 +197,9 @@ def layer_profile_figure(layers: pd.DataFrame, runs: pd.DataFrame, key: str = "s
                            name=_group_name(members, sub.run_id.nunique()),
                            marker=dict(color=method_color(first.method),
                                        pattern=dict(shape=patterns.get(first.rate, "")))))
-    y = _axis(key, range=UNIT_RANGE) if key in ("sparsity", "keep_rate") else _axis(key)
-    return _figure(traces, dict(barmode="group", yaxis=y, showlegend=True), height=340,
-                   title=title or f"Per-layer {key} at the end of each run")
+    y = axis(key, range=UNIT_RANGE) if key in ("sparsity", "keep_rate") else axis(key)
+    return figure(traces, dict(barmode="group", yaxis=y, showlegend=True), height=340,
+                  title=title or f"Per-layer {key} at the end of each run")
 
 
 def parallel_figure(runs: pd.DataFrame, inputs: list[str], outputs: list[str]) -> go.Figure:
@@ -207,7 +208,7 @@ def parallel_figure(runs: pd.DataFrame, inputs: list[str], outputs: list[str]) -
     then every output. Text columns become category axes."""
     d = runs.dropna(subset=outputs)
     if len(d) < 2:
-        return _empty("parallel coordinates need at least two finished runs", 380)
+        return empty_figure("parallel coordinates need at least two finished runs", 380)
     keep = ["method"] + [c for c in inputs if c != "method" and d[c].notna().all()
                          and d[c].astype(str).nunique() > 1]
     methods = list(pd.unique(d.method))
@@ -224,13 +225,12 @@ def parallel_figure(runs: pd.DataFrame, inputs: list[str], outputs: list[str]) -
         else:
             dims.append(dict(label=col.replace("_", " "), values=numbers.to_numpy(float)))
     n = len(methods)
-    scale = [[edge, method_color(m)] for i, m in enumerate(methods)
-             for edge in (i / n, (i + 1) / n)]
+    scale = category_scale(method_color(m) for m in methods)
     line = dict(color=[methods.index(m) for m in d.method], colorscale=scale, cmin=-0.5,
                 cmax=n - 0.5)
-    return _figure([dict(type="parcoords", dimensions=dims, line=line)],
-                   dict(margin=dict(l=70, r=70, t=100, b=30)), height=420,
-                   title="Parameters and outcomes of the finished runs")
+    return figure([dict(type="parcoords", dimensions=dims, line=line)],
+                  dict(margin=dict(l=70, r=70, t=100, b=30)), height=420,
+                  title="Parameters and outcomes of the finished runs")
 
 
 def config_diff(configs: dict[str, dict]) -> pd.DataFrame:
@@ -264,7 +264,7 @@ def rate_curve_figure(table: pd.DataFrame, x: str = "sparsity", *, y_title: str,
     mean `x`); series split by every other setting column it has."""
     d = table.dropna(subset=[x, "mean"])
     if d.empty:
-        return _empty("no finished runs with a summary", 360)
+        return empty_figure("no finished runs with a summary", 360)
     fixed = {"method", "rate", "n", "seeds", "mean", "sd", "lo", "hi", "drop_mean", "drop_sd",
              "drop_lo", "drop_hi", "sparsity", "flops_effective"}
     split = ["method"] + [c for c in d.columns if c not in fixed]
@@ -278,28 +278,28 @@ def rate_curve_figure(table: pd.DataFrame, x: str = "sparsity", *, y_title: str,
         band = sub.dropna(subset=["lo", "hi"])
         if len(band) >= 2:
             common = dict(legendgroup=group, showlegend=False, hoverinfo="skip")
-            traces += [_line(band[x], band.hi * scale, None, color, width=0, **common),
-                       _line(band[x], band.lo * scale, None, color, width=0, fill="tonexty",
-                             fillcolor=_rgba(color, 0.18), **common)]
+            traces += [line(band[x], band.hi * scale, None, color, width=0, **common),
+                       line(band[x], band.lo * scale, None, color, width=0, fill="tonexty",
+                            fillcolor=rgba(color, 0.18), **common)]
         text = [f"rate {r:g}, {n} seed(s)" for r, n in zip(sub.rate.astype(float), sub.n)]
         traces.append(dict(type="scatter", x=sub[x].to_numpy(float),
                            y=(sub["mean"] * scale).to_numpy(float), name=name,
                            mode="lines+markers", legendgroup=group, text=text,
                            hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>",
                            line=dict(color=color, width=2), marker=dict(color=color, size=8)))
-    return _figure(traces, dict(xaxis=_axis(RATE_X.get(x, x)), yaxis=_axis(y_title),
-                                showlegend=True),
-                   height=360, title=title or f"{y_title.capitalize()} vs {RATE_X.get(x, x)}")
+    return figure(traces, dict(xaxis=axis(RATE_X.get(x, x)), yaxis=axis(y_title),
+                               showlegend=True),
+                  height=360, title=title or f"{y_title.capitalize()} vs {RATE_X.get(x, x)}")
 
 
 def dense_start_figure(curves: pd.DataFrame, title: str = "Dense start, before pruning"
                        ) -> go.Figure:
     """The dense run's train and held-out accuracy per epoch (guards.dense_curves)."""
     if curves.empty:
-        return _empty("no dense start records", 280)
-    traces = [_line(curves.index + 1, curves[col], name, color, mode="lines+markers")
+        return empty_figure("no dense start records", 280)
+    traces = [line(curves.index + 1, curves[col], name, color, mode="lines+markers")
               for col, name, color in (("train", "train (epoch mean)", "#7f7f7f"),
                                        ("held_out", "held-out", "#0072B2"))
               if curves[col].notna().any()]
-    return _figure(traces, dict(xaxis=_axis("dense epoch"), yaxis=_axis("accuracy"),
-                                showlegend=True), height=280, title=title)
+    return figure(traces, dict(xaxis=axis("dense epoch"), yaxis=axis("accuracy"),
+                               showlegend=True), height=280, title=title)

@@ -9,8 +9,10 @@ import torch
 from plotly.subplots import make_subplots
 
 from .inspect import Comparison
+from .plots import house_layout
 from .sensitivity import layer_sensitivity
 
+SIDE_LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top", yref="paper")
 STATUS_COLORS = {"kept": "#1f77b4", "partly pruned": "#9467bd", "pruned": "#d62728"}
 
 
@@ -67,8 +69,7 @@ def agreement_figure(per_class: pd.DataFrame) -> go.Figure:
     fig = px.bar(long, x="class", y="value", color="series", barmode="group",
                  labels={"value": "fraction of the class's held-out images"})
     fig.update_xaxes(type="category")
-    fig.update_layout(yaxis_range=[0, 1.02], height=360, margin=dict(t=30))
-    return fig
+    return house_layout(fig, None, height=360, top=30, yaxis_range=[0, 1.02])
 
 
 def contribution_figure(contrib: pd.DataFrame, layer: str) -> go.Figure:
@@ -84,8 +85,7 @@ def contribution_figure(contrib: pd.DataFrame, layer: str) -> go.Figure:
                  labels={"abs_contribution": "mean |attribution| to the true label",
                          "kept_fraction": "weights kept", "filter": f"{layer} filter (sorted)"})
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=df["filter"].tolist())
-    fig.update_layout(height=360, margin=dict(t=30))
-    return fig
+    return house_layout(fig, None, height=360, top=30)
 
 
 def sensitivity_heatmap(scan: pd.DataFrame, value: str = "accuracy") -> go.Figure:
@@ -95,8 +95,7 @@ def sensitivity_heatmap(scan: pd.DataFrame, value: str = "accuracy") -> go.Figur
                     color_continuous_scale="Viridis" if value == "accuracy" else "Viridis_r",
                     labels={"x": "rate pruned in this layer alone", "y": "layer", "color": value})
     fig.update_xaxes(type="category")
-    fig.update_layout(height=max(260, 28 * len(table) + 120), margin=dict(t=30))
-    return fig
+    return house_layout(fig, None, height=max(260, 28 * len(table) + 120), top=30)
 
 
 def sensitivity_curves(scan: pd.DataFrame, dense_accuracy: float | None = None) -> go.Figure:
@@ -105,8 +104,8 @@ def sensitivity_curves(scan: pd.DataFrame, dense_accuracy: float | None = None) 
                   labels={"rate": "rate pruned in this layer alone"})
     if dense_accuracy is not None:
         fig.add_hline(y=dense_accuracy, line_dash="dash", annotation_text="dense")
-    fig.update_layout(height=380, margin=dict(t=30))
-    return fig
+    # One entry per layer (55 in a resnet56): a scrolling column beside the plot, not rows.
+    return house_layout(fig, None, height=380, top=30, legend=SIDE_LEGEND)
 
 
 def suggestion_figure(rates: dict[str, float], scan: pd.DataFrame, target: float) -> go.Figure:
@@ -117,8 +116,7 @@ def suggestion_figure(rates: dict[str, float], scan: pd.DataFrame, target: float
     fig = px.bar(df, x="layer", y="rate", hover_data=["sensitivity"], text_auto=".2f",
                  labels={"rate": "suggested rate", "sensitivity": "mean accuracy drop"})
     fig.add_hline(y=target, line_dash="dash", annotation_text=f"global target {target:g}")
-    fig.update_layout(yaxis_range=[0, 1], height=340, margin=dict(t=30))
-    return fig
+    return house_layout(fig, None, height=340, top=30, yaxis_range=[0, 1])
 
 
 def attention_figure(dense: list[torch.Tensor], pruned: list[torch.Tensor], layer: int
@@ -136,7 +134,6 @@ def attention_figure(dense: list[torch.Tensor], pruned: list[torch.Tensor], laye
                                      zmin=0, zmax=1, coloraxis="coloraxis"), row=row, col=h + 1)
     fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
-    fig.update_layout(coloraxis={"colorscale": "Viridis", "colorbar": {"title": "weight"}},
-                      height=200 + 160 * 2, margin={"t": 40},
-                      title=f"Block {layer}: attention of one held-out input (rows: queries)")
-    return fig
+    return house_layout(fig, f"Block {layer}: attention of one held-out input (rows: queries)",
+                        height=200 + 160 * 2, top=64,
+                        coloraxis={"colorscale": "Viridis", "colorbar": {"title": "weight"}})

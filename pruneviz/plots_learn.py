@@ -14,21 +14,12 @@ import torch
 from plotly.subplots import make_subplots
 
 from .learn import SCHEDULES, OneLayer
-from .plots import log_axis, method_color
+from .plots import house_layout, log_axis, method_color
 
 SCHEDULE_COLORS = dict(zip(SCHEDULES, ("#7f7f7f", method_color("gmp"), method_color("pgmpf"),
                                        method_color("pgp"))))
 SCHEME_COLORS = {"layer-wise": method_color("l1"), "global": method_color("global_l1")}
 PRUNED = "#d9d9d9"          # a pruned cell: light grey, "gone"
-
-
-def _layout(fig: go.Figure, title: str, height: int = 340, top: int = 48, **kw) -> go.Figure:
-    """The house look: title top left, horizontal legend under the plot."""
-    fig.update_layout(title=dict(text=title, x=0, xanchor="left", font=dict(size=15)),
-                      height=height, margin=dict(l=10, r=10, t=top, b=10),
-                      legend=dict(orientation="h", x=0, xanchor="left", y=-0.2, yanchor="top"),
-                      **kw)
-    return fig
 
 
 # -- unstructured vs structured -------------------------------------------------------------------
@@ -67,7 +58,7 @@ def mask_heatmaps(one: OneLayer) -> go.Figure:
     fig.update_yaxes(autorange="reversed", showgrid=False)
     fig.update_xaxes(showgrid=False, title_text=f"weights of a filter (input channel x "
                                                 f"{one.weight.shape[2]}x{one.weight.shape[3]})")
-    return _layout(fig, "Which weights go (grey = pruned)", height=100 + 34 * w.shape[0],
+    return house_layout(fig, "Which weights go (grey = pruned)", height=100 + 34 * w.shape[0],
                    top=80)
 
 
@@ -82,7 +73,7 @@ def sparsity_bars(df: pd.DataFrame, rate: float) -> go.Figure:
     fig.add_scatter(x=list(df.layer.unique()), y=[rate] * df.layer.nunique(), mode="lines",
                     name=f"target {rate:.0%}", line=dict(color="#444", dash="dash"))
     fig.update_yaxes(title_text="sparsity of the layer", range=[0, 1.12], tickformat=".0%")
-    return _layout(fig, "Per-layer sparsity: same total, different spread", barmode="group")
+    return house_layout(fig, "Per-layer sparsity: same total, different spread", barmode="group")
 
 
 def weight_cuts(weights: dict[str, torch.Tensor], df: pd.DataFrame) -> go.Figure:
@@ -100,7 +91,7 @@ def weight_cuts(weights: dict[str, torch.Tensor], df: pd.DataFrame) -> go.Figure
     fig.add_scatter(x=list(weights), y=[cut] * len(weights), mode="lines", name="global cut",
                     line=dict(color=SCHEME_COLORS["global"], dash="dash", width=3))
     fig.update_yaxes(title_text="|w| (log scale)", **log_axis(df.cut))
-    return _layout(fig, "Where each scheme cuts: weights below the line go")
+    return house_layout(fig, "Where each scheme cuts: weights below the line go")
 
 
 # -- schedules ------------------------------------------------------------------------------------
@@ -119,7 +110,7 @@ def schedule_figure(curves: pd.DataFrame, epochs: int, end: float, d: float) -> 
                   annotation_text="D·E", annotation_position="top right")
     fig.update_xaxes(title_text="epoch", range=[0, epochs])
     fig.update_yaxes(title_text="target sparsity", tickformat=".0%")
-    return _layout(fig, "Target sparsity during training", height=380)
+    return house_layout(fig, "Target sparsity during training", height=380)
 
 
 # -- speed ----------------------------------------------------------------------------------------
@@ -132,7 +123,7 @@ def timing_bars(df: pd.DataFrame, label: str, title: str) -> go.Figure:
                            hovertemplate="%{y:.2f}x dense (median %{customdata:.3f} ms)"
                                          "<extra></extra>"))
     fig.update_yaxes(title_text="time relative to dense", rangemode="tozero")
-    return _layout(fig, title, height=340)
+    return house_layout(fig, title, height=340)
 
 
 def channel_sweep_figure(df: pd.DataFrame, block: int | None) -> go.Figure:
@@ -150,8 +141,8 @@ def channel_sweep_figure(df: pd.DataFrame, block: int | None) -> go.Figure:
             fig.add_vline(x=b + 0.5, line=dict(color="#bbb", dash="dot"))
     fig.update_xaxes(title_text="output channels (filters) of the conv", range=[0, widest + 2])
     fig.update_yaxes(title_text=f"time relative to {widest} filters", rangemode="tozero")
-    return _layout(fig, "Time vs filters kept" + (f" (dotted: multiples of {block})"
-                                                 if block else ""), height=340)
+    return house_layout(fig, "Time vs filters kept" + (f" (dotted: multiples of {block})"
+                                                       if block else ""), height=340)
 
 
 def launch_figure(df: pd.DataFrame) -> go.Figure:
@@ -161,7 +152,7 @@ def launch_figure(df: pd.DataFrame) -> go.Figure:
                     text=[f"{v:.0f} µs" for v in d["us per image"]], textposition="outside",
                     marker_color="#7f7f7f" if model == "tiny CNN" else method_color("l2_filter"))
     fig.update_yaxes(title_text="µs per image", rangemode="tozero")
-    return _layout(fig, "Time per image: small batches pay fixed costs", barmode="group",
+    return house_layout(fig, "Time per image: small batches pay fixed costs", barmode="group",
                    height=340)
 
 
@@ -173,7 +164,7 @@ def round_to_figure(df: pd.DataFrame) -> go.Figure:
         fig.add_bar(x=df.conv, y=df[col], name=name, marker_color=color,
                     text=[f"{v:.2f}" for v in df[col]], textposition="outside")
     fig.update_yaxes(title_text="relative to dense", rangemode="tozero")
-    return _layout(fig, "FLOPs promised vs time measured", barmode="group", height=340)
+    return house_layout(fig, "FLOPs promised vs time measured", barmode="group", height=340)
 
 
 GROUP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -217,10 +208,11 @@ def structure_figure(table: pd.DataFrame, title: str) -> go.Figure:
     # the axis near the narrowest layer, drawing a 10-wide classifier as a sliver.
     widest = float(layers.width.max())
     ticks = [v for v in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if v <= widest]
-    fig = _layout(go.Figure(traces), title, height=max(320, 22 * len(layers) + 140), top=90,
-                  barmode="overlay",
-                  xaxis=dict(title="output channels / features", type="log",
-                             range=[0, math.log10(widest) + 0.1], tickvals=ticks),
-                  yaxis=dict(categoryorder="array", categoryarray=list(layers.layer)[::-1]))
-    # the legend above the bars: under them it met the axis title in short charts
-    return fig.update_layout(margin=dict(r=90), legend=dict(y=1.0, yanchor="bottom"))
+    # The house legend sits under the axis title (a legend under the bars met it in short
+    # charts), the figure taller by its rows.
+    fig = house_layout(go.Figure(traces), title, height=max(320, 22 * len(layers) + 140),
+                       barmode="overlay",
+                       xaxis=dict(title="output channels / features", type="log",
+                                  range=[0, math.log10(widest) + 0.1], tickvals=ticks),
+                       yaxis=dict(categoryorder="array", categoryarray=list(layers.layer)[::-1]))
+    return fig.update_layout(margin=dict(r=90))

@@ -235,8 +235,6 @@ def build_panel(models: RunModels, config: SessionConfig, summary: dict[str, Any
     filters_zero = sum(int((l.module.weight.detach().flatten(1) == 0).all(1).sum()) for l in convs)
     flops_dense = count_flops(masked, models.input_shape)
     flops_compact = count_flops(small, models.input_shape)
-    buf = io.BytesIO()
-    torch.save(masked.state_dict(), buf)
     panel: dict[str, Any] = {
         "method": config.method, "kind": kind, "model": config.model, "dataset": config.dataset,
         "input_shape": list(models.input_shape),
@@ -254,16 +252,10 @@ def build_panel(models: RunModels, config: SessionConfig, summary: dict[str, Any
         "shrunk": rep["shrunk"], "positions_known": rep["positions_known"],
         "flops_dense": flops_dense, "flops_compact": flops_compact,
         "flops_effective": effective_flops(masked, models.input_shape),
-        "bytes_dense": len(buf.getvalue()),
-        "bytes_dense_gzip": len(gzip.compress(buf.getvalue(), 6)),
-        "bytes_compact": _saved_bytes(small),
+        **_file_sizes(masked, small),
         "max_abs_diff": rep["max_abs_diff"], "output_scale": rep["output_scale"],
+        **_channel_blocks(small),
     }
-    capability, block = cpu_vector_block()
-    compact_convs = [m for m in small.modules() if isinstance(m, nn.Conv2d)]
-    panel.update(cpu_capability=capability, vector_block=block,
-                 convs_unaligned=sum(m.out_channels % block != 0 for m in compact_convs)
-                 if block else 0, convs=len(compact_convs))
     if devices is None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     panel["latency"] = _latency(models, latency_budget_s, batches, devices)
@@ -278,6 +270,24 @@ def build_panel(models: RunModels, config: SessionConfig, summary: dict[str, Any
     panel["warnings"] = list(summary.get("warnings", []))
     panel["panel_s"] = round(time.perf_counter() - started, 3)
     return panel
+
+
+def _file_sizes(masked: nn.Module, small: nn.Module) -> dict[str, int]:
+    """Saved state_dict bytes: the masked model (and gzipped), the compact one."""
+    buf = io.BytesIO()
+    torch.save(masked.state_dict(), buf)
+    return {"bytes_dense": len(buf.getvalue()),
+            "bytes_dense_gzip": len(gzip.compress(buf.getvalue(), 6)),
+            "bytes_compact": _saved_bytes(small)}
+
+
+def _channel_blocks(small: nn.Module) -> dict[str, Any]:
+    """This CPU's convolution channel block and the compact convs not a multiple of it."""
+    capability, block = cpu_vector_block()
+    compact_convs = [m for m in small.modules() if isinstance(m, nn.Conv2d)]
+    return dict(cpu_capability=capability, vector_block=block,
+                convs_unaligned=sum(m.out_channels % block != 0 for m in compact_convs)
+                if block else 0, convs=len(compact_convs))
 
 
 def _semi_structured(models: RunModels, budget_s: float, batches: tuple[int, ...],

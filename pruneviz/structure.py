@@ -155,12 +155,44 @@ def _norm_of(node, width: int):
 
 def trace(model: nn.Module, example: torch.Tensor) -> Structure:
     """Trace `model` on `example` (a batch) and derive its structure."""
-    import torch_pruning as tp
-
     graph = dependency_graph(model, example)
     names = {m: n for n, m in model.named_modules()}
     order = {n: i for i, n in enumerate(names.values())}
     nodes = graph.module2node
+    modules = dict(model.named_modules())
+    layers, dense = _reached_layers(model, nodes)
+    norms = {}
+    for name in layers:
+        m = modules[name]
+        width = m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+        norm = _norm_of(nodes[m], width)
+        if norm is not None:
+            norms[name] = names[norm.module]
+    dense.update(_unwrapped(model, layers, dense))
+    inputs, outputs = [], []
+    for name in layers:
+        node = nodes[modules[name]]
+        if not _walk(node, "inputs", set()):
+            inputs.append(name)
+        if not _walk(node, "outputs", set()):
+            outputs.append(name)
+    classifier = max(outputs, key=order.get) if outputs else None
+    groups, filter_dense = _filter_groups(graph, model, layers, order)
+    shortcuts = set()
+    for group in groups:
+        if len(group) < 2:
+            continue
+        for name in group:
+            m, node = modules[name], nodes[modules[name]]
+            branch = any(len(n.outputs) > 1 for n in node.inputs)
+            if tuple(m.kernel_size) == (1, 1) and branch:
+                shortcuts.add(name)
+    return Structure(layers, norms, groups, inputs, classifier, shortcuts, dense, filter_dense)
+
+
+def _reached_layers(model: nn.Module, nodes: dict) -> tuple[list[str], dict[str, str]]:
+    """The conv/linear layers the trace reached, in module order, and the modules that stay
+    dense with why (not reached, or a layer kind pruneviz does not prune)."""
     dense: dict[str, str] = {}
     layers = []
     for name, m in model.named_modules():
@@ -172,37 +204,36 @@ def trace(model: nn.Module, example: torch.Tensor) -> Structure:
                                "(the trace cannot see it, e.g. its weight is used functionally)")
         elif isinstance(m, UNSUPPORTED):
             dense[name] = f"{type(m).__name__}: a layer kind pruneviz does not prune"
-    modules = dict(model.named_modules())
+    return layers, dense
+
+
+def _unwrapped(model: nn.Module, layers: list[str], dense: dict[str, str]) -> dict[str, str]:
+    """Parameters that are no traced layer's or norm's weight (and not inside a dense module)."""
     known = set()
     for name in layers:
         known.update({f"{name}.weight", f"{name}.bias"})
-    norms: dict[str, str] = {}
-    for name in layers:
-        m = modules[name]
-        width = m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
-        norm = _norm_of(nodes[m], width)
-        if norm is not None:
-            norms[name] = names[norm.module]
-    for nname, m in modules.items():
+    for nname, m in model.named_modules():
         if isinstance(m, NORMS):
             known.update({f"{nname}.weight", f"{nname}.bias"})
-    for pname, _ in model.named_parameters():
-        if pname not in known and not any(pname.startswith(d + ".") for d in dense):
-            dense[pname] = ("unwrapped parameter (not a conv, linear or norm weight): "
-                            "Torch-Pruning would prune it along a guessed dimension")
-    inputs, outputs = [], []
-    for name in layers:
-        node = nodes[modules[name]]
-        if not _walk(node, "inputs", set()):
-            inputs.append(name)
-        if not _walk(node, "outputs", set()):
-            outputs.append(name)
-    classifier = max(outputs, key=order.get) if outputs else None
+    return {pname: ("unwrapped parameter (not a conv, linear or norm weight): "
+                    "Torch-Pruning would prune it along a guessed dimension")
+            for pname, _ in model.named_parameters()
+            if pname not in known and not any(pname.startswith(d + ".") for d in dense)}
+
+
+def _filter_groups(graph, model: nn.Module, layers: list[str], order: dict[str, int]
+                   ) -> tuple[list[list[str]], dict[str, str]]:
+    """The convs' coupled groups (Torch-Pruning's pruning groups of their output channels) and
+    the convs whose filters stay dense with why (grouped convs, channels coupled to a linear,
+    a LayerNorm or GroupNorm, or an unwrapped parameter)."""
+    import torch_pruning as tp
+
+    modules = dict(model.named_modules())
+    names = {m: n for n, m in modules.items()}
     filter_dense: dict[str, str] = {}
     groups: list[list[str]] = []
     seen: set[str] = set()
-    convs = [n for n in layers if isinstance(modules[n], nn.Conv2d)]
-    for name in convs:
+    for name in [n for n in layers if isinstance(modules[n], nn.Conv2d)]:
         m = modules[name]
         if m.groups > 1:
             what = ("depthwise conv: its channels follow the layer producing its input"
@@ -241,16 +272,7 @@ def trace(model: nn.Module, example: torch.Tensor) -> Structure:
             why = f"its output channels are coupled to {'; '.join(kinds[:2])}{more}"
             for member in members:
                 filter_dense.setdefault(member, why)
-    shortcuts = set()
-    for group in groups:
-        if len(group) < 2:
-            continue
-        for name in group:
-            m, node = modules[name], nodes[modules[name]]
-            branch = any(len(n.outputs) > 1 for n in node.inputs)
-            if tuple(m.kernel_size) == (1, 1) and branch:
-                shortcuts.add(name)
-    return Structure(layers, norms, groups, inputs, classifier, shortcuts, dense, filter_dense)
+    return groups, filter_dense
 
 
 def unpruned_layers(model: nn.Module, kind: str) -> list[str]:

@@ -202,7 +202,6 @@ def compact(model: nn.Module, input_shape: tuple[int, ...], *, atol: float = 1e-
     is alive, so removing it would change the network: zero but not removable). `coupled` maps
     each conv to its count of such filters.
     """
-    from .masks import conv_bn_pairs
     from .structure import lookup
 
     device = next(model.parameters()).device
@@ -212,24 +211,9 @@ def compact(model: nn.Module, input_shape: tuple[int, ...], *, atol: float = 1e-
     # A transformer's one conv (vit_tiny's patch embedding) is never pruned as filters, and
     # Torch-Pruning cannot trace a model-level position parameter: heads and neurons instead.
     transformer = is_transformer(small)
-    norms = ({k: v for k, v in traced.norms.items()
-              if isinstance(small.get_submodule(v), nn.modules.batchnorm._BatchNorm)}
-             if traced is not None and not traced.error else conv_bn_pairs(small))
-    dead = {} if transformer else dead_channels(small, norms)
+    dead, remove, coupled = ({}, {}, {}) if transformer else _dead_filters(small, traced,
+                                                                          example[:1])
     zero = zero_filters(small)
-    remove: dict[str, list[int]] = {}
-    coupled: dict[str, int] = {}
-    for group in [] if transformer else channel_groups(small, example[:1]):
-        if traced is not None and any(n in traced.filter_dense for n in group):
-            continue    # grouped, LayerNorm- or linear-coupled channels stay (structure.py)
-        common = set.intersection(*(dead[n] for n in group))
-        n_out = small.get_submodule(group[0]).out_channels
-        common = set(sorted(common)[:n_out - 1])      # one filter always stays
-        if common:
-            remove[group[0]] = sorted(common)
-        for name in group:
-            if dead[name] - common:
-                coupled[name] = len(dead[name] - common)
     filters_before = filter_count(small)
     if not transformer:
         remove_filters(small, example[:1], remove)
@@ -256,6 +240,34 @@ def compact(model: nn.Module, input_shape: tuple[int, ...], *, atol: float = 1e-
                    "filters_removed": filters_before - filter_count(small),
                    "filters_coupled": sum(coupled.values()), "coupled": coupled,
                    "max_abs_diff": diff, "output_scale": scale, **structures}
+
+
+def _dead_filters(small: nn.Module, traced: Any, example: torch.Tensor
+                  ) -> tuple[dict[str, set[int]], dict[str, list[int]], dict[str, int]]:
+    """Per conv, its dead filters; per coupled group (by its first conv), the filters dead in
+    every member, removable (one filter always stays); per conv, its dead filters that stay
+    because a residual addition sums them with a live channel. A traced model's grouped,
+    LayerNorm- or linear-coupled channels stay (structure.py)."""
+    from .masks import conv_bn_pairs
+
+    norms = ({k: v for k, v in traced.norms.items()
+              if isinstance(small.get_submodule(v), nn.modules.batchnorm._BatchNorm)}
+             if traced is not None and not traced.error else conv_bn_pairs(small))
+    dead = dead_channels(small, norms)
+    remove: dict[str, list[int]] = {}
+    coupled: dict[str, int] = {}
+    for group in channel_groups(small, example):
+        if traced is not None and any(n in traced.filter_dense for n in group):
+            continue
+        common = set.intersection(*(dead[n] for n in group))
+        n_out = small.get_submodule(group[0]).out_channels
+        common = set(sorted(common)[:n_out - 1])      # one filter always stays
+        if common:
+            remove[group[0]] = sorted(common)
+        for name in group:
+            if dead[name] - common:
+                coupled[name] = len(dead[name] - common)
+    return dead, remove, coupled
 
 
 def filter_count(model: nn.Module) -> int:

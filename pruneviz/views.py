@@ -16,8 +16,10 @@ finished runs alike and a step slider scrubs through history:
 parameters as given; unset ones take the method's Params defaults). No streamlit here.
 
 Below the contract: helpers the views share (method tables read incrementally and per-filter
-records cached between redraws, records up to the slider's step, step markers, the x range of a
-whole run, the figure shown while a table has no rows yet, and a run's method parameters).
+records cached between redraws, records up to the slider's step, the x range of a whole run,
+the figure shown while a table has no rows yet, and a run's method parameters). The step
+markers (`marker`, `vline`, `markers`, MARKER) are the figure kit's (plots.py), importable from
+here too.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import plotly.graph_objects as go
 from .config import ConfigError
 from .methods import family_module
 from .methods.base import Method, get_method, make_params
-from .plots import _empty
+from .plots import MARKER, empty_figure, marker, markers, vline  # noqa: F401
 
 
 @dataclass
@@ -59,7 +61,6 @@ def view(method: str) -> ModuleType | None:
         return None
     return family_module(cls, "view")
 
-MARKER = "#888888"
 CACHED = 64                 # (run, table) entries kept: a few MB at most
 _cache: OrderedDict[tuple[str, str, str], tuple] = OrderedDict()
 _lock = threading.Lock()
@@ -119,14 +120,8 @@ def x_range(run: dict | None, step: int, *frames: pd.DataFrame) -> list[float]:
     return [-0.01 * max(last, 1), last * 1.01 + (1 if last == 0 else 0)]
 
 
-def marker(step: int, xref: str = "x") -> dict:
-    """A dotted vertical line at the slider's step (a layout shape, not a trace)."""
-    return dict(type="line", xref=xref, yref="paper", x0=step, x1=step, y0=0, y1=1,
-                line=dict(color=MARKER, width=1, dash="dot"), layer="below")
-
-
 def waiting(message: str = "waiting for the first epoch", height: int = 320) -> go.Figure:
-    return _empty(message, height)
+    return empty_figure(message, height)
 
 
 def finite(values: Iterable[float]) -> list[float]:
@@ -256,21 +251,5 @@ def method_params(run: dict[str, Any]) -> tuple[type[Method] | None, Any]:
         return cls, make_params(cls, dict(config.params))
     except Exception:          # an old run's stale parameters must not break the view
         return None, None
-
-
-def vline(x: float, text: str | None = None, *, dash: str = "dot", color: str = MARKER,
-          anchor: str = "left") -> tuple[dict, dict | None]:
-    """A full-height vertical marker at data x (shape) and its label above the plot."""
-    shape = dict(type="line", x0=x, x1=x, y0=0, y1=1, xref="x", yref="paper",
-                 line=dict(color=color, width=1.5, dash=dash))
-    note = None if not text else dict(
-        x=x, y=1.0, xref="x", yref="paper", yanchor="bottom", xanchor=anchor, text=text,
-        showarrow=False, font=dict(size=11, color=color))
-    return shape, note
-
-
-def markers(marks: list[tuple[dict, dict | None]]) -> dict:
-    """Layout entries (shapes, annotations) for a list of vline()s."""
-    return dict(shapes=[s for s, _ in marks], annotations=[a for _, a in marks if a])
 
 

@@ -9,7 +9,10 @@ from pathlib import Path
 LIMIT = 60
 
 
-def main(root: Path) -> None:
+def scan(root: Path) -> tuple[list[tuple[int, str]], list[tuple[int, str]], list[str]]:
+    """(lines, file) of every .py under `root`; (lines, "file:line name") of every function over
+    LIMIT lines; "file: from MODULE import NAMES" of every import of another module's private
+    names. tests/test_code_sizes.py holds the package to the last two."""
     files, long_fns, private = [], [], []
     for path in sorted(root.rglob("*.py")):
         source = path.read_text()
@@ -25,6 +28,11 @@ def main(root: Path) -> None:
                 if names:
                     private.append(f"{path}: from {'.' * node.level}{node.module or ''} "
                                    f"import {', '.join(names)}")
+    return files, long_fns, private
+
+
+def main(root: Path) -> None:
+    files, long_fns, private = scan(root)
     print(f"files: {len(files)}, lines: {sum(n for n, _ in files)}; largest:")
     for n, name in sorted(files, reverse=True)[:8]:
         print(f"  {n:5d} {name}")

@@ -79,23 +79,40 @@ def test_models_are_loaded_in_eval_mode_with_the_runs_weights(run_store, rm):
     assert not torch.equal(rm.dense.conv2.weight, rm.pruned.conv2.weight)
 
 
-def test_a_physically_shrunk_model_gives_a_clear_error_in_library_and_page(run_store,
-                                                                          monkeypatch):
+def test_a_shrunk_pgp_run_opens_in_library_and_page_with_its_compact_models_numbers(
+        run_store, monkeypatch):
+    """PGP physically removes filters (weights.pt is the shrunk network): Inspect expands it
+    back onto the architecture through report's loader and shows the compacted model's size."""
     from pruneviz.config import SessionConfig
+    from pruneviz.metrics import param_counts
 
     store, _ = run_store
-    run_id = run_session(SessionConfig(method="l2_filter", rate=0.5, **{**FAST, "epochs": 1}),
-                         store)["run_id"]
+    run_id = run_session(SessionConfig(method="pgp", rate=0.5, **{**FAST, "epochs": 1},
+                                       params={"prune_epochs": 1}), store)["run_id"]
     try:
-        path = store.run_dir(run_id) / "weights.pt"
-        state = torch.load(path, weights_only=True)
-        state["conv2.weight"] = state["conv2.weight"][:16]       # what filter removal leaves
-        torch.save(state, path)
-        with pytest.raises(ins.InspectError, match="physically removed filters"):
-            ins.load_run(store, run_id)
+        saved = torch.load(store.run_dir(run_id) / "weights.pt", weights_only=True)
+        rm = ins.load_run(store, run_id)
+        dense = rm.dense.state_dict()
+        assert any(saved[k].shape != v.shape for k, v in dense.items())      # really shrunk
+        assert {k: v.shape for k, v in rm.pruned.state_dict().items()} == \
+            {k: v.shape for k, v in dense.items()}                           # expanded back
+        assert all(rm.masks[k].shape == dense[k].shape for k in rm.masks)
+        x, _ = ins.held_out_images(rm.data, 4)
+        with torch.no_grad():       # the compacted twin computes what the expanded model does
+            assert torch.allclose(rm.compact(x), rm.pruned(x), atol=1e-4)
+        n = ins.compact_numbers(rm)
+        shrunk_params = sum(saved[k].numel() for k, _ in rm.pruned.named_parameters())
+        assert n["shrunk"] and n["params_dense"] == param_counts(rm.dense)[0]
+        assert n["params_compact"] == param_counts(rm.compact)[0] <= shrunk_params
+        assert n["params_compact"] < n["params_dense"] and n["filters_removed"] > 0
         at = _page(monkeypatch, store.root).run()                # the newest run is picked
-        assert not at.exception
-        assert "physically removed filters" in at.error[0].value
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert at.selectbox(key="inspect_run").value == run_id
+        shown = {m.label: m.value for m in at.metric}
+        assert shown["Compact model's parameters"] == f"{n['params_compact']:,}"
+        assert shown["Filters removed"] == f"{n['filters_removed']} of {n['filters']}"
+        assert any("physically removed filters" in c.value for c in at.caption)
+        assert len(at.tabs) == 4 and len(at.get("plotly_chart")) >= 3
     finally:
         store.delete(run_id)        # the other tests see the module's one run
 

@@ -29,7 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pruneviz",
                                      description="Run and inspect pruning sessions headless.")
     sub = parser.add_subparsers(dest="command", required=True)
+    _training_commands(sub)
+    _store_commands(sub)
+    _analysis_commands(sub)
+    return parser
 
+
+def _training_commands(sub) -> None:
+    """run, sweep, worker, cancel: what trains."""
     p = sub.add_parser("run", help="Train (or reuse) a dense baseline, prune, fine-tune.")
     add_session_flags(p)
     add_backend_flags(p)
@@ -69,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store")
     p.set_defaults(func=cmd_cancel)
 
+
+def _store_commands(sub) -> None:
+    """list, show, report, export, delete, doctor: what reads or mends the store."""
     p = sub.add_parser("list", help="List stored runs, newest first.")
     p.add_argument("--all", action="store_true", help="Include dense-baseline runs.")
     p.add_argument("--store")
@@ -113,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store")
     p.set_defaults(func=cmd_doctor)
 
+
+def _analysis_commands(sub) -> None:
+    """sensitivity, methods."""
     p = sub.add_parser("sensitivity", help="Prune each layer alone at several rates on the "
                                            "dense baseline; suggest per-layer rates.")
     p.add_argument("--rates", default="0,0.25,0.5,0.75,0.9",
@@ -133,7 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="List registered methods and their parameters.")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_methods)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from ..config import ConfigError
 from ..learn import MODEL_SHAPES, Control, Toy, model_structure
 from ..modelspec import builtin_names, short_name
 from ..plots_learn import structure_figure
-from .model_box import _stamp
+from .model_box import file_stamp
 from .text import chart_text, plain
 
 SHORT_LABEL = 10          # characters of a metric label that fit half the controls column
@@ -121,7 +121,7 @@ def model_section() -> None:
         shape_name = st.radio("Input shape", list(MODEL_SHAPES), horizontal=True,
                               key="learn.model.shape")
     spec = typed.strip() or example
-    result = _traced(spec, MODEL_SHAPES[shape_name], _stamp(spec.rpartition(":")[0]))
+    result = _traced(spec, MODEL_SHAPES[shape_name], file_stamp(spec.rpartition(":")[0]))
     if isinstance(result, str):
         figure.error(f"**{'Model spec' if typed.strip() else 'Example model'}**: "
                      f"{plain(result)}", icon=":material/error:")

@@ -28,7 +28,9 @@ def class_count(dataset: str) -> int | None:
     return 100 if dataset == "cifar100" else 10
 
 
-def _stamp(path: str) -> float:
+def file_stamp(path: str) -> float:
+    """A file's modification time (0 when there is none): a cache key that changes when the
+    user's model file or weights change."""
     try:
         return Path(path).expanduser().stat().st_mtime if path else 0.0
     except OSError:
@@ -54,7 +56,7 @@ def found(config: SessionConfig) -> dict[str, Any] | str | None:
         return None        # the dataset box says what is wrong with the folder
     spec_file = config.model.rpartition(":")[0]
     return _found(config.model, input_shape(config.dataset, config.image_size), classes,
-                  config.weights, (_stamp(spec_file), _stamp(config.weights)))
+                  config.weights, (file_stamp(spec_file), file_stamp(config.weights)))
 
 
 def named(message: str) -> str:

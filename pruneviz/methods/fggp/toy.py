@@ -12,8 +12,7 @@ import plotly.graph_objects as go
 import torch
 
 from ...learn import Control, Drawn, Toy
-from ...plots import method_color
-from ...plots_learn import _layout
+from ...plots import category_heatmap, house_layout, method_color
 from .math import gradient_first, smallest
 
 OUTCOMES = ("kept", "candidate", "pruned by both", "FGGP only", "GMP only")
@@ -114,26 +113,19 @@ def two_cuts_scatter(tc: TwoCuts) -> go.Figure:
                      title_text="|g|, gradient of this minibatch (log scale)")
     fig.update_yaxes(type="log", range=[math.log10(wlo), math.log10(whi)], dtick=1,
                      title_text="|w| (log scale)")
-    _layout(fig, "Two cuts: gradient first, magnitude next", height=440)
-    fig.update_layout(legend=dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top"))
-    return fig
+    return house_layout(fig, "Two cuts: gradient first, magnitude next", height=440,
+                        legend=dict(orientation="v", x=1.02, xanchor="left", y=1,
+                                    yanchor="top", yref="paper"))
 
 
 def two_cuts_matrix(tc: TwoCuts) -> go.Figure:
     """The weight matrix coloured by outcome."""
-    n = len(OUTCOMES)
-    scale = []
-    for i, o in enumerate(OUTCOMES):
-        scale += [[i / n, OUTCOME_COLORS[o]], [(i + 1) / n, OUTCOME_COLORS[o]]]
-    names = [[OUTCOMES[v] for v in row] for row in tc.outcome.tolist()]
-    fig = go.Figure(go.Heatmap(
-        z=tc.outcome.tolist(), zmin=-0.5, zmax=n - 0.5, colorscale=scale, customdata=names,
-        xgap=1, ygap=1, colorbar=dict(tickvals=list(range(n)), ticktext=list(OUTCOMES),
-                                      thickness=12),
+    fig = go.Figure(category_heatmap(
+        tc.outcome.tolist(), list(OUTCOMES), [OUTCOME_COLORS[o] for o in OUTCOMES],
         hovertemplate="row %{y}, col %{x}: %{customdata}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="row")
     fig.update_xaxes(showgrid=False, title_text="column")
-    return _layout(fig, "The same step on the weight matrix", height=420)
+    return house_layout(fig, "The same step on the weight matrix", height=420)
 
 
 def draw(v: dict[str, Any]) -> Drawn:

@@ -17,7 +17,17 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ...plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, log_axis, method_color
+from ...plots import (
+    ACHIEVED,
+    TARGET,
+    UNIT_RANGE,
+    axis,
+    figure,
+    line,
+    log_axis,
+    marker,
+    method_color,
+)
 from ...schedules import cubic_density
 from ...views import (
     Panel,
@@ -26,7 +36,6 @@ from ...views import (
     distinct_steps,
     grid,
     index_key,
-    marker,
     method_rows,
     numbers,
     table,
@@ -163,24 +172,24 @@ def scatter_figure(frames: dict[str, pd.DataFrame], step: int, method: str) -> g
     grad = cuts.get("grad_cut")
     if grad and criterion in ("gradient_first", "granet"):
         name = "gradient cut" if criterion == "gradient_first" else "regrowth cut (min |g| regrown)"
-        traces.append(_line([grad, grad], [wlo, whi], name, method_color("fggp"), width=2))
+        traces.append(line([grad, grad], [wlo, whi], name, method_color("fggp"), width=2))
     mag = cuts.get("mag_cut")
     if mag and criterion in ("gradient_first", "granet"):
         right = grad if criterion == "gradient_first" and grad else ghi
-        traces.append(_line([glo, right], [mag, mag], "magnitude cut (max |w| cut)", TARGET,
-                            width=2.5))
+        traces.append(line([glo, right], [mag, mag], "magnitude cut (max |w| cut)", TARGET,
+                           width=2.5))
     if "score_cut" in cuts and criterion == "gw":
         gs = np.geomspace(glo, ghi, 50)
-        traces.append(_line(gs, cuts["score_cut"] / gs, "|g·w| cut", TARGET, width=2,
-                            dash="dash"))
+        traces.append(line(gs, cuts["score_cut"] / gs, "|g·w| cut", TARGET, width=2,
+                           dash="dash"))
     title = (f"Step {sel_step}: {int(row.pruned)} cut of {int(row.remain)}"
              + (f", {int(row.restored)} regrown" if row.restored else ""))
-    layout = dict(xaxis=_axis("|g|, gradient of the step's minibatch (log)",
-                              **log_axis([glo, ghi]), range=[math.log10(glo), math.log10(ghi)]),
-                  yaxis=_axis("|w| (log)", **log_axis([wlo, whi]),
-                              range=[math.log10(wlo), math.log10(whi)]),
+    layout = dict(xaxis=axis("|g|, gradient of the step's minibatch (log)",
+                             **log_axis([glo, ghi]), range=[math.log10(glo), math.log10(ghi)]),
+                  yaxis=axis("|w| (log)", **log_axis([wlo, whi]),
+                             range=[math.log10(wlo), math.log10(whi)]),
                   showlegend=True)
-    return _figure(traces, layout, height=420, title=title)
+    return figure(traces, layout, height=420, title=title)
 
 
 def _schedule(run: dict) -> tuple[np.ndarray, np.ndarray] | None:
@@ -212,24 +221,24 @@ def density_figure(frames: dict[str, pd.DataFrame], run: dict, step: int,
     plan = _schedule(run)
     if plan is not None:
         ahead = plan[0] >= p.step.max()
-        traces.append(_line(plan[0][ahead], plan[1][ahead], "schedule ahead", TARGET, width=1,
-                            dash="dot", hoverinfo="skip"))
+        traces.append(line(plan[0][ahead], plan[1][ahead], "schedule ahead", TARGET, width=1,
+                           dash="dot", hoverinfo="skip"))
     traces += [
         dict(type="bar", x=p.step.to_numpy(), y=numbers(p.pruned), name="weights removed",
              yaxis="y2", marker=dict(color="rgba(127,127,127,0.35)"),
              hovertemplate="step %{x}: %{y:.0f} weights removed<extra></extra>"),
-        _line(p.step, numbers(p.target_density), "target", TARGET, dash="dash"),
-        _line(p.step, numbers(p.achieved_density), "achieved", ACHIEVED, width=2.5,
-              mode="lines+markers", marker=dict(size=5), customdata=numbers(p.remain),
-              hovertemplate="step %{x}<br>density %{y:.4f}<br>%{customdata:.0f} active "
+        line(p.step, numbers(p.target_density), "target", TARGET, dash="dash"),
+        line(p.step, numbers(p.achieved_density), "achieved", ACHIEVED, width=2.5,
+             mode="lines+markers", marker=dict(size=5), customdata=numbers(p.remain),
+             hovertemplate="step %{x}<br>density %{y:.4f}<br>%{customdata:.0f} active "
                             "before the step<extra></extra>"),
     ]
-    layout = dict(xaxis=_axis("step", range=xr),
-                  yaxis=_axis("density (fraction kept)", range=UNIT_RANGE),
-                  yaxis2=_axis("weights removed", overlaying="y", side="right",
-                               showgrid=False, rangemode="tozero"),
+    layout = dict(xaxis=axis("step", range=xr),
+                  yaxis=axis("density (fraction kept)", range=UNIT_RANGE),
+                  yaxis2=axis("weights removed", overlaying="y", side="right",
+                              showgrid=False, rangemode="tozero"),
                   bargap=0.3, shapes=[marker(step)], showlegend=True)
-    return _figure(traces, layout, title="Target vs achieved density")
+    return figure(traces, layout, title="Target vs achieved density")
 
 
 def layers_figure(frames: dict[str, pd.DataFrame], step: int,
@@ -245,10 +254,10 @@ def layers_figure(frames: dict[str, pd.DataFrame], step: int,
                 zmax=1, colorscale="Viridis",
                 colorbar=dict(title=dict(text="density"), thickness=12),
                 hovertemplate="%{y}<br>step %{x}<br>density %{z:.3f}<extra></extra>")
-    return _figure([heat], dict(xaxis=_axis("step", range=xr),
-                                yaxis=dict(autorange="reversed", type="category"),
-                                shapes=[marker(step)]),
-                   height=max(240, 70 + 22 * len(order)), title="Per-layer density")
+    return figure([heat], dict(xaxis=axis("step", range=xr),
+                               yaxis=dict(autorange="reversed", type="category"),
+                               shapes=[marker(step)]),
+                  height=max(240, 70 + 22 * len(order)), title="Per-layer density")
 
 
 def overlap_figure(frames: dict[str, pd.DataFrame], step: int, xr: list[float] | None,
@@ -260,18 +269,18 @@ def overlap_figure(frames: dict[str, pd.DataFrame], step: int, xr: list[float] |
         return waiting(WAIT)
     counts = np.stack([numbers(s[c]) for c in ("remain", "to_prune", "candidates", "pruned",
                                                "restored")], axis=1)
-    traces = [_line(s.step, numbers(s.jaccard), "overlap with GMP's choice",
-                    method_color(method) if method != "granet" else "#2ca02c",
-                    mode="lines+markers", marker=dict(size=5), customdata=counts,
-                    hovertemplate="step %{x}: Jaccard %{y:.3f}<br>%{customdata[0]:.0f} active, "
+    traces = [line(s.step, numbers(s.jaccard), "overlap with GMP's choice",
+                   method_color(method) if method != "granet" else "#2ca02c",
+                   mode="lines+markers", marker=dict(size=5), customdata=counts,
+                   hovertemplate="step %{x}: Jaccard %{y:.3f}<br>%{customdata[0]:.0f} active, "
                                   "%{customdata[1]:.0f} asked<br>%{customdata[2]:.0f} "
                                   "candidates, %{customdata[3]:.0f} cut, %{customdata[4]:.0f} "
                                   "regrown<extra></extra>")]
     c = s[s.regrow_fraction.notna()]
     if len(c):
-        traces.append(_line(c.step, numbers(c.regrow_fraction), "regrowth fraction c(t)",
-                            "#7f7f7f", dash="dot", width=1.5))
-    return _figure(traces, dict(xaxis=_axis("step", range=xr),
-                                yaxis=_axis("Jaccard |A ∩ B| / |A ∪ B|", range=UNIT_RANGE),
-                                shapes=[marker(step)], showlegend=len(traces) > 1),
-                   title="Overlap with plain magnitude pruning")
+        traces.append(line(c.step, numbers(c.regrow_fraction), "regrowth fraction c(t)",
+                           "#7f7f7f", dash="dot", width=1.5))
+    return figure(traces, dict(xaxis=axis("step", range=xr),
+                               yaxis=axis("Jaccard |A ∩ B| / |A ∪ B|", range=UNIT_RANGE),
+                               shapes=[marker(step)], showlegend=len(traces) > 1),
+                  title="Overlap with plain magnitude pruning")

@@ -96,6 +96,45 @@ def _stats_of(layer: Layer, hessian: bool) -> InputStats:
                       layer.module.weight.device)
 
 
+def _group_stats(module: nn.Module, group: list[Layer], args: tuple, kwargs: dict,
+                 hessian: bool, inside: list[bool]) -> dict[str, InputStats]:
+    """The input statistics of each layer of a group, given the group's input: a lone layer's
+    input is its own; a block runs once more on it (inside[0] set meanwhile) with hooks that
+    collect each layer's input."""
+    stats = {l.name: _stats_of(l, hessian) for l in group}
+    if len(group) == 1 and group[0].module is module:
+        stats[group[0].name].add(input_rows(module, args[0]), args[0].shape[0])
+        return stats
+    inner = [l.module.register_forward_hook(
+        lambda m, a, o, s=stats[l.name]: s.add(input_rows(m, a[0]), a[0].shape[0]))
+        for l in group]
+    inside[0] = True
+    try:
+        module(*args, **kwargs)
+    finally:
+        inside[0] = False
+        for h in inner:
+            h.remove()
+    return stats
+
+
+def _prune_group(name: str, group: list[Layer], stats: dict[str, InputStats],
+                 score: Scorer) -> list[Pruned]:
+    """Score each layer of a group, write the scorer's update and zero the pruned weights."""
+    out = []
+    for layer in group:
+        weight = layer.module.weight
+        # a copy: a Linear's matrix is its weight, which the prune below changes in place
+        w = weight_matrix(weight.detach()).float().clone()
+        new, keep, extra = score(w, stats[layer.name])
+        if new is not None:
+            weight.copy_(matrix_weight(new, weight.shape).to(weight.dtype))
+        mask = matrix_weight(keep, weight.shape).to(weight.dtype)
+        weight.mul_(mask)
+        out.append(Pruned(name, layer, w, stats[layer.name], keep, mask, extra))
+    return out
+
+
 @torch.no_grad()
 def sequential(model: nn.Module, layers: list[Layer],
                batches: list[tuple[torch.Tensor, torch.Tensor]], hessian: bool,
@@ -113,47 +152,22 @@ def sequential(model: nn.Module, layers: list[Layer],
     modules = dict(model.named_modules())
     x = torch.cat([b[0] for b in batches])
     out: list[Pruned] = []
-    inside = False          # the inner collecting pass is running
-
-    def prune(name: str, group: list[Layer], stats: dict[str, InputStats]) -> None:
-        for layer in group:
-            weight = layer.module.weight
-            # a copy: a Linear's matrix is its weight, which the prune below changes in place
-            w = weight_matrix(weight.detach()).float().clone()
-            new, keep, extra = score(w, stats[layer.name])
-            if new is not None:
-                weight.copy_(matrix_weight(new, weight.shape).to(weight.dtype))
-            mask = matrix_weight(keep, weight.shape).to(weight.dtype)
-            weight.mul_(mask)
-            out.append(Pruned(name, layer, w, stats[layer.name], keep, mask, extra))
+    inside = [False]        # the inner collecting pass is running
 
     def pre_hook(name: str, group: list[Layer]):
         done = False
 
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            nonlocal done, inside
+            nonlocal done
             if done:        # the inner pass below, or a module called twice: pruned once
                 return
             done = True
-            stats = {l.name: _stats_of(l, hessian) for l in group}
-            if len(group) == 1 and group[0].module is module:
-                stats[group[0].name].add(input_rows(module, args[0]), args[0].shape[0])
-            else:
-                inner = [l.module.register_forward_hook(
-                    lambda m, a, o, s=stats[l.name]: s.add(input_rows(m, a[0]), a[0].shape[0]))
-                    for l in group]
-                inside = True
-                try:
-                    module(*args, **kwargs)
-                finally:
-                    inside = False
-                    for h in inner:
-                        h.remove()
-            prune(name, group, stats)
+            stats = _group_stats(module, group, args, kwargs, hessian, inside)
+            out.extend(_prune_group(name, group, stats, score))
         return hook
 
     def stop(*_: object) -> None:
-        if not inside:
+        if not inside[0]:
             raise _Stop
 
     owners = [modules[name] if name in modules and not (len(group) == 1 and name ==

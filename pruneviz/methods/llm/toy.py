@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import torch
 
 from ...learn import Control, Drawn, Toy
-from ...plots_learn import _layout
+from ...plots import category_heatmap, house_layout
 from .math import InputStats, prune_mask, reconstruction_error, sparsegpt, wanda_scores
 from .records import OUTCOMES
 from .view import ERRORS, OUTCOME_COLORS
@@ -56,16 +56,10 @@ def parting(channel: int, scale: float, sparsity: float, seed: int = 0) -> Parti
 
 
 def matrix_figure(p: Parting, channel: int) -> go.Figure:
-    n = len(OUTCOMES)
-    scale = []
-    for i, o in enumerate(OUTCOMES):
-        scale += [[i / n, OUTCOME_COLORS[o]], [(i + 1) / n, OUTCOME_COLORS[o]]]
-    names = [[OUTCOMES[v] for v in row] for row in p.outcome.tolist()]
     text = [[f"{abs(v):.2f}" for v in row] for row in p.w.tolist()]
-    fig = go.Figure(go.Heatmap(
-        z=p.outcome.tolist(), zmin=-0.5, zmax=n - 0.5, colorscale=scale, customdata=names,
-        text=text, texttemplate="%{text}", xgap=1, ygap=1,
-        colorbar=dict(tickvals=list(range(n)), ticktext=list(OUTCOMES), thickness=12),
+    fig = go.Figure(category_heatmap(
+        p.outcome.tolist(), list(OUTCOMES), [OUTCOME_COLORS[o] for o in OUTCOMES], text=text,
+        texttemplate="%{text}",
         hovertemplate="row %{y}, input %{x}: |W| %{text}, %{customdata}<extra></extra>"))
     fig.add_vrect(x0=channel - 0.5, x1=channel + 0.5, line=dict(color="#CC79A7", width=3))
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="output row")
@@ -73,7 +67,7 @@ def matrix_figure(p: Parting, channel: int) -> go.Figure:
     fig.update_xaxes(showgrid=False, title_text="input channel's ||X_j|| (the scaled one framed)",
                      tickvals=list(range(COLS)), tickangle=-90, tickfont=dict(size=10),
                      ticktext=[f"{v:.0f}" if v >= 10 else f"{v:.1f}" for v in p.norms.tolist()])
-    return _layout(fig, "|W| of each weight, by outcome", height=420)
+    return house_layout(fig, "|W| of each weight, by outcome", height=420)
 
 
 def error_figure(p: Parting) -> go.Figure:
@@ -88,7 +82,7 @@ def error_figure(p: Parting) -> go.Figure:
                   y1=p.errors["err_mask"], line=dict(color="#E69F00", dash="dot", width=2))
     # Labelled at 1, 2 and 5 of each decade: 3..9 ran into each other in a short chart.
     fig.update_yaxes(title_text="||WX − W'X||² over the tokens (log)", type="log", dtick="D2")
-    return _layout(fig, "Reconstruction error of each choice", height=420)
+    return house_layout(fig, "Reconstruction error of each choice", height=420)
 
 
 def draw(v: dict[str, Any]) -> Drawn:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ...plots import ACHIEVED, TARGET, _axis, _figure, _line, log_axis, method_color
+from ...plots import ACHIEVED, TARGET, axis, figure, line, log_axis, method_color
 from ...views import Panel, distinct_steps, method_rows, numbers, upto, waiting
 from .records import CHANNELS, HEAD_ROUNDS, HEAD_SCORES, LAYER_STATS, OUTCOMES, POINTS
 
@@ -119,9 +119,9 @@ def scatter_figure(frames: dict[str, pd.DataFrame], step: int, layer: str | None
                            marker=dict(color=color, size=7, line=dict(color="white", width=0.5)),
                            hovertemplate="||X_j|| %{x:.3g}, |W| %{y:.3g}"
                                          f"<extra>{outcome}</extra>"))
-    layout = dict(xaxis=_axis("input-channel norm ||X_j|| (log)", **log_axis(n)),
-                  yaxis=_axis("|W_ij| (log)", **log_axis(w)), showlegend=True)
-    return _figure(traces, layout, height=400, title=f"{layer}: |W| against ||X_j||")
+    layout = dict(xaxis=axis("input-channel norm ||X_j|| (log)", **log_axis(n)),
+                  yaxis=axis("|W_ij| (log)", **log_axis(w)), showlegend=True)
+    return figure(traces, layout, height=400, title=f"{layer}: |W| against ||X_j||")
 
 
 def profile_figure(frames: dict[str, pd.DataFrame], step: int, layer: str | None) -> go.Figure:
@@ -134,14 +134,14 @@ def profile_figure(frames: dict[str, pd.DataFrame], step: int, layer: str | None
     traces = [dict(type="bar", x=col, y=numbers(ch.norm), name="||X_j||",
                    marker=dict(color="rgba(127,127,127,0.5)"),
                    hovertemplate="column %{x}: ||X_j|| %{y:.3g}<extra></extra>"),
-              _line(col, numbers(ch.saved), "magnitude cuts, Wanda keeps", "#009E73",
-                    mode="markers", yaxis="y2", marker=dict(size=5)),
-              _line(col, numbers(ch.lost), "Wanda cuts, magnitude keeps", "#D55E00",
-                    mode="markers", yaxis="y2", marker=dict(size=5))]
-    layout = dict(xaxis=_axis("input column"), yaxis=_axis("||X_j||"),
-                  yaxis2=_axis("weights", overlaying="y", side="right", showgrid=False,
-                               rangemode="tozero"), bargap=0.1, showlegend=True)
-    return _figure(traces, layout, title=f"{layer}: input-channel norm profile")
+              line(col, numbers(ch.saved), "magnitude cuts, Wanda keeps", "#009E73",
+                   mode="markers", yaxis="y2", marker=dict(size=5)),
+              line(col, numbers(ch.lost), "Wanda cuts, magnitude keeps", "#D55E00",
+                   mode="markers", yaxis="y2", marker=dict(size=5))]
+    layout = dict(xaxis=axis("input column"), yaxis=axis("||X_j||"),
+                  yaxis2=axis("weights", overlaying="y", side="right", showgrid=False,
+                              rangemode="tozero"), bargap=0.1, showlegend=True)
+    return figure(traces, layout, title=f"{layer}: input-channel norm profile")
 
 
 def norms_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
@@ -154,15 +154,15 @@ def norms_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
         med = np.median(v)
         if not med > 0:
             continue
-        traces.append(_line(np.arange(len(v)) / max(len(v) - 1, 1), v / med, layer,
-                            method_color(f"layer{i}"), width=1.5))
+        traces.append(line(np.arange(len(v)) / max(len(v) - 1, 1), v / med, layer,
+                           method_color(f"layer{i}"), width=1.5))
     if not traces:
         return waiting("no layer with a nonzero median input norm")
     y = np.concatenate([t["y"] for t in traces])
-    return _figure(traces, dict(xaxis=_axis("input channels, sorted (fraction)"),
-                                yaxis=_axis("||X_j|| / median (log)", **log_axis(y)),
-                                showlegend=len(traces) <= 12),
-                   title="Input-channel norm profiles")
+    return figure(traces, dict(xaxis=axis("input channels, sorted (fraction)"),
+                               yaxis=axis("||X_j|| / median (log)", **log_axis(y)),
+                               showlegend=len(traces) <= 12),
+                  title="Input-channel norm profiles")
 
 
 def errors_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
@@ -175,10 +175,10 @@ def errors_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
                    hovertemplate="%{x}: %{y:.4g}" + f"<extra>{name}</extra>")
               for key, name, color in ERRORS]
     values = np.concatenate([numbers(st[k]) for k, _, _ in ERRORS])
-    return _figure(traces, dict(barmode="group", xaxis=_axis(None, type="category"),
-                                yaxis=_axis("||WX − W'X||² (log)", **log_axis(values)),
-                                showlegend=True),
-                   title="Layer reconstruction error, same mask sparsity")
+    return figure(traces, dict(barmode="group", xaxis=axis(None, type="category"),
+                               yaxis=axis("||WX − W'X||² (log)", **log_axis(values)),
+                               showlegend=True),
+                  title="Layer reconstruction error, same mask sparsity")
 
 
 def disagree_figure(frames: dict[str, pd.DataFrame], step: int, method: str) -> go.Figure:
@@ -189,10 +189,10 @@ def disagree_figure(frames: dict[str, pd.DataFrame], step: int, method: str) -> 
                    name="weights the two masks disagree on",
                    marker=dict(color=method_color(method)),
                    hovertemplate="%{x}: %{y:.3f}<extra></extra>")]
-    return _figure(traces, dict(xaxis=_axis(None, type="category"),
-                                yaxis=_axis("fraction of the layer's weights",
-                                            rangemode="tozero")),
-                   title="Magnitude vs Wanda, per layer")
+    return figure(traces, dict(xaxis=axis(None, type="category"),
+                               yaxis=axis("fraction of the layer's weights",
+                                          rangemode="tozero")),
+                  title="Magnitude vs Wanda, per layer")
 
 
 def heads_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
@@ -215,9 +215,9 @@ def heads_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
                 texttemplate="%{text}", colorscale="Viridis", zmin=0,
                 colorbar=dict(title=dict(text="importance"), thickness=12),
                 hovertemplate="%{y}<br>head %{x}: %{z:.3f}<extra></extra>")
-    return _figure([heat], dict(xaxis=_axis("head (unit)"),
-                                yaxis=dict(autorange="reversed", type="category")),
-                   height=max(260, 60 + 18 * len(rows)), title="Head importance per round")
+    return figure([heat], dict(xaxis=axis("head (unit)"),
+                               yaxis=dict(autorange="reversed", type="category")),
+                  height=max(260, 60 + 18 * len(rows)), title="Head importance per round")
 
 
 def quality_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
@@ -227,14 +227,14 @@ def quality_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
     x = numbers(q.removed)
     total = numbers(q.total)
     frac = np.where(total > 0, x / np.where(total > 0, total, 1), np.nan)
-    traces = [_line(frac, numbers(q.accuracy), "held-out accuracy", ACHIEVED,
-                    mode="lines+markers", customdata=numbers(q["round"]),
-                    hovertemplate="round %{customdata:.0f}: accuracy %{y:.4f}<extra></extra>"),
-              _line(frac, numbers(q.loss), "held-out loss", TARGET, mode="lines+markers",
-                    yaxis="y2", dash="dash")]
+    traces = [line(frac, numbers(q.accuracy), "held-out accuracy", ACHIEVED,
+                   mode="lines+markers", customdata=numbers(q["round"]),
+                   hovertemplate="round %{customdata:.0f}: accuracy %{y:.4f}<extra></extra>"),
+              line(frac, numbers(q.loss), "held-out loss", TARGET, mode="lines+markers",
+                   yaxis="y2", dash="dash")]
     unit = str(q.unit.dropna().iloc[-1]) if q.unit.notna().any() else "head"
-    return _figure(traces, dict(xaxis=_axis(f"fraction of {unit}s removed"),
-                                yaxis=_axis("accuracy"),
-                                yaxis2=_axis("loss", overlaying="y", side="right",
-                                             showgrid=False), showlegend=True),
-                   title="Quality after each round")
+    return figure(traces, dict(xaxis=axis(f"fraction of {unit}s removed"),
+                               yaxis=axis("accuracy"),
+                               yaxis2=axis("loss", overlaying="y", side="right",
+                                           showgrid=False), showlegend=True),
+                  title="Quality after each round")

@@ -23,7 +23,7 @@ last included (the channel outputs the constant ReLU(beta)).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pandas as pd
@@ -56,40 +56,39 @@ from .records import MASK_UPDATES
 GRAD_SAMPLES = 200       # at most about this many sampled gradient-norm steps per run
 
 
-# -- parameters ------------------------------------------------------------------------------
-def _shock_field() -> bool:
-    return param(True, "Evaluate held-out accuracy just before and after each epoch's "
-                       "weight-decay mask (pruning shock); two extra evaluations per epoch.")
+# -- parameters: one base class per family, as SLR's (CommonParams) -------------------------------
+@dataclass(frozen=True)
+class SFPParams:
+    """What SFP, ASFP and PGMPF share; ASFP adds the asymptotic keep rate, PGMPF the prior
+    gradient mask and the weight-decay mask's schedule."""
 
-
-def _bn_field() -> bool:
-    return param(True, "The weight-decay mask (hard zero for SFP/ASFP) also multiplies the pruned "
-                       "filters' BatchNorm gamma and beta, as the PGMPF authors' _bn script does; "
-                       "off = conv weights only (SFP's own code): BN beta then keeps a constant "
-                       "channel alive that the final mask removes, a shock at the end.")
-
-
-def _d_field() -> float:
-    return param(1 / 8, "D of the asymptotic keep rate: 3/4 of the pruning is reached at "
-                        "e = D E (k = ln 4 / (D E)).", min=0.01, max=1.0)
-
-
-def _recovery_field() -> float:
-    return param(0.0, "Fraction of the epochs left to recover at the end: the mask becomes final "
-                      "(pruned filters held at zero) at the end of epoch ceil(E (1 - recovery)) "
-                      "- 1 at the latest; 0 = at the last epoch, as the papers (no epoch to "
-                      "recover from the last hard zero).", min=0.0, max=0.9, step=0.05)
-
-
-def _exact_field() -> float:
-    return param(0.9, "Fraction of the epochs from which the keep rate is exactly the target.",
-                 min=0.0, max=1.0)
+    decay_bn: bool = param(True, "The weight-decay mask (hard zero for SFP/ASFP) also multiplies "
+                                 "the pruned filters' BatchNorm gamma and beta, as the PGMPF "
+                                 "authors' _bn script does; off = conv weights only (SFP's own "
+                                 "code): BN beta then keeps a constant channel alive that the "
+                                 "final mask removes, a shock at the end.")
+    shock_eval: bool = param(True, "Evaluate held-out accuracy just before and after each "
+                                   "epoch's weight-decay mask (pruning shock); two extra "
+                                   "evaluations per epoch.")
+    recovery: float = param(0.0, "Fraction of the epochs left to recover at the end: the mask "
+                                 "becomes final (pruned filters held at zero) at the end of "
+                                 "epoch ceil(E (1 - recovery)) - 1 at the latest; 0 = at the "
+                                 "last epoch, as the papers (no epoch to recover from the last "
+                                 "hard zero).", min=0.0, max=0.9, step=0.05)
+    round_to: str = round_to_field()
+    round_mode: str = round_mode_field()
 
 
 @dataclass(frozen=True)
-class Params:
-    d: float = _d_field()
-    exact_from: float = _exact_field()
+class ASFPParams(SFPParams):
+    d: float = param(1 / 8, "D of the asymptotic keep rate: 3/4 of the pruning is reached at "
+                            "e = D E (k = ln 4 / (D E)).", min=0.01, max=1.0)
+    exact_from: float = param(0.9, "Fraction of the epochs from which the keep rate is exactly "
+                                   "the target.", min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
+class Params(ASFPParams):
     gradient_mask: bool = param(True, "Prior gradient mask on pruned filters every step; off = "
                                       "ablation (pruned filters train freely, like ASFP with "
                                       "the alpha decay).")
@@ -112,31 +111,6 @@ class Params:
                                         "filters hard-zeroed).", min=0.0, max=1.0)
     alpha_min: float = param(1e-4, "alpha below this is applied as a hard zero.", min=0.0,
                              max=1.0)
-    decay_bn: bool = _bn_field()
-    shock_eval: bool = _shock_field()
-    recovery: float = _recovery_field()
-    round_to: str = round_to_field()
-    round_mode: str = round_mode_field()
-
-
-@dataclass(frozen=True)
-class ASFPParams:
-    d: float = _d_field()
-    exact_from: float = _exact_field()
-    decay_bn: bool = _bn_field()
-    shock_eval: bool = _shock_field()
-    recovery: float = _recovery_field()
-    round_to: str = round_to_field()
-    round_mode: str = round_mode_field()
-
-
-@dataclass(frozen=True)
-class SFPParams:
-    decay_bn: bool = _bn_field()
-    shock_eval: bool = _shock_field()
-    recovery: float = _recovery_field()
-    round_to: str = round_to_field()
-    round_mode: str = round_mode_field()
 
 
 CIFAR_RECIPE = dict(start="scratch", epochs=200, lr=0.1, lr_schedule="step",
@@ -157,6 +131,7 @@ class PGMPF(RoundTo, Method):
                "prior gradient mask with channel dropout (AAAI-22).")
     kind = "filter"
     Params = Params
+    SWITCHES: dict[str, bool] = dict(asymptotic=True, alpha_decay=True)   # fixed per member
     presets = {"paper": CIFAR_RECIPE, "interactive": INTERACTIVE}
     recovery_hint = ("set recovery=0.2 (the interactive preset's value) so the mask is final "
                      "with a fifth of the epochs left to recover.")
@@ -174,16 +149,14 @@ class PGMPF(RoundTo, Method):
         self._sizes: list[int] = []
 
     @classmethod
-    def knobs(cls, config: SessionConfig, p: Params) -> Knobs:
+    def knobs(cls, config: SessionConfig, p: SFPParams) -> Knobs:
+        """The shared code path's switches for this member: its Params over PGMPF's (a field
+        it does not have takes PGMPF's default), the auto values resolved, then its SWITCHES."""
+        full = Params(**{f.name: getattr(p, f.name) for f in fields(p)})
         dense = config.start == "dense"
-        return Knobs(asymptotic=True, d=p.d, exact_from=p.exact_from,
-                     gradient_mask=p.gradient_mask, dropout=p.dropout,
-                     lambda_final=p.lambda_final,
-                     lambda_from=p.lambda_from or (0.8 if dense else 0.9),
-                     alpha_decay=True, alpha0=p.alpha0,
-                     sigma=p.sigma or (1e-5 if dense else 1e-3),
-                     alpha_zero_from=p.alpha_zero_from, alpha_min=p.alpha_min,
-                     decay_bn=p.decay_bn, shock_eval=p.shock_eval, recovery=p.recovery)
+        own = {f.name: getattr(full, f.name) for f in fields(Knobs) if hasattr(full, f.name)}
+        return Knobs(**{**own, "lambda_from": full.lambda_from or (0.8 if dense else 0.9),
+                        "sigma": full.sigma or (1e-5 if dense else 1e-3), **cls.SWITCHES})
 
     @classmethod
     def values(cls, config: SessionConfig, params: Params, e: int) -> EpochValues:
@@ -404,11 +377,7 @@ class ASFP(PGMPF):
                "them trainable, keep rate r_e decays to the target (TCYB-19).")
     Params = ASFPParams
 
-    @classmethod
-    def knobs(cls, config: SessionConfig, p: ASFPParams) -> Knobs:
-        return Knobs(asymptotic=True, d=p.d, exact_from=p.exact_from, gradient_mask=False,
-                     dropout=False, alpha_decay=False, decay_bn=p.decay_bn,
-                     shock_eval=p.shock_eval, recovery=p.recovery)
+    SWITCHES = dict(asymptotic=True, gradient_mask=False, dropout=False, alpha_decay=False)
 
 
 @register
@@ -418,7 +387,4 @@ class SFP(PGMPF):
                "and keep them trainable (IJCAI-18).")
     Params = SFPParams
 
-    @classmethod
-    def knobs(cls, config: SessionConfig, p: SFPParams) -> Knobs:
-        return Knobs(asymptotic=False, gradient_mask=False, dropout=False, alpha_decay=False,
-                     decay_bn=p.decay_bn, shock_eval=p.shock_eval, recovery=p.recovery)
+    SWITCHES = dict(asymptotic=False, gradient_mask=False, dropout=False, alpha_decay=False)

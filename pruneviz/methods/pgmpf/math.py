@@ -49,23 +49,25 @@ def n_pruned_filters(n: int, keep: float, block: int = 1, mode: str = "down") ->
 
 @dataclass(frozen=True)
 class Knobs:
-    """Every switch of the shared code path, resolved for one config (auto values filled in)."""
+    """Every switch of the shared code path, resolved for one config: engine.py's PGMPF.knobs
+    fills it from the method's Params (its defaults are the only ones), the method's fixed
+    switches and the auto values."""
 
-    asymptotic: bool = True          # keep-rate schedule: asymptotic (PGMPF, ASFP) or constant
-    d: float = 1 / 8
-    exact_from: float = 0.9
-    gradient_mask: bool = True
-    dropout: bool = True
-    lambda_final: float = 1.0
-    lambda_from: float = 0.8
-    alpha_decay: bool = True         # False: alpha_e = 0 every epoch (SFP, ASFP)
-    decay_bn: bool = True            # the decay also scales BN gamma/beta (authors' _bn script)
-    alpha0: float = 1.0
-    sigma: float = 1e-5
-    alpha_zero_from: float = 0.8
-    alpha_min: float = 1e-4
-    shock_eval: bool = True
-    recovery: float = 0.0            # fraction of the epochs left to recover after the final mask
+    asymptotic: bool                 # keep-rate schedule: asymptotic (PGMPF, ASFP) or constant
+    d: float
+    exact_from: float
+    gradient_mask: bool
+    dropout: bool
+    lambda_final: float
+    lambda_from: float
+    alpha_decay: bool                # False: alpha_e = 0 every epoch (SFP, ASFP)
+    decay_bn: bool                   # the decay also scales BN gamma/beta (authors' _bn script)
+    alpha0: float
+    sigma: float
+    alpha_zero_from: float
+    alpha_min: float
+    shock_eval: bool
+    recovery: float                  # fraction of the epochs left to recover after the final mask
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ import torch
 from ...config import SessionConfig
 from ...learn import Control, Drawn, Toy
 from ...masks import filter_mask
-from ...plots import method_color
-from ...plots_learn import _layout
+from ...plots import house_layout, method_color
 from .engine import PGMPF
 from .engine import Params as PGMPFParams
 from .math import gradient_factor, n_pruned_filters
@@ -99,7 +98,7 @@ def pgmpf_curves(df: pd.DataFrame, epochs: int, dense: bool, inspect: int | None
                            showarrow=False, xanchor=side, font=dict(size=12, color="#555"))
     fig.update_xaxes(title_text="epoch e (computed at its end, used in e + 1)")
     fig.update_yaxes(range=[-0.03, 1.05])
-    return _layout(fig, "PGMPF's three schedules", height=400, top=70)
+    return house_layout(fig, "PGMPF's three schedules", height=400, top=70)
 
 
 def gradient_factor_heatmap(gm: GradientMask) -> go.Figure:
@@ -116,7 +115,7 @@ def gradient_factor_heatmap(gm: GradientMask) -> go.Figure:
     fig.update_yaxes(autorange="reversed", showgrid=False, title_text="filter (by L2 norm)")
     fig.update_xaxes(showgrid=False, title_text="step of the epoch")
     # Two title lines: one line of this length is cut off in a half-width column.
-    return _layout(fig, f"Gradient factor, epoch {gm.epoch}<br><sup>λ = {gm.lam:.3f}: pruned "
+    return house_layout(fig, f"Gradient factor, epoch {gm.epoch}<br><sup>λ = {gm.lam:.3f}: pruned "
                         f"filters get {1 - gm.lam:.3f} or 0</sup>", height=100 + 18 * len(labels),
                    top=64)
 
@@ -130,7 +129,7 @@ def factor_means_figure(df: pd.DataFrame) -> go.Figure:
                     marker=dict(color=method_color("pgmpf"), size=8))
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text="mean factor, pruned filters", rangemode="tozero")
-    return _layout(fig, "Pruned filters: gradient let through, on average")
+    return house_layout(fig, "Pruned filters: gradient let through, on average")
 
 
 def draw(v: dict[str, Any]) -> Drawn:

@@ -25,22 +25,31 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ...plots import ACHIEVED, TARGET, UNIT_RANGE, _axis, _figure, _line, _rgba, method_color
+from ...plots import (
+    ACHIEVED,
+    MARKER,
+    TARGET,
+    UNIT_RANGE,
+    axis,
+    figure,
+    line,
+    markers,
+    method_color,
+    rgba,
+    vline,
+)
 from ...store import Store
 from ...transformers import TRANSFORMERS
 from ...views import (
-    MARKER,
     Panel,
     filter_pair,
     index_key,
     last_step,
     layer_order,
-    markers,
     method_params,
     method_rows,
     numbers,
     upto,
-    vline,
     waiting,
 )
 from ..roundto import asks_rounding
@@ -229,13 +238,13 @@ def norms_figure(filters: pd.DataFrame, order: pd.DataFrame, step: int, unit: st
                                        color="#111", line=dict(width=2))))
     epoch = int(now.epoch.iloc[0])
     n_pruned = int((mask_now == 0).sum())
-    layout = dict(xaxis=_axis(f"{unit} index", showgrid=False, range=[-0.5, shape[1] - 0.5]),
+    layout = dict(xaxis=axis(f"{unit} index", showgrid=False, range=[-0.5, shape[1] - 0.5]),
                   yaxis=dict(type="category", autorange="reversed", showgrid=False,
                              automargin=True),
                   showlegend=bool(len(r)))
-    return _figure(traces, layout, height=max(300, 80 + 22 * len(names)),
-                   title=f"{unit.capitalize()} norms and mask after epoch {epoch} "
-                         f"({n_pruned} of {len(now)} {unit}s pruned)")
+    return figure(traces, layout, height=max(300, 80 + 22 * len(names)),
+                  title=f"{unit.capitalize()} norms and mask after epoch {epoch} "
+                        f"({n_pruned} of {len(now)} {unit}s pruned)")
 
 
 def _busiest_layer(layers: pd.DataFrame, n_layers: int) -> int:
@@ -271,11 +280,11 @@ def history_figure(filters: pd.DataFrame, layers: pd.DataFrame, order: pd.DataFr
     traces = _split_heatmaps(ends, np.arange(shape[0]), z, mask, z, zmax=zmax, colorbar="L2",
                              hover=f"epoch %{{x}}, {unit} %{{y}}<br>L2 %{{customdata:.4g}}",
                              ygap=1 if shape[0] <= HISTORY_ROWS_WITH_GAPS else 0)
-    layout = dict(xaxis=_axis("epoch", showgrid=False, range=[-0.5, max(epochs, 1) - 0.5]),
-                  yaxis=_axis(f"{unit} index", autorange="reversed", showgrid=False),
+    layout = dict(xaxis=axis("epoch", showgrid=False, range=[-0.5, max(epochs, 1) - 0.5]),
+                  yaxis=axis(f"{unit} index", autorange="reversed", showgrid=False),
                   showlegend=False)
-    return _figure(traces, layout, height=min(520, max(300, 120 + 5 * shape[0])),
-                   title=f"{names[which]}: {unit} norms over epochs")
+    return figure(traces, layout, height=min(520, max(300, 120 + 5 * shape[0])),
+                  title=f"{names[which]}: {unit} norms over epochs")
 
 
 def flips_figure(layers: pd.DataFrame, updates: pd.DataFrame, step: int, epochs: int,
@@ -298,14 +307,14 @@ def flips_figure(layers: pd.DataFrame, updates: pd.DataFrame, step: int, epochs:
                    marker=dict(color=TARGET)),
               dict(type="bar", x=x, y=revived, name="revived",
                    marker=dict(color=REVIVED)),
-              _line(updates.epoch, numbers(updates.pruned), f"pruned {many}", "#444",
-                    mode="lines+markers")]
-    x = _axis("epoch", range=[-0.5, max(epochs, 1) - 0.5])
+              line(updates.epoch, numbers(updates.pruned), f"pruned {many}", "#444",
+                   mode="lines+markers")]
+    x = axis("epoch", range=[-0.5, max(epochs, 1) - 0.5])
     if epochs <= 20:
         x["dtick"] = 1
-    return _figure(traces, dict(barmode="stack", xaxis=x, showlegend=True,
-                                yaxis=_axis(many, rangemode="tozero")),
-                   height=320, title="Mask changes per epoch")
+    return figure(traces, dict(barmode="stack", xaxis=x, showlegend=True,
+                               yaxis=axis(many, rangemode="tozero")),
+                  height=320, title="Mask changes per epoch")
 
 
 SERIES = (("r", "keep rate r_e", "keep rate r_e", ACHIEVED),
@@ -329,20 +338,20 @@ def schedule_figure(updates: pd.DataFrame, planned: pd.DataFrame | None, knobs: 
             continue
         if planned is not None:
             p = planned[planned.series == series]
-            traces.append(_line(p.epoch, p.value, "planned", _rgba(color, 0.45), width=1.5,
-                                dash="dash", legendgroup="planned",
-                                showlegend=col == "r", hoverinfo="skip"))
-        traces.append(_line(updates.epoch, numbers(updates[col]), label, color, width=2.5,
-                            mode="lines+markers", marker=dict(size=6)))
+            traces.append(line(p.epoch, p.value, "planned", rgba(color, 0.45), width=1.5,
+                               dash="dash", legendgroup="planned",
+                               showlegend=col == "r", hoverinfo="skip"))
+        traces.append(line(updates.epoch, numbers(updates[col]), label, color, width=2.5,
+                           mode="lines+markers", marker=dict(size=6)))
     if rounded:
         if planned is not None:
             p = planned[planned.series.str.startswith("kept filters, rounded")]
-            traces.append(_line(p.epoch, p.value, "planned", _rgba(ROUNDED, 0.45), width=1.5,
-                                dash="dash", legendgroup="planned", showlegend=False,
-                                hoverinfo="skip"))
-        traces.append(_line(updates.epoch, numbers(updates.kept_share),
-                            "kept share (counts rounded to round_to)", ROUNDED, width=2.5,
-                            mode="lines+markers", marker=dict(size=6)))
+            traces.append(line(p.epoch, p.value, "planned", rgba(ROUNDED, 0.45), width=1.5,
+                               dash="dash", legendgroup="planned", showlegend=False,
+                               hoverinfo="skip"))
+        traces.append(line(updates.epoch, numbers(updates.kept_share),
+                           "kept share (counts rounded to round_to)", ROUNDED, width=2.5,
+                           mode="lines+markers", marker=dict(size=6)))
     if knobs is not None:
         at: dict[float, list[str]] = {}
         if knobs.alpha_decay:
@@ -355,17 +364,17 @@ def schedule_figure(updates: pd.DataFrame, planned: pd.DataFrame | None, knobs: 
         # pixels apart and labels would collide.
         for i, (frac, texts) in enumerate(sorted(at.items())):
             x = frac * epochs
-            traces.append(_line([x, x], [-0.03, 1.05], f"from {frac:g} E: " + ", ".join(texts),
-                                MARKER, width=1.5, dash=("dash", "dot", "dashdot")[i % 3],
-                                hoverinfo="skip"))
+            traces.append(line([x, x], [-0.03, 1.05], f"from {frac:g} E: " + ", ".join(texts),
+                               MARKER, width=1.5, dash=("dash", "dot", "dashdot")[i % 3],
+                               hoverinfo="skip"))
     marks = [] if epoch is None else [vline(epoch, None, dash="solid", color="#444")]
-    layout = dict(xaxis=_axis("epoch e (computed at its end, used in e + 1)",
-                              range=[-0.5, max(epochs, 1)]),
-                  yaxis=_axis("value", range=[-0.03, 1.05]), showlegend=True, **markers(marks))
+    layout = dict(xaxis=axis("epoch e (computed at its end, used in e + 1)",
+                             range=[-0.5, max(epochs, 1)]),
+                  yaxis=axis("value", range=[-0.03, 1.05]), showlegend=True, **markers(marks))
     if updates.empty:
         layout["annotations"] = [dict(text=WAIT, showarrow=False, xref="paper", yref="paper",
                                       x=0.5, y=0.5, font=dict(color="#888"))]
-    fig = _figure(traces, layout, height=340, title="Schedules")
+    fig = figure(traces, layout, height=340, title="Schedules")
     return fig
 
 
@@ -376,7 +385,7 @@ def grads_figure(scalars: pd.DataFrame, step: int, total: int, gradient_mask: bo
     if d.empty:
         return waiting("no gradient samples yet: they start once the first filter is pruned")
     style = {"grad_norm_kept_before": ("kept, before mask", ACHIEVED, "solid", 2.5),
-             "grad_norm_kept_after": ("kept, after mask", _rgba(ACHIEVED, 0.6), "dot", 2),
+             "grad_norm_kept_after": ("kept, after mask", rgba(ACHIEVED, 0.6), "dot", 2),
              "grad_norm_pruned_before": ("pruned, before mask", "#fc9272", "solid", 2.5),
              "grad_norm_pruned_after": ("pruned, after mask", TARGET, "dot" if not gradient_mask
                                         else "solid", 2)}
@@ -384,12 +393,12 @@ def grads_figure(scalars: pd.DataFrame, step: int, total: int, gradient_mask: bo
     for key, (name, color, dash, width) in style.items():
         g = d[d.key == key]
         if len(g):
-            traces.append(_line(g.step, g.value, name, color, dash=dash, width=width))
+            traces.append(line(g.step, g.value, name, color, dash=dash, width=width))
     last = max(total, int(scalars.step.max()) if len(scalars) else 0, 1)
-    layout = dict(xaxis=_axis("step", range=[0, last]),
-                  yaxis=_axis("gradient L2 norm", rangemode="tozero"), showlegend=True,
+    layout = dict(xaxis=axis("step", range=[0, last]),
+                  yaxis=axis("gradient L2 norm", rangemode="tozero"), showlegend=True,
                   **markers([vline(step, None, dash="solid", color="#444")]))
-    return _figure(traces, layout, height=320, title=f"Gradient of pruned vs kept {many}")
+    return figure(traces, layout, height=320, title=f"Gradient of pruned vs kept {many}")
 
 
 def shock_figure(scalars: pd.DataFrame, step: int, epochs: int) -> go.Figure:
@@ -411,8 +420,8 @@ def shock_figure(scalars: pd.DataFrame, step: int, epochs: int) -> go.Figure:
                    marker=dict(color=TARGET, size=9, symbol="diamond"))]
     dense = scalars[scalars.key == "dense_accuracy"]
     marks = []
-    layout: dict[str, Any] = dict(xaxis=_axis("epoch", range=[-0.5, max(epochs, 1) - 0.5]),
-                                  yaxis=_axis("held-out accuracy", range=UNIT_RANGE),
+    layout: dict[str, Any] = dict(xaxis=axis("epoch", range=[-0.5, max(epochs, 1) - 0.5]),
+                                  yaxis=axis("held-out accuracy", range=UNIT_RANGE),
                                   showlegend=True)
     if len(dense):
         marks.append((dict(type="line", x0=0, x1=1, xref="paper", y0=float(dense.value.iloc[0]),
@@ -422,4 +431,4 @@ def shock_figure(scalars: pd.DataFrame, step: int, epochs: int) -> go.Figure:
                            yref="y", yanchor="bottom", text="dense", showarrow=False,
                            font=dict(size=11, color="#7f7f7f"))))
     layout.update(markers(marks))
-    return _figure(traces, layout, height=320, title="Pruning shock")
+    return figure(traces, layout, height=320, title="Pruning shock")

@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from ...learn import Control, Drawn, Toy
 from ...masks import Layer, filter_norms
-from ...plots_learn import _layout
+from ...plots import house_layout
 from ...schedules import exponential_count
 from .math import criterion_pass, hybrid_split, soft_reset, spearman, whole
 
@@ -127,7 +127,7 @@ def pgp_scores_figure(toy: PGPToy, epoch: int) -> go.Figure:
                                showarrow=False, xanchor="right" if text == "hard cut" else "left",
                                font=dict(size=12, color=color))
     fig.update_yaxes(title_text="score s_i (filter change)")
-    return _layout(fig, f"Pruning epoch {epoch}: {int(cut.n_weak)} weak = {int(cut.n_hard)} "
+    return house_layout(fig, f"Pruning epoch {epoch}: {int(cut.n_weak)} weak = {int(cut.n_hard)} "
                         f"hard + {int(cut.n_weak - cut.n_hard)} soft", height=400, top=70,
                    barmode="overlay")
 
@@ -144,7 +144,7 @@ def pgp_counts_figure(toy: PGPToy) -> go.Figure:
                     line=dict(color="#222", width=2))
     fig.update_xaxes(title_text="pruning epoch e", dtick=1)
     fig.update_yaxes(title_text="filters")
-    return _layout(fig, "Filters after each pruning epoch", barmode="stack", height=380)
+    return house_layout(fig, "Filters after each pruning epoch", barmode="stack", height=380)
 
 
 def draw(v: dict[str, Any]) -> Drawn:

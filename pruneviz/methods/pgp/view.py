@@ -26,21 +26,30 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ...plots import ACHIEVED, TARGET, _axis, _figure, _line, _rgba, _unit, method_color
+from ...plots import (
+    ACHIEVED,
+    MARKER,
+    TARGET,
+    axis,
+    figure,
+    line,
+    markers,
+    method_color,
+    rgba,
+    unit_domain,
+    vline,
+)
 from ...store import Store
 from ...transformers import TRANSFORMERS
 from ...views import (
-    MARKER,
     Panel,
     filter_pair,
     index_key,
     last_step,
-    markers,
     method_params,
     method_rows,
     numbers,
     upto,
-    vline,
     waiting,
 )
 from ..roundto import asks_rounding
@@ -171,6 +180,9 @@ def _groups(layers: pd.DataFrame) -> list[str]:
     return leads
 
 
+CUT_STYLE = {"hard cut": (TARGET, "solid"), "weak cut": ("#ff7f0e", "dash")}
+
+
 def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
                   score_name: str = "score", what: str = "") -> go.Figure:
     """Per group, the present filters' scores sorted (relative to the group's largest), side by
@@ -186,18 +198,13 @@ def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
     heads = rows[rows.layer == rows.group].drop_duplicates("layer").set_index("layer")
     members = rows.group.value_counts()
     now = filters[filters.step == at]
-    names, scores = now.layer.to_numpy(), now.score.to_numpy(float)
-    status, ids = now.status.to_numpy(float), now["filter"].to_numpy()
-    fate_scale = [[0.0, FATE[ACTIVE][1]], [0.5, FATE[SOFT][1]], [1.0, FATE[HARD][1]]]
-    fate_names = np.array([FATE[k][0] for k in (ACTIVE, SOFT, HARD)])
     # The legend: one entry per fate and cut, from traces that draw nothing.
     traces: list[dict] = [dict(type="scatter", x=[None], y=[None], mode="markers", name=name,
                                marker=dict(symbol="square", size=10, color=color))
                           for name, color in FATE.values()]
-    cut_style = {"hard cut": (TARGET, "solid"), "weak cut": ("#ff7f0e", "dash")}
     traces += [dict(type="scatter", x=[None], y=[None], mode="lines", name=name,
                     line=dict(color=color, width=2, dash=dash))
-               for name, (color, dash) in cut_style.items()]
+               for name, (color, dash) in CUT_STYLE.items()]
     chunks = [leads[i:i + GROUPS_PER_ROW] for i in range(0, len(leads), GROUPS_PER_ROW)]
     gap_y = 0.22 / max(len(chunks), 1)
     height = (1 - gap_y * (len(chunks) - 1)) / len(chunks)
@@ -205,64 +212,17 @@ def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
     any_tiny = False
     for r, chunk in enumerate(chunks):
         sfx = "" if r == 0 else str(r + 1)
-        axes = dict(xaxis=f"x{sfx}", yaxis=f"y{sfx}")
         gap = max(3, round(0.08 * max(int(heads.loc[g].before) for g in chunk)))
-        xs, ys, fates, data, groups = [], [], [], [], []
-        cuts: dict[str, list] = {"hard cut": [], "weak cut": []}
-        ticks, labels = [], []
-        offset = 0
-        for lead in chunk:
-            sel = (names == lead) & ~np.isnan(scores)
-            sc, st, f = scores[sel], status[sel], ids[sel]
-            order = np.lexsort((f, sc))          # weakest first; ties by filter index
-            sc, st, f = sc[order], st[order], f[order]
-            top = sc.max() if len(sc) and sc.max() > 0 else 1.0
-            head = heads.loc[lead]
-            n_weak, n_hard = int(head.before - head.target_count), int(head.hard_now)
-            xs.append(offset + np.arange(len(sc)))
-            ys.append(sc / top)
-            fates.append(st)
-            data.append(np.column_stack([f, sc]))
-            groups += [f"{lead}<br>{fate_names[int(v)]}<br>{unit_label(lead)}" for v in st]
-            for name, n in (("hard cut", n_hard), ("weak cut", n_weak)):
-                if n > 0:
-                    cuts[name] += [offset + n - 0.5, offset + n - 0.5, None]
-            extra = int(members.get(lead, 1)) - 1
-            ticks.append(offset + (int(head.before) - 1) / 2)
-            labels.append(f"{lead}{f' +{extra}' if extra else ''}<br>"
-                          f"{n_hard} hard, {n_weak - n_hard} soft")
-            offset += int(head.before) + gap
-        x, y, st = np.concatenate(xs), np.concatenate(ys), np.concatenate(fates)
-        traces.append(dict(type="bar", x=x, y=y, customdata=np.concatenate(data),
-                           text=np.array(groups, dtype=object), textposition="none",
-                           name=f"scores, row {r + 1}", showlegend=False, **axes,
-                           marker=dict(color=st, cmin=0, cmax=2, colorscale=fate_scale,
-                                       line=dict(width=0)),
-                           hovertemplate="%{text} %{customdata[0]}<br>"
-                                         f"{score_name} %{{customdata[1]:.4g}} "
-                                         "(%{y:.2f} of the group's largest)<extra></extra>"))
-        # A bar under 1% of its group's largest does not show (reset filters score 0 or
-        # nearly): mark those on the axis in their fate's colour.
-        tiny = y < 0.01
-        if tiny.any():
-            any_tiny = True
-            traces.append(dict(type="scatter", x=x[tiny], y=np.zeros(int(tiny.sum())),
-                               mode="markers", name=f"score ≈ 0, row {r + 1}",
-                               showlegend=False, hoverinfo="skip", cliponaxis=False,
-                               marker=dict(symbol="x", size=7, color=st[tiny], cmin=0, cmax=2,
-                                           colorscale=fate_scale, line=dict(width=0)),
-                               **axes))
-        for name, xs_cut in cuts.items():
-            if xs_cut:
-                color, dash = cut_style[name]
-                traces.append(_line(xs_cut, [0, 1.05, None] * (len(xs_cut) // 3),
-                                    f"{name}, row {r + 1}", color, dash=dash,
-                                    showlegend=False, hoverinfo="skip", **axes))
+        row = _score_row(chunk, heads, members, now, gap)
+        row_traces, tiny = _row_traces(row, r, dict(xaxis=f"x{sfx}", yaxis=f"y{sfx}"),
+                                       score_name)
+        traces += row_traces
+        any_tiny = any_tiny or tiny
         y1 = 1 - r * (height + gap_y)
         layout[f"xaxis{sfx}"] = dict(domain=[0, 1], anchor=f"y{sfx}", showgrid=False,
-                                     range=[-1, offset - gap + 1], tickvals=ticks,
-                                     ticktext=labels, tickfont=dict(size=10))
-        layout[f"yaxis{sfx}"] = dict(domain=_unit(y1 - height, y1), anchor=f"x{sfx}",
+                                     range=[-1, row["offset"] - gap + 1], tickvals=row["ticks"],
+                                     ticktext=row["labels"], tickfont=dict(size=10))
+        layout[f"yaxis{sfx}"] = dict(domain=unit_domain(y1 - height, y1), anchor=f"x{sfx}",
                                      range=[0, 1.05], tickformat=".0%",
                                      title=dict(text=f"{score_name} / group max"))
     if any_tiny:
@@ -273,8 +233,78 @@ def scores_figure(filters: pd.DataFrame, layers: pd.DataFrame, step: int,
     total = rows.group.nunique()
     shown = "" if len(leads) == total else f", {len(leads)} of {total} groups"
     layout.update(bargap=0.15, showlegend=True)
-    return _figure(traces, layout, height=60 + 250 * len(chunks),
-                   title=f"Sorted scores at pruning epoch {epoch}{shown}{what}")
+    return figure(traces, layout, height=60 + 250 * len(chunks),
+                  title=f"Sorted scores at pruning epoch {epoch}{shown}{what}")
+
+
+def _score_row(chunk: list[str], heads: pd.DataFrame, members: pd.Series, now: pd.DataFrame,
+               gap: int) -> dict[str, Any]:
+    """One row of groups laid side by side: each group's present filters sorted weakest first
+    (relative score, fate, filter and score for the hover), its cuts and its tick label."""
+    names, scores = now.layer.to_numpy(), now.score.to_numpy(float)
+    status, ids = now.status.to_numpy(float), now["filter"].to_numpy()
+    fate_names = np.array([FATE[k][0] for k in (ACTIVE, SOFT, HARD)])
+    xs, ys, fates, data, groups = [], [], [], [], []
+    cuts: dict[str, list] = {"hard cut": [], "weak cut": []}
+    ticks, labels = [], []
+    offset = 0
+    for lead in chunk:
+        sel = (names == lead) & ~np.isnan(scores)
+        sc, st, f = scores[sel], status[sel], ids[sel]
+        order = np.lexsort((f, sc))          # weakest first; ties by filter index
+        sc, st, f = sc[order], st[order], f[order]
+        top = sc.max() if len(sc) and sc.max() > 0 else 1.0
+        head = heads.loc[lead]
+        n_weak, n_hard = int(head.before - head.target_count), int(head.hard_now)
+        xs.append(offset + np.arange(len(sc)))
+        ys.append(sc / top)
+        fates.append(st)
+        data.append(np.column_stack([f, sc]))
+        groups += [f"{lead}<br>{fate_names[int(v)]}<br>{unit_label(lead)}" for v in st]
+        for name, n in (("hard cut", n_hard), ("weak cut", n_weak)):
+            if n > 0:
+                cuts[name] += [offset + n - 0.5, offset + n - 0.5, None]
+        extra = int(members.get(lead, 1)) - 1
+        ticks.append(offset + (int(head.before) - 1) / 2)
+        labels.append(f"{lead}{f' +{extra}' if extra else ''}<br>"
+                      f"{n_hard} hard, {n_weak - n_hard} soft")
+        offset += int(head.before) + gap
+    return dict(x=np.concatenate(xs), y=np.concatenate(ys), fate=np.concatenate(fates),
+                data=np.concatenate(data), groups=groups, cuts=cuts, ticks=ticks,
+                labels=labels, offset=offset)
+
+
+def _row_traces(row: dict[str, Any], r: int, axes: dict[str, str], score_name: str
+                ) -> tuple[list[dict], bool]:
+    """A row's bars coloured by fate, its near-zero scores marked on the axis, its cut lines;
+    and whether any score was near zero."""
+    fate_scale = [[0.0, FATE[ACTIVE][1]], [0.5, FATE[SOFT][1]], [1.0, FATE[HARD][1]]]
+    x, y, st = row["x"], row["y"], row["fate"]
+    traces = [dict(type="bar", x=x, y=y, customdata=row["data"],
+                   text=np.array(row["groups"], dtype=object), textposition="none",
+                   name=f"scores, row {r + 1}", showlegend=False, **axes,
+                   marker=dict(color=st, cmin=0, cmax=2, colorscale=fate_scale,
+                               line=dict(width=0)),
+                   hovertemplate="%{text} %{customdata[0]}<br>"
+                                 f"{score_name} %{{customdata[1]:.4g}} "
+                                 "(%{y:.2f} of the group's largest)<extra></extra>")]
+    # A bar under 1% of its group's largest does not show (reset filters score 0 or nearly):
+    # mark those on the axis in their fate's colour.
+    tiny = y < 0.01
+    if tiny.any():
+        traces.append(dict(type="scatter", x=x[tiny], y=np.zeros(int(tiny.sum())),
+                           mode="markers", name=f"score ≈ 0, row {r + 1}",
+                           showlegend=False, hoverinfo="skip", cliponaxis=False,
+                           marker=dict(symbol="x", size=7, color=st[tiny], cmin=0, cmax=2,
+                                       colorscale=fate_scale, line=dict(width=0)),
+                           **axes))
+    for name, xs_cut in row["cuts"].items():
+        if xs_cut:
+            color, dash = CUT_STYLE[name]
+            traces.append(line(xs_cut, [0, 1.05, None] * (len(xs_cut) // 3),
+                               f"{name}, row {r + 1}", color, dash=dash,
+                               showlegend=False, hoverinfo="skip", **axes))
+    return traces, bool(tiny.any())
 
 
 def counts_figure(layers: pd.DataFrame, cls: Any, params: Any, config: Any, n_prune: int,
@@ -294,20 +324,20 @@ def counts_figure(layers: pd.DataFrame, cls: Any, params: Any, config: Any, n_pr
         n0 = first.before.to_numpy(int)          # filters present before any pruning
         plan = [sum(cls.keep_target(int(n), e, n_prune, config.rate, params) for n in n0)
                 for e in range(n_prune)]
-        traces.append(_line(np.arange(n_prune), plan, "planned target", _rgba("#222222", 0.5),
-                            dash="dash", width=1.5, hoverinfo="skip"))
-    traces.append(_line(x, per.target.to_numpy(), "target n(e)", "#222", mode="lines+markers",
-                        width=2))
+        traces.append(line(np.arange(n_prune), plan, "planned target", rgba("#222222", 0.5),
+                           dash="dash", width=1.5, hoverinfo="skip"))
+    traces.append(line(x, per.target.to_numpy(), "target n(e)", "#222", mode="lines+markers",
+                       width=2))
     if asks_rounding(params):
         kept = layers.groupby("epoch").target_count.sum()
-        traces.append(_line(kept.index.to_numpy(), kept.to_numpy(), "kept, rounded to round_to",
-                            "#9467bd", mode="lines+markers", width=2, dash="dot"))
+        traces.append(line(kept.index.to_numpy(), kept.to_numpy(), "kept, rounded to round_to",
+                           "#9467bd", mode="lines+markers", width=2, dash="dot"))
     layout = dict(barmode="stack", showlegend=True,
-                  xaxis=_axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
-                              dtick=1 if n_prune <= 20 else None),
-                  yaxis=_axis(f"{many} (all {'convs' if many == 'filters' else 'blocks'})",
-                              rangemode="tozero"))
-    return _figure(traces, layout, height=320, title=f"Active, soft and removed {many}")
+                  xaxis=axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
+                             dtick=1 if n_prune <= 20 else None),
+                  yaxis=axis(f"{many} (all {'convs' if many == 'filters' else 'blocks'})",
+                             rangemode="tozero"))
+    return figure(traces, layout, height=320, title=f"Active, soft and removed {many}")
 
 
 def spearman_figure(layers: pd.DataFrame, n_prune: int) -> go.Figure:
@@ -321,17 +351,17 @@ def spearman_figure(layers: pd.DataFrame, n_prune: int) -> go.Figure:
     mean = pd.Series(rho[ok]).groupby(x).mean()
     jitter = (pd.Series(groups).astype("category").cat.codes.to_numpy() % 7 - 3) * 0.03
     traces = [dict(type="scatter", x=x + jitter, y=rho[ok], mode="markers", name="each group",
-                   text=groups, marker=dict(color=_rgba(MARKER, 0.7), size=6),
+                   text=groups, marker=dict(color=rgba(MARKER, 0.7), size=6),
                    hovertemplate="%{text}<br>rho %{y:.3f}<extra></extra>"),
-              _line(mean.index.to_numpy(), mean.to_numpy(), "mean over groups",
-                    method_color("pgp"), mode="lines+markers", width=2.5)]
+              line(mean.index.to_numpy(), mean.to_numpy(), "mean over groups",
+                   method_color("pgp"), mode="lines+markers", width=2.5)]
     zero = (dict(type="line", x0=0, x1=1, xref="paper", y0=0, y1=0, yref="y",
                  line=dict(color=MARKER, width=1)), None)
-    layout = dict(xaxis=_axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
-                              dtick=1 if n_prune <= 20 else None),
-                  yaxis=_axis("Spearman rho with L2", range=[-1.05, 1.05]), showlegend=True,
+    layout = dict(xaxis=axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
+                             dtick=1 if n_prune <= 20 else None),
+                  yaxis=axis("Spearman rho with L2", range=[-1.05, 1.05]), showlegend=True,
                   **markers([zero]))
-    return _figure(traces, layout, height=320, title="Agreement with the L2 ranking")
+    return figure(traces, layout, height=320, title="Agreement with the L2 ranking")
 
 
 def momentum_figure(epochs: pd.DataFrame, n_prune: int, method: str) -> go.Figure:
@@ -345,17 +375,17 @@ def momentum_figure(epochs: pd.DataFrame, n_prune: int, method: str) -> go.Figur
     # where there was momentum to reset: the last epoch removes its weak filters instead).
     zero = np.isfinite(after) & (after == 0) & (np.nan_to_num(before) > 0)
     traces = [dict(type="bar", x=x, y=before, name="before the reset",
-                   marker=dict(color=_rgba(ACHIEVED, 0.55))),
+                   marker=dict(color=rgba(ACHIEVED, 0.55))),
               dict(type="bar", x=x, y=after, name="after the reset",
                    marker=dict(color=method_color(method)),
                    text=np.where(zero, "0: reset", ""), textposition="outside",
                    textangle=-90, textfont=dict(color=method_color(method), size=11),
                    cliponaxis=False)]
     layout = dict(barmode="group", showlegend=True,
-                  xaxis=_axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
-                              dtick=1 if n_prune <= 20 else None),
-                  yaxis=_axis("momentum L2 norm", rangemode="tozero"))
-    return _figure(traces, layout, height=320, title="Momentum of reset filters")
+                  xaxis=axis("pruning epoch", range=[-0.5, max(n_prune, 1) - 0.5],
+                             dtick=1 if n_prune <= 20 else None),
+                  yaxis=axis("momentum L2 norm", rangemode="tozero"))
+    return figure(traces, layout, height=320, title="Momentum of reset filters")
 
 
 def size_figure(epochs: pd.DataFrame, n_prune: int, n_epochs: int, method: str) -> go.Figure:
@@ -373,20 +403,20 @@ def size_figure(epochs: pd.DataFrame, n_prune: int, n_epochs: int, method: str) 
                                        ("surgery_time", "surgery", "#9467bd"))]
     for values, name, color, dash in ((flops, "FLOPs", method_color(method), "solid"),
                                       (params, "parameters", ACHIEVED, "dot")):
-        traces.append(_line(x, values / values[0], name, color, dash=dash, mode="lines+markers",
-                            customdata=values, width=2.5, yaxis="y2",
-                            hovertemplate="%{customdata:.4g} (%{y:.1%} of dense)<extra>"
+        traces.append(line(x, values / values[0], name, color, dash=dash, mode="lines+markers",
+                           customdata=values, width=2.5, yaxis="y2",
+                           hovertemplate="%{customdata:.4g} (%{y:.1%} of dense)<extra>"
                                           + name + "</extra>"))
     marks = [vline(n_prune - 0.5, "fine-tuning →", dash="dash")] if n_prune < n_epochs else []
     now = numbers(epochs.flops.iloc[-1:])[0] / flops[0]
     layout = dict(barmode="stack", showlegend=True, **markers(marks),
-                  xaxis=_axis("epoch", range=[-0.5, max(n_epochs, 1) - 0.5],
-                              dtick=1 if n_epochs <= 20 else None),
-                  yaxis=_axis("seconds", rangemode="tozero"),
-                  yaxis2=_axis("fraction of dense", overlaying="y", side="right",
-                               range=[0, 1.05], tickformat=".0%", showgrid=False,
-                               tickvals=[0, 0.25, 0.5, 0.75, 1]))
+                  xaxis=axis("epoch", range=[-0.5, max(n_epochs, 1) - 0.5],
+                             dtick=1 if n_epochs <= 20 else None),
+                  yaxis=axis("seconds", rangemode="tozero"),
+                  yaxis2=axis("fraction of dense", overlaying="y", side="right",
+                              range=[0, 1.05], tickformat=".0%", showgrid=False,
+                              tickvals=[0, 0.25, 0.5, 0.75, 1]))
     title = "Network size and epoch time"
     if np.isfinite(now):
         title += f" (now {now:.0%} of dense FLOPs)"
-    return _figure(traces, layout, height=340, title=title)
+    return figure(traces, layout, height=340, title=title)

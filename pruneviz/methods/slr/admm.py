@@ -13,7 +13,7 @@ import torch
 
 from ...config import param
 from ..base import Context, register
-from .engine import _PAPER_OPT, SLR, CommonParams
+from .engine import PAPER_OPT, SLR, CommonParams
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class ADMM(SLR):
                "few epochs; hard prune, then masked retraining.")
     Params = ADMMParams
     presets = {
-        "paper": dict(rho=0.1, **_PAPER_OPT),
+        "paper": dict(rho=0.1, **PAPER_OPT),
         "interactive": dict(epochs=10, rho=1.0, lr=0.01, momentum=0.9, nesterov=True,
                             weight_decay=5e-4),
     }

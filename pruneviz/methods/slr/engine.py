@@ -83,10 +83,11 @@ class Params(CommonParams):
                        choices=COND2)
 
 
-# The authors' main.py steps CosineAnnealingLR(T_max = epochs x batches) once per epoch, so
-# their LR ends at cos(pi / batches) of its start (> 0.9999 of it): constant, as here.
-_PAPER_OPT = dict(lr=0.01, momentum=0.5, nesterov=True, weight_decay=5e-4, batch_size=128,
-                  optimizer="sgd", lr_schedule="constant")
+# The SLR authors' optimiser, shared by ADMM's paper preset (admm.py). Their main.py steps
+# CosineAnnealingLR(T_max = epochs x batches) once per epoch, so their LR ends at
+# cos(pi / batches) of its start (> 0.9999 of it): constant, as here.
+PAPER_OPT = dict(lr=0.01, momentum=0.5, nesterov=True, weight_decay=5e-4, batch_size=128,
+                 optimizer="sgd", lr_schedule="constant")
 
 
 def retrain_epochs(epochs: int, wanted: int) -> int:
@@ -102,7 +103,7 @@ class SLR(Method):
                "multipliers updated under surrogate conditions; hard prune, no retraining.")
     Params = Params
     presets = {
-        "paper": dict(rho=0.1, M=300.0, r=0.1, s0=0.01, **_PAPER_OPT),
+        "paper": dict(rho=0.1, M=300.0, r=0.1, s0=0.01, **PAPER_OPT),
         # Short digits sessions: a stronger penalty and step so the gap closes in ~10 epochs.
         # retrain_epochs 2, as ADMM's default: the hard prune lands after epoch 8 of 10, its
         # retrain-free accuracy is recorded then, and two epochs show what retraining recovers.

@@ -12,8 +12,7 @@ import plotly.graph_objects as go
 import torch
 
 from ...learn import Control, Drawn, Toy
-from ...plots import method_color
-from ...plots_learn import _layout
+from ...plots import house_layout, method_color
 from .math import lagrangian, multiplier_step, project
 
 
@@ -127,7 +126,7 @@ def slr_residual_figure(df: pd.DataFrame) -> go.Figure:
                         line=dict(color=method_color(method), width=2.5))
     fig.update_xaxes(title_text="iteration (W-subproblem epoch + update)")
     fig.update_yaxes(type="log", dtick=1, title_text="||W − Z|| (log scale)")
-    return _layout(fig, "Primal residual ||W − Z||", height=360)
+    return house_layout(fig, "Primal residual ||W − Z||", height=360)
 
 
 def slr_loss_figure(df: pd.DataFrame) -> go.Figure:
@@ -147,7 +146,7 @@ def slr_loss_figure(df: pd.DataFrame) -> go.Figure:
                   annotation_position="top right")
     fig.update_xaxes(title_text="iteration")
     fig.update_yaxes(title_text="loss f")
-    return _layout(fig, "Loss now vs loss if hard-pruned now", height=360)
+    return house_layout(fig, "Loss now vs loss if hard-pruned now", height=360)
 
 
 def draw(v: dict[str, Any]) -> Drawn:

@@ -22,14 +22,15 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ...plots import (
-    _FALLBACK,
     ACHIEVED,
     DASHES,
+    FALLBACK,
     TARGET,
-    _axis,
-    _figure,
-    _line,
+    axis,
+    figure,
+    line,
     log_axis,
+    marker,
     method_color,
 )
 from ...views import (
@@ -38,7 +39,6 @@ from ...views import (
     distinct_steps,
     finite,
     grid,
-    marker,
     method_rows,
     numbers,
     table,
@@ -154,7 +154,7 @@ def _run_colors(runs: list[RunFrames]) -> list[str]:
     out: list[str] = []
     for i, r in enumerate(runs):
         color = method_color(r.method)
-        out.append(color if color not in out else _FALLBACK[i % len(_FALLBACK)])
+        out.append(color if color not in out else FALLBACK[i % len(FALLBACK)])
     return out
 
 
@@ -190,15 +190,15 @@ def residual_figure(runs: list[RunFrames], step: int, xr: list[float] | None = N
             extra = dict(customdata=numbers(e.support_changes)[ok],
                          hovertemplate="step %{x}<br>%{y:.4g}, %{customdata:.0f} support "
                                        "flips<extra>" + name + "</extra>")
-        traces.append(_line(e.step[ok], y[ok], name, color, dash=dash,
-                            width=1.5 if col == "z_change" else 2, mode="lines+markers",
-                            marker=dict(size=5), **extra))
+        traces.append(line(e.step[ok], y[ok], name, color, dash=dash,
+                           width=1.5 if col == "z_change" else 2, mode="lines+markers",
+                           marker=dict(size=5), **extra))
     if not traces:
         return waiting()
-    return _figure(traces, dict(xaxis=_axis("step", range=xr),
-                                yaxis=_axis("Frobenius norm", rangemode="tozero"),
-                                shapes=[marker(step)], showlegend=True),
-                   title="Residuals: W vs its sparse copy Z")
+    return figure(traces, dict(xaxis=axis("step", range=xr),
+                               yaxis=axis("Frobenius norm", rangemode="tozero"),
+                               shapes=[marker(step)], showlegend=True),
+                  title="Residuals: W vs its sparse copy Z")
 
 
 def accuracy_figure(runs: list[RunFrames], step: int, xr: list[float] | None = None
@@ -224,8 +224,8 @@ def accuracy_figure(runs: list[RunFrames], step: int, xr: list[float] | None = N
                                    marker=dict(color=color, size=12, symbol="diamond",
                                                line=dict(color="white", width=1))))
         if len(x):
-            lines.append(_line(x, y, name, color, dash=dash, mode="lines+markers",
-                               marker=dict(size=5)))
+            lines.append(line(x, y, name, color, dash=dash, mode="lines+markers",
+                              marker=dict(size=5)))
     if not lines:
         return waiting()
     dense = runs[0].frames["scalars"]
@@ -234,10 +234,10 @@ def accuracy_figure(runs: list[RunFrames], step: int, xr: list[float] | None = N
         points.append(dict(type="scatter", x=dense.step.to_numpy(), y=numbers(dense.value),
                            name="dense start", mode="markers",
                            marker=dict(color="#7f7f7f", size=9, symbol="circle-open")))
-    return _figure(lines + points, dict(xaxis=_axis("step", range=xr),
-                                        yaxis=_axis("held-out accuracy", tickformat=".1%"),
-                                        shapes=[marker(step)], showlegend=True),
-                   title="Soft vs hard-pruned accuracy")
+    return figure(lines + points, dict(xaxis=axis("step", range=xr),
+                                       yaxis=axis("held-out accuracy", tickformat=".1%"),
+                                       shapes=[marker(step)], showlegend=True),
+                  title="Soft vs hard-pruned accuracy")
 
 
 def loss_figure(runs: list[RunFrames], step: int, xr: list[float] | None = None) -> go.Figure:
@@ -249,15 +249,15 @@ def loss_figure(runs: list[RunFrames], step: int, xr: list[float] | None = None)
         y = numbers(e["ce" if q == 0 else "penalty"])
         ok = np.isfinite(y) & (y > 0)       # a log axis cannot show 0
         if ok.any():
-            traces.append(_line(e.step[ok], y[ok], name, color, dash=dash,
-                                mode="lines+markers", marker=dict(size=5)))
+            traces.append(line(e.step[ok], y[ok], name, color, dash=dash,
+                               mode="lines+markers", marker=dict(size=5)))
     if not traces:
         return waiting()
     values = np.concatenate([t["y"] for t in traces])
-    return _figure(traces, dict(xaxis=_axis("step", range=xr),
-                                yaxis=_axis("epoch mean (log scale)", **log_axis(values)),
-                                shapes=[marker(step)], showlegend=True),
-                   title="Cross-entropy vs penalty")
+    return figure(traces, dict(xaxis=axis("step", range=xr),
+                               yaxis=axis("epoch mean (log scale)", **log_axis(values)),
+                               shapes=[marker(step)], showlegend=True),
+                  title="Cross-entropy vs penalty")
 
 
 # -- one run -----------------------------------------------------------------------------------
@@ -279,16 +279,12 @@ def _condition_points(e: pd.DataFrame) -> pd.DataFrame:
 _COMPARED = {1: ("L(W, Z_prev)", "L(W_prev, Z_prev)"), 2: ("L(W, Z)", "L(W, Z_prev)")}
 
 
-def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
-                      xr: list[float] | None = None) -> go.Figure:
-    """SLR's condition checks (pass/fail strip, relative drop of L) and its step size s_k, α_k."""
-    e = upto(frames["epochs"], step)[list(CONDITION_COLUMNS)]
-    checks = _condition_points(e)
-    s = e[e.s.notna()]
-    if checks.empty and s.empty:
-        return waiting("waiting for the first condition check (end of the first epoch)", 460)
+_CONDITIONS = {1: "condition 1", 2: "condition 2"}
+
+
+def _check_strip(checks: pd.DataFrame) -> list[dict]:
+    """The pass/fail strip: one square per condition check, coloured by its outcome."""
     traces = []
-    labels = {1: "condition 1", 2: "condition 2"}
     for outcome, color in (("passed", PASSED), ("failed", FAILED), ("forced", FORCED)):
         d = checks[checks.outcome == outcome]
         if d.empty:
@@ -298,12 +294,25 @@ def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
             now, prev = _COMPARED[which]
             vs = (f"{now} = {L:.6g}<br>{prev} = {L_prev:.6g}" if np.isfinite(L_prev) else
                   f"{now} = {L:.6g}<br>no previous Lagrangian: forced at k = 1")
-            text.append(f"{labels[which]} at step {at_step}: {outcome}<br>{vs}")
+            text.append(f"{_CONDITIONS[which]} at step {at_step}: {outcome}<br>{vs}")
         traces.append(dict(type="scatter", x=d.step.to_numpy(),
-                           y=[labels[w] for w in d.which], mode="markers",
+                           y=[_CONDITIONS[w] for w in d.which], mode="markers",
                            name=outcome if outcome != "forced" else "forced (k = 1)",
                            text=text, hovertemplate="%{text}<extra></extra>",
                            marker=dict(color=color, size=13, symbol="square")))
+    return traces
+
+
+def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
+                      xr: list[float] | None = None) -> go.Figure:
+    """SLR's condition checks (pass/fail strip, relative drop of L) and its step size s_k, α_k."""
+    e = upto(frames["epochs"], step)[list(CONDITION_COLUMNS)]
+    checks = _condition_points(e)
+    s = e[e.s.notna()]
+    if checks.empty and s.empty:
+        return waiting("waiting for the first condition check (end of the first epoch)", 460)
+    traces = _check_strip(checks)
+    labels = _CONDITIONS
     for which, color in ((1, "#1f77b4"), (2, "#ff7f0e")):
         d = checks[(checks.which == which) & checks.L_prev.notna()]
         if d.empty:
@@ -312,15 +321,15 @@ def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
         with np.errstate(divide="ignore", invalid="ignore"):
             drop = np.where(prev != 0, (prev - d.L.to_numpy()) / np.abs(prev) * 100, np.nan)
         now, before = _COMPARED[which]
-        traces.append(_line(d.step, drop, f"{labels[which]}: drop of L", color,
-                            mode="lines+markers", marker=dict(size=6), xaxis="x", yaxis="y2",
-                            hovertemplate=f"step %{{x}}<br>{before} − {now}: %{{y:.3g}}% of "
-                                          f"{before}<extra></extra>"))
+        traces.append(line(d.step, drop, f"{labels[which]}: drop of L", color,
+                           mode="lines+markers", marker=dict(size=6), xaxis="x", yaxis="y2",
+                           hovertemplate=f"step %{{x}}<br>{before} − {now}: %{{y:.3g}}% of "
+                                         f"{before}<extra></extra>"))
     if len(s):
-        traces.append(_line(s.step, numbers(s.s), "step size s_k", "#7b4173",
-                            mode="lines+markers", marker=dict(size=5), yaxis="y3",
-                            customdata=numbers(s.k),
-                            hovertemplate="step %{x}<br>s = %{y:.4g}, k = %{customdata:.0f}"
+        traces.append(line(s.step, numbers(s.s), "step size s_k", "#7b4173",
+                           mode="lines+markers", marker=dict(size=5), yaxis="y3",
+                           customdata=numbers(s.k),
+                           hovertemplate="step %{x}<br>s = %{y:.4g}, k = %{customdata:.0f}"
                                           "<extra></extra>"))
         for col, name, symbol in (("alpha1", "α_k (condition 1 update)", "triangle-up"),
                                   ("alpha2", "α_k (condition 2 update)", "triangle-down")):
@@ -330,16 +339,16 @@ def conditions_figure(frames: dict[str, pd.DataFrame], step: int,
                                    name=name, mode="markers", yaxis="y4",
                                    marker=dict(color="#17becf", size=8, symbol=symbol)))
     layout = dict(
-        xaxis=_axis("step", range=xr, anchor="y3"),
+        xaxis=axis("step", range=xr, anchor="y3"),
         yaxis=dict(domain=[0.82, 1.0], anchor="x", type="category",
                    categoryorder="array", categoryarray=["condition 2", "condition 1"]),
-        yaxis2=_axis("L drop, %", domain=[0.42, 0.74], anchor="x", zeroline=True,
-                     zerolinecolor="#888", zerolinewidth=1),
-        yaxis3=_axis("s_k", domain=[0.0, 0.34], anchor="x", rangemode="tozero"),
-        yaxis4=_axis("α_k", overlaying="y3", side="right", anchor="x", showgrid=False,
-                     tickformat=".3g"),
+        yaxis2=axis("L drop, %", domain=[0.42, 0.74], anchor="x", zeroline=True,
+                    zerolinecolor="#888", zerolinewidth=1),
+        yaxis3=axis("s_k", domain=[0.0, 0.34], anchor="x", rangemode="tozero"),
+        yaxis4=axis("α_k", overlaying="y3", side="right", anchor="x", showgrid=False,
+                    tickformat=".3g"),
         shapes=[marker(step)], showlegend=True)
-    return _figure(traces, layout, height=460, title="Surrogate conditions and step size")
+    return figure(traces, layout, height=460, title="Surrogate conditions and step size")
 
 
 def histogram_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
@@ -379,12 +388,12 @@ def histogram_figure(frames: dict[str, pd.DataFrame], step: int) -> go.Figure:
             traces.append(dict(type="scatter", x=list(xs), y=list(ys), mode="lines", name=name,
                                line=dict(color=color, width=1.5, dash=dash),
                                hoverinfo="skip"))
-    layout = dict(xaxis=_axis("weight ÷ the layer's largest |w|", range=[-1.02, 1.02]),
+    layout = dict(xaxis=axis("weight ÷ the layer's largest |w|", range=[-1.02, 1.02]),
                   yaxis=dict(tickvals=[n - 1 - i + 0.4 for i in range(n)],
                              ticktext=list(h.layer), range=[-0.1, n], showgrid=False),
                   showlegend=True)
-    return _figure(traces, layout, height=max(240, 70 + 30 * n),
-                   title=f"Weight histograms at step {at_step}")
+    return figure(traces, layout, height=max(240, 70 + 30 * n),
+                  title=f"Weight histograms at step {at_step}")
 
 
 def layers_figure(frames: dict[str, pd.DataFrame], step: int,
@@ -407,7 +416,7 @@ def layers_figure(frames: dict[str, pd.DataFrame], step: int,
                 hovertemplate="%{y}<br>step %{x}<br>‖W − Z‖ = %{customdata[0]:.4g} "
                               "(%{z:.0%} of the start)<br>‖Λ‖ = %{customdata[1]:.4g}"
                               "<extra></extra>")
-    return _figure([heat], dict(xaxis=_axis("step", range=xr),
-                                yaxis=dict(autorange="reversed", type="category"),
-                                shapes=[marker(step)]),
-                   height=max(240, 70 + 24 * len(order)), title="Per-layer ‖W − Z‖")
+    return figure([heat], dict(xaxis=axis("step", range=xr),
+                               yaxis=dict(autorange="reversed", type="category"),
+                               shapes=[marker(step)]),
+                  height=max(240, 70 + 24 * len(order)), title="Per-layer ‖W − Z‖")
