@@ -119,7 +119,8 @@ def _store_commands(sub) -> None:
                                       "database and rebuilds it from what is readable and the "
                                       "run folders.")
     p.add_argument("--repair", action="store_true",
-                   help="Back up the database files into STORE/backup.TIME/ (the originals stay), then rebuild.")
+                   help="Back up the database files into STORE/backup.TIME/ (the originals "
+                        "stay), then rebuild.")
     p.add_argument("--store")
     p.set_defaults(func=cmd_doctor)
 
