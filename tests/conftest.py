@@ -61,3 +61,16 @@ def _no_worker_outlives_its_test():
     from pruneviz.workers import stop_spawned
 
     stop_spawned()
+
+
+@pytest.fixture(autouse=True)
+def _main_module_survives_apptest():
+    """Streamlit's AppTest leaves its script module as sys.modules["__main__"]; a later test's
+    spawned process re-runs __main__'s file, and AppTest.from_function's script (its `__args`
+    undefined there) killed the children of test_workers' claim race in CI. Put it back."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
